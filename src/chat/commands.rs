@@ -1,0 +1,211 @@
+//! Client commands: their payloads, parsed and validated on the
+//! connection's shard before anything is sent to an owner.
+
+use serde_json::{Map, Value};
+
+use super::{ChatError, ErrorCode};
+
+/// Longest channel id, client message id or reply id accepted.
+pub const MAX_ID_LEN: usize = 128;
+/// Longest message `type`.
+pub const MAX_TYPE_LEN: usize = 32;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Join { channel: String },
+    Leave { channel: String },
+    Send(SendMessage),
+    Typing { channel: String, typing: bool },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendMessage {
+    pub channel: String,
+    pub content: String,
+    pub kind: String,
+    pub client_message_id: Option<String>,
+    pub reply_to: Option<String>,
+}
+
+/// Parses an event into a command. `max_content` is the largest content in
+/// bytes (PAYLOAD_TOO_LARGE above it).
+pub fn parse(name: &str, args: &[Value], max_content: usize) -> Result<Command, ChatError> {
+    let known = matches!(
+        name,
+        "join_channel" | "leave_channel" | "send_message" | "typing_start" | "typing_stop"
+    );
+    if !known {
+        return Err(ChatError::new(
+            ErrorCode::NotFound,
+            format!("unknown event {name:?}"),
+        ));
+    }
+    let Some(Value::Object(p)) = args.first() else {
+        return Err(ChatError::invalid(format!(
+            "{name} takes one object argument"
+        )));
+    };
+    let channel =
+        id_field(p, "channelId")?.ok_or_else(|| ChatError::invalid("channelId is required"))?;
+    Ok(match name {
+        "join_channel" => Command::Join { channel },
+        "leave_channel" => Command::Leave { channel },
+        "typing_start" => Command::Typing {
+            channel,
+            typing: true,
+        },
+        "typing_stop" => Command::Typing {
+            channel,
+            typing: false,
+        },
+        _ => {
+            let content = match p.get("content") {
+                Some(Value::String(s)) if !s.trim().is_empty() => s,
+                Some(Value::String(_)) | None => {
+                    return Err(ChatError::invalid("content is required"));
+                }
+                Some(_) => return Err(ChatError::invalid("content must be a string")),
+            };
+            if content.len() > max_content {
+                return Err(ChatError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!(
+                        "content is {} bytes; the limit is {max_content}",
+                        content.len()
+                    ),
+                ));
+            }
+            let kind = match p.get("type") {
+                None | Some(Value::Null) => "text".to_owned(),
+                Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_TYPE_LEN => s.clone(),
+                Some(_) => {
+                    return Err(ChatError::invalid(format!(
+                        "type must be a string of 1-{MAX_TYPE_LEN} bytes"
+                    )));
+                }
+            };
+            Command::Send(SendMessage {
+                channel,
+                content: content.clone(),
+                kind,
+                client_message_id: id_field(p, "clientMessageId")?,
+                reply_to: id_field(p, "replyTo")?,
+            })
+        }
+    })
+}
+
+/// An id field: a non-empty string of at most [`MAX_ID_LEN`] bytes, or an
+/// integer (taken as its decimal string, for clients that send numbers).
+fn id_field(p: &Map<String, Value>, key: &str) -> Result<Option<String>, ChatError> {
+    match p.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_ID_LEN => Ok(Some(s.clone())),
+        Some(Value::Number(n)) if n.is_u64() || n.is_i64() => Ok(Some(n.to_string())),
+        Some(_) => Err(ChatError::invalid(format!(
+            "{key} must be a string of 1-{MAX_ID_LEN} bytes"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn p(name: &str, v: Value) -> Result<Command, ChatError> {
+        parse(name, &[v], 10)
+    }
+
+    #[test]
+    fn join_leave_typing() {
+        assert_eq!(
+            p("join_channel", json!({"channelId": "7"})),
+            Ok(Command::Join {
+                channel: "7".into()
+            })
+        );
+        assert_eq!(
+            p("leave_channel", json!({"channelId": 7})),
+            Ok(Command::Leave {
+                channel: "7".into()
+            })
+        );
+        assert_eq!(
+            p("typing_stop", json!({"channelId": "a"})),
+            Ok(Command::Typing {
+                channel: "a".into(),
+                typing: false
+            })
+        );
+    }
+
+    #[test]
+    fn send_defaults_and_fields() {
+        let Ok(Command::Send(m)) = p(
+            "send_message",
+            json!({"channelId": "7", "content": "hi", "clientMessageId": "c1"}),
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            (m.kind.as_str(), m.client_message_id.as_deref(), m.reply_to),
+            ("text", Some("c1"), None)
+        );
+    }
+
+    #[test]
+    fn refusals_have_codes() {
+        let code = |r: Result<Command, ChatError>| r.unwrap_err().code;
+        assert_eq!(
+            code(p(
+                "send_message",
+                json!({"channelId": "7", "content": "01234567890"})
+            )),
+            ErrorCode::PayloadTooLarge
+        );
+        assert_eq!(
+            code(p(
+                "send_message",
+                json!({"channelId": "7", "content": "  "})
+            )),
+            ErrorCode::InvalidPayload
+        );
+        assert_eq!(
+            code(p("send_message", json!({"channelId": "7", "content": 5}))),
+            ErrorCode::InvalidPayload
+        );
+        assert_eq!(
+            code(p(
+                "send_message",
+                json!({"channelId": "7", "content": "x", "type": 1})
+            )),
+            ErrorCode::InvalidPayload
+        );
+        assert_eq!(
+            code(p("join_channel", json!({}))),
+            ErrorCode::InvalidPayload
+        );
+        assert_eq!(
+            code(p("join_channel", json!({"channelId": ""}))),
+            ErrorCode::InvalidPayload
+        );
+        assert_eq!(
+            code(p("join_channel", json!({"channelId": "x".repeat(129)}))),
+            ErrorCode::InvalidPayload
+        );
+        assert_eq!(
+            code(p("join_channel", json!({"channelId": 1.5}))),
+            ErrorCode::InvalidPayload
+        );
+        assert_eq!(
+            code(parse("join_channel", &[], 10)),
+            ErrorCode::InvalidPayload
+        );
+        assert_eq!(
+            code(parse("join_channel", &[json!("7")], 10)),
+            ErrorCode::InvalidPayload
+        );
+        assert_eq!(code(p("dance", json!({}))), ErrorCode::NotFound);
+    }
+}

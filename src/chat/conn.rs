@@ -1,0 +1,307 @@
+//! Connection side of chat: authentication at CONNECT, commands from the
+//! shard's own connections, and delivery of frames to them.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde_json::{Value, json};
+use tungstenite::Utf8Bytes;
+
+use super::commands::{self, Command};
+use super::mail::{Mail, Publish, ReplyTo, shard_of_conn};
+use super::message::reply_frame;
+use super::{Chat, ChatError, ErrorCode};
+use crate::protocol::{
+    CloseReason, DisconnectReason, Event, Frame, Handler, Handshake, Link, Refusal,
+};
+
+/// One authenticated connection on the main namespace.
+pub struct ChatConn {
+    pub link: Rc<Link>,
+    pub user: Arc<str>,
+    /// Channels of this connection: `false` while the owner has not yet
+    /// confirmed the subscription, `true` once delivering.
+    channels: RefCell<HashMap<Arc<str>, bool>>,
+    limiter: DefaultDirectRateLimiter,
+    /// Commands refused for rate in a row.
+    rejected: Cell<u32>,
+}
+
+impl Handler for Chat {
+    type Socket = Rc<ChatConn>;
+
+    fn connect(
+        &self,
+        link: &Rc<Link>,
+        hs: &Handshake,
+        nsp: &str,
+        auth: Option<Value>,
+    ) -> Result<Rc<ChatConn>, Refusal> {
+        if nsp != "/" {
+            return Err(Refusal::InvalidNamespace);
+        }
+        let token = auth
+            .as_ref()
+            .and_then(|a| a.get("token"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| hs.bearer.clone())
+            .or_else(|| hs.query("token").map(str::to_owned));
+        let claims = match token.as_deref().map(|t| self.auth.verify(t)) {
+            Some(Ok(c)) => c,
+            outcome => {
+                let why = match outcome {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "no token".to_owned(),
+                };
+                tracing::debug!(conn = link.id, peer = %link.peer, %why, "connect refused");
+                return Err(Refusal::Refused {
+                    message: "unauthorized".into(),
+                    data: Some(json!({"code": ErrorCode::Unauthorized.as_str()})),
+                });
+            }
+        };
+        let l = &self.limits;
+        let quota = Quota::per_second(NonZeroU32::new(l.rate_per_sec).unwrap_or(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::new(l.rate_burst).unwrap_or(NonZeroU32::MIN));
+        let conn = Rc::new(ChatConn {
+            link: link.clone(),
+            user: Arc::from(claims.sub.as_str()),
+            channels: RefCell::default(),
+            limiter: RateLimiter::direct(quota),
+            rejected: Cell::new(0),
+        });
+        self.conns.borrow_mut().insert(link.id, conn.clone());
+        let user = conn.user.clone();
+        self.post(
+            self.owner(&user),
+            Mail::Online {
+                user,
+                conn: link.id,
+            },
+        );
+        Ok(conn)
+    }
+
+    fn event(&self, conn: &Rc<ChatConn>, ev: Event) {
+        if conn.limiter.check().is_err() {
+            let n = conn.rejected.get() + 1;
+            conn.rejected.set(n);
+            if n > self.limits.rate_disconnect_after {
+                conn.link.close(CloseReason::RateLimited);
+                return;
+            }
+            let e = ChatError::new(ErrorCode::RateLimited, "too many commands; slow down");
+            return answer(conn, ev.ack_id, Err(&e));
+        }
+        conn.rejected.set(0);
+        let result = commands::parse(&ev.name, &ev.args, self.limits.max_message_length)
+            .and_then(|cmd| self.command(conn, cmd, ev.ack_id));
+        if let Err(e) = result {
+            answer(conn, ev.ack_id, Err(&e));
+        }
+    }
+
+    fn disconnect(&self, conn: Rc<ChatConn>, _reason: DisconnectReason) {
+        self.conns.borrow_mut().remove(&conn.link.id);
+        let channels: Vec<(Arc<str>, bool)> = conn.channels.borrow_mut().drain().collect();
+        for (channel, delivering) in channels {
+            if delivering {
+                self.unsubscribe_local(&channel, conn.link.id);
+            }
+            // Even a pending join is undone: the owner handles our Join
+            // before this Leave, so its counts stay right.
+            let owner = self.owner(&channel);
+            self.post(
+                owner,
+                Mail::Leave {
+                    channel,
+                    user: conn.user.clone(),
+                    conn: conn.link.id,
+                    reply: None,
+                },
+            );
+        }
+        let user = conn.user.clone();
+        self.post(
+            self.owner(&user),
+            Mail::Offline {
+                user,
+                conn: conn.link.id,
+            },
+        );
+    }
+}
+
+/// Queues a command's reply on the connection itself.
+fn answer(conn: &ChatConn, ack: Option<u64>, result: Result<&str, &ChatError>) {
+    if let Some(frame) = reply_frame(ack, result) {
+        let _ = conn.link.push_text(frame);
+    }
+}
+
+impl Chat {
+    /// Runs a parsed command: checks what this shard can check, then asks
+    /// the owner. Errors returned here are replied to by the caller.
+    fn command(
+        &self,
+        conn: &Rc<ChatConn>,
+        cmd: Command,
+        ack: Option<u64>,
+    ) -> Result<(), ChatError> {
+        let reply_to = ReplyTo {
+            conn: conn.link.id,
+            ack,
+        };
+        match cmd {
+            Command::Join { channel } => {
+                let channel: Arc<str> = channel.into();
+                let repeat = {
+                    let mut chans = conn.channels.borrow_mut();
+                    let repeat = chans.contains_key(&channel);
+                    if !repeat {
+                        let max = self.limits.max_channels_per_connection;
+                        if chans.len() >= max {
+                            return Err(ChatError::new(
+                                ErrorCode::Forbidden,
+                                format!("a connection may join at most {max} channels"),
+                            ));
+                        }
+                        chans.insert(channel.clone(), false);
+                    }
+                    repeat
+                };
+                let owner = self.owner(&channel);
+                self.post(
+                    owner,
+                    Mail::Join {
+                        channel,
+                        user: conn.user.clone(),
+                        reply: reply_to,
+                        repeat,
+                    },
+                );
+            }
+            Command::Leave { channel } => {
+                let Some(delivering) = conn.channels.borrow_mut().remove(channel.as_str()) else {
+                    answer(conn, ack, Ok(r#"{"ok":true}"#));
+                    return Ok(());
+                };
+                let channel: Arc<str> = channel.into();
+                if delivering {
+                    self.unsubscribe_local(&channel, conn.link.id);
+                }
+                let owner = self.owner(&channel);
+                self.post(
+                    owner,
+                    Mail::Leave {
+                        channel,
+                        user: conn.user.clone(),
+                        conn: conn.link.id,
+                        reply: Some(reply_to),
+                    },
+                );
+            }
+            Command::Send(m) => {
+                let channel = self.joined(conn, &m.channel)?;
+                let owner = self.owner(&channel);
+                self.post(
+                    owner,
+                    Mail::Publish(Box::new(Publish {
+                        channel,
+                        user: conn.user.clone(),
+                        content: m.content,
+                        kind: m.kind,
+                        client_message_id: m.client_message_id,
+                        reply_to: m.reply_to,
+                        reply: reply_to,
+                    })),
+                );
+            }
+            Command::Typing { channel, typing } => {
+                let channel = self.joined(conn, &channel)?;
+                let owner = self.owner(&channel);
+                self.post(
+                    owner,
+                    Mail::Typing {
+                        channel,
+                        user: conn.user.clone(),
+                        typing,
+                        reply: reply_to,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection's own handle on a channel it joined (or is joining:
+    /// the owner sees the Join first, so sending right after is fine).
+    fn joined(&self, conn: &ChatConn, channel: &str) -> Result<Arc<str>, ChatError> {
+        conn.channels
+            .borrow()
+            .get_key_value(channel)
+            .map(|(k, _)| k.clone())
+            .ok_or_else(|| ChatError::new(ErrorCode::Forbidden, "join the channel first"))
+    }
+
+    fn unsubscribe_local(&self, channel: &str, conn: u64) {
+        let mut subs = self.subs.borrow_mut();
+        if let Some(list) = subs.get_mut(channel) {
+            list.retain(|l| l.id != conn);
+            if list.is_empty() {
+                subs.remove(channel);
+            }
+        }
+    }
+
+    /// The owner confirmed a subscription: deliver from now on, and ack.
+    pub(super) fn conn_joined(&self, channel: Arc<str>, last_seq: u64, reply: ReplyTo) {
+        let Some(conn) = self.conns.borrow().get(&reply.conn).cloned() else {
+            return; // gone meanwhile; its disconnect already sent the Leave
+        };
+        let newly = match conn.channels.borrow_mut().get_mut(&channel) {
+            Some(delivering) if !*delivering => {
+                *delivering = true;
+                true
+            }
+            _ => false,
+        };
+        if newly {
+            self.subs
+                .borrow_mut()
+                .entry(channel.clone())
+                .or_default()
+                .push(conn.link.clone());
+        }
+        let body =
+            json!({"ok": true, "channel": {"id": &*channel}, "lastSeq": last_seq}).to_string();
+        answer(&conn, reply.ack, Ok(&body));
+    }
+
+    /// A broadcast frame for this shard's subscribers of a channel. The
+    /// same bytes go to every recipient.
+    pub(super) fn deliver(&self, channel: &str, frame: Utf8Bytes, except: Option<u64>) {
+        let subs = self.subs.borrow();
+        let Some(list) = subs.get(channel) else {
+            return;
+        };
+        for link in list {
+            if Some(link.id) != except {
+                // On overflow the link closes itself as a slow consumer.
+                let _ = link.push(Frame::Text(frame.clone()));
+            }
+        }
+    }
+
+    pub(super) fn to_conn(&self, conn: u64, frame: Utf8Bytes) {
+        debug_assert_eq!(shard_of_conn(conn), self.mail.shard());
+        if let Some(c) = self.conns.borrow().get(&conn) {
+            let _ = c.link.push(Frame::Text(frame));
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The error codes the protocol promises to clients (docs/protocol.md).
+
+use serde_json::json;
+
+/// An error code a client can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    InvalidPayload,
+    PayloadTooLarge,
+    RateLimited,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "UNAUTHORIZED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::NotFound => "NOT_FOUND",
+            Self::InvalidPayload => "INVALID_PAYLOAD",
+            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::Unavailable => "UNAVAILABLE",
+            Self::Internal => "INTERNAL",
+        }
+    }
+}
+
+/// A refused command: its code and a human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ChatError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidPayload, message)
+    }
+
+    /// `{"code":…,"message":…}`, the body of an `error` event.
+    pub fn body_json(&self) -> String {
+        json!({"code": self.code.as_str(), "message": self.message}).to_string()
+    }
+
+    /// `{"ok":false,"error":{…}}`, the body of a failed ack.
+    pub fn ack_json(&self) -> String {
+        format!(r#"{{"ok":false,"error":{}}}"#, self.body_json())
+    }
+}

@@ -1,0 +1,151 @@
+//! Chat: the commands of PROTOCOL.md §3 on top of the protocol layer.
+//!
+//! One [`Chat`] per shard. It plays three roles, each for the keys it owns:
+//! - connection side ([`conn`]): the shard's own connections, their
+//!   subscriptions, limits, and delivery of broadcast frames to them;
+//! - channel owner ([`owner`]): for channels with hash(channelId) % N == this
+//!   shard: seq, dedupe, subscriber counts per shard, typing, fan-out;
+//! - user owner ([`presence`]): for users with hash(userId) % N == this
+//!   shard: connection counts, channel memberships, presence updates.
+//!
+//! Roles talk only through [`Mail`] over the shard mailboxes, even on one
+//! shard, so the code path is the same whatever the placement.
+
+pub mod commands;
+mod conn;
+mod error;
+pub mod mail;
+pub mod message;
+mod owner;
+mod presence;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use conn::ChatConn;
+pub use error::{ChatError, ErrorCode};
+pub use mail::Mail;
+
+use crate::auth::Authenticator;
+use crate::ids::IdGen;
+use crate::protocol::Link;
+use crate::shard::mailbox::Mailbox;
+
+/// Limits applied by the chat layer (all configurable, docs/configuration.md).
+#[derive(Debug, Clone)]
+pub struct ChatLimits {
+    pub max_message_length: usize,
+    pub max_channels_per_connection: usize,
+    pub rate_per_sec: u32,
+    pub rate_burst: u32,
+    /// Commands refused in a row for rate before the connection is closed.
+    pub rate_disconnect_after: u32,
+    pub typing_timeout: Duration,
+    /// Recent clientMessageIds remembered per channel for dedupe.
+    pub dedupe_per_channel: usize,
+}
+
+pub struct Chat {
+    mail: Rc<Mailbox<Mail>>,
+    auth: Arc<Authenticator>,
+    limits: ChatLimits,
+    ids: IdGen,
+    /// Connection side: this shard's authenticated connections.
+    conns: RefCell<HashMap<u64, Rc<ChatConn>>>,
+    /// Connection side: local subscribers per channel.
+    subs: RefCell<HashMap<Arc<str>, Vec<Rc<Link>>>>,
+    /// Owner side: channels this shard owns.
+    channels: RefCell<HashMap<Arc<str>, owner::ChannelState>>,
+    /// Owner side: users this shard owns.
+    users: RefCell<HashMap<Arc<str>, presence::UserState>>,
+}
+
+/// Fixed seeds: every shard must map a key to the same owner.
+const OWNER_HASH: ahash::RandomState = ahash::RandomState::with_seeds(
+    0x9e37_79b9_7f4a_7c15,
+    0xbf58_476d_1ce4_e5b9,
+    0x94d0_49bb_1331_11eb,
+    0x2545_f491_4f6c_dd1d,
+);
+
+impl Chat {
+    pub fn new(mail: Rc<Mailbox<Mail>>, auth: Arc<Authenticator>, limits: ChatLimits) -> Rc<Self> {
+        let shard = mail.shard();
+        Rc::new(Self {
+            mail,
+            auth,
+            limits,
+            ids: IdGen::new(shard),
+            conns: RefCell::default(),
+            subs: RefCell::default(),
+            channels: RefCell::default(),
+            users: RefCell::default(),
+        })
+    }
+
+    /// The shard owning a channel or user id.
+    fn owner(&self, key: &str) -> usize {
+        (OWNER_HASH.hash_one(key) % self.mail.shards() as u64) as usize
+    }
+
+    fn post(&self, to: usize, mail: Mail) {
+        self.mail.post(to, mail);
+    }
+
+    /// Handles one message from the mailbox.
+    pub fn handle(&self, mail: Mail) {
+        match mail {
+            Mail::Join {
+                channel,
+                user,
+                reply,
+                repeat,
+            } => self.owner_join(channel, user, reply, repeat),
+            Mail::Leave {
+                channel,
+                user,
+                conn,
+                reply,
+            } => self.owner_leave(channel, user, conn, reply),
+            Mail::Publish(p) => self.owner_publish(*p),
+            Mail::Typing {
+                channel,
+                user,
+                typing,
+                reply,
+            } => self.owner_typing(channel, user, typing, reply),
+            Mail::ChannelEmit { channel, frame } => self.owner_emit(&channel, frame),
+            Mail::Joined {
+                channel,
+                last_seq,
+                reply,
+            } => self.conn_joined(channel, last_seq, reply),
+            Mail::Deliver {
+                channel,
+                frame,
+                except,
+            } => self.deliver(&channel, frame, except),
+            Mail::ToConn { conn, frame } => self.to_conn(conn, frame),
+            Mail::Online { user, conn } => self.user_online(user, conn),
+            Mail::Offline { user, conn } => self.user_offline(user, conn),
+            Mail::Member {
+                user,
+                channel,
+                added,
+            } => self.user_member(user, channel, added),
+        }
+    }
+
+    /// Periodic work: typing indicators that expired.
+    pub fn tick(&self) {
+        self.expire_typing();
+    }
+
+    /// Number of connections and owned channels, for logs.
+    pub fn stats(&self) -> (usize, usize) {
+        (self.conns.borrow().len(), self.channels.borrow().len())
+    }
+}

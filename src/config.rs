@@ -1,0 +1,404 @@
+//! The server's settings: one typed struct with a default for every field.
+//!
+//! Everything the operator can tune lives in [`Config`], so that a newcomer
+//! finds every knob (and why it exists) in one place, and so that the rest of
+//! the server never reads the environment itself. Values are layered, each
+//! layer overriding the one before it:
+//!
+//! 1. the built-in defaults ([`Config::default`]),
+//! 2. a TOML file (`--config path`, optional; keys are the field names),
+//! 3. environment variables, after a `.env` file in the working directory has
+//!    been loaded (a `.env` value never overrides a real variable); the name
+//!    is the field name upper-cased (`PING_INTERVAL_MS`),
+//! 4. command-line flags (`--port`, `--set key=value`, ...).
+//!
+//! Loading lives in `load`, the start-up checks (whose messages name the
+//! setting and the fix) in `validate`, and the development JWT secret that
+//! makes `cargo run` work out of the box in `dev_secret`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+mod dev_secret;
+mod error;
+mod load;
+mod validate;
+
+pub use dev_secret::DEV_SECRET_FILE;
+pub use error::ConfigError;
+pub use load::load_dotenv;
+pub use validate::{MAX_WORKERS, MIN_SECRET_BYTES};
+
+/// Every configuration key, as written in TOML and `--set` (the environment
+/// variable is the upper-case form). Only these are read from the
+/// environment, so unrelated variables such as `PATH` never leak in.
+pub const KEYS: &[&str] = &[
+    "host",
+    "port",
+    "cluster_workers",
+    "ws_max_connections",
+    "ws_max_connections_per_ip",
+    "broadcast_batch_size",
+    "jwt_secret",
+    "jwt_public_key_file",
+    "jwt_audience",
+    "jwt_issuer",
+    "data_dir",
+    "ping_interval_ms",
+    "ping_timeout_ms",
+    "connect_timeout_ms",
+    "handshake_timeout_ms",
+    "max_payload",
+    "max_http_header_bytes",
+    "max_message_length",
+    "max_channels_per_connection",
+    "rate_limit_per_sec",
+    "rate_limit_burst",
+    "rate_limit_disconnect_after",
+    "outbound_queue_messages",
+    "outbound_queue_bytes",
+    "typing_timeout_ms",
+    "shutdown_timeout_ms",
+    "io_memory_kib",
+    "log_format",
+];
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event, for a terminal or `journalctl`.
+    #[default]
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The effective configuration of one server process.
+///
+/// `Debug` prints the JWT secret: log [`Config::masked`], never the config
+/// itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address every shard binds (SO_REUSEPORT). An IP literal, not a name,
+    /// so that start-up never depends on DNS.
+    pub host: String,
+    /// Public port for HTTP and WebSocket. 0 picks a free port, which is what
+    /// the integration tests use to run side by side.
+    pub port: u16,
+    /// Number of shards (pinned executors). 0 means one per available core,
+    /// the right choice unless cores are reserved for something else.
+    pub cluster_workers: usize,
+    /// Process-wide connection cap, so a flood cannot exhaust file
+    /// descriptors or memory; past it, new sockets are refused.
+    pub ws_max_connections: usize,
+    /// Per-client-IP connection cap, so one host (or one buggy reconnect
+    /// loop) cannot take the whole budget.
+    pub ws_max_connections_per_ip: usize,
+    /// Most items drained from a mailbox or committed by the store in one
+    /// batch: larger batches amortise wakeups and fsyncs, smaller ones bound
+    /// the latency a single batch can add.
+    pub broadcast_batch_size: usize,
+    /// Shared secret for HS256 tokens. When neither this nor a public key is
+    /// set, `serve` generates one under `data_dir` (see
+    /// [`Config::resolve_dev_secret`]); there is no well-known default.
+    pub jwt_secret: Option<String>,
+    /// PEM public key (RSA or P-256) for RS256/ES256 tokens issued by an
+    /// identity provider that keeps the private key to itself.
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Required `aud` claim, when tokens from one issuer serve several
+    /// services and must not be replayed across them.
+    pub jwt_audience: Option<String>,
+    /// Required `iss` claim, when several issuers share a key.
+    pub jwt_issuer: Option<String>,
+    /// Where the embedded store and the generated development secret live.
+    pub data_dir: PathBuf,
+    /// Engine.IO pingInterval: how often the server pings, which is how dead
+    /// peers (NAT timeouts, sleeping laptops) are found.
+    pub ping_interval_ms: u64,
+    /// Engine.IO pingTimeout: how long a pong may take before the connection
+    /// is considered dead.
+    pub ping_timeout_ms: u64,
+    /// Time allowed between the WebSocket upgrade and a Socket.IO CONNECT
+    /// (the reference server's connectTimeout), so idle sockets are reclaimed.
+    pub connect_timeout_ms: u64,
+    /// Time allowed to receive the HTTP upgrade request, so slowloris-style
+    /// half-open requests do not pin connection slots.
+    pub handshake_timeout_ms: u64,
+    /// Engine.IO maxPayload, also the WebSocket message and frame size limit:
+    /// bounds the memory one peer can make the server buffer.
+    pub max_payload: usize,
+    /// Largest HTTP request head accepted before the upgrade, for the same
+    /// reason.
+    pub max_http_header_bytes: usize,
+    /// Largest chat message content, in bytes.
+    pub max_message_length: usize,
+    /// Channels one connection may join, which bounds its fan-out cost.
+    pub max_channels_per_connection: usize,
+    /// Sustained commands per second per connection.
+    pub rate_limit_per_sec: u32,
+    /// Commands a connection may send at once before the sustained rate
+    /// applies, so a client catching up after a reconnect is not punished.
+    pub rate_limit_burst: u32,
+    /// Rejected commands in a row before the connection is closed: a client
+    /// that ignores rate-limit errors is misbehaving, not unlucky.
+    pub rate_limit_disconnect_after: u32,
+    /// Frames a connection's outbound queue may hold. Overflow disconnects
+    /// the slow consumer (it recovers by `seq` on reconnect) instead of
+    /// growing memory without bound.
+    pub outbound_queue_messages: usize,
+    /// Bytes a connection's outbound queue may hold; at least `max_payload`
+    /// so that one largest frame always fits.
+    pub outbound_queue_bytes: usize,
+    /// How long a typing indicator lasts without a refresh, so a client that
+    /// vanishes does not leave "is typing" forever.
+    pub typing_timeout_ms: u64,
+    /// Grace period on SIGTERM for connections to drain and the store to
+    /// flush before the process exits anyway.
+    pub shutdown_timeout_ms: u64,
+    /// glommio io_memory per shard, in KiB. It is locked memory and
+    /// RLIMIT_MEMLOCK is often only 8 MiB for the whole process, so keep it
+    /// small.
+    pub io_memory_kib: usize,
+    /// Log line format.
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "0.0.0.0".to_owned(),
+            port: 3001,
+            cluster_workers: 0,
+            ws_max_connections: 10_000,
+            ws_max_connections_per_ip: 1_000,
+            broadcast_batch_size: 100,
+            jwt_secret: None,
+            jwt_public_key_file: None,
+            jwt_audience: None,
+            jwt_issuer: None,
+            data_dir: PathBuf::from("./data"),
+            ping_interval_ms: 25_000,
+            ping_timeout_ms: 20_000,
+            connect_timeout_ms: 45_000,
+            handshake_timeout_ms: 10_000,
+            max_payload: 1_000_000,
+            max_http_header_bytes: 16_384,
+            max_message_length: 4_000,
+            max_channels_per_connection: 100,
+            rate_limit_per_sec: 50,
+            rate_limit_burst: 100,
+            rate_limit_disconnect_after: 100,
+            outbound_queue_messages: 1_024,
+            outbound_queue_bytes: 4_194_304,
+            typing_timeout_ms: 5_000,
+            shutdown_timeout_ms: 10_000,
+            io_memory_kib: 1_024,
+            log_format: LogFormat::Human,
+        }
+    }
+}
+
+/// What [`Config::masked`] puts in place of a secret.
+pub const MASK: &str = "********";
+
+impl Config {
+    /// Number of shards to start: `cluster_workers`, or one per available
+    /// core when it is 0 (1 if the core count cannot be read).
+    pub fn shards(&self) -> usize {
+        match self.cluster_workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// The address every shard binds. Fails only on a host that
+    /// [`Config::validate`] would refuse.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let ip: IpAddr = self
+            .host
+            .parse()
+            .map_err(|_| validate::bad_host(&self.host))?;
+        Ok(SocketAddr::new(ip, self.port))
+    }
+
+    // The `*_ms` settings as `Duration`s, so callers never convert units.
+
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms)
+    }
+
+    pub fn ping_timeout(&self) -> Duration {
+        Duration::from_millis(self.ping_timeout_ms)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    pub fn typing_timeout(&self) -> Duration {
+        Duration::from_millis(self.typing_timeout_ms)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
+    }
+
+    /// glommio `io_memory` per shard, in bytes.
+    pub fn io_memory_bytes(&self) -> usize {
+        self.io_memory_kib.saturating_mul(1024)
+    }
+
+    /// A copy safe to log or print: the JWT secret, when set, is replaced by
+    /// [`MASK`].
+    pub fn masked(&self) -> Config {
+        let mut copy = self.clone();
+        if copy.jwt_secret.is_some() {
+            copy.jwt_secret = Some(MASK.to_owned());
+        }
+        copy
+    }
+
+    /// The config as a TOML file (what `config print` shows). Unset optional
+    /// keys are listed as comments so the operator sees they exist. Does not
+    /// mask: call [`Config::masked`] first when printing.
+    pub fn to_toml(&self) -> String {
+        let mut out = match toml::to_string(self) {
+            Ok(text) => text,
+            // Unreachable for this struct (flat, string keys); say so rather
+            // than panic.
+            Err(e) => format!("# could not render the config as TOML: {e}\n"),
+        };
+        let unset = [
+            ("jwt_secret", self.jwt_secret.is_none()),
+            ("jwt_public_key_file", self.jwt_public_key_file.is_none()),
+            ("jwt_audience", self.jwt_audience.is_none()),
+            ("jwt_issuer", self.jwt_issuer.is_none()),
+        ];
+        for (key, is_unset) in unset {
+            if is_unset {
+                out.push_str(&format!("# {key} is not set\n"));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let c = Config::default();
+        assert_eq!(c.host, "0.0.0.0");
+        assert_eq!(c.port, 3001);
+        assert_eq!(c.cluster_workers, 0);
+        assert_eq!(c.ws_max_connections, 10_000);
+        assert_eq!(c.ws_max_connections_per_ip, 1_000);
+        assert_eq!(c.broadcast_batch_size, 100);
+        assert_eq!(c.jwt_secret, None);
+        assert_eq!(c.jwt_public_key_file, None);
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.ping_interval(), Duration::from_secs(25));
+        assert_eq!(c.ping_timeout(), Duration::from_secs(20));
+        assert_eq!(c.connect_timeout(), Duration::from_secs(45));
+        assert_eq!(c.handshake_timeout(), Duration::from_secs(10));
+        assert_eq!(c.max_payload, 1_000_000);
+        assert_eq!(c.max_message_length, 4_000);
+        assert_eq!(c.rate_limit_burst, 100);
+        assert_eq!(c.outbound_queue_bytes, 4 * 1024 * 1024);
+        assert_eq!(c.io_memory_bytes(), 1024 * 1024);
+        assert_eq!(c.log_format, LogFormat::Human);
+        assert!(c.validate().is_ok(), "the defaults must pass validation");
+    }
+
+    #[test]
+    fn keys_list_every_field_exactly_once() {
+        let json = serde_json::to_value(Config::default()).unwrap();
+        let mut fields: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut keys = KEYS.to_vec();
+        fields.sort_unstable();
+        keys.sort_unstable();
+        assert_eq!(fields, keys);
+    }
+
+    #[test]
+    fn shards_uses_workers_or_the_core_count() {
+        let mut c = Config {
+            cluster_workers: 3,
+            ..Config::default()
+        };
+        assert_eq!(c.shards(), 3);
+        c.cluster_workers = 0;
+        assert!(c.shards() >= 1);
+    }
+
+    #[test]
+    fn masking_hides_the_secret_and_nothing_else() {
+        let c = Config {
+            jwt_secret: Some("hunter2-hunter2".into()),
+            ..Config::default()
+        };
+        let m = c.masked();
+        assert_eq!(m.jwt_secret.as_deref(), Some(MASK));
+        assert_eq!(
+            Config {
+                jwt_secret: c.jwt_secret.clone(),
+                ..m.clone()
+            },
+            c
+        );
+        assert!(!m.to_toml().contains("hunter2"));
+        assert!(!format!("{m:?}").contains("hunter2"));
+        assert_eq!(Config::default().masked().jwt_secret, None);
+    }
+
+    #[test]
+    fn toml_output_reads_back_to_the_same_config() {
+        let c = Config {
+            port: 4000,
+            jwt_issuer: Some("https://id.example".into()),
+            log_format: LogFormat::Json,
+            ..Config::default()
+        };
+        let text = c.to_toml();
+        assert!(text.contains("log_format = \"json\""));
+        assert!(text.contains("# jwt_secret is not set"));
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn listen_addr_combines_host_and_port() {
+        let c = Config {
+            host: "127.0.0.1".into(),
+            port: 0,
+            ..Config::default()
+        };
+        assert_eq!(c.listen_addr().unwrap(), "127.0.0.1:0".parse().unwrap());
+        let bad = Config {
+            host: "localhost".into(),
+            ..Config::default()
+        };
+        assert!(
+            bad.listen_addr()
+                .unwrap_err()
+                .to_string()
+                .contains("HOST (host)")
+        );
+    }
+}

@@ -1,0 +1,423 @@
+//! Start-up checks of a loaded [`Config`].
+//!
+//! A bad value is refused before any socket is opened, with a message that
+//! names the setting (environment variable and TOML key) and the fix, rather
+//! than surfacing later as a confusing runtime failure (a zero ping interval
+//! spinning a timer, a queue that can never hold one frame).
+
+use std::fs::File;
+use std::net::IpAddr;
+
+use super::{Config, ConfigError};
+
+/// Shortest HS256 secret that is not reported by [`Config::warnings`]:
+/// RFC 7518 asks for a key at least as long as the hash output (256 bits).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Most shards accepted; more is a typo, not a machine.
+pub const MAX_WORKERS: usize = 1024;
+
+impl Config {
+    /// Checks every setting; returns the first problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.problems().into_iter().next() {
+            Some(problem) => Err(problem),
+            None => Ok(()),
+        }
+    }
+
+    /// Every problem found, so `config check` can report them all at once.
+    pub fn problems(&self) -> Vec<ConfigError> {
+        // Limits where zero would stall or refuse everything, with a
+        // sensible value for the message.
+        #[rustfmt::skip]
+        let nonzero: [(&'static str, u64, &str); 14] = [
+            ("ws_max_connections", self.ws_max_connections as u64, "connections such as 10000"),
+            ("ws_max_connections_per_ip", self.ws_max_connections_per_ip as u64, "connections such as 1000"),
+            ("broadcast_batch_size", self.broadcast_batch_size as u64, "items such as 100"),
+            ("ping_interval_ms", self.ping_interval_ms, "milliseconds such as 25000"),
+            ("ping_timeout_ms", self.ping_timeout_ms, "milliseconds such as 20000"),
+            ("connect_timeout_ms", self.connect_timeout_ms, "milliseconds such as 45000"),
+            ("handshake_timeout_ms", self.handshake_timeout_ms, "milliseconds such as 10000"),
+            ("typing_timeout_ms", self.typing_timeout_ms, "milliseconds such as 5000"),
+            ("max_message_length", self.max_message_length as u64, "bytes such as 4000"),
+            ("max_channels_per_connection", self.max_channels_per_connection as u64, "channels such as 100"),
+            ("rate_limit_per_sec", self.rate_limit_per_sec.into(), "commands such as 20"),
+            ("rate_limit_burst", self.rate_limit_burst.into(), "commands such as 40"),
+            ("rate_limit_disconnect_after", self.rate_limit_disconnect_after.into(), "rejected commands such as 100"),
+            ("outbound_queue_messages", self.outbound_queue_messages as u64, "frames such as 1024"),
+        ];
+        let mut found = Vec::new();
+        if self.host.parse::<IpAddr>().is_err() {
+            found.push(bad_host(&self.host));
+        }
+        if self.cluster_workers > MAX_WORKERS {
+            found.push(ConfigError::invalid(
+                "cluster_workers",
+                format!("is {}, more than {MAX_WORKERS}", self.cluster_workers),
+                "set it to the number of shards wanted, or 0 for one per core",
+            ));
+        }
+        for (key, value, example) in nonzero {
+            if value == 0 {
+                found.push(at_least_1(key, example));
+            }
+        }
+        if self.max_payload < 1024 {
+            found.push(ConfigError::invalid(
+                "max_payload",
+                format!("is {}, below 1024 bytes", self.max_payload),
+                "set it to a number of bytes such as 1000000 (the Socket.IO default)",
+            ));
+        }
+        if self.max_http_header_bytes < 1024 {
+            found.push(ConfigError::invalid(
+                "max_http_header_bytes",
+                format!(
+                    "is {}, too small for a browser's upgrade request",
+                    self.max_http_header_bytes
+                ),
+                "set it to a number of bytes such as 16384",
+            ));
+        }
+        if self.outbound_queue_bytes < self.max_payload {
+            found.push(ConfigError::invalid(
+                "outbound_queue_bytes",
+                format!(
+                    "is {}, smaller than MAX_PAYLOAD ({}), so one largest frame would not fit",
+                    self.outbound_queue_bytes, self.max_payload
+                ),
+                "raise it (default 4194304) or lower MAX_PAYLOAD",
+            ));
+        }
+        if !(64..=65536).contains(&self.io_memory_kib) {
+            found.push(ConfigError::invalid(
+                "io_memory_kib",
+                format!("is {}, outside 64..=65536", self.io_memory_kib),
+                "set it to a number of KiB such as 1024 (it is locked memory, keep it small)",
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            found.push(ConfigError::invalid(
+                "data_dir",
+                "is empty",
+                "set it to a directory such as ./data",
+            ));
+        }
+        if self.jwt_secret.as_deref() == Some("") {
+            found.push(ConfigError::invalid(
+                "jwt_secret",
+                "is empty",
+                "set it to a random string of at least 32 bytes, or leave it unset",
+            ));
+        }
+        if let Some(path) = &self.jwt_public_key_file
+            // Opening (not just stat-ing) proves the server's user can read it.
+            && let Err(e) = File::open(path)
+        {
+            found.push(ConfigError::invalid(
+                "jwt_public_key_file",
+                format!("{} cannot be read: {e}", path.display()),
+                "point it at a readable PEM public key file, or leave it unset",
+            ));
+        }
+        found
+    }
+
+    /// Settings that work but are probably not what the operator wants; the
+    /// server logs them at start-up and `config check` prints them.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(secret) = &self.jwt_secret
+            && !secret.is_empty()
+            && secret.len() < MIN_SECRET_BYTES
+        {
+            warnings.push(format!(
+                "JWT_SECRET (jwt_secret) is {} bytes, shorter than {MIN_SECRET_BYTES}: \
+                 a short HS256 secret can be brute-forced from one token; use a random \
+                 string of at least {MIN_SECRET_BYTES} bytes",
+                secret.len()
+            ));
+        }
+        if self.max_message_length > self.max_payload {
+            warnings.push(format!(
+                "MAX_MESSAGE_LENGTH (max_message_length) is {}, more than MAX_PAYLOAD ({}): \
+                 messages that long can never arrive",
+                self.max_message_length, self.max_payload
+            ));
+        }
+        if self.ws_max_connections_per_ip > self.ws_max_connections {
+            warnings.push(format!(
+                "WS_MAX_CONNECTIONS_PER_IP (ws_max_connections_per_ip) is {}, more than \
+                 WS_MAX_CONNECTIONS ({}): the per-IP limit never applies",
+                self.ws_max_connections_per_ip, self.ws_max_connections
+            ));
+        }
+        warnings
+    }
+}
+
+fn at_least_1(key: &'static str, example: &str) -> ConfigError {
+    ConfigError::invalid(
+        key,
+        "must be at least 1",
+        format!("set it to a number of {example}"),
+    )
+}
+
+pub(super) fn bad_host(host: &str) -> ConfigError {
+    ConfigError::invalid(
+        "host",
+        format!("is {host:?}, not an IP address"),
+        "set it to an address such as 0.0.0.0 (all interfaces), 127.0.0.1 or ::",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_for(config: Config) -> String {
+        config.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn messages_name_the_setting_and_the_fix() {
+        let msg = error_for(Config {
+            ping_timeout_ms: 0,
+            ..Config::default()
+        });
+        assert_eq!(
+            msg,
+            "PING_TIMEOUT_MS (ping_timeout_ms) must be at least 1: \
+             set it to a number of milliseconds such as 20000"
+        );
+        let msg = error_for(Config {
+            host: "localhost".into(),
+            ..Config::default()
+        });
+        assert!(msg.starts_with("HOST (host) is \"localhost\""), "{msg}");
+    }
+
+    #[test]
+    fn each_rule_refuses_its_bad_value() {
+        let d = Config::default;
+        let cases: Vec<(&str, Config)> = vec![
+            (
+                "cluster_workers",
+                Config {
+                    cluster_workers: 1025,
+                    ..d()
+                },
+            ),
+            (
+                "ws_max_connections",
+                Config {
+                    ws_max_connections: 0,
+                    ..d()
+                },
+            ),
+            (
+                "ws_max_connections_per_ip",
+                Config {
+                    ws_max_connections_per_ip: 0,
+                    ..d()
+                },
+            ),
+            (
+                "broadcast_batch_size",
+                Config {
+                    broadcast_batch_size: 0,
+                    ..d()
+                },
+            ),
+            (
+                "ping_interval_ms",
+                Config {
+                    ping_interval_ms: 0,
+                    ..d()
+                },
+            ),
+            (
+                "connect_timeout_ms",
+                Config {
+                    connect_timeout_ms: 0,
+                    ..d()
+                },
+            ),
+            (
+                "handshake_timeout_ms",
+                Config {
+                    handshake_timeout_ms: 0,
+                    ..d()
+                },
+            ),
+            (
+                "typing_timeout_ms",
+                Config {
+                    typing_timeout_ms: 0,
+                    ..d()
+                },
+            ),
+            (
+                "max_payload",
+                Config {
+                    max_payload: 1023,
+                    ..d()
+                },
+            ),
+            (
+                "max_http_header_bytes",
+                Config {
+                    max_http_header_bytes: 100,
+                    ..d()
+                },
+            ),
+            (
+                "max_message_length",
+                Config {
+                    max_message_length: 0,
+                    ..d()
+                },
+            ),
+            (
+                "max_channels_per_connection",
+                Config {
+                    max_channels_per_connection: 0,
+                    ..d()
+                },
+            ),
+            (
+                "rate_limit_per_sec",
+                Config {
+                    rate_limit_per_sec: 0,
+                    ..d()
+                },
+            ),
+            (
+                "rate_limit_burst",
+                Config {
+                    rate_limit_burst: 0,
+                    ..d()
+                },
+            ),
+            (
+                "rate_limit_disconnect_after",
+                Config {
+                    rate_limit_disconnect_after: 0,
+                    ..d()
+                },
+            ),
+            (
+                "outbound_queue_messages",
+                Config {
+                    outbound_queue_messages: 0,
+                    ..d()
+                },
+            ),
+            (
+                "outbound_queue_bytes",
+                Config {
+                    outbound_queue_bytes: 999_999,
+                    ..d()
+                },
+            ),
+            (
+                "io_memory_kib",
+                Config {
+                    io_memory_kib: 63,
+                    ..d()
+                },
+            ),
+            (
+                "io_memory_kib",
+                Config {
+                    io_memory_kib: 65_537,
+                    ..d()
+                },
+            ),
+            (
+                "data_dir",
+                Config {
+                    data_dir: "".into(),
+                    ..d()
+                },
+            ),
+            (
+                "jwt_secret",
+                Config {
+                    jwt_secret: Some(String::new()),
+                    ..d()
+                },
+            ),
+            (
+                "jwt_public_key_file",
+                Config {
+                    jwt_public_key_file: Some("/no/such/key.pem".into()),
+                    ..d()
+                },
+            ),
+        ];
+        for (key, config) in cases {
+            let problems = config.problems();
+            assert_eq!(problems.len(), 1, "{key}: {problems:?}");
+            assert_eq!(problems[0].key(), Some(key));
+            assert!(
+                problems[0]
+                    .to_string()
+                    .starts_with(&key.to_ascii_uppercase())
+            );
+        }
+    }
+
+    #[test]
+    fn edge_values_that_make_sense_are_accepted() {
+        let c = Config {
+            port: 0,
+            cluster_workers: 1024,
+            host: "::1".into(),
+            max_payload: 1024,
+            outbound_queue_bytes: 1024,
+            io_memory_kib: 64,
+            shutdown_timeout_ms: 0,
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok(), "{:?}", c.problems());
+    }
+
+    #[test]
+    fn all_problems_are_reported_together() {
+        let c = Config {
+            ping_interval_ms: 0,
+            ping_timeout_ms: 0,
+            ..Config::default()
+        };
+        let keys: Vec<_> = c
+            .problems()
+            .iter()
+            .filter_map(|p| p.key().map(str::to_owned))
+            .collect();
+        assert_eq!(keys, ["ping_interval_ms", "ping_timeout_ms"]);
+    }
+
+    #[test]
+    fn a_short_secret_is_a_warning_not_an_error() {
+        let c = Config {
+            jwt_secret: Some("hunter2".into()),
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok());
+        let warnings = c.warnings();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].starts_with("JWT_SECRET (jwt_secret) is 7 bytes"));
+        assert!(
+            !warnings[0].contains("hunter2"),
+            "the warning must not echo the secret"
+        );
+        let long = Config {
+            jwt_secret: Some("x".repeat(32)),
+            ..Config::default()
+        };
+        assert!(long.warnings().is_empty());
+    }
+}

@@ -1,0 +1,25 @@
+//! gatrix-chat: a thread-per-core, Socket.IO v4-compatible chat server.
+//!
+//! The map, from the wire inwards (docs/architecture.md draws the same):
+//! - [`transport`]: accepted TCP stream → HTTP request head → WebSocket
+//!   upgrade (or a small HTTP answer: health, readiness, refusals).
+//! - [`protocol`]: Engine.IO v4 / Socket.IO v5 over WebSocket: the codec,
+//!   the per-connection driver and its bounded outbound queue ([`protocol::Link`]),
+//!   and the [`protocol::Handler`] interface the application implements.
+//! - [`chat`]: the chat commands (join, leave, send, typing, presence) as a
+//!   `Handler`, split by role: connection side, channel owner, user owner.
+//! - [`shard`]: one pinned glommio executor per core: listener, connections,
+//!   cross-shard [`shard::mailbox`], admission limits, shutdown.
+//! - [`server`]: the main thread: starts the shards and waits for signals.
+//! - [`config`], [`cli`]: settings (file < env < flags) and the command line.
+//! - [`auth`]: JWT verification; [`ids`]: session tokens and message ids.
+
+pub mod auth;
+pub mod chat;
+pub mod cli;
+pub mod config;
+pub mod ids;
+pub mod protocol;
+pub mod server;
+pub mod shard;
+pub mod transport;

@@ -1,0 +1,46 @@
+//! The `gatrix-chat` binary: parses the command line and calls the library.
+
+use clap::Parser;
+use gatrix_chat::cli::{self, Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match &cli.command {
+        None | Some(Command::Serve) => serve(&cli),
+        Some(Command::Config { .. }) => cli::run_config_command(&cli),
+        Some(Command::Token { .. }) => cli::run_token_command(&cli),
+    };
+    std::process::exit(code);
+}
+
+fn serve(cli: &Cli) -> i32 {
+    let mut config = match cli::load_config(cli).and_then(|c| c.validate().map(|()| c)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gatrix-chat: configuration error: {e}");
+            return 2;
+        }
+    };
+    gatrix_chat::server::init_logging(config.log_format);
+    for w in config.warnings() {
+        tracing::warn!("{w}");
+    }
+    match config.resolve_dev_secret() {
+        Ok(Some(path)) => tracing::warn!(
+            path = %path.display(),
+            "JWT_SECRET is not set: using a generated development secret (mint tokens with `gatrix-chat token <user>`)"
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("gatrix-chat: configuration error: {e}");
+            return 2;
+        }
+    }
+    match gatrix_chat::server::run(config) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            1
+        }
+    }
+}

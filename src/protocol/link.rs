@@ -1,0 +1,227 @@
+//! [`Link`]: one client connection as the rest of the server sees it, a
+//! bounded outbound queue of ready-made frames plus a way to close it.
+//!
+//! Anything on the connection's shard may push a frame; the connection's
+//! driver drains the whole queue into one batched write. The queue is bounded
+//! in frames and in bytes: a push that would overflow it marks the link
+//! closing with [`CloseReason::SlowConsumer`] instead of growing or silently
+//! dropping (the client reconnects and recovers what it missed).
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use tungstenite::Utf8Bytes;
+
+use super::CloseReason;
+
+/// A frame ready for the wire. Text frames are shared by reference between
+/// every recipient of a broadcast (encode once, fan out bytes).
+#[derive(Debug, Clone)]
+pub enum Frame {
+    Text(Utf8Bytes),
+    Binary(Bytes),
+}
+
+impl Frame {
+    fn len(&self) -> usize {
+        match self {
+            Frame::Text(t) => t.len(),
+            Frame::Binary(b) => b.len(),
+        }
+    }
+}
+
+impl From<String> for Frame {
+    fn from(s: String) -> Self {
+        Frame::Text(s.into())
+    }
+}
+
+/// Why a push was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// The link is already closing; the frame was dropped with it.
+    Closed,
+    /// The queue was full: the link is now closing as a slow consumer.
+    Overflow,
+}
+
+/// Bounds of one link's outbound queue.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    pub max_frames: usize,
+    pub max_bytes: usize,
+}
+
+/// One connection's outbound side and identity. Owned by its shard (`Rc`).
+pub struct Link {
+    /// Process-unique connection id (shard in the high bits).
+    pub id: u64,
+    /// Engine.IO session id sent in the OPEN packet.
+    pub sid: String,
+    pub peer: SocketAddr,
+    limits: QueueLimits,
+    queue: RefCell<VecDeque<Frame>>,
+    queued_bytes: Cell<usize>,
+    closing: Cell<Option<CloseReason>>,
+    /// The driver's waker, registered while it waits for frames or a close.
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Link {
+    pub fn new(id: u64, sid: String, peer: SocketAddr, limits: QueueLimits) -> Self {
+        Self {
+            id,
+            sid,
+            peer,
+            limits,
+            queue: RefCell::new(VecDeque::new()),
+            queued_bytes: Cell::new(0),
+            closing: Cell::new(None),
+            waker: RefCell::new(None),
+        }
+    }
+
+    /// Queues a frame for the client.
+    pub fn push(&self, frame: Frame) -> Result<(), PushError> {
+        if self.closing.get().is_some() {
+            return Err(PushError::Closed);
+        }
+        let len = frame.len();
+        let frames = self.queue.borrow().len();
+        if frames >= self.limits.max_frames || self.queued_bytes.get() + len > self.limits.max_bytes
+        {
+            self.close(CloseReason::SlowConsumer);
+            return Err(PushError::Overflow);
+        }
+        self.queue.borrow_mut().push_back(frame);
+        self.queued_bytes.set(self.queued_bytes.get() + len);
+        if frames == 0 {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// Queues a text frame built from a string.
+    pub fn push_text(&self, text: String) -> Result<(), PushError> {
+        self.push(Frame::Text(text.into()))
+    }
+
+    /// Asks the driver to close the connection. The first reason wins.
+    pub fn close(&self, reason: CloseReason) {
+        if self.closing.get().is_none() {
+            self.closing.set(Some(reason));
+            self.wake();
+        }
+    }
+
+    pub fn closing(&self) -> Option<CloseReason> {
+        self.closing.get()
+    }
+
+    pub fn queued_frames(&self) -> usize {
+        self.queue.borrow().len()
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Driver side: takes the next queued frame, registering the waker when
+    /// there is none.
+    pub(crate) fn pop(&self, cx: &mut Context<'_>) -> Poll<Frame> {
+        match self.queue.borrow_mut().pop_front() {
+            Some(f) => {
+                self.queued_bytes.set(self.queued_bytes.get() - f.len());
+                Poll::Ready(f)
+            }
+            None => {
+                self.register(cx);
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Driver side: waits for a close request.
+    pub(crate) fn poll_closing(&self, cx: &mut Context<'_>) -> Poll<CloseReason> {
+        match self.closing.get() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                self.register(cx);
+                Poll::Pending
+            }
+        }
+    }
+
+    fn register(&self, cx: &mut Context<'_>) {
+        let mut w = self.waker.borrow_mut();
+        match &*w {
+            Some(old) if old.will_wake(cx.waker()) => {}
+            _ => *w = Some(cx.waker().clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(max_frames: usize, max_bytes: usize) -> Link {
+        Link::new(
+            1,
+            "s".into(),
+            "127.0.0.1:1".parse().unwrap(),
+            QueueLimits {
+                max_frames,
+                max_bytes,
+            },
+        )
+    }
+
+    #[test]
+    fn overflow_by_count_closes_as_slow_consumer() {
+        let l = link(2, 1000);
+        assert!(l.push_text("a".into()).is_ok());
+        assert!(l.push_text("b".into()).is_ok());
+        assert_eq!(l.push_text("c".into()), Err(PushError::Overflow));
+        assert_eq!(l.closing(), Some(CloseReason::SlowConsumer));
+        assert_eq!(l.push_text("d".into()), Err(PushError::Closed));
+        assert_eq!(l.queued_frames(), 2);
+    }
+
+    #[test]
+    fn overflow_by_bytes() {
+        let l = link(100, 10);
+        assert!(l.push_text("12345".into()).is_ok());
+        assert!(l.push_text("12345".into()).is_ok());
+        assert_eq!(l.push_text("1".into()), Err(PushError::Overflow));
+    }
+
+    #[test]
+    fn pop_releases_bytes() {
+        let l = link(10, 10);
+        l.push_text("12345".into()).unwrap();
+        // 5 queued bytes + 6 would exceed 10.
+        assert_eq!(l.push_text("123456".into()), Err(PushError::Overflow));
+        let l = link(10, 10);
+        l.push_text("12345".into()).unwrap();
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(matches!(l.pop(&mut cx), Poll::Ready(Frame::Text(_))));
+        assert!(l.pop(&mut cx).is_pending());
+        assert!(l.push_text("123456".into()).is_ok());
+    }
+
+    #[test]
+    fn first_close_reason_wins() {
+        let l = link(10, 10);
+        l.close(CloseReason::ServerShutdown);
+        l.close(CloseReason::SlowConsumer);
+        assert_eq!(l.closing(), Some(CloseReason::ServerShutdown));
+    }
+}

@@ -1,0 +1,170 @@
+//! Engine.IO v4 + Socket.IO v5 over WebSocket, independent of chat.
+//!
+//! - [`packet`]: the wire forms (parse and encode).
+//! - [`link`]: a connection's bounded outbound queue, shared with the shard.
+//! - [`driver`]: one connection's life: OPEN, heartbeats, namespace CONNECT,
+//!   events and binary attachments, batched writes, close codes.
+//!
+//! The application plugs in through [`Handler`]; the chat server is one, the
+//! conformance example (`examples/socketio_conformance.rs`) another.
+
+pub mod driver;
+pub mod link;
+pub mod packet;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+pub use driver::drive;
+pub use link::{Frame, Link, PushError, QueueLimits};
+
+/// Engine.IO session parameters, announced in the OPEN packet.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How often the server pings; the client answers each ping.
+    pub ping_interval: Duration,
+    /// How long the server waits for the pong before closing.
+    pub ping_timeout: Duration,
+    /// How long a connection may stay without any namespace CONNECT.
+    pub connect_timeout: Duration,
+    /// Largest Engine.IO packet (= WebSocket message) accepted, in bytes.
+    pub max_payload: usize,
+}
+
+/// Why a connection ended. Each has a WebSocket close code and reason that
+/// clients can tell apart (docs/protocol.md lists them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent an Engine.IO or WebSocket close.
+    ClientClosed,
+    /// The server is shutting down or draining: reconnect elsewhere.
+    ServerShutdown,
+    /// No pong within pingTimeout.
+    PingTimeout,
+    /// No namespace CONNECT within connectTimeout.
+    ConnectTimeout,
+    /// The outbound queue overflowed: the client reads too slowly.
+    SlowConsumer,
+    /// Sustained command rate above the limit.
+    RateLimited,
+    /// A packet that cannot be decoded.
+    Malformed,
+    /// A message or frame above maxPayload.
+    TooLarge,
+    /// The socket failed (reset, broken pipe): no close frame can be sent.
+    TransportError,
+}
+
+impl CloseReason {
+    /// The WebSocket close code and reason sent to the client.
+    pub fn code_and_reason(self) -> (u16, &'static str) {
+        match self {
+            Self::ClientClosed => (1000, "client closed"),
+            Self::ServerShutdown => (1001, "server shutting down"),
+            Self::Malformed => (1002, "malformed packet"),
+            Self::TooLarge => (1009, "message too big"),
+            Self::PingTimeout => (4000, "ping timeout"),
+            Self::ConnectTimeout => (4001, "connect timeout"),
+            Self::SlowConsumer => (4008, "slow consumer"),
+            Self::RateLimited => (4029, "rate limited"),
+            Self::TransportError => (1006, "transport error"),
+        }
+    }
+
+    /// Stable lowercase name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientClosed => "client_closed",
+            Self::ServerShutdown => "server_shutdown",
+            Self::PingTimeout => "ping_timeout",
+            Self::ConnectTimeout => "connect_timeout",
+            Self::SlowConsumer => "slow_consumer",
+            Self::RateLimited => "rate_limited",
+            Self::Malformed => "malformed",
+            Self::TooLarge => "too_large",
+            Self::TransportError => "transport_error",
+        }
+    }
+}
+
+/// Why one namespace socket ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The client sent a namespace DISCONNECT (`41`).
+    ClientDisconnect,
+    /// The whole connection ended.
+    Closed(CloseReason),
+}
+
+/// What the client sent with its HTTP upgrade request and whence.
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    pub peer: SocketAddr,
+    /// Decoded query parameters of the upgrade request.
+    pub query: Vec<(String, String)>,
+    /// The `Authorization: Bearer` token of the upgrade request, if any.
+    pub bearer: Option<String>,
+}
+
+impl Handshake {
+    pub fn query(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A namespace CONNECT the application refuses.
+#[derive(Debug, Clone)]
+pub enum Refusal {
+    /// `44/x,{"message":"Invalid namespace"}`, as the reference server says.
+    InvalidNamespace,
+    /// `44{"message":…,"data":…}`, e.g. a bad token.
+    Refused {
+        message: String,
+        data: Option<Value>,
+    },
+}
+
+/// An event emitted by the client.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub name: String,
+    /// The arguments after the event name. Binary attachments appear as
+    /// `{"_placeholder":true,"num":i}`, indexing into `attachments`.
+    pub args: Vec<Value>,
+    /// Present when the client asked for an acknowledgement.
+    pub ack_id: Option<u64>,
+    pub attachments: Vec<Bytes>,
+}
+
+/// The application side of a connection. All calls happen on the
+/// connection's shard, in the order the client's packets arrived; none may
+/// block or await (replies go through the [`Link`] whenever they are ready).
+pub trait Handler: 'static {
+    /// State of one connected namespace socket.
+    type Socket;
+
+    /// A namespace CONNECT with its auth payload.
+    fn connect(
+        &self,
+        link: &Rc<Link>,
+        handshake: &Handshake,
+        nsp: &str,
+        auth: Option<Value>,
+    ) -> Result<Self::Socket, Refusal>;
+
+    /// Called right after the CONNECT reply was queued.
+    fn connected(&self, _socket: &Self::Socket) {}
+
+    /// An EVENT or BINARY_EVENT for a connected namespace.
+    fn event(&self, socket: &Self::Socket, event: Event);
+
+    /// The namespace socket is gone.
+    fn disconnect(&self, socket: Self::Socket, reason: DisconnectReason);
+}

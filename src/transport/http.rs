@@ -1,0 +1,195 @@
+//! The HTTP/1.1 side of a connection: reading one request head (httparse)
+//! within a size bound, and writing small complete responses.
+//!
+//! Only what the Socket.IO endpoint and the health probe need lives here:
+//! every connection starts with one request; a WebSocket upgrade keeps the
+//! socket, anything else is answered and closed.
+
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// One parsed request head.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// Raw query string, without the `?`.
+    pub query: String,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Does a comma-separated header contain `token` (case-insensitive)?
+    pub fn header_has_token(&self, name: &str, token: &str) -> bool {
+        self.header(name)
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    }
+
+    /// Decoded query parameters.
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
+        form_urlencoded::parse(self.query.as_bytes())
+            .into_owned()
+            .collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("request head larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("malformed request: {0}")]
+    Malformed(#[from] httparse::Error),
+    #[error("connection closed before a full request")]
+    Closed,
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Most headers one request may carry.
+const MAX_HEADERS: usize = 48;
+
+/// Reads one request head. Returns it and any bytes read past it (a client
+/// may pipeline its first WebSocket frame, though well-behaved ones wait for
+/// the 101).
+pub async fn read_head<S: AsyncRead + Unpin>(
+    s: &mut S,
+    max_bytes: usize,
+) -> Result<(Request, Vec<u8>), HttpError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = s.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(HttpError::Closed);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf)? {
+            httparse::Status::Complete(len) => {
+                let target = req.path.unwrap_or("/");
+                let (path, query) = target.split_once('?').unwrap_or((target, ""));
+                let request = Request {
+                    method: req.method.unwrap_or("").to_owned(),
+                    path: path.to_owned(),
+                    query: query.to_owned(),
+                    headers: req
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.name.to_ascii_lowercase(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
+                        .collect(),
+                };
+                return Ok((request, buf.split_off(len)));
+            }
+            httparse::Status::Partial if buf.len() >= max_bytes => {
+                return Err(HttpError::TooLarge(max_bytes));
+            }
+            httparse::Status::Partial => {}
+        }
+    }
+}
+
+/// A complete response; the connection closes after it.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl Response {
+    pub fn json(status: u16, body: impl Into<String>) -> Self {
+        Self {
+            status,
+            content_type: "application/json",
+            body: body.into(),
+        }
+    }
+
+    /// `{"error":{"code":…,"message":…}}`, the REST error shape.
+    pub fn error(status: u16, code: &str, message: &str) -> Self {
+        Self::json(
+            status,
+            serde_json::json!({"error": {"code": code, "message": message}}).to_string(),
+        )
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Payload Too Large",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+pub async fn write_response<S: AsyncWrite + Unpin>(s: &mut S, r: &Response) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n",
+        r.status,
+        reason_phrase(r.status),
+        r.content_type,
+        r.body.len()
+    );
+    s.write_all(head.as_bytes()).await?;
+    s.write_all(r.body.as_bytes()).await?;
+    s.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::io::Cursor;
+
+    fn read(bytes: &[u8], max: usize) -> Result<(Request, Vec<u8>), HttpError> {
+        futures_lite::future::block_on(read_head(&mut Cursor::new(bytes.to_vec()), max))
+    }
+
+    #[test]
+    fn parses_an_upgrade_request() {
+        let (req, rest) = read(
+            b"GET /socket.io/?EIO=4&transport=websocket&token=a%2Eb HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\r\nXY",
+            4096,
+        )
+        .unwrap();
+        assert_eq!(
+            (req.method.as_str(), req.path.as_str()),
+            ("GET", "/socket.io/")
+        );
+        assert!(req.header_has_token("connection", "upgrade"));
+        assert_eq!(req.header("upgrade"), Some("websocket"));
+        assert!(req.query_pairs().contains(&("token".into(), "a.b".into())));
+        assert_eq!(rest, b"XY");
+    }
+
+    #[test]
+    fn bounds_the_head() {
+        let mut big = b"GET / HTTP/1.1\r\n".to_vec();
+        big.extend(std::iter::repeat_n(b'a', 5000));
+        assert!(matches!(read(&big, 2048), Err(HttpError::TooLarge(2048))));
+        assert!(matches!(read(b"GET / HT", 2048), Err(HttpError::Closed)));
+        assert!(matches!(
+            read(b"\x01\x02 / HTTP/1.1\r\n\r\n", 2048),
+            Err(HttpError::Malformed(_))
+        ));
+    }
+}

@@ -1,0 +1,492 @@
+//! Hostile and broken clients, with a raw WebSocket: malformed packets,
+//! oversized frames, the unsupported polling transport, and a subscriber
+//! that stops reading. Each test runs its own server (two shards).
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use socket2::{Domain, Protocol, Socket, Type};
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::{CloseFrame, Frame};
+use tungstenite::{Message, WebSocket};
+
+use common::{TestServer, http_get};
+
+/// How long any expected frame may take to arrive.
+const WAIT: Duration = Duration::from_secs(10);
+
+type Ws = WebSocket<TcpStream>;
+
+/// Opens a WebSocket to the Engine.IO endpoint; returns it with the OPEN
+/// packet's JSON.
+fn open(server: &TestServer) -> (Ws, Value) {
+    open_on(
+        TcpStream::connect(server.addr()).expect("TCP connect"),
+        server,
+    )
+}
+
+fn open_on(stream: TcpStream, server: &TestServer) -> (Ws, Value) {
+    stream
+        .set_read_timeout(Some(WAIT))
+        .expect("set read timeout");
+    let (mut ws, _response) =
+        tungstenite::client::client(server.ws_url(), stream).expect("WebSocket handshake");
+    let open = recv_text(&mut ws);
+    let handshake = open
+        .strip_prefix('0')
+        .unwrap_or_else(|| panic!("expected an Engine.IO OPEN packet, got {open:?}"));
+    (
+        ws,
+        serde_json::from_str(handshake).expect("OPEN packet JSON"),
+    )
+}
+
+/// Opens a WebSocket and connects to the `/` namespace as `sub`.
+fn connect(server: &TestServer, sub: &str) -> Ws {
+    let (mut ws, _) = open(server);
+    sio_connect(&mut ws, &server.token(sub));
+    ws
+}
+
+fn sio_connect(ws: &mut Ws, token: &str) {
+    send_text(ws, format!("40{}", json!({ "token": token })));
+    let reply = recv_text(ws);
+    let body = reply
+        .strip_prefix("40")
+        .unwrap_or_else(|| panic!("expected CONNECT, got {reply:?}"));
+    let body: Value = serde_json::from_str(body).expect("CONNECT JSON");
+    assert!(body["sid"].is_string(), "CONNECT without sid: {reply}");
+}
+
+fn send_text(ws: &mut Ws, text: impl Into<String>) {
+    ws.send(Message::text(text.into())).expect("send frame");
+}
+
+/// The next text frame that is not an Engine.IO ping (pings are answered).
+fn recv_text(ws: &mut Ws) -> String {
+    loop {
+        match ws.read() {
+            Ok(Message::Text(text)) if text.as_str() == "2" => send_text(ws, "3"),
+            Ok(Message::Text(text)) => return text.as_str().to_owned(),
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            Ok(other) => panic!("expected a text frame, got {other:?}"),
+            Err(e) => panic!("expected a text frame, got {e}"),
+        }
+    }
+}
+
+/// A server event `42["name",data]`, or None for any other packet.
+fn as_event(packet: &str) -> Option<(String, Value)> {
+    let array: Value = serde_json::from_str(packet.strip_prefix("42")?).ok()?;
+    Some((array[0].as_str()?.to_owned(), array[1].clone()))
+}
+
+/// Emits `name` with ack id `id` and returns the ack's payload object,
+/// skipping any event that arrives in between.
+fn call(ws: &mut Ws, id: u32, name: &str, data: Value) -> Value {
+    send_text(ws, format!("42{id}{}", json!([name, data])));
+    let prefix = format!("43{id}");
+    loop {
+        let packet = recv_text(ws);
+        if let Some(body) = packet.strip_prefix(&prefix) {
+            let args: Value = serde_json::from_str(body).expect("ACK JSON");
+            return args[0].clone();
+        }
+    }
+}
+
+fn join(ws: &mut Ws, channel: &str) {
+    let ack = call(ws, 1, "join_channel", json!({ "channelId": channel }));
+    assert_eq!(ack["ok"], true, "join_channel: {ack}");
+}
+
+/// How a connection ended.
+#[derive(Debug)]
+enum Ended {
+    /// The server sent a WebSocket close frame (with this code, if any).
+    Close(Option<CloseFrame>),
+    /// The TCP connection ended without a close frame (the read error).
+    Dropped(#[expect(dead_code, reason = "read through Debug in messages")] String),
+}
+
+/// A read that ran into the socket's read timeout (`WAIT`).
+fn is_timeout(error: &tungstenite::Error) -> bool {
+    matches!(error, tungstenite::Error::Io(e)
+        if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+}
+
+/// Reads (discarding other frames) until the server ends the connection;
+/// panics if it is still open after `WAIT`. Returns how it ended and how
+/// many text frames came before.
+fn until_closed(ws: &mut Ws) -> (Ended, usize) {
+    let deadline = Instant::now() + WAIT;
+    let mut frames = 0;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "connection still open after {WAIT:?} ({frames} frames read)"
+        );
+        match ws.read() {
+            Ok(Message::Close(frame)) => return (Ended::Close(frame), frames),
+            Ok(Message::Text(_) | Message::Binary(_)) => frames += 1,
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) => {
+                panic!("connection still open after {WAIT:?} ({frames} frames read, then none)")
+            }
+            Err(e) => return (Ended::Dropped(e.to_string()), frames),
+        }
+    }
+}
+
+fn assert_healthy(server: &TestServer) {
+    let health = http_get(server.port(), "/health").expect("GET /health");
+    assert_eq!(health.status, 200, "server unhealthy after bad input");
+    let mut ws = connect(server, "after-bad-input");
+    join(&mut ws, "still-works");
+}
+
+#[test]
+fn malformed_packets_close_the_connection() {
+    let server = TestServer::start();
+    let cases: &[(&str, Message)] = &[
+        ("unknown Socket.IO packet type", Message::text("49")),
+        ("empty Socket.IO packet", Message::text("4")),
+        (
+            "event payload not an array",
+            Message::text(r#"42{"channelId":"c"}"#),
+        ),
+        ("event without a name", Message::text("42[]")),
+        ("event name an object", Message::text(r#"42[{"a":1},{}]"#)),
+        (
+            "truncated JSON",
+            Message::text(r#"42["send_message",{"channelId":"#),
+        ),
+        (
+            "garbage for an ack id",
+            Message::text(r#"42abc["join_channel",{}]"#),
+        ),
+        ("unknown Engine.IO packet type", Message::text("9hello")),
+        (
+            "binary frame outside a binary packet",
+            Message::binary(vec![1, 2, 3]),
+        ),
+    ];
+    for (what, packet) in cases {
+        let mut ws = connect(&server, "mallory");
+        join(&mut ws, "malformed");
+        ws.send(packet.clone()).expect("send malformed packet");
+        let (ended, _) = until_closed(&mut ws);
+        println!("{what}: {ended:?}");
+    }
+
+    assert_healthy(&server);
+}
+
+/// Packets that are well-formed but out of order close the connection, as
+/// in the reference server (its `Client.ondecoded` "invalid state" branch).
+#[test]
+fn out_of_state_packets_close_the_connection() {
+    let server = TestServer::start();
+
+    let (mut ws, _) = open(&server);
+    send_text(&mut ws, r#"42["join_channel",{"channelId":"c"}]"#);
+    let (ended, _) = until_closed(&mut ws);
+    println!("event before CONNECT: {ended:?}");
+
+    let token = server.token("twice");
+    let mut ws = connect(&server, "twice");
+    send_text(&mut ws, format!("40{}", json!({ "token": token })));
+    let (ended, _) = until_closed(&mut ws);
+    println!("second CONNECT to /: {ended:?}");
+
+    assert_healthy(&server);
+}
+
+#[test]
+fn message_over_max_payload_closes_with_1009() {
+    let server = TestServer::start_with(&[("MAX_PAYLOAD", "4096"), ("MAX_MESSAGE_LENGTH", "1000")]);
+    let (_, handshake) = open(&server);
+    assert_eq!(handshake["maxPayload"], 4096, "OPEN packet: {handshake}");
+
+    // Just under the limit is fine.
+    let mut ws = connect(&server, "big");
+    join(&mut ws, "big");
+    let content = "x".repeat(1000);
+    let ack = call(
+        &mut ws,
+        2,
+        "send_message",
+        json!({ "channelId": "big", "content": content }),
+    );
+    assert_eq!(ack["ok"], true, "send under MAX_PAYLOAD: {ack}");
+
+    let oversized = format!(
+        "42{}",
+        json!(["send_message", { "channelId": "big", "content": "x".repeat(8192) }])
+    );
+    let fragment = |data: &str, opcode, is_final| {
+        Message::Frame(Frame::message(data.as_bytes().to_vec(), opcode, is_final))
+    };
+    let cases: Vec<(&str, Vec<Message>)> = vec![
+        ("text frame", vec![Message::text(oversized.clone())]),
+        ("binary frame", vec![Message::binary(vec![b'x'; 8192])]),
+        (
+            // Each fragment is under the limit; the message is not.
+            "fragmented text message",
+            vec![
+                fragment(&oversized[..3000], OpCode::Data(Data::Text), false),
+                fragment(&oversized[3000..6000], OpCode::Data(Data::Continue), false),
+                fragment(&oversized[6000..], OpCode::Data(Data::Continue), true),
+            ],
+        ),
+    ];
+    for (what, frames) in cases {
+        let mut ws = connect(&server, "big");
+        join(&mut ws, "big");
+        for frame in frames {
+            // The server may close before the last fragment is written.
+            if ws.send(frame).is_err() {
+                break;
+            }
+        }
+        match until_closed(&mut ws).0 {
+            Ended::Close(Some(frame)) => {
+                assert_eq!(frame.code, CloseCode::Size, "{what}: {frame:?}");
+            }
+            ended => panic!("{what}: expected close code 1009, got {ended:?}"),
+        }
+    }
+
+    assert_healthy(&server);
+}
+
+#[test]
+fn polling_transport_is_refused_with_400() {
+    let server = TestServer::start();
+    for path in [
+        "/socket.io/?EIO=4&transport=polling",
+        "/socket.io/?EIO=4&transport=polling&t=Nx3kq2a",
+    ] {
+        let response = http_get(server.port(), path).expect("GET polling");
+        assert_eq!(response.status, 400, "{path}: {response:?}");
+        let content_type = response.header("content-type").unwrap_or_default();
+        assert!(
+            content_type.starts_with("application/json"),
+            "{path}: content-type {content_type:?}"
+        );
+        let body: Value = serde_json::from_str(&response.body).expect("JSON body");
+        assert_eq!(body, json!({ "code": 0, "message": "Transport unknown" }));
+    }
+}
+
+/// Messages the sender floods the channel with.
+const FLOOD: u64 = 2000;
+/// Content of each flood message: 2000 of them make about 8 MB per
+/// subscriber, more than the kernel buffers for one connection on loopback
+/// (the server's send buffer autotunes up to 4 MiB even when the client
+/// advertises a tiny window), so the slow client's queue must overflow.
+const FLOOD_CONTENT_BYTES: usize = 4000;
+/// The fast subscriber's count at which the slow client starts reading
+/// again: well after its queue overflowed (by about message 1200 at worst),
+/// and soon enough that the server is still waiting to write the close
+/// frame behind the data the kernel holds.
+const SLOW_WAKES_AT: u64 = 1400;
+
+/// A TCP connection whose receive buffer is tiny, so that little of what
+/// the server sends is absorbed on the client's side.
+fn connect_with_tiny_rcvbuf(addr: SocketAddr) -> TcpStream {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket.connect(&addr.into()).expect("TCP connect");
+    socket.into()
+}
+
+/// Reads `count` `message` events of `channel` and returns their seqs,
+/// calling `progress` with the count after each.
+fn receive_seqs(ws: &mut Ws, channel: &str, count: u64, progress: impl Fn(u64)) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    while (seqs.len() as u64) < count {
+        if let Some((name, data)) = as_event(&recv_text(ws))
+            && name == "message"
+            && data["channelId"] == channel
+        {
+            seqs.push(data["seq"].as_u64().expect("numeric seq"));
+            progress(seqs.len() as u64);
+        }
+    }
+    seqs
+}
+
+#[test]
+fn slow_consumer_is_disconnected_with_4008() {
+    let server = TestServer::start_with(&[
+        ("OUTBOUND_QUEUE_MESSAGES", "64"),
+        ("MAX_MESSAGE_LENGTH", &FLOOD_CONTENT_BYTES.to_string()),
+        ("RATE_LIMIT_PER_SEC", "100000"),
+        ("RATE_LIMIT_BURST", "100000"),
+    ]);
+    let channel = "flood";
+
+    let (mut slow, _) = open_on(connect_with_tiny_rcvbuf(server.addr()), &server);
+    sio_connect(&mut slow, &server.token("slow"));
+    join(&mut slow, channel);
+    let (wake_slow, slow_woken) = std::sync::mpsc::channel();
+    let slow = thread::spawn(move || {
+        // Stops reading until the flood is well past what it can buffer.
+        slow_woken.recv().expect("wake-up from the fast subscriber");
+        until_closed(&mut slow)
+    });
+
+    let mut fast = connect(&server, "fast");
+    join(&mut fast, channel);
+    let fast = thread::spawn(move || {
+        receive_seqs(&mut fast, channel, FLOOD, |received| {
+            if received == SLOW_WAKES_AT {
+                let _ = wake_slow.send(());
+            }
+        })
+    });
+
+    // The sender keeps up to WINDOW sends in flight and reads its own
+    // broadcasts as it goes, so that it is never a slow consumer itself.
+    const WINDOW: u64 = 32;
+    let mut sender = connect(&server, "sender");
+    join(&mut sender, channel);
+    let content = "y".repeat(FLOOD_CONTENT_BYTES);
+    let mut sent = 0;
+    while sent < FLOOD {
+        let batch = WINDOW.min(FLOOD - sent);
+        for id in sent..sent + batch {
+            let event = json!(["send_message", { "channelId": channel, "content": content }]);
+            send_text(&mut sender, format!("42{id}{event}"));
+        }
+        for _ in 0..batch {
+            let (_, ack) = recv_ack(&mut sender);
+            assert_eq!(ack["ok"], true, "send_message: {ack}");
+        }
+        sent += batch;
+    }
+
+    let seqs = fast.join().expect("fast subscriber");
+    let expected: Vec<u64> = (1..=FLOOD).collect();
+    assert!(
+        seqs == expected,
+        "the fast subscriber missed or reordered messages"
+    );
+
+    match slow.join().expect("slow client") {
+        (Ended::Close(Some(frame)), received) => {
+            assert_eq!(frame.code, CloseCode::Library(4008), "{frame:?}");
+            assert_eq!(frame.reason.as_str(), "slow consumer");
+            assert!(
+                (received as u64) < FLOOD,
+                "the slow client got all {received} messages"
+            );
+        }
+        (ended, received) => {
+            panic!("expected close 4008 after {received} frames, got {ended:?}")
+        }
+    }
+
+    assert_healthy(&server);
+}
+
+/// The next ACK packet `43<id>[payload]`, skipping events.
+fn recv_ack(ws: &mut Ws) -> (u64, Value) {
+    loop {
+        let packet = recv_text(ws);
+        let Some(rest) = packet.strip_prefix("43") else {
+            continue;
+        };
+        let digits = rest
+            .find('[')
+            .unwrap_or_else(|| panic!("bad ACK {packet:?}"));
+        let id = rest[..digits].parse().expect("ACK id");
+        let args: Value = serde_json::from_str(&rest[digits..]).expect("ACK JSON");
+        return (id, args[0].clone());
+    }
+}
+
+/// Sends `count` `send_message` events at once, with ack ids from `first_id`.
+fn send_burst(ws: &mut Ws, channel: &str, first_id: u64, count: u64) {
+    for id in first_id..first_id + count {
+        let event = json!(["send_message", { "channelId": channel, "content": format!("m{id}") }]);
+        send_text(ws, format!("42{id}{event}"));
+    }
+}
+
+#[test]
+fn rate_limit_rejects_then_disconnects() {
+    const BURST: u64 = 5;
+    const DISCONNECT_AFTER: u64 = 10;
+    let server = TestServer::start_with(&[
+        ("RATE_LIMIT_PER_SEC", "2"),
+        ("RATE_LIMIT_BURST", "5"),
+        ("RATE_LIMIT_DISCONNECT_AFTER", "10"),
+    ]);
+
+    // A client over its burst is told RATE_LIMITED and recovers after a pause.
+    let mut polite = connect(&server, "polite");
+    join(&mut polite, "limits");
+    send_burst(&mut polite, "limits", 100, BURST);
+    let codes: Vec<String> = (0..BURST)
+        .map(|_| {
+            let (_, ack) = recv_ack(&mut polite);
+            match ack["ok"].as_bool() {
+                Some(true) => "ok".to_owned(),
+                _ => ack["error"]["code"].as_str().unwrap_or("?").to_owned(),
+            }
+        })
+        .collect();
+    assert!(
+        codes.iter().any(|code| code == "RATE_LIMITED"),
+        "no RATE_LIMITED among {codes:?} (the join and {BURST} sends exceed a burst of {BURST})"
+    );
+    assert!(
+        codes
+            .iter()
+            .all(|code| code == "ok" || code == "RATE_LIMITED"),
+        "{codes:?}"
+    );
+    thread::sleep(Duration::from_millis(1500));
+    send_burst(&mut polite, "limits", 200, 1);
+    let (id, ack) = recv_ack(&mut polite);
+    assert_eq!(
+        (id, &ack["ok"]),
+        (200, &json!(true)),
+        "after a pause: {ack}"
+    );
+
+    // A client that keeps sending regardless is disconnected.
+    let mut flooder = connect(&server, "flooder");
+    join(&mut flooder, "limits");
+    let sent = BURST + DISCONNECT_AFTER + 20;
+    send_burst(&mut flooder, "limits", 1000, sent);
+    let mut rejected = 0;
+    loop {
+        match flooder.read() {
+            Ok(Message::Text(text)) if text.as_str().starts_with("43") => {
+                if text.as_str().contains("RATE_LIMITED") {
+                    rejected += 1;
+                }
+            }
+            Ok(Message::Close(_)) => break,
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) => {
+                panic!("still connected after {rejected} RATE_LIMITED acks and {WAIT:?}")
+            }
+            Err(_) => break,
+        }
+    }
+    assert!(
+        (1..=DISCONNECT_AFTER).contains(&rejected),
+        "disconnected after {rejected} RATE_LIMITED acks (limit {DISCONNECT_AFTER})"
+    );
+
+    assert_healthy(&server);
+}

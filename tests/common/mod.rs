@@ -1,0 +1,387 @@
+//! Test harness: runs the real `gatrix-chat` binary on a free port.
+//!
+//! Each [`TestServer`] owns a temp dir (working dir, `DATA_DIR`, and
+//! `server.log`, which captures the server's stdout and stderr), a fresh
+//! JWT secret and the child process. The server log is printed when a test
+//! panics while the server is alive, and the child is killed on drop.
+
+// Every test crate compiles this module and uses a different part of it.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{EncodingKey, Header};
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use serde::Serialize;
+use tempfile::TempDir;
+
+/// How long the server may take to answer `GET /health` after spawning.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a graceful shutdown may take after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Lifetime of the tokens minted by [`TestServer::token`].
+const TOKEN_TTL_SECS: u64 = 3600;
+
+pub struct TestServer {
+    child: Option<Child>,
+    port: u16,
+    dir: TempDir,
+    secret: String,
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    sub: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    exp: u64,
+}
+
+impl TestServer {
+    /// Starts the server with the default test environment (2 shards).
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts the server; `env` is applied after the defaults, so it can
+    /// override them (e.g. `("CLUSTER_WORKERS", "1")`) or set limits.
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("gatrix-test-")
+            .tempdir()
+            .expect("create temp dir");
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir(&data_dir).expect("create data dir");
+        let port = free_port();
+        let secret = format!("test-secret-{port}-{}", unix_nanos());
+        let log = File::create(dir.path().join("server.log")).expect("create server.log");
+
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gatrix-chat"));
+        command
+            .current_dir(dir.path())
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("CLUSTER_WORKERS", "2")
+            .env("JWT_SECRET", &secret)
+            .env("DATA_DIR", &data_dir)
+            .env("RUST_LOG", "info");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn gatrix-chat");
+
+        let mut server = TestServer {
+            child: Some(child),
+            port,
+            dir,
+            secret,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(response) = http_get(self.port, "/health")
+                && response.status == 200
+            {
+                return;
+            }
+            let child = self.child.as_mut().expect("server running");
+            if let Some(status) = child.try_wait().expect("poll child") {
+                panic!(
+                    "gatrix-chat exited before it was ready ({status}); log:\n{}",
+                    self.log()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "gatrix-chat not ready on port {} after {READY_TIMEOUT:?}; log:\n{}",
+                    self.port,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    /// Base URL, as given to socket.io-client: `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The Engine.IO WebSocket endpoint, for raw WebSocket clients.
+    pub fn ws_url(&self) -> String {
+        format!(
+            "ws://127.0.0.1:{}/socket.io/?EIO=4&transport=websocket",
+            self.port
+        )
+    }
+
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// The server's working directory (holds `.env`, `data/`, `server.log`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    /// Everything the server has printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_else(|e| format!("<no log: {e}>"))
+    }
+
+    /// A valid HS256 token for user `sub`, expiring in an hour.
+    pub fn token(&self, sub: &str) -> String {
+        self.token_with(sub, None, now_secs() + TOKEN_TTL_SECS)
+    }
+
+    /// An HS256 token with the given claims; `exp` is in Unix seconds.
+    pub fn token_with(&self, sub: &str, name: Option<&str>, exp: u64) -> String {
+        let claims = Claims { sub, name, exp };
+        jsonwebtoken::encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(self.secret.as_bytes()),
+        )
+        .expect("encode JWT")
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; panics (after
+    /// killing it) if it does not exit within the shutdown timeout.
+    pub fn stop(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        let pid = Pid::from_raw(child.id() as i32);
+        kill(pid, Signal::SIGTERM).expect("send SIGTERM");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("poll child") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "gatrix-chat did not exit within {STOP_TIMEOUT:?} of SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if std::thread::panicking() {
+            eprintln!(
+                "---- gatrix-chat log (port {}) ----\n{}---- end of log ----",
+                self.port,
+                self.log()
+            );
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// A port that was free a moment ago (the OS picks it; we release it).
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+fn unix_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos()
+}
+
+/// A response read by [`http_get`].
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header lines as (lower-cased name, value).
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// A minimal HTTP/1.1 GET on loopback, enough for `/health` and for
+/// checking error responses: reads `Content-Length` bytes of body, or up
+/// to EOF (decoding a chunked body).
+pub fn http_get(port: u16, path: &str) -> std::io::Result<HttpResponse> {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let invalid =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(invalid("connection closed inside the response head"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| invalid("bad status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(key, value)| (key.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+
+    let mut body = buf[head_end + 4..].to_vec();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.to_ascii_lowercase())
+    };
+    match header("content-length").and_then(|value| value.parse::<usize>().ok()) {
+        Some(length) => {
+            while body.len() < length {
+                let mut chunk = [0u8; 4096];
+                let n = stream.read(&mut chunk)?;
+                if n == 0 {
+                    return Err(invalid("connection closed inside the body"));
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+            body.truncate(length);
+        }
+        None => {
+            // `Connection: close` was asked for, so the body ends at EOF.
+            stream.read_to_end(&mut body)?;
+            if header("transfer-encoding").is_some_and(|value| value.contains("chunked")) {
+                body = dechunk(&body).ok_or_else(|| invalid("bad chunked body"))?;
+            }
+        }
+    }
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// Decodes a complete chunked body (chunk extensions and trailers ignored).
+fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&raw[..line_end]).ok()?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return Some(body);
+        }
+        body.extend_from_slice(raw.get(..size)?);
+        raw = raw.get(size + 2..)?;
+    }
+}
+
+/// Runs a client program (node, python) to completion and returns its
+/// output; kills it and panics, showing what it printed, after `timeout`.
+/// The client runs in its own process group, so that a timeout also ends
+/// the processes it started (node's test runner runs one per file).
+pub fn run_client(command: &mut Command, timeout: Duration) -> Output {
+    let program = format!("{:?}", command.get_program());
+    let mut child = command
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    let stdout = drain(child.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll client") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+            let out = String::from_utf8_lossy(&stdout.join().expect("stdout reader")).into_owned();
+            let err = String::from_utf8_lossy(&stderr.join().expect("stderr reader")).into_owned();
+            panic!("{program} did not finish within {timeout:?}\nstdout:\n{out}\nstderr:\n{err}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
+}

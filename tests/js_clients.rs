@@ -1,0 +1,73 @@
+//! The socket.io-client scenarios in tests/js, run against a real server
+//! with two shards. Needs `npm ci` in tests/js: `scripts/test` does it.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{TestServer, run_client};
+
+/// Limits the scenarios read back from the environment (see tests/js/lib.js).
+const MAX_MESSAGE_LENGTH: &str = "1000";
+const TYPING_TIMEOUT_MS: &str = "1500";
+
+#[test]
+#[ignore = "needs node_modules / python venv: run scripts/test"]
+fn socket_io_client_scenarios() {
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    assert!(
+        js.join("node_modules/socket.io-client/package.json")
+            .is_file(),
+        "socket.io-client is not installed in {}: run scripts/test (or `npm ci` there)",
+        js.display()
+    );
+    let mut scenarios: Vec<String> = std::fs::read_dir(&js)
+        .expect("list tests/js")
+        .map(|entry| {
+            entry
+                .expect("read tests/js")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".test.js"))
+        .collect();
+    scenarios.sort();
+    assert!(!scenarios.is_empty(), "no *.test.js in {}", js.display());
+
+    let server = TestServer::start_with(&[
+        ("MAX_MESSAGE_LENGTH", MAX_MESSAGE_LENGTH),
+        ("TYPING_TIMEOUT_MS", TYPING_TIMEOUT_MS),
+        // The scenarios send bursts; rate limiting has its own tests.
+        ("RATE_LIMIT_PER_SEC", "10000"),
+        ("RATE_LIMIT_BURST", "10000"),
+    ]);
+    let output = run_client(
+        Command::new("node")
+            .arg("--test")
+            .arg("--test-reporter=spec")
+            .arg("--test-timeout=30000")
+            .args(&scenarios)
+            .current_dir(&js)
+            .env("GATRIX_URL", server.url())
+            .env("JWT_SECRET", server.secret())
+            .env("GATRIX_MAX_MESSAGE_LENGTH", MAX_MESSAGE_LENGTH)
+            .env("GATRIX_TYPING_TIMEOUT_MS", TYPING_TIMEOUT_MS),
+        Duration::from_secs(300),
+    );
+    println!("{}", String::from_utf8_lossy(&output.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "socket.io-client scenarios failed ({})",
+        output.status
+    );
+
+    let status = server.stop();
+    assert!(
+        status.success(),
+        "server exited with {status} after SIGTERM"
+    );
+}
