@@ -6,143 +6,21 @@ mod common;
 
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use socket2::{Domain, Protocol, Socket, Type};
+use tungstenite::Message;
+use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tungstenite::protocol::frame::{CloseFrame, Frame};
-use tungstenite::{Message, WebSocket};
 
+use common::raw::{
+    Ended, WAIT, Ws, as_event, call, connect, is_timeout, join, open, open_on, recv_ack, recv_text,
+    send_text, sio_connect, until_closed,
+};
 use common::{TestServer, http_get};
 
-/// How long any expected frame may take to arrive.
-const WAIT: Duration = Duration::from_secs(10);
-
-type Ws = WebSocket<TcpStream>;
-
-/// Opens a WebSocket to the Engine.IO endpoint; returns it with the OPEN
-/// packet's JSON.
-fn open(server: &TestServer) -> (Ws, Value) {
-    open_on(
-        TcpStream::connect(server.addr()).expect("TCP connect"),
-        server,
-    )
-}
-
-fn open_on(stream: TcpStream, server: &TestServer) -> (Ws, Value) {
-    stream
-        .set_read_timeout(Some(WAIT))
-        .expect("set read timeout");
-    let (mut ws, _response) =
-        tungstenite::client::client(server.ws_url(), stream).expect("WebSocket handshake");
-    let open = recv_text(&mut ws);
-    let handshake = open
-        .strip_prefix('0')
-        .unwrap_or_else(|| panic!("expected an Engine.IO OPEN packet, got {open:?}"));
-    (
-        ws,
-        serde_json::from_str(handshake).expect("OPEN packet JSON"),
-    )
-}
-
-/// Opens a WebSocket and connects to the `/` namespace as `sub`.
-fn connect(server: &TestServer, sub: &str) -> Ws {
-    let (mut ws, _) = open(server);
-    sio_connect(&mut ws, &server.token(sub));
-    ws
-}
-
-fn sio_connect(ws: &mut Ws, token: &str) {
-    send_text(ws, format!("40{}", json!({ "token": token })));
-    let reply = recv_text(ws);
-    let body = reply
-        .strip_prefix("40")
-        .unwrap_or_else(|| panic!("expected CONNECT, got {reply:?}"));
-    let body: Value = serde_json::from_str(body).expect("CONNECT JSON");
-    assert!(body["sid"].is_string(), "CONNECT without sid: {reply}");
-}
-
-fn send_text(ws: &mut Ws, text: impl Into<String>) {
-    ws.send(Message::text(text.into())).expect("send frame");
-}
-
-/// The next text frame that is not an Engine.IO ping (pings are answered).
-fn recv_text(ws: &mut Ws) -> String {
-    loop {
-        match ws.read() {
-            Ok(Message::Text(text)) if text.as_str() == "2" => send_text(ws, "3"),
-            Ok(Message::Text(text)) => return text.as_str().to_owned(),
-            Ok(Message::Ping(_) | Message::Pong(_)) => {}
-            Ok(other) => panic!("expected a text frame, got {other:?}"),
-            Err(e) => panic!("expected a text frame, got {e}"),
-        }
-    }
-}
-
-/// A server event `42["name",data]`, or None for any other packet.
-fn as_event(packet: &str) -> Option<(String, Value)> {
-    let array: Value = serde_json::from_str(packet.strip_prefix("42")?).ok()?;
-    Some((array[0].as_str()?.to_owned(), array[1].clone()))
-}
-
-/// Emits `name` with ack id `id` and returns the ack's payload object,
-/// skipping any event that arrives in between.
-fn call(ws: &mut Ws, id: u32, name: &str, data: Value) -> Value {
-    send_text(ws, format!("42{id}{}", json!([name, data])));
-    let prefix = format!("43{id}");
-    loop {
-        let packet = recv_text(ws);
-        if let Some(body) = packet.strip_prefix(&prefix) {
-            let args: Value = serde_json::from_str(body).expect("ACK JSON");
-            return args[0].clone();
-        }
-    }
-}
-
-fn join(ws: &mut Ws, channel: &str) {
-    let ack = call(ws, 1, "join_channel", json!({ "channelId": channel }));
-    assert_eq!(ack["ok"], true, "join_channel: {ack}");
-}
-
-/// How a connection ended.
-#[derive(Debug)]
-enum Ended {
-    /// The server sent a WebSocket close frame (with this code, if any).
-    Close(Option<CloseFrame>),
-    /// The TCP connection ended without a close frame (the read error).
-    Dropped(#[expect(dead_code, reason = "read through Debug in messages")] String),
-}
-
-/// A read that ran into the socket's read timeout (`WAIT`).
-fn is_timeout(error: &tungstenite::Error) -> bool {
-    matches!(error, tungstenite::Error::Io(e)
-        if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
-}
-
-/// Reads (discarding other frames) until the server ends the connection;
-/// panics if it is still open after `WAIT`. Returns how it ended and how
-/// many text frames came before.
-fn until_closed(ws: &mut Ws) -> (Ended, usize) {
-    let deadline = Instant::now() + WAIT;
-    let mut frames = 0;
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "connection still open after {WAIT:?} ({frames} frames read)"
-        );
-        match ws.read() {
-            Ok(Message::Close(frame)) => return (Ended::Close(frame), frames),
-            Ok(Message::Text(_) | Message::Binary(_)) => frames += 1,
-            Ok(_) => {}
-            Err(e) if is_timeout(&e) => {
-                panic!("connection still open after {WAIT:?} ({frames} frames read, then none)")
-            }
-            Err(e) => return (Ended::Dropped(e.to_string()), frames),
-        }
-    }
-}
-
+/// The server survived: it answers `/health` and a new client can join.
 fn assert_healthy(server: &TestServer) {
     let health = http_get(server.port(), "/health").expect("GET /health");
     assert_eq!(health.status, 200, "server unhealthy after bad input");
@@ -284,18 +162,31 @@ fn polling_transport_is_refused_with_400() {
     }
 }
 
-/// Messages the sender floods the channel with.
-const FLOOD: u64 = 2000;
-/// Content of each flood message: 2000 of them make about 8 MB per
-/// subscriber, more than the kernel buffers for one connection on loopback
-/// (the server's send buffer autotunes up to 4 MiB even when the client
-/// advertises a tiny window), so the slow client's queue must overflow.
+/// Content of each flood message, a frame of about 4 KB.
 const FLOOD_CONTENT_BYTES: usize = 4000;
-/// The fast subscriber's count at which the slow client starts reading
-/// again: well after its queue overflowed (by about message 1200 at worst),
-/// and soon enough that the server is still waiting to write the close
-/// frame behind the data the kernel holds.
-const SLOW_WAKES_AT: u64 = 1400;
+/// Frames the slow client's queue may hold (OUTBOUND_QUEUE_MESSAGES).
+const SLOW_QUEUE_FRAMES: u64 = 64;
+
+/// How many messages to flood, and at which count of the fast subscriber
+/// the slow client starts reading again.
+///
+/// A client that stops reading still absorbs a lot: the server's socket
+/// send buffer autotunes up to tcp_wmem's maximum (4 MiB here) even when
+/// the client advertises a tiny window. The slow client wakes well after
+/// that plus its queue and the writer's buffers were full (so the queue has
+/// overflowed), and soon enough that the server is still trying to write
+/// the close frame behind the data the kernel holds. With 4 MiB that is
+/// 2000 messages, waking at 1400.
+fn flood_plan() -> (u64, u64) {
+    let send_buffer_max = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|wmem| wmem.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .unwrap_or(4 << 20);
+    let frame = FLOOD_CONTENT_BYTES as u64 + 60;
+    let absorbed = send_buffer_max + SLOW_QUEUE_FRAMES * frame + (1 << 20);
+    let wake_at = (absorbed / frame).max(1400);
+    (wake_at + 600, wake_at)
+}
 
 /// A TCP connection whose receive buffer is tiny, so that little of what
 /// the server sends is absorbed on the client's side.
@@ -325,12 +216,13 @@ fn receive_seqs(ws: &mut Ws, channel: &str, count: u64, progress: impl Fn(u64)) 
 #[test]
 fn slow_consumer_is_disconnected_with_4008() {
     let server = TestServer::start_with(&[
-        ("OUTBOUND_QUEUE_MESSAGES", "64"),
+        ("OUTBOUND_QUEUE_MESSAGES", &SLOW_QUEUE_FRAMES.to_string()),
         ("MAX_MESSAGE_LENGTH", &FLOOD_CONTENT_BYTES.to_string()),
         ("RATE_LIMIT_PER_SEC", "100000"),
         ("RATE_LIMIT_BURST", "100000"),
     ]);
     let channel = "flood";
+    let (flood, slow_wakes_at) = flood_plan();
 
     let (mut slow, _) = open_on(connect_with_tiny_rcvbuf(server.addr()), &server);
     sio_connect(&mut slow, &server.token("slow"));
@@ -345,8 +237,8 @@ fn slow_consumer_is_disconnected_with_4008() {
     let mut fast = connect(&server, "fast");
     join(&mut fast, channel);
     let fast = thread::spawn(move || {
-        receive_seqs(&mut fast, channel, FLOOD, |received| {
-            if received == SLOW_WAKES_AT {
+        receive_seqs(&mut fast, channel, flood, |received| {
+            if received == slow_wakes_at {
                 let _ = wake_slow.send(());
             }
         })
@@ -359,8 +251,8 @@ fn slow_consumer_is_disconnected_with_4008() {
     join(&mut sender, channel);
     let content = "y".repeat(FLOOD_CONTENT_BYTES);
     let mut sent = 0;
-    while sent < FLOOD {
-        let batch = WINDOW.min(FLOOD - sent);
+    while sent < flood {
+        let batch = WINDOW.min(flood - sent);
         for id in sent..sent + batch {
             let event = json!(["send_message", { "channelId": channel, "content": content }]);
             send_text(&mut sender, format!("42{id}{event}"));
@@ -373,7 +265,7 @@ fn slow_consumer_is_disconnected_with_4008() {
     }
 
     let seqs = fast.join().expect("fast subscriber");
-    let expected: Vec<u64> = (1..=FLOOD).collect();
+    let expected: Vec<u64> = (1..=flood).collect();
     assert!(
         seqs == expected,
         "the fast subscriber missed or reordered messages"
@@ -381,10 +273,11 @@ fn slow_consumer_is_disconnected_with_4008() {
 
     match slow.join().expect("slow client") {
         (Ended::Close(Some(frame)), received) => {
+            println!("slow client: {received} frames, then {frame:?}");
             assert_eq!(frame.code, CloseCode::Library(4008), "{frame:?}");
             assert_eq!(frame.reason.as_str(), "slow consumer");
             assert!(
-                (received as u64) < FLOOD,
+                (received as u64) < flood,
                 "the slow client got all {received} messages"
             );
         }
@@ -394,22 +287,6 @@ fn slow_consumer_is_disconnected_with_4008() {
     }
 
     assert_healthy(&server);
-}
-
-/// The next ACK packet `43<id>[payload]`, skipping events.
-fn recv_ack(ws: &mut Ws) -> (u64, Value) {
-    loop {
-        let packet = recv_text(ws);
-        let Some(rest) = packet.strip_prefix("43") else {
-            continue;
-        };
-        let digits = rest
-            .find('[')
-            .unwrap_or_else(|| panic!("bad ACK {packet:?}"));
-        let id = rest[..digits].parse().expect("ACK id");
-        let args: Value = serde_json::from_str(&rest[digits..]).expect("ACK JSON");
-        return (id, args[0].clone());
-    }
 }
 
 /// Sends `count` `send_message` events at once, with ack ids from `first_id`.

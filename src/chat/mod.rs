@@ -149,3 +149,6 @@ impl Chat {
         (self.conns.borrow().len(), self.channels.borrow().len())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -332,18 +332,21 @@ where
         self.timer = Timer::new(next.saturating_duration_since(Instant::now()));
     }
 
-    /// Sends what is appropriate before the socket goes: on a graceful
-    /// shutdown the queued frames, then the close frame, all within
+    /// Sends what is appropriate before the socket goes: the queued frames
+    /// (unless the client cannot or will not read them), then the close
+    /// frame (or tungstenite's reply to the client's), all within
     /// [`CLOSE_GRACE`].
     async fn finish(&mut self, reason: CloseReason) {
-        if matches!(
-            reason,
-            CloseReason::TransportError | CloseReason::ClientClosed
-        ) {
+        if reason == CloseReason::TransportError {
             return;
         }
         let (code, text) = reason.code_and_reason();
-        let keep_queue = !matches!(reason, CloseReason::SlowConsumer);
+        // A slow consumer would not read the backlog; a client that closed
+        // does not want it. Anyone else gets what was queued for them.
+        let keep_queue = !matches!(
+            reason,
+            CloseReason::SlowConsumer | CloseReason::ClientClosed
+        );
         let link = self.link.clone();
         let ws = &mut self.ws;
         let send = async {

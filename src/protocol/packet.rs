@@ -465,4 +465,19 @@ mod tests {
         assert_eq!(p.ack_id, Some(4));
         assert_eq!(p.data, Some(json!(["x\"y", {"k": [1, 2]}])));
     }
+
+    #[test]
+    fn random_input_never_panics() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let alphabet = b"0123456789-/,[]{}\":abc_placeholder ";
+        for _ in 0..200_000 {
+            let len = rng.random_range(0..24);
+            let s: String = (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
+                .collect();
+            let _ = parse_engine(&s);
+            let _ = parse_packet(&s);
+        }
+    }
 }

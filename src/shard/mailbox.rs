@@ -125,6 +125,24 @@ impl<T: Send> Mailbox<T> {
         .await
     }
 
+    /// Tests without executors: the batches waiting for the flusher, as
+    /// (destination, message).
+    #[cfg(test)]
+    pub(crate) fn take_pending_for_tests(&self) -> Vec<(usize, T)> {
+        let mut pending = self.pending.borrow_mut();
+        let mut out = Vec::new();
+        for (to, batch) in pending.iter_mut().enumerate() {
+            out.extend(batch.drain(..).map(|m| (to, m)));
+        }
+        self.dirty.set(false);
+        out
+    }
+
+    #[cfg(test)]
+    pub(crate) fn drain_for_tests(&self, out: &mut Vec<T>) {
+        self.drain(out);
+    }
+
     fn drain(&self, out: &mut Vec<T>) {
         out.extend(self.local.borrow_mut().drain(..));
         for ring in &self.mesh.rings[self.me] {

@@ -8,7 +8,7 @@
 
 pub mod http;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -52,9 +52,19 @@ impl Endpoint {
 #[derive(Default)]
 pub struct Links {
     map: RefCell<HashMap<u64, Rc<Link>>>,
+    /// Set by [`Links::close_all`]: a link registered later (its upgrade was
+    /// under way) is closed at once.
+    closing: Cell<Option<CloseReason>>,
 }
 
 impl Links {
+    fn register(&self, link: Rc<Link>) {
+        if let Some(reason) = self.closing.get() {
+            link.close(reason);
+        }
+        self.map.borrow_mut().insert(link.id, link);
+    }
+
     pub fn len(&self) -> usize {
         self.map.borrow().len()
     }
@@ -65,6 +75,7 @@ impl Links {
 
     /// Asks every link to close with `reason`.
     pub fn close_all(&self, reason: CloseReason) {
+        self.closing.set(Some(reason));
         let links: Vec<Rc<Link>> = self.map.borrow().values().cloned().collect();
         for l in links {
             l.close(reason);
@@ -136,7 +147,7 @@ pub async fn serve<S, H>(
         peer,
         ep.queue,
     ));
-    links.map.borrow_mut().insert(conn_id, link.clone());
+    links.register(link.clone());
     let handshake = Handshake {
         peer,
         query: req.query_pairs(),

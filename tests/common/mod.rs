@@ -8,9 +8,14 @@
 // Every test crate compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod http;
+pub mod raw;
+
+pub use http::http_get;
+
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -92,6 +97,8 @@ impl TestServer {
         server
     }
 
+    /// Polls `/health`; on failure the panic drops `self`, which prints
+    /// the server log.
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -102,16 +109,12 @@ impl TestServer {
             }
             let child = self.child.as_mut().expect("server running");
             if let Some(status) = child.try_wait().expect("poll child") {
-                panic!(
-                    "gatrix-chat exited before it was ready ({status}); log:\n{}",
-                    self.log()
-                );
+                panic!("gatrix-chat exited before it was ready ({status})");
             }
             if Instant::now() > deadline {
                 panic!(
-                    "gatrix-chat not ready on port {} after {READY_TIMEOUT:?}; log:\n{}",
-                    self.port,
-                    self.log()
+                    "gatrix-chat not ready on port {} after {READY_TIMEOUT:?}",
+                    self.port
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -234,112 +237,6 @@ fn unix_nanos() -> u128 {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_nanos()
-}
-
-/// A response read by [`http_get`].
-#[derive(Debug)]
-pub struct HttpResponse {
-    pub status: u16,
-    /// Header lines as (lower-cased name, value).
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl HttpResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value.as_str())
-    }
-}
-
-/// A minimal HTTP/1.1 GET on loopback, enough for `/health` and for
-/// checking error responses: reads `Content-Length` bytes of body, or up
-/// to EOF (decoding a chunked body).
-pub fn http_get(port: u16, path: &str) -> std::io::Result<HttpResponse> {
-    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )?;
-    let invalid =
-        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
-
-    let mut buf = Vec::new();
-    let head_end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at;
-        }
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Err(invalid("connection closed inside the response head"));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| invalid("bad status line"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(key, value)| (key.trim().to_ascii_lowercase(), value.trim().to_string()))
-        .collect();
-
-    let mut body = buf[head_end + 4..].to_vec();
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.to_ascii_lowercase())
-    };
-    match header("content-length").and_then(|value| value.parse::<usize>().ok()) {
-        Some(length) => {
-            while body.len() < length {
-                let mut chunk = [0u8; 4096];
-                let n = stream.read(&mut chunk)?;
-                if n == 0 {
-                    return Err(invalid("connection closed inside the body"));
-                }
-                body.extend_from_slice(&chunk[..n]);
-            }
-            body.truncate(length);
-        }
-        None => {
-            // `Connection: close` was asked for, so the body ends at EOF.
-            stream.read_to_end(&mut body)?;
-            if header("transfer-encoding").is_some_and(|value| value.contains("chunked")) {
-                body = dechunk(&body).ok_or_else(|| invalid("bad chunked body"))?;
-            }
-        }
-    }
-    Ok(HttpResponse {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
-}
-
-/// Decodes a complete chunked body (chunk extensions and trailers ignored).
-fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
-        let size = std::str::from_utf8(&raw[..line_end]).ok()?;
-        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
-        raw = &raw[line_end + 2..];
-        if size == 0 {
-            return Some(body);
-        }
-        body.extend_from_slice(raw.get(..size)?);
-        raw = raw.get(size + 2..)?;
-    }
 }
 
 /// Runs a client program (node, python) to completion and returns its
