@@ -219,6 +219,17 @@ fn malformed_packets_close_the_connection() {
             "after {bad:?}"
         );
     }
+    // Invalid states, as the reference server: an event before CONNECT, a
+    // second CONNECT to the same namespace.
+    let (mut ws, _) = open();
+    send(&mut ws, r#"42["message","x"]"#);
+    assert_eq!(closed(&mut ws, Duration::from_secs(3)), Some(1002));
+    let (mut ws, _) = open();
+    send(&mut ws, "40");
+    text(&mut ws);
+    text(&mut ws);
+    send(&mut ws, "40");
+    assert_eq!(closed(&mut ws, Duration::from_secs(3)), Some(1002));
     // A binary frame that no packet announced.
     let (mut ws, _) = open();
     ws.send(Message::binary(vec![1u8])).unwrap();

@@ -180,8 +180,7 @@ where
                 match kind {
                     EngineType::Message if self.pending.is_none() => {
                         let p = packet::parse_packet(data).map_err(|_| CloseReason::Malformed)?;
-                        self.on_packet(p);
-                        Ok(())
+                        self.on_packet(p)
                     }
                     EngineType::Pong => {
                         self.pong_deadline = None;
@@ -222,34 +221,38 @@ where
         }
     }
 
-    fn on_packet(&mut self, p: Packet) {
-        match p.kind {
-            PacketType::Connect => self.on_connect(p),
-            PacketType::Disconnect => {
-                if let Some(i) = self.sockets.iter().position(|(n, _)| *n == p.nsp) {
-                    let (_, socket) = self.sockets.swap_remove(i);
-                    self.handler
-                        .disconnect(socket, DisconnectReason::ClientDisconnect);
-                }
+    /// Routes a packet. As in the reference server (socket.io `Client`
+    /// `ondecoded`), a CONNECT for a namespace already connected, or any
+    /// other packet for a namespace not connected, is an invalid state and
+    /// closes the connection.
+    fn on_packet(&mut self, p: Packet) -> Result<(), CloseReason> {
+        let connected = self.sockets.iter().position(|(n, _)| *n == p.nsp);
+        match (p.kind, connected) {
+            (PacketType::Connect, None) => self.on_connect(p),
+            (PacketType::Disconnect, Some(i)) => {
+                let (_, socket) = self.sockets.swap_remove(i);
+                self.handler
+                    .disconnect(socket, DisconnectReason::ClientDisconnect);
             }
-            PacketType::Event
-            | PacketType::BinaryEvent
-            | PacketType::Ack
-            | PacketType::BinaryAck => {
+            (
+                PacketType::Event
+                | PacketType::BinaryEvent
+                | PacketType::Ack
+                | PacketType::BinaryAck,
+                Some(_),
+            ) => {
                 if p.attachments > 0 {
                     self.pending = Some((p, Vec::new()));
                 } else {
                     self.dispatch(p, Vec::new());
                 }
             }
-            PacketType::ConnectError => {} // refused by the parser already
+            _ => return Err(CloseReason::Malformed),
         }
+        Ok(())
     }
 
     fn on_connect(&mut self, p: Packet) {
-        if self.sockets.iter().any(|(n, _)| *n == p.nsp) {
-            return; // already connected: the reference ignores a repeat
-        }
         match self
             .handler
             .connect(&self.link, &self.handshake, &p.nsp, p.data)
@@ -286,7 +289,7 @@ where
             return;
         }
         let Some((_, socket)) = self.sockets.iter().find(|(n, _)| *n == p.nsp) else {
-            return; // not connected to that namespace: ignored, as the reference does
+            return; // the namespace was checked when the packet arrived
         };
         let Some(Value::Array(mut args)) = p.data else {
             return;
