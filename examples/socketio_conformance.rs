@@ -160,7 +160,11 @@ pub fn serve(addr: SocketAddr, ready: impl FnOnce(SocketAddr) + Send + 'static) 
                 id += 1;
                 let (ep, links, handler) = (ep.clone(), links.clone(), handler.clone());
                 glommio::spawn_local(async move {
-                    transport::serve(stream, peer, id, &ep, &*handler, &links, |_| None).await;
+                    let not_found = async |mut s: glommio::net::TcpStream, _req, _read| {
+                        let r = transport::Response::error(404, "NOT_FOUND", "no such path");
+                        let _ = transport::http::write_response(&mut s, &r).await;
+                    };
+                    transport::serve(stream, peer, id, &ep, &*handler, &links, not_found).await;
                 })
                 .detach();
             }

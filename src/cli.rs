@@ -68,6 +68,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the chat server (the default when no command is given).
     Serve,
+    /// Create DATA_DIR and apply pending store migrations, then exit (the
+    /// server also does this at start).
+    Migrate,
     /// Check or print the effective configuration.
     Config {
         #[command(subcommand)]
@@ -283,3 +286,30 @@ fn parse_key_value(arg: &str) -> Result<(String, String), String> {
 
 #[cfg(test)]
 mod tests;
+
+/// `gatrix-chat migrate`: applies pending store migrations.
+pub fn run_migrate_command(cli: &Cli) -> i32 {
+    let config = match load_config(cli).and_then(|c| c.validate().map(|()| c)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gatrix-chat: configuration error: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    match crate::store::sqlite::migrate(&config.data_dir) {
+        Ok(n) => {
+            println!(
+                "store in {}: {n} migration(s) applied",
+                config.data_dir.display()
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!(
+                "gatrix-chat: migrating the store in {}: {e:#}",
+                config.data_dir.display()
+            );
+            EXIT_FAILURE
+        }
+    }
+}

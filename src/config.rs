@@ -63,6 +63,11 @@ pub const KEYS: &[&str] = &[
     "typing_timeout_ms",
     "shutdown_timeout_ms",
     "io_memory_kib",
+    "store_writer_queue",
+    "store_commit_window_us",
+    "store_readers",
+    "recovery_window_ms",
+    "rest_max_body_bytes",
     "log_format",
 ];
 
@@ -164,6 +169,23 @@ pub struct Config {
     /// RLIMIT_MEMLOCK is often only 8 MiB for the whole process, so keep it
     /// small.
     pub io_memory_kib: usize,
+    /// Messages and writes that may wait for the store writer. When full,
+    /// sends are refused with UNAVAILABLE at once instead of queueing
+    /// without bound while the database is slow or down.
+    pub store_writer_queue: usize,
+    /// How long the writer waits for more messages before committing a
+    /// batch, in microseconds. 0 commits what is queued at once; batches
+    /// still grow under load while the previous commit runs.
+    pub store_commit_window_us: u64,
+    /// Reader threads (history, channel loads, REST reads), each with its
+    /// own database connection.
+    pub store_readers: usize,
+    /// How long after a disconnect a client may recover its session
+    /// (subscriptions and missed messages) with Socket.IO connection state
+    /// recovery.
+    pub recovery_window_ms: u64,
+    /// Largest REST request body accepted (413 above it).
+    pub rest_max_body_bytes: usize,
     /// Log line format.
     pub log_format: LogFormat,
 }
@@ -198,6 +220,11 @@ impl Default for Config {
             typing_timeout_ms: 5_000,
             shutdown_timeout_ms: 10_000,
             io_memory_kib: 1_024,
+            store_writer_queue: 10_000,
+            store_commit_window_us: 0,
+            store_readers: 2,
+            recovery_window_ms: 120_000,
+            rest_max_body_bytes: 65_536,
             log_format: LogFormat::Human,
         }
     }
@@ -242,6 +269,10 @@ impl Config {
 
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    pub fn recovery_window(&self) -> Duration {
+        Duration::from_millis(self.recovery_window_ms)
     }
 
     pub fn typing_timeout(&self) -> Duration {

@@ -22,4 +22,5 @@ pub mod ids;
 pub mod protocol;
 pub mod server;
 pub mod shard;
+pub mod store;
 pub mod transport;

@@ -9,6 +9,7 @@ fn main() {
         None | Some(Command::Serve) => serve(&cli),
         Some(Command::Config { .. }) => cli::run_config_command(&cli),
         Some(Command::Token { .. }) => cli::run_token_command(&cli),
+        Some(Command::Migrate) => cli::run_migrate_command(&cli),
     };
     std::process::exit(code);
 }

@@ -11,12 +11,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::Context as _;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 
+use std::time::Duration;
+
 use crate::auth::Authenticator;
+use crate::chat;
 use crate::chat::ChatLimits;
 use crate::config::{Config, LogFormat};
 use crate::protocol::{self, QueueLimits};
 use crate::shard::mailbox::Mesh;
 use crate::shard::{self, Admission, ShardSetup, Shutdown};
+use crate::store::handle::StoreSettings;
+use crate::store::sqlite::SqliteStore;
+use crate::store::writer::WriterSettings;
+use crate::store::{self, Store};
 use crate::transport::Endpoint;
 
 /// Batches a ring between two shards holds before its sender waits.
@@ -56,6 +63,33 @@ pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> 
     // SO_REUSEPORT socket held until every shard has bound it.
     let (listen, reservation) = reserve_port(requested)?;
 
+    let applied = store::sqlite::migrate(&config.data_dir).with_context(|| {
+        format!(
+            "opening the store in DATA_DIR {}",
+            config.data_dir.display()
+        )
+    })?;
+    if applied > 0 {
+        tracing::info!(applied, data_dir = %config.data_dir.display(), "store migrated");
+    }
+    let mesh = Mesh::new(shards, MESH_RING_BATCHES);
+    let data_dir = config.data_dir.clone();
+    let (store, store_threads) = store::handle::start(
+        &StoreSettings {
+            data_dir: config.data_dir.clone(),
+            writer: WriterSettings {
+                max_batch: config.broadcast_batch_size,
+                window: Duration::from_micros(config.store_commit_window_us),
+            },
+            writer_queue: config.store_writer_queue,
+            readers: config.store_readers,
+            reader_queue: config.store_writer_queue,
+        },
+        move || Ok(Box::new(SqliteStore::open(&data_dir)?) as Box<dyn Store>),
+        chat::commit::sink(mesh.clone()),
+    )
+    .context("starting the store threads")?;
+
     let max_payload = config.max_payload;
     let endpoint = Endpoint {
         opts: protocol::Options {
@@ -83,10 +117,12 @@ pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> 
             rate_burst: config.rate_limit_burst,
             rate_disconnect_after: config.rate_limit_disconnect_after,
             typing_timeout: config.typing_timeout(),
-            dedupe_per_channel: 10_000,
+            recovery_window: config.recovery_window(),
         },
         auth,
-        mesh: Mesh::new(shards, MESH_RING_BATCHES),
+        mesh,
+        store,
+        sessions: chat::recovery::Sessions::new(),
         admission: Admission::new(config.ws_max_connections, config.ws_max_connections_per_ip),
         shutdown: shutdown.clone(),
         drain_timeout: config.shutdown_timeout(),
@@ -132,6 +168,9 @@ pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> 
     tracing::info!(%listen, shards, "gatrix-chat listening on http://{listen}");
 
     let results = handles.join_all();
+    // Every shard (and so every store handle) is gone: the writer commits
+    // what is still queued and stops.
+    store_threads.join();
     let failed = results.iter().filter(|r| !matches!(r, Ok(true))).count();
     if failed > 0 {
         anyhow::bail!("{failed} of {shards} shards failed (see the log above)");

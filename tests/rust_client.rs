@@ -177,12 +177,15 @@ const SEC: Duration = Duration::from_secs(5);
 #[test]
 fn join_send_and_receive_across_shards() {
     let server = TestServer::start();
+    let lobby = server.create_channel("owner", "lobby", "public", &[]);
     let mut alice = Client::connect(&server, "alice");
-    let join = alice.call("join_channel", json!({"channelId": "lobby"}));
+    let join = alice.call("join_channel", json!({"channelId": lobby}));
     assert_eq!(
-        join,
-        json!({"ok": true, "channel": {"id": "lobby"}, "lastSeq": 0})
+        (&join["ok"], &join["channel"]["id"], &join["lastSeq"]),
+        (&json!(true), &json!(lobby), &json!(0)),
+        "{join}"
     );
+    assert_eq!(join["channel"]["type"], "public");
 
     // Six listeners: with two shards, some land on alice's shard and some
     // on the other (SO_REUSEPORT spreads them); every one must receive.
@@ -191,13 +194,13 @@ fn join_send_and_receive_across_shards() {
         .collect();
     for l in &mut listeners {
         assert_eq!(
-            l.call("join_channel", json!({"channelId": "lobby"}))["ok"],
+            l.call("join_channel", json!({"channelId": lobby}))["ok"],
             true
         );
     }
     let ack = alice.call(
         "send_message",
-        json!({"channelId": "lobby", "content": "hello", "replyTo": "42"}),
+        json!({"channelId": lobby, "content": "hello", "replyTo": "42"}),
     );
     assert_eq!(ack["ok"], true, "{ack}");
     let m = &ack["message"];
@@ -230,7 +233,7 @@ fn join_send_and_receive_across_shards() {
     // A late joiner learns where the channel is.
     let mut late = Client::connect(&server, "late");
     assert_eq!(
-        late.call("join_channel", json!({"channelId": "lobby"}))["lastSeq"],
+        late.call("join_channel", json!({"channelId": lobby}))["lastSeq"],
         1
     );
 }
@@ -238,17 +241,18 @@ fn join_send_and_receive_across_shards() {
 #[test]
 fn quick_sends_arrive_gapless_and_in_order() {
     let server = TestServer::start();
+    let fast = server.create_channel("owner", "fast", "public", &[]);
     let mut a = Client::connect(&server, "a");
     let mut bs: Vec<Client> = (0..3)
         .map(|i| Client::connect(&server, &format!("b{i}")))
         .collect();
     for c in bs.iter_mut().chain(std::iter::once(&mut a)) {
-        c.call("join_channel", json!({"channelId": "fast"}));
+        c.call("join_channel", json!({"channelId": fast}));
     }
     for i in 0..50 {
         a.emit(
             "send_message",
-            json!({"channelId": "fast", "content": format!("m{i}")}),
+            json!({"channelId": fast, "content": format!("m{i}")}),
         );
     }
     for b in &mut bs {
@@ -265,23 +269,24 @@ fn quick_sends_arrive_gapless_and_in_order() {
 #[test]
 fn client_message_id_is_deduplicated() {
     let server = TestServer::start();
+    let d = server.create_channel("owner", "d", "public", &[]);
     let mut a = Client::connect(&server, "a");
     let mut b = Client::connect(&server, "b");
-    a.call("join_channel", json!({"channelId": "d"}));
-    b.call("join_channel", json!({"channelId": "d"}));
+    a.call("join_channel", json!({"channelId": d}));
+    b.call("join_channel", json!({"channelId": d}));
     let first = a.call(
         "send_message",
-        json!({"channelId": "d", "content": "x", "clientMessageId": "c-1"}),
+        json!({"channelId": d, "content": "x", "clientMessageId": "c-1"}),
     );
     let again = a.call(
         "send_message",
-        json!({"channelId": "d", "content": "x", "clientMessageId": "c-1"}),
+        json!({"channelId": d, "content": "x", "clientMessageId": "c-1"}),
     );
     assert_eq!(first, again);
     // Another user may use the same clientMessageId.
     let other = b.call(
         "send_message",
-        json!({"channelId": "d", "content": "y", "clientMessageId": "c-1"}),
+        json!({"channelId": d, "content": "y", "clientMessageId": "c-1"}),
     );
     assert_eq!(other["message"]["seq"], 2);
     assert_eq!(b.event("message", SEC)["seq"], 1);
@@ -298,22 +303,25 @@ fn errors_have_codes_with_and_without_ack() {
         ("MAX_MESSAGE_LENGTH", "10"),
         ("MAX_CHANNELS_PER_CONNECTION", "2"),
     ]);
+    let x = server.create_channel("owner", "x", "public", &[]);
+    let y = server.create_channel("owner", "y", "public", &[]);
+    let z = server.create_channel("owner", "z", "public", &[]);
     let mut a = Client::connect(&server, "a");
     let code = |v: Value| v["error"]["code"].as_str().unwrap().to_owned();
     assert_eq!(
-        code(a.call("send_message", json!({"channelId": "x", "content": "hi"}))),
+        code(a.call("send_message", json!({"channelId": x, "content": "hi"}))),
         "FORBIDDEN"
     );
-    a.call("join_channel", json!({"channelId": "x"}));
+    a.call("join_channel", json!({"channelId": x}));
     assert_eq!(
         code(a.call(
             "send_message",
-            json!({"channelId": "x", "content": "01234567890"})
+            json!({"channelId": x, "content": "01234567890"})
         )),
         "PAYLOAD_TOO_LARGE"
     );
     assert_eq!(
-        code(a.call("send_message", json!({"channelId": "x"}))),
+        code(a.call("send_message", json!({"channelId": x}))),
         "INVALID_PAYLOAD"
     );
     assert_eq!(
@@ -321,9 +329,9 @@ fn errors_have_codes_with_and_without_ack() {
         "INVALID_PAYLOAD"
     );
     assert_eq!(code(a.call("no_such_event", json!({}))), "NOT_FOUND");
-    a.call("join_channel", json!({"channelId": "y"}));
+    a.call("join_channel", json!({"channelId": y}));
     assert_eq!(
-        code(a.call("join_channel", json!({"channelId": "z"}))),
+        code(a.call("join_channel", json!({"channelId": z}))),
         "FORBIDDEN"
     );
     a.emit(
@@ -336,21 +344,22 @@ fn errors_have_codes_with_and_without_ack() {
 #[test]
 fn typing_is_relayed_and_expires() {
     let server = TestServer::start_with(&[("TYPING_TIMEOUT_MS", "600")]);
+    let t = server.create_channel("owner", "t", "public", &[]);
     let mut a = Client::connect(&server, "a");
     let mut b = Client::connect(&server, "b");
-    a.call("join_channel", json!({"channelId": "t"}));
-    b.call("join_channel", json!({"channelId": "t"}));
+    a.call("join_channel", json!({"channelId": t}));
+    b.call("join_channel", json!({"channelId": t}));
     assert_eq!(
-        a.call("typing_start", json!({"channelId": "t"})),
+        a.call("typing_start", json!({"channelId": t})),
         json!({"ok": true})
     );
     assert_eq!(
         b.event("typing", SEC),
-        json!({"channelId": "t", "userId": "a", "isTyping": true})
+        json!({"channelId": t, "userId": "a", "isTyping": true})
     );
-    a.call("typing_stop", json!({"channelId": "t"}));
+    a.call("typing_stop", json!({"channelId": t}));
     assert_eq!(b.event("typing", SEC)["isTyping"], false);
-    a.call("typing_start", json!({"channelId": "t"}));
+    a.call("typing_start", json!({"channelId": t}));
     assert_eq!(b.event("typing", SEC)["isTyping"], true);
     let start = Instant::now();
     assert_eq!(
@@ -372,6 +381,7 @@ fn typing_is_relayed_and_expires() {
 #[test]
 fn joins_leaves_and_presence() {
     let server = TestServer::start();
+    let p = server.create_channel("owner", "p", "public", &[]);
     let mut a = Client::connect(&server, "a");
     let own = a.event("presence_update", SEC);
     assert_eq!(
@@ -379,16 +389,16 @@ fn joins_leaves_and_presence() {
         (Some("a"), Some("online")),
         "a user's own connections hear it"
     );
-    a.call("join_channel", json!({"channelId": "p"}));
+    a.call("join_channel", json!({"channelId": p}));
     let mut b = Client::connect(&server, "b");
-    b.call("join_channel", json!({"channelId": "p"}));
+    b.call("join_channel", json!({"channelId": p}));
     assert_eq!(
         a.event("user_joined", SEC),
-        json!({"channelId": "p", "userId": "b"})
+        json!({"channelId": p, "userId": "b"})
     );
     // A second connection of b: no second user_joined.
     let mut b2 = Client::connect(&server, "b");
-    b2.call("join_channel", json!({"channelId": "p"}));
+    b2.call("join_channel", json!({"channelId": p}));
     drop(b2);
     assert!(
         a.try_event("user_joined", Duration::from_millis(300))
@@ -402,7 +412,7 @@ fn joins_leaves_and_presence() {
     drop(b);
     assert_eq!(
         a.event("user_left", SEC),
-        json!({"channelId": "p", "userId": "b"})
+        json!({"channelId": p, "userId": "b"})
     );
     let is_b = |v: &Value| v["userId"] == "b";
     let off = a.event_where("presence_update", SEC, is_b);
@@ -474,27 +484,25 @@ fn sustained_flood_is_rate_limited_then_disconnected() {
         ("RATE_LIMIT_BURST", "5"),
         ("RATE_LIMIT_DISCONNECT_AFTER", "20"),
     ]);
+    let x = server.create_channel("owner", "x", "public", &[]);
     let mut a = Client::connect(&server, "a");
     for _ in 0..5 {
         assert_eq!(
-            a.call("typing_stop", json!({"channelId": "x"}))["error"]["code"],
+            a.call("typing_stop", json!({"channelId": x}))["error"]["code"],
             "FORBIDDEN"
         );
     }
     assert_eq!(
-        a.call("typing_stop", json!({"channelId": "x"}))["error"]["code"],
+        a.call("typing_stop", json!({"channelId": x}))["error"]["code"],
         "RATE_LIMITED"
     );
     for _ in 0..40 {
-        a.emit("typing_stop", json!({"channelId": "x"}));
+        a.emit("typing_stop", json!({"channelId": x}));
     }
     assert_eq!(a.close_code(SEC), Some(4029));
     // Others are unaffected.
     let mut b = Client::connect(&server, "b");
-    assert_eq!(
-        b.call("join_channel", json!({"channelId": "x"}))["ok"],
-        true
-    );
+    assert_eq!(b.call("join_channel", json!({"channelId": x}))["ok"], true);
 }
 
 #[test]

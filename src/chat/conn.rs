@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tungstenite::Utf8Bytes;
 
 use super::commands::{self, Command};
-use super::mail::{Mail, Publish, ReplyTo, shard_of_conn};
+use super::mail::{Mail, Origin, Publish, ReplyTo, shard_of_conn};
 use super::message::reply_frame;
 use super::{Chat, ChatError, ErrorCode};
 use crate::protocol::{
@@ -25,7 +25,13 @@ pub struct ChatConn {
     pub user: Arc<str>,
     /// Channels of this connection: `false` while the owner has not yet
     /// confirmed the subscription, `true` once delivering.
-    channels: RefCell<HashMap<Arc<str>, bool>>,
+    pub(super) channels: RefCell<HashMap<Arc<str>, bool>>,
+    /// Private session id for connection state recovery.
+    pub(super) pid: String,
+    /// Replay position for this session if the client has no offset.
+    pub(super) start_pos: u64,
+    /// Set while a recovered session is being restored.
+    pub(super) recovery: RefCell<Option<super::recovery::Recovery>>,
     limiter: DefaultDirectRateLimiter,
     /// Commands refused for rate in a row.
     rejected: Cell<u32>,
@@ -65,13 +71,32 @@ impl Handler for Chat {
                 });
             }
         };
+        // A reconnect presenting a live session of the same user gets it
+        // back: same pid, same channels, missed messages replayed.
+        let claim = super::recovery::Claim::from_auth(auth.as_ref());
+        let restored = claim.as_ref().and_then(|c| self.reclaim(c, &claims.sub));
+        let (pid, channels, start_pos, recovery) = match (claim, restored) {
+            (Some(c), Some((channels, after))) => {
+                let chans = channels.into_iter().map(|ch| (ch, false)).collect();
+                (c.pid, chans, after, Some(Chat::new_recovery(after)))
+            }
+            _ => (
+                crate::ids::random_token(15),
+                HashMap::new(),
+                self.last_pos.get(),
+                None,
+            ),
+        };
         let l = &self.limits;
         let quota = Quota::per_second(NonZeroU32::new(l.rate_per_sec).unwrap_or(NonZeroU32::MIN))
             .allow_burst(NonZeroU32::new(l.rate_burst).unwrap_or(NonZeroU32::MIN));
         let conn = Rc::new(ChatConn {
             link: link.clone(),
             user: Arc::from(claims.sub.as_str()),
-            channels: RefCell::default(),
+            channels: RefCell::new(channels),
+            pid,
+            start_pos,
+            recovery: RefCell::new(recovery),
             limiter: RateLimiter::direct(quota),
             rejected: Cell::new(0),
         });
@@ -106,9 +131,24 @@ impl Handler for Chat {
         }
     }
 
-    fn disconnect(&self, conn: Rc<ChatConn>, _reason: DisconnectReason) {
+    fn pid(&self, conn: &Rc<ChatConn>) -> Option<String> {
+        Some(conn.pid.clone())
+    }
+
+    fn connected(&self, conn: &Rc<ChatConn>) {
+        if conn.recovery.borrow().is_some() {
+            self.start_recovery(conn);
+        }
+    }
+
+    fn disconnect(&self, conn: Rc<ChatConn>, reason: DisconnectReason) {
         self.conns.borrow_mut().remove(&conn.link.id);
         let channels: Vec<(Arc<str>, bool)> = conn.channels.borrow_mut().drain().collect();
+        // A dropped connection may come back; one that said goodbye (`41`)
+        // will not.
+        if reason != DisconnectReason::ClientDisconnect {
+            self.keep_session(&conn, channels.iter().map(|(c, _)| c.clone()).collect());
+        }
         for (channel, delivering) in channels {
             if delivering {
                 self.unsubscribe_local(&channel, conn.link.id);
@@ -218,7 +258,7 @@ impl Chat {
                         kind: m.kind,
                         client_message_id: m.client_message_id,
                         reply_to: m.reply_to,
-                        reply: reply_to,
+                        origin: Origin::Conn(reply_to),
                     })),
                 );
             }
@@ -260,10 +300,19 @@ impl Chat {
     }
 
     /// The owner confirmed a subscription: deliver from now on, and ack.
-    pub(super) fn conn_joined(&self, channel: Arc<str>, last_seq: u64, reply: ReplyTo) {
+    pub(super) fn conn_joined(
+        &self,
+        channel: Arc<str>,
+        channel_json: &str,
+        last_seq: u64,
+        reply: ReplyTo,
+    ) {
         let Some(conn) = self.conns.borrow().get(&reply.conn).cloned() else {
             return; // gone meanwhile; its disconnect already sent the Leave
         };
+        if self.recovery_joined(&conn, &channel, Some(last_seq)) {
+            return;
+        }
         let newly = match conn.channels.borrow_mut().get_mut(&channel) {
             Some(delivering) if !*delivering => {
                 *delivering = true;
@@ -278,9 +327,29 @@ impl Chat {
                 .or_default()
                 .push(conn.link.clone());
         }
-        let body =
-            json!({"ok": true, "channel": {"id": &*channel}, "lastSeq": last_seq}).to_string();
+        // Every message with a higher seq reaches this shard after now, and
+        // so the connection; every lower one already passed.
+        let seen = self.seen.borrow().get(&channel).copied().unwrap_or(0);
+        let last_seq = last_seq.max(seen);
+        let body = format!(r#"{{"ok":true,"channel":{channel_json},"lastSeq":{last_seq}}}"#);
         answer(&conn, reply.ack, Ok(&body));
+    }
+
+    /// The owner refused a join: drop the pending subscription, answer.
+    pub(super) fn conn_join_failed(&self, channel: Arc<str>, error: ChatError, reply: ReplyTo) {
+        let Some(conn) = self.conns.borrow().get(&reply.conn).cloned() else {
+            return;
+        };
+        {
+            let mut chans = conn.channels.borrow_mut();
+            if chans.get(&channel) == Some(&false) {
+                chans.remove(&channel);
+            }
+        }
+        if self.recovery_joined(&conn, &channel, None) {
+            return;
+        }
+        answer(&conn, reply.ack, Err(&error));
     }
 
     /// A broadcast frame for this shard's subscribers of a channel. The

@@ -1,17 +1,53 @@
-//! What shards say to each other about chat. Everything here is `Send`: it
-//! crosses the mailbox rings. Frames are encoded once by whoever produces
-//! them and shared (`Utf8Bytes` is reference-counted).
+//! What shards (and store threads) say to shards about chat. Everything
+//! here is `Send`: it crosses the mailbox rings. Frames are encoded once by
+//! whoever produces them and shared (`Utf8Bytes` is reference-counted).
 
 use std::sync::Arc;
 
+use futures::channel::oneshot;
 use tungstenite::Utf8Bytes;
 
-/// Where a command's answer goes: the connection (its shard is in the id's
-/// high bits) and the client's ack id, if it asked for one.
+use super::ChatError;
+use crate::store::{ChannelRecord, MessageRecord};
+
+/// Where a connection command's answer goes: the connection (its shard is
+/// in the id's high bits) and the client's ack id, if it asked for one.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplyTo {
     pub conn: u64,
     pub ack: Option<u64>,
+}
+
+/// The answer to a REST send: the message, or why not.
+pub type RestReply = oneshot::Sender<Result<MessageRecord, ChatError>>;
+
+/// Who sent a message: a connection, or a REST request waiting on a oneshot.
+#[derive(Debug)]
+pub enum Origin {
+    Conn(ReplyTo),
+    Rest(RestReply),
+}
+
+/// A channel as the owner caches it.
+#[derive(Debug)]
+pub struct LoadedChannel {
+    pub record: ChannelRecord,
+    pub members: Vec<String>,
+    pub last_seq: u64,
+}
+
+/// One committed (or refused) message, as every shard sees it.
+#[derive(Debug)]
+pub struct Committed {
+    pub channel: Arc<str>,
+    /// The seq and commit position of a newly stored message (0 for a
+    /// repeat or a failure).
+    pub seq: u64,
+    pub pos: u64,
+    /// The `message` broadcast, encoded once, when the message is new.
+    pub frame: Option<Utf8Bytes>,
+    /// The sender's ack or error frame, for the shard of `conn`.
+    pub reply: Option<(u64, Utf8Bytes)>,
 }
 
 #[derive(Debug)]
@@ -25,8 +61,8 @@ pub enum Mail {
         reply: ReplyTo,
         repeat: bool,
     },
-    /// A connection unsubscribes: on `leave_channel` (`reply` set, membership
-    /// ends once the user's last connection leaves) or on disconnect.
+    /// A connection unsubscribes: on `leave_channel` (`reply` set) or on
+    /// disconnect.
     Leave {
         channel: Arc<str>,
         user: Arc<str>,
@@ -40,17 +76,44 @@ pub enum Mail {
         typing: bool,
         reply: ReplyTo,
     },
-    /// A frame for every subscriber of a channel (presence updates).
+    /// A frame for every subscriber of a channel (presence, edits).
     ChannelEmit {
         channel: Arc<str>,
         frame: Utf8Bytes,
     },
+    /// The channel changed in the store (REST): reload before the next use.
+    Invalidate {
+        channel: Arc<str>,
+    },
+
+    // ---- store threads → channel owner
+    ChannelLoaded {
+        channel: Arc<str>,
+        result: Result<Option<LoadedChannel>, String>,
+    },
+
+    /// A recovering connection's missed messages, from the store.
+    Replayed {
+        conn: u64,
+        result: Result<Vec<MessageRecord>, String>,
+    },
+
+    // ---- store writer → every shard, in commit order
+    Committed(Arc<Vec<Committed>>),
 
     // ---- channel owner → connection's shard
     /// The owner counted the subscription: start delivering to it.
+    /// `last_seq` is the store's at load time; the shard knows later ones.
     Joined {
         channel: Arc<str>,
+        channel_json: Arc<str>,
         last_seq: u64,
+        reply: ReplyTo,
+    },
+    /// The owner refused the join: forget the pending subscription.
+    JoinFailed {
+        channel: Arc<str>,
+        error: ChatError,
         reply: ReplyTo,
     },
     /// A broadcast frame for the shard's subscribers of `channel`, except
@@ -92,7 +155,7 @@ pub struct Publish {
     pub kind: String,
     pub client_message_id: Option<String>,
     pub reply_to: Option<String>,
-    pub reply: ReplyTo,
+    pub origin: Origin,
 }
 
 /// The shard that owns a connection id.

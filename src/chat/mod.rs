@@ -11,20 +11,24 @@
 //! Roles talk only through [`Mail`] over the shard mailboxes, even on one
 //! shard, so the code path is the same whatever the placement.
 
+mod api;
 pub mod commands;
+pub mod commit;
 mod conn;
 mod error;
 pub mod mail;
 pub mod message;
 mod owner;
 mod presence;
+pub mod recovery;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use api::RestSend;
 pub use conn::ChatConn;
 pub use error::{ChatError, ErrorCode};
 pub use mail::Mail;
@@ -33,6 +37,7 @@ use crate::auth::Authenticator;
 use crate::ids::IdGen;
 use crate::protocol::Link;
 use crate::shard::mailbox::Mailbox;
+use crate::store::StoreHandle;
 
 /// Limits applied by the chat layer (all configurable, docs/configuration.md).
 #[derive(Debug, Clone)]
@@ -44,19 +49,30 @@ pub struct ChatLimits {
     /// Commands refused in a row for rate before the connection is closed.
     pub rate_disconnect_after: u32,
     pub typing_timeout: Duration,
-    /// Recent clientMessageIds remembered per channel for dedupe.
-    pub dedupe_per_channel: usize,
+    /// How long a dropped connection's session stays recoverable.
+    pub recovery_window: Duration,
 }
+
+/// The store as chat uses it: messages answer to an [`mail::Origin`].
+pub type ChatStore = StoreHandle<mail::Origin>;
 
 pub struct Chat {
     mail: Rc<Mailbox<Mail>>,
     auth: Arc<Authenticator>,
+    store: ChatStore,
+    sessions: Arc<recovery::Sessions>,
     limits: ChatLimits,
     ids: IdGen,
     /// Connection side: this shard's authenticated connections.
     conns: RefCell<HashMap<u64, Rc<ChatConn>>>,
     /// Connection side: local subscribers per channel.
     subs: RefCell<HashMap<Arc<str>, Vec<Rc<Link>>>>,
+    /// Connection side: the last seq this shard has seen committed per
+    /// channel; a join ack's lastSeq is exact against it.
+    seen: RefCell<HashMap<Arc<str>, u64>>,
+    /// Connection side: the highest commit position seen, where a new
+    /// session's replay would start.
+    last_pos: Cell<u64>,
     /// Owner side: channels this shard owns.
     channels: RefCell<HashMap<Arc<str>, owner::ChannelState>>,
     /// Owner side: users this shard owns.
@@ -72,15 +88,25 @@ const OWNER_HASH: ahash::RandomState = ahash::RandomState::with_seeds(
 );
 
 impl Chat {
-    pub fn new(mail: Rc<Mailbox<Mail>>, auth: Arc<Authenticator>, limits: ChatLimits) -> Rc<Self> {
+    pub fn new(
+        mail: Rc<Mailbox<Mail>>,
+        auth: Arc<Authenticator>,
+        store: ChatStore,
+        sessions: Arc<recovery::Sessions>,
+        limits: ChatLimits,
+    ) -> Rc<Self> {
         let shard = mail.shard();
         Rc::new(Self {
             mail,
             auth,
+            store,
+            sessions,
             limits,
             ids: IdGen::new(shard),
             conns: RefCell::default(),
             subs: RefCell::default(),
+            seen: RefCell::default(),
+            last_pos: Cell::new(0),
             channels: RefCell::default(),
             users: RefCell::default(),
         })
@@ -97,6 +123,9 @@ impl Chat {
 
     /// Handles one message from the mailbox.
     pub fn handle(&self, mail: Mail) {
+        let Some(mail) = self.when_loaded(mail) else {
+            return;
+        };
         match mail {
             Mail::Join {
                 channel,
@@ -118,11 +147,21 @@ impl Chat {
                 reply,
             } => self.owner_typing(channel, user, typing, reply),
             Mail::ChannelEmit { channel, frame } => self.owner_emit(&channel, frame),
+            Mail::Invalidate { channel } => self.owner_invalidate(channel),
+            Mail::ChannelLoaded { channel, result } => self.channel_loaded(channel, result),
+            Mail::Committed(batch) => self.committed(&batch),
+            Mail::Replayed { conn, result } => self.replayed(conn, result),
             Mail::Joined {
                 channel,
+                channel_json,
                 last_seq,
                 reply,
-            } => self.conn_joined(channel, last_seq, reply),
+            } => self.conn_joined(channel, &channel_json, last_seq, reply),
+            Mail::JoinFailed {
+                channel,
+                error,
+                reply,
+            } => self.conn_join_failed(channel, error, reply),
             Mail::Deliver {
                 channel,
                 frame,
@@ -142,6 +181,9 @@ impl Chat {
     /// Periodic work: typing indicators that expired.
     pub fn tick(&self) {
         self.expire_typing();
+        if self.mail.shard() == 0 {
+            self.sessions.sweep();
+        }
     }
 
     /// Number of connections and owned channels, for logs.

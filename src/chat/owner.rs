@@ -1,29 +1,34 @@
-//! Channel owner: the one shard that sequences a channel.
+//! Channel owner: the one shard through which every command on a channel
+//! passes, in order.
 //!
-//! It counts subscriptions per shard and per user, assigns each message the
-//! next `seq` and a unique id, answers a repeated clientMessageId with the
-//! first message, encodes each broadcast once and sends one `Deliver` per
-//! shard that has subscribers.
-//!
-//! Seam for the store and the broker (later issues): [`Chat::owner_publish`]
-//! is the "assign seq, persist, fan out" step. Persisting goes between
-//! assigning and fanning out; the ack is sent only after it.
+//! It caches the channel record and its members (loaded from the store on
+//! first use, reloaded when REST changes it), decides who may join and
+//! send, counts subscriptions per shard and per user (user_joined /
+//! user_left), relays typing, and hands new messages to the store writer.
+//! The writer assigns `seq` at commit and broadcasts to every shard in
+//! commit order ([`super::commit`]); that is the seam the Redis broker
+//! takes over for several instances.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
 use tungstenite::Utf8Bytes;
 
-use super::mail::{Mail, Publish, ReplyTo, shard_of_conn};
-use super::message::{self, Message, event_frame, reply_frame};
-use super::{Chat, ChatError};
+use super::mail::{LoadedChannel, Mail, Origin, Publish, ReplyTo, shard_of_conn};
+use super::message::{self, event_frame, reply_frame};
+use super::{Chat, ChatError, ErrorCode};
+use crate::store::{ChannelType, MessageRecord};
 
 #[derive(Default)]
 pub(super) struct ChannelState {
-    /// Last assigned seq; the next message gets `seq + 1`.
-    seq: u64,
+    /// The cached record and members; `None` while (re)loading.
+    info: Option<ChannelInfo>,
+    /// A load from the store is under way.
+    loading: bool,
+    /// Commands that arrived while loading, in order.
+    waiting: Vec<Mail>,
     /// Subscribed connections per shard: who gets a `Deliver`.
     shard_subs: Vec<u32>,
     /// Subscribed connections per user: user_joined / user_left edges.
@@ -31,21 +36,45 @@ pub(super) struct ChannelState {
     /// Users typing: until when, and from which connection (which is not
     /// told about its own typing, not even when it expires).
     typing: HashMap<Arc<str>, (Instant, u64)>,
-    /// (user, clientMessageId) → the first message's JSON.
-    dedupe: HashMap<(Arc<str>, String), Arc<str>>,
-    dedupe_order: VecDeque<(Arc<str>, String)>,
+}
+
+struct ChannelInfo {
+    kind: ChannelType,
+    /// The record as clients see it in a join ack.
+    json: Arc<str>,
+    members: HashSet<Arc<str>>,
+    /// The store's last seq when loaded; later ones are seen by shards.
+    last_seq: u64,
+}
+
+impl ChannelState {
+    fn is_idle(&self) -> bool {
+        self.waiting.is_empty() && self.users.is_empty() && self.typing.is_empty()
+    }
+}
+
+/// The channel a command needs loaded before it can run.
+fn needs_channel(mail: &Mail) -> Option<&Arc<str>> {
+    match mail {
+        Mail::Join { channel, .. } => Some(channel),
+        Mail::Publish(p) => Some(&p.channel),
+        Mail::Leave {
+            channel,
+            reply: Some(_),
+            ..
+        } => Some(channel),
+        _ => None,
+    }
 }
 
 impl Chat {
-    fn send_reply(&self, reply: ReplyTo, result: Result<&str, &ChatError>) {
+    pub(super) fn send_reply(&self, reply: ReplyTo, result: Result<&str, &ChatError>) {
         if let Some(frame) = reply_frame(reply.ack, result) {
-            self.post(
-                shard_of_conn(reply.conn),
-                Mail::ToConn {
-                    conn: reply.conn,
-                    frame: frame.into(),
-                },
-            );
+            let mail = Mail::ToConn {
+                conn: reply.conn,
+                frame: frame.into(),
+            };
+            self.post(shard_of_conn(reply.conn), mail);
         }
     }
 
@@ -59,14 +88,12 @@ impl Chat {
     ) {
         for (shard, &n) in st.shard_subs.iter().enumerate() {
             if n > 0 {
-                self.post(
-                    shard,
-                    Mail::Deliver {
-                        channel: channel.clone(),
-                        frame: frame.clone(),
-                        except,
-                    },
-                );
+                let mail = Mail::Deliver {
+                    channel: channel.clone(),
+                    frame: frame.clone(),
+                    except,
+                };
+                self.post(shard, mail);
             }
         }
     }
@@ -74,6 +101,151 @@ impl Chat {
     fn user_event(&self, st: &ChannelState, channel: &Arc<str>, event: &str, user: &str) {
         let body = json!({"channelId": &**channel, "userId": user}).to_string();
         self.fan_out(st, channel, event_frame(event, &body).into(), None);
+    }
+
+    /// Runs `mail` now if its channel is loaded; otherwise queues it behind
+    /// the load (starting one if needed). Returns the mail when it can run.
+    pub(super) fn when_loaded(&self, mail: Mail) -> Option<Mail> {
+        let Some(channel) = needs_channel(&mail).cloned() else {
+            return Some(mail);
+        };
+        let mut channels = self.channels.borrow_mut();
+        let st = channels.entry(channel.clone()).or_default();
+        if st.info.is_some() {
+            return Some(mail);
+        }
+        st.waiting.push(mail);
+        let start = !std::mem::replace(&mut st.loading, true);
+        drop(channels);
+        if start {
+            self.load_channel(channel);
+        }
+        None
+    }
+
+    fn load_channel(&self, channel: Arc<str>) {
+        let mesh = self.mail.mesh().clone();
+        let me = self.mail.shard();
+        let id = channel.clone();
+        let started = self.store.read_then(move |s| {
+            let result = (|| {
+                let Some(record) = s.channel(&id)? else {
+                    return Ok(None);
+                };
+                let members = s.member_ids(&id)?;
+                let last_seq = s.last_seq(&id)?;
+                Ok(Some(LoadedChannel {
+                    record,
+                    members,
+                    last_seq,
+                }))
+            })()
+            .map_err(|e: crate::store::StoreError| e.to_string());
+            mesh.post_external(
+                me,
+                Mail::ChannelLoaded {
+                    channel: id,
+                    result,
+                },
+            );
+        });
+        if started.is_err() {
+            let result = Err("store queue full".to_owned());
+            self.channel_loaded(channel, result);
+        }
+    }
+
+    pub(super) fn channel_loaded(
+        &self,
+        channel: Arc<str>,
+        result: Result<Option<LoadedChannel>, String>,
+    ) {
+        let waiting = {
+            let mut channels = self.channels.borrow_mut();
+            let Some(st) = channels.get_mut(&channel) else {
+                return;
+            };
+            st.loading = false;
+            let waiting = std::mem::take(&mut st.waiting);
+            if let Ok(Some(l)) = &result {
+                st.info = Some(ChannelInfo {
+                    kind: l.record.kind,
+                    json: serde_json::to_string(&l.record).unwrap_or_default().into(),
+                    members: l.members.iter().map(|m| Arc::from(m.as_str())).collect(),
+                    last_seq: l.last_seq,
+                });
+            } else if st.is_idle() {
+                channels.remove(&channel);
+            }
+            waiting
+        };
+        let error = match result {
+            Ok(Some(_)) => None,
+            Ok(None) => Some(ChatError::new(ErrorCode::NotFound, "no such channel")),
+            Err(e) => {
+                tracing::warn!(%channel, error = %e, "could not load channel");
+                Some(ChatError::new(
+                    ErrorCode::Unavailable,
+                    "the store is unavailable; try again",
+                ))
+            }
+        };
+        for mail in waiting {
+            match &error {
+                None => self.handle(mail),
+                Some(e) => self.refuse(mail, e.clone()),
+            }
+        }
+    }
+
+    /// Answers a command that cannot run with `error`.
+    fn refuse(&self, mail: Mail, error: ChatError) {
+        match mail {
+            Mail::Join { channel, reply, .. } => {
+                self.post(
+                    shard_of_conn(reply.conn),
+                    Mail::JoinFailed {
+                        channel,
+                        error,
+                        reply,
+                    },
+                );
+            }
+            Mail::Publish(p) => self.answer_origin(p.origin, Err(error)),
+            Mail::Leave { reply: Some(r), .. } => self.send_reply(r, Ok(r#"{"ok":true}"#)),
+            _ => {}
+        }
+    }
+
+    pub(super) fn answer_origin(&self, origin: Origin, result: Result<MessageRecord, ChatError>) {
+        match origin {
+            Origin::Rest(tx) => {
+                let _ = tx.send(result);
+            }
+            Origin::Conn(r) => match result {
+                Ok(m) => self.send_reply(
+                    r,
+                    Ok(&format!(r#"{{"ok":true,"message":{}}}"#, m.to_json())),
+                ),
+                Err(e) => self.send_reply(r, Err(&e)),
+            },
+        }
+    }
+
+    /// REST changed the channel: drop the cache and reload it; commands
+    /// queue behind the reload.
+    pub(super) fn owner_invalidate(&self, channel: Arc<str>) {
+        let reload = match self.channels.borrow_mut().get_mut(&channel) {
+            Some(st) if st.info.is_some() && !st.loading => {
+                st.info = None;
+                st.loading = true;
+                true
+            }
+            _ => false,
+        };
+        if reload {
+            self.load_channel(channel);
+        }
     }
 
     pub(super) fn owner_join(
@@ -84,10 +256,40 @@ impl Chat {
         repeat: bool,
     ) {
         let mut channels = self.channels.borrow_mut();
-        let st = channels.entry(channel.clone()).or_default();
+        let Some(st) = channels.get_mut(&channel) else {
+            return;
+        };
+        let Some(info) = st.info.as_mut() else { return };
+        let member = info.members.contains(&user);
+        if !member && info.kind != ChannelType::Public {
+            drop(channels);
+            let error =
+                ChatError::new(ErrorCode::Forbidden, "this channel is for its members only");
+            return self.post(
+                shard_of_conn(reply.conn),
+                Mail::JoinFailed {
+                    channel,
+                    error,
+                    reply,
+                },
+            );
+        }
+        if !member {
+            // Joining a public channel makes the user a member. Written
+            // behind the ack: a crash may forget it; the user joins again.
+            info.members.insert(user.clone());
+            let (c, u, at) = (channel.to_string(), user.to_string(), message::now());
+            if self
+                .store
+                .write(move |s| s.add_member(&c, &u, &at))
+                .is_err()
+            {
+                tracing::warn!(%channel, %user, "store queue full: membership not written");
+            }
+        }
+        let (last_seq, channel_json) = (info.last_seq, info.json.clone());
         if !repeat {
-            let shards = self.mail.shards();
-            st.shard_subs.resize(shards, 0);
+            st.shard_subs.resize(self.mail.shards(), 0);
             st.shard_subs[shard_of_conn(reply.conn)] += 1;
             let n = st.users.entry(user.clone()).or_insert(0);
             *n += 1;
@@ -103,16 +305,14 @@ impl Chat {
                 self.post(self.owner(&user), member);
             }
         }
-        let last_seq = st.seq;
         drop(channels);
-        self.post(
-            shard_of_conn(reply.conn),
-            Mail::Joined {
-                channel,
-                last_seq,
-                reply,
-            },
-        );
+        let joined = Mail::Joined {
+            channel,
+            channel_json,
+            last_seq,
+            reply,
+        };
+        self.post(shard_of_conn(reply.conn), joined);
     }
 
     pub(super) fn owner_leave(
@@ -150,9 +350,21 @@ impl Chat {
                     );
                 }
                 self.user_event(st, &channel, "user_left", &user);
-                if reply.is_some() {
-                    // An explicit leave by the user's last connection ends
-                    // the membership; a disconnect keeps it.
+                // An explicit leave by the user's last connection ends a
+                // public channel's membership; a disconnect keeps it, and
+                // private memberships are managed by the channel's owner.
+                let public = st
+                    .info
+                    .as_ref()
+                    .is_some_and(|i| i.kind == ChannelType::Public);
+                if reply.is_some() && public {
+                    if let Some(info) = st.info.as_mut() {
+                        info.members.remove(&user);
+                    }
+                    let (c, u) = (channel.to_string(), user.to_string());
+                    if self.store.write(move |s| s.remove_member(&c, &u)).is_err() {
+                        tracing::warn!(%channel, %user, "store queue full: membership not removed");
+                    }
                     let member = Mail::Member {
                         user: user.clone(),
                         channel: channel.clone(),
@@ -168,53 +380,44 @@ impl Chat {
         }
     }
 
+    /// Checks the sender's membership and hands the message to the store
+    /// writer, which sequences, commits and broadcasts it.
     pub(super) fn owner_publish(&self, p: Publish) {
-        let mut channels = self.channels.borrow_mut();
-        let st = channels.entry(p.channel.clone()).or_default();
-        let key = p
-            .client_message_id
-            .as_ref()
-            .map(|c| (p.user.clone(), c.clone()));
-        if let Some(first) = key.as_ref().and_then(|k| st.dedupe.get(k)).cloned() {
-            drop(channels);
-            let body = format!(r#"{{"ok":true,"message":{first}}}"#);
-            return self.send_reply(p.reply, Ok(&body));
+        let member = {
+            let channels = self.channels.borrow();
+            channels
+                .get(&p.channel)
+                .and_then(|st| st.info.as_ref())
+                .is_some_and(|i| i.members.contains(&p.user))
+        };
+        if !member {
+            let e = ChatError::new(
+                ErrorCode::Forbidden,
+                "only members may send to this channel",
+            );
+            return self.answer_origin(p.origin, Err(e));
         }
-        st.seq += 1;
-        let msg = Message {
-            id: self.ids.next().to_string(),
-            channel_id: &p.channel,
-            seq: st.seq,
-            user_id: &p.user,
-            content: &p.content,
-            kind: &p.kind,
-            client_message_id: p.client_message_id.as_deref(),
-            reply_to: p.reply_to.as_deref(),
+        let record = Box::new(MessageRecord {
+            id: self.ids.next(),
+            pos: 0,
+            channel_id: p.channel.to_string(),
+            seq: 0,
+            user_id: p.user.to_string(),
+            content: p.content,
+            kind: p.kind,
+            client_message_id: p.client_message_id,
+            reply_to: p.reply_to,
             created_at: message::now(),
-        };
-        let json: Arc<str> = match serde_json::to_string(&msg) {
-            Ok(j) => j.into(),
-            Err(_) => {
-                st.seq -= 1;
-                drop(channels);
-                let e = ChatError::new(super::ErrorCode::Internal, "could not encode the message");
-                return self.send_reply(p.reply, Err(&e));
-            }
-        };
-        // Encode once: every subscriber on every shard gets these bytes.
-        self.fan_out(st, &p.channel, event_frame("message", &json).into(), None);
-        if let Some(k) = key {
-            st.dedupe.insert(k.clone(), json.clone());
-            st.dedupe_order.push_back(k);
-            while st.dedupe_order.len() > self.limits.dedupe_per_channel {
-                if let Some(old) = st.dedupe_order.pop_front() {
-                    st.dedupe.remove(&old);
-                }
-            }
+            edited_at: None,
+            deleted_at: None,
+        });
+        if let Err(origin) = self.store.append(record, p.origin) {
+            let e = ChatError::new(
+                ErrorCode::Unavailable,
+                "the store is busy or down; retry with the same clientMessageId",
+            );
+            self.answer_origin(origin, Err(e));
         }
-        drop(channels);
-        let body = format!(r#"{{"ok":true,"message":{json}}}"#);
-        self.send_reply(p.reply, Ok(&body));
     }
 
     pub(super) fn owner_typing(

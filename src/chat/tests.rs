@@ -7,11 +7,17 @@ use std::task::{Context, Poll};
 
 use serde_json::{Value, json};
 
+use std::time::Duration;
+
 use super::{Chat, ChatLimits, Mail};
 use crate::auth::{Authenticator, mint_hs256};
 use crate::config::Config;
 use crate::protocol::{Event, Frame, Handler, Handshake, Link, QueueLimits};
 use crate::shard::mailbox::{Mailbox, Mesh};
+use crate::store::handle::StoreSettings;
+use crate::store::sqlite::SqliteStore;
+use crate::store::writer::WriterSettings;
+use crate::store::{ChannelRecord, ChannelType, Store};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
@@ -19,6 +25,7 @@ struct World {
     chats: Vec<Rc<Chat>>,
     boxes: Vec<Rc<Mailbox<Mail>>>,
     next_conn: u64,
+    dir: tempfile::TempDir,
 }
 
 struct Peer {
@@ -35,6 +42,26 @@ impl World {
         };
         let auth = Arc::new(Authenticator::from_config(&config).unwrap());
         let mesh = Mesh::new(shards, 64);
+        let dir = tempfile::tempdir().unwrap();
+        crate::store::sqlite::migrate(dir.path()).unwrap();
+        let settings = StoreSettings {
+            data_dir: dir.path().into(),
+            writer: WriterSettings {
+                max_batch: 100,
+                window: Duration::ZERO,
+            },
+            writer_queue: 100,
+            readers: 1,
+            reader_queue: 100,
+        };
+        let path = dir.path().to_owned();
+        let (store, threads) = crate::store::handle::start(
+            &settings,
+            move || Ok(Box::new(SqliteStore::open(&path)?) as Box<dyn Store>),
+            super::commit::sink(mesh.clone()),
+        )
+        .unwrap();
+        std::mem::forget(threads); // they end with the test process
         let limits = ChatLimits {
             max_message_length: 100,
             max_channels_per_connection: 10,
@@ -42,29 +69,56 @@ impl World {
             rate_burst: 1000,
             rate_disconnect_after: 10,
             typing_timeout: std::time::Duration::from_secs(5),
-            dedupe_per_channel: 2,
+            recovery_window: std::time::Duration::from_secs(60),
         };
+        let sessions = super::recovery::Sessions::new();
         let boxes: Vec<_> = (0..shards).map(|i| Mailbox::new(mesh.clone(), i)).collect();
         let chats = boxes
             .iter()
-            .map(|b| Chat::new(b.clone(), auth.clone(), limits.clone()))
+            .map(|b| {
+                Chat::new(
+                    b.clone(),
+                    auth.clone(),
+                    store.clone(),
+                    sessions.clone(),
+                    limits.clone(),
+                )
+            })
             .collect();
         World {
             chats,
             boxes,
             next_conn: 0,
+            dir,
         }
+    }
+
+    /// Creates a channel straight in the store.
+    fn channel(&self, id: &str, kind: ChannelType, owner: &str, members: &[&str]) {
+        let mut s = SqliteStore::open(self.dir.path()).unwrap();
+        let rec = ChannelRecord {
+            id: id.into(),
+            name: id.into(),
+            kind,
+            description: None,
+            owner_id: owner.into(),
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+            updated_at: "2026-01-01T00:00:00.000Z".into(),
+        };
+        let members: Vec<String> = members.iter().map(|m| m.to_string()).collect();
+        s.create_channel(&rec, &members).unwrap();
     }
 
     /// Delivers every pending mail, on every shard, until quiet. Remote
     /// batches wait in the per-peer buffers (no flusher runs here), so they
     /// are moved by hand.
     fn pump(&self) {
-        loop {
+        // Store threads answer asynchronously: pump until quiet for a while.
+        let mut idle = 0;
+        while idle < 20 {
             let mut moved = false;
-            for (from, b) in self.boxes.iter().enumerate() {
+            for b in &self.boxes {
                 for (to, mail) in b.take_pending_for_tests() {
-                    debug_assert_ne!(from, to);
                     self.boxes[to].post(to, mail);
                     moved = true;
                 }
@@ -77,13 +131,21 @@ impl World {
                     self.chats[i].handle(m);
                 }
             }
-            if !moved {
-                return;
+            if moved {
+                idle = 0;
+            } else {
+                idle += 1;
+                std::thread::sleep(Duration::from_millis(2));
             }
         }
     }
 
     fn connect(&mut self, shard: usize, user: &str) -> Peer {
+        self.connect_with(shard, user, json!({}))
+    }
+
+    /// Connects with extra auth fields (e.g. `{pid, offset}`).
+    fn connect_with(&mut self, shard: usize, user: &str, extra: Value) -> Peer {
         self.next_conn += 1;
         let id = super::mail::conn_id(shard, self.next_conn);
         let limits = QueueLimits {
@@ -102,10 +164,13 @@ impl World {
             bearer: None,
         };
         let token = mint_hs256(SECRET, user, None, 60, None, None).unwrap();
+        let mut auth = extra;
+        auth["token"] = json!(token);
         let socket = self.chats[shard]
-            .connect(&link, &hs, "/", Some(json!({"token": token})))
+            .connect(&link, &hs, "/", Some(auth))
             .ok()
             .unwrap();
+        self.chats[shard].connected(&socket);
         self.pump();
         Peer {
             link,
@@ -140,17 +205,19 @@ fn frames(link: &Link) -> Vec<String> {
 }
 
 fn events(link: &Link, name: &str) -> Vec<Value> {
-    let prefix = format!("42[\"{name}\",");
     frames(link)
         .iter()
-        .filter_map(|f| f.strip_prefix(&prefix))
-        .map(|rest| serde_json::from_str(&rest[..rest.len() - 1]).unwrap())
+        .filter_map(|f| f.strip_prefix("42"))
+        .map(|rest| serde_json::from_str::<Value>(rest).unwrap())
+        .filter(|v| v[0] == name)
+        .map(|v| v[1].clone())
         .collect()
 }
 
 #[test]
 fn messages_are_sequenced_once_and_fanned_out_to_both_shards() {
     let mut w = World::new(2);
+    w.channel("c", ChannelType::Public, "a", &[]);
     let (a, b) = (w.connect(0, "a"), w.connect(1, "b"));
     for p in [&a, &b] {
         w.emit(p, "join_channel", Some(1), json!({"channelId": "c"}));
@@ -177,6 +244,7 @@ fn messages_are_sequenced_once_and_fanned_out_to_both_shards() {
 #[test]
 fn join_ack_reports_last_seq_and_later_messages_only() {
     let mut w = World::new(2);
+    w.channel("c", ChannelType::Public, "a", &[]);
     let a = w.connect(0, "a");
     w.emit(&a, "join_channel", None, json!({"channelId": "c"}));
     w.emit(
@@ -187,10 +255,15 @@ fn join_ack_reports_last_seq_and_later_messages_only() {
     );
     let b = w.connect(1, "b");
     w.emit(&b, "join_channel", Some(7), json!({"channelId": "c"}));
+    let ack = frames(&b.link)
+        .into_iter()
+        .find(|f| f.starts_with("437["))
+        .unwrap();
     assert!(
-        frames(&b.link)
-            .contains(&r#"437[{"channel":{"id":"c"},"lastSeq":1,"ok":true}]"#.to_owned())
+        ack.starts_with(r#"437[{"ok":true,"channel":{"id":"c","name":"c","type":"public""#),
+        "{ack}"
     );
+    assert!(ack.ends_with(r#""lastSeq":1}]"#), "{ack}");
     w.emit(
         &a,
         "send_message",
@@ -203,38 +276,89 @@ fn join_ack_reports_last_seq_and_later_messages_only() {
 }
 
 #[test]
-fn dedupe_window_is_bounded_per_channel() {
+fn repeated_client_message_id_is_answered_not_broadcast() {
     let mut w = World::new(1);
+    w.channel("c", ChannelType::Public, "a", &[]);
     let a = w.connect(0, "a");
     w.emit(&a, "join_channel", None, json!({"channelId": "c"}));
-    for id in ["x", "y", "x"] {
+    for (i, id) in ["x", "y", "x"].iter().enumerate() {
         w.emit(
             &a,
             "send_message",
-            None,
+            Some(i as u64),
             json!({"channelId": "c", "content": "m", "clientMessageId": id}),
         );
     }
+    let f = frames(&a.link);
+    let broadcasts = f
+        .iter()
+        .filter(|f| f.starts_with(r#"42["message""#))
+        .count();
+    assert_eq!(broadcasts, 2, "{f:?}");
+    let ack = |n: u64| {
+        f.iter()
+            .find(|f| f.starts_with(&format!("43{n}[")))
+            .cloned()
+            .unwrap()
+    };
     assert_eq!(
-        events(&a.link, "message").len(),
-        2,
-        "the repeat of x is answered, not broadcast"
+        ack(0),
+        ack(2).replacen("432[", "430[", 1),
+        "the repeat gets the first message"
     );
-    // The window holds 2 ids: after z, x is forgotten and becomes new again.
-    for id in ["z", "x"] {
-        w.emit(
-            &a,
-            "send_message",
-            None,
-            json!({"channelId": "c", "content": "m", "clientMessageId": id}),
-        );
-    }
-    assert_eq!(events(&a.link, "message").len(), 2);
+}
+
+#[test]
+fn private_channels_admit_members_only_and_unknown_channels_are_not_found() {
+    let mut w = World::new(2);
+    w.channel("p", ChannelType::Private, "owner", &["friend"]);
+    let (friend, stranger) = (w.connect(0, "friend"), w.connect(1, "stranger"));
+    w.emit(&friend, "join_channel", Some(1), json!({"channelId": "p"}));
+    assert!(
+        frames(&friend.link)
+            .iter()
+            .any(|f| f.starts_with(r#"431[{"ok":true,"channel":{"id":"p""#))
+    );
+    w.emit(
+        &stranger,
+        "join_channel",
+        Some(1),
+        json!({"channelId": "p"}),
+    );
+    w.emit(
+        &stranger,
+        "join_channel",
+        Some(2),
+        json!({"channelId": "nope"}),
+    );
+    w.emit(
+        &stranger,
+        "send_message",
+        Some(3),
+        json!({"channelId": "p", "content": "hi"}),
+    );
+    let f = frames(&stranger.link);
+    assert!(
+        f.iter()
+            .any(|f| f.starts_with("431[") && f.contains("FORBIDDEN")),
+        "{f:?}"
+    );
+    assert!(
+        f.iter()
+            .any(|f| f.starts_with("432[") && f.contains("NOT_FOUND")),
+        "{f:?}"
+    );
+    assert!(
+        f.iter()
+            .any(|f| f.starts_with("433[") && f.contains("FORBIDDEN")),
+        "not joined: {f:?}"
+    );
 }
 
 #[test]
 fn user_joined_and_left_follow_the_users_first_and_last_connection() {
     let mut w = World::new(2);
+    w.channel("c", ChannelType::Public, "w", &[]);
     let watcher = w.connect(0, "w");
     w.emit(&watcher, "join_channel", None, json!({"channelId": "c"}));
     let (b1, b2) = (w.connect(0, "b"), w.connect(1, "b"));
@@ -271,4 +395,58 @@ fn user_joined_and_left_follow_the_users_first_and_last_connection() {
                 && f.contains(r#""status":"offline","userId":"b""#)),
         "{f:?}"
     );
+}
+
+#[test]
+fn a_recovered_session_gets_every_missed_message_once_in_order() {
+    let mut w = World::new(2);
+    w.channel("c", ChannelType::Public, "b", &[]);
+    w.channel("d", ChannelType::Public, "b", &[]);
+    let a = w.connect(0, "a");
+    let b = w.connect(1, "b");
+    for ch in ["c", "d"] {
+        w.emit(&a, "join_channel", None, json!({"channelId": ch}));
+        w.emit(&b, "join_channel", None, json!({"channelId": ch}));
+    }
+    let send = |w: &World, ch: &str, text: &str| {
+        w.emit(
+            &b,
+            "send_message",
+            None,
+            json!({"channelId": ch, "content": text}),
+        );
+    };
+    send(&w, "c", "seen");
+    let f = frames(&a.link);
+    let last = f
+        .iter()
+        .rfind(|f| f.starts_with(r#"42["message""#))
+        .unwrap();
+    let offset = serde_json::from_str::<Value>(&last[2..]).unwrap()[2]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pid = w.chats[0].pid(&a.socket).unwrap();
+    w.chats[0].disconnect(
+        a.socket,
+        crate::protocol::DisconnectReason::Closed(crate::protocol::CloseReason::TransportError),
+    );
+    w.pump();
+    send(&w, "c", "missed-1");
+    send(&w, "d", "missed-2");
+    let a2 = w.connect_with(1, "a", json!({"pid": pid, "offset": offset}));
+    assert_eq!(
+        w.chats[1].pid(&a2.socket),
+        Some(pid.clone()),
+        "same pid: recovered"
+    );
+    send(&w, "d", "live");
+    let got: Vec<String> = events(&a2.link, "message")
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(got, ["missed-1", "missed-2", "live"]);
+    // Another user cannot take the session; a stale pid gets a fresh one.
+    let e = w.connect_with(0, "eve", json!({"pid": pid, "offset": offset}));
+    assert_ne!(w.chats[0].pid(&e.socket), Some(pid));
 }

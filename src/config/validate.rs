@@ -31,7 +31,7 @@ impl Config {
         // Limits where zero would stall or refuse everything, with a
         // sensible value for the message.
         #[rustfmt::skip]
-        let nonzero: [(&'static str, u64, &str); 14] = [
+        let nonzero: [(&'static str, u64, &str); 17] = [
             ("ws_max_connections", self.ws_max_connections as u64, "connections such as 10000"),
             ("ws_max_connections_per_ip", self.ws_max_connections_per_ip as u64, "connections such as 1000"),
             ("broadcast_batch_size", self.broadcast_batch_size as u64, "items such as 100"),
@@ -42,10 +42,13 @@ impl Config {
             ("typing_timeout_ms", self.typing_timeout_ms, "milliseconds such as 5000"),
             ("max_message_length", self.max_message_length as u64, "bytes such as 4000"),
             ("max_channels_per_connection", self.max_channels_per_connection as u64, "channels such as 100"),
-            ("rate_limit_per_sec", self.rate_limit_per_sec.into(), "commands such as 20"),
-            ("rate_limit_burst", self.rate_limit_burst.into(), "commands such as 40"),
+            ("rate_limit_per_sec", self.rate_limit_per_sec.into(), "commands such as 50"),
+            ("rate_limit_burst", self.rate_limit_burst.into(), "commands such as 100"),
             ("rate_limit_disconnect_after", self.rate_limit_disconnect_after.into(), "rejected commands such as 100"),
             ("outbound_queue_messages", self.outbound_queue_messages as u64, "frames such as 1024"),
+            ("store_writer_queue", self.store_writer_queue as u64, "messages such as 10000"),
+            ("store_readers", self.store_readers as u64, "threads such as 2"),
+            ("rest_max_body_bytes", self.rest_max_body_bytes as u64, "bytes such as 65536"),
         ];
         let mut found = Vec::new();
         if self.host.parse::<IpAddr>().is_err() {

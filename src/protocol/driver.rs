@@ -233,6 +233,11 @@ where
                 let (_, socket) = self.sockets.swap_remove(i);
                 self.handler
                     .disconnect(socket, DisconnectReason::ClientDisconnect);
+                if self.sockets.is_empty() {
+                    // No namespace left: the connect timeout applies again.
+                    self.connect_deadline = Some(Instant::now() + self.opts.connect_timeout);
+                    self.reset_timer();
+                }
             }
             (
                 PacketType::Event
@@ -259,7 +264,9 @@ where
         {
             Ok(socket) => {
                 let sid = crate::ids::random_token(15);
-                let _ = self.link.push_text(packet::encode_connect(&p.nsp, &sid));
+                let pid = self.handler.pid(&socket);
+                let reply = packet::encode_connect(&p.nsp, &sid, pid.as_deref());
+                let _ = self.link.push_text(reply);
                 self.handler.connected(&socket);
                 self.sockets.push((p.nsp, socket));
                 self.connect_deadline = None;
@@ -370,7 +377,14 @@ where
                 code: CloseCode::from(code),
                 reason: text.into(),
             };
-            let _ = futures::SinkExt::send(ws, Message::Close(Some(frame))).await;
+            // After the client's own close frame tungstenite refuses a new
+            // one but has queued its reply: flushing sends that.
+            if futures::SinkExt::send(&mut *ws, Message::Close(Some(frame)))
+                .await
+                .is_err()
+            {
+                let _ = futures::SinkExt::flush(ws).await;
+            }
         };
         futures_lite::future::or(send, glommio::timer::sleep(CLOSE_GRACE)).await;
     }

@@ -67,6 +67,10 @@ pub struct Link {
     queue: RefCell<VecDeque<Frame>>,
     queued_bytes: Cell<usize>,
     closing: Cell<Option<CloseReason>>,
+    /// While set, the driver sends only the frames before this queue index:
+    /// later ones wait until [`Link::release`] puts frames in front of them
+    /// (recovery replays missed messages ahead of live ones).
+    hold: Cell<Option<usize>>,
     /// The driver's waker, registered while it waits for frames or a close.
     waker: RefCell<Option<Waker>>,
 }
@@ -81,6 +85,7 @@ impl Link {
             queue: RefCell::new(VecDeque::new()),
             queued_bytes: Cell::new(0),
             closing: Cell::new(None),
+            hold: Cell::new(None),
             waker: RefCell::new(None),
         }
     }
@@ -132,15 +137,53 @@ impl Link {
         }
     }
 
+    /// Holds back every frame queued from now on until [`Link::release`].
+    pub fn hold(&self) {
+        if self.hold.get().is_none() {
+            self.hold.set(Some(self.queue.borrow().len()));
+        }
+    }
+
+    /// Puts `first` ahead of the frames held since [`Link::hold`] and lets
+    /// everything go. `first` counts against the queue's byte limit only
+    /// as far as it must: a replay larger than the queue closes the link as
+    /// a slow consumer, like any overflow.
+    pub fn release(&self, first: Vec<Frame>) {
+        let Some(at) = self.hold.take() else { return };
+        let mut queue = self.queue.borrow_mut();
+        let at = at.min(queue.len());
+        let bytes: usize = first.iter().map(Frame::len).sum();
+        let frames = queue.len() + first.len();
+        let tail: Vec<Frame> = queue.drain(at..).collect();
+        queue.extend(first);
+        queue.extend(tail);
+        drop(queue);
+        self.queued_bytes.set(self.queued_bytes.get() + bytes);
+        if frames > self.limits.max_frames || self.queued_bytes.get() > self.limits.max_bytes {
+            self.close(CloseReason::SlowConsumer);
+        }
+        self.wake();
+    }
+
     /// Driver side: takes the next queued frame, registering the waker when
-    /// there is none.
+    /// there is none (or the next one is held).
     pub(crate) fn pop(&self, cx: &mut Context<'_>) -> Poll<Frame> {
+        if let Some(at) = self.hold.get() {
+            if at == 0 {
+                self.register(cx);
+                return Poll::Pending;
+            }
+            self.hold.set(Some(at - 1));
+        }
         match self.queue.borrow_mut().pop_front() {
             Some(f) => {
                 self.queued_bytes.set(self.queued_bytes.get() - f.len());
                 Poll::Ready(f)
             }
             None => {
+                if let Some(at) = self.hold.get() {
+                    self.hold.set(Some(at + 1)); // undo: nothing was taken
+                }
                 self.register(cx);
                 Poll::Pending
             }
@@ -223,5 +266,25 @@ mod tests {
         l.close(CloseReason::ServerShutdown);
         l.close(CloseReason::SlowConsumer);
         assert_eq!(l.closing(), Some(CloseReason::ServerShutdown));
+    }
+
+    #[test]
+    fn held_frames_wait_behind_the_released_ones() {
+        let l = link(10, 100);
+        l.push_text("connect".into()).unwrap();
+        l.hold();
+        l.push_text("live".into()).unwrap();
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let text = |p: Poll<Frame>| match p {
+            Poll::Ready(Frame::Text(t)) => Some(t.as_str().to_owned()),
+            _ => None,
+        };
+        assert_eq!(text(l.pop(&mut cx)).as_deref(), Some("connect"));
+        assert_eq!(text(l.pop(&mut cx)), None, "live is held");
+        l.release(vec![Frame::Text("missed".into())]);
+        assert_eq!(text(l.pop(&mut cx)).as_deref(), Some("missed"));
+        assert_eq!(text(l.pop(&mut cx)).as_deref(), Some("live"));
+        assert_eq!(text(l.pop(&mut cx)), None);
     }
 }

@@ -57,6 +57,9 @@ pub enum CloseReason {
     TooLarge,
     /// The socket failed (reset, broken pipe): no close frame can be sent.
     TransportError,
+    /// The server could not keep a promise to this connection (e.g. a
+    /// recovery replay failed): reconnect.
+    Internal,
 }
 
 impl CloseReason {
@@ -72,6 +75,7 @@ impl CloseReason {
             Self::SlowConsumer => (4008, "slow consumer"),
             Self::RateLimited => (4029, "rate limited"),
             Self::TransportError => (1006, "transport error"),
+            Self::Internal => (1011, "internal error"),
         }
     }
 
@@ -87,6 +91,7 @@ impl CloseReason {
             Self::Malformed => "malformed",
             Self::TooLarge => "too_large",
             Self::TransportError => "transport_error",
+            Self::Internal => "internal",
         }
     }
 }
@@ -158,6 +163,12 @@ pub trait Handler: 'static {
         nsp: &str,
         auth: Option<Value>,
     ) -> Result<Self::Socket, Refusal>;
+
+    /// The private session id for connection state recovery, sent in the
+    /// CONNECT reply; `None` when the application does not recover.
+    fn pid(&self, _socket: &Self::Socket) -> Option<String> {
+        None
+    }
 
     /// Called right after the CONNECT reply was queued.
     fn connected(&self, _socket: &Self::Socket) {}

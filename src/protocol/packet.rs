@@ -233,14 +233,20 @@ pub fn encode_open(
     )
 }
 
-/// `40[nsp,]{"sid":…}`: the namespace CONNECT reply. `extra` is appended
-/// inside the object (e.g. `,"pid":"…"`), already JSON-encoded.
-pub fn encode_connect(nsp: &str, sid: &str) -> String {
-    let mut out = String::with_capacity(32 + nsp.len());
+/// `40[nsp,]{"sid":…[,"pid":…]}`: the namespace CONNECT reply. Both ids are
+/// our own URL-safe tokens, so they need no escaping.
+pub fn encode_connect(nsp: &str, sid: &str, pid: Option<&str>) -> String {
+    let mut out = String::with_capacity(64 + nsp.len());
     out.push_str("40");
     push_nsp(&mut out, nsp);
     out.push_str(r#"{"sid":""#);
     out.push_str(sid);
+    if let Some(pid) = pid {
+        // Connection state recovery: the private session id to present
+        // again on reconnect.
+        out.push_str(r#"","pid":""#);
+        out.push_str(pid);
+    }
     out.push_str(r#""}"#);
     out
 }
@@ -423,10 +429,10 @@ mod tests {
 
     #[test]
     fn encoders() {
-        assert_eq!(encode_connect("/", "abc"), r#"40{"sid":"abc"}"#);
+        assert_eq!(encode_connect("/", "abc", None), r#"40{"sid":"abc"}"#);
         assert_eq!(
-            encode_connect("/custom", "abc"),
-            r#"40/custom,{"sid":"abc"}"#
+            encode_connect("/custom", "abc", Some("p1")),
+            r#"40/custom,{"sid":"abc","pid":"p1"}"#
         );
         assert_eq!(
             encode_connect_error("/x", "Invalid namespace", None),

@@ -2,7 +2,7 @@
 //! ring (crossbeam `ArrayQueue`) carrying batches, plus one `AtomicWaker`
 //! per receiving shard.
 //!
-//! Senders never await on the message path: [`Outbox::post`] appends to a
+//! Senders never await on the message path: [`Mailbox::post`] appends to a
 //! local per-peer batch and a flusher task pushes whole batches into the
 //! rings (one atomic push and at most one cross-thread wake per batch). A
 //! full ring is back-pressure: the flusher retries shortly, while posts keep
@@ -19,13 +19,17 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use crossbeam_queue::ArrayQueue;
+use crossbeam_queue::{ArrayQueue, SegQueue};
 use futures::task::AtomicWaker;
 
 /// The rings between all shards, built once at start-up.
 pub struct Mesh<T> {
     /// `rings[to][from]`.
     rings: Vec<Vec<ArrayQueue<Vec<T>>>>,
+    /// Per shard, messages from threads that are not shards (the store's
+    /// writer and readers). Their volume is bounded by the store's own
+    /// bounded queues.
+    external: Vec<SegQueue<T>>,
     wakers: Vec<AtomicWaker>,
 }
 
@@ -40,12 +44,19 @@ impl<T: Send> Mesh<T> {
                         .collect()
                 })
                 .collect(),
+            external: (0..shards).map(|_| SegQueue::new()).collect(),
             wakers: (0..shards).map(|_| AtomicWaker::new()).collect(),
         })
     }
 
     pub fn shards(&self) -> usize {
         self.wakers.len()
+    }
+
+    /// Sends `msg` to shard `to` from any thread (store threads).
+    pub fn post_external(&self, to: usize, msg: T) {
+        self.external[to].push(msg);
+        self.wakers[to].wake();
     }
 }
 
@@ -84,6 +95,11 @@ impl<T: Send> Mailbox<T> {
 
     pub fn shards(&self) -> usize {
         self.mesh.shards()
+    }
+
+    /// The mesh, for handing to other threads ([`Mesh::post_external`]).
+    pub fn mesh(&self) -> &Arc<Mesh<T>> {
+        &self.mesh
     }
 
     /// Sends `msg` to shard `to`. Never blocks; messages to one shard keep
@@ -145,6 +161,9 @@ impl<T: Send> Mailbox<T> {
 
     fn drain(&self, out: &mut Vec<T>) {
         out.extend(self.local.borrow_mut().drain(..));
+        while let Some(m) = self.mesh.external[self.me].pop() {
+            out.push(m);
+        }
         for ring in &self.mesh.rings[self.me] {
             while let Some(batch) = ring.pop() {
                 out.extend(batch);

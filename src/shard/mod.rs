@@ -38,6 +38,8 @@ pub struct ShardSetup {
     pub chat_limits: crate::chat::ChatLimits,
     pub auth: Arc<crate::auth::Authenticator>,
     pub mesh: Arc<Mesh<Mail>>,
+    pub store: crate::chat::ChatStore,
+    pub sessions: Arc<crate::chat::recovery::Sessions>,
     pub admission: Arc<Admission>,
     pub shutdown: Arc<Shutdown>,
     pub drain_timeout: Duration,
@@ -63,7 +65,13 @@ pub async fn run(shard: usize, setup: ShardSetup, on_bound: impl FnOnce()) -> st
     on_bound();
     let listener = listener?;
     let mail = Mailbox::new(setup.mesh.clone(), shard);
-    let chat = Chat::new(mail.clone(), setup.auth.clone(), setup.chat_limits.clone());
+    let chat = Chat::new(
+        mail.clone(),
+        setup.auth.clone(),
+        setup.store.clone(),
+        setup.sessions.clone(),
+        setup.chat_limits.clone(),
+    );
     let links = Rc::new(Links::default());
     let gate = Gate::new();
     let draining = Rc::new(Cell::new(false));
@@ -138,13 +146,18 @@ pub async fn run(shard: usize, setup: ShardSetup, on_bound: impl FnOnce()) -> st
                     return;
                 }
             };
-            let routes = |req: &transport::Request| match req.path.as_str() {
-                "/health" => Some(Response::json(200, r#"{"status":"ok"}"#)),
-                "/ready" if draining.get() => Some(Response::error(503, "UNAVAILABLE", "draining")),
-                "/ready" => Some(Response::json(200, r#"{"status":"ready"}"#)),
-                _ => None,
+            let other = async |mut stream: glommio::net::TcpStream,
+                               req: transport::Request,
+                               _read: Vec<u8>| {
+                let r = match req.path.as_str() {
+                    "/health" => Response::json(200, r#"{"status":"ok"}"#),
+                    "/ready" if draining.get() => Response::error(503, "UNAVAILABLE", "draining"),
+                    "/ready" => Response::json(200, r#"{"status":"ready"}"#),
+                    _ => Response::error(404, "NOT_FOUND", "no such path"),
+                };
+                let _ = transport::http::write_response(&mut stream, &r).await;
             };
-            transport::serve(stream, peer, id, &ep, &*chat, &links, routes).await;
+            transport::serve(stream, peer, id, &ep, &*chat, &links, other).await;
         });
         if let Ok(t) = task {
             t.detach();
@@ -153,8 +166,8 @@ pub async fn run(shard: usize, setup: ShardSetup, on_bound: impl FnOnce()) -> st
 
     // Drain: no new connections; every connection is asked to reconnect
     // elsewhere; wait for them up to the deadline.
-    drop(listener);
     draining.set(true);
+    drop(listener);
     links.close_all(CloseReason::ServerShutdown);
     let (conns, channels) = chat.stats();
     tracing::info!(shard, connections = conns, channels, "draining");

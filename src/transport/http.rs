@@ -16,6 +16,8 @@ pub struct Request {
     pub query: String,
     /// Header names lower-cased.
     pub headers: Vec<(String, String)>,
+    /// Length in bytes of the head on the wire.
+    pub head_len: usize,
 }
 
 impl Request {
@@ -55,9 +57,9 @@ pub enum HttpError {
 /// Most headers one request may carry.
 const MAX_HEADERS: usize = 48;
 
-/// Reads one request head. Returns it and any bytes read past it (a client
-/// may pipeline its first WebSocket frame, though well-behaved ones wait for
-/// the 101).
+/// Reads one request head. Returns it and every byte read so far: the head
+/// and whatever came after it (a body, or a pipelined first WebSocket
+/// frame), so that another HTTP implementation can take over the stream.
 pub async fn read_head<S: AsyncRead + Unpin>(
     s: &mut S,
     max_bytes: usize,
@@ -90,8 +92,9 @@ pub async fn read_head<S: AsyncRead + Unpin>(
                             )
                         })
                         .collect(),
+                    head_len: len,
                 };
-                return Ok((request, buf.split_off(len)));
+                return Ok((request, buf));
             }
             httparse::Status::Partial if buf.len() >= max_bytes => {
                 return Err(HttpError::TooLarge(max_bytes));
@@ -178,7 +181,7 @@ mod tests {
         assert!(req.header_has_token("connection", "upgrade"));
         assert_eq!(req.header("upgrade"), Some("websocket"));
         assert!(req.query_pairs().contains(&("token".into(), "a.b".into())));
-        assert_eq!(rest, b"XY");
+        assert_eq!(&rest[req.head_len..], b"XY");
     }
 
     #[test]

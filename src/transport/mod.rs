@@ -83,18 +83,22 @@ impl Links {
     }
 }
 
-/// Serves one accepted connection to its end.
-pub async fn serve<S, H>(
+/// Serves one accepted connection to its end. Requests for anything but
+/// the Socket.IO endpoint go to `other` with the stream and every byte read
+/// from it so far (REST, health, metrics).
+pub async fn serve<S, H, O, F>(
     mut stream: S,
     peer: SocketAddr,
     conn_id: u64,
     ep: &Endpoint,
     handler: &H,
     links: &Links,
-    routes: impl Fn(&Request) -> Option<Response>,
+    other: O,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
     H: Handler,
+    O: FnOnce(S, Request, Vec<u8>) -> F,
+    F: std::future::Future<Output = ()>,
 {
     let head = futures_lite::future::or(
         async { Some(http::read_head(&mut stream, ep.max_header_bytes).await) },
@@ -104,7 +108,7 @@ pub async fn serve<S, H>(
         },
     )
     .await;
-    let (req, rest) = match head {
+    let (req, mut read) = match head {
         Some(Ok(r)) => r,
         Some(Err(http::HttpError::TooLarge(_))) => {
             let r = Response::error(431, "INVALID_PAYLOAD", "request head too large");
@@ -120,10 +124,9 @@ pub async fn serve<S, H>(
     };
 
     if req.path != "/socket.io/" && req.path != "/socket.io" {
-        let r = routes(&req).unwrap_or_else(|| Response::error(404, "NOT_FOUND", "no such path"));
-        let _ = http::write_response(&mut stream, &r).await;
-        return;
+        return other(stream, req, read).await;
     }
+    let rest = read.split_off(req.head_len);
     let key = match check_engine_request(&req) {
         Ok(key) => key.to_owned(),
         Err(r) => {
@@ -175,11 +178,12 @@ fn check_engine_request(req: &Request) -> Result<&str, Response> {
             serde_json::json!({"code": code, "message": message}).to_string(),
         )
     };
-    if get("EIO") != Some("4") {
-        return Err(engine_error(5, "Unsupported protocol version"));
-    }
+    // The reference checks the transport first.
     if get("transport") != Some("websocket") {
         return Err(engine_error(0, "Transport unknown"));
+    }
+    if get("EIO") != Some("4") {
+        return Err(engine_error(5, "Unsupported protocol version"));
     }
     if req.method != "GET" {
         return Err(engine_error(2, "Bad handshake method"));
@@ -210,6 +214,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            head_len: 0,
         }
     }
 

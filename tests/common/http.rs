@@ -28,11 +28,33 @@ impl HttpResponse {
 /// checking error responses: reads `Content-Length` bytes of body, or up
 /// to EOF (decoding a chunked body).
 pub fn http_get(port: u16, path: &str) -> std::io::Result<HttpResponse> {
+    http_request(port, "GET", path, None, None)
+}
+
+/// One request on a fresh connection, with an optional bearer token and
+/// JSON body.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    json_body: Option<&str>,
+) -> std::io::Result<HttpResponse> {
     let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let body = json_body.unwrap_or("");
+    let typ = if json_body.is_some() {
+        "Content-Type: application/json\r\n"
+    } else {
+        ""
+    };
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}{typ}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )?;
     let invalid =
         |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());

@@ -11,7 +11,7 @@
 pub mod http;
 pub mod raw;
 
-pub use http::http_get;
+pub use http::{http_get, http_request};
 
 use std::fs::File;
 use std::io::Read;
@@ -174,6 +174,23 @@ impl TestServer {
             &EncodingKey::from_secret(self.secret.as_bytes()),
         )
         .expect("encode JWT")
+    }
+
+    /// Creates a channel through the REST API as `owner` and returns its
+    /// id. `kind` is public, private or direct.
+    pub fn create_channel(&self, owner: &str, name: &str, kind: &str, members: &[&str]) -> String {
+        let body = serde_json::json!({"name": name, "type": kind, "members": members}).to_string();
+        let r = http_request(
+            self.port,
+            "POST",
+            "/api/v1/channels",
+            Some(&self.token(owner)),
+            Some(&body),
+        )
+        .expect("POST /api/v1/channels");
+        assert_eq!(r.status, 201, "create channel: {}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+        v["channel"]["id"].as_str().expect("channel id").to_owned()
     }
 
     /// Sends SIGTERM and waits for the process to exit; panics (after

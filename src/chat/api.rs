@@ -1,0 +1,74 @@
+//! What the REST layer asks of chat on its shard: authentication, the
+//! store, and commands that must pass through a channel's owner (sends,
+//! cache invalidation, broadcasts of edits and deletions).
+
+use std::sync::Arc;
+
+use futures::channel::oneshot;
+
+use super::mail::{Mail, Origin, Publish};
+use super::message::event_frame;
+use super::{Chat, ChatError, ChatStore};
+use crate::auth::{AuthError, Claims};
+use crate::store::MessageRecord;
+
+/// A message to send through REST, validated like `send_message`.
+pub struct RestSend {
+    pub channel: String,
+    pub user: String,
+    pub content: String,
+    pub kind: String,
+    pub client_message_id: Option<String>,
+    pub reply_to: Option<String>,
+}
+
+impl Chat {
+    pub fn authenticate(&self, token: &str) -> Result<Claims, AuthError> {
+        self.auth.verify(token)
+    }
+
+    pub fn store(&self) -> &ChatStore {
+        &self.store
+    }
+
+    /// A fresh unique id (channels created through REST use it too).
+    pub fn next_id(&self) -> u64 {
+        self.ids.next()
+    }
+
+    /// The content limit shared by `send_message` and REST sends.
+    pub fn max_message_length(&self) -> usize {
+        self.limits.max_message_length
+    }
+
+    /// Sends a message as `send_message` does (membership checked by the
+    /// owner, stored, broadcast); resolves once it is durable or refused.
+    pub fn publish(&self, m: RestSend) -> oneshot::Receiver<Result<MessageRecord, ChatError>> {
+        let (tx, rx) = oneshot::channel();
+        let channel: Arc<str> = m.channel.into();
+        let publish = Publish {
+            channel: channel.clone(),
+            user: m.user.into(),
+            content: m.content,
+            kind: m.kind,
+            client_message_id: m.client_message_id,
+            reply_to: m.reply_to,
+            origin: Origin::Rest(tx),
+        };
+        self.post(self.owner(&channel), Mail::Publish(Box::new(publish)));
+        rx
+    }
+
+    /// The channel changed in the store: its owner reloads it.
+    pub fn invalidate_channel(&self, channel: &str) {
+        let channel: Arc<str> = channel.into();
+        self.post(self.owner(&channel), Mail::Invalidate { channel });
+    }
+
+    /// Broadcasts `42["<event>",<body>]` to the channel's subscribers.
+    pub fn emit_to_channel(&self, channel: &str, event: &str, body_json: &str) {
+        let channel: Arc<str> = channel.into();
+        let frame = event_frame(event, body_json).into();
+        self.post(self.owner(&channel), Mail::ChannelEmit { channel, frame });
+    }
+}

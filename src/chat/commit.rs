@@ -1,0 +1,106 @@
+//! After the store: what the writer's outcomes become.
+//!
+//! [`sink`] runs on the writer thread, in commit order. It encodes each new
+//! message's broadcast once (`42["message",{…},"<pos>"]`, the last element
+//! being the recovery offset) and its sender's ack, answers REST senders
+//! directly, and sends the whole batch, shared, to every shard. Each shard
+//! then delivers to its own subscribers ([`Chat::committed`]), so every
+//! connection sees messages in commit order, which is what makes one
+//! offset per connection enough for recovery.
+
+use std::sync::Arc;
+
+use tungstenite::Utf8Bytes;
+
+use super::mail::{Committed, Mail, Origin, shard_of_conn};
+use super::message::reply_frame;
+use super::{Chat, ChatError, ErrorCode};
+use crate::protocol::Frame;
+use crate::shard::mailbox::Mesh;
+use crate::store::MessageRecord;
+use crate::store::writer::Outcome;
+
+/// The `message` event of a stored message, with its offset.
+pub fn message_frame(m: &MessageRecord) -> String {
+    format!(r#"42["message",{},"{}"]"#, m.to_json(), m.pos)
+}
+
+/// The writer's sink: turns outcomes into one shared batch for all shards.
+pub fn sink(mesh: Arc<Mesh<Mail>>) -> impl FnMut(Vec<(Outcome, Origin)>) + Send + 'static {
+    move |outcomes| {
+        let mut batch = Vec::with_capacity(outcomes.len());
+        for (outcome, origin) in outcomes {
+            let (channel, seq, pos, frame, result) = match outcome {
+                Outcome::Stored(m) => {
+                    let frame = Some(Utf8Bytes::from(message_frame(&m)));
+                    (Arc::from(m.channel_id.as_str()), m.seq, m.pos, frame, Ok(m))
+                }
+                Outcome::Duplicate(m) => (Arc::from(m.channel_id.as_str()), 0, 0, None, Ok(m)),
+                Outcome::Failed(_) => {
+                    let e = ChatError::new(
+                        ErrorCode::Unavailable,
+                        "the message was not stored; retry with the same clientMessageId",
+                    );
+                    (Arc::from(""), 0, 0, None, Err(e))
+                }
+            };
+            let reply = match origin {
+                Origin::Rest(tx) => {
+                    let _ = tx.send(result);
+                    None
+                }
+                Origin::Conn(r) => {
+                    let body = result
+                        .as_ref()
+                        .map(|m| format!(r#"{{"ok":true,"message":{}}}"#, m.to_json()));
+                    reply_frame(r.ack, body.as_deref().map_err(|e| *e))
+                        .map(|f| (r.conn, Utf8Bytes::from(f)))
+                }
+            };
+            batch.push(Committed {
+                channel,
+                seq,
+                pos,
+                frame,
+                reply,
+            });
+        }
+        let batch = Arc::new(batch);
+        for shard in 0..mesh.shards() {
+            mesh.post_external(shard, Mail::Committed(batch.clone()));
+        }
+    }
+}
+
+impl Chat {
+    /// A committed batch arrives: deliver to local subscribers, remember the
+    /// last seq of each channel (for join acks), and hand local acks over.
+    pub(super) fn committed(&self, batch: &[Committed]) {
+        let me = self.mail.shard();
+        let subs = self.subs.borrow();
+        let mut seen = self.seen.borrow_mut();
+        for c in batch {
+            if let Some(frame) = &c.frame {
+                self.last_pos.set(self.last_pos.get().max(c.pos));
+                match seen.get_mut(&c.channel) {
+                    Some(s) => *s = (*s).max(c.seq),
+                    None => {
+                        seen.insert(c.channel.clone(), c.seq);
+                    }
+                }
+                if let Some(list) = subs.get(&c.channel) {
+                    for link in list {
+                        // On overflow the link closes itself as a slow consumer.
+                        let _ = link.push(Frame::Text(frame.clone()));
+                    }
+                }
+            }
+            if let Some((conn, frame)) = &c.reply
+                && shard_of_conn(*conn) == me
+                && let Some(cc) = self.conns.borrow().get(conn)
+            {
+                let _ = cc.link.push(Frame::Text(frame.clone()));
+            }
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The store: durable channels, memberships and messages, behind one
+//! blocking interface ([`Store`]) that only store threads call. A shard
+//! never blocks on it: it hands work to [`StoreHandle`] and gets the answer
+//! back through its mailbox or a oneshot.
+//!
+//! - [`sqlite`]: the embedded default (rusqlite, bundled, WAL) under DATA_DIR.
+//! - [`writer`]: the one writer thread: group commit of messages, in commit
+//!   order, which is also where a channel's next `seq` is assigned.
+//! - [`handle`]: what shards hold: the writer's bounded queue and the reader
+//!   threads.
+
+pub mod handle;
+pub mod sqlite;
+pub mod writer;
+
+use serde::Serialize;
+
+pub use handle::{Busy, StoreHandle, StoreSettings, StoreThreads};
+
+/// `public` (anyone may join), `private` (members only), `direct`
+/// (members only, usually two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelType {
+    Public,
+    Private,
+    Direct,
+}
+
+impl ChannelType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Private => "private",
+            Self::Direct => "direct",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "public" => Self::Public,
+            "private" => Self::Private,
+            "direct" => Self::Direct,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelRecord {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ChannelType,
+    pub description: Option<String>,
+    pub owner_id: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A message as stored. `id` is a snowflake (above 2^53: a string in JSON);
+/// `pos` is its commit position on this instance, the recovery offset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageRecord {
+    pub id: u64,
+    pub pos: u64,
+    pub channel_id: String,
+    pub seq: u64,
+    pub user_id: String,
+    pub content: String,
+    pub kind: String,
+    pub client_message_id: Option<String>,
+    pub reply_to: Option<String>,
+    pub created_at: String,
+    pub edited_at: Option<String>,
+    pub deleted_at: Option<String>,
+}
+
+/// The client-facing JSON of a message (PROTOCOL.md §3).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageJson<'a> {
+    id: String,
+    channel_id: &'a str,
+    seq: u64,
+    user_id: &'a str,
+    content: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_message_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_to: Option<&'a str>,
+    created_at: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edited_at: Option<&'a str>,
+}
+
+impl MessageRecord {
+    pub fn to_json(&self) -> String {
+        let j = MessageJson {
+            id: self.id.to_string(),
+            channel_id: &self.channel_id,
+            seq: self.seq,
+            user_id: &self.user_id,
+            content: &self.content,
+            kind: &self.kind,
+            client_message_id: self.client_message_id.as_deref(),
+            reply_to: self.reply_to.as_deref(),
+            created_at: &self.created_at,
+            edited_at: self.edited_at.as_deref(),
+        };
+        serde_json::to_string(&j).unwrap_or_default()
+    }
+}
+
+/// A page request for history: at most one of `before`/`after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// The newest messages.
+    Latest,
+    /// Messages with seq < n, newest first then returned ascending.
+    Before(u64),
+    /// Messages with seq > n, ascending.
+    After(u64),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("store error: {0}")]
+    Other(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as C;
+        match e.sqlite_error_code() {
+            Some(C::ConstraintViolation) => Self::Conflict(e.to_string()),
+            Some(
+                C::ReadOnly
+                | C::CannotOpen
+                | C::DiskFull
+                | C::DatabaseBusy
+                | C::DatabaseLocked
+                | C::SystemIoFailure,
+            ) => Self::Unavailable(e.to_string()),
+            _ => Self::Other(e.to_string()),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// One connection to the database. Every method blocks; only store threads
+/// call them.
+pub trait Store: Send {
+    /// Cheap round trip, for readiness.
+    fn ping(&mut self) -> Result<()>;
+
+    // ---- messages (the writer)
+    /// The highest seq of a channel, 0 when it has none.
+    fn last_seq(&mut self, channel: &str) -> Result<u64>;
+    fn find_by_client_id(
+        &mut self,
+        user: &str,
+        client_message_id: &str,
+    ) -> Result<Option<MessageRecord>>;
+    /// Inserts all of `messages` in one transaction and fills in their
+    /// `pos`; on error nothing is inserted.
+    fn insert_messages(&mut self, messages: &mut [MessageRecord]) -> Result<()>;
+    fn edit_message(&mut self, id: u64, content: &str, at: &str) -> Result<Option<MessageRecord>>;
+    fn delete_message(&mut self, id: u64, at: &str) -> Result<Option<MessageRecord>>;
+
+    // ---- reads
+    fn message(&mut self, id: u64) -> Result<Option<MessageRecord>>;
+    /// A page of at most `limit` messages in ascending seq, and whether
+    /// more exist in the paging direction. Deleted messages are left out.
+    fn history(
+        &mut self,
+        channel: &str,
+        page: Page,
+        limit: usize,
+    ) -> Result<(Vec<MessageRecord>, bool)>;
+    /// Messages committed after `after_pos` in the given channels, each
+    /// channel only up to its given seq, in commit order.
+    fn replay(
+        &mut self,
+        channels: &[(String, u64)],
+        after_pos: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>>;
+
+    // ---- channels and members
+    fn channel(&mut self, id: &str) -> Result<Option<ChannelRecord>>;
+    fn channels_of(&mut self, user: &str) -> Result<Vec<ChannelRecord>>;
+    fn member_ids(&mut self, channel: &str) -> Result<Vec<String>>;
+    fn create_channel(&mut self, channel: &ChannelRecord, members: &[String]) -> Result<()>;
+    fn update_channel(
+        &mut self,
+        id: &str,
+        name: Option<&str>,
+        description: Option<Option<&str>>,
+        at: &str,
+    ) -> Result<Option<ChannelRecord>>;
+    fn delete_channel(&mut self, id: &str, at: &str) -> Result<bool>;
+    /// Adds a member; false if already one.
+    fn add_member(&mut self, channel: &str, user: &str, at: &str) -> Result<bool>;
+    fn remove_member(&mut self, channel: &str, user: &str) -> Result<bool>;
+}

@@ -1,0 +1,332 @@
+//! The embedded store: SQLite (bundled) in WAL mode under DATA_DIR, one
+//! connection per store thread. Migrations in migrations/sqlite are applied
+//! by refinery at start and by `gatrix-chat migrate`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{ChannelRecord, ChannelType, MessageRecord, Page, Result, Store, StoreError};
+
+mod embedded {
+    refinery::embed_migrations!("migrations/sqlite");
+}
+
+/// The database file inside DATA_DIR.
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("gatrix-chat.db")
+}
+
+/// Creates DATA_DIR if needed and applies pending migrations; returns how
+/// many were applied.
+pub fn migrate(data_dir: &Path) -> anyhow::Result<usize> {
+    std::fs::create_dir_all(data_dir)?;
+    let mut conn = open_connection(&db_path(data_dir))?;
+    let report = embedded::migrations::runner().run(&mut conn)?;
+    Ok(report.applied_migrations().len())
+}
+
+fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // WAL + NORMAL: a commit survives a process crash (kill -9); only an
+    // OS crash or power loss can lose the last transactions.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl SqliteStore {
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        let conn = open_connection(&db_path(data_dir))
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Self { conn })
+    }
+}
+
+const MESSAGE_COLUMNS: &str = "pos, id, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at, edited_at, deleted_at";
+
+fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRecord> {
+    Ok(MessageRecord {
+        pos: r.get::<_, i64>(0)? as u64,
+        id: r.get::<_, i64>(1)? as u64,
+        channel_id: r.get(2)?,
+        seq: r.get::<_, i64>(3)? as u64,
+        user_id: r.get(4)?,
+        content: r.get(5)?,
+        kind: r.get(6)?,
+        client_message_id: r.get(7)?,
+        reply_to: r.get(8)?,
+        created_at: r.get(9)?,
+        edited_at: r.get(10)?,
+        deleted_at: r.get(11)?,
+    })
+}
+
+const CHANNEL_COLUMNS: &str = "id, name, type, description, owner_id, created_at, updated_at";
+
+fn channel_row(r: &Row<'_>) -> rusqlite::Result<ChannelRecord> {
+    let kind: String = r.get(2)?;
+    Ok(ChannelRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        kind: ChannelType::parse(&kind).unwrap_or(ChannelType::Private),
+        description: r.get(3)?,
+        owner_id: r.get(4)?,
+        created_at: r.get(5)?,
+        updated_at: r.get(6)?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn ping(&mut self) -> Result<()> {
+        self.conn.query_row("SELECT 1", [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    fn last_seq(&mut self, channel: &str) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE channel_id = ?1",
+            [channel],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    fn find_by_client_id(&mut self, user: &str, cmid: &str) -> Result<Option<MessageRecord>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE user_id = ?1 AND client_message_id = ?2"
+        );
+        Ok(self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row([user, cmid], message_row)
+            .optional()?)
+    }
+
+    fn insert_messages(&mut self, messages: &mut [MessageRecord]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO messages (id, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for m in messages.iter_mut() {
+                stmt.execute(params![
+                    m.id as i64,
+                    m.channel_id,
+                    m.seq as i64,
+                    m.user_id,
+                    m.content,
+                    m.kind,
+                    m.client_message_id,
+                    m.reply_to,
+                    m.created_at,
+                ])?;
+                m.pos = tx.last_insert_rowid() as u64;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn edit_message(&mut self, id: u64, content: &str, at: &str) -> Result<Option<MessageRecord>> {
+        let n = self.conn.execute(
+            "UPDATE messages SET content = ?2, edited_at = ?3 WHERE id = ?1 AND deleted_at IS NULL",
+            params![id as i64, content, at],
+        )?;
+        if n == 0 { Ok(None) } else { self.message(id) }
+    }
+
+    fn delete_message(&mut self, id: u64, at: &str) -> Result<Option<MessageRecord>> {
+        let n = self.conn.execute(
+            "UPDATE messages SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
+            params![id as i64, at],
+        )?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1");
+        Ok(self
+            .conn
+            .query_row(&sql, [id as i64], message_row)
+            .optional()?)
+    }
+
+    fn message(&mut self, id: u64) -> Result<Option<MessageRecord>> {
+        let sql =
+            format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1 AND deleted_at IS NULL");
+        Ok(self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row([id as i64], message_row)
+            .optional()?)
+    }
+
+    fn history(
+        &mut self,
+        channel: &str,
+        page: Page,
+        limit: usize,
+    ) -> Result<(Vec<MessageRecord>, bool)> {
+        let (cond, order, bound) = match page {
+            Page::Latest => ("seq < ?2", "DESC", i64::MAX),
+            Page::Before(n) => ("seq < ?2", "DESC", n as i64),
+            Page::After(n) => ("seq > ?2", "ASC", n as i64),
+        };
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel_id = ?1 AND {cond} AND deleted_at IS NULL
+             ORDER BY seq {order} LIMIT ?3"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let take = limit as i64 + 1;
+        let mut rows: Vec<MessageRecord> = stmt
+            .query_map(params![channel, bound, take], message_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        if order == "DESC" {
+            rows.reverse();
+        }
+        Ok((rows, more))
+    }
+
+    fn replay(
+        &mut self,
+        channels: &[(String, u64)],
+        after_pos: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel_id = ?1 AND pos > ?2 AND seq <= ?3 AND deleted_at IS NULL
+             ORDER BY pos LIMIT ?4"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut all = Vec::new();
+        for (channel, max_seq) in channels {
+            let rows = stmt.query_map(
+                params![channel, after_pos as i64, *max_seq as i64, limit as i64],
+                message_row,
+            )?;
+            for r in rows {
+                all.push(r?);
+            }
+        }
+        all.sort_by_key(|m| m.pos);
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    fn channel(&mut self, id: &str) -> Result<Option<ChannelRecord>> {
+        let sql =
+            format!("SELECT {CHANNEL_COLUMNS} FROM channels WHERE id = ?1 AND deleted_at IS NULL");
+        Ok(self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row([id], channel_row)
+            .optional()?)
+    }
+
+    fn channels_of(&mut self, user: &str) -> Result<Vec<ChannelRecord>> {
+        let sql = format!(
+            "SELECT {} FROM channels c JOIN channel_members m ON m.channel_id = c.id
+             WHERE m.user_id = ?1 AND c.deleted_at IS NULL ORDER BY c.created_at, c.id",
+            CHANNEL_COLUMNS
+                .split(", ")
+                .map(|c| format!("c.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([user], channel_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn member_ids(&mut self, channel: &str) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT user_id FROM channel_members WHERE channel_id = ?1")?;
+        let rows = stmt.query_map([channel], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn create_channel(&mut self, c: &ChannelRecord, members: &[String]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO channels (id, name, type, description, owner_id, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                c.id,
+                c.name,
+                c.kind.as_str(),
+                c.description,
+                c.owner_id,
+                c.created_at,
+                c.updated_at
+            ],
+        )?;
+        tx.execute(
+            "INSERT INTO channel_members (channel_id, user_id, role, joined_at) VALUES (?1, ?2, 'owner', ?3)",
+            params![c.id, c.owner_id, c.created_at],
+        )?;
+        for m in members.iter().filter(|m| **m != c.owner_id) {
+            tx.execute(
+                "INSERT OR IGNORE INTO channel_members (channel_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
+                params![c.id, m, c.created_at],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn update_channel(
+        &mut self,
+        id: &str,
+        name: Option<&str>,
+        description: Option<Option<&str>>,
+        at: &str,
+    ) -> Result<Option<ChannelRecord>> {
+        let tx = self.conn.transaction()?;
+        if let Some(n) = name {
+            tx.execute("UPDATE channels SET name = ?2, updated_at = ?3 WHERE id = ?1 AND deleted_at IS NULL", params![id, n, at])?;
+        }
+        if let Some(d) = description {
+            tx.execute(
+                "UPDATE channels SET description = ?2, updated_at = ?3 WHERE id = ?1 AND deleted_at IS NULL",
+                params![id, d, at],
+            )?;
+        }
+        tx.commit()?;
+        self.channel(id)
+    }
+
+    fn delete_channel(&mut self, id: &str, at: &str) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE channels SET deleted_at = ?2, updated_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
+            params![id, at],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn add_member(&mut self, channel: &str, user: &str, at: &str) -> Result<bool> {
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO channel_members (channel_id, user_id, joined_at) VALUES (?1, ?2, ?3)",
+            params![channel, user, at],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn remove_member(&mut self, channel: &str, user: &str) -> Result<bool> {
+        let n = self.conn.execute(
+            "DELETE FROM channel_members WHERE channel_id = ?1 AND user_id = ?2 AND role <> 'owner'",
+            params![channel, user],
+        )?;
+        Ok(n > 0)
+    }
+}
