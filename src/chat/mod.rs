@@ -16,6 +16,7 @@ pub mod commands;
 pub mod commit;
 mod conn;
 mod error;
+mod load;
 pub mod mail;
 pub mod message;
 mod owner;

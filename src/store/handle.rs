@@ -11,7 +11,7 @@ use futures::channel::oneshot;
 use super::writer::{self, Job, Outcome, WriterSettings};
 use super::{MessageRecord, Store, StoreError};
 
-type ReadJob = Box<dyn FnOnce(&mut dyn Store) + Send>;
+use super::writer::StoreJob as ReadJob;
 
 /// Queue lengths and thread counts of the store.
 #[derive(Debug, Clone)]

@@ -14,16 +14,19 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use crossbeam_channel::{Receiver, TryRecvError};
 
 use super::{MessageRecord, Store, StoreError};
+
+/// Any work to run on a store thread with its connection.
+pub type StoreJob = Box<dyn FnOnce(&mut dyn Store) + Send>;
 
 /// Work for the writer thread.
 pub enum Job<R> {
     /// A new message (seq and pos unset) and where its answer goes.
     Append(Box<MessageRecord>, R),
     /// Any other write, run in queue order between message batches.
-    Run(Box<dyn FnOnce(&mut dyn Store) + Send>),
+    Run(StoreJob),
 }
 
 /// What became of one appended message.
@@ -77,10 +80,7 @@ pub fn run<R>(
                 Ok(j) => Some(j),
                 Err(TryRecvError::Disconnected) => None,
                 Err(TryRecvError::Empty) if settings.window.is_zero() => None,
-                Err(TryRecvError::Empty) => match jobs.recv_deadline(deadline) {
-                    Ok(j) => Some(j),
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-                },
+                Err(TryRecvError::Empty) => jobs.recv_deadline(deadline).ok(),
             };
             match more {
                 Some(Job::Append(m, r)) => batch.push((m, r)),
