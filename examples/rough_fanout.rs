@@ -136,7 +136,7 @@ fn main() {
                             continue;
                         }
                         delivered.fetch_add(1, Ordering::Relaxed);
-                        let at = t.as_str().find(r#""content":"t="#).map(|i| i + 14);
+                        let at = t.as_str().find(r#""content":"t="#).map(|i| i + 13);
                         if let Some(sent) = at.and_then(|i| {
                             t.as_str()[i..]
                                 .split(['"', ' '])

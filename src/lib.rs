@@ -8,6 +8,8 @@
 //!   and the [`protocol::Handler`] interface the application implements.
 //! - [`chat`]: the chat commands (join, leave, send, typing, presence) as a
 //!   `Handler`, split by role: connection side, channel owner, user owner.
+//! - [`rest`]: the REST API and the probes over hyper (HTTP/1.1,
+//!   keep-alive), for requests that are not a Socket.IO upgrade.
 //! - [`shard`]: one pinned glommio executor per core: listener, connections,
 //!   cross-shard [`shard::mailbox`], admission limits, shutdown.
 //! - [`server`]: the main thread: starts the shards and waits for signals.
@@ -20,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod ids;
 pub mod protocol;
+pub mod rest;
 pub mod server;
 pub mod shard;
 pub mod store;

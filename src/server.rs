@@ -126,6 +126,7 @@ pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> 
         admission: Admission::new(config.ws_max_connections, config.ws_max_connections_per_ip),
         shutdown: shutdown.clone(),
         drain_timeout: config.shutdown_timeout(),
+        rest: crate::rest::RestSettings::from_config(&config),
     };
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

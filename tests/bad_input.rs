@@ -1,6 +1,7 @@
 //! Hostile and broken clients, with a raw WebSocket: malformed packets,
 //! oversized frames, the unsupported polling transport, and a subscriber
-//! that stops reading. Each test runs its own server (two shards).
+//! that stops reading. Each test runs its own server (two shards) and
+//! creates the channels it uses through the REST API first.
 
 mod common;
 
@@ -15,8 +16,8 @@ use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 
 use common::raw::{
-    Ended, WAIT, Ws, as_event, call, connect, is_timeout, join, open, open_on, recv_ack, recv_text,
-    send_text, sio_connect, until_closed,
+    Ended, WAIT, Ws, as_event, as_event_args, call, connect, is_timeout, join, open, open_on,
+    recv_ack, recv_text, send_text, sio_connect, sio_connect_with, until_closed,
 };
 use common::{TestServer, http_get};
 
@@ -24,13 +25,15 @@ use common::{TestServer, http_get};
 fn assert_healthy(server: &TestServer) {
     let health = http_get(server.port(), "/health").expect("GET /health");
     assert_eq!(health.status, 200, "server unhealthy after bad input");
+    let channel = server.create_channel("owner", "still-works", "public", &[]);
     let mut ws = connect(server, "after-bad-input");
-    join(&mut ws, "still-works");
+    join(&mut ws, &channel);
 }
 
 #[test]
 fn malformed_packets_close_the_connection() {
     let server = TestServer::start();
+    let channel = server.create_channel("owner", "malformed", "public", &[]);
     let cases: &[(&str, Message)] = &[
         ("unknown Socket.IO packet type", Message::text("49")),
         ("empty Socket.IO packet", Message::text("4")),
@@ -56,7 +59,7 @@ fn malformed_packets_close_the_connection() {
     ];
     for (what, packet) in cases {
         let mut ws = connect(&server, "mallory");
-        join(&mut ws, "malformed");
+        join(&mut ws, &channel);
         ws.send(packet.clone()).expect("send malformed packet");
         let (ended, _) = until_closed(&mut ws);
         println!("{what}: {ended:?}");
@@ -71,8 +74,12 @@ fn malformed_packets_close_the_connection() {
 fn out_of_state_packets_close_the_connection() {
     let server = TestServer::start();
 
+    let channel = server.create_channel("owner", "c", "public", &[]);
     let (mut ws, _) = open(&server);
-    send_text(&mut ws, r#"42["join_channel",{"channelId":"c"}]"#);
+    send_text(
+        &mut ws,
+        format!("42{}", json!(["join_channel", { "channelId": channel }])),
+    );
     let (ended, _) = until_closed(&mut ws);
     println!("event before CONNECT: {ended:?}");
 
@@ -92,20 +99,21 @@ fn message_over_max_payload_closes_with_1009() {
     assert_eq!(handshake["maxPayload"], 4096, "OPEN packet: {handshake}");
 
     // Just under the limit is fine.
+    let big = server.create_channel("owner", "big", "public", &[]);
     let mut ws = connect(&server, "big");
-    join(&mut ws, "big");
+    join(&mut ws, &big);
     let content = "x".repeat(1000);
     let ack = call(
         &mut ws,
         2,
         "send_message",
-        json!({ "channelId": "big", "content": content }),
+        json!({ "channelId": big, "content": content }),
     );
     assert_eq!(ack["ok"], true, "send under MAX_PAYLOAD: {ack}");
 
     let oversized = format!(
         "42{}",
-        json!(["send_message", { "channelId": "big", "content": "x".repeat(8192) }])
+        json!(["send_message", { "channelId": big, "content": "x".repeat(8192) }])
     );
     let fragment = |data: &str, opcode, is_final| {
         Message::Frame(Frame::message(data.as_bytes().to_vec(), opcode, is_final))
@@ -125,7 +133,7 @@ fn message_over_max_payload_closes_with_1009() {
     ];
     for (what, frames) in cases {
         let mut ws = connect(&server, "big");
-        join(&mut ws, "big");
+        join(&mut ws, &big);
         for frame in frames {
             // The server may close before the last fragment is written.
             if ws.send(frame).is_err() {
@@ -221,12 +229,12 @@ fn slow_consumer_is_disconnected_with_4008() {
         ("RATE_LIMIT_PER_SEC", "100000"),
         ("RATE_LIMIT_BURST", "100000"),
     ]);
-    let channel = "flood";
+    let channel = server.create_channel("owner", "flood", "public", &[]);
     let (flood, slow_wakes_at) = flood_plan();
 
     let (mut slow, _) = open_on(connect_with_tiny_rcvbuf(server.addr()), &server);
     sio_connect(&mut slow, &server.token("slow"));
-    join(&mut slow, channel);
+    join(&mut slow, &channel);
     let (wake_slow, slow_woken) = std::sync::mpsc::channel();
     let slow = thread::spawn(move || {
         // Stops reading until the flood is well past what it can buffer.
@@ -235,9 +243,10 @@ fn slow_consumer_is_disconnected_with_4008() {
     });
 
     let mut fast = connect(&server, "fast");
-    join(&mut fast, channel);
+    join(&mut fast, &channel);
+    let fast_channel = channel.clone();
     let fast = thread::spawn(move || {
-        receive_seqs(&mut fast, channel, flood, |received| {
+        receive_seqs(&mut fast, &fast_channel, flood, |received| {
             if received == slow_wakes_at {
                 let _ = wake_slow.send(());
             }
@@ -248,7 +257,7 @@ fn slow_consumer_is_disconnected_with_4008() {
     // broadcasts as it goes, so that it is never a slow consumer itself.
     const WINDOW: u64 = 32;
     let mut sender = connect(&server, "sender");
-    join(&mut sender, channel);
+    join(&mut sender, &channel);
     let content = "y".repeat(FLOOD_CONTENT_BYTES);
     let mut sent = 0;
     while sent < flood {
@@ -308,9 +317,10 @@ fn rate_limit_rejects_then_disconnects() {
     ]);
 
     // A client over its burst is told RATE_LIMITED and recovers after a pause.
+    let limits = server.create_channel("owner", "limits", "public", &[]);
     let mut polite = connect(&server, "polite");
-    join(&mut polite, "limits");
-    send_burst(&mut polite, "limits", 100, BURST);
+    join(&mut polite, &limits);
+    send_burst(&mut polite, &limits, 100, BURST);
     let codes: Vec<String> = (0..BURST)
         .map(|_| {
             let (_, ack) = recv_ack(&mut polite);
@@ -331,7 +341,7 @@ fn rate_limit_rejects_then_disconnects() {
         "{codes:?}"
     );
     thread::sleep(Duration::from_millis(1500));
-    send_burst(&mut polite, "limits", 200, 1);
+    send_burst(&mut polite, &limits, 200, 1);
     let (id, ack) = recv_ack(&mut polite);
     assert_eq!(
         (id, &ack["ok"]),
@@ -341,9 +351,9 @@ fn rate_limit_rejects_then_disconnects() {
 
     // A client that keeps sending regardless is disconnected.
     let mut flooder = connect(&server, "flooder");
-    join(&mut flooder, "limits");
+    join(&mut flooder, &limits);
     let sent = BURST + DISCONNECT_AFTER + 20;
-    send_burst(&mut flooder, "limits", 1000, sent);
+    send_burst(&mut flooder, &limits, 1000, sent);
     let mut rejected = 0;
     loop {
         match flooder.read() {
@@ -364,6 +374,107 @@ fn rate_limit_rejects_then_disconnects() {
         (1..=DISCONNECT_AFTER).contains(&rejected),
         "disconnected after {rejected} RATE_LIMITED acks (limit {DISCONNECT_AFTER})"
     );
+
+    assert_healthy(&server);
+}
+
+/// Recovery claims that are malformed, unknown, or another user's are not
+/// honoured: the connection is accepted as a fresh session (new pid, no
+/// channels, nothing replayed), as the reference server does.
+#[test]
+fn foreign_and_malformed_recovery_claims_get_a_fresh_session() {
+    let server = TestServer::start();
+    let channel = server.create_channel("owner", "claims", "public", &[]);
+
+    // Alice's session: joined, one message received, then the transport
+    // drops (no `41`), so the server keeps the session.
+    let (mut alice, _) = open(&server);
+    let connected = sio_connect_with(&mut alice, &json!({ "token": server.token("alice") }));
+    let pid = connected["pid"]
+        .as_str()
+        .unwrap_or_else(|| panic!("CONNECT reply without a pid: {connected}"))
+        .to_owned();
+    join(&mut alice, &channel);
+    let mut bob = connect(&server, "bob");
+    join(&mut bob, &channel);
+    let ack = call(
+        &mut bob,
+        2,
+        "send_message",
+        json!({ "channelId": channel, "content": "for members" }),
+    );
+    assert_eq!(ack["ok"], true, "{ack}");
+    let offset = loop {
+        if let Some((name, args)) = as_event_args(&recv_text(&mut alice))
+            && name == "message"
+        {
+            break args[1].clone();
+        }
+    };
+    assert!(offset.is_string(), "message offset: {offset}");
+    drop(alice);
+    thread::sleep(Duration::from_millis(100));
+
+    let claims = [
+        ("mallory", json!({ "pid": pid, "offset": "0" })),
+        ("mallory", json!({ "pid": pid, "offset": offset })),
+        ("alice", json!({ "pid": 42, "offset": offset })),
+        (
+            "alice",
+            json!({ "pid": pid.clone() + "x", "offset": offset }),
+        ),
+        ("alice", json!({ "pid": "", "offset": "" })),
+        ("alice", json!({ "pid": [pid], "offset": {"x": 1} })),
+        (
+            "alice",
+            json!({ "pid": "x".repeat(100_000), "offset": "-1" }),
+        ),
+    ];
+    for (sub, claim) in claims {
+        let mut auth = claim.clone();
+        auth["token"] = json!(server.token(sub));
+        let (mut ws, _) = open(&server);
+        let reply = sio_connect_with(&mut ws, &auth);
+        assert!(reply["pid"].is_string(), "{sub} {claim}: {reply}");
+        assert_ne!(
+            reply["pid"],
+            json!(pid),
+            "{sub} {claim}: got alice's session"
+        );
+        let ack = call(
+            &mut ws,
+            3,
+            "send_message",
+            json!({ "channelId": channel, "content": "am I in?" }),
+        );
+        assert_eq!(
+            ack["error"]["code"], "FORBIDDEN",
+            "{sub} {claim}: channels restored: {ack}"
+        );
+        // Nothing was replayed: the only frames so far were the reply and
+        // the ack, and a new message of the channel does not arrive.
+        let ack = call(
+            &mut bob,
+            4,
+            "send_message",
+            json!({ "channelId": channel, "content": "still for members" }),
+        );
+        assert_eq!(ack["ok"], true, "{ack}");
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("read timeout");
+        loop {
+            match ws.read() {
+                Ok(Message::Text(t)) => assert!(
+                    !t.as_str().starts_with(r#"42["message""#),
+                    "{sub} {claim}: received {t}"
+                ),
+                Ok(_) => {}
+                Err(e) if is_timeout(&e) => break,
+                Err(e) => panic!("{sub} {claim}: {e}"),
+            }
+        }
+    }
 
     assert_healthy(&server);
 }

@@ -64,8 +64,11 @@ impl Sessions {
     /// Takes a session back if it exists, is fresh, and is the user's.
     fn take(&self, pid: &str, user: &str) -> Option<Session> {
         let mut map = self.map.lock();
-        let s = map.remove(pid)?;
-        (s.expires > Instant::now() && &*s.user == user).then_some(s)
+        // Another user presenting this pid must not destroy the session.
+        if map.get(pid).is_none_or(|s| &*s.user != user) {
+            return None;
+        }
+        map.remove(pid).filter(|s| s.expires > Instant::now())
     }
 
     /// Forgets expired sessions.

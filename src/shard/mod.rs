@@ -43,6 +43,8 @@ pub struct ShardSetup {
     pub admission: Arc<Admission>,
     pub shutdown: Arc<Shutdown>,
     pub drain_timeout: Duration,
+    /// REST limits (body size, idle timeout, request rate).
+    pub rest: crate::rest::RestSettings,
 }
 
 /// Binds this shard's listener on the shared port.
@@ -130,11 +132,12 @@ pub async fn run(shard: usize, setup: ShardSetup, on_bound: impl FnOnce()) -> st
         let admit = setup.admission.admit(peer.ip());
         counter += 1;
         let id = crate::chat::mail::conn_id(shard, counter);
-        let (chat, links, ep, draining) = (
+        let (chat, links, ep, draining, rest) = (
             chat.clone(),
             links.clone(),
             setup.endpoint.clone(),
             draining.clone(),
+            setup.rest,
         );
         let task = gate.spawn(async move {
             let mut stream = stream;
@@ -146,17 +149,12 @@ pub async fn run(shard: usize, setup: ShardSetup, on_bound: impl FnOnce()) -> st
                     return;
                 }
             };
-            let other = async |mut stream: glommio::net::TcpStream,
-                               req: transport::Request,
-                               _read: Vec<u8>| {
-                let r = match req.path.as_str() {
-                    "/health" => Response::json(200, r#"{"status":"ok"}"#),
-                    "/ready" if draining.get() => Response::error(503, "UNAVAILABLE", "draining"),
-                    "/ready" => Response::json(200, r#"{"status":"ready"}"#),
-                    _ => Response::error(404, "NOT_FOUND", "no such path"),
+            // Anything but a Socket.IO upgrade: REST and the probes, served
+            // by hyper with keep-alive from the bytes already read.
+            let other =
+                async |stream: glommio::net::TcpStream, _req: transport::Request, read: Vec<u8>| {
+                    crate::rest::serve(stream, read, chat.clone(), draining.clone(), rest).await;
                 };
-                let _ = transport::http::write_response(&mut stream, &r).await;
-            };
             transport::serve(stream, peer, id, &ep, &*chat, &links, other).await;
         });
         if let Ok(t) = task {

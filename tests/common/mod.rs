@@ -39,6 +39,9 @@ pub struct TestServer {
     port: u16,
     dir: TempDir,
     secret: String,
+    /// The overrides given to [`TestServer::start_with`], applied again by
+    /// [`TestServer::restart`].
+    env: Vec<(String, String)>,
 }
 
 #[derive(Serialize)]
@@ -62,22 +65,43 @@ impl TestServer {
             .prefix("gatrix-test-")
             .tempdir()
             .expect("create temp dir");
-        let data_dir = dir.path().join("data");
-        std::fs::create_dir(&data_dir).expect("create data dir");
+        std::fs::create_dir(dir.path().join("data")).expect("create data dir");
         let port = free_port();
         let secret = format!("test-secret-{port}-{}", unix_nanos());
-        let log = File::create(dir.path().join("server.log")).expect("create server.log");
+        let mut server = TestServer {
+            child: None,
+            port,
+            dir,
+            secret,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        server.spawn();
+        server
+    }
 
+    /// Starts the binary (no child may be running) with this server's dir,
+    /// port, secret and environment, and waits until it is ready. The log
+    /// is appended to, so a restart keeps the earlier run's output.
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "gatrix-chat is already running");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open server.log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_gatrix-chat"));
         command
-            .current_dir(dir.path())
+            .current_dir(self.dir.path())
             .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
+            .env("PORT", self.port.to_string())
             .env("CLUSTER_WORKERS", "2")
-            .env("JWT_SECRET", &secret)
-            .env("DATA_DIR", &data_dir)
+            .env("JWT_SECRET", &self.secret)
+            .env("DATA_DIR", self.data_dir())
             .env("RUST_LOG", "info");
-        for (key, value) in env {
+        for (key, value) in &self.env {
             command.env(key, value);
         }
         let child = command
@@ -86,15 +110,33 @@ impl TestServer {
             .stderr(log)
             .spawn()
             .expect("spawn gatrix-chat");
+        self.child = Some(child);
+        self.wait_ready();
+    }
 
-        let mut server = TestServer {
-            child: Some(child),
-            port,
-            dir,
-            secret,
-        };
-        server.wait_ready();
-        server
+    /// Kills the server with SIGKILL (no shutdown of any kind) and waits
+    /// for the process to be gone. The temp dir, data and port are kept
+    /// for [`TestServer::restart`].
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("server running");
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).expect("send SIGKILL");
+        let status = child.wait().expect("wait for the killed server");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(Signal::SIGKILL as i32),
+            "the server exited on its own before SIGKILL ({status})"
+        );
+    }
+
+    /// Starts the server again on the same port, temp dir, `DATA_DIR`,
+    /// secret and environment, after [`TestServer::kill9`] (or, when it is
+    /// still running, after killing it with SIGKILL).
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            self.kill9();
+        }
+        writeln_log(&self.log_path(), "---- restart ----");
+        self.spawn();
     }
 
     /// Polls `/health`; on failure the panic drops `self`, which prints
@@ -151,6 +193,16 @@ impl TestServer {
         self.dir.path()
     }
 
+    /// `DATA_DIR` (`<dir>/data`), where the SQLite database lives.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The SQLite database file of the embedded store.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir().join("gatrix-chat.db")
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("server.log")
     }
@@ -191,6 +243,57 @@ impl TestServer {
         assert_eq!(r.status, 201, "create channel: {}", r.body);
         let v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
         v["channel"]["id"].as_str().expect("channel id").to_owned()
+    }
+
+    /// One page of a channel's history as `reader`:
+    /// `GET /api/v1/messages/channel/:id?after=<after>&limit=<limit>`,
+    /// returned as (messages, hasMore); panics unless the answer is 200.
+    pub fn history_page(
+        &self,
+        reader: &str,
+        channel: &str,
+        after: u64,
+        limit: usize,
+    ) -> (Vec<serde_json::Value>, bool) {
+        let path = format!("/api/v1/messages/channel/{channel}?after={after}&limit={limit}");
+        let r = http_request(self.port, "GET", &path, Some(&self.token(reader)), None)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(r.status, 200, "GET {path}: {}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).expect("history JSON");
+        let messages = v["messages"]
+            .as_array()
+            .unwrap_or_else(|| panic!("GET {path}: no messages array: {}", r.body))
+            .clone();
+        let has_more = v["hasMore"]
+            .as_bool()
+            .unwrap_or_else(|| panic!("GET {path}: no hasMore: {}", r.body));
+        (messages, has_more)
+    }
+
+    /// A channel's whole history in ascending seq, read as `reader` in pages
+    /// of 100 (`?after=<last seq>`), checking that seqs only grow.
+    pub fn history(&self, reader: &str, channel: &str) -> Vec<serde_json::Value> {
+        const LIMIT: usize = 100;
+        let mut all: Vec<serde_json::Value> = Vec::new();
+        let mut after = 0;
+        loop {
+            let (page, has_more) = self.history_page(reader, channel, after, LIMIT);
+            assert!(
+                page.len() <= LIMIT,
+                "a page of {} > limit {LIMIT}",
+                page.len()
+            );
+            for m in &page {
+                let seq = m["seq"].as_u64().unwrap_or_else(|| panic!("no seq: {m}"));
+                assert!(seq > after, "seq {seq} in a page after {after}: {m}");
+                after = seq;
+            }
+            all.extend(page.iter().cloned());
+            if !has_more {
+                return all;
+            }
+            assert!(!page.is_empty(), "hasMore with an empty page after {after}");
+        }
     }
 
     /// Sends SIGTERM and waits for the process to exit; panics (after
@@ -247,6 +350,14 @@ pub fn now_secs() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs()
+}
+
+/// Appends a marker line to the server log (best effort).
+fn writeln_log(path: &Path, line: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = File::options().append(true).open(path) {
+        let _ = writeln!(f, "{line}");
+    }
 }
 
 fn unix_nanos() -> u128 {

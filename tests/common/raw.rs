@@ -159,3 +159,36 @@ pub fn recv_ack(ws: &mut Ws) -> (u64, Value) {
         return (id, args[0].clone());
     }
 }
+
+/// Connects to the `/` namespace with `auth` as the CONNECT payload (e.g.
+/// `{"token", "pid", "offset"}` for a recovery) and returns the CONNECT
+/// reply's JSON (`{"sid", "pid"}`); panics on anything else.
+pub fn sio_connect_with(ws: &mut Ws, auth: &Value) -> Value {
+    send_text(ws, format!("40{auth}"));
+    let reply = recv_text(ws);
+    let body = reply
+        .strip_prefix("40")
+        .unwrap_or_else(|| panic!("expected CONNECT, got {reply:?}"));
+    let body: Value = serde_json::from_str(body).expect("CONNECT JSON");
+    assert!(body["sid"].is_string(), "CONNECT without sid: {reply}");
+    body
+}
+
+/// A server event `42["name",arg,…]` with all its arguments (for
+/// `message`: the message and then the recovery offset), or None for any
+/// other packet.
+pub fn as_event_args(packet: &str) -> Option<(String, Vec<Value>)> {
+    let array: Value = serde_json::from_str(packet.strip_prefix("42")?).ok()?;
+    let mut items = array.as_array()?.clone().into_iter();
+    let name = items.next()?.as_str()?.to_owned();
+    Some((name, items.collect()))
+}
+
+/// Joins `channel` with ack id `id` and returns the whole ack
+/// (`{"ok":true,"channel":{…},"lastSeq":n}`), asserting it says ok.
+pub fn join_ack(ws: &mut Ws, id: u64, channel: &str) -> Value {
+    let ack = call(ws, id, "join_channel", json!({ "channelId": channel }));
+    assert_eq!(ack["ok"], true, "join_channel {channel}: {ack}");
+    assert_eq!(ack["channel"]["id"], channel, "join ack channel: {ack}");
+    ack
+}

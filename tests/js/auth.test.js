@@ -3,11 +3,23 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { connect, connectRefused, join, jwt, nowSecs, send, token, uid } from "./lib.js";
+import {
+  connect,
+  connectRefused,
+  join,
+  jwt,
+  newChannel,
+  nowSecs,
+  rest,
+  send,
+  token,
+  uid,
+  URL,
+} from "./lib.js";
 
 /** Proves the connection is authenticated as `sub`: its messages carry that user id. */
 async function assertActsAs(socket, sub) {
-  const channelId = uid("auth");
+  const channelId = await newChannel();
   await join(socket, channelId);
   const message = await send(socket, channelId, "who am I");
   assert.equal(message.userId, sub);
@@ -19,7 +31,21 @@ describe("accepted tokens", () => {
     const socket = await connect(sub);
     assert.equal(socket.connected, true);
     assert.equal(typeof socket.id, "string");
+    // A first connection is not a recovered one.
+    assert.equal(socket.recovered, false);
     await assertActsAs(socket, sub);
+  });
+
+  test("the REST API takes the same token as a Bearer header", async () => {
+    const sub = uid("erin");
+    const socket = await connect(sub);
+    const channelId = await newChannel(sub);
+    await join(socket, channelId);
+    const sent = await send(socket, channelId, "via socket");
+    const { status, body } = await rest("GET", `/api/v1/messages/channel/${channelId}?after=0`, sub);
+    assert.equal(status, 200, JSON.stringify(body));
+    assert.deepEqual(body.messages, [sent]);
+    assert.equal(body.hasMore, false);
   });
 
   test("Authorization: Bearer header on the upgrade request", async () => {
@@ -75,6 +101,30 @@ describe("refused tokens", () => {
     assert.equal(err.message, "unauthorized");
     assert.deepEqual(err.data, { code: "UNAUTHORIZED" });
   });
+});
+
+describe("refused REST tokens", () => {
+  const refusals = {
+    "no token": undefined,
+    "forged signature": token(uid("mallory"), { secret: "not-the-server-secret-but-just-as-long" }),
+    expired: token(uid("old"), { exp: nowSecs() - 3600 }),
+    "alg none": token(uid("eve"), { alg: "none" }),
+  };
+  for (const [name, tok] of Object.entries(refusals)) {
+    test(name, async () => {
+      const headers = { "Content-Type": "application/json" };
+      if (tok !== undefined) headers.Authorization = `Bearer ${tok}`;
+      const response = await fetch(`${URL}/api/v1/channels`, {
+        method: "POST",
+        headers,
+        body: JSON.stringify({ name: uid("chan"), type: "public" }),
+        signal: AbortSignal.timeout(5000),
+      });
+      assert.equal(response.status, 401);
+      const body = await response.json();
+      assert.equal(body.error?.code, "UNAUTHORIZED", JSON.stringify(body));
+    });
+  }
 });
 
 test("unknown namespace is refused", async () => {

@@ -72,8 +72,16 @@ class Inbox {
     });
   }
 
-  /** Takes the first unconsumed `name` event matching `pred`. */
-  next(name, pred = () => true, timeoutMs = WAIT_MS) {
+  /** Takes the first unconsumed `name` event matching `pred`; resolves with its first argument. */
+  async next(name, pred = () => true, timeoutMs = WAIT_MS) {
+    return (await this.nextEvent(name, pred, timeoutMs)).data;
+  }
+
+  /**
+   * Like `next`, but resolves with the whole event `{name, data, args}`: for
+   * `message`, `args` is `[message, offset]`.
+   */
+  nextEvent(name, pred = () => true, timeoutMs = WAIT_MS) {
     return new Promise((resolve, reject) => {
       const tryTake = () => {
         const at = this.events.findIndex((e) => e.name === name && pred(e.data));
@@ -81,7 +89,7 @@ class Inbox {
         const [event] = this.events.splice(at, 1);
         clearTimeout(timer);
         this.waiters.delete(tryTake);
-        resolve(event.data);
+        resolve(event);
         return true;
       };
       const timer = setTimeout(() => {
@@ -95,8 +103,13 @@ class Inbox {
 
   /** Takes `count` matching events, in arrival order. */
   async take(name, count, pred = () => true, timeoutMs = WAIT_MS) {
+    return (await this.takeEvents(name, count, pred, timeoutMs)).map((e) => e.data);
+  }
+
+  /** Takes `count` matching events, in arrival order, as `{name, data, args}`. */
+  async takeEvents(name, count, pred = () => true, timeoutMs = WAIT_MS) {
     const taken = [];
-    for (let i = 0; i < count; i++) taken.push(await this.next(name, pred, timeoutMs));
+    for (let i = 0; i < count; i++) taken.push(await this.nextEvent(name, pred, timeoutMs));
     return taken;
   }
 
@@ -149,10 +162,60 @@ export function call(socket, event, payload) {
   return socket.timeout(WAIT_MS).emitWithAck(event, payload);
 }
 
+/**
+ * A REST call as `sub` (or without a token when `sub` is undefined):
+ * resolves with `{status, body}`, the body parsed as JSON when it is JSON.
+ */
+export async function rest(method, path, sub, body) {
+  const headers = {};
+  if (sub !== undefined) headers.Authorization = `Bearer ${token(sub)}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(URL + path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(WAIT_MS),
+  });
+  const text = await response.text();
+  let parsed = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // not JSON: left as text
+  }
+  return { status: response.status, body: parsed };
+}
+
+/**
+ * Creates a channel through `POST /api/v1/channels` as `owner`; resolves
+ * with its record (`{id, name, type, ownerId, …}`).
+ */
+export async function createChannel(
+  owner,
+  { name = uid("chan"), type = "public", members, description } = {},
+) {
+  const body = { name, type };
+  if (members !== undefined) body.members = members;
+  if (description !== undefined) body.description = description;
+  const { status, body: answer } = await rest("POST", "/api/v1/channels", owner, body);
+  if (status !== 201 || typeof answer?.channel?.id !== "string") {
+    throw new Error(`POST /api/v1/channels ${JSON.stringify(body)} as ${owner}: ${status} ${JSON.stringify(answer)}`);
+  }
+  return answer.channel;
+}
+
+/** A fresh public channel (owned by a fresh user unless given); resolves with its id. */
+export async function newChannel(owner = uid("owner"), opts = {}) {
+  return (await createChannel(owner, opts)).id;
+}
+
 /** Joins and asserts the ack says ok. */
 export async function join(socket, channelId) {
   const ack = await call(socket, "join_channel", { channelId });
   if (!ack?.ok) throw new Error(`join_channel ${channelId} failed: ${JSON.stringify(ack)}`);
+  if (ack.channel?.id !== channelId || !Number.isInteger(ack.lastSeq)) {
+    throw new Error(`join_channel ${channelId}: bad ack ${JSON.stringify(ack)}`);
+  }
   return ack;
 }
 

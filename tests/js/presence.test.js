@@ -4,10 +4,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { call, connect, disconnect, join, sleep, uid } from "./lib.js";
+import { call, connect, disconnect, join, newChannel, sleep, uid } from "./lib.js";
 
 test("B disconnects: A gets user_left and offline; B reconnects: online", async () => {
-  const channelId = uid("chan");
+  const channelId = await newChannel();
   const bobId = uid("bob");
   const alice = await connect(uid("alice"));
   await join(alice, channelId);
@@ -36,7 +36,7 @@ test("B disconnects: A gets user_left and offline; B reconnects: online", async 
 });
 
 test("only the first connection joining and the last one leaving are announced", async () => {
-  const channelId = uid("chan");
+  const channelId = await newChannel();
   const bobId = uid("bob");
   const alice = await connect(uid("alice"));
   await join(alice, channelId);
@@ -67,7 +67,7 @@ test("only the first connection joining and the last one leaving are announced",
 });
 
 test("leave_channel by the last connection is announced as user_left", async () => {
-  const channelId = uid("chan");
+  const channelId = await newChannel();
   const bobId = uid("bob");
   const alice = await connect(uid("alice"));
   const bob = await connect(bobId);

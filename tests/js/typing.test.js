@@ -4,14 +4,14 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { TYPING_TIMEOUT_MS, call, connect, join, sleep, uid } from "./lib.js";
+import { TYPING_TIMEOUT_MS, call, connect, join, newChannel, sleep, uid } from "./lib.js";
 
 /** Alice and Bob, both joined to a fresh channel. */
 async function pair() {
   const aliceId = uid("alice");
   const alice = await connect(aliceId);
   const bob = await connect(uid("bob"));
-  const channelId = uid("chan");
+  const channelId = await newChannel();
   await join(alice, channelId);
   await join(bob, channelId);
   return { alice, aliceId, bob, channelId };

@@ -4,11 +4,14 @@ Run by tests/python_clients.rs with GATRIX_URL and JWT_SECRET set; exits
 non-zero (with the reason) on the first failed check.
 """
 
+import json
 import os
 import queue
 import re
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 import jwt
@@ -33,15 +36,45 @@ def check(condition, what):
         raise AssertionError(what)
 
 
+def rest(method, path, sub, body=None):
+    """A REST call as `sub`; returns (status, parsed JSON body)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(URL + path, data=data, method=method)
+    request.add_header("Authorization", f"Bearer {token(sub)}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=WAIT_SECS) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def create_channel(owner, kind="public", members=None):
+    """Creates a channel through POST /api/v1/channels; returns its record."""
+    body = {"name": uid("py-chan"), "type": kind}
+    if members is not None:
+        body["members"] = members
+    status, answer = rest("POST", "/api/v1/channels", owner, body)
+    check(status == 201, f"POST /api/v1/channels {body}: {status} {answer}")
+    channel = answer["channel"]
+    check(isinstance(channel.get("id"), str) and channel["id"], f"channel id: {answer}")
+    check(channel["name"] == body["name"] and channel["type"] == kind, f"channel: {answer}")
+    check(channel["ownerId"] == owner, f"channel owner: {answer}")
+    return channel
+
+
 class Client:
-    """One connection, with every `message` event it receives in a queue."""
+    """One connection, with every `message` event it receives in a queue,
+    as (message, offset): the server adds the recovery offset as a last,
+    string argument."""
 
     def __init__(self, sub, tok=None):
         self.sub = sub
         self.messages = queue.Queue()
         self.connect_errors = []
         self.sio = socketio.Client(reconnection=False)
-        self.sio.on("message", self.messages.put)
+        self.sio.on("message", self.on_message)
         self.sio.on("connect_error", self.connect_errors.append)
         self.sio.connect(
             URL,
@@ -50,21 +83,29 @@ class Client:
             wait_timeout=WAIT_SECS,
         )
 
+    def on_message(self, data, offset=None):
+        self.messages.put((data, offset))
+
     def call(self, event, payload):
         return self.sio.call(event, payload, timeout=WAIT_SECS)
 
     def next_message(self):
+        """The next message; checks that it came with a string offset."""
         try:
-            return self.messages.get(timeout=WAIT_SECS)
+            message, offset = self.messages.get(timeout=WAIT_SECS)
         except queue.Empty:
             raise AssertionError(f"{self.sub}: no message within {WAIT_SECS} s") from None
+        check(isinstance(offset, str) and offset, f"{self.sub}: offset {offset!r} of {message}")
+        return message
 
     def close(self):
         self.sio.disconnect()
 
 
 def connect_join_send_receive(clients):
-    channel_id = uid("py-chan")
+    owner = uid("owner")
+    channel = create_channel(owner)
+    channel_id = channel["id"]
     alice = Client(uid("alice"))
     clients.append(alice)
     # Several receivers, so that some land on the other shard.
@@ -74,6 +115,8 @@ def connect_join_send_receive(clients):
     ack = alice.call("join_channel", {"channelId": channel_id})
     check(ack.get("ok") is True, f"join ack: {ack}")
     check(ack["channel"]["id"] == channel_id, f"join ack channel: {ack}")
+    for key in ("name", "type", "ownerId"):
+        check(ack["channel"][key] == channel[key], f"join ack channel {key}: {ack}")
     check(ack["lastSeq"] == 0, f"join ack lastSeq: {ack}")
     for receiver in receivers:
         check(receiver.call("join_channel", {"channelId": channel_id}).get("ok") is True, "join")
@@ -92,8 +135,31 @@ def connect_join_send_receive(clients):
             received = client.next_message()
             check(received == message, f"{client.sub} received {received}, acked {message}")
 
-    ack = alice.call("send_message", {"channelId": uid("not-joined"), "content": "hi"})
+    not_joined = create_channel(owner)["id"]
+    ack = alice.call("send_message", {"channelId": not_joined, "content": "hi"})
     check(ack.get("ok") is False and ack["error"]["code"] == "FORBIDDEN", f"forbidden: {ack}")
+
+    ack = alice.call("join_channel", {"channelId": uid("no-such-chan")})
+    check(ack.get("ok") is False and ack["error"]["code"] == "NOT_FOUND", f"not found: {ack}")
+
+    # History over REST holds what was acked, with the same JSON.
+    status, page = rest("GET", f"/api/v1/messages/channel/{channel_id}?after=0", alice.sub)
+    check(status == 200, f"history: {status} {page}")
+    check([m["content"] for m in page["messages"]] == ["hello from python", "second", "third"],
+          f"history: {page}")
+    check(page["hasMore"] is False, f"history hasMore: {page}")
+
+
+def private_channel_admits_members_only(clients):
+    owner = uid("owner")
+    member = Client(uid("member"))
+    stranger = Client(uid("stranger"))
+    clients.extend([member, stranger])
+    channel_id = create_channel(owner, "private", [member.sub])["id"]
+    ack = stranger.call("join_channel", {"channelId": channel_id})
+    check(ack.get("ok") is False and ack["error"]["code"] == "FORBIDDEN", f"stranger: {ack}")
+    ack = member.call("join_channel", {"channelId": channel_id})
+    check(ack.get("ok") is True and ack["channel"]["type"] == "private", f"member: {ack}")
 
 
 def forged_token_is_refused():
@@ -119,11 +185,12 @@ def main():
     clients = []
     try:
         connect_join_send_receive(clients)
+        private_channel_admits_members_only(clients)
         forged_token_is_refused()
     finally:
         for client in clients:
             client.close()
-    print("python-socketio: connect, join, send, receive, refusal: ok")
+    print("python-socketio: create, connect, join, send, receive, history, refusals: ok")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,234 @@
+//! The socket as hyper sees it: [`Rewind`] adapts a futures-io stream (the
+//! glommio `TcpStream`) to `hyper::rt::Read`/`Write`.
+//!
+//! Two things beyond the adaptation. The transport has already read the
+//! first request head (to tell REST from a WebSocket upgrade), so those
+//! bytes are served again before the socket's. And every byte moved marks
+//! the connection as active ([`Activity`]), which is what the keep-alive
+//! idle timeout in [`super::serve`] measures: hyper's own timers need a
+//! `Send` timer, and glommio's are per thread.
+
+use std::cell::Cell;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use hyper::rt::ReadBufCursor;
+
+/// Most bytes copied per read. hyper asks for at most its buffer's free
+/// space; a bounded stack buffer keeps this adapter free of `unsafe` (hyper
+/// hands out uninitialised memory) at the price of one copy, which REST
+/// bodies of a few KiB do not notice.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// When a connection last moved a byte, and how many requests it is
+/// answering; shared by the adapter, the service and the idle watchdog.
+#[derive(Debug)]
+pub struct Activity {
+    last: Cell<Instant>,
+    in_flight: Cell<u32>,
+}
+
+impl Activity {
+    pub fn new() -> Self {
+        Self {
+            last: Cell::new(Instant::now()),
+            in_flight: Cell::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        self.last.set(Instant::now());
+    }
+
+    /// Time since the last byte moved.
+    pub fn idle_for(&self) -> std::time::Duration {
+        self.last.get().elapsed()
+    }
+
+    /// Is a request being answered? An idle timeout never cuts one short:
+    /// a handler waiting on the store moves no bytes.
+    pub fn busy(&self) -> bool {
+        self.in_flight.get() > 0
+    }
+
+    /// Marks a request as in flight until the guard drops.
+    pub fn request(&self) -> InFlight<'_> {
+        self.in_flight.set(self.in_flight.get() + 1);
+        InFlight(self)
+    }
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub struct InFlight<'a>(&'a Activity);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .set(self.0.in_flight.get().saturating_sub(1));
+        self.0.touch();
+    }
+}
+
+/// A stream with bytes already read from it put back in front.
+pub struct Rewind<S> {
+    prefix: Vec<u8>,
+    at: usize,
+    inner: S,
+    activity: std::rc::Rc<Activity>,
+}
+
+impl<S> Rewind<S> {
+    pub fn new(inner: S, prefix: Vec<u8>, activity: std::rc::Rc<Activity>) -> Self {
+        Self {
+            prefix,
+            at: 0,
+            inner,
+            activity,
+        }
+    }
+
+    /// The stream itself (any rewound bytes not yet served are dropped).
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: AsyncRead + Unpin> hyper::rt::Read for Rewind<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.at < this.prefix.len() {
+            let n = buf.remaining().min(this.prefix.len() - this.at);
+            buf.put_slice(&this.prefix[this.at..this.at + n]);
+            this.at += n;
+            if this.at == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        let mut chunk = [0u8; READ_CHUNK];
+        let want = buf.remaining().min(READ_CHUNK);
+        let n = ready!(Pin::new(&mut this.inner).poll_read(cx, &mut chunk[..want]))?;
+        if n > 0 {
+            this.activity.touch();
+        }
+        buf.put_slice(&chunk[..n]);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> hyper::rt::Write for Rewind<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
+        if n > 0 {
+            this.activity.touch();
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_close(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::rc::Rc;
+
+    #[test]
+    fn serves_the_prefix_then_the_stream() {
+        use http_body_util::BodyExt;
+        // Drive hyper itself over a rewound in-memory stream: the request
+        // head is split between the prefix and the stream.
+        let raw = b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+        let (head, rest) = raw.split_at(20);
+        let io = Rewind::new(
+            Duplex::new(rest.to_vec()),
+            head.to_vec(),
+            Rc::new(Activity::new()),
+        );
+        let service = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| {
+            let path = req.uri().path().to_owned();
+            async move {
+                let body = req.into_body().collect().await?.to_bytes();
+                assert!(body.is_empty());
+                Ok::<_, hyper::Error>(hyper::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from(path),
+                )))
+            }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .half_close(true)
+            .serve_connection(io, service);
+        let mut conn = conn.without_shutdown();
+        let parts = futures_lite::future::block_on(&mut conn).unwrap();
+        let out = String::from_utf8(parts.io.into_inner().written).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(out.ends_with("\r\n\r\n/x"), "{out}");
+    }
+
+    /// Reads from a fixed buffer, keeps what is written.
+    struct Duplex {
+        input: futures_lite::io::Cursor<Vec<u8>>,
+        written: Vec<u8>,
+    }
+
+    impl Duplex {
+        fn new(input: Vec<u8>) -> Self {
+            Self {
+                input: futures_lite::io::Cursor::new(input),
+                written: Vec::new(),
+            }
+        }
+    }
+
+    impl AsyncRead for Duplex {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.input).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Duplex {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.written.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+}

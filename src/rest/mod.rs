@@ -1,0 +1,196 @@
+//! The REST API (PROTOCOL.md §4) and the probes, on the public port.
+//!
+//! [`crate::transport::serve`] reads a connection's first request head; a
+//! request that is not a Socket.IO upgrade comes here with the socket and
+//! every byte read so far. hyper's HTTP/1.1 server takes the connection
+//! over from those bytes ([`io`]), with keep-alive, and answers each
+//! request on this shard: [`router`] authenticates and dispatches to
+//! [`channels`] and [`messages`], which reach the store through store
+//! threads and the channel's owner through [`Chat`]; [`reply`] maps every
+//! failure to the protocol's error shape.
+//!
+//! A connection ends when the client closes it, after an idle timeout, or
+//! on drain (after the request in flight). hyper's own timers want a
+//! `Send` timer, so the idle and drain checks are a small watchdog here.
+
+mod call;
+mod channels;
+mod io;
+mod messages;
+mod reply;
+mod router;
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::future::{Future, poll_fn};
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+
+use crate::chat::Chat;
+use crate::config::Config;
+use io::{Activity, Rewind};
+use reply::Reply;
+
+/// REST limits, taken from the config once and copied into each shard.
+#[derive(Debug, Clone, Copy)]
+pub struct RestSettings {
+    /// Largest request body; past it, 413 PAYLOAD_TOO_LARGE.
+    pub max_body_bytes: usize,
+    /// Largest request head; hyper's read buffer is sized from it.
+    pub max_head_bytes: usize,
+    /// How long a keep-alive connection may wait for its next request, and
+    /// a request for its body: idle sockets must not pin connection slots
+    /// (the same budget as the handshake of a WebSocket).
+    pub idle_timeout: Duration,
+    /// Requests per second on one connection, and the burst allowed before
+    /// that rate applies: the WebSocket command limits.
+    pub rate_per_sec: u32,
+    pub rate_burst: u32,
+}
+
+impl RestSettings {
+    pub fn from_config(c: &Config) -> Self {
+        Self {
+            max_body_bytes: c.rest_max_body_bytes,
+            max_head_bytes: c.max_http_header_bytes,
+            idle_timeout: c.handshake_timeout(),
+            rate_per_sec: c.rate_limit_per_sec,
+            rate_burst: c.rate_limit_burst,
+        }
+    }
+
+    fn quota(&self) -> Quota {
+        let n = |v: u32| NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
+        Quota::per_second(n(self.rate_per_sec)).allow_burst(n(self.rate_burst))
+    }
+}
+
+/// hyper refuses a read buffer smaller than this.
+const MIN_READ_BUFFER: usize = 8192;
+/// How often the watchdog looks at the drain flag (it also wakes when the
+/// idle timeout is due): soon enough against a drain deadline of seconds,
+/// rare enough that thousands of idle connections cost little.
+const WATCH_TICK: Duration = Duration::from_millis(500);
+/// After the last response: how long, and how many bytes, to keep reading
+/// (and dropping) what the client still sends, e.g. the rest of a body
+/// refused with 413.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// What every request on one connection shares.
+struct Conn {
+    chat: Rc<Chat>,
+    /// The shard is draining: `/ready` says 503.
+    draining: Rc<Cell<bool>>,
+    settings: RestSettings,
+    limiter: DefaultDirectRateLimiter,
+    activity: Rc<Activity>,
+}
+
+/// The hyper service of one connection. Its futures are boxed so that the
+/// connection is `Unpin` (for `poll_without_shutdown`), and not `Send`:
+/// hyper's HTTP/1 server does not ask for it, and everything here lives on
+/// one shard.
+struct Service(Rc<Conn>);
+
+impl hyper::service::Service<hyper::Request<Incoming>> for Service {
+    type Response = Reply;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Reply, Infallible>>>>;
+
+    fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
+        let conn = self.0.clone();
+        Box::pin(async move { Ok(router::handle(&conn, req).await) })
+    }
+}
+
+/// Serves REST requests on a connection until it ends. `read` is every
+/// byte the transport read from `stream` (the first request's head, maybe
+/// more).
+pub async fn serve<S>(
+    stream: S,
+    read: Vec<u8>,
+    chat: Rc<Chat>,
+    draining: Rc<Cell<bool>>,
+    settings: RestSettings,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let activity = Rc::new(Activity::new());
+    let conn = Rc::new(Conn {
+        chat,
+        draining: draining.clone(),
+        settings,
+        limiter: RateLimiter::direct(settings.quota()),
+        activity: activity.clone(),
+    });
+    let mut http = http1::Builder::new()
+        .keep_alive(true)
+        // A client may shut down its sending side once its request is out
+        // (some scripts and proxies do); it still gets the answer.
+        .half_close(true)
+        // The first request's head is already in `read`; with a little of
+        // its body it must fit.
+        .max_buf_size((settings.max_head_bytes + 1024).max(MIN_READ_BUFFER))
+        .serve_connection(Rewind::new(stream, read, activity.clone()), Service(conn));
+    let mut shutting_down = false;
+    let ended = loop {
+        let idle_left = settings.idle_timeout.saturating_sub(activity.idle_for());
+        let tick = WATCH_TICK.min(idle_left).max(Duration::from_millis(1));
+        let polled = futures_lite::future::or(
+            async { Some(poll_fn(|cx| http.poll_without_shutdown(cx)).await) },
+            async {
+                glommio::timer::sleep(tick).await;
+                None
+            },
+        )
+        .await;
+        match polled {
+            Some(result) => break result,
+            None if draining.get() && !shutting_down => {
+                // Finishes the request in flight, then ends; an idle
+                // connection ends at once.
+                Pin::new(&mut http).graceful_shutdown();
+                shutting_down = true;
+            }
+            None if !activity.busy() && activity.idle_for() >= settings.idle_timeout => {
+                tracing::debug!("REST connection idle; closing");
+                return;
+            }
+            None => {}
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "REST connection ended with an error");
+    }
+    linger(http.into_parts().io.into_inner()).await;
+}
+
+/// Closes a connection gently: our side first (the client gets the whole
+/// last response and an EOF), then what the client still sends is read and
+/// dropped for a bounded time. Closing a socket with unread input makes the
+/// kernel reset it, and a reset can destroy a response (a 413, say) that
+/// the client has received but not yet read.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
+    if stream.close().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    futures_lite::future::or(drain, glommio::timer::sleep(LINGER_TIME)).await;
+}

@@ -1,0 +1,261 @@
+//! From a hyper request to a handler: the route table (PROTOCOL.md §4),
+//! the per-connection rate limit, bearer authentication, the bounded body,
+//! and the two probes (`/health`, `/ready`).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, AUTHORIZATION, CONTENT_LENGTH, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+
+use super::call::Call;
+use super::reply::{self, ApiError, Reply};
+use super::{Conn, channels, messages};
+
+/// How long `/ready` waits for the store's answer before calling it down.
+const READY_STORE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What a path names; the method is checked against it afterwards, so a
+/// known path with the wrong method is a 405, not a 404.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    Health,
+    Ready,
+    Channels,
+    Channel(String),
+    History(String),
+    Messages,
+    Message(String),
+    /// The Socket.IO endpoint, reached after the first request on a
+    /// connection: only a connection's first request can be upgraded.
+    SocketIo,
+}
+
+impl Route {
+    fn parse(path: &str) -> Option<Route> {
+        let path = path
+            .strip_suffix('/')
+            .filter(|p| !p.is_empty())
+            .unwrap_or(path);
+        let segs: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+        // Ids are opaque tokens; a percent-encoded one is decoded.
+        let id = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .ok()
+                .filter(|d| !d.is_empty())
+                .map(|d| d.into_owned())
+        };
+        Some(match segs.as_slice() {
+            ["health"] => Route::Health,
+            ["ready"] => Route::Ready,
+            ["socket.io"] => Route::SocketIo,
+            ["api", "v1", "channels"] => Route::Channels,
+            ["api", "v1", "channels", c] => Route::Channel(id(c)?),
+            ["api", "v1", "messages"] => Route::Messages,
+            ["api", "v1", "messages", "channel", c] => Route::History(id(c)?),
+            ["api", "v1", "messages", m] => Route::Message(id(m)?),
+            _ => return None,
+        })
+    }
+
+    fn allows(&self) -> &'static str {
+        match self {
+            Route::Health | Route::Ready | Route::SocketIo => "GET, HEAD",
+            Route::History(_) => "GET",
+            Route::Channels => "GET, POST",
+            Route::Messages => "POST",
+            Route::Channel(_) | Route::Message(_) => "GET, PUT, DELETE",
+        }
+    }
+}
+
+pub(super) async fn handle(conn: &Conn, req: Request<Incoming>) -> Reply {
+    let _busy = conn.activity.request();
+    let result = route(conn, req).await;
+    result.unwrap_or_else(|e| {
+        if e.status.is_server_error() {
+            tracing::debug!(code = e.code, message = %e.message, "REST request failed");
+        }
+        e.into_reply()
+    })
+}
+
+async fn route(conn: &Conn, req: Request<Incoming>) -> Result<Reply, ApiError> {
+    let Some(route) = Route::parse(req.uri().path()) else {
+        return Err(ApiError::not_found("no such path"));
+    };
+    if !route
+        .allows()
+        .split(", ")
+        .any(|m| m == req.method().as_str())
+    {
+        return Ok(method_not_allowed(&route));
+    }
+    match route {
+        Route::Health => return Ok(reply::json(StatusCode::OK, r#"{"status":"ok"}"#.into())),
+        Route::Ready => return ready(conn).await,
+        Route::SocketIo => {
+            return Err(ApiError::invalid(
+                "the Socket.IO endpoint must be the first request on a connection",
+            ));
+        }
+        _ => {}
+    }
+    if conn.limiter.check().is_err() {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            "too many requests on this connection; slow down",
+        ));
+    }
+    let user = authenticate(conn, &req)?;
+    let call = Call {
+        chat: &conn.chat,
+        user,
+    };
+    let (method, query) = (req.method().clone(), req.uri().query().map(str::to_owned));
+    let body = match method {
+        Method::POST | Method::PUT => read_body(conn, req).await?,
+        _ => Bytes::new(),
+    };
+    match (route, method) {
+        (Route::Channels, Method::GET) => channels::list(&call).await,
+        (Route::Channels, Method::POST) => channels::create(&call, &body).await,
+        (Route::Channel(id), Method::GET) => channels::get(&call, id).await,
+        (Route::Channel(id), Method::PUT) => channels::update(&call, id, &body).await,
+        (Route::Channel(id), Method::DELETE) => channels::delete(&call, id).await,
+        (Route::History(c), Method::GET) => messages::history(&call, c, query.as_deref()).await,
+        (Route::Messages, Method::POST) => messages::send(&call, &body).await,
+        (Route::Message(id), Method::GET) => messages::get(&call, &id).await,
+        (Route::Message(id), Method::PUT) => messages::edit(&call, &id, &body).await,
+        (Route::Message(id), Method::DELETE) => messages::delete(&call, &id).await,
+        (route, _) => Ok(method_not_allowed(&route)),
+    }
+}
+
+/// A 405 names the allowed methods, in the `Allow` header as RFC 9110
+/// asks and in the message for people reading the body.
+fn method_not_allowed(route: &Route) -> Reply {
+    let allowed = route.allows();
+    let e = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        format!("allowed: {allowed}"),
+    );
+    let mut r = e.into_reply();
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allowed));
+    r
+}
+
+/// The caller's user id from `Authorization: Bearer <JWT>`.
+fn authenticate(conn: &Conn, req: &Request<Incoming>) -> Result<String, ApiError> {
+    let header = req
+        .headers()
+        .get(AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
+    match conn.chat.authenticate(token) {
+        Ok(claims) => Ok(claims.sub),
+        Err(e) => {
+            // The detail is for the log only: clients learn nothing about
+            // why a token failed.
+            tracing::debug!(error = %e, "REST token refused");
+            Err(ApiError::unauthorized("invalid token"))
+        }
+    }
+}
+
+/// Reads the whole body, at most `max_body_bytes` (413 past it, without
+/// reading on when Content-Length already says so) and within the idle
+/// timeout, so a trickled body cannot hold a connection.
+async fn read_body(conn: &Conn, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let max = conn.settings.max_body_bytes;
+    let too_large = || ApiError::too_large(format!("the body is larger than {max} bytes"));
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let body = Limited::new(req.into_body(), max).collect();
+    let collected = futures_lite::future::or(async { Some(body.await) }, async {
+        glommio::timer::sleep(conn.settings.idle_timeout).await;
+        None
+    })
+    .await;
+    match collected {
+        Some(Ok(c)) => Ok(c.to_bytes()),
+        Some(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Some(Err(_)) => Err(ApiError::invalid("the body could not be read")),
+        None => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "INVALID_PAYLOAD",
+            "the body did not arrive in time",
+        )),
+    }
+}
+
+/// `/ready`: 200 while the shard accepts work and the store answers a
+/// ping within a second; 503 while draining or when the store does not.
+async fn ready(conn: &Conn) -> Result<Reply, ApiError> {
+    if conn.draining.get() {
+        return Err(ApiError::unavailable("draining"));
+    }
+    let rx = conn.chat.store().read(|s| s.ping().is_ok())?;
+    let answered = futures_lite::future::or(async { rx.await.ok() }, async {
+        glommio::timer::sleep(READY_STORE_TIMEOUT).await;
+        None
+    })
+    .await;
+    match answered {
+        Some(true) => Ok(reply::json(StatusCode::OK, r#"{"status":"ready"}"#.into())),
+        _ => Err(ApiError::unavailable("the store does not answer")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let r = Route::parse;
+        assert_eq!(r("/health"), Some(Route::Health));
+        assert_eq!(r("/api/v1/channels"), Some(Route::Channels));
+        assert_eq!(r("/api/v1/channels/"), Some(Route::Channels));
+        assert_eq!(r("/api/v1/channels/7"), Some(Route::Channel("7".into())));
+        assert_eq!(
+            r("/api/v1/channels/a%20b"),
+            Some(Route::Channel("a b".into()))
+        );
+        assert_eq!(
+            r("/api/v1/messages/channel/7"),
+            Some(Route::History("7".into()))
+        );
+        assert_eq!(r("/api/v1/messages/9"), Some(Route::Message("9".into())));
+        assert_eq!(r("/api/v1/messages"), Some(Route::Messages));
+        assert_eq!(r("/socket.io/"), Some(Route::SocketIo));
+        for none in [
+            "/",
+            "",
+            "/api",
+            "/api/v1/channels/7/x",
+            "/api/v1/channels/%FF",
+            "/api/v1/x",
+        ] {
+            assert_eq!(r(none), None, "{none}");
+        }
+    }
+}
