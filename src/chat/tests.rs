@@ -434,6 +434,10 @@ fn a_recovered_session_gets_every_missed_message_once_in_order() {
     w.pump();
     send(&w, "c", "missed-1");
     send(&w, "d", "missed-2");
+    // Another user presenting the pid gets a fresh session and does not
+    // destroy alice's.
+    let e = w.connect_with(0, "eve", json!({"pid": pid, "offset": offset}));
+    assert_ne!(w.chats[0].pid(&e.socket), Some(pid.clone()));
     let a2 = w.connect_with(1, "a", json!({"pid": pid, "offset": offset}));
     assert_eq!(
         w.chats[1].pid(&a2.socket),
@@ -446,7 +450,4 @@ fn a_recovered_session_gets_every_missed_message_once_in_order() {
         .map(|m| m["content"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(got, ["missed-1", "missed-2", "live"]);
-    // Another user cannot take the session; a stale pid gets a fresh one.
-    let e = w.connect_with(0, "eve", json!({"pid": pid, "offset": offset}));
-    assert_ne!(w.chats[0].pid(&e.socket), Some(pid));
 }
