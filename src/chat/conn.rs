@@ -150,21 +150,9 @@ impl Handler for Chat {
             self.keep_session(&conn, channels.iter().map(|(c, _)| c.clone()).collect());
         }
         for (channel, delivering) in channels {
-            if delivering {
-                self.unsubscribe_local(&channel, conn.link.id);
-            }
             // Even a pending join is undone: the owner handles our Join
             // before this Leave, so its counts stay right.
-            let owner = self.owner(&channel);
-            self.post(
-                owner,
-                Mail::Leave {
-                    channel,
-                    user: conn.user.clone(),
-                    conn: conn.link.id,
-                    reply: None,
-                },
-            );
+            self.unsubscribe(&conn, channel, delivering, None);
         }
         let user = conn.user.clone();
         self.post(
@@ -215,36 +203,14 @@ impl Chat {
                     }
                     repeat
                 };
-                let owner = self.owner(&channel);
-                self.post(
-                    owner,
-                    Mail::Join {
-                        channel,
-                        user: conn.user.clone(),
-                        reply: reply_to,
-                        repeat,
-                    },
-                );
+                self.send_join(conn, channel, reply_to, repeat);
             }
             Command::Leave { channel } => {
                 let Some(delivering) = conn.channels.borrow_mut().remove(channel.as_str()) else {
                     answer(conn, ack, Ok(r#"{"ok":true}"#));
                     return Ok(());
                 };
-                let channel: Arc<str> = channel.into();
-                if delivering {
-                    self.unsubscribe_local(&channel, conn.link.id);
-                }
-                let owner = self.owner(&channel);
-                self.post(
-                    owner,
-                    Mail::Leave {
-                        channel,
-                        user: conn.user.clone(),
-                        conn: conn.link.id,
-                        reply: Some(reply_to),
-                    },
-                );
+                self.unsubscribe(conn, channel.into(), delivering, Some(reply_to));
             }
             Command::Send(m) => {
                 let channel = self.joined(conn, &m.channel)?;
@@ -287,6 +253,51 @@ impl Chat {
             .get_key_value(channel)
             .map(|(k, _)| k.clone())
             .ok_or_else(|| ChatError::new(ErrorCode::Forbidden, "join the channel first"))
+    }
+
+    /// Asks the channel's owner to count this connection in.
+    pub(super) fn send_join(
+        &self,
+        conn: &ChatConn,
+        channel: Arc<str>,
+        reply: ReplyTo,
+        repeat: bool,
+    ) {
+        let owner = self.owner(&channel);
+        let user = conn.user.clone();
+        self.post(
+            owner,
+            Mail::Join {
+                channel,
+                user,
+                reply,
+                repeat,
+            },
+        );
+    }
+
+    /// Stops delivering `channel` to the connection and tells the owner.
+    fn unsubscribe(
+        &self,
+        conn: &ChatConn,
+        channel: Arc<str>,
+        delivering: bool,
+        reply: Option<ReplyTo>,
+    ) {
+        if delivering {
+            self.unsubscribe_local(&channel, conn.link.id);
+        }
+        let owner = self.owner(&channel);
+        let (user, id) = (conn.user.clone(), conn.link.id);
+        self.post(
+            owner,
+            Mail::Leave {
+                channel,
+                user,
+                conn: id,
+                reply,
+            },
+        );
     }
 
     fn unsubscribe_local(&self, channel: &str, conn: u64) {

@@ -138,16 +138,7 @@ impl Chat {
                 conn: conn.link.id,
                 ack: None,
             };
-            let owner = self.owner(&channel);
-            self.post(
-                owner,
-                Mail::Join {
-                    channel,
-                    user: conn.user.clone(),
-                    reply,
-                    repeat: false,
-                },
-            );
+            self.send_join(conn, channel, reply, false);
         }
     }
 
