@@ -32,6 +32,10 @@ pub struct ChatConn {
     pub(super) start_pos: u64,
     /// Set while a recovered session is being restored.
     pub(super) recovery: RefCell<Option<super::recovery::Recovery>>,
+    /// Cleared when a recovery could not be completed: the session is then
+    /// not kept again, or the client would retry the same failing recovery
+    /// forever; it starts fresh and catches up through history.
+    pub(super) resumable: Cell<bool>,
     limiter: DefaultDirectRateLimiter,
     /// Commands refused for rate in a row.
     rejected: Cell<u32>,
@@ -97,6 +101,7 @@ impl Handler for Chat {
             pid,
             start_pos,
             recovery: RefCell::new(recovery),
+            resumable: Cell::new(true),
             limiter: RateLimiter::direct(quota),
             rejected: Cell::new(0),
         });
@@ -146,7 +151,7 @@ impl Handler for Chat {
         let channels: Vec<(Arc<str>, bool)> = conn.channels.borrow_mut().drain().collect();
         // A dropped connection may come back; one that said goodbye (`41`)
         // will not.
-        if reason != DisconnectReason::ClientDisconnect {
+        if reason != DisconnectReason::ClientDisconnect && conn.resumable.get() {
             self.keep_session(&conn, channels.iter().map(|(c, _)| c.clone()).collect());
         }
         for (channel, delivering) in channels {

@@ -15,11 +15,8 @@ fn needs_channel(mail: &Mail) -> Option<&Arc<str>> {
     match mail {
         Mail::Join { channel, .. } => Some(channel),
         Mail::Publish(p) => Some(&p.channel),
-        Mail::Leave {
-            channel,
-            reply: Some(_),
-            ..
-        } => Some(channel),
+        // A leave never waits: subscriber counts must drop even when the
+        // channel was deleted or the store is down.
         _ => None,
     }
 }
@@ -90,13 +87,18 @@ impl Chat {
             st.loading = false;
             let waiting = std::mem::take(&mut st.waiting);
             if let Ok(Some(l)) = &result {
+                // Only the first load's seq is free of commits made in this
+                // process that some shard may not have seen yet (sends wait
+                // for the load); a reload keeps it.
+                let last_seq = *st.base_seq.get_or_insert(l.last_seq);
                 st.info = Some(ChannelInfo {
                     kind: l.record.kind,
+                    owner: l.record.owner_id.as_str().into(),
                     json: serde_json::to_string(&l.record).unwrap_or_default().into(),
                     members: l.members.iter().map(|m| Arc::from(m.as_str())).collect(),
-                    last_seq: l.last_seq,
+                    last_seq,
                 });
-            } else if st.is_idle() {
+            } else if st.is_idle() && st.base_seq.is_none() {
                 channels.remove(&channel);
             }
             waiting
@@ -134,7 +136,6 @@ impl Chat {
                 );
             }
             Mail::Publish(p) => self.answer_origin(p.origin, Err(error)),
-            Mail::Leave { reply: Some(r), .. } => self.send_reply(r, Ok(r#"{"ok":true}"#)),
             _ => {}
         }
     }

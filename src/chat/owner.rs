@@ -25,6 +25,8 @@ use crate::store::{ChannelType, MessageRecord};
 pub(super) struct ChannelState {
     /// The cached record and members; `None` while (re)loading.
     pub(super) info: Option<ChannelInfo>,
+    /// The store's last seq at the first load (see `channel_loaded`).
+    pub(super) base_seq: Option<u64>,
     /// A load from the store is under way.
     pub(super) loading: bool,
     /// Commands that arrived while loading, in order.
@@ -40,6 +42,8 @@ pub(super) struct ChannelState {
 
 pub(super) struct ChannelInfo {
     pub(super) kind: ChannelType,
+    /// The channel's owner, whose membership only REST can end.
+    pub(super) owner: Arc<str>,
     /// The record as clients see it in a join ack.
     pub(super) json: Arc<str>,
     pub(super) members: HashSet<Arc<str>>,
@@ -197,7 +201,7 @@ impl Chat {
                 let public = st
                     .info
                     .as_ref()
-                    .is_some_and(|i| i.kind == ChannelType::Public);
+                    .is_some_and(|i| i.kind == ChannelType::Public && i.owner != user);
                 if reply.is_some() && public {
                     if let Some(info) = st.info.as_mut() {
                         info.members.remove(&user);

@@ -215,6 +215,10 @@ impl Chat {
             return;
         };
         conn.recovery.borrow_mut().take();
+        // A session whose recovery fails is not kept again: the client
+        // would retry the same failing recovery forever. It starts fresh
+        // and catches up through history instead.
+        conn.resumable.set(false);
         match result {
             Ok(msgs) if msgs.len() <= MAX_REPLAY => {
                 let frames = msgs
@@ -222,6 +226,9 @@ impl Chat {
                     .map(|m| Frame::Text(message_frame(m).into()))
                     .collect();
                 conn.link.release(frames);
+                // More missed than the outbound queue holds closes the link
+                // as a slow consumer: then, too, the session is not kept.
+                conn.resumable.set(conn.link.closing().is_none());
             }
             Ok(_) => {
                 tracing::warn!(

@@ -451,3 +451,40 @@ fn a_recovered_session_gets_every_missed_message_once_in_order() {
         .collect();
     assert_eq!(got, ["missed-1", "missed-2", "live"]);
 }
+
+#[test]
+fn a_recovery_that_cannot_fit_is_not_offered_again() {
+    let mut w = World::new(1);
+    w.channel("c", ChannelType::Public, "b", &[]);
+    let (a, b) = (w.connect(0, "a"), w.connect(0, "b"));
+    w.emit(&a, "join_channel", None, json!({"channelId": "c"}));
+    w.emit(&b, "join_channel", None, json!({"channelId": "c"}));
+    let pid = w.chats[0].pid(&a.socket).unwrap();
+    let dropped =
+        crate::protocol::DisconnectReason::Closed(crate::protocol::CloseReason::TransportError);
+    w.chats[0].disconnect(a.socket, dropped);
+    // More than the 100 frames a test link holds.
+    for i in 0..120 {
+        let ev = Event {
+            name: "send_message".into(),
+            args: vec![json!({"channelId": "c", "content": format!("m{i}")})],
+            ack_id: None,
+            attachments: vec![],
+        };
+        w.chats[0].event(&b.socket, ev);
+    }
+    w.pump();
+    let a2 = w.connect_with(0, "a", json!({"pid": pid, "offset": "0"}));
+    assert_eq!(w.chats[0].pid(&a2.socket), Some(pid.clone()));
+    assert_eq!(
+        a2.link.closing(),
+        Some(crate::protocol::CloseReason::SlowConsumer)
+    );
+    w.chats[0].disconnect(a2.socket, dropped);
+    let a3 = w.connect_with(0, "a", json!({"pid": pid, "offset": "0"}));
+    assert_ne!(
+        w.chats[0].pid(&a3.socket),
+        Some(pid),
+        "fresh session, catch up by history"
+    );
+}
