@@ -1,6 +1,6 @@
 //! The command line: global flags that override the configuration, and the
 //! commands besides `serve` (checking and printing the config, minting a
-//! development token).
+//! development token, migrations and partition upkeep of the store).
 //!
 //! The binary stays thin: it parses a [`Cli`] and dispatches, and every
 //! command here returns an exit code instead of exiting, so tests drive the
@@ -12,6 +12,8 @@
 //!     None | Some(Command::Serve) => /* load_config, validate, resolve_dev_secret, server::run */,
 //!     Some(Command::Config { .. }) => cli::run_config_command(&cli),
 //!     Some(Command::Token { .. }) => cli::run_token_command(&cli),
+//!     Some(Command::Migrate) => cli::run_migrate_command(&cli),
+//!     Some(Command::Db { .. }) => cli::run_db_command(&cli),
 //! };
 //! std::process::exit(code);
 //! ```
@@ -23,6 +25,9 @@ use clap::{Parser, Subcommand};
 
 use crate::auth::{Authenticator, mint_hs256};
 use crate::config::{self, Config, ConfigError};
+
+mod db;
+pub use db::{DbCommand, run_db_command, run_migrate_command};
 
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
@@ -68,9 +73,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the chat server (the default when no command is given).
     Serve,
-    /// Create DATA_DIR and apply pending store migrations, then exit (the
-    /// server also does this at start).
+    /// Apply pending store migrations (SQLite: creating DATA_DIR; MySQL:
+    /// the database must exist), then exit. The server also does this at
+    /// start.
     Migrate,
+    /// Database upkeep.
+    Db {
+        #[command(subcommand)]
+        action: DbCommand,
+    },
     /// Check or print the effective configuration.
     Config {
         #[command(subcommand)]
@@ -286,30 +297,3 @@ fn parse_key_value(arg: &str) -> Result<(String, String), String> {
 
 #[cfg(test)]
 mod tests;
-
-/// `gatrix-chat migrate`: applies pending store migrations.
-pub fn run_migrate_command(cli: &Cli) -> i32 {
-    let config = match load_config(cli).and_then(|c| c.validate().map(|()| c)) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("gatrix-chat: configuration error: {e}");
-            return EXIT_CONFIG;
-        }
-    };
-    match crate::store::sqlite::migrate(&config.data_dir) {
-        Ok(n) => {
-            println!(
-                "store in {}: {n} migration(s) applied",
-                config.data_dir.display()
-            );
-            EXIT_OK
-        }
-        Err(e) => {
-            eprintln!(
-                "gatrix-chat: migrating the store in {}: {e:#}",
-                config.data_dir.display()
-            );
-            EXIT_FAILURE
-        }
-    }
-}

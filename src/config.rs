@@ -22,11 +22,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod database;
 mod dev_secret;
 mod error;
 mod load;
 mod validate;
 
+pub use database::{Backend, mask_url_password};
 pub use dev_secret::DEV_SECRET_FILE;
 pub use error::ConfigError;
 pub use load::load_dotenv;
@@ -69,6 +71,17 @@ pub const KEYS: &[&str] = &[
     "recovery_window_ms",
     "rest_max_body_bytes",
     "log_format",
+    "database_url",
+    "db_host",
+    "db_port",
+    "db_name",
+    "db_user",
+    "db_password",
+    "db_pool_size",
+    "db_tls",
+    "db_tls_ca_file",
+    "message_retention_days",
+    "db_partition_months_ahead",
 ];
 
 /// How log lines are written.
@@ -188,6 +201,45 @@ pub struct Config {
     pub rest_max_body_bytes: usize,
     /// Log line format.
     pub log_format: LogFormat,
+    /// The production store, `mysql://user:password@host:3306/database`
+    /// (MySQL or MariaDB). When it or `db_host` is set, channels, members
+    /// and messages live there instead of in SQLite under `data_dir`, so
+    /// that the data outlives the machine and several instances can share
+    /// it. Wins over the `db_*` keys. A secret (it holds the password):
+    /// `config print` masks it.
+    pub database_url: Option<String>,
+    /// The original Gatrix server's way to name the database, for an
+    /// existing deployment's environment file: host name or IP (or the path
+    /// of a Unix socket). Used when `database_url` is not set.
+    pub db_host: Option<String>,
+    /// TCP port of `db_host`.
+    pub db_port: u16,
+    /// Database (schema) on `db_host`; created by the operator, its tables
+    /// by `gatrix-chat migrate`.
+    pub db_name: String,
+    /// Account on `db_host`.
+    pub db_user: String,
+    /// Password of `db_user`; masked by `config print`.
+    pub db_password: Option<String>,
+    /// Database connections the store threads hold: one for the writer
+    /// (all message inserts, in commit order) and one per reader thread.
+    /// 0 means `store_readers` + 1. Size it against the server's
+    /// max_connections across every instance.
+    pub db_pool_size: usize,
+    /// Encrypt the database connection (TLS via rustls), for a database
+    /// reached over a network the operator does not trust.
+    pub db_tls: bool,
+    /// PEM CA certificate that signed the database server's certificate
+    /// (a private CA); without it the public web roots are trusted.
+    pub db_tls_ca_file: Option<PathBuf>,
+    /// Messages older than this many days are deleted (MySQL: by dropping
+    /// whole monthly partitions, so a message may stay up to a month
+    /// longer). 0 keeps messages forever.
+    pub message_retention_days: u32,
+    /// Monthly partitions of the messages table kept ready ahead of the
+    /// current month (MySQL), so new messages never land in the catch-all
+    /// partition, whose rows would have to be moved later.
+    pub db_partition_months_ahead: u32,
 }
 
 impl Default for Config {
@@ -226,6 +278,17 @@ impl Default for Config {
             recovery_window_ms: 120_000,
             rest_max_body_bytes: 65_536,
             log_format: LogFormat::Human,
+            database_url: None,
+            db_host: None,
+            db_port: 3306,
+            db_name: "gatrix".to_owned(),
+            db_user: "gatrix_user".to_owned(),
+            db_password: None,
+            db_pool_size: 0,
+            db_tls: false,
+            db_tls_ca_file: None,
+            message_retention_days: 0,
+            db_partition_months_ahead: 3,
         }
     }
 }
@@ -288,13 +351,17 @@ impl Config {
         self.io_memory_kib.saturating_mul(1024)
     }
 
-    /// A copy safe to log or print: the JWT secret, when set, is replaced by
-    /// [`MASK`].
+    /// A copy safe to log or print: the JWT secret and the database
+    /// password, when set, are replaced by [`MASK`] (in DATABASE_URL, only
+    /// the password part).
     pub fn masked(&self) -> Config {
         let mut copy = self.clone();
-        if copy.jwt_secret.is_some() {
-            copy.jwt_secret = Some(MASK.to_owned());
+        for secret in [&mut copy.jwt_secret, &mut copy.db_password] {
+            if secret.is_some() {
+                *secret = Some(MASK.to_owned());
+            }
         }
+        copy.database_url = copy.database_url.as_deref().map(mask_url_password);
         copy
     }
 
@@ -313,6 +380,10 @@ impl Config {
             ("jwt_public_key_file", self.jwt_public_key_file.is_none()),
             ("jwt_audience", self.jwt_audience.is_none()),
             ("jwt_issuer", self.jwt_issuer.is_none()),
+            ("database_url", self.database_url.is_none()),
+            ("db_host", self.db_host.is_none()),
+            ("db_password", self.db_password.is_none()),
+            ("db_tls_ca_file", self.db_tls_ca_file.is_none()),
         ];
         for (key, is_unset) in unset {
             if is_unset {
@@ -349,6 +420,13 @@ mod tests {
         assert_eq!(c.outbound_queue_bytes, 4 * 1024 * 1024);
         assert_eq!(c.io_memory_bytes(), 1024 * 1024);
         assert_eq!(c.log_format, LogFormat::Human);
+        assert_eq!(c.database_url, None);
+        assert_eq!(c.db_host, None);
+        assert_eq!(c.db_port, 3306);
+        assert_eq!(c.db_pool_size, 0);
+        assert!(!c.db_tls);
+        assert_eq!(c.message_retention_days, 0);
+        assert_eq!(c.db_partition_months_ahead, 3);
         assert!(c.validate().is_ok(), "the defaults must pass validation");
     }
 

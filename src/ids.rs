@@ -20,6 +20,19 @@ const EPOCH_MS: u64 = 1_704_067_200_000;
 const SHARD_BITS: u32 = 10;
 const COUNTER_BITS: u32 = 12;
 
+/// The smallest id an [`IdGen`] can make at `unix_ms` (milliseconds since
+/// the Unix epoch): ids compare like the times they were made at, so an id
+/// bound is a time bound. The MySQL store partitions messages by it.
+pub fn first_id_at(unix_ms: u64) -> u64 {
+    unix_ms.saturating_sub(EPOCH_MS) << (SHARD_BITS + COUNTER_BITS)
+}
+
+/// When an id was made, in milliseconds since the Unix epoch (the inverse of
+/// [`first_id_at`] for the time part).
+pub fn unix_ms_of(id: u64) -> u64 {
+    (id >> (SHARD_BITS + COUNTER_BITS)) + EPOCH_MS
+}
+
 /// Snowflake-style message ids: 41 bits of milliseconds, 10 bits of shard,
 /// 12 bits of counter. Larger than 2^53, so they travel as JSON strings.
 /// One generator per shard; no coordination needed.
@@ -87,6 +100,21 @@ mod tests {
             a.next() > (1u64 << 53),
             "ids exceed 2^53 and must be strings"
         );
+    }
+
+    #[test]
+    fn ids_map_to_times_and_back() {
+        assert_eq!(first_id_at(EPOCH_MS), 0);
+        assert_eq!(first_id_at(0), 0, "before the epoch saturates");
+        assert_eq!(first_id_at(EPOCH_MS + 1), 1 << 22);
+        let id = IdGen::new(1023).next();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert!(first_id_at(unix_ms_of(id)) <= id);
+        assert!(id < first_id_at(unix_ms_of(id) + 1));
+        assert!(unix_ms_of(id).abs_diff(now) < 1000);
     }
 
     #[test]

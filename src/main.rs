@@ -10,6 +10,7 @@ fn main() {
         Some(Command::Config { .. }) => cli::run_config_command(&cli),
         Some(Command::Token { .. }) => cli::run_token_command(&cli),
         Some(Command::Migrate) => cli::run_migrate_command(&cli),
+        Some(Command::Db { .. }) => cli::run_db_command(&cli),
     };
     std::process::exit(code);
 }

@@ -1,8 +1,9 @@
 //! Start-up and shutdown of the whole server: the main thread's part.
 //!
-//! config → limits → auth → shards (one pinned glommio executor each) →
-//! signals. `run` returns once every shard has drained (or its deadline
-//! passed); the binary then exits 0.
+//! config → limits → auth → store (SQLite or MySQL: migrations, then its
+//! threads) → shards (one pinned glommio executor each) → signals. `run`
+//! returns once every shard has drained (or its deadline passed); the binary
+//! then exits 0.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,14 +17,16 @@ use std::time::Duration;
 use crate::auth::Authenticator;
 use crate::chat;
 use crate::chat::ChatLimits;
-use crate::config::{Config, LogFormat};
+use crate::config::{Backend, Config, LogFormat};
 use crate::protocol::{self, QueueLimits};
 use crate::shard::mailbox::Mesh;
 use crate::shard::{self, Admission, ShardSetup, Shutdown};
 use crate::store::handle::StoreSettings;
+use crate::store::mysql::upkeep::Upkeep;
+use crate::store::mysql::{self, MysqlStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::writer::WriterSettings;
-use crate::store::{self, Store};
+use crate::store::{self, Store, StoreError};
 use crate::transport::Endpoint;
 
 /// Batches a ring between two shards holds before its sender waits.
@@ -63,17 +66,9 @@ pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> 
     // SO_REUSEPORT socket held until every shard has bound it.
     let (listen, reservation) = reserve_port(requested)?;
 
-    let applied = store::sqlite::migrate(&config.data_dir).with_context(|| {
-        format!(
-            "opening the store in DATA_DIR {}",
-            config.data_dir.display()
-        )
-    })?;
-    if applied > 0 {
-        tracing::info!(applied, data_dir = %config.data_dir.display(), "store migrated");
-    }
+    let backend = config.backend()?;
+    let (open, upkeep) = open_store(&config, &backend)?;
     let mesh = Mesh::new(shards, MESH_RING_BATCHES);
-    let data_dir = config.data_dir.clone();
     let (store, store_threads) = store::handle::start(
         &StoreSettings {
             data_dir: config.data_dir.clone(),
@@ -82,10 +77,10 @@ pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> 
                 window: Duration::from_micros(config.store_commit_window_us),
             },
             writer_queue: config.store_writer_queue,
-            readers: config.store_readers,
+            readers: config.store_reader_threads(),
             reader_queue: config.store_writer_queue,
         },
-        move || Ok(Box::new(SqliteStore::open(&data_dir)?) as Box<dyn Store>),
+        open,
         chat::commit::sink(mesh.clone()),
     )
     .context("starting the store threads")?;
@@ -172,12 +167,54 @@ pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> 
     // Every shard (and so every store handle) is gone: the writer commits
     // what is still queued and stops.
     store_threads.join();
+    if let Some(upkeep) = upkeep {
+        upkeep.stop();
+    }
     let failed = results.iter().filter(|r| !matches!(r, Ok(true))).count();
     if failed > 0 {
         anyhow::bail!("{failed} of {shards} shards failed (see the log above)");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens one store connection; called once per store thread.
+type OpenStore = Box<dyn Fn() -> Result<Box<dyn Store>, StoreError>>;
+
+/// Applies the migrations of the configured store and returns how to open
+/// a connection to it, plus (MySQL) the daily partition upkeep, after one
+/// pass now.
+fn open_store(config: &Config, backend: &Backend) -> anyhow::Result<(OpenStore, Option<Upkeep>)> {
+    match backend {
+        Backend::Sqlite(data_dir) => {
+            let applied = store::sqlite::migrate(data_dir)
+                .with_context(|| format!("opening the store in DATA_DIR {}", data_dir.display()))?;
+            if applied > 0 {
+                tracing::info!(applied, data_dir = %data_dir.display(), "store migrated");
+            }
+            let data_dir = data_dir.clone();
+            let open: OpenStore =
+                Box::new(move || Ok(Box::new(SqliteStore::open(&data_dir)?) as Box<dyn Store>));
+            Ok((open, None))
+        }
+        Backend::Mysql(opts) => {
+            let database = mysql::describe(opts);
+            let applied = mysql::migrate(opts)
+                .with_context(|| format!("migrating the MySQL store at {database}"))?;
+            tracing::info!(%database, applied, pool = config.store_reader_threads() + 1, "MySQL store");
+            // The catch-all partition takes any message, so a failed pass
+            // is not fatal; the daily one retries.
+            if let Err(e) = mysql::upkeep::run_once(opts, config.partition_policy()) {
+                tracing::error!(error = %e, "message partition upkeep failed; retrying daily");
+            }
+            let upkeep = Upkeep::start(opts.clone(), config.partition_policy())
+                .context("starting the partition upkeep thread")?;
+            let opts = opts.clone();
+            let open: OpenStore =
+                Box::new(move || Ok(Box::new(MysqlStore::open(&opts)?) as Box<dyn Store>));
+            Ok((open, Some(upkeep)))
+        }
+    }
 }
 
 /// Keeps a port for the shards when the configured one is 0.

@@ -25,6 +25,12 @@ const TEXT_KEYS: &[&str] = &[
     "jwt_issuer",
     "data_dir",
     "log_format",
+    "database_url",
+    "db_host",
+    "db_name",
+    "db_user",
+    "db_password",
+    "db_tls_ca_file",
 ];
 
 /// Keys that may be unset. An empty value (`JWT_ISSUER=`) unsets them, which
@@ -34,6 +40,10 @@ const OPTIONAL_KEYS: &[&str] = &[
     "jwt_public_key_file",
     "jwt_audience",
     "jwt_issuer",
+    "database_url",
+    "db_host",
+    "db_password",
+    "db_tls_ca_file",
 ];
 
 /// Loads `.env` from the working directory (not its parents) into the
@@ -115,13 +125,18 @@ impl Config {
             &mut self.jwt_secret,
             &mut self.jwt_audience,
             &mut self.jwt_issuer,
+            &mut self.database_url,
+            &mut self.db_host,
+            &mut self.db_password,
         ] {
             if value.as_deref() == Some("") {
                 *value = None;
             }
         }
-        if self.jwt_public_key_file.as_deref() == Some(Path::new("")) {
-            self.jwt_public_key_file = None;
+        for path in [&mut self.jwt_public_key_file, &mut self.db_tls_ca_file] {
+            if path.as_deref() == Some(Path::new("")) {
+                *path = None;
+            }
         }
     }
 }

@@ -124,6 +124,7 @@ impl Config {
                 "point it at a readable PEM public key file, or leave it unset",
             ));
         }
+        self.database_problems(&mut found);
         found
     }
 
@@ -156,6 +157,7 @@ impl Config {
                 self.ws_max_connections_per_ip, self.ws_max_connections
             ));
         }
+        self.database_warnings(&mut warnings);
         warnings
     }
 }

@@ -4,14 +4,19 @@
 //! back through its mailbox or a oneshot.
 //!
 //! - [`sqlite`]: the embedded default (rusqlite, bundled, WAL) under DATA_DIR.
+//! - [`mysql`]: the production store (MySQL/MariaDB), chosen by DATABASE_URL
+//!   or DB_HOST; messages in monthly partitions.
 //! - [`writer`]: the one writer thread: group commit of messages, in commit
 //!   order, which is also where a channel's next `seq` is assigned.
 //! - [`handle`]: what shards hold: the writer's bounded queue and the reader
 //!   threads.
 
 pub mod handle;
+pub mod mysql;
 pub mod sqlite;
 pub mod writer;
+
+use std::collections::HashMap;
 
 use serde::Serialize;
 
@@ -170,6 +175,24 @@ pub trait Store: Send {
         user: &str,
         client_message_id: &str,
     ) -> Result<Option<MessageRecord>>;
+    /// [`Store::find_by_client_id`] for many (user, clientMessageId) pairs:
+    /// the messages found, by pair. The writer asks once per batch; a store
+    /// across a network answers in one round trip instead of one per
+    /// message.
+    fn find_by_client_ids(
+        &mut self,
+        keys: &[(String, String)],
+    ) -> Result<HashMap<(String, String), MessageRecord>> {
+        let mut found = HashMap::new();
+        for (user, cmid) in keys {
+            if !found.contains_key(&(user.clone(), cmid.clone()))
+                && let Some(m) = self.find_by_client_id(user, cmid)?
+            {
+                found.insert((user.clone(), cmid.clone()), m);
+            }
+        }
+        Ok(found)
+    }
     /// Inserts all of `messages` in one transaction and fills in their
     /// `pos`; on error nothing is inserted.
     fn insert_messages(&mut self, messages: &mut [MessageRecord]) -> Result<()>;

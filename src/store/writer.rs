@@ -110,6 +110,19 @@ fn commit<R>(
     let mut tentative: HashMap<String, u64> = HashMap::new();
 
     let sequenced: Result<(), StoreError> = (|| {
+        // Earlier messages with this batch's clientMessageIds, in one lookup.
+        let keys: Vec<(String, String)> = batch
+            .iter()
+            .filter_map(|(m, _)| {
+                let cmid = m.client_message_id.as_ref()?;
+                Some((m.user_id.clone(), cmid.clone()))
+            })
+            .collect();
+        let earlier = if keys.is_empty() {
+            HashMap::new()
+        } else {
+            store.find_by_client_ids(&keys)?
+        };
         for (m, _) in batch.iter() {
             if let Some(cmid) = &m.client_message_id {
                 let key = (m.user_id.clone(), cmid.clone());
@@ -117,8 +130,8 @@ fn commit<R>(
                     plan.push(Ok(i)); // same message again in this batch
                     continue;
                 }
-                if let Some(first) = store.find_by_client_id(&m.user_id, cmid)? {
-                    plan.push(Err(first));
+                if let Some(first) = earlier.get(&key) {
+                    plan.push(Err(first.clone()));
                     continue;
                 }
                 in_batch.insert(key, rows.len());

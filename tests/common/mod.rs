@@ -8,7 +8,10 @@
 // Every test crate compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod chat;
+pub mod durable;
 pub mod http;
+pub mod mysql;
 pub mod raw;
 
 pub use http::{http_get, http_request};

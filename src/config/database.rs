@@ -1,0 +1,445 @@
+//! Which store the server uses, and the database settings' checks.
+//!
+//! SQLite under DATA_DIR is the default; DATABASE_URL (a `mysql://` URL) or
+//! the original server's DB_HOST / DB_PORT / DB_NAME / DB_USER / DB_PASSWORD
+//! select MySQL/MariaDB, DATABASE_URL winning when both are given.
+
+use std::fs::File;
+use std::path::PathBuf;
+
+use mysql::{Opts, OptsBuilder, SslOpts};
+
+use super::{Config, ConfigError, MASK};
+use crate::store::mysql::PartitionPolicy;
+
+/// The store the configuration selects.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Backend {
+    /// The embedded store, in this DATA_DIR.
+    Sqlite(PathBuf),
+    /// MySQL/MariaDB. `Opts` holds the password: log
+    /// [`crate::store::mysql::describe`] of it, never its `Debug`.
+    Mysql(Opts),
+}
+
+/// Most months of partitions kept ahead: more is a typo.
+const MAX_MONTHS_AHEAD: u32 = 120;
+
+impl Config {
+    /// Whether the MySQL store is configured.
+    pub fn uses_mysql(&self) -> bool {
+        self.database_url.is_some() || self.db_host.is_some()
+    }
+
+    /// The store to open. Fails only on settings that [`Config::validate`]
+    /// refuses.
+    pub fn backend(&self) -> Result<Backend, ConfigError> {
+        let builder = match (&self.database_url, &self.db_host) {
+            (None, None) => return Ok(Backend::Sqlite(self.data_dir.clone())),
+            (Some(url), _) => {
+                let opts = Opts::from_url(url).map_err(|e| bad_url(&e.to_string()))?;
+                if opts.get_db_name().is_none_or(str::is_empty) {
+                    return Err(bad_url("it names no database"));
+                }
+                OptsBuilder::from_opts(opts)
+            }
+            (None, Some(host)) => {
+                let b = OptsBuilder::new()
+                    .db_name(Some(&self.db_name))
+                    .user(Some(&self.db_user))
+                    .pass(self.db_password.as_deref());
+                if host.starts_with('/') {
+                    b.socket(Some(host))
+                } else {
+                    b.ip_or_hostname(Some(host)).tcp_port(self.db_port)
+                }
+            }
+        };
+        let builder = if self.db_tls {
+            let ssl = SslOpts::default().with_root_cert_path(self.db_tls_ca_file.clone());
+            builder.ssl_opts(ssl)
+        } else {
+            builder
+        };
+        Ok(Backend::Mysql(builder.into()))
+    }
+
+    /// Reader threads of the store: with MySQL, every connection of
+    /// `db_pool_size` but the writer's.
+    pub fn store_reader_threads(&self) -> usize {
+        if self.uses_mysql() && self.db_pool_size >= 2 {
+            self.db_pool_size - 1
+        } else {
+            self.store_readers
+        }
+    }
+
+    /// What partition upkeep keeps (MySQL).
+    pub fn partition_policy(&self) -> PartitionPolicy {
+        PartitionPolicy {
+            months_ahead: self.db_partition_months_ahead,
+            retention_days: self.message_retention_days,
+        }
+    }
+
+    pub(super) fn database_problems(&self, found: &mut Vec<ConfigError>) {
+        if let Some(url) = &self.database_url {
+            match Opts::from_url(url) {
+                Err(e) => found.push(bad_url(&e.to_string())),
+                Ok(o) if o.get_db_name().is_none_or(str::is_empty) => {
+                    found.push(bad_url("it names no database"));
+                }
+                Ok(_) => {}
+            }
+        } else if self.db_host.is_some() {
+            if self.db_host.as_deref().is_some_and(|h| h.trim().is_empty()) {
+                found.push(ConfigError::invalid(
+                    "db_host",
+                    "is blank",
+                    "set it to the database host name or IP, or unset it for SQLite",
+                ));
+            }
+            if self.db_port == 0 {
+                found.push(ConfigError::invalid(
+                    "db_port",
+                    "is 0",
+                    "set it to the database port, 3306 by default",
+                ));
+            }
+            for (key, value) in [("db_name", &self.db_name), ("db_user", &self.db_user)] {
+                if value.trim().is_empty() {
+                    found.push(ConfigError::invalid(
+                        key,
+                        "is empty while DB_HOST is set",
+                        "set it to the database name and account created for gatrix-chat",
+                    ));
+                }
+            }
+        }
+        if self.db_pool_size == 1 {
+            found.push(ConfigError::invalid(
+                "db_pool_size",
+                "is 1, but the writer and at least one reader need a connection each",
+                "set it to 2 or more, or 0 for STORE_READERS + 1",
+            ));
+        }
+        if let Some(path) = &self.db_tls_ca_file
+            && let Err(e) = File::open(path)
+        {
+            found.push(ConfigError::invalid(
+                "db_tls_ca_file",
+                format!("{} cannot be read: {e}", path.display()),
+                "point it at the PEM certificate of the CA that signed the database's \
+                 certificate, or leave it unset",
+            ));
+        }
+        if !(1..=MAX_MONTHS_AHEAD).contains(&self.db_partition_months_ahead) {
+            found.push(ConfigError::invalid(
+                "db_partition_months_ahead",
+                format!(
+                    "is {}, outside 1..={MAX_MONTHS_AHEAD}",
+                    self.db_partition_months_ahead
+                ),
+                "set it to a number of months such as 3",
+            ));
+        }
+    }
+
+    pub(super) fn database_warnings(&self, warnings: &mut Vec<String>) {
+        if self.database_url.is_some() && self.db_host.is_some() {
+            warnings.push(
+                "DB_HOST (db_host) is ignored: DATABASE_URL (database_url) is set and wins; \
+                 unset one of them"
+                    .to_owned(),
+            );
+        }
+        if !self.uses_mysql() {
+            if self.db_password.is_some() {
+                warnings.push(
+                    "DB_PASSWORD (db_password) is set but neither DATABASE_URL nor DB_HOST is: \
+                     the store is SQLite under DATA_DIR"
+                        .to_owned(),
+                );
+            }
+            if self.message_retention_days > 0 {
+                warnings.push(
+                    "MESSAGE_RETENTION_DAYS (message_retention_days) applies only to the MySQL \
+                     store: with SQLite, messages are kept"
+                        .to_owned(),
+                );
+            }
+        }
+        if self.db_tls_ca_file.is_some() && !self.db_tls {
+            warnings.push(
+                "DB_TLS_CA_FILE (db_tls_ca_file) is ignored while DB_TLS (db_tls) is false: \
+                 set DB_TLS=true to encrypt the database connection"
+                    .to_owned(),
+            );
+        }
+    }
+}
+
+/// The DATABASE_URL error; never quotes the URL (it holds the password).
+fn bad_url(problem: &str) -> ConfigError {
+    ConfigError::invalid(
+        "database_url",
+        format!("is not a usable MySQL URL: {problem}"),
+        "write it as mysql://user:password@host:3306/database (percent-encode special \
+         characters in the password), or unset it",
+    )
+}
+
+/// `url` with the password of its user info replaced by [`MASK`]
+/// (`mysql://chat:********@db:3306/gatrix`). Text that is not a URL with
+/// user info is returned unchanged unless it has an `@`, in which case all of
+/// it is masked, to be safe.
+pub fn mask_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return if url.contains('@') {
+            MASK.to_owned()
+        } else {
+            url.to_owned()
+        };
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let Some(at) = authority.rfind('@') else {
+        return url.to_owned();
+    };
+    let (userinfo, host) = authority.split_at(at);
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:{MASK}{host}{tail}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mysql_opts(c: &Config) -> Opts {
+        match c.backend().unwrap() {
+            Backend::Mysql(o) => o,
+            other => panic!("expected MySQL, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sqlite_unless_a_database_is_named() {
+        let c = Config::default();
+        assert_eq!(
+            c.backend().unwrap(),
+            Backend::Sqlite(PathBuf::from("./data"))
+        );
+        assert!(!c.uses_mysql());
+        assert_eq!(c.store_reader_threads(), c.store_readers);
+    }
+
+    #[test]
+    fn the_url_wins_over_the_db_keys() {
+        let c = Config {
+            database_url: Some("mysql://chat:pw@db1:3307/chatdb".into()),
+            db_host: Some("db2".into()),
+            db_user: "other".into(),
+            ..Config::default()
+        };
+        let o = mysql_opts(&c);
+        assert_eq!(o.get_ip_or_hostname(), "db1");
+        assert_eq!(o.get_tcp_port(), 3307);
+        assert_eq!(o.get_db_name(), Some("chatdb"));
+        assert_eq!(o.get_user(), Some("chat"));
+        assert_eq!(o.get_pass(), Some("pw"));
+        assert!(o.get_ssl_opts().is_none());
+        assert_eq!(c.warnings().len(), 1, "{:?}", c.warnings());
+        assert!(c.warnings()[0].starts_with("DB_HOST (db_host) is ignored"));
+    }
+
+    #[test]
+    fn the_original_db_keys_name_a_database() {
+        let c = Config {
+            db_host: Some("10.0.0.5".into()),
+            db_password: Some("pw".into()),
+            db_tls: true,
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok(), "{:?}", c.problems());
+        let o = mysql_opts(&c);
+        assert_eq!(o.get_ip_or_hostname(), "10.0.0.5");
+        assert_eq!(o.get_tcp_port(), 3306);
+        assert_eq!(o.get_db_name(), Some("gatrix"));
+        assert_eq!(o.get_user(), Some("gatrix_user"));
+        assert_eq!(o.get_pass(), Some("pw"));
+        assert!(o.get_ssl_opts().is_some());
+        let socket = Config {
+            db_host: Some("/run/mysqld/mysqld.sock".into()),
+            ..Config::default()
+        };
+        assert_eq!(
+            mysql_opts(&socket).get_socket(),
+            Some("/run/mysqld/mysqld.sock")
+        );
+    }
+
+    #[test]
+    fn the_pool_is_the_writer_and_the_readers() {
+        let mut c = Config {
+            db_host: Some("db".into()),
+            store_readers: 3,
+            ..Config::default()
+        };
+        assert_eq!(c.store_reader_threads(), 3, "0 means STORE_READERS + 1");
+        c.db_pool_size = 8;
+        assert_eq!(c.store_reader_threads(), 7);
+        c.db_pool_size = 1;
+        assert_eq!(c.problems()[0].key(), Some("db_pool_size"));
+    }
+
+    #[test]
+    fn bad_database_settings_name_the_setting_and_never_the_password() {
+        let d = Config::default;
+        let cases: Vec<(&str, Config)> = vec![
+            (
+                "database_url",
+                Config {
+                    database_url: Some("postgres://u:hunter2@h/db".into()),
+                    ..d()
+                },
+            ),
+            (
+                "database_url",
+                Config {
+                    database_url: Some("mysql://u:hunter2@h:3306".into()),
+                    ..d()
+                },
+            ),
+            (
+                "db_name",
+                Config {
+                    db_host: Some("h".into()),
+                    db_name: " ".into(),
+                    ..d()
+                },
+            ),
+            (
+                "db_tls_ca_file",
+                Config {
+                    db_tls_ca_file: Some("/no/such/ca.pem".into()),
+                    db_tls: true,
+                    ..d()
+                },
+            ),
+            (
+                "db_partition_months_ahead",
+                Config {
+                    db_partition_months_ahead: 0,
+                    ..d()
+                },
+            ),
+        ];
+        for (key, config) in cases {
+            let problems = config.problems();
+            assert_eq!(problems.len(), 1, "{key}: {problems:?}");
+            assert_eq!(problems[0].key(), Some(key));
+            let text = problems[0].to_string();
+            assert!(text.starts_with(&key.to_ascii_uppercase()), "{text}");
+            assert!(!text.contains("hunter2"), "{text}");
+        }
+        assert!(
+            Config {
+                database_url: Some("mysql://u:hunter2@h:3306".into()),
+                ..d()
+            }
+            .backend()
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn database_warnings_point_at_ignored_settings() {
+        let c = Config {
+            db_password: Some("x".into()),
+            message_retention_days: 30,
+            db_tls_ca_file: Some("/etc/ssl/ca.pem".into()),
+            ..Config::default()
+        };
+        let w = c.warnings();
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].starts_with("DB_PASSWORD"));
+        assert!(w[1].starts_with("MESSAGE_RETENTION_DAYS"));
+        assert!(w[2].starts_with("DB_TLS_CA_FILE"));
+    }
+
+    #[test]
+    fn masking_hides_database_passwords() {
+        let c = Config {
+            database_url: Some("mysql://chat:hunter2@db:3306/gatrix".into()),
+            db_password: Some("hunter3".into()),
+            ..Config::default()
+        };
+        let m = c.masked();
+        assert_eq!(
+            m.database_url.as_deref(),
+            Some("mysql://chat:********@db:3306/gatrix")
+        );
+        assert_eq!(m.db_password.as_deref(), Some(MASK));
+        let text = m.to_toml();
+        assert!(
+            !text.contains("hunter2") && !text.contains("hunter3"),
+            "{text}"
+        );
+        assert!(text.contains("db_port = 3306"));
+        assert!(
+            Config::default()
+                .to_toml()
+                .contains("# database_url is not set")
+        );
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure type
+    fn database_settings_come_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("DB_HOST", "db.internal");
+            jail.set_env("DB_PORT", "3307");
+            // Verbatim text, even when it looks like a number.
+            jail.set_env("DB_PASSWORD", "0012345");
+            jail.set_env("DB_TLS", "true");
+            jail.set_env("MESSAGE_RETENTION_DAYS", "90");
+            let c = Config::load(None, &[]).unwrap();
+            assert_eq!(c.db_host.as_deref(), Some("db.internal"));
+            assert_eq!(c.db_port, 3307);
+            assert_eq!(c.db_password.as_deref(), Some("0012345"));
+            assert!(c.db_tls);
+            assert_eq!(c.message_retention_days, 90);
+            assert_eq!(mysql_opts(&c).get_ip_or_hostname(), "db.internal");
+            // DATABASE_URL wins; an empty DB_HOST unsets it.
+            jail.set_env("DATABASE_URL", "mysql://a:b@url-host/urldb");
+            jail.set_env("DB_HOST", "");
+            let c = Config::load(None, &[]).unwrap();
+            assert_eq!(c.db_host, None);
+            assert_eq!(mysql_opts(&c).get_ip_or_hostname(), "url-host");
+            assert_eq!(mysql_opts(&c).get_db_name(), Some("urldb"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn url_passwords_are_masked() {
+        assert_eq!(
+            mask_url_password("mysql://chat:s3cr%40t@db:3306/gatrix?require_ssl=true"),
+            "mysql://chat:********@db:3306/gatrix?require_ssl=true"
+        );
+        assert_eq!(
+            mask_url_password("mysql://chat:p@ss@db/gatrix"),
+            "mysql://chat:********@db/gatrix",
+            "the last @ ends the user info"
+        );
+        assert_eq!(
+            mask_url_password("mysql://chat@db/gatrix"),
+            "mysql://chat@db/gatrix"
+        );
+        assert_eq!(mask_url_password("mysql://db/gatrix"), "mysql://db/gatrix");
+        assert_eq!(mask_url_password("chat:pw@db"), MASK);
+    }
+}

@@ -1,0 +1,447 @@
+//! The production store: MySQL or MariaDB (the `mysql` crate speaks to
+//! both), chosen by DATABASE_URL or DB_HOST. Same tables and meaning as the
+//! SQLite store; one connection per store thread (the writer's and each
+//! reader's: that is the pool), each kept alive by a [`link::Link`] that
+//! reconnects with backoff. Migrations in migrations/mysql are applied by
+//! refinery at start and by `gatrix-chat migrate`; monthly partitions of
+//! `messages` are kept by [`partitions`] (at start, daily, and by
+//! `gatrix-chat db partitions`).
+//!
+//! Every statement with a value in it is a prepared statement (the `mysql`
+//! crate prepares and caches each distinct SQL text per connection); SQL
+//! text is built only from constants.
+
+mod link;
+pub mod partitions;
+mod rows;
+pub mod upkeep;
+
+use std::collections::HashMap;
+
+use mysql::prelude::Queryable;
+use mysql::{Conn, Opts, TxOpts, Value};
+
+use super::{ChannelRecord, MessageRecord, Page, Result, Store, StoreError};
+use link::{Link, is_duplicate, map_error, store_opts};
+pub use link::{MAX_BACKOFF, describe};
+pub use partitions::{Partition, PartitionPolicy, Plan};
+use rows::{
+    CHANNEL_COLUMNS, ChannelRow, MESSAGE_COLUMNS, MessageRow, all, chunks, first, insert_sql,
+    lookup_sql, to_channel, to_message,
+};
+pub use rows::{MAX_INSERT_ROWS, MAX_LOOKUP_KEYS};
+
+mod embedded {
+    refinery::embed_migrations!("migrations/mysql");
+}
+
+/// Applies pending migrations to the database `opts` points at; returns how
+/// many were applied. Also checks that the server keeps commits durable.
+pub fn migrate(opts: &Opts) -> anyhow::Result<usize> {
+    let mut conn = Conn::new(store_opts(opts))?;
+    let report = embedded::migrations::runner().run(&mut conn)?;
+    // refinery sends a migration file as one multi-statement query, and the
+    // driver reports only the first statement's error: check the result.
+    let mut tables: Vec<String> = conn.query(
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()
+         AND TABLE_NAME IN ('channels', 'channel_members', 'messages')",
+    )?;
+    tables.sort_unstable();
+    anyhow::ensure!(
+        tables == ["channel_members", "channels", "messages"],
+        "the schema is incomplete after the migrations (found tables {tables:?}): \
+         a statement of migrations/mysql failed; see the database's error log"
+    );
+    let flush: Option<u64> = conn.query_first("SELECT @@innodb_flush_log_at_trx_commit")?;
+    if flush.is_some_and(|f| f != 1) {
+        tracing::warn!(
+            innodb_flush_log_at_trx_commit = flush,
+            "the database does not flush its log at every commit: an acknowledged message \
+             can be lost if the database host crashes; set innodb_flush_log_at_trx_commit = 1"
+        );
+    }
+    Ok(report.applied_migrations().len())
+}
+
+/// One connection to MySQL/MariaDB.
+pub struct MysqlStore {
+    link: Link,
+}
+
+impl MysqlStore {
+    /// Connects to the database `opts` points at (already migrated). Fails
+    /// with `Unavailable` when it cannot be reached; once open, a lost
+    /// connection is re-established by later calls.
+    pub fn open(opts: &Opts) -> Result<Self> {
+        Ok(Self {
+            link: Link::open(store_opts(opts))?,
+        })
+    }
+
+    /// The partitions of `messages`, oldest first.
+    pub fn partitions(&mut self) -> Result<Vec<Partition>> {
+        self.link.run(partitions::list)
+    }
+
+    /// Brings the partitions in line with `policy` at `now_unix_ms` (or,
+    /// with `dry_run`, only says how); returns the partitions before and
+    /// the plan.
+    pub fn maintain_partitions(
+        &mut self,
+        policy: PartitionPolicy,
+        now_unix_ms: u64,
+        dry_run: bool,
+    ) -> Result<(Vec<Partition>, Plan)> {
+        let existing = self.partitions()?;
+        if existing.is_empty() {
+            return Err(StoreError::Other(
+                "the messages table is missing or not partitioned: run `gatrix-chat migrate` first"
+                    .into(),
+            ));
+        }
+        self.link.run(|c| {
+            let plan = partitions::plan(&existing, now_unix_ms, policy);
+            if !dry_run && !plan.is_empty() {
+                // Gives up rather than queue behind a long transaction:
+                // a waiting ALTER would block every other statement on
+                // the table meanwhile. Upkeep runs again tomorrow.
+                c.query_drop("SET SESSION lock_wait_timeout = 5")?;
+                partitions::apply(c, &existing, &plan)?;
+            }
+            Ok((existing, plan))
+        })
+    }
+}
+
+impl Store for MysqlStore {
+    fn ping(&mut self) -> Result<()> {
+        self.link.run(|c| c.ping())
+    }
+
+    fn last_seq(&mut self, channel: &str) -> Result<u64> {
+        self.link.run(|c| {
+            Ok(first::<Option<u64>>(
+                c,
+                "SELECT MAX(seq) FROM messages WHERE channel_id = ?",
+                (channel,),
+            )?
+            .flatten()
+            .unwrap_or(0))
+        })
+    }
+
+    fn find_by_client_id(&mut self, user: &str, cmid: &str) -> Result<Option<MessageRecord>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE user_id = ? AND client_message_id = ? LIMIT 1"
+        );
+        self.link
+            .run(|c| Ok(first::<MessageRow>(c, &sql, (user, cmid))?.map(to_message)))
+    }
+
+    /// One query per [`MAX_LOOKUP_KEYS`] pairs, by the
+    /// (user_id, client_message_id) index.
+    fn find_by_client_ids(
+        &mut self,
+        keys: &[(String, String)],
+    ) -> Result<HashMap<(String, String), MessageRecord>> {
+        let mut unique: Vec<&(String, String)> = keys.iter().collect();
+        unique.sort_unstable();
+        unique.dedup();
+        self.link.run(|c| {
+            let mut found = HashMap::new();
+            for chunk in unique.chunks(MAX_LOOKUP_KEYS) {
+                let sql = lookup_sql(chunk.len());
+                let params: Vec<Value> = chunk
+                    .iter()
+                    .flat_map(|(u, m)| [u.as_str().into(), m.as_str().into()])
+                    .collect();
+                for row in all(c.exec_opt::<MessageRow, _, _>(sql, params)?)? {
+                    let m = to_message(row);
+                    if let Some(cmid) = m.client_message_id.clone() {
+                        // Ascending pos: the first message wins.
+                        found.entry((m.user_id.clone(), cmid)).or_insert(m);
+                    }
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    /// One transaction: multi-row INSERTs, then each row's `pos`. With one
+    /// writer, a multi-row INSERT's AUTO_INCREMENT values are consecutive
+    /// from LAST_INSERT_ID() (InnoDB reserves them at once for a statement
+    /// whose row count is known, in autoinc lock modes 0 and 1 — MariaDB's
+    /// default is 1 — with auto_increment_increment 1). On a server set up
+    /// otherwise (lock mode 2, Galera's increments) the positions are read
+    /// back by id instead.
+    fn insert_messages(&mut self, messages: &mut [MessageRecord]) -> Result<()> {
+        let consecutive = self.link.consecutive_ids;
+        self.link.run(|c| {
+            let mut tx = c.start_transaction(TxOpts::default())?;
+            for range in chunks(messages) {
+                let rows = &mut messages[range];
+                let mut params: Vec<Value> = Vec::with_capacity(rows.len() * 9);
+                for m in rows.iter() {
+                    params.extend([
+                        m.id.into(),
+                        m.channel_id.as_str().into(),
+                        m.seq.into(),
+                        m.user_id.as_str().into(),
+                        m.content.as_str().into(),
+                        m.kind.as_str().into(),
+                        m.client_message_id.as_deref().into(),
+                        m.reply_to.as_deref().into(),
+                        m.created_at.as_str().into(),
+                    ]);
+                }
+                tx.exec_drop(insert_sql(rows.len()), params)?;
+                match tx.last_insert_id() {
+                    Some(first_pos) if consecutive => {
+                        for (i, m) in rows.iter_mut().enumerate() {
+                            m.pos = first_pos + i as u64;
+                        }
+                    }
+                    _ => {
+                        let marks = vec!["?"; rows.len()].join(", ");
+                        let ids: Vec<Value> = rows.iter().map(|m| m.id.into()).collect();
+                        let pos: HashMap<u64, u64> = all(tx.exec_opt(
+                            format!("SELECT id, pos FROM messages WHERE id IN ({marks})"),
+                            ids,
+                        )?)?
+                        .into_iter()
+                        .collect();
+                        for m in rows.iter_mut() {
+                            m.pos = pos.get(&m.id).copied().unwrap_or(0);
+                        }
+                    }
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    fn edit_message(&mut self, id: u64, content: &str, at: &str) -> Result<Option<MessageRecord>> {
+        let n = self.link.run(|c| {
+            c.exec_drop(
+                "UPDATE messages SET content = ?, edited_at = ? WHERE id = ? AND deleted_at IS NULL",
+                (content, at, id),
+            )?;
+            Ok(c.affected_rows())
+        })?;
+        if n == 0 { Ok(None) } else { self.message(id) }
+    }
+
+    fn delete_message(&mut self, id: u64, at: &str) -> Result<Option<MessageRecord>> {
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?");
+        self.link.run(|c| {
+            c.exec_drop(
+                "UPDATE messages SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+                (at, id),
+            )?;
+            if c.affected_rows() == 0 {
+                return Ok(None);
+            }
+            Ok(first::<MessageRow>(c, &sql, (id,))?.map(to_message))
+        })
+    }
+
+    fn message(&mut self, id: u64) -> Result<Option<MessageRecord>> {
+        let sql =
+            format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ? AND deleted_at IS NULL");
+        self.link
+            .run(|c| Ok(first::<MessageRow>(c, &sql, (id,))?.map(to_message)))
+    }
+
+    fn history(
+        &mut self,
+        channel: &str,
+        page: Page,
+        limit: usize,
+    ) -> Result<(Vec<MessageRecord>, bool)> {
+        let (cond, order, bound) = match page {
+            Page::Latest => ("seq < ?", "DESC", u64::MAX),
+            Page::Before(n) => ("seq < ?", "DESC", n),
+            Page::After(n) => ("seq > ?", "ASC", n),
+        };
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel_id = ? AND {cond} AND deleted_at IS NULL
+             ORDER BY seq {order} LIMIT ?"
+        );
+        let take = limit as u64 + 1;
+        let mut rows: Vec<MessageRecord> = self.link.run(|c| {
+            Ok(
+                all(c.exec_opt::<MessageRow, _, _>(&sql, (channel, bound, take))?)?
+                    .into_iter()
+                    .map(to_message)
+                    .collect(),
+            )
+        })?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        if order == "DESC" {
+            rows.reverse();
+        }
+        Ok((rows, more))
+    }
+
+    fn replay(
+        &mut self,
+        channels: &[(String, u64)],
+        after_pos: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel_id = ? AND pos > ? AND seq <= ? AND deleted_at IS NULL
+             ORDER BY pos LIMIT ?"
+        );
+        let mut all_rows = self.link.run(|c| {
+            let mut out = Vec::new();
+            for (channel, max_seq) in channels {
+                let rows = c.exec_opt::<MessageRow, _, _>(
+                    &sql,
+                    (channel.as_str(), after_pos, *max_seq, limit as u64),
+                )?;
+                out.extend(all(rows)?.into_iter().map(to_message));
+            }
+            Ok(out)
+        })?;
+        all_rows.sort_by_key(|m| m.pos);
+        all_rows.truncate(limit);
+        Ok(all_rows)
+    }
+
+    fn channel(&mut self, id: &str) -> Result<Option<ChannelRecord>> {
+        let sql =
+            format!("SELECT {CHANNEL_COLUMNS} FROM channels WHERE id = ? AND deleted_at IS NULL");
+        self.link
+            .run(|c| Ok(first::<ChannelRow>(c, &sql, (id,))?.map(to_channel)))
+    }
+
+    fn channels_of(&mut self, user: &str) -> Result<Vec<ChannelRecord>> {
+        let sql =
+            "SELECT c.id, c.name, c.type, c.description, c.owner_id, c.created_at, c.updated_at
+             FROM channels c JOIN channel_members m ON m.channel_id = c.id
+             WHERE m.user_id = ? AND c.deleted_at IS NULL ORDER BY c.created_at, c.id";
+        self.link.run(|c| {
+            Ok(all(c.exec_opt::<ChannelRow, _, _>(sql, (user,))?)?
+                .into_iter()
+                .map(to_channel)
+                .collect())
+        })
+    }
+
+    fn member_ids(&mut self, channel: &str) -> Result<Vec<String>> {
+        self.link.run(|c| {
+            all(c.exec_opt(
+                "SELECT user_id FROM channel_members WHERE channel_id = ?",
+                (channel,),
+            )?)
+        })
+    }
+
+    fn create_channel(&mut self, ch: &ChannelRecord, members: &[String]) -> Result<()> {
+        self.link.run(|c| {
+            let mut tx = c.start_transaction(TxOpts::default())?;
+            tx.exec_drop(
+                "INSERT INTO channels (id, name, type, description, owner_id, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    &ch.id,
+                    &ch.name,
+                    ch.kind.as_str(),
+                    &ch.description,
+                    &ch.owner_id,
+                    &ch.created_at,
+                    &ch.updated_at,
+                ),
+            )?;
+            tx.exec_drop(
+                "INSERT INTO channel_members (channel_id, user_id, role, joined_at) VALUES (?, ?, 'owner', ?)",
+                (&ch.id, &ch.owner_id, &ch.created_at),
+            )?;
+            for m in members.iter().filter(|m| **m != ch.owner_id) {
+                insert_member(&mut tx, &ch.id, m, &ch.created_at)?;
+            }
+            tx.commit()
+        })
+    }
+
+    fn update_channel(
+        &mut self,
+        id: &str,
+        name: Option<&str>,
+        description: Option<Option<&str>>,
+        at: &str,
+    ) -> Result<Option<ChannelRecord>> {
+        self.link.run(|c| {
+            let mut tx = c.start_transaction(TxOpts::default())?;
+            if let Some(n) = name {
+                tx.exec_drop(
+                    "UPDATE channels SET name = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
+                    (n, at, id),
+                )?;
+            }
+            if let Some(d) = description {
+                tx.exec_drop(
+                    "UPDATE channels SET description = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
+                    (d, at, id),
+                )?;
+            }
+            tx.commit()
+        })?;
+        self.channel(id)
+    }
+
+    fn delete_channel(&mut self, id: &str, at: &str) -> Result<bool> {
+        self.link.run(|c| {
+            c.exec_drop(
+                "UPDATE channels SET deleted_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
+                (at, at, id),
+            )?;
+            Ok(c.affected_rows() > 0)
+        })
+    }
+
+    fn add_member(&mut self, channel: &str, user: &str, at: &str) -> Result<bool> {
+        self.link.run(|c| insert_member(c, channel, user, at))
+    }
+
+    fn remove_member(&mut self, channel: &str, user: &str) -> Result<bool> {
+        self.link.run(|c| {
+            c.exec_drop(
+                "DELETE FROM channel_members WHERE channel_id = ? AND user_id = ? AND role <> 'owner'",
+                (channel, user),
+            )?;
+            Ok(c.affected_rows() > 0)
+        })
+    }
+}
+
+/// Adds a member; false if already one. Not `INSERT IGNORE`: that would
+/// also turn a missing channel (a foreign-key error, a Conflict in SQLite)
+/// into a silent no-op. A duplicate key fails only this statement, not an
+/// enclosing transaction.
+fn insert_member(
+    c: &mut impl Queryable,
+    channel: &str,
+    user: &str,
+    at: &str,
+) -> mysql::Result<bool> {
+    match c.exec_drop(
+        "INSERT INTO channel_members (channel_id, user_id, joined_at) VALUES (?, ?, ?)",
+        (channel, user, at),
+    ) {
+        Ok(()) => Ok(true),
+        Err(e) if is_duplicate(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+impl From<mysql::Error> for StoreError {
+    fn from(e: mysql::Error) -> Self {
+        map_error(e)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,360 @@
+//! One store thread's connection to MySQL/MariaDB, kept alive: connects on
+//! demand, drops the connection when it breaks, and reconnects with
+//! exponential backoff so a database that is down is not hammered.
+//!
+//! While the database is unreachable every call fails at once with
+//! [`StoreError::Unavailable`] (what clients see as UNAVAILABLE); the first
+//! call after the backoff delay tries again, and the store resumes by itself
+//! when the database is back.
+
+use std::time::{Duration, Instant};
+
+use mysql::{Conn, Opts, OptsBuilder, consts::CapabilityFlags};
+
+use crate::store::{Result, StoreError};
+
+/// Delay before the second connection attempt; doubles up to
+/// [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between connection attempts while the database is down.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A connection idle this long is pinged before use: the database may have
+/// restarted (or its wait_timeout, a proxy or a firewall closed the
+/// connection) meanwhile, and a ping failure costs a reconnect instead of a
+/// failed request. Under load connections are never idle this long, so the
+/// round trip is only paid by a quiet server.
+const IDLE_PING: Duration = Duration::from_secs(1);
+
+/// Bounds on waiting for the network: a hung database fails requests
+/// instead of stalling a store thread forever.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Prepared statements kept per connection: the fixed ones plus, on the
+/// writer's, one multi-row INSERT per batch size up to
+/// [`super::MAX_INSERT_ROWS`] and one lookup per key count up to
+/// [`super::MAX_LOOKUP_KEYS`].
+const STMT_CACHE: usize = super::MAX_INSERT_ROWS + super::MAX_LOOKUP_KEYS + 64;
+
+/// Session settings, so behaviour does not depend on the server's defaults:
+/// utf8mb4 on the wire; strict mode (a value that does not fit is an error,
+/// never silently truncated); lock waits bounded so a stuck transaction
+/// surfaces as UNAVAILABLE instead of stalling the writer for the default 50 s.
+const SESSION_INIT: &[&str] = &[
+    "SET NAMES utf8mb4 COLLATE utf8mb4_bin",
+    "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,ERROR_FOR_DIVISION_BY_ZERO'",
+    "SET SESSION innodb_lock_wait_timeout = 10",
+];
+
+/// The options of a store connection: the operator's (address, account,
+/// TLS) plus the store's own settings.
+pub fn store_opts(opts: &Opts) -> Opts {
+    OptsBuilder::from_opts(opts.clone())
+        .init(SESSION_INIT.to_vec())
+        // UPDATE reports matched rows, as SQLite does, not changed ones.
+        .additional_capabilities(CapabilityFlags::CLIENT_FOUND_ROWS)
+        .stmt_cache_size(STMT_CACHE)
+        .tcp_connect_timeout(Some(CONNECT_TIMEOUT))
+        .read_timeout(Some(IO_TIMEOUT))
+        .write_timeout(Some(IO_TIMEOUT))
+        .tcp_keepalive_time_ms(Some(60_000))
+        .into()
+}
+
+/// Where a connection goes, for logs and messages: never the password.
+pub fn describe(opts: &Opts) -> String {
+    let db = opts.get_db_name().unwrap_or("");
+    match opts.get_socket() {
+        Some(socket) => format!("mysql socket {socket} database {db:?}"),
+        None => format!(
+            "mysql://{}@{}:{}/{db}",
+            opts.get_user().unwrap_or(""),
+            opts.get_ip_or_hostname(),
+            opts.get_tcp_port()
+        ),
+    }
+}
+
+pub struct Link {
+    opts: Opts,
+    conn: Option<Conn>,
+    last_used: Instant,
+    /// When the next connection attempt may be made, after a failed one.
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    last_error: String,
+    /// Whether a multi-row INSERT's AUTO_INCREMENT values are consecutive
+    /// from LAST_INSERT_ID() on this connection (see `MysqlStore`).
+    pub consecutive_ids: bool,
+}
+
+impl Link {
+    /// Connects now; fails with `Unavailable` when the database cannot be
+    /// reached or refuses the account.
+    pub fn open(opts: Opts) -> Result<Self> {
+        let mut link = Self {
+            opts,
+            conn: None,
+            last_used: Instant::now(),
+            retry_at: None,
+            backoff: FIRST_BACKOFF,
+            last_error: String::new(),
+            consecutive_ids: false,
+        };
+        link.conn()?;
+        Ok(link)
+    }
+
+    /// The connection, (re)connecting first when there is none and the
+    /// backoff allows.
+    pub fn conn(&mut self) -> Result<&mut Conn> {
+        if let Some(conn) = &mut self.conn
+            && self.last_used.elapsed() > IDLE_PING
+            && conn.ping().is_err()
+        {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            self.connect()?;
+        }
+        self.last_used = Instant::now();
+        match &mut self.conn {
+            Some(conn) => Ok(conn),
+            None => Err(StoreError::Unavailable("not connected".into())),
+        }
+    }
+
+    fn connect(&mut self) -> Result<()> {
+        let now = Instant::now();
+        if let Some(at) = self.retry_at
+            && now < at
+        {
+            return Err(StoreError::Unavailable(format!(
+                "database unreachable ({}); next attempt in {} ms",
+                self.last_error,
+                (at - now).as_millis()
+            )));
+        }
+        let attempt = Conn::new(self.opts.clone()).and_then(|mut conn| {
+            let (increment, lock_mode): (u64, u64) = mysql::prelude::Queryable::query_first(
+                &mut conn,
+                "SELECT @@auto_increment_increment, @@innodb_autoinc_lock_mode",
+            )?
+            .unwrap_or((1, 2));
+            Ok((conn, increment == 1 && lock_mode < 2))
+        });
+        match attempt {
+            Ok((conn, consecutive)) => {
+                if self.retry_at.is_some() {
+                    tracing::info!(database = %describe(&self.opts), "database reconnected");
+                }
+                self.conn = Some(conn);
+                self.consecutive_ids = consecutive;
+                self.retry_at = None;
+                self.backoff = FIRST_BACKOFF;
+                Ok(())
+            }
+            Err(e) => {
+                if self.retry_at.is_none() {
+                    tracing::warn!(database = %describe(&self.opts), error = %e, "cannot connect to the database; retrying with backoff");
+                }
+                self.last_error = e.to_string();
+                self.retry_at = Some(now + self.backoff);
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                Err(StoreError::Unavailable(format!(
+                    "connecting to the database: {e}"
+                )))
+            }
+        }
+    }
+
+    /// Runs `f` on the connection; a connection that broke is dropped, so
+    /// the next call reconnects.
+    pub fn run<T>(&mut self, f: impl FnOnce(&mut Conn) -> mysql::Result<T>) -> Result<T> {
+        let conn = self.conn()?;
+        match f(conn) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                if is_broken(&e) {
+                    tracing::warn!(error = %e, "database connection lost");
+                    self.conn = None;
+                }
+                Err(map_error(e))
+            }
+        }
+    }
+}
+
+/// Server error codes (MySQL and MariaDB share them).
+mod code {
+    pub const DUP_ENTRY: u16 = 1062;
+    pub const DUP_ENTRY_WITH_KEY_NAME: u16 = 1586;
+    pub const NO_REFERENCED_ROW: u16 = 1216;
+    pub const ROW_IS_REFERENCED: u16 = 1217;
+    pub const ROW_IS_REFERENCED_2: u16 = 1451;
+    pub const NO_REFERENCED_ROW_2: u16 = 1452;
+    pub const BAD_NULL: u16 = 1048;
+    pub const NO_DEFAULT_FOR_FIELD: u16 = 1364;
+    pub const CHECK_CONSTRAINT_MARIADB: u16 = 4025;
+    pub const CHECK_CONSTRAINT_MYSQL: u16 = 3819;
+
+    pub const CON_COUNT: u16 = 1040;
+    pub const SERVER_SHUTDOWN: u16 = 1053;
+    pub const NET_READ_ERROR: u16 = 1158;
+    pub const NET_READ_INTERRUPTED: u16 = 1159;
+    pub const NET_ERROR_ON_WRITE: u16 = 1160;
+    pub const NET_WRITE_INTERRUPTED: u16 = 1161;
+    pub const QUERY_INTERRUPTED: u16 = 1317;
+    pub const CONNECTION_KILLED: u16 = 1927;
+    pub const CLIENT_INTERACTION_TIMEOUT: u16 = 4031;
+    pub const DISK_FULL: u16 = 1021;
+    pub const RECORD_FILE_FULL: u16 = 1114;
+    pub const LOCK_WAIT_TIMEOUT: u16 = 1205;
+    pub const LOCK_DEADLOCK: u16 = 1213;
+    pub const OPTION_PREVENTS_STATEMENT: u16 = 1290;
+    pub const READ_ONLY_MODE: u16 = 1836;
+    pub const CANT_EXECUTE_IN_READ_ONLY_TRANSACTION: u16 = 1792;
+}
+
+/// Whether the connection is unusable after `e` (and must be replaced).
+pub fn is_broken(e: &mysql::Error) -> bool {
+    use mysql::DriverError as D;
+    match e {
+        mysql::Error::MySqlError(e) => matches!(
+            e.code,
+            code::SERVER_SHUTDOWN
+                | code::NET_READ_ERROR
+                | code::NET_READ_INTERRUPTED
+                | code::NET_ERROR_ON_WRITE
+                | code::NET_WRITE_INTERRUPTED
+                | code::CONNECTION_KILLED
+                | code::CLIENT_INTERACTION_TIMEOUT
+        ),
+        // Our own mistakes in a statement's parameters leave the
+        // connection fine.
+        mysql::Error::DriverError(D::MismatchedStmtParams(..) | D::Params(_) | D::MixedParams) => {
+            false
+        }
+        mysql::Error::UrlError(_)
+        | mysql::Error::FromValueError(_)
+        | mysql::Error::FromRowError(_) => false,
+        _ => e.is_connectivity_error(),
+    }
+}
+
+/// The store's error for a driver error: connection trouble and transient
+/// server conditions are `Unavailable` (retry later), constraint
+/// violations `Conflict`, the rest `Other`.
+pub fn map_error(e: mysql::Error) -> StoreError {
+    if is_broken(&e) {
+        return StoreError::Unavailable(e.to_string());
+    }
+    match &e {
+        mysql::Error::MySqlError(server) => match server.code {
+            code::DUP_ENTRY
+            | code::DUP_ENTRY_WITH_KEY_NAME
+            | code::NO_REFERENCED_ROW
+            | code::ROW_IS_REFERENCED
+            | code::ROW_IS_REFERENCED_2
+            | code::NO_REFERENCED_ROW_2
+            | code::BAD_NULL
+            | code::NO_DEFAULT_FOR_FIELD
+            | code::CHECK_CONSTRAINT_MARIADB
+            | code::CHECK_CONSTRAINT_MYSQL => StoreError::Conflict(e.to_string()),
+            code::CON_COUNT
+            | code::QUERY_INTERRUPTED
+            | code::DISK_FULL
+            | code::RECORD_FILE_FULL
+            | code::LOCK_WAIT_TIMEOUT
+            | code::LOCK_DEADLOCK
+            | code::OPTION_PREVENTS_STATEMENT
+            | code::READ_ONLY_MODE
+            | code::CANT_EXECUTE_IN_READ_ONLY_TRANSACTION => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Other(e.to_string()),
+        },
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+/// Whether `e` is a duplicate-key error.
+pub fn is_duplicate(e: &mysql::Error) -> bool {
+    matches!(e, mysql::Error::MySqlError(s) if s.code == code::DUP_ENTRY || s.code == code::DUP_ENTRY_WITH_KEY_NAME)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: u16) -> mysql::Error {
+        mysql::Error::MySqlError(mysql::MySqlError {
+            state: "HY000".into(),
+            message: "m".into(),
+            code,
+        })
+    }
+
+    #[test]
+    fn errors_map_to_the_store_kinds() {
+        let io = mysql::Error::IoError(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(is_broken(&io));
+        assert!(matches!(map_error(io), StoreError::Unavailable(_)));
+        assert!(matches!(map_error(server(1062)), StoreError::Conflict(_)));
+        assert!(matches!(map_error(server(1452)), StoreError::Conflict(_)));
+        assert!(matches!(map_error(server(4025)), StoreError::Conflict(_)));
+        assert!(matches!(
+            map_error(server(1053)),
+            StoreError::Unavailable(_)
+        ));
+        assert!(is_broken(&server(1927)));
+        assert!(!is_broken(&server(1205)));
+        assert!(matches!(
+            map_error(server(1205)),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(map_error(server(1146)), StoreError::Other(_)));
+        let params = mysql::Error::DriverError(mysql::DriverError::MixedParams);
+        assert!(!is_broken(&params));
+        assert!(matches!(map_error(params), StoreError::Other(_)));
+        assert!(is_duplicate(&server(1062)) && !is_duplicate(&server(1452)));
+    }
+
+    #[test]
+    fn descriptions_never_show_the_password() {
+        let opts = Opts::from_url("mysql://chat:s3cret@db.example:3307/gatrix").unwrap();
+        let d = describe(&opts);
+        assert_eq!(d, "mysql://chat@db.example:3307/gatrix");
+        assert!(!describe(&store_opts(&opts)).contains("s3cret"));
+    }
+
+    #[test]
+    fn a_down_database_is_retried_with_capped_backoff() {
+        // Port 1 on loopback: refused at once.
+        let opts = store_opts(&Opts::from_url("mysql://u:p@127.0.0.1:1/db").unwrap());
+        let Err(e) = Link::open(opts.clone()) else {
+            panic!("connected to port 1?")
+        };
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e}");
+        let mut link = Link {
+            opts,
+            conn: None,
+            last_used: Instant::now(),
+            retry_at: None,
+            backoff: FIRST_BACKOFF,
+            last_error: String::new(),
+            consecutive_ids: false,
+        };
+        assert!(link.conn().is_err());
+        let retry_at = link.retry_at.expect("backoff armed");
+        // Within the backoff, no attempt is made: the error says so.
+        match link.conn() {
+            Err(StoreError::Unavailable(m)) => assert!(m.contains("next attempt"), "{m}"),
+            _ => panic!("expected Unavailable"),
+        }
+        assert_eq!(link.retry_at, Some(retry_at));
+        for _ in 0..10 {
+            link.retry_at = Some(Instant::now());
+            let _ = link.conn();
+        }
+        assert_eq!(link.backoff, MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,212 @@
+//! Unit tests of the MySQL store that need no server, plus a few checks
+//! against a real one, ignored unless GATRIX_TEST_MYSQL_URL names a server
+//! where they may create databases (scripts/test starts one). The store test suite in tests/ covers the behaviour shared with
+//! SQLite; these cover what only this backend does.
+
+use super::*;
+
+fn msg(id: u64, channel: &str, seq: u64, content: &str) -> MessageRecord {
+    MessageRecord {
+        id,
+        pos: 0,
+        channel_id: channel.into(),
+        seq,
+        user_id: "u".into(),
+        content: content.into(),
+        kind: "text".into(),
+        client_message_id: None,
+        reply_to: None,
+        created_at: "2026-01-01T00:00:00.000Z".into(),
+        edited_at: None,
+        deleted_at: None,
+    }
+}
+
+#[test]
+fn insert_statements_have_one_row_of_placeholders_per_message() {
+    let sql = insert_sql(3);
+    assert_eq!(sql.matches('?').count(), 27);
+    assert!(sql.ends_with(
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ));
+}
+
+#[test]
+fn batches_are_split_by_rows_and_by_bytes() {
+    let small: Vec<_> = (0..300).map(|i| msg(i, "c", i, "hi")).collect();
+    assert_eq!(chunks(&small), [0..128, 128..256, 256..300]);
+    assert_eq!(chunks(&small[..1]).len(), 1);
+    assert!(chunks(&[]).is_empty());
+    let big = "x".repeat(1 << 20);
+    let large: Vec<_> = (0..9).map(|i| msg(i, "c", i, &big)).collect();
+    // About 4 MiB per statement: three 1 MiB messages each.
+    assert_eq!(chunks(&large), [0..3, 3..6, 6..9]);
+    // A single message larger than the budget still goes, alone.
+    let huge = vec![msg(1, "c", 1, &"y".repeat(5 << 20)), msg(2, "c", 2, "z")];
+    assert_eq!(chunks(&huge), vec![0..1, 1..2]);
+}
+
+/// A new, migrated database on the server GATRIX_TEST_MYSQL_URL names
+/// (`mysql://user:pass@host:port`, as scripts/test exports it; the user may
+/// create `gatrix_%` databases); fails the test when it is not set.
+fn scratch() -> Opts {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let url = std::env::var("GATRIX_TEST_MYSQL_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .expect("needs MariaDB: run scripts/test (or set GATRIX_TEST_MYSQL_URL)");
+    let server = Opts::from_url(&url).expect("GATRIX_TEST_MYSQL_URL is a mysql:// URL");
+    let name = format!(
+        "gatrix_unit_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut conn = Conn::new(mysql::OptsBuilder::from_opts(server.clone()).db_name(None::<String>))
+        .expect("connect to GATRIX_TEST_MYSQL_URL");
+    conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
+        .unwrap();
+    conn.query_drop(format!(
+        "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+    ))
+    .unwrap();
+    let opts: Opts = mysql::OptsBuilder::from_opts(server)
+        .db_name(Some(name))
+        .into();
+    migrate(&opts).unwrap();
+    opts
+}
+
+#[test]
+#[ignore = "needs MariaDB: run scripts/test"]
+fn positions_are_consecutive_commit_order_across_partitions() {
+    let opts = scratch();
+    let mut s = MysqlStore::open(&opts).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let policy = PartitionPolicy {
+        months_ahead: 2,
+        retention_days: 0,
+    };
+    s.maintain_partitions(policy, now, false).unwrap();
+    assert!(s.partitions().unwrap().len() >= 4);
+    // Ids spread over months (and so partitions), batches of every size.
+    let mut next_id = partitions::month_start(2024, 3);
+    let step = (partitions::month_start(2027, 1) - next_id) / 5000;
+    let (mut seq, mut last_pos) = (0, 0);
+    for size in [1usize, 2, 3, 7, 100, 128, 129, 300, 1, 5] {
+        let mut batch: Vec<_> = (0..size)
+            .map(|_| {
+                next_id += step;
+                seq += 1;
+                msg(next_id, "c", seq, "😀 héllo")
+            })
+            .collect();
+        s.insert_messages(&mut batch).unwrap();
+        for m in &batch {
+            assert_eq!(m.pos, last_pos + 1, "pos follows commit order");
+            last_pos = m.pos;
+            let stored = s.message(m.id).unwrap().unwrap();
+            assert_eq!(stored.pos, m.pos);
+            assert_eq!(stored.content, "😀 héllo");
+        }
+    }
+    // The same through the read-back path.
+    s.link.consecutive_ids = false;
+    let mut batch = vec![
+        msg(next_id + 1, "c", seq + 1, "a"),
+        msg(next_id + 2, "c", seq + 2, "b"),
+    ];
+    s.insert_messages(&mut batch).unwrap();
+    assert_eq!([batch[0].pos, batch[1].pos], [last_pos + 1, last_pos + 2]);
+    // A duplicate id fails the whole batch.
+    let mut dup = vec![
+        msg(next_id + 3, "c", seq + 3, "x"),
+        msg(next_id + 1, "c", seq + 4, "y"),
+    ];
+    assert!(matches!(
+        s.insert_messages(&mut dup),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.message(next_id + 3).unwrap().is_none());
+}
+
+#[test]
+#[ignore = "needs MariaDB: run scripts/test"]
+fn upkeep_creates_months_ahead_and_drops_expired_ones() {
+    let opts = scratch();
+    let mut s = MysqlStore::open(&opts).unwrap();
+    // As if it were 2025-03-10, keeping 2 months ahead.
+    let then = 1_741_564_800_000;
+    let policy = PartitionPolicy {
+        months_ahead: 2,
+        retention_days: 0,
+    };
+    let (before, plan) = s.maintain_partitions(policy, then, false).unwrap();
+    assert_eq!(before.len(), 1);
+    assert_eq!(plan.create.len(), 3);
+    let names: Vec<String> = s
+        .partitions()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["p202503", "p202504", "p202505", "pmax"]);
+    let mut old = vec![msg(partitions::month_start(2025, 3) + 5, "c", 1, "old")];
+    s.insert_messages(&mut old).unwrap();
+    // A dry run changes nothing.
+    let later = then + 90 * 86_400_000;
+    let retained = PartitionPolicy {
+        months_ahead: 1,
+        retention_days: 30,
+    };
+    let (_, plan) = s.maintain_partitions(retained, later, true).unwrap();
+    assert_eq!(plan.drop, ["p202503", "p202504"]);
+    assert_eq!(s.partitions().unwrap().len(), 4);
+    s.maintain_partitions(retained, later, false).unwrap();
+    let names: Vec<String> = s
+        .partitions()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["p202505", "p202506", "p202507", "pmax"]);
+    assert!(
+        s.message(old[0].id).unwrap().is_none(),
+        "dropped with its month"
+    );
+}
+
+#[test]
+#[ignore = "needs MariaDB: run scripts/test"]
+fn client_ids_are_looked_up_in_one_go() {
+    let opts = scratch();
+    let mut s = MysqlStore::open(&opts).unwrap();
+    let mut batch: Vec<_> = (1..=3)
+        .map(|i| {
+            let mut m = msg(i, "c", i, "x");
+            m.client_message_id = Some(format!("k{i}"));
+            m
+        })
+        .collect();
+    batch[2].user_id = "v".into();
+    s.insert_messages(&mut batch).unwrap();
+    let key = |u: &str, k: &str| (u.to_owned(), k.to_owned());
+    let keys = [
+        key("u", "k1"),
+        key("u", "k2"),
+        key("u", "k1"),
+        key("u", "k3"),
+        key("v", "k3"),
+    ];
+    let found = s.find_by_client_ids(&keys).unwrap();
+    assert_eq!(found.len(), 3);
+    assert_eq!(found[&key("u", "k2")].id, 2);
+    assert_eq!(found[&key("v", "k3")].id, 3);
+    assert!(!found.contains_key(&key("u", "k3")));
+    let many: Vec<_> = (0..200).map(|i| key("u", &format!("k{i}"))).collect();
+    assert_eq!(s.find_by_client_ids(&many).unwrap().len(), 2, "chunked");
+    assert_eq!(s.find_by_client_id("v", "k3").unwrap().unwrap().id, 3);
+}
