@@ -13,6 +13,7 @@ pub mod durable;
 pub mod http;
 pub mod mysql;
 pub mod raw;
+pub mod rest;
 
 pub use http::{http_get, http_request};
 
