@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod chat;
+pub mod client;
 pub mod durable;
 pub mod http;
 pub mod mysql;
