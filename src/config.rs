@@ -204,8 +204,9 @@ pub struct Config {
     /// The production store, `mysql://user:password@host:3306/database`
     /// (MySQL or MariaDB). When it or `db_host` is set, channels, members
     /// and messages live there instead of in SQLite under `data_dir`, so
-    /// that the data outlives the machine and several instances can share
-    /// it. Wins over the `db_*` keys. A secret (it holds the password):
+    /// that the data outlives the machine. One gatrix-chat process per
+    /// database: the single writer is what keeps seqs and clientMessageIds
+    /// unique. Wins over the `db_*` keys. A secret (it holds the password):
     /// `config print` masks it.
     pub database_url: Option<String>,
     /// The original Gatrix server's way to name the database, for an
@@ -223,14 +224,13 @@ pub struct Config {
     pub db_password: Option<String>,
     /// Database connections the store threads hold: one for the writer
     /// (all message inserts, in commit order) and one per reader thread.
-    /// 0 means `store_readers` + 1. Size it against the server's
-    /// max_connections across every instance.
+    /// 0 means `store_readers` + 1.
     pub db_pool_size: usize,
     /// Encrypt the database connection (TLS via rustls), for a database
     /// reached over a network the operator does not trust.
     pub db_tls: bool,
     /// PEM CA certificate that signed the database server's certificate
-    /// (a private CA); without it the public web roots are trusted.
+    /// (a private CA), trusted in addition to the public web roots.
     pub db_tls_ca_file: Option<PathBuf>,
     /// Messages older than this many days are deleted (MySQL: by dropping
     /// whole monthly partitions, so a message may stay up to a month

@@ -9,8 +9,15 @@ fn main() {
         None | Some(Command::Serve) => serve(&cli),
         Some(Command::Config { .. }) => cli::run_config_command(&cli),
         Some(Command::Token { .. }) => cli::run_token_command(&cli),
-        Some(Command::Migrate) => cli::run_migrate_command(&cli),
-        Some(Command::Db { .. }) => cli::run_db_command(&cli),
+        Some(Command::Migrate) => {
+            // Store warnings (e.g. MySQL durability settings) are logged.
+            gatrix_chat::server::init_logging(gatrix_chat::config::LogFormat::Human);
+            cli::run_migrate_command(&cli)
+        }
+        Some(Command::Db { .. }) => {
+            gatrix_chat::server::init_logging(gatrix_chat::config::LogFormat::Human);
+            cli::run_db_command(&cli)
+        }
     };
     std::process::exit(code);
 }

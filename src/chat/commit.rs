@@ -39,7 +39,7 @@ pub fn sink(mesh: Arc<Mesh<Mail>>) -> impl FnMut(Vec<(Outcome, Origin)>) + Send 
                 Outcome::Failed(_) => {
                     let e = ChatError::new(
                         ErrorCode::Unavailable,
-                        "the message was not stored; retry with the same clientMessageId",
+                        "the message may not have been stored; retry with the same clientMessageId",
                     );
                     (Arc::from(""), 0, 0, None, Err(e))
                 }
