@@ -1,0 +1,96 @@
+//! Engine.IO / Socket.IO frame helpers: just enough of the wire contract for
+//! the benchmark, with allocation-free fast paths for the hot frames.
+
+/// `43<id>[...]`: the ack id and the JSON array that follows it.
+pub fn parse_ack(s: &str) -> Option<(u64, &str)> {
+    let rest = s.strip_prefix("43")?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    let id = rest[..digits].parse().ok()?;
+    Some((id, &rest[digits..]))
+}
+
+/// The number after the first `"seq":` in `s`.
+pub fn find_seq(s: &str) -> Option<u64> {
+    let at = s.find("\"seq\":")? + 6;
+    let rest = s[at..].trim_start();
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    rest[..digits].parse().ok()
+}
+
+/// The value of the first `"content":"…"` in `s` (no unescaping: the
+/// benchmark's own contents never need it).
+pub fn find_content(s: &str) -> Option<&str> {
+    let at = s.find("\"content\":\"")? + 11;
+    let rest = &s[at..];
+    let end = rest.find('"')?;
+    Some(&rest[..end])
+}
+
+/// A `message` event: its seq and content.
+pub fn parse_message(s: &str) -> Option<(u64, &str)> {
+    if !s.starts_with("42[\"message\",") {
+        return None;
+    }
+    Some((find_seq(s)?, find_content(s)?))
+}
+
+/// Message content carrying the scheduled send time (Unix ns), padded to
+/// `size` bytes with `x`.
+pub fn make_content(sched_ns: u64, size: usize) -> String {
+    let mut c = format!("{sched_ns}|");
+    while c.len() < size {
+        c.push('x');
+    }
+    c
+}
+
+/// The scheduled send time embedded by [`make_content`].
+pub fn content_sched(content: &str) -> Option<u64> {
+    content.split('|').next()?.parse().ok()
+}
+
+/// `42<id>["send_message",{...}]` for one message.
+pub fn send_frame(ack: u64, channel_id: &str, content: &str) -> String {
+    format!(
+        "42{ack}[\"send_message\",{{\"channelId\":{},\"content\":\"{content}\"}}]",
+        serde_json::Value::from(channel_id)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_frames() {
+        assert_eq!(
+            parse_ack("4317[{\"ok\":true}]"),
+            Some((17, "[{\"ok\":true}]"))
+        );
+        assert_eq!(parse_ack("43[{}]"), None);
+        assert_eq!(parse_ack("42[\"x\"]"), None);
+    }
+
+    #[test]
+    fn message_frames() {
+        let f = r#"42["message",{"id":"9","channelId":"3","seq":42,"userId":"u","content":"123|xx","type":"text"},"off"]"#;
+        assert_eq!(parse_message(f), Some((42, "123|xx")));
+        assert_eq!(parse_message(r#"42["typing",{"seq":1}]"#), None);
+        let ack = r#"[{"ok":true,"message":{"id":"1","seq": 7}}]"#;
+        assert_eq!(find_seq(ack), Some(7));
+    }
+
+    #[test]
+    fn content_round_trip() {
+        let c = make_content(1_700_000_000_123_456_789, 100);
+        assert_eq!(c.len(), 100);
+        assert_eq!(content_sched(&c), Some(1_700_000_000_123_456_789));
+        let f = send_frame(5, "12", &c);
+        assert!(f.starts_with("425[\"send_message\",{\"channelId\":\"12\""));
+        let v: serde_json::Value = serde_json::from_str(&f[3..]).unwrap();
+        assert_eq!(v[1]["content"], c.as_str());
+    }
+}
