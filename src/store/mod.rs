@@ -131,6 +131,28 @@ pub enum Page {
     After(u64),
 }
 
+impl Page {
+    /// Read newest first (then reversed): the latest page and `before`.
+    pub fn descending(self) -> bool {
+        !matches!(self, Page::After(_))
+    }
+}
+
+/// Turns the `limit + 1` rows a backend read in the page's order into the
+/// page in ascending seq and whether more exist in the paging direction.
+pub fn finish_page(
+    mut rows: Vec<MessageRecord>,
+    limit: usize,
+    page: Page,
+) -> (Vec<MessageRecord>, bool) {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    if page.descending() {
+        rows.reverse();
+    }
+    (rows, more)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store unavailable: {0}")]

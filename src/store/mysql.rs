@@ -268,7 +268,7 @@ impl Store for MysqlStore {
              ORDER BY seq {order} LIMIT ?"
         );
         let take = limit as u64 + 1;
-        let mut rows: Vec<MessageRecord> = self.link.run(|c| {
+        let rows: Vec<MessageRecord> = self.link.run(|c| {
             Ok(
                 all(c.exec_opt::<MessageRow, _, _>(&sql, (channel, bound, take))?)?
                     .into_iter()
@@ -276,12 +276,7 @@ impl Store for MysqlStore {
                     .collect(),
             )
         })?;
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        if order == "DESC" {
-            rows.reverse();
-        }
-        Ok((rows, more))
+        Ok(super::finish_page(rows, limit, page))
     }
 
     fn replay(

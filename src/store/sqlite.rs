@@ -186,15 +186,10 @@ impl Store for SqliteStore {
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let take = limit as i64 + 1;
-        let mut rows: Vec<MessageRecord> = stmt
+        let rows: Vec<MessageRecord> = stmt
             .query_map(params![channel, bound, take], message_row)?
             .collect::<rusqlite::Result<_>>()?;
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        if order == "DESC" {
-            rows.reverse();
-        }
-        Ok((rows, more))
+        Ok(super::finish_page(rows, limit, page))
     }
 
     fn replay(

@@ -55,13 +55,7 @@ pub fn connect(server: &TestServer, sub: &str) -> Ws {
 
 /// Connects to the `/` namespace with `{"token"}` and asserts it is accepted.
 pub fn sio_connect(ws: &mut Ws, token: &str) {
-    send_text(ws, format!("40{}", json!({ "token": token })));
-    let reply = recv_text(ws);
-    let body = reply
-        .strip_prefix("40")
-        .unwrap_or_else(|| panic!("expected CONNECT, got {reply:?}"));
-    let body: Value = serde_json::from_str(body).expect("CONNECT JSON");
-    assert!(body["sid"].is_string(), "CONNECT without sid: {reply}");
+    sio_connect_with(ws, &json!({ "token": token }));
 }
 
 /// Sends one text frame (one Engine.IO packet).

@@ -89,10 +89,9 @@ pub struct Link {
 }
 
 impl Link {
-    /// Connects now; fails with `Unavailable` when the database cannot be
-    /// reached or refuses the account.
-    pub fn open(opts: Opts) -> Result<Self> {
-        let mut link = Self {
+    /// A link that connects on first use.
+    fn unconnected(opts: Opts) -> Self {
+        Self {
             opts,
             conn: None,
             last_used: Instant::now(),
@@ -100,7 +99,13 @@ impl Link {
             backoff: FIRST_BACKOFF,
             last_error: String::new(),
             consecutive_ids: false,
-        };
+        }
+    }
+
+    /// Connects now; fails with `Unavailable` when the database cannot be
+    /// reached or refuses the account.
+    pub fn open(opts: Opts) -> Result<Self> {
+        let mut link = Self::unconnected(opts);
         link.conn()?;
         Ok(link)
     }
@@ -334,15 +339,7 @@ mod tests {
             panic!("connected to port 1?")
         };
         assert!(matches!(e, StoreError::Unavailable(_)), "{e}");
-        let mut link = Link {
-            opts,
-            conn: None,
-            last_used: Instant::now(),
-            retry_at: None,
-            backoff: FIRST_BACKOFF,
-            last_error: String::new(),
-            consecutive_ids: false,
-        };
+        let mut link = Link::unconnected(opts);
         assert!(link.conn().is_err());
         let retry_at = link.retry_at.expect("backoff armed");
         // Within the backoff, no attempt is made: the error says so.
