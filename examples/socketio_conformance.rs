@@ -126,7 +126,6 @@ pub fn endpoint() -> Endpoint {
             connect_timeout: Duration::from_millis(1000),
             max_payload,
         },
-        ws_config: Endpoint::ws_config(max_payload),
         queue: QueueLimits {
             max_frames: 1024,
             max_bytes: 8 << 20,

@@ -65,6 +65,7 @@ pub const KEYS: &[&str] = &[
     "typing_timeout_ms",
     "shutdown_timeout_ms",
     "io_memory_kib",
+    "io_ring_depth",
     "store_writer_queue",
     "store_commit_window_us",
     "store_readers",
@@ -182,6 +183,11 @@ pub struct Config {
     /// RLIMIT_MEMLOCK is often only 8 MiB for the whole process, so keep it
     /// small.
     pub io_memory_kib: usize,
+    /// io_uring submission queue depth per ring of each shard. The kernel
+    /// sizes its cancel lookup table from it, and glommio cancels a timer
+    /// on every loop: with many idle connections (one pending poll each) a
+    /// small ring makes every loop scan thousands of polls.
+    pub io_ring_depth: usize,
     /// Messages and writes that may wait for the store writer. When full,
     /// sends are refused with UNAVAILABLE at once instead of queueing
     /// without bound while the database is slow or down.
@@ -272,6 +278,7 @@ impl Default for Config {
             typing_timeout_ms: 5_000,
             shutdown_timeout_ms: 10_000,
             io_memory_kib: 1_024,
+            io_ring_depth: 4_096,
             store_writer_queue: 10_000,
             store_commit_window_us: 0,
             store_readers: 2,

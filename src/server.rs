@@ -93,7 +93,6 @@ pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> 
             connect_timeout: config.connect_timeout(),
             max_payload,
         },
-        ws_config: Endpoint::ws_config(max_payload),
         queue: QueueLimits {
             max_frames: config.outbound_queue_messages,
             max_bytes: config.outbound_queue_bytes,
@@ -135,6 +134,7 @@ pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> 
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("gatrix-shard")
         .io_memory(config.io_memory_bytes())
+        .ring_depth(config.io_ring_depth)
         .on_all_shards({
             let bound = bound.clone();
             move || {

@@ -102,7 +102,7 @@ impl Handler for Chat {
             start_pos,
             recovery: RefCell::new(recovery),
             resumable: Cell::new(true),
-            limiter: RateLimiter::direct(quota),
+            limiter: RateLimiter::direct_with_clock(quota, self.clock.clone()),
             rejected: Cell::new(0),
         });
         self.conns.borrow_mut().insert(link.id, conn.clone());

@@ -64,6 +64,9 @@ pub struct Chat {
     sessions: Arc<recovery::Sessions>,
     limits: ChatLimits,
     ids: IdGen,
+    /// One clock for every connection's rate limiter: creating a clock
+    /// calibrates it (cpuid, TSC), far too slow to do per connection.
+    clock: governor::clock::DefaultClock,
     /// Connection side: this shard's authenticated connections.
     conns: RefCell<HashMap<u64, Rc<ChatConn>>>,
     /// Connection side: local subscribers per channel.
@@ -104,6 +107,7 @@ impl Chat {
             sessions,
             limits,
             ids: IdGen::new(shard),
+            clock: governor::clock::DefaultClock::default(),
             conns: RefCell::default(),
             subs: RefCell::default(),
             seen: RefCell::default(),

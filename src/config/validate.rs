@@ -100,6 +100,13 @@ impl Config {
                 "set it to a number of KiB such as 1024 (it is locked memory, keep it small)",
             ));
         }
+        if !(128..=32_768).contains(&self.io_ring_depth) {
+            found.push(ConfigError::invalid(
+                "io_ring_depth",
+                format!("is {}, outside 128..=32768", self.io_ring_depth),
+                "set it to a power of two such as 4096",
+            ));
+        }
         if self.data_dir.as_os_str().is_empty() {
             found.push(ConfigError::invalid(
                 "data_dir",
@@ -338,6 +345,13 @@ mod tests {
                 "io_memory_kib",
                 Config {
                     io_memory_kib: 65_537,
+                    ..d()
+                },
+            ),
+            (
+                "io_ring_depth",
+                Config {
+                    io_ring_depth: 64,
                     ..d()
                 },
             ),

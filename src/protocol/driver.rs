@@ -1,12 +1,12 @@
 //! One WebSocket connection's Engine.IO session, from OPEN to close.
 //!
-//! A single task per connection does everything: it reads frames, runs the
-//! heartbeat and connect deadlines, and moves queued frames from the
-//! [`Link`] into the WebSocket sink, flushing once per batch. Reading and
-//! writing share one poll loop (no split halves, no lock): a write that
-//! cannot make progress (a slow reader) does not stop the loop from noticing
-//! a close request, and dropping a poll never loses data because the socket's
-//! state lives in the stream, not in the future.
+//! A single task per connection does everything: it reads and handles
+//! messages, runs the heartbeat and connect deadlines, and moves queued
+//! frames from the [`Link`] to the socket, many per send ([`WsIo`]).
+//! Reading and writing share one poll loop (no split halves, no lock): a
+//! write that cannot make progress (a slow reader) does not stop the loop
+//! from noticing a close request, and dropping a poll never loses data
+//! because the connection's state lives in [`WsIo`], not in the future.
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -14,54 +14,47 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use async_tungstenite::WebSocketStream;
 use bytes::Bytes;
-use futures::{Sink, Stream};
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::timer::Timer;
 use serde_json::Value;
-use tungstenite::Message;
-use tungstenite::error::{CapacityError, Error as WsError};
-use tungstenite::protocol::CloseFrame;
-use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::packet::{self, EngineType, Packet, PacketType};
-use super::{
-    CloseReason, DisconnectReason, Event, Frame, Handler, Handshake, Link, Options, Refusal,
-};
+use super::ws::{Msg, WsError};
+use super::wsio::{IoFailure, ReadEnd, WsIo};
+use super::{CloseReason, DisconnectReason, Event, Handler, Handshake, Link, Options, Refusal};
 
 /// Upper bound for sending the final close frame (and, on shutdown, what is
 /// still queued) before the socket is dropped regardless.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-enum Wake {
-    Incoming(Message),
-    Timer,
-    Closed(CloseReason),
-}
-
-struct Session<'a, S, H: Handler> {
-    ws: WebSocketStream<S>,
+/// The connection's state apart from its socket, so that the socket can
+/// hand messages to it while reading.
+struct State<'a, H: Handler> {
     link: Rc<Link>,
     handshake: Handshake,
     opts: &'a Options,
     handler: &'a H,
     sockets: Vec<(String, H::Socket)>,
-    /// A binary packet waiting for its attachments.
-    pending: Option<(Packet, Vec<Bytes>)>,
-    /// Frames were handed to the sink and not yet flushed.
-    unflushed: bool,
+    /// A binary packet waiting for its attachments (boxed: rare, and the
+    /// state lives as long as the connection).
+    pending: Option<Box<(Packet, Vec<Bytes>)>>,
     next_ping: Instant,
     pong_deadline: Option<Instant>,
     connect_deadline: Option<Instant>,
     timer: Timer,
 }
 
+struct Session<'a, S, H: Handler> {
+    io: WsIo<S>,
+    st: State<'a, H>,
+}
+
 /// Runs a connection until it ends and returns why. The OPEN packet is sent
 /// first; every namespace socket is disconnected from the handler before
 /// this returns.
 pub async fn drive<S, H>(
-    ws: WebSocketStream<S>,
+    io: WsIo<S>,
     link: Rc<Link>,
     handshake: Handshake,
     opts: &Options,
@@ -80,22 +73,23 @@ where
     );
     let _ = link.push_text(open);
     let mut s = Session {
-        ws,
-        link,
-        handshake,
-        opts,
-        handler,
-        sockets: Vec::new(),
-        pending: None,
-        unflushed: false,
-        next_ping: now + opts.ping_interval,
-        pong_deadline: None,
-        connect_deadline: Some(now + opts.connect_timeout),
-        timer: Timer::new(opts.ping_interval.min(opts.connect_timeout)),
+        io,
+        st: State {
+            link,
+            handshake,
+            opts,
+            handler,
+            sockets: Vec::new(),
+            pending: None,
+            next_ping: now + opts.ping_interval,
+            pong_deadline: None,
+            connect_deadline: Some(now + opts.connect_timeout),
+            timer: Timer::new(opts.ping_interval.min(opts.connect_timeout)),
+        },
     };
     let reason = s.run().await;
-    for (_, socket) in s.sockets.drain(..) {
-        s.handler
+    for (_, socket) in s.st.sockets.drain(..) {
+        s.st.handler
             .disconnect(socket, DisconnectReason::Closed(reason));
     }
     s.finish(reason).await;
@@ -109,74 +103,91 @@ where
 {
     async fn run(&mut self) -> CloseReason {
         loop {
-            let wake = poll_fn(|cx| self.poll_wake(cx)).await;
-            let result = match wake {
-                Ok(Wake::Incoming(msg)) => self.on_message(msg),
-                Ok(Wake::Timer) => self.on_timer(),
-                Ok(Wake::Closed(r)) | Err(r) => Err(r),
-            };
-            if let Err(reason) = result {
-                return reason;
+            match poll_fn(|cx| self.poll_wake(cx)).await {
+                Ok(()) => {
+                    if let Err(reason) = self.st.on_timer() {
+                        return reason;
+                    }
+                }
+                Err(reason) => return reason,
             }
         }
     }
 
-    /// The one poll: close request, then writes, then reads, then timers.
-    fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<Result<Wake, CloseReason>> {
-        if let Poll::Ready(r) = self.link.poll_closing(cx) {
-            return Poll::Ready(Ok(Wake::Closed(r)));
-        }
-        if let Err(r) = self.poll_write(cx) {
+    /// The one poll: close request, reads (each complete message handled
+    /// at once), then writes (so replies leave with the same send), then
+    /// timers. `Ok(())` means a timer fired.
+    fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), CloseReason>> {
+        if let Poll::Ready(r) = self.st.link.poll_closing(cx) {
             return Poll::Ready(Err(r));
         }
-        match Pin::new(&mut self.ws).poll_next(cx) {
-            Poll::Ready(Some(Ok(msg))) => return Poll::Ready(Ok(Wake::Incoming(msg))),
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(read_error(&e))),
-            Poll::Ready(None) => return Poll::Ready(Err(CloseReason::ClientClosed)),
-            Poll::Pending => {}
+        let st = &mut self.st;
+        let read = self.io.read(cx, |io, msg| match msg {
+            Msg::Ping(p) => {
+                io.queue_pong(p);
+                Ok(())
+            }
+            msg => st.on_message(msg),
+        });
+        match read {
+            Ok(ReadEnd::Pending | ReadEnd::Yielded) => {}
+            Ok(ReadEnd::Eof) => return Poll::Ready(Err(CloseReason::ClientClosed)),
+            Err(Err(reason)) => return Poll::Ready(Err(reason)),
+            Err(Ok(failure)) => return Poll::Ready(Err(read_error(&failure))),
         }
-        if Pin::new(&mut self.timer).poll(cx).is_ready() {
-            return Poll::Ready(Ok(Wake::Timer));
+        if let Some(r) = self.st.link.closing() {
+            return Poll::Ready(Err(r));
+        }
+        if self.io.poll_write(cx, &self.st.link).is_err() {
+            return Poll::Ready(Err(CloseReason::TransportError));
+        }
+        if Pin::new(&mut self.st.timer).poll(cx).is_ready() {
+            return Poll::Ready(Ok(()));
         }
         Poll::Pending
     }
 
-    /// Moves every queued frame into the sink, then flushes once: many
-    /// frames, one write.
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<(), CloseReason> {
-        loop {
-            match Pin::new(&mut self.ws).poll_ready(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(_)) => return Err(CloseReason::TransportError),
-                Poll::Pending => return Ok(()),
-            }
-            let Poll::Ready(frame) = self.link.pop(cx) else {
-                break;
-            };
-            let msg = match frame {
-                Frame::Text(t) => Message::Text(t),
-                Frame::Binary(b) => Message::Binary(b),
-            };
-            if Pin::new(&mut self.ws).start_send(msg).is_err() {
-                return Err(CloseReason::TransportError);
-            }
-            self.unflushed = true;
+    /// Sends what is appropriate before the socket goes: the queued frames
+    /// (unless the client cannot or will not read them), then the close
+    /// frame, all within [`CLOSE_GRACE`].
+    async fn finish(&mut self, reason: CloseReason) {
+        if reason == CloseReason::TransportError {
+            return;
         }
-        if self.unflushed {
-            match Pin::new(&mut self.ws).poll_flush(cx) {
-                Poll::Ready(Ok(())) => self.unflushed = false,
-                Poll::Ready(Err(_)) => return Err(CloseReason::TransportError),
-                Poll::Pending => {}
+        let (code, text) = reason.code_and_reason();
+        // A slow consumer would not read the backlog; a client that closed
+        // does not want it. Anyone else gets what was queued for them.
+        let keep_queue = !matches!(
+            reason,
+            CloseReason::SlowConsumer | CloseReason::ClientClosed
+        );
+        if keep_queue {
+            let waker = futures::task::noop_waker();
+            let mut cx = Context::from_waker(&waker);
+            while let Poll::Ready(frame) = self.st.link.pop(&mut cx) {
+                self.io.queue_frame(&frame);
             }
         }
-        Ok(())
+        self.io.queue_close(code, text);
+        let io = &mut self.io;
+        // Send the close frame; then, unless the client's close frame came
+        // already, wait for it before the socket is closed.
+        let wait_for_client = reason != CloseReason::ClientClosed;
+        let send = async {
+            if poll_fn(|cx| io.poll_flush_unsent(cx)).await.is_ok() && wait_for_client {
+                poll_fn(|cx| io.poll_until_client_close(cx)).await;
+            }
+        };
+        futures_lite::future::or(send, glommio::timer::sleep(CLOSE_GRACE)).await;
     }
+}
 
-    fn on_message(&mut self, msg: Message) -> Result<(), CloseReason> {
+impl<H: Handler> State<'_, H> {
+    fn on_message(&mut self, msg: Msg<'_>) -> Result<(), CloseReason> {
         match msg {
-            Message::Text(text) => {
+            Msg::Text(text) => {
                 let (kind, data) =
-                    packet::parse_engine(text.as_str()).map_err(|_| CloseReason::Malformed)?;
+                    packet::parse_engine(&text).map_err(|_| CloseReason::Malformed)?;
                 match kind {
                     EngineType::Message if self.pending.is_none() => {
                         let p = packet::parse_packet(data).map_err(|_| CloseReason::Malformed)?;
@@ -198,26 +209,24 @@ where
                     _ => Err(CloseReason::Malformed),
                 }
             }
-            Message::Binary(bin) => {
-                let Some((_, parts)) = self.pending.as_mut() else {
+            Msg::Binary(bin) => {
+                let Some((_, parts)) = self.pending.as_deref_mut() else {
                     return Err(CloseReason::Malformed);
                 };
-                parts.push(bin);
+                parts.push(Bytes::from(bin.into_owned()));
                 let total: usize = parts.iter().map(Bytes::len).sum();
                 if total > self.opts.max_payload {
                     return Err(CloseReason::TooLarge);
                 }
-                if let Some((p, parts)) = self
-                    .pending
-                    .take_if(|(p, parts)| parts.len() == p.attachments)
-                {
+                if let Some(done) = self.pending.take_if(|b| b.1.len() == b.0.attachments) {
+                    let (p, parts) = *done;
                     self.dispatch(p, parts);
                 }
                 Ok(())
             }
-            Message::Close(_) => Err(CloseReason::ClientClosed),
-            // WebSocket-level ping/pong are answered by tungstenite itself.
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Ok(()),
+            Msg::Close(_) => Err(CloseReason::ClientClosed),
+            // Pings are answered by the socket layer; pongs need nothing.
+            Msg::Ping(_) | Msg::Pong => Ok(()),
         }
     }
 
@@ -247,7 +256,7 @@ where
                 Some(_),
             ) => {
                 if p.attachments > 0 {
-                    self.pending = Some((p, Vec::new()));
+                    self.pending = Some(Box::new((p, Vec::new())));
                 } else {
                     self.dispatch(p, Vec::new());
                 }
@@ -341,61 +350,15 @@ where
         let next = self.connect_deadline.map_or(next, |c| c.min(next));
         self.timer = Timer::new(next.saturating_duration_since(Instant::now()));
     }
-
-    /// Sends what is appropriate before the socket goes: the queued frames
-    /// (unless the client cannot or will not read them), then the close
-    /// frame (or tungstenite's reply to the client's), all within
-    /// [`CLOSE_GRACE`].
-    async fn finish(&mut self, reason: CloseReason) {
-        if reason == CloseReason::TransportError {
-            return;
-        }
-        let (code, text) = reason.code_and_reason();
-        // A slow consumer would not read the backlog; a client that closed
-        // does not want it. Anyone else gets what was queued for them.
-        let keep_queue = !matches!(
-            reason,
-            CloseReason::SlowConsumer | CloseReason::ClientClosed
-        );
-        let link = self.link.clone();
-        let ws = &mut self.ws;
-        let send = async {
-            if keep_queue {
-                let waker = futures::task::noop_waker();
-                let mut cx = Context::from_waker(&waker);
-                while let Poll::Ready(frame) = link.pop(&mut cx) {
-                    let msg = match frame {
-                        Frame::Text(t) => Message::Text(t),
-                        Frame::Binary(b) => Message::Binary(b),
-                    };
-                    if futures::SinkExt::feed(ws, msg).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            let frame = CloseFrame {
-                code: CloseCode::from(code),
-                reason: text.into(),
-            };
-            // After the client's own close frame tungstenite refuses a new
-            // one but has queued its reply: flushing sends that.
-            if futures::SinkExt::send(&mut *ws, Message::Close(Some(frame)))
-                .await
-                .is_err()
-            {
-                let _ = futures::SinkExt::flush(ws).await;
-            }
-        };
-        futures_lite::future::or(send, glommio::timer::sleep(CLOSE_GRACE)).await;
-    }
 }
 
-fn read_error(e: &WsError) -> CloseReason {
+fn read_error(e: &IoFailure) -> CloseReason {
     match e {
-        WsError::Capacity(CapacityError::MessageTooLong { .. }) => CloseReason::TooLarge,
-        WsError::Capacity(_) => CloseReason::TooLarge,
-        WsError::Protocol(_) | WsError::Utf8(_) => CloseReason::Malformed,
-        WsError::ConnectionClosed | WsError::AlreadyClosed => CloseReason::ClientClosed,
-        _ => CloseReason::TransportError,
+        IoFailure::Ws(WsError::TooLarge) => CloseReason::TooLarge,
+        IoFailure::Ws(WsError::Protocol(what)) => {
+            tracing::debug!(error = what, "WebSocket protocol error");
+            CloseReason::Malformed
+        }
+        IoFailure::Io(_) => CloseReason::TransportError,
     }
 }

@@ -175,12 +175,19 @@ impl Link {
             }
             self.hold.set(Some(at - 1));
         }
-        match self.queue.borrow_mut().pop_front() {
+        let mut queue = self.queue.borrow_mut();
+        match queue.pop_front() {
             Some(f) => {
                 self.queued_bytes.set(self.queued_bytes.get() - f.len());
                 Poll::Ready(f)
             }
             None => {
+                // The driver is about to sleep: an idle connection keeps no
+                // queue storage (one allocation per burst, not per frame).
+                if queue.capacity() > 0 {
+                    *queue = VecDeque::new();
+                }
+                drop(queue);
                 if let Some(at) = self.hold.get() {
                     self.hold.set(Some(at + 1)); // undo: nothing was taken
                 }

@@ -2,6 +2,8 @@
 //!
 //! - [`packet`]: the wire forms (parse and encode).
 //! - [`link`]: a connection's bounded outbound queue, shared with the shard.
+//! - [`ws`], [`wsio`]: WebSocket framing by hand, and a connection's
+//!   socket I/O through its shard's shared buffers.
 //! - [`driver`]: one connection's life: OPEN, heartbeats, namespace CONNECT,
 //!   events and binary attachments, batched writes, close codes.
 //!
@@ -11,6 +13,8 @@
 pub mod driver;
 pub mod link;
 pub mod packet;
+pub mod ws;
+pub mod wsio;
 
 use std::net::SocketAddr;
 use std::rc::Rc;

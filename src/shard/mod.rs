@@ -104,6 +104,7 @@ pub async fn run(shard: usize, setup: ShardSetup, on_bound: impl FnOnce()) -> st
         }
     });
 
+    let endpoint = Rc::new(setup.endpoint.clone());
     let mut counter = 0u64;
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -135,17 +136,19 @@ pub async fn run(shard: usize, setup: ShardSetup, on_bound: impl FnOnce()) -> st
         let (chat, links, ep, draining, rest) = (
             chat.clone(),
             links.clone(),
-            setup.endpoint.clone(),
+            endpoint.clone(),
             draining.clone(),
             setup.rest,
         );
-        let task = gate.spawn(async move {
+        // Boxed before the gate wraps it, so the wrapper holds a pointer
+        // rather than a second copy of the connection's state.
+        let task = gate.spawn(Box::pin(async move {
             let mut stream = stream;
             let _guard = match admit {
                 Ok(g) => g,
                 Err(refusal) => {
                     let r = Response::error(503, "UNAVAILABLE", refusal.message());
-                    let _ = transport::http::write_response(&mut stream, &r).await;
+                    let _ = Box::pin(transport::http::write_response(&mut stream, &r)).await;
                     return;
                 }
             };
@@ -156,7 +159,7 @@ pub async fn run(shard: usize, setup: ShardSetup, on_bound: impl FnOnce()) -> st
                     crate::rest::serve(stream, read, chat.clone(), draining.clone(), rest).await;
                 };
             transport::serve(stream, peer, id, &ep, &*chat, &links, other).await;
-        });
+        }));
         if let Ok(t) = task {
             t.detach();
         }

@@ -2,7 +2,7 @@
 //!
 //! Every connection starts with one HTTP/1.1 request ([`http`]). A request
 //! for `/socket.io/?EIO=4&transport=websocket` is upgraded here (we answer
-//! the 101 ourselves and hand the same socket to tungstenite) and driven by
+//! the 101 ourselves and keep the socket: [`crate::protocol::wsio`]) and driven by
 //! [`crate::protocol::drive`]; HTTP long-polling is refused with the
 //! reference server's 400; other paths go to the caller's routes.
 
@@ -14,11 +14,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use async_tungstenite::WebSocketStream;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tungstenite::handshake::derive_accept_key;
-use tungstenite::protocol::{Role, WebSocketConfig};
 
+use crate::protocol::wsio::WsIo;
 use crate::protocol::{self, CloseReason, Handler, Handshake, Link, QueueLimits};
 pub use http::{Request, Response};
 
@@ -26,26 +25,10 @@ pub use http::{Request, Response};
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub opts: protocol::Options,
-    pub ws_config: WebSocketConfig,
     pub queue: QueueLimits,
     pub max_header_bytes: usize,
     /// Time allowed for the HTTP request head to arrive.
     pub handshake_timeout: Duration,
-}
-
-impl Endpoint {
-    /// WebSocket limits derived from maxPayload: frames and messages are
-    /// refused (close 1009) before their payload is buffered. tungstenite's
-    /// default 128 KiB read buffer per connection is far more than chat needs.
-    /// Frames are buffered up to 64 KiB before a write, so a batch of queued
-    /// frames leaves in one write when the driver flushes.
-    pub fn ws_config(max_payload: usize) -> WebSocketConfig {
-        WebSocketConfig::default()
-            .read_buffer_size(4096)
-            .write_buffer_size(64 * 1024)
-            .max_message_size(Some(max_payload))
-            .max_frame_size(Some(max_payload))
-    }
 }
 
 /// The live links of one shard, so shutdown can close every one.
@@ -86,8 +69,13 @@ impl Links {
 /// Serves one accepted connection to its end. Requests for anything but
 /// the Socket.IO endpoint go to `other` with the stream and every byte read
 /// from it so far (REST, health, metrics).
+///
+/// Memory: a connection task's future is as large as its largest state and
+/// lives as long as the connection, so everything before the WebSocket
+/// session (the request head, the REST server, the 101 reply) runs in a
+/// boxed future that is freed when the session starts.
 pub async fn serve<S, H, O, F>(
-    mut stream: S,
+    stream: S,
     peer: SocketAddr,
     conn_id: u64,
     ep: &Endpoint,
@@ -100,6 +88,31 @@ pub async fn serve<S, H, O, F>(
     O: FnOnce(S, Request, Vec<u8>) -> F,
     F: std::future::Future<Output = ()>,
 {
+    let Some((io, link, handshake)) = Box::pin(open(stream, peer, conn_id, ep, links, other)).await
+    else {
+        return;
+    };
+    let reason = protocol::drive(io, link, handshake, &ep.opts, handler).await;
+    links.map.borrow_mut().remove(&conn_id);
+    tracing::debug!(conn = conn_id, %peer, reason = reason.as_str(), "connection closed");
+}
+
+/// Reads the request head; serves anything but a Socket.IO upgrade through
+/// `other` (and returns `None`), refuses a bad upgrade, or answers 101 and
+/// returns the new session's parts, its link registered.
+async fn open<S, O, F>(
+    mut stream: S,
+    peer: SocketAddr,
+    conn_id: u64,
+    ep: &Endpoint,
+    links: &Links,
+    other: O,
+) -> Option<(WsIo<S>, Rc<Link>, Handshake)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    O: FnOnce(S, Request, Vec<u8>) -> F,
+    F: std::future::Future<Output = ()>,
+{
     let head = futures_lite::future::or(
         async { Some(http::read_head(&mut stream, ep.max_header_bytes).await) },
         async {
@@ -108,30 +121,31 @@ pub async fn serve<S, H, O, F>(
         },
     )
     .await;
-    let (req, mut read) = match head {
+    let (req, read) = match head {
         Some(Ok(r)) => r,
         Some(Err(http::HttpError::TooLarge(_))) => {
             let r = Response::error(431, "INVALID_PAYLOAD", "request head too large");
             let _ = http::write_response(&mut stream, &r).await;
-            return;
+            return None;
         }
         Some(Err(http::HttpError::Malformed(_))) => {
             let r = Response::error(400, "INVALID_PAYLOAD", "malformed HTTP request");
             let _ = http::write_response(&mut stream, &r).await;
-            return;
+            return None;
         }
-        Some(Err(_)) | None => return,
+        Some(Err(_)) | None => return None,
     };
 
     if req.path != "/socket.io/" && req.path != "/socket.io" {
-        return other(stream, req, read).await;
+        // Boxed too: the REST server's future is large.
+        Box::pin(other(stream, req, read)).await;
+        return None;
     }
-    let rest = read.split_off(req.head_len);
     let key = match check_engine_request(&req) {
         Ok(key) => key.to_owned(),
         Err(r) => {
             let _ = http::write_response(&mut stream, &r).await;
-            return;
+            return None;
         }
     };
     let accept = derive_accept_key(key.as_bytes());
@@ -139,11 +153,11 @@ pub async fn serve<S, H, O, F>(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     );
     if stream.write_all(reply.as_bytes()).await.is_err() || stream.flush().await.is_err() {
-        return;
+        return None;
     }
-    let ws =
-        WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ep.ws_config)).await;
-
+    // Frames and messages above maxPayload are refused (close 1009) from
+    // their header, before their payload is buffered.
+    let io = WsIo::new(stream, read[req.head_len..].to_vec(), ep.opts.max_payload);
     let link = Rc::new(Link::new(
         conn_id,
         crate::ids::random_token(15),
@@ -162,9 +176,7 @@ pub async fn serve<S, H, O, F>(
             })
             .map(|t| t.trim().to_owned()),
     };
-    let reason = protocol::drive(ws, link, handshake, &ep.opts, handler).await;
-    links.map.borrow_mut().remove(&conn_id);
-    tracing::debug!(conn = conn_id, %peer, reason = reason.as_str(), "connection closed");
+    Some((io, link, handshake))
 }
 
 /// Checks an Engine.IO request the way the reference server does and

@@ -1,0 +1,330 @@
+//! A WebSocket connection's socket I/O with no buffer of its own while idle.
+//!
+//! Reads go into the shard's one shared read buffer and are decoded there
+//! ([`super::ws`]); only the bytes of an incomplete frame are copied into
+//! the connection (`partial`), and that buffer is freed once the frame is
+//! complete. Writes encode every queued frame of the [`Link`] into the
+//! shard's shared write buffer and hand it to the socket in one `send`;
+//! only what the socket does not take (a slow reader) is kept in the
+//! connection (`unsent`), and freed once sent. So an idle connection holds
+//! two empty `Vec`s, and a busy one costs one syscall per batch of frames.
+
+use std::cell::Cell;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_lite::{AsyncRead, AsyncWrite};
+
+use super::link::{Frame, Link};
+use super::ws::{self, Decoder, Kind, Msg, WsError};
+
+/// Size of each shard's shared read buffer: one read takes at most this.
+const READ_CHUNK: usize = 64 * 1024;
+/// A batch of frames is encoded up to about this many bytes per send.
+const WRITE_BATCH: usize = 64 * 1024;
+/// Reads per wake before yielding to other connections.
+const READS_PER_WAKE: usize = 4;
+
+thread_local! {
+    // Taken out while in use (and put back after), so a nested use could
+    // never alias: it would simply allocate its own.
+    static READ_BUF: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    static WRITE_BUF: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+fn take_buf(cell: &'static std::thread::LocalKey<Cell<Vec<u8>>>, size: usize) -> Vec<u8> {
+    let mut b = cell.with(Cell::take);
+    if b.len() < size {
+        b.resize(size, 0);
+    }
+    b
+}
+
+/// What reading ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadEnd {
+    /// The socket has no more bytes for now (the waker is registered).
+    Pending,
+    /// The client closed the TCP stream.
+    Eof,
+    /// Several reads were made; the task was woken to continue later.
+    Yielded,
+}
+
+/// Why the connection cannot go on.
+#[derive(Debug)]
+pub enum IoFailure {
+    Ws(WsError),
+    Io(io::Error),
+}
+
+/// One WebSocket connection's socket and framing state.
+pub struct WsIo<S> {
+    stream: S,
+    dec: Decoder,
+    /// An incomplete frame carried over between reads (usually empty).
+    partial: Vec<u8>,
+    /// Encoded bytes the socket has not accepted yet (usually empty).
+    unsent: Vec<u8>,
+    unsent_from: usize,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
+    /// `early` holds bytes that arrived with the upgrade request.
+    pub fn new(stream: S, early: Vec<u8>, max_message: usize) -> Self {
+        Self {
+            stream,
+            dec: Decoder::new(max_message),
+            partial: early,
+            unsent: Vec::new(),
+            unsent_from: 0,
+        }
+    }
+
+    /// Reads what the socket has and hands every complete message to `on`
+    /// (which may stop the connection by returning an error).
+    pub fn read<E>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut on: impl FnMut(&mut Self, Msg<'_>) -> Result<(), E>,
+    ) -> Result<ReadEnd, Result<IoFailure, E>> {
+        // Bytes that came with the upgrade request, before any read.
+        if !self.partial.is_empty() {
+            self.decode_partial(&mut on)?;
+        }
+        for _ in 0..READS_PER_WAKE {
+            let r = if self.partial.is_empty() {
+                self.read_shared(cx, &mut on)
+            } else {
+                self.read_partial(cx, &mut on)
+            };
+            match r {
+                Poll::Ready(Ok(true)) => {}
+                Poll::Ready(Ok(false)) => return Ok(ReadEnd::Eof),
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(ReadEnd::Pending),
+            }
+        }
+        cx.waker().wake_by_ref();
+        Ok(ReadEnd::Yielded)
+    }
+
+    /// One read into the shared buffer; complete messages are decoded in
+    /// place, an incomplete tail moves to `partial`. `Ok(false)` on EOF.
+    fn read_shared<E>(
+        &mut self,
+        cx: &mut Context<'_>,
+        on: &mut impl FnMut(&mut Self, Msg<'_>) -> Result<(), E>,
+    ) -> Poll<Result<bool, Result<IoFailure, E>>> {
+        let mut buf = take_buf(&READ_BUF, READ_CHUNK);
+        let r = self.read_shared_with(cx, on, &mut buf);
+        READ_BUF.with(|c| c.set(buf));
+        r
+    }
+
+    fn read_shared_with<E>(
+        &mut self,
+        cx: &mut Context<'_>,
+        on: &mut impl FnMut(&mut Self, Msg<'_>) -> Result<(), E>,
+        buf: &mut [u8],
+    ) -> Poll<Result<bool, Result<IoFailure, E>>> {
+        let n = match Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(Ok(IoFailure::Io(e)))),
+            Poll::Ready(Ok(0)) => return Poll::Ready(Ok(false)),
+            Poll::Ready(Ok(n)) => n,
+        };
+        let mut at = 0;
+        loop {
+            match self.dec.next(&mut buf[at..n]) {
+                Ok(Some((msg, used))) => {
+                    at += used;
+                    if let Some(m) = msg {
+                        on(self, m).map_err(Err)?;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return Poll::Ready(Err(Ok(IoFailure::Ws(e)))),
+            }
+        }
+        if at < n {
+            let tail = &buf[at..n];
+            let need = Decoder::frame_len(tail).unwrap_or(0).max(tail.len());
+            self.partial.reserve_exact(need);
+            self.partial.extend_from_slice(tail);
+        }
+        Poll::Ready(Ok(true))
+    }
+
+    /// One read appended to `partial` (a frame larger than one read, or
+    /// split across reads), then decoding from it.
+    fn read_partial<E>(
+        &mut self,
+        cx: &mut Context<'_>,
+        on: &mut impl FnMut(&mut Self, Msg<'_>) -> Result<(), E>,
+    ) -> Poll<Result<bool, Result<IoFailure, E>>> {
+        let len = self.partial.len();
+        let want = Decoder::frame_len(&self.partial)
+            .unwrap_or(0)
+            .saturating_sub(len)
+            .clamp(ws::MAX_HEADER, READ_CHUNK);
+        self.partial.resize(len + want, 0);
+        let r = Pin::new(&mut self.stream).poll_read(cx, &mut self.partial[len..]);
+        let n = match r {
+            Poll::Ready(Ok(n)) => n,
+            _ => 0,
+        };
+        self.partial.truncate(len + n);
+        match r {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(Ok(IoFailure::Io(e)))),
+            Poll::Ready(Ok(0)) => return Poll::Ready(Ok(false)),
+            Poll::Ready(Ok(_)) => {}
+        }
+        self.decode_partial(on)?;
+        Poll::Ready(Ok(true))
+    }
+
+    /// Decodes the complete messages in `partial`; frees it when emptied.
+    fn decode_partial<E>(
+        &mut self,
+        on: &mut impl FnMut(&mut Self, Msg<'_>) -> Result<(), E>,
+    ) -> Result<(), Result<IoFailure, E>> {
+        let mut buf = std::mem::take(&mut self.partial);
+        let mut at = 0;
+        let r = loop {
+            match self.dec.next(&mut buf[at..]) {
+                Ok(Some((msg, used))) => {
+                    at += used;
+                    if let Some(m) = msg
+                        && let Err(e) = on(self, m)
+                    {
+                        break Err(Err(e));
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(Ok(IoFailure::Ws(e))),
+            }
+        };
+        if at < buf.len() {
+            buf.drain(..at);
+            self.partial = buf;
+        }
+        r
+    }
+
+    /// Queues a pong (answering a ping) ahead of later frames.
+    pub fn queue_pong(&mut self, payload: &[u8]) {
+        ws::encode(&mut self.unsent, Kind::Pong, payload);
+    }
+
+    /// Queues the close frame.
+    pub fn queue_close(&mut self, code: u16, reason: &str) {
+        ws::encode_close(&mut self.unsent, code, reason);
+    }
+
+    /// Moves every frame queued on `link` to the socket, many frames per
+    /// send. Returns when the link is empty or the socket is full (the
+    /// waker is registered either way).
+    pub fn poll_write(&mut self, cx: &mut Context<'_>, link: &Link) -> io::Result<()> {
+        loop {
+            if self.poll_send_unsent(cx)?.is_pending() {
+                return Ok(());
+            }
+            let mut buf = take_buf(&WRITE_BUF, 0);
+            buf.clear();
+            while buf.len() < WRITE_BATCH {
+                match link.pop(cx) {
+                    Poll::Ready(f) => encode_frame(&mut buf, &f),
+                    Poll::Pending => break,
+                }
+            }
+            let r = self.send_batch(cx, &buf);
+            if buf.capacity() > 4 * WRITE_BATCH {
+                buf = Vec::new(); // one huge frame: do not keep its buffer
+            }
+            let drained = buf.is_empty();
+            WRITE_BUF.with(|c| c.set(buf));
+            if r? || drained {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends `buf`; what the socket does not take goes to `unsent`.
+    /// `Ok(true)` when the socket is full.
+    fn send_batch(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> io::Result<bool> {
+        let mut at = 0;
+        while at < buf.len() {
+            match Pin::new(&mut self.stream).poll_write(cx, &buf[at..]) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => at += n,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => {
+                    self.unsent.extend_from_slice(&buf[at..]);
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Sends what is left in `unsent`, freeing it once empty.
+    fn poll_send_unsent(&mut self, cx: &mut Context<'_>) -> io::Result<Poll<()>> {
+        while self.unsent_from < self.unsent.len() {
+            match Pin::new(&mut self.stream).poll_write(cx, &self.unsent[self.unsent_from..]) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => self.unsent_from += n,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(Poll::Pending),
+            }
+        }
+        if self.unsent.capacity() > 0 {
+            self.unsent = Vec::new();
+            self.unsent_from = 0;
+        }
+        Ok(Poll::Ready(()))
+    }
+
+    /// Sends everything still unsent (the close path).
+    pub fn poll_flush_unsent(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.poll_send_unsent(cx) {
+            Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    /// Encodes `frame` behind whatever is unsent (the close path).
+    pub fn queue_frame(&mut self, frame: &Frame) {
+        encode_frame(&mut self.unsent, frame);
+    }
+
+    /// After our close frame: reads and discards until the client's close
+    /// frame (or EOF, or anything undecodable). Closing a socket with
+    /// unread bytes makes the kernel answer with a reset, which can destroy
+    /// the close frame in flight and fails the client's writes.
+    pub fn poll_until_client_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut seen_close = false;
+        let r = self.read(cx, |_, msg| {
+            if matches!(msg, Msg::Close(_)) {
+                seen_close = true;
+                return Err(());
+            }
+            Ok(())
+        });
+        match r {
+            Ok(ReadEnd::Pending) => Poll::Pending,
+            Ok(ReadEnd::Yielded) if !seen_close => Poll::Pending, // woken again
+            _ => Poll::Ready(()),
+        }
+    }
+}
+
+fn encode_frame(out: &mut Vec<u8>, f: &Frame) {
+    match f {
+        Frame::Text(t) => ws::encode(out, Kind::Text, t.as_bytes()),
+        Frame::Binary(b) => ws::encode(out, Kind::Binary, b),
+    }
+}
