@@ -217,6 +217,15 @@ run 0 --help
 has "usage: gatrix-tune check"
 ok "usage errors exit 2 and change nothing"
 
+# ---- a one-CPU host: no CPU left for the shards is not an error ---------------------
+mkdir -p "$tmp/one/sys/devices/system/cpu"
+echo 0 >"$tmp/one/sys/devices/system/cpu/online"
+run 0 apply --dry-run --root "$tmp/one"
+has "CLUSTER_WORKERS=0"
+run 0 check --root "$tmp/one"
+has "All settings meet the recommendation (n/a: not present on this host)."
+ok "a one-CPU host with nothing present: apply --dry-run exits 0, check says all n/a or ok"
+
 # ---- the real host: read-only ------------------------------------------------------------
 rc=0
 "$tune" check >"$tmp/out" 2>&1 || rc=$?
