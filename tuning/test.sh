@@ -143,6 +143,17 @@ while IFS='=' read -r key val; do
   want_value "/proc/sys/${key//.//}" "$val"
 done < <(grep -v '^#' "$sysctl_conf")
 grep -q '^fs.nr_open' "$sysctl_conf" && fail "a key the kernel lacks must be left out of the drop-in"
+# The real sysctl(8) reads the file without a complaint (it only warns, with
+# exit 0, on bad syntax, hence the check of stderr), for the keys this
+# machine's kernel has.
+if sysctl --help 2>&1 | grep -q -- --dry-run; then
+  while IFS= read -r line; do
+    key=${line%% =*}
+    if [[ $line == \#* || -e /proc/sys/${key//.//} ]]; then printf '%s\n' "$line"; fi
+  done <"$sysctl_conf" >"$tmp/real.conf"
+  sysctl --dry-run -p "$tmp/real.conf" >/dev/null 2>"$tmp/sysctl.err" || fail "sysctl --dry-run -p: $(cat "$tmp/sysctl.err")"
+  [[ ! -s $tmp/sysctl.err ]] || fail "sysctl --dry-run -p warned: $(cat "$tmp/sysctl.err")"
+fi
 want_value /proc/sys/fs/file-max 9223372036854775807
 want_value /proc/sys/net/ipv4/tcp_rmem "4096 16384 6291456"
 want_value /proc/sys/net/ipv4/tcp_mem "1048576 1572864 2097152"
