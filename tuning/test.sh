@@ -64,6 +64,18 @@ put() {
   printf '%b\n' "$2" >"$root$1"
 }
 
+# ---- CPU lists and masks (the script's own functions) -----------------------------
+# helpers FUNCTION ARGS...: calls one function of gatrix-tune (loaded
+# without running main); $0 and $@ belong to the inner bash.
+# shellcheck disable=SC2016
+helpers() { bash -c 'source <(sed "/^main \"\$@\"$/d" "$0"); "$@"' "$tune" "$@"; }
+[[ $(helpers cpus_to_mask "0 33") == "2,00000001" ]] || fail "cpus_to_mask 0,33"
+[[ $(helpers cpus_to_mask "$(helpers expand_cpus 0-63)") == "ffffffff,ffffffff" ]] || fail "cpus_to_mask 0-63"
+[[ $(helpers mask_to_cpus 00000002,00000001) == "0 33" ]] || fail "mask_to_cpus 2,1"
+[[ $(helpers compress_cpus "$(helpers expand_cpus 0,2-4,4,7)") == "0,2-4,7" ]] || fail "expand/compress 0,2-4,4,7"
+helpers expand_cpus 3-1 >/dev/null 2>&1 && fail "expand_cpus must refuse 3-1"
+ok "CPU lists and masks: more than 32 CPUs, ranges, duplicates, bad ranges"
+
 # ---- A fake 4-CPU host, untuned ------------------------------------------------
 put /proc/sys/fs/file-max 9223372036854775807       # above the floor: kept
 # fs/nr_open left out: shows as n/a
