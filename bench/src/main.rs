@@ -8,6 +8,7 @@ mod report;
 mod runner;
 mod scenario;
 mod svg;
+mod timer;
 mod track;
 
 use anyhow::{Context, Result, bail};

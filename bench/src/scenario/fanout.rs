@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use tokio::time::Instant;
 
 #[derive(Args, Clone)]
 pub struct FanoutArgs {
@@ -205,22 +204,17 @@ async fn open_join(sh: &Shared, idx: usize, channel: &str) -> Result<(Conn, u64)
     Ok((conn, last))
 }
 
-/// Converts a Unix-ns time to a tokio Instant.
-fn instant_at(base: (Instant, u64), ns: u64) -> Instant {
-    base.0 + Duration::from_nanos(ns.saturating_sub(base.1))
-}
-
 async fn sender(sh: &Shared, i: usize) -> Result<()> {
     let ch = i % sh.ids.len();
     let (mut conn, _) = open_join(sh, i, &sh.ids[ch]).await?;
     let start = sh.c.wait_start().await;
-    let base = (Instant::now(), now_ns());
     let interval = sh.a.senders as f64 / sh.a.rate * 1e9; // ns between this sender's sends
     let end = start + (sh.a.duration * 1e9) as u64;
     let mut k = 0u64;
     let mut sched = start + (interval * i as f64 / sh.a.senders as f64) as u64;
     let mut pending: HashMap<u64, u64> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let timer = crate::timer::PreciseTimer::new()?;
     loop {
         let sending = sched < end && start != 0;
         tokio::select! {
@@ -240,7 +234,8 @@ async fn sender(sh: &Shared, i: usize) -> Result<()> {
                     }
                 }
             }
-            _ = tokio::time::sleep_until(instant_at(base, sched)), if sending => {
+            r = timer.sleep_until_unix_ns(sched), if sending => {
+                r?;
                 // Send everything that is due (catch up if we fell behind).
                 let now = now_ns();
                 while sched <= now && sched < end {
