@@ -18,6 +18,8 @@ use crate::auth::Authenticator;
 use crate::chat;
 use crate::chat::ChatLimits;
 use crate::config::{Backend, Config, LogFormat};
+use crate::metrics::Metrics;
+use crate::notify::{Heartbeats, Notifier};
 use crate::protocol::{self, QueueLimits};
 use crate::shard::mailbox::Mesh;
 use crate::shard::{self, Admission, ShardSetup, Shutdown};
@@ -27,7 +29,9 @@ use crate::store::mysql::{self, MysqlStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::writer::WriterSettings;
 use crate::store::{self, Store, StoreError};
+use crate::tls::Tls;
 use crate::transport::Endpoint;
+use crate::transport::origin::OriginPolicy;
 
 /// Batches a ring between two shards holds before its sender waits.
 const MESH_RING_BATCHES: usize = 1024;
@@ -35,9 +39,25 @@ const MESH_RING_BATCHES: usize = 1024;
 const LISTEN_BACKLOG: i32 = 4096;
 
 /// Sets up `tracing` from RUST_LOG (default `info`) in the configured format.
+///
+/// The WebSocket library logs every frame and message, payload included,
+/// at trace level, and a CONNECT payload holds the client's token: it is
+/// kept at debug whatever RUST_LOG asks, so that no log level ever writes
+/// tokens or message content.
 pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    use tracing_subscriber::filter::LevelFilter;
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if filter
+        .max_level_hint()
+        .is_none_or(|l| l > LevelFilter::DEBUG)
+    {
+        for cap in ["tungstenite=debug", "async_tungstenite=debug"] {
+            if let Ok(d) = cap.parse() {
+                filter = filter.add_directive(d);
+            }
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -48,17 +68,29 @@ pub fn init_logging(format: LogFormat) {
 }
 
 /// Runs the server until SIGTERM or SIGINT, then drains and returns.
+/// SIGHUP reloads the TLS certificate.
 pub fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = Shutdown::new(config.shards());
-    let signals = watch_signals(shutdown.clone())?;
-    let result = run_until(config, shutdown);
+    let notifier = Arc::new(Notifier::from_env());
+    let tls = match config.tls_files() {
+        Some((cert, key)) => Some(Tls::from_files(cert, key)?),
+        None => None,
+    };
+    let signals = watch_signals(shutdown.clone(), notifier.clone(), tls.clone())?;
+    let result = run_until(config, shutdown, notifier, tls);
     signals.close();
     result
 }
 
 /// Runs the server until `shutdown` is triggered.
-pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> {
+pub fn run_until(
+    config: Config,
+    shutdown: Arc<Shutdown>,
+    notifier: Arc<Notifier>,
+    tls: Option<Arc<Tls>>,
+) -> anyhow::Result<()> {
     let shards = config.shards();
+    notifier.status("starting: opening the store");
     raise_fd_limit(config.ws_max_connections);
     let auth = Arc::new(Authenticator::from_config(&config).context("JWT settings")?);
     let requested = config.listen_addr()?;
@@ -66,6 +98,8 @@ pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> 
     // SO_REUSEPORT socket held until every shard has bound it.
     let (listen, reservation) = reserve_port(requested)?;
 
+    let metrics = Metrics::new();
+    let metrics_addr = config.metrics_addr()?;
     let backend = config.backend()?;
     let (open, upkeep) = open_store(&config, &backend)?;
     let mesh = Mesh::new(shards, MESH_RING_BATCHES);
@@ -79,6 +113,7 @@ pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> 
             writer_queue: config.store_writer_queue,
             readers: config.store_reader_threads(),
             reader_queue: config.store_writer_queue,
+            metrics: metrics.store(),
         },
         open,
         chat::commit::sink(mesh.clone()),
@@ -100,7 +135,13 @@ pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> 
         },
         max_header_bytes: config.max_http_header_bytes,
         handshake_timeout: config.handshake_timeout(),
+        origins: OriginPolicy::new(config.origin_list(), config.allow_missing_origin),
     };
+    let watchdog = notifier
+        .is_enabled()
+        .then(crate::notify::watchdog_interval)
+        .flatten();
+    let heartbeats = Heartbeats::new(shards);
     let setup = ShardSetup {
         listen,
         backlog: LISTEN_BACKLOG,
@@ -122,6 +163,10 @@ pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> 
         shutdown: shutdown.clone(),
         drain_timeout: config.shutdown_timeout(),
         rest: crate::rest::RestSettings::from_config(&config),
+        metrics: metrics.clone(),
+        metrics_on_main_port: config.metrics_enabled && metrics_addr.is_none(),
+        tls: tls.clone(),
+        heartbeat: watchdog.map(|w| (heartbeats.clone(), crate::notify::beat_period(w))),
     };
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -132,19 +177,23 @@ pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> 
     };
     let next_index = Arc::new(AtomicUsize::new(0));
     let bound = Arc::new(AtomicUsize::new(0));
+    let bind_failed = Arc::new(AtomicUsize::new(0));
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("gatrix-shard")
         .io_memory(config.io_memory_bytes())
         .on_all_shards({
-            let bound = bound.clone();
+            let (bound, bind_failed) = (bound.clone(), bind_failed.clone());
             move || {
                 let index = next_index.fetch_add(1, Ordering::SeqCst);
                 let setup = setup.clone();
-                let bound = bound.clone();
+                let (bound, bind_failed) = (bound.clone(), bind_failed.clone());
                 async move {
                     // `run` binds first; count the shard as bound once it
                     // got past that point or failed.
-                    let result = shard::run(index, setup, || {
+                    let result = shard::run(index, setup, |ok| {
+                        if !ok {
+                            bind_failed.fetch_add(1, Ordering::SeqCst);
+                        }
                         bound.fetch_add(1, Ordering::SeqCst);
                     })
                     .await;
@@ -161,7 +210,31 @@ pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> 
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     drop(reservation);
-    tracing::info!(%listen, shards, "gatrix-chat listening on http://{listen}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%listen, shards, "gatrix-chat listening on {scheme}://{listen}");
+    // /metrics on its own address; bound before READY so that a unit that
+    // is up can be scraped.
+    if let Some(addr) = metrics_addr.filter(|_| config.metrics_enabled) {
+        let local = crate::metrics::listen::start(addr, metrics.clone())
+            .with_context(|| format!("binding METRICS_LISTEN {addr}"))?;
+        tracing::info!(%local, "metrics on http://{local}/metrics");
+    }
+    let failed = bind_failed.load(Ordering::SeqCst);
+    if failed == 0 && !shutdown.is_triggered() {
+        // Every shard listens and the store is migrated: systemd may start
+        // what depends on this unit.
+        notifier.ready(&format!(
+            "serving on {scheme}://{listen} with {shards} shards"
+        ));
+        if let Some(interval) = watchdog {
+            crate::notify::start_watchdog(notifier.clone(), interval, heartbeats)
+                .context("starting the watchdog thread")?;
+        }
+    } else if failed > 0 {
+        notifier.status(&format!("{failed} of {shards} shards could not listen"));
+        // The shards that bound keep running until told to stop.
+        shutdown.trigger();
+    }
 
     let results = handles.join_all();
     // Every shard (and so every store handle) is gone: the writer commits
@@ -255,25 +328,47 @@ fn raise_fd_limit(wanted: usize) {
     }
 }
 
-/// A thread that turns SIGTERM/SIGINT into a drain; a second signal exits
-/// at once.
-fn watch_signals(shutdown: Arc<Shutdown>) -> anyhow::Result<signal_hook::iterator::Handle> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+/// A thread that turns SIGTERM/SIGINT into a drain (a second signal exits
+/// at once) and SIGHUP into a reload of the TLS certificate.
+fn watch_signals(
+    shutdown: Arc<Shutdown>,
+    notifier: Arc<Notifier>,
+    tls: Option<Arc<Tls>>,
+) -> anyhow::Result<signal_hook::iterator::Handle> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .context("installing signal handlers")?;
     let handle = signals.handle();
     std::thread::Builder::new()
         .name("gatrix-signals".into())
         .spawn(move || {
             for sig in signals.forever() {
+                if sig == SIGHUP {
+                    reload(tls.as_deref());
+                    continue;
+                }
                 if shutdown.is_triggered() {
                     tracing::warn!(signal = sig, "second signal: exiting now");
                     std::process::exit(1);
                 }
                 tracing::info!(signal = sig, "shutting down: draining connections");
+                notifier.stopping("draining connections");
                 shutdown.trigger();
             }
         })
         .context("starting the signal thread")?;
     Ok(handle)
+}
+
+/// SIGHUP: reload the TLS certificate and key; a bad file keeps the old ones.
+fn reload(tls: Option<&Tls>) {
+    match tls {
+        None => tracing::info!("SIGHUP: nothing to reload (TLS is off)"),
+        Some(tls) => match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded; new connections use it"),
+            Err(e) => {
+                tracing::error!("SIGHUP: TLS reload failed, keeping the current certificate: {e:#}")
+            }
+        },
+    }
 }

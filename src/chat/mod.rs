@@ -36,6 +36,7 @@ pub use mail::Mail;
 
 use crate::auth::Authenticator;
 use crate::ids::IdGen;
+use crate::metrics::ShardMetrics;
 use crate::protocol::Link;
 use crate::shard::mailbox::Mailbox;
 use crate::store::StoreHandle;
@@ -54,8 +55,9 @@ pub struct ChatLimits {
     pub recovery_window: Duration,
 }
 
-/// The store as chat uses it: messages answer to an [`mail::Origin`].
-pub type ChatStore = StoreHandle<mail::Origin>;
+/// The store as chat uses it: messages answer to an [`mail::Origin`], and
+/// carry when the send arrived (for the broadcast latency).
+pub type ChatStore = StoreHandle<(mail::Origin, std::time::Instant)>;
 
 pub struct Chat {
     mail: Rc<Mailbox<Mail>>,
@@ -63,6 +65,8 @@ pub struct Chat {
     store: ChatStore,
     sessions: Arc<recovery::Sessions>,
     limits: ChatLimits,
+    /// This shard's metric handles.
+    metrics: ShardMetrics,
     ids: IdGen,
     /// Connection side: this shard's authenticated connections.
     conns: RefCell<HashMap<u64, Rc<ChatConn>>>,
@@ -95,6 +99,7 @@ impl Chat {
         store: ChatStore,
         sessions: Arc<recovery::Sessions>,
         limits: ChatLimits,
+        metrics: ShardMetrics,
     ) -> Rc<Self> {
         let shard = mail.shard();
         Rc::new(Self {
@@ -103,6 +108,7 @@ impl Chat {
             store,
             sessions,
             limits,
+            metrics,
             ids: IdGen::new(shard),
             conns: RefCell::default(),
             subs: RefCell::default(),
@@ -182,9 +188,16 @@ impl Chat {
     /// Periodic work: typing indicators that expired.
     pub fn tick(&self) {
         self.expire_typing();
+        let channels = self.channels.borrow().len();
+        self.metrics.channels.set(channels as i64);
         if self.mail.shard() == 0 {
             self.sessions.sweep();
         }
+    }
+
+    /// This shard's metric handles.
+    pub fn metrics(&self) -> &ShardMetrics {
+        &self.metrics
     }
 
     /// Number of connections and owned channels, for logs.

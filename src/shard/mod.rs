@@ -8,6 +8,7 @@
 //! through [`mailbox`].
 
 pub mod admission;
+mod conn;
 pub mod mailbox;
 pub mod shutdown;
 
@@ -45,6 +46,14 @@ pub struct ShardSetup {
     pub drain_timeout: Duration,
     /// REST limits (body size, idle timeout, request rate).
     pub rest: crate::rest::RestSettings,
+    /// The metric families; each shard takes its own handles at start.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Whether this port's REST router answers `GET /metrics`.
+    pub metrics_on_main_port: bool,
+    /// TLS for the public port, when configured.
+    pub tls: Option<Arc<crate::tls::Tls>>,
+    /// The systemd watchdog's per-shard heartbeats and how often to beat.
+    pub heartbeat: Option<(Arc<crate::notify::Heartbeats>, Duration)>,
 }
 
 /// Binds this shard's listener on the shared port.
@@ -61,11 +70,20 @@ pub fn bind(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
 }
 
 /// The shard's life: serve until shutdown, then drain.
-/// `on_bound` is called once the listener is bound (or binding failed).
-pub async fn run(shard: usize, setup: ShardSetup, on_bound: impl FnOnce()) -> std::io::Result<()> {
+/// `on_bound` is called once the listener is bound (`true`) or binding
+/// failed (`false`).
+pub async fn run(
+    shard: usize,
+    setup: ShardSetup,
+    on_bound: impl FnOnce(bool),
+) -> std::io::Result<()> {
     let listener = bind(setup.listen, setup.backlog);
-    on_bound();
+    on_bound(listener.is_ok());
     let listener = listener?;
+    let mut metrics = setup.metrics.shard(shard);
+    if setup.metrics_on_main_port {
+        metrics = metrics.serving(setup.metrics.clone());
+    }
     let mail = Mailbox::new(setup.mesh.clone(), shard);
     let chat = Chat::new(
         mail.clone(),
@@ -73,6 +91,7 @@ pub async fn run(shard: usize, setup: ShardSetup, on_bound: impl FnOnce()) -> st
         setup.store.clone(),
         setup.sessions.clone(),
         setup.chat_limits.clone(),
+        metrics.clone(),
     );
     let links = Rc::new(Links::default());
     let gate = Gate::new();
@@ -88,11 +107,21 @@ pub async fn run(shard: usize, setup: ShardSetup, on_bound: impl FnOnce()) -> st
             let mut batch = Vec::new();
             loop {
                 mail.recv(&mut batch).await;
+                metrics.mailbox_depth.set(batch.len() as i64);
                 for m in batch.drain(..) {
                     chat.handle(m);
                 }
             }
         }
+    });
+    // The systemd watchdog pings only while every shard's loop runs this.
+    let heartbeat = setup.heartbeat.clone().map(|(beats, period)| {
+        glommio::spawn_local(async move {
+            loop {
+                beats.beat(shard);
+                glommio::timer::sleep(period).await;
+            }
+        })
     });
     let ticker = glommio::spawn_local({
         let chat = chat.clone();
@@ -132,31 +161,37 @@ pub async fn run(shard: usize, setup: ShardSetup, on_bound: impl FnOnce()) -> st
         let admit = setup.admission.admit(peer.ip());
         counter += 1;
         let id = crate::chat::mail::conn_id(shard, counter);
-        let (chat, links, ep, draining, rest) = (
-            chat.clone(),
-            links.clone(),
-            setup.endpoint.clone(),
-            draining.clone(),
-            setup.rest,
-        );
-        let task = gate.spawn(async move {
-            let mut stream = stream;
-            let _guard = match admit {
-                Ok(g) => g,
-                Err(refusal) => {
-                    let r = Response::error(503, "UNAVAILABLE", refusal.message());
-                    let _ = transport::http::write_response(&mut stream, &r).await;
-                    return;
-                }
-            };
-            // Anything but a Socket.IO upgrade: REST and the probes, served
-            // by hyper with keep-alive from the bytes already read.
-            let other =
-                async |stream: glommio::net::TcpStream, _req: transport::Request, read: Vec<u8>| {
-                    crate::rest::serve(stream, read, chat.clone(), draining.clone(), rest).await;
+        let served = conn::Served {
+            peer,
+            id,
+            endpoint: setup.endpoint.clone(),
+            chat: chat.clone(),
+            links: links.clone(),
+            draining: draining.clone(),
+            rest: setup.rest,
+        };
+        let tls = setup.tls.clone();
+        // Every event logged while serving the connection carries its id
+        // and shard, and its user once the Socket.IO CONNECT authenticates.
+        let span = tracing::info_span!("conn", conn = id, shard, user = tracing::field::Empty);
+        let task = gate.spawn(tracing::Instrument::instrument(
+            async move {
+                let mut stream = stream;
+                let _guard = match admit {
+                    Ok(g) => g,
+                    // Over TLS the client would not understand a plain
+                    // answer: it is just closed.
+                    Err(_) if tls.is_some() => return,
+                    Err(refusal) => {
+                        let r = Response::error(503, "UNAVAILABLE", refusal.message());
+                        let _ = transport::http::write_response(&mut stream, &r).await;
+                        return;
+                    }
                 };
-            transport::serve(stream, peer, id, &ep, &*chat, &links, other).await;
-        });
+                conn::serve(stream, tls, served).await;
+            },
+            span,
+        ));
         if let Ok(t) = task {
             t.detach();
         }
@@ -182,6 +217,9 @@ pub async fn run(shard: usize, setup: ShardSetup, on_bound: impl FnOnce()) -> st
         );
     }
     ticker.cancel().await;
+    if let Some(h) = heartbeat {
+        h.cancel().await;
+    }
     receiver.cancel().await;
     flusher.cancel().await;
     Ok(())

@@ -7,6 +7,7 @@
 //! reference server's 400; other paths go to the caller's routes.
 
 pub mod http;
+pub mod origin;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -31,6 +32,8 @@ pub struct Endpoint {
     pub max_header_bytes: usize,
     /// Time allowed for the HTTP request head to arrive.
     pub handshake_timeout: Duration,
+    /// Which `Origin`s may upgrade (`ALLOWED_ORIGINS`).
+    pub origins: origin::OriginPolicy,
 }
 
 impl Endpoint {
@@ -127,7 +130,7 @@ pub async fn serve<S, H, O, F>(
         return other(stream, req, read).await;
     }
     let rest = read.split_off(req.head_len);
-    let key = match check_engine_request(&req) {
+    let key = match check_engine_request(&req).and_then(|k| ep.origins.check(&req).map(|()| k)) {
         Ok(key) => key.to_owned(),
         Err(r) => {
             let _ = http::write_response(&mut stream, &r).await;
@@ -163,6 +166,7 @@ pub async fn serve<S, H, O, F>(
             .map(|t| t.trim().to_owned()),
     };
     let reason = protocol::drive(ws, link, handshake, &ep.opts, handler).await;
+    handler.closed(reason);
     links.map.borrow_mut().remove(&conn_id);
     tracing::debug!(conn = conn_id, %peer, reason = reason.as_str(), "connection closed");
 }
