@@ -394,6 +394,10 @@ fn read_error(e: &WsError) -> CloseReason {
     match e {
         WsError::Capacity(CapacityError::MessageTooLong { .. }) => CloseReason::TooLarge,
         WsError::Capacity(_) => CloseReason::TooLarge,
+        // The peer dropped the socket without a close frame: gone, not malformed.
+        WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => {
+            CloseReason::TransportError
+        }
         WsError::Protocol(_) | WsError::Utf8(_) => CloseReason::Malformed,
         WsError::ConnectionClosed | WsError::AlreadyClosed => CloseReason::ClientClosed,
         _ => CloseReason::TransportError,
