@@ -15,6 +15,8 @@
 //! - [`server`]: the main thread: starts the shards and waits for signals.
 //! - [`config`], [`cli`]: settings (file < env < flags) and the command line.
 //! - [`auth`]: JWT verification; [`ids`]: session tokens and message ids.
+//! - [`metrics`]: Prometheus metrics, per-shard handles; [`notify`]: systemd
+//!   sd_notify and watchdog; [`tls`]: HTTPS/WSS on the public port.
 
 pub mod auth;
 pub mod chat;
