@@ -171,6 +171,15 @@ pub fn run_until(
         heartbeat: watchdog.map(|w| (heartbeats.clone(), crate::notify::beat_period(w))),
     };
 
+    // /metrics on its own address, bound before any shard starts: a bad
+    // METRICS_LISTEN stops the start, and a unit that is READY can be
+    // scraped.
+    if let Some(addr) = metrics_addr.filter(|_| config.metrics_enabled) {
+        let local = crate::metrics::listen::start(addr, metrics.clone())
+            .with_context(|| format!("binding METRICS_LISTEN {addr}"))?;
+        tracing::info!(%local, "metrics on http://{local}/metrics");
+    }
+
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let placement = if shards <= cores {
         PoolPlacement::MaxSpread(shards, None)
@@ -214,13 +223,6 @@ pub fn run_until(
     drop(reservation);
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%listen, shards, "gatrix-chat listening on {scheme}://{listen}");
-    // /metrics on its own address; bound before READY so that a unit that
-    // is up can be scraped.
-    if let Some(addr) = metrics_addr.filter(|_| config.metrics_enabled) {
-        let local = crate::metrics::listen::start(addr, metrics.clone())
-            .with_context(|| format!("binding METRICS_LISTEN {addr}"))?;
-        tracing::info!(%local, "metrics on http://{local}/metrics");
-    }
     let failed = bind_failed.load(Ordering::SeqCst);
     if failed == 0 && !shutdown.is_triggered() {
         // Every shard listens and the store is migrated: systemd may start
