@@ -182,6 +182,44 @@ mod tests {
     }
 
     #[test]
+    fn the_watchdog_pings_only_while_every_shard_beats() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        rx.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let notifier = Arc::new(Notifier {
+            target: Some(connect(path.to_str().unwrap()).unwrap()),
+        });
+        let beats = Heartbeats::new(2);
+        // Pings every 20 ms; shard 0 beats, shard 1 is stalled.
+        start_watchdog(notifier, Duration::from_millis(40), beats.clone()).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let beater = {
+            let (beats, stop) = (beats.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    beats.beat(0);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        };
+        let mut buf = [0u8; 64];
+        assert!(
+            rx.recv(&mut buf).is_err(),
+            "a ping while shard 1 never beat"
+        );
+        stop.store(true, Ordering::Relaxed);
+        beater.join().unwrap();
+        // Both shards beat once more: the next check pings, then no more.
+        beats.beat(0);
+        beats.beat(1);
+        let n = rx.recv(&mut buf).expect("a ping once every shard beat");
+        assert_eq!(&buf[..n], b"WATCHDOG=1");
+        assert!(rx.recv(&mut buf).is_err(), "pings without new beats");
+    }
+
+    #[test]
     fn notifications_reach_a_path_and_an_abstract_socket() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notify.sock");
