@@ -70,7 +70,18 @@ fn trace_logs_hold_no_token_or_secret_and_carry_the_connection_span() {
         .find(|l| l.contains("connection closed") && l.contains("alice"))
         .unwrap();
     assert!(
-        closed.contains("conn{conn=") && closed.contains("shard="),
+        closed.contains("conn{conn=")
+            && closed.contains("shard=")
+            && closed.contains("user=\"alice\"}"),
         "{closed}"
+    );
+    // Before the CONNECT authenticates, the span has no user yet.
+    let refused = log
+        .lines()
+        .find(|l| l.contains("connect refused"))
+        .expect("the refused CONNECT is logged at debug");
+    assert!(
+        refused.contains("conn{conn=") && !refused.contains("user="),
+        "{refused}"
     );
 }
