@@ -9,13 +9,16 @@
 //! an `Origin` (native game clients, servers) is allowed unless
 //! `ALLOW_MISSING_ORIGIN=false`.
 
+use std::sync::Arc;
+
 use super::http::{Request, Response};
 
-/// Which upgrade requests may proceed, by their `Origin` header.
+/// Which upgrade requests may proceed, by their `Origin` header. Cloned
+/// with the endpoint for every accepted connection: the list is shared.
 #[derive(Debug, Clone, Default)]
 pub struct OriginPolicy {
     /// Lower-cased allowed origins; empty allows any origin.
-    allowed: Vec<String>,
+    allowed: Arc<[Box<str>]>,
     /// Whether a request without an `Origin` is allowed (when `allowed`
     /// is set; with no list every request is).
     allow_missing: bool,
@@ -27,7 +30,7 @@ impl OriginPolicy {
         Self {
             allowed: allowed
                 .into_iter()
-                .map(|o| o.to_ascii_lowercase())
+                .map(|o| o.to_ascii_lowercase().into_boxed_str())
                 .collect(),
             allow_missing,
         }
