@@ -79,49 +79,68 @@ impl Tls {
 
     /// Reads both files again; on success new handshakes use them, on
     /// failure nothing changes.
-    pub fn reload(&self) -> anyhow::Result<()> {
+    pub fn reload(&self) -> Result<(), TlsFileError> {
         let key = load(&self.cert_file, &self.key_file)?;
         *self.current.0.write() = key;
         Ok(())
     }
 }
 
+/// What is wrong with a TLS file, and which setting names it.
+#[derive(Debug)]
+pub struct TlsFileError {
+    /// The config key: `tls_cert_file` or `tls_key_file`.
+    pub key: &'static str,
+    pub problem: String,
+}
+
+impl std::fmt::Display for TlsFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}) {}",
+            self.key.to_ascii_uppercase(),
+            self.key,
+            self.problem
+        )
+    }
+}
+
+impl std::error::Error for TlsFileError {}
+
+/// Checks that the files parse and belong together (`config check` and
+/// start-up validation).
+pub fn check_files(cert_file: &Path, key_file: &Path) -> Result<(), TlsFileError> {
+    load(cert_file, key_file).map(|_| ())
+}
+
 /// Parses a PEM certificate chain and its private key into what rustls
 /// serves, checking that the key fits the certificate.
-fn load(cert_file: &Path, key_file: &Path) -> anyhow::Result<Arc<CertifiedKey>> {
+fn load(cert_file: &Path, key_file: &Path) -> Result<Arc<CertifiedKey>, TlsFileError> {
+    let cert_error = |problem: String| TlsFileError {
+        key: "tls_cert_file",
+        problem: format!("{}: {problem}", cert_file.display()),
+    };
+    let key_error = |problem: String| TlsFileError {
+        key: "tls_key_file",
+        problem: format!("{}: {problem}", key_file.display()),
+    };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
         .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "TLS_CERT_FILE (tls_cert_file) {}: not a readable PEM certificate chain: {e}",
-                cert_file.display()
-            )
-        })?;
+        .map_err(|e| cert_error(format!("not a readable PEM certificate chain ({e})")))?;
     if certs.is_empty() {
-        anyhow::bail!(
-            "TLS_CERT_FILE (tls_cert_file) {}: holds no CERTIFICATE block",
-            cert_file.display()
-        );
+        return Err(cert_error("holds no CERTIFICATE block".into()));
     }
-    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| {
-        anyhow::anyhow!(
-            "TLS_KEY_FILE (tls_key_file) {}: not a readable PEM private key: {e}",
-            key_file.display()
-        )
-    })?;
-    let signing = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| {
-        anyhow::anyhow!(
-            "TLS_KEY_FILE (tls_key_file) {}: unsupported key: {e}",
-            key_file.display()
-        )
-    })?;
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .map_err(|e| key_error(format!("not a readable PEM private key ({e})")))?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| key_error(format!("unsupported key ({e})")))?;
     let certified = CertifiedKey::new(certs, signing);
     certified.keys_match().map_err(|e| {
-        anyhow::anyhow!(
-            "TLS_KEY_FILE (tls_key_file) {} does not belong to the certificate in TLS_CERT_FILE {}: {e}",
-            key_file.display(),
+        key_error(format!(
+            "does not belong to the certificate in TLS_CERT_FILE {} ({e})",
             cert_file.display()
-        )
+        ))
     })?;
     Ok(Arc::new(certified))
 }

@@ -260,7 +260,8 @@ fn a_bad_certificate_file_stops_the_start_naming_the_setting() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert_eq!(status.code(), Some(1), "{}", server.log());
+    // A configuration error (exit 2), as `config check` reports it too.
+    assert_eq!(status.code(), Some(2), "{}", server.log());
     assert!(
         server.log().contains("TLS_CERT_FILE (tls_cert_file)"),
         "{}",

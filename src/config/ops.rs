@@ -34,6 +34,7 @@ impl Config {
             )),
             _ => {}
         }
+        let mut readable = true;
         for (key, path) in [
             ("tls_cert_file", &self.tls_cert_file),
             ("tls_key_file", &self.tls_key_file),
@@ -41,12 +42,22 @@ impl Config {
             if let Some(path) = path
                 && let Err(e) = File::open(path)
             {
+                readable = false;
                 found.push(ConfigError::invalid(
                     key,
                     format!("{} cannot be read: {e}", path.display()),
                     "point it at a readable PEM file",
                 ));
             }
+        }
+        if let Some((cert, key)) = self.tls_files().filter(|_| readable)
+            && let Err(e) = crate::tls::check_files(cert, key)
+        {
+            found.push(ConfigError::invalid(
+                e.key,
+                e.problem,
+                "give a PEM certificate chain (leaf first) and the PEM private key of its leaf",
+            ));
         }
     }
 }
@@ -128,12 +139,15 @@ mod tests {
         });
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].contains("TLS_KEY_FILE (tls_key_file)") && p[0].contains("missing.pem"));
+        // Both readable but not PEM: refused, naming the certificate.
         let both = Config {
             tls_cert_file: Some(cert.clone()),
             tls_key_file: Some(cert.clone()),
             ..Config::default()
         };
-        assert!(both.validate().is_ok());
         assert!(both.tls_files().is_some());
+        let p = problems(both);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("TLS_CERT_FILE (tls_cert_file)"), "{p:?}");
     }
 }
