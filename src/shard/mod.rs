@@ -173,7 +173,11 @@ pub async fn run(
         let tls = setup.tls.clone();
         // Every event logged while serving the connection carries its id
         // and shard, and its user once the Socket.IO CONNECT authenticates.
-        let span = tracing::info_span!("conn", conn = id, shard, user = tracing::field::Empty);
+        // A debug span: at the default `info` it is disabled and entering it
+        // on every poll of the task is a null check; an enabled span takes
+        // the log filter's process-wide lock on each enter and exit, a cost
+        // for debugging sessions only. (The connection logs are at debug.)
+        let span = tracing::debug_span!("conn", conn = id, shard, user = tracing::field::Empty);
         let task = gate.spawn(tracing::Instrument::instrument(
             async move {
                 let mut stream = stream;
