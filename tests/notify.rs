@@ -67,8 +67,10 @@ fn ready_watchdog_and_stopping_reach_systemd() {
         until(&sock, "WATCHDOG=1", Duration::from_secs(2));
     }
     let took = started.elapsed();
+    // About 500 ms; a ping is skipped when a busy machine delays a shard's
+    // beat, hence the margin.
     assert!(
-        took < Duration::from_millis(1500),
+        took < Duration::from_secs(3),
         "5 pings took {took:?}, expected about 500 ms"
     );
     assert!(server.exited().is_none());
