@@ -26,6 +26,7 @@ mod database;
 mod dev_secret;
 mod error;
 mod load;
+mod ops;
 mod validate;
 
 pub use database::{Backend, mask_url_password};
@@ -83,6 +84,12 @@ pub const KEYS: &[&str] = &[
     "db_tls_ca_file",
     "message_retention_days",
     "db_partition_months_ahead",
+    "metrics_enabled",
+    "metrics_listen",
+    "allowed_origins",
+    "allow_missing_origin",
+    "tls_cert_file",
+    "tls_key_file",
 ];
 
 /// How log lines are written.
@@ -246,6 +253,28 @@ pub struct Config {
     /// current month (MySQL), so new messages never land in the catch-all
     /// partition, whose rows would have to be moved later.
     pub db_partition_months_ahead: u32,
+    /// Serve Prometheus metrics on `GET /metrics` (docs/metrics.md).
+    /// Counting goes on either way; this only hides the exposition.
+    pub metrics_enabled: bool,
+    /// An address of its own for `/metrics` (`127.0.0.1:9464`), so that
+    /// scrapes need not reach the public port; the public port then answers
+    /// 404 for `/metrics`. Unset: `/metrics` is on the public port.
+    pub metrics_listen: Option<String>,
+    /// Comma-separated origins (`scheme://host[:port]`, case-insensitive)
+    /// whose pages may open a WebSocket; any other `Origin` gets 403 before
+    /// the upgrade, so a page on another site cannot use a visitor's
+    /// cookies or network position against the server. Empty allows any.
+    pub allowed_origins: String,
+    /// Whether an upgrade without an `Origin` header is allowed when
+    /// `allowed_origins` is set. Native game clients send none; browsers
+    /// always do, so refusing it only matters for non-browser clients.
+    pub allow_missing_origin: bool,
+    /// PEM certificate chain: with `tls_key_file`, the public port speaks
+    /// HTTPS/WSS only. SIGHUP reloads both files (new connections get the
+    /// new certificate).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -296,6 +325,12 @@ impl Default for Config {
             db_tls_ca_file: None,
             message_retention_days: 0,
             db_partition_months_ahead: 3,
+            metrics_enabled: true,
+            metrics_listen: None,
+            allowed_origins: String::new(),
+            allow_missing_origin: true,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -353,6 +388,36 @@ impl Config {
         Duration::from_millis(self.shutdown_timeout_ms)
     }
 
+    /// The origins of `allowed_origins`, trimmed and lower-cased; empty
+    /// when any origin is allowed.
+    pub fn origin_list(&self) -> Vec<String> {
+        self.allowed_origins
+            .split(',')
+            .map(|o| o.trim().to_ascii_lowercase())
+            .filter(|o| !o.is_empty())
+            .collect()
+    }
+
+    /// Where `/metrics` is served apart from the public port, if anywhere.
+    /// Fails only on a value [`Config::validate`] would refuse.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        match &self.metrics_listen {
+            None => Ok(None),
+            Some(a) => a
+                .parse()
+                .map(Some)
+                .map_err(|_| validate::bad_metrics_listen(a)),
+        }
+    }
+
+    /// The certificate and key files, when TLS is on.
+    pub fn tls_files(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(c), Some(k)) => Some((c, k)),
+            _ => None,
+        }
+    }
+
     /// glommio `io_memory` per shard, in bytes.
     pub fn io_memory_bytes(&self) -> usize {
         self.io_memory_kib.saturating_mul(1024)
@@ -391,6 +456,9 @@ impl Config {
             ("db_host", self.db_host.is_none()),
             ("db_password", self.db_password.is_none()),
             ("db_tls_ca_file", self.db_tls_ca_file.is_none()),
+            ("metrics_listen", self.metrics_listen.is_none()),
+            ("tls_cert_file", self.tls_cert_file.is_none()),
+            ("tls_key_file", self.tls_key_file.is_none()),
         ];
         for (key, is_unset) in unset {
             if is_unset {

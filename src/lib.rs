@@ -15,15 +15,20 @@
 //! - [`server`]: the main thread: starts the shards and waits for signals.
 //! - [`config`], [`cli`]: settings (file < env < flags) and the command line.
 //! - [`auth`]: JWT verification; [`ids`]: session tokens and message ids.
+//! - [`metrics`]: Prometheus metrics, per-shard handles; [`notify`]: systemd
+//!   sd_notify and watchdog; [`tls`]: HTTPS/WSS on the public port.
 
 pub mod auth;
 pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod ids;
+pub mod metrics;
+pub mod notify;
 pub mod protocol;
 pub mod rest;
 pub mod server;
 pub mod shard;
 pub mod store;
+pub mod tls;
 pub mod transport;

@@ -18,16 +18,20 @@ use crate::auth::Authenticator;
 use crate::chat;
 use crate::chat::ChatLimits;
 use crate::config::{Backend, Config, LogFormat};
+use crate::metrics::Metrics;
+use crate::notify::{Heartbeats, Notifier};
 use crate::protocol::{self, QueueLimits};
 use crate::shard::mailbox::Mesh;
 use crate::shard::{self, Admission, ShardSetup, Shutdown};
 use crate::store::handle::StoreSettings;
 use crate::store::mysql::upkeep::Upkeep;
 use crate::store::mysql::{self, MysqlStore};
-use crate::store::sqlite::SqliteStore;
+use crate::store::sqlite::{Checkpointer, SqliteStore};
 use crate::store::writer::WriterSettings;
 use crate::store::{self, Store, StoreError};
+use crate::tls::Tls;
 use crate::transport::Endpoint;
+use crate::transport::origin::OriginPolicy;
 
 /// Batches a ring between two shards holds before its sender waits.
 const MESH_RING_BATCHES: usize = 1024;
@@ -35,12 +39,18 @@ const MESH_RING_BATCHES: usize = 1024;
 const LISTEN_BACKLOG: i32 = 4096;
 
 /// Sets up `tracing` from RUST_LOG (default `info`) in the configured format.
+///
+/// No log line at any level carries a token or message content: the
+/// WebSocket framing is our own (it logs no payloads), and the tests check
+/// a trace-level log for tokens.
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours only on a terminal: not in journald or a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Human => builder.try_init(),
@@ -48,17 +58,29 @@ pub fn init_logging(format: LogFormat) {
 }
 
 /// Runs the server until SIGTERM or SIGINT, then drains and returns.
+/// SIGHUP reloads the TLS certificate.
 pub fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = Shutdown::new(config.shards());
-    let signals = watch_signals(shutdown.clone())?;
-    let result = run_until(config, shutdown);
+    let notifier = Arc::new(Notifier::from_env());
+    let tls = match config.tls_files() {
+        Some((cert, key)) => Some(Tls::from_files(cert, key)?),
+        None => None,
+    };
+    let signals = watch_signals(shutdown.clone(), notifier.clone(), tls.clone())?;
+    let result = run_until(config, shutdown, notifier, tls);
     signals.close();
     result
 }
 
 /// Runs the server until `shutdown` is triggered.
-pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> {
+pub fn run_until(
+    config: Config,
+    shutdown: Arc<Shutdown>,
+    notifier: Arc<Notifier>,
+    tls: Option<Arc<Tls>>,
+) -> anyhow::Result<()> {
     let shards = config.shards();
+    notifier.status("starting: opening the store");
     raise_fd_limit(config.ws_max_connections);
     let auth = Arc::new(Authenticator::from_config(&config).context("JWT settings")?);
     let requested = config.listen_addr()?;
@@ -66,6 +88,8 @@ pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> 
     // SO_REUSEPORT socket held until every shard has bound it.
     let (listen, reservation) = reserve_port(requested)?;
 
+    let metrics = Metrics::new();
+    let metrics_addr = config.metrics_addr()?;
     let backend = config.backend()?;
     let (open, upkeep) = open_store(&config, &backend)?;
     let mesh = Mesh::new(shards, MESH_RING_BATCHES);
@@ -79,6 +103,7 @@ pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> 
             writer_queue: config.store_writer_queue,
             readers: config.store_reader_threads(),
             reader_queue: config.store_writer_queue,
+            metrics: metrics.store(),
         },
         open,
         chat::commit::sink(mesh.clone()),
@@ -99,7 +124,13 @@ pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> 
         },
         max_header_bytes: config.max_http_header_bytes,
         handshake_timeout: config.handshake_timeout(),
+        origins: OriginPolicy::new(config.origin_list(), config.allow_missing_origin),
     };
+    let watchdog = notifier
+        .is_enabled()
+        .then(crate::notify::watchdog_interval)
+        .flatten();
+    let heartbeats = Heartbeats::new(shards);
     let setup = ShardSetup {
         listen,
         backlog: LISTEN_BACKLOG,
@@ -121,7 +152,20 @@ pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> 
         shutdown: shutdown.clone(),
         drain_timeout: config.shutdown_timeout(),
         rest: crate::rest::RestSettings::from_config(&config),
+        metrics: metrics.clone(),
+        metrics_on_main_port: config.metrics_enabled && metrics_addr.is_none(),
+        tls: tls.clone(),
+        heartbeat: watchdog.map(|w| (heartbeats.clone(), crate::notify::beat_period(w))),
     };
+
+    // /metrics on its own address, bound before any shard starts: a bad
+    // METRICS_LISTEN stops the start, and a unit that is READY can be
+    // scraped.
+    if let Some(addr) = metrics_addr.filter(|_| config.metrics_enabled) {
+        let local = crate::metrics::listen::start(addr, metrics.clone())
+            .with_context(|| format!("binding METRICS_LISTEN {addr}"))?;
+        tracing::info!(%local, "metrics on http://{local}/metrics");
+    }
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let placement = if shards <= cores {
@@ -131,20 +175,24 @@ pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> 
     };
     let next_index = Arc::new(AtomicUsize::new(0));
     let bound = Arc::new(AtomicUsize::new(0));
+    let bind_failed = Arc::new(AtomicUsize::new(0));
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("gatrix-shard")
         .io_memory(config.io_memory_bytes())
         .ring_depth(config.io_ring_depth)
         .on_all_shards({
-            let bound = bound.clone();
+            let (bound, bind_failed) = (bound.clone(), bind_failed.clone());
             move || {
                 let index = next_index.fetch_add(1, Ordering::SeqCst);
                 let setup = setup.clone();
-                let bound = bound.clone();
+                let (bound, bind_failed) = (bound.clone(), bind_failed.clone());
                 async move {
                     // `run` binds first; count the shard as bound once it
                     // got past that point or failed.
-                    let result = shard::run(index, setup, || {
+                    let result = shard::run(index, setup, |ok| {
+                        if !ok {
+                            bind_failed.fetch_add(1, Ordering::SeqCst);
+                        }
                         bound.fetch_add(1, Ordering::SeqCst);
                     })
                     .await;
@@ -161,14 +209,32 @@ pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> 
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     drop(reservation);
-    tracing::info!(%listen, shards, "gatrix-chat listening on http://{listen}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%listen, shards, "gatrix-chat listening on {scheme}://{listen}");
+    let failed = bind_failed.load(Ordering::SeqCst);
+    if failed == 0 && !shutdown.is_triggered() {
+        // Every shard listens and the store is migrated: systemd may start
+        // what depends on this unit.
+        notifier.ready(&format!(
+            "serving on {scheme}://{listen} with {shards} shards"
+        ));
+        if let Some(interval) = watchdog {
+            crate::notify::start_watchdog(notifier.clone(), interval, heartbeats)
+                .context("starting the watchdog thread")?;
+        }
+    } else if failed > 0 {
+        notifier.status(&format!("{failed} of {shards} shards could not listen"));
+        // The shards that bound keep running until told to stop.
+        shutdown.trigger();
+    }
 
     let results = handles.join_all();
     // Every shard (and so every store handle) is gone: the writer commits
     // what is still queued and stops.
     store_threads.join();
-    if let Some(upkeep) = upkeep {
-        upkeep.stop();
+    match upkeep {
+        Background::Partitions(u) => u.stop(),
+        Background::Checkpoints(c) => c.stop(),
     }
     let failed = results.iter().filter(|r| !matches!(r, Ok(true))).count();
     if failed > 0 {
@@ -178,13 +244,21 @@ pub fn run_until(config: Config, shutdown: Arc<Shutdown>) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// The store's own background thread, stopped after the writer.
+enum Background {
+    /// MySQL: daily partition upkeep.
+    Partitions(Upkeep),
+    /// SQLite: WAL checkpoints.
+    Checkpoints(Checkpointer),
+}
+
 /// Opens one store connection; called once per store thread.
 type OpenStore = Box<dyn Fn() -> Result<Box<dyn Store>, StoreError>>;
 
 /// Applies the migrations of the configured store and returns how to open
-/// a connection to it, plus (MySQL) the daily partition upkeep, after one
-/// pass now.
-fn open_store(config: &Config, backend: &Backend) -> anyhow::Result<(OpenStore, Option<Upkeep>)> {
+/// a connection to it, plus its background thread (MySQL: the daily
+/// partition upkeep, after one pass now; SQLite: the WAL checkpointer).
+fn open_store(config: &Config, backend: &Backend) -> anyhow::Result<(OpenStore, Background)> {
     match backend {
         Backend::Sqlite(data_dir) => {
             let applied = store::sqlite::migrate(data_dir)
@@ -192,10 +266,13 @@ fn open_store(config: &Config, backend: &Backend) -> anyhow::Result<(OpenStore, 
             if applied > 0 {
                 tracing::info!(applied, data_dir = %data_dir.display(), "store migrated");
             }
+            let checkpoints =
+                Checkpointer::start(data_dir).context("starting the WAL checkpointer")?;
             let data_dir = data_dir.clone();
-            let open: OpenStore =
-                Box::new(move || Ok(Box::new(SqliteStore::open(&data_dir)?) as Box<dyn Store>));
-            Ok((open, None))
+            let open: OpenStore = Box::new(move || {
+                Ok(Box::new(SqliteStore::open_without_checkpoints(&data_dir)?) as Box<dyn Store>)
+            });
+            Ok((open, Background::Checkpoints(checkpoints)))
         }
         Backend::Mysql(opts) => {
             let database = mysql::describe(opts);
@@ -212,7 +289,7 @@ fn open_store(config: &Config, backend: &Backend) -> anyhow::Result<(OpenStore, 
             let opts = opts.clone();
             let open: OpenStore =
                 Box::new(move || Ok(Box::new(MysqlStore::open(&opts)?) as Box<dyn Store>));
-            Ok((open, Some(upkeep)))
+            Ok((open, Background::Partitions(upkeep)))
         }
     }
 }
@@ -255,25 +332,47 @@ fn raise_fd_limit(wanted: usize) {
     }
 }
 
-/// A thread that turns SIGTERM/SIGINT into a drain; a second signal exits
-/// at once.
-fn watch_signals(shutdown: Arc<Shutdown>) -> anyhow::Result<signal_hook::iterator::Handle> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+/// A thread that turns SIGTERM/SIGINT into a drain (a second signal exits
+/// at once) and SIGHUP into a reload of the TLS certificate.
+fn watch_signals(
+    shutdown: Arc<Shutdown>,
+    notifier: Arc<Notifier>,
+    tls: Option<Arc<Tls>>,
+) -> anyhow::Result<signal_hook::iterator::Handle> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .context("installing signal handlers")?;
     let handle = signals.handle();
     std::thread::Builder::new()
         .name("gatrix-signals".into())
         .spawn(move || {
             for sig in signals.forever() {
+                if sig == SIGHUP {
+                    reload(tls.as_deref());
+                    continue;
+                }
                 if shutdown.is_triggered() {
                     tracing::warn!(signal = sig, "second signal: exiting now");
                     std::process::exit(1);
                 }
                 tracing::info!(signal = sig, "shutting down: draining connections");
+                notifier.stopping("draining connections");
                 shutdown.trigger();
             }
         })
         .context("starting the signal thread")?;
     Ok(handle)
+}
+
+/// SIGHUP: reload the TLS certificate and key; a bad file keeps the old ones.
+fn reload(tls: Option<&Tls>) {
+    match tls {
+        None => tracing::info!("SIGHUP: nothing to reload (TLS is off)"),
+        Some(tls) => match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded; new connections use it"),
+            Err(e) => {
+                tracing::error!("SIGHUP: TLS reload failed, keeping the current certificate: {e:#}")
+            }
+        },
+    }
 }

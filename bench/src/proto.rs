@@ -1,6 +1,10 @@
 //! Engine.IO / Socket.IO frame helpers: just enough of the wire contract for
 //! the benchmark, with allocation-free fast paths for the hot frames.
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
+
 /// `43<id>[...]`: the ack id and the JSON array that follows it.
 pub fn parse_ack(s: &str) -> Option<(u64, &str)> {
     let rest = s.strip_prefix("43")?;
@@ -12,20 +16,37 @@ pub fn parse_ack(s: &str) -> Option<(u64, &str)> {
     Some((id, &rest[digits..]))
 }
 
+// Prebuilt SIMD substring finders: `str::find` builds its searcher on
+// every call, which was the benchmark's largest cost per delivery.
+static SEQ: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("\"seq\":"));
+static CONTENT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("\"content\":\""));
+
+/// Parses the decimal digits at the front of `b` (after blanks).
+fn leading_u64(b: &[u8]) -> Option<u64> {
+    let b = b.trim_ascii_start();
+    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 || digits > 19 {
+        return None;
+    }
+    Some(
+        b[..digits]
+            .iter()
+            .fold(0u64, |n, c| n * 10 + u64::from(c - b'0')),
+    )
+}
+
 /// The number after the first `"seq":` in `s`.
 pub fn find_seq(s: &str) -> Option<u64> {
-    let at = s.find("\"seq\":")? + 6;
-    let rest = s[at..].trim_start();
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    rest[..digits].parse().ok()
+    let at = SEQ.find(s.as_bytes())? + 6;
+    leading_u64(&s.as_bytes()[at..])
 }
 
 /// The value of the first `"content":"…"` in `s` (no unescaping: the
 /// benchmark's own contents never need it).
 pub fn find_content(s: &str) -> Option<&str> {
-    let at = s.find("\"content\":\"")? + 11;
+    let at = CONTENT.find(s.as_bytes())? + 11;
     let rest = &s[at..];
-    let end = rest.find('"')?;
+    let end = memchr::memchr(b'"', rest.as_bytes())?;
     Some(&rest[..end])
 }
 
@@ -49,7 +70,9 @@ pub fn make_content(sched_ns: u64, size: usize) -> String {
 
 /// The scheduled send time embedded by [`make_content`].
 pub fn content_sched(content: &str) -> Option<u64> {
-    content.split('|').next()?.parse().ok()
+    let b = content.as_bytes();
+    let end = memchr::memchr(b'|', b).unwrap_or(b.len());
+    leading_u64(&b[..end]).filter(|_| b[..end].iter().all(u8::is_ascii_digit))
 }
 
 /// `42<id>["send_message",{...}]` for one message.

@@ -54,6 +54,7 @@ impl Chat {
             client_message_id: m.client_message_id,
             reply_to: m.reply_to,
             origin: Origin::Rest(tx),
+            received: std::time::Instant::now(),
         };
         self.post(self.owner(&channel), Mail::Publish(Box::new(publish)));
         rx

@@ -9,6 +9,7 @@
 //! offset per connection enough for recovery.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tungstenite::Utf8Bytes;
 
@@ -26,10 +27,12 @@ pub fn message_frame(m: &MessageRecord) -> String {
 }
 
 /// The writer's sink: turns outcomes into one shared batch for all shards.
-pub fn sink(mesh: Arc<Mesh<Mail>>) -> impl FnMut(Vec<(Outcome, Origin)>) + Send + 'static {
+pub fn sink(
+    mesh: Arc<Mesh<Mail>>,
+) -> impl FnMut(Vec<(Outcome, (Origin, Instant))>) + Send + 'static {
     move |outcomes| {
         let mut batch = Vec::with_capacity(outcomes.len());
-        for (outcome, origin) in outcomes {
+        for (outcome, (origin, received)) in outcomes {
             let (channel, seq, pos, frame, result) = match outcome {
                 Outcome::Stored(m) => {
                     let frame = Some(Utf8Bytes::from(message_frame(&m)));
@@ -63,6 +66,7 @@ pub fn sink(mesh: Arc<Mesh<Mail>>) -> impl FnMut(Vec<(Outcome, Origin)>) + Send 
                 pos,
                 frame,
                 reply,
+                received,
             });
         }
         let batch = Arc::new(batch);
@@ -79,6 +83,8 @@ impl Chat {
         let me = self.mail.shard();
         let subs = self.subs.borrow();
         let mut seen = self.seen.borrow_mut();
+        // Metrics: one clock read and at most two atomic adds per batch.
+        let (now, mut owned, mut queued) = (Instant::now(), 0u64, 0u64);
         for c in batch {
             if let Some(frame) = &c.frame {
                 self.last_pos.set(self.last_pos.get().max(c.pos));
@@ -88,11 +94,14 @@ impl Chat {
                         seen.insert(c.channel.clone(), c.seq);
                     }
                 }
+                owned += u64::from(self.owner(&c.channel) == me);
                 if let Some(list) = subs.get(&c.channel) {
                     for link in list {
                         // On overflow the link closes itself as a slow consumer.
-                        let _ = link.push(Frame::Text(frame.clone()));
+                        queued += u64::from(link.push(Frame::Text(frame.clone())).is_ok());
                     }
+                    let latency = now.saturating_duration_since(c.received);
+                    self.metrics.broadcast_latency.observe_duration(latency);
                 }
             }
             if let Some((conn, frame)) = &c.reply
@@ -101,6 +110,12 @@ impl Chat {
             {
                 let _ = cc.link.push(Frame::Text(frame.clone()));
             }
+        }
+        if owned > 0 {
+            self.metrics.messages.inc_by(owned);
+        }
+        if queued > 0 {
+            self.metrics.deliveries.inc_by(queued);
         }
     }
 }

@@ -68,6 +68,7 @@ impl Handler for Chat {
                     Some(Err(e)) => e.to_string(),
                     _ => "no token".to_owned(),
                 };
+                self.metrics.auth_failures_ws.inc();
                 tracing::debug!(conn = link.id, peer = %link.peer, %why, "connect refused");
                 return Err(Refusal::Refused {
                     message: "unauthorized".into(),
@@ -106,6 +107,9 @@ impl Handler for Chat {
             rejected: Cell::new(0),
         });
         self.conns.borrow_mut().insert(link.id, conn.clone());
+        self.metrics.connections.inc();
+        // The connection's span (shard::run) names its user from now on.
+        tracing::Span::current().record("user", &*conn.user);
         let user = conn.user.clone();
         self.post(
             self.owner(&user),
@@ -121,6 +125,7 @@ impl Handler for Chat {
         if conn.limiter.check().is_err() {
             let n = conn.rejected.get() + 1;
             conn.rejected.set(n);
+            self.metrics.rate_limited.inc();
             if n > self.limits.rate_disconnect_after {
                 conn.link.close(CloseReason::RateLimited);
                 return;
@@ -148,6 +153,7 @@ impl Handler for Chat {
 
     fn disconnect(&self, conn: Rc<ChatConn>, reason: DisconnectReason) {
         self.conns.borrow_mut().remove(&conn.link.id);
+        self.metrics.connections.dec();
         let channels: Vec<(Arc<str>, bool)> = conn.channels.borrow_mut().drain().collect();
         // A dropped connection may come back; one that said goodbye (`41`)
         // will not.
@@ -167,6 +173,10 @@ impl Handler for Chat {
                 conn: conn.link.id,
             },
         );
+    }
+
+    fn closed(&self, reason: CloseReason) {
+        self.metrics.disconnected(reason);
     }
 }
 
@@ -230,6 +240,7 @@ impl Chat {
                         client_message_id: m.client_message_id,
                         reply_to: m.reply_to,
                         origin: Origin::Conn(reply_to),
+                        received: std::time::Instant::now(),
                     })),
                 );
             }

@@ -3,6 +3,7 @@
 //! whoever produces them and shared (`Utf8Bytes` is reference-counted).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::channel::oneshot;
 use tungstenite::Utf8Bytes;
@@ -48,6 +49,8 @@ pub struct Committed {
     pub frame: Option<Utf8Bytes>,
     /// The sender's ack or error frame, for the shard of `conn`.
     pub reply: Option<(u64, Utf8Bytes)>,
+    /// When the send arrived at the server (chat_broadcast_latency).
+    pub received: Instant,
 }
 
 #[derive(Debug)]
@@ -156,6 +159,8 @@ pub struct Publish {
     pub client_message_id: Option<String>,
     pub reply_to: Option<String>,
     pub origin: Origin,
+    /// When the send arrived at the server (chat_broadcast_latency).
+    pub received: Instant,
 }
 
 /// The shard that owns a connection id.

@@ -36,6 +36,7 @@ pub use mail::Mail;
 
 use crate::auth::Authenticator;
 use crate::ids::IdGen;
+use crate::metrics::ShardMetrics;
 use crate::protocol::Link;
 use crate::shard::mailbox::Mailbox;
 use crate::store::StoreHandle;
@@ -54,8 +55,9 @@ pub struct ChatLimits {
     pub recovery_window: Duration,
 }
 
-/// The store as chat uses it: messages answer to an [`mail::Origin`].
-pub type ChatStore = StoreHandle<mail::Origin>;
+/// The store as chat uses it: messages answer to an [`mail::Origin`], and
+/// carry when the send arrived (for the broadcast latency).
+pub type ChatStore = StoreHandle<(mail::Origin, std::time::Instant)>;
 
 pub struct Chat {
     mail: Rc<Mailbox<Mail>>,
@@ -63,6 +65,8 @@ pub struct Chat {
     store: ChatStore,
     sessions: Arc<recovery::Sessions>,
     limits: ChatLimits,
+    /// This shard's metric handles.
+    metrics: ShardMetrics,
     ids: IdGen,
     /// One clock for every connection's rate limiter: creating a clock
     /// calibrates it (cpuid, TSC), far too slow to do per connection.
@@ -98,6 +102,7 @@ impl Chat {
         store: ChatStore,
         sessions: Arc<recovery::Sessions>,
         limits: ChatLimits,
+        metrics: ShardMetrics,
     ) -> Rc<Self> {
         let shard = mail.shard();
         Rc::new(Self {
@@ -106,6 +111,7 @@ impl Chat {
             store,
             sessions,
             limits,
+            metrics,
             ids: IdGen::new(shard),
             clock: governor::clock::DefaultClock::default(),
             conns: RefCell::default(),
@@ -186,9 +192,16 @@ impl Chat {
     /// Periodic work: typing indicators that expired.
     pub fn tick(&self) {
         self.expire_typing();
+        let channels = self.channels.borrow().len();
+        self.metrics.channels.set(channels as i64);
         if self.mail.shard() == 0 {
             self.sessions.sweep();
         }
+    }
+
+    /// This shard's metric handles.
+    pub fn metrics(&self) -> &ShardMetrics {
+        &self.metrics
     }
 
     /// Number of connections and owned channels, for logs.

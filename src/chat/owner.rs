@@ -256,7 +256,7 @@ impl Chat {
             edited_at: None,
             deleted_at: None,
         });
-        if let Err(origin) = self.store.append(record, p.origin) {
+        if let Err((origin, _)) = self.store.append(record, (p.origin, p.received)) {
             let e = ChatError::new(
                 ErrorCode::Unavailable,
                 "the store is busy or down; retry with the same clientMessageId",

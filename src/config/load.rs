@@ -31,6 +31,10 @@ const TEXT_KEYS: &[&str] = &[
     "db_user",
     "db_password",
     "db_tls_ca_file",
+    "metrics_listen",
+    "allowed_origins",
+    "tls_cert_file",
+    "tls_key_file",
 ];
 
 /// Keys that may be unset. An empty value (`JWT_ISSUER=`) unsets them, which
@@ -44,6 +48,9 @@ const OPTIONAL_KEYS: &[&str] = &[
     "db_host",
     "db_password",
     "db_tls_ca_file",
+    "metrics_listen",
+    "tls_cert_file",
+    "tls_key_file",
 ];
 
 /// Loads `.env` from the working directory (not its parents) into the
@@ -128,12 +135,18 @@ impl Config {
             &mut self.database_url,
             &mut self.db_host,
             &mut self.db_password,
+            &mut self.metrics_listen,
         ] {
             if value.as_deref() == Some("") {
                 *value = None;
             }
         }
-        for path in [&mut self.jwt_public_key_file, &mut self.db_tls_ca_file] {
+        for path in [
+            &mut self.jwt_public_key_file,
+            &mut self.db_tls_ca_file,
+            &mut self.tls_cert_file,
+            &mut self.tls_key_file,
+        ] {
             if path.as_deref() == Some(Path::new("")) {
                 *path = None;
             }

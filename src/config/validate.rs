@@ -132,6 +132,7 @@ impl Config {
             ));
         }
         self.database_problems(&mut found);
+        self.ops_problems(&mut found);
         found
     }
 
@@ -174,6 +175,14 @@ fn at_least_1(key: &'static str, example: &str) -> ConfigError {
         key,
         "must be at least 1",
         format!("set it to a number of {example}"),
+    )
+}
+
+pub(super) fn bad_metrics_listen(addr: &str) -> ConfigError {
+    ConfigError::invalid(
+        "metrics_listen",
+        format!("is {addr:?}, not an IP address and port"),
+        "set it to an address such as 127.0.0.1:9464, or leave it unset to serve /metrics on the main port",
     )
 }
 

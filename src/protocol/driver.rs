@@ -53,15 +53,19 @@ struct Session<'a, S, H: Handler> {
 /// Runs a connection until it ends and returns why. The OPEN packet is sent
 /// first; every namespace socket is disconnected from the handler before
 /// this returns.
-pub async fn drive<S, H>(
+///
+/// Not an `async fn`: that would keep its arguments in the future next to
+/// the session built from them, for the connection's whole life. The
+/// returned future holds the session only.
+pub fn drive<'a, S, H>(
     io: WsIo<S>,
     link: Rc<Link>,
     handshake: Handshake,
-    opts: &Options,
-    handler: &H,
-) -> CloseReason
+    opts: &'a Options,
+    handler: &'a H,
+) -> impl Future<Output = CloseReason> + 'a
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + 'a,
     H: Handler,
 {
     let now = Instant::now();
@@ -87,13 +91,15 @@ where
             timer: Timer::new(opts.ping_interval.min(opts.connect_timeout)),
         },
     };
-    let reason = s.run().await;
-    for (_, socket) in s.st.sockets.drain(..) {
-        s.st.handler
-            .disconnect(socket, DisconnectReason::Closed(reason));
+    async move {
+        let reason = s.run().await;
+        for (_, socket) in s.st.sockets.drain(..) {
+            s.st.handler
+                .disconnect(socket, DisconnectReason::Closed(reason));
+        }
+        s.finish(reason).await;
+        reason
     }
-    s.finish(reason).await;
-    reason
 }
 
 impl<S, H> Session<'_, S, H>

@@ -67,6 +67,21 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// Every reason, in declaration order (`reason as usize` indexes it):
+    /// the bounded label set of the disconnect metrics.
+    pub const ALL: [CloseReason; 10] = [
+        Self::ClientClosed,
+        Self::ServerShutdown,
+        Self::PingTimeout,
+        Self::ConnectTimeout,
+        Self::SlowConsumer,
+        Self::RateLimited,
+        Self::Malformed,
+        Self::TooLarge,
+        Self::TransportError,
+        Self::Internal,
+    ];
+
     /// The WebSocket close code and reason sent to the client.
     pub fn code_and_reason(self) -> (u16, &'static str) {
         match self {
@@ -182,4 +197,8 @@ pub trait Handler: 'static {
 
     /// The namespace socket is gone.
     fn disconnect(&self, socket: Self::Socket, reason: DisconnectReason);
+
+    /// The whole WebSocket connection ended (after every `disconnect`),
+    /// authenticated or not: for counting why connections end.
+    fn closed(&self, _reason: CloseReason) {}
 }

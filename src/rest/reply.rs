@@ -141,6 +141,16 @@ pub fn json(status: StatusCode, body: String) -> Reply {
     r
 }
 
+/// A non-JSON body (the metrics exposition) with its content type.
+pub fn text(status: StatusCode, content_type: &'static str, body: String) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert("cache-control", HeaderValue::from_static("no-store"));
+    r
+}
+
 /// `{"<key>":<value>}`, where `value_json` is already JSON.
 pub fn wrapped(status: StatusCode, key: &str, value_json: &str) -> Reply {
     json(status, format!(r#"{{"{key}":{value_json}}}"#))

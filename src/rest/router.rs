@@ -23,6 +23,7 @@ const READY_STORE_TIMEOUT: Duration = Duration::from_secs(1);
 enum Route {
     Health,
     Ready,
+    Metrics,
     Channels,
     Channel(String),
     History(String),
@@ -51,6 +52,7 @@ impl Route {
         Some(match segs.as_slice() {
             ["health"] => Route::Health,
             ["ready"] => Route::Ready,
+            ["metrics"] => Route::Metrics,
             ["socket.io"] => Route::SocketIo,
             ["api", "v1", "channels"] => Route::Channels,
             ["api", "v1", "channels", c] => Route::Channel(id(c)?),
@@ -63,7 +65,7 @@ impl Route {
 
     fn allows(&self) -> &'static str {
         match self {
-            Route::Health | Route::Ready | Route::SocketIo => "GET, HEAD",
+            Route::Health | Route::Ready | Route::Metrics | Route::SocketIo => "GET, HEAD",
             Route::History(_) => "GET",
             Route::Channels => "GET, POST",
             Route::Messages => "POST",
@@ -97,6 +99,18 @@ async fn route(conn: &Conn, req: Request<Incoming>) -> Result<Reply, ApiError> {
     match route {
         Route::Health => return Ok(reply::json(StatusCode::OK, r#"{"status":"ok"}"#.into())),
         Route::Ready => return ready(conn).await,
+        // Unauthenticated like the probes; 404 when metrics are off or
+        // served on METRICS_LISTEN instead.
+        Route::Metrics => {
+            return match conn.chat.metrics().exposition() {
+                Some(text) => Ok(reply::text(
+                    StatusCode::OK,
+                    crate::metrics::CONTENT_TYPE,
+                    text,
+                )),
+                None => Err(ApiError::not_found("no such path")),
+            };
+        }
         Route::SocketIo => {
             return Err(ApiError::invalid(
                 "the Socket.IO endpoint must be the first request on a connection",
@@ -105,6 +119,7 @@ async fn route(conn: &Conn, req: Request<Incoming>) -> Result<Reply, ApiError> {
         _ => {}
     }
     if conn.limiter.check().is_err() {
+        conn.chat.metrics().rate_limited.inc();
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "RATE_LIMITED",
@@ -169,6 +184,7 @@ fn authenticate(conn: &Conn, req: &Request<Incoming>) -> Result<String, ApiError
         Err(e) => {
             // The detail is for the log only: clients learn nothing about
             // why a token failed.
+            conn.chat.metrics().auth_failures_rest.inc();
             tracing::debug!(error = %e, "REST token refused");
             Err(ApiError::unauthorized("invalid token"))
         }
@@ -233,6 +249,7 @@ mod tests {
     fn routes() {
         let r = Route::parse;
         assert_eq!(r("/health"), Some(Route::Health));
+        assert_eq!(r("/metrics"), Some(Route::Metrics));
         assert_eq!(r("/api/v1/channels"), Some(Route::Channels));
         assert_eq!(r("/api/v1/channels/"), Some(Route::Channels));
         assert_eq!(r("/api/v1/channels/7"), Some(Route::Channel("7".into())));

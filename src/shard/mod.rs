@@ -8,6 +8,7 @@
 //! through [`mailbox`].
 
 pub mod admission;
+mod conn;
 pub mod mailbox;
 pub mod shutdown;
 
@@ -24,7 +25,7 @@ use glommio::sync::Gate;
 
 use crate::chat::{Chat, Mail};
 use crate::protocol::CloseReason;
-use crate::transport::{self, Endpoint, Links, Response};
+use crate::transport::{Endpoint, Links};
 pub use admission::Admission;
 use mailbox::{Mailbox, Mesh};
 pub use shutdown::Shutdown;
@@ -45,6 +46,14 @@ pub struct ShardSetup {
     pub drain_timeout: Duration,
     /// REST limits (body size, idle timeout, request rate).
     pub rest: crate::rest::RestSettings,
+    /// The metric families; each shard takes its own handles at start.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Whether this port's REST router answers `GET /metrics`.
+    pub metrics_on_main_port: bool,
+    /// TLS for the public port, when configured.
+    pub tls: Option<Arc<crate::tls::Tls>>,
+    /// The systemd watchdog's per-shard heartbeats and how often to beat.
+    pub heartbeat: Option<(Arc<crate::notify::Heartbeats>, Duration)>,
 }
 
 /// Binds this shard's listener on the shared port.
@@ -61,11 +70,20 @@ pub fn bind(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
 }
 
 /// The shard's life: serve until shutdown, then drain.
-/// `on_bound` is called once the listener is bound (or binding failed).
-pub async fn run(shard: usize, setup: ShardSetup, on_bound: impl FnOnce()) -> std::io::Result<()> {
+/// `on_bound` is called once the listener is bound (`true`) or binding
+/// failed (`false`).
+pub async fn run(
+    shard: usize,
+    setup: ShardSetup,
+    on_bound: impl FnOnce(bool),
+) -> std::io::Result<()> {
     let listener = bind(setup.listen, setup.backlog);
-    on_bound();
+    on_bound(listener.is_ok());
     let listener = listener?;
+    let mut metrics = setup.metrics.shard(shard);
+    if setup.metrics_on_main_port {
+        metrics = metrics.serving(setup.metrics.clone());
+    }
     let mail = Mailbox::new(setup.mesh.clone(), shard);
     let chat = Chat::new(
         mail.clone(),
@@ -73,6 +91,7 @@ pub async fn run(shard: usize, setup: ShardSetup, on_bound: impl FnOnce()) -> st
         setup.store.clone(),
         setup.sessions.clone(),
         setup.chat_limits.clone(),
+        metrics.clone(),
     );
     let links = Rc::new(Links::default());
     let gate = Gate::new();
@@ -88,11 +107,21 @@ pub async fn run(shard: usize, setup: ShardSetup, on_bound: impl FnOnce()) -> st
             let mut batch = Vec::new();
             loop {
                 mail.recv(&mut batch).await;
+                metrics.mailbox_depth.set(batch.len() as i64);
                 for m in batch.drain(..) {
                     chat.handle(m);
                 }
             }
         }
+    });
+    // The systemd watchdog pings only while every shard's loop runs this.
+    let heartbeat = setup.heartbeat.clone().map(|(beats, period)| {
+        glommio::spawn_local(async move {
+            loop {
+                beats.beat(shard);
+                glommio::timer::sleep(period).await;
+            }
+        })
     });
     let ticker = glommio::spawn_local({
         let chat = chat.clone();
@@ -104,7 +133,14 @@ pub async fn run(shard: usize, setup: ShardSetup, on_bound: impl FnOnce()) -> st
         }
     });
 
-    let endpoint = Rc::new(setup.endpoint.clone());
+    let shared = Rc::new(conn::Shared {
+        endpoint: setup.endpoint.clone(),
+        chat: chat.clone(),
+        links: links.clone(),
+        draining: draining.clone(),
+        rest: setup.rest,
+        tls: setup.tls.clone(),
+    });
     let mut counter = 0u64;
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -133,33 +169,33 @@ pub async fn run(shard: usize, setup: ShardSetup, on_bound: impl FnOnce()) -> st
         let admit = setup.admission.admit(peer.ip());
         counter += 1;
         let id = crate::chat::mail::conn_id(shard, counter);
-        let (chat, links, ep, draining, rest) = (
-            chat.clone(),
-            links.clone(),
-            endpoint.clone(),
-            draining.clone(),
-            setup.rest,
-        );
-        // Boxed before the gate wraps it, so the wrapper holds a pointer
-        // rather than a second copy of the connection's state.
-        let task = gate.spawn(Box::pin(async move {
-            let mut stream = stream;
-            let _guard = match admit {
-                Ok(g) => g,
-                Err(refusal) => {
-                    let r = Response::error(503, "UNAVAILABLE", refusal.message());
-                    let _ = Box::pin(transport::http::write_response(&mut stream, &r)).await;
-                    return;
+        // Every event logged while serving the connection carries its id
+        // and shard, and its user once the Socket.IO CONNECT authenticates.
+        // A debug span: at the default `info` it is disabled and entering it
+        // on every poll of the task is a null check; an enabled span takes
+        // the log filter's process-wide lock on each enter and exit, a cost
+        // for debugging sessions only. (The connection logs are at debug.)
+        let span = tracing::debug_span!("conn", conn = id, shard, user = tracing::field::Empty);
+        // Two phases (see `conn`): the opening is boxed outside the task,
+        // so the task holds a pointer to it, and the task is boxed before
+        // the gate wraps it, so the wrapper holds a pointer too.
+        let accepted = conn::Accepted {
+            stream,
+            peer,
+            id,
+            admit,
+        };
+        let opening = Box::pin(conn::open(accepted, shared.clone()));
+        let sh = shared.clone();
+        let fut = Box::pin(tracing::Instrument::instrument(
+            async move {
+                if let Some(session) = opening.await {
+                    conn::run(session, &sh).await;
                 }
-            };
-            // Anything but a Socket.IO upgrade: REST and the probes, served
-            // by hyper with keep-alive from the bytes already read.
-            let other =
-                async |stream: glommio::net::TcpStream, _req: transport::Request, read: Vec<u8>| {
-                    crate::rest::serve(stream, read, chat.clone(), draining.clone(), rest).await;
-                };
-            transport::serve(stream, peer, id, &ep, &*chat, &links, other).await;
-        }));
+            },
+            span,
+        ));
+        let task = gate.spawn(fut);
         if let Ok(t) = task {
             t.detach();
         }
@@ -185,6 +221,9 @@ pub async fn run(shard: usize, setup: ShardSetup, on_bound: impl FnOnce()) -> st
         );
     }
     ticker.cancel().await;
+    if let Some(h) = heartbeat {
+        h.cancel().await;
+    }
     receiver.cancel().await;
     flusher.cancel().await;
     Ok(())

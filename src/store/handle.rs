@@ -22,6 +22,8 @@ pub struct StoreSettings {
     pub writer_queue: usize,
     pub readers: usize,
     pub reader_queue: usize,
+    /// Batch sizes, commit latencies and queue depth of the writer.
+    pub metrics: crate::metrics::StoreMetrics,
 }
 
 pub struct StoreHandle<R> {
@@ -67,10 +69,11 @@ where
     let mut threads = Vec::new();
     let mut store = open()?;
     let ws = settings.writer;
+    let metrics = settings.metrics.clone();
     threads.push(
         std::thread::Builder::new()
             .name("gatrix-store-writer".into())
-            .spawn(move || writer::run(store.as_mut(), wrx, ws, sink))
+            .spawn(move || writer::run(store.as_mut(), wrx, ws, &metrics, sink))
             .map_err(|e| StoreError::Other(e.to_string()))?,
     );
     for i in 0..settings.readers.max(1) {

@@ -9,9 +9,12 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{ChannelRecord, ChannelType, MessageRecord, Page, Result, Store, StoreError};
 
+mod checkpoint;
 mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
 }
+
+pub use checkpoint::Checkpointer;
 
 /// The database file inside DATA_DIR.
 pub fn db_path(data_dir: &Path) -> PathBuf {
@@ -35,6 +38,8 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     // OS crash or power loss can lose the last transactions.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // The WAL file is cut back to this after a checkpoint resets it.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     Ok(conn)
 }
 
@@ -47,6 +52,16 @@ impl SqliteStore {
         let conn = open_connection(&db_path(data_dir))
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Self { conn })
+    }
+
+    /// A connection that never checkpoints: for a server whose
+    /// [`Checkpointer`] does it.
+    pub fn open_without_checkpoints(data_dir: &Path) -> Result<Self> {
+        let s = Self::open(data_dir)?;
+        s.conn
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(s)
     }
 }
 

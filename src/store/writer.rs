@@ -54,6 +54,7 @@ pub fn run<R>(
     store: &mut dyn Store,
     jobs: Receiver<Job<R>>,
     settings: WriterSettings,
+    metrics: &crate::metrics::StoreMetrics,
     mut sink: impl FnMut(Vec<(Outcome, R)>),
 ) {
     let mut seqs: HashMap<String, u64> = HashMap::new();
@@ -91,7 +92,11 @@ pub fn run<R>(
                 None => break,
             }
         }
+        metrics.queue_depth.set(jobs.len() as i64);
+        metrics.batch_size.observe(batch.len() as u64);
+        let started = Instant::now();
         let outcomes = commit(store, &mut seqs, &mut batch);
+        metrics.commit_latency.observe_duration(started.elapsed());
         sink(outcomes);
     }
 }

@@ -7,6 +7,7 @@
 //! reference server's 400; other paths go to the caller's routes.
 
 pub mod http;
+pub mod origin;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -29,6 +30,8 @@ pub struct Endpoint {
     pub max_header_bytes: usize,
     /// Time allowed for the HTTP request head to arrive.
     pub handshake_timeout: Duration,
+    /// Which `Origin`s may upgrade (`ALLOWED_ORIGINS`).
+    pub origins: origin::OriginPolicy,
 }
 
 /// The live links of one shard, so shutdown can close every one.
@@ -66,14 +69,24 @@ impl Links {
     }
 }
 
-/// Serves one accepted connection to its end. Requests for anything but
-/// the Socket.IO endpoint go to `other` with the stream and every byte read
-/// from it so far (REST, health, metrics).
+/// A WebSocket session after the 101, ready to [`run`].
+pub struct Upgraded<S> {
+    io: WsIo<S>,
+    link: Rc<Link>,
+    handshake: Handshake,
+}
+
+/// Serves one accepted connection to its end: [`open`], then [`run`].
+/// Requests for anything but the Socket.IO endpoint go to `other` with the
+/// stream and every byte read from it so far (REST, health, metrics).
 ///
 /// Memory: a connection task's future is as large as its largest state and
 /// lives as long as the connection, so everything before the WebSocket
 /// session (the request head, the REST server, the 101 reply) runs in a
-/// boxed future that is freed when the session starts.
+/// boxed future that is freed when the session starts. (The box gets a
+/// statement of its own: a temporary lives to the end of its statement,
+/// so `Box::pin(open(..)).await` would keep the unboxed future's space in
+/// this one across the await.)
 pub async fn serve<S, H, O, F>(
     stream: S,
     peer: SocketAddr,
@@ -88,26 +101,44 @@ pub async fn serve<S, H, O, F>(
     O: FnOnce(S, Request, Vec<u8>) -> F,
     F: std::future::Future<Output = ()>,
 {
-    let Some((io, link, handshake)) = Box::pin(open(stream, peer, conn_id, ep, links, other)).await
-    else {
-        return;
-    };
-    let reason = protocol::drive(io, link, handshake, &ep.opts, handler).await;
-    links.map.borrow_mut().remove(&conn_id);
-    tracing::debug!(conn = conn_id, %peer, reason = reason.as_str(), "connection closed");
+    let opening = Box::pin(open(stream, peer, conn_id, ep, links, other));
+    if let Some(upgraded) = opening.await {
+        run(upgraded, ep, handler, links).await;
+    }
+}
+
+/// Runs an upgraded session to its end and unregisters its link. (Not an
+/// `async fn`, for the reason given at [`protocol::drive`].)
+pub fn run<'a, S, H>(
+    u: Upgraded<S>,
+    ep: &'a Endpoint,
+    handler: &'a H,
+    links: &'a Links,
+) -> impl std::future::Future<Output = ()> + 'a
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'a,
+    H: Handler,
+{
+    let (id, peer) = (u.link.id, u.link.peer);
+    let session = protocol::drive(u.io, u.link, u.handshake, &ep.opts, handler);
+    futures::FutureExt::map(session, move |reason| {
+        handler.closed(reason);
+        links.map.borrow_mut().remove(&id);
+        tracing::debug!(conn = id, %peer, reason = reason.as_str(), "connection closed");
+    })
 }
 
 /// Reads the request head; serves anything but a Socket.IO upgrade through
 /// `other` (and returns `None`), refuses a bad upgrade, or answers 101 and
-/// returns the new session's parts, its link registered.
-async fn open<S, O, F>(
+/// returns the new session, its link registered.
+pub async fn open<S, O, F>(
     mut stream: S,
     peer: SocketAddr,
     conn_id: u64,
     ep: &Endpoint,
     links: &Links,
     other: O,
-) -> Option<(WsIo<S>, Rc<Link>, Handshake)>
+) -> Option<Upgraded<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     O: FnOnce(S, Request, Vec<u8>) -> F,
@@ -138,10 +169,11 @@ where
 
     if req.path != "/socket.io/" && req.path != "/socket.io" {
         // Boxed too: the REST server's future is large.
-        Box::pin(other(stream, req, read)).await;
+        let rest = Box::pin(other(stream, req, read));
+        rest.await;
         return None;
     }
-    let key = match check_engine_request(&req) {
+    let key = match check_engine_request(&req).and_then(|k| ep.origins.check(&req).map(|()| k)) {
         Ok(key) => key.to_owned(),
         Err(r) => {
             let _ = http::write_response(&mut stream, &r).await;
@@ -176,7 +208,11 @@ where
             })
             .map(|t| t.trim().to_owned()),
     };
-    Some((io, link, handshake))
+    Some(Upgraded {
+        io,
+        link,
+        handshake,
+    })
 }
 
 /// Checks an Engine.IO request the way the reference server does and

@@ -66,6 +66,15 @@ impl TestServer {
     /// Starts the server; `env` is applied after the defaults, so it can
     /// override them (e.g. `("CLUSTER_WORKERS", "1")`) or set limits.
     pub fn start_with(env: &[(&str, &str)]) -> Self {
+        let mut server = Self::start_unready(env);
+        server.wait_ready();
+        server
+    }
+
+    /// Starts the server like [`TestServer::start_with`] but returns at
+    /// once, without waiting for `/health`: for tests that watch start-up
+    /// themselves (sd_notify) or whose port is not plain HTTP (TLS).
+    pub fn start_unready(env: &[(&str, &str)]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("gatrix-test-")
             .tempdir()
@@ -83,7 +92,7 @@ impl TestServer {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
         };
-        server.spawn();
+        server.spawn_child();
         server
     }
 
@@ -91,6 +100,12 @@ impl TestServer {
     /// port, secret and environment, and waits until it is ready. The log
     /// is appended to, so a restart keeps the earlier run's output.
     fn spawn(&mut self) {
+        self.spawn_child();
+        self.wait_ready();
+    }
+
+    /// Starts the binary without waiting for it to be ready.
+    fn spawn_child(&mut self) {
         assert!(self.child.is_none(), "gatrix-chat is already running");
         let log = File::options()
             .create(true)
@@ -116,7 +131,6 @@ impl TestServer {
             .spawn()
             .expect("spawn gatrix-chat");
         self.child = Some(child);
-        self.wait_ready();
     }
 
     /// Kills the server with SIGKILL (no shutdown of any kind) and waits
@@ -166,6 +180,17 @@ impl TestServer {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Sends `signal` to the running server.
+    pub fn signal(&self, signal: Signal) {
+        let child = self.child.as_ref().expect("server running");
+        kill(Pid::from_raw(child.id() as i32), signal).expect("send a signal");
+    }
+
+    /// Has the server exited (and how)?
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().expect("poll child")
     }
 
     pub fn port(&self) -> u16 {

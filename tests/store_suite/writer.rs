@@ -24,6 +24,7 @@ pub(super) fn start_writer(
         writer_queue: 10_000,
         readers: 1,
         reader_queue: 100,
+        metrics: gatrix_chat::metrics::StoreMetrics::detached(),
     };
     let (tx, rx) = unbounded();
     let (handle, threads) = handle::start(

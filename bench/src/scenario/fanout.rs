@@ -220,7 +220,7 @@ async fn sender(sh: &Shared, i: usize) -> Result<()> {
         tokio::select! {
             f = conn.next_text() => {
                 let f = f?;
-                if let Some((id, body)) = proto::parse_ack(&f) {
+                if let Some((id, body)) = proto::parse_ack(f) {
                     let Some(at) = pending.remove(&id) else { continue };
                     record(Kind::Ack, now_ns().saturating_sub(at) / 1000);
                     if body.contains("\"ok\":true") {
@@ -268,7 +268,7 @@ async fn receiver(sh: &Shared, r: usize) -> Result<()> {
         tokio::select! {
             f = conn.next_text() => {
                 let f = f?;
-                if let Some((seq, content)) = proto::parse_message(&f) {
+                if let Some((seq, content)) = proto::parse_message(f) {
                     if let Some(at) = proto::content_sched(content) {
                         record(Kind::Main, now_ns().saturating_sub(at) / 1000);
                     }

@@ -140,7 +140,7 @@ async fn conn_task(sh: &Shared, i: usize) -> Result<()> {
         tokio::select! {
             f = conn.next_text() => {
                 let f = f?;
-                if let Some((id, body)) = proto::parse_ack(&f)
+                if let Some((id, body)) = proto::parse_ack(f)
                     && let Some(at) = pending.remove(&id)
                 {
                     if body.contains("\"ok\":true") {

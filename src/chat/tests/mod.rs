@@ -53,6 +53,7 @@ impl World {
             writer_queue: 100,
             readers: 1,
             reader_queue: 100,
+            metrics: crate::metrics::StoreMetrics::detached(),
         };
         let path = dir.path().to_owned();
         let (store, threads) = crate::store::handle::start(
@@ -82,6 +83,7 @@ impl World {
                     store.clone(),
                     sessions.clone(),
                     limits.clone(),
+                    crate::metrics::ShardMetrics::detached(),
                 )
             })
             .collect();

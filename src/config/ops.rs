@@ -1,0 +1,153 @@
+//! Start-up checks of the operations settings: metrics, the Origin
+//! allow-list and TLS.
+
+use std::fs::File;
+
+use super::{Config, ConfigError};
+use crate::transport::origin::origin_problem;
+
+impl Config {
+    pub(super) fn ops_problems(&self, found: &mut Vec<ConfigError>) {
+        if let Err(e) = self.metrics_addr() {
+            found.push(e);
+        }
+        for origin in self.origin_list() {
+            if let Some(problem) = origin_problem(&origin) {
+                found.push(ConfigError::invalid(
+                    "allowed_origins",
+                    format!("lists {origin:?}, which {problem}"),
+                    "list origins as scheme://host[:port] separated by commas, e.g. \
+                     https://play.example.com,http://localhost:8080",
+                ));
+            }
+        }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => found.push(ConfigError::invalid(
+                "tls_key_file",
+                "is not set but TLS_CERT_FILE is",
+                "set both TLS_CERT_FILE and TLS_KEY_FILE (PEM files), or neither for plain HTTP",
+            )),
+            (None, Some(_)) => found.push(ConfigError::invalid(
+                "tls_cert_file",
+                "is not set but TLS_KEY_FILE is",
+                "set both TLS_CERT_FILE and TLS_KEY_FILE (PEM files), or neither for plain HTTP",
+            )),
+            _ => {}
+        }
+        let mut readable = true;
+        for (key, path) in [
+            ("tls_cert_file", &self.tls_cert_file),
+            ("tls_key_file", &self.tls_key_file),
+        ] {
+            if let Some(path) = path
+                && let Err(e) = File::open(path)
+            {
+                readable = false;
+                found.push(ConfigError::invalid(
+                    key,
+                    format!("{} cannot be read: {e}", path.display()),
+                    "point it at a readable PEM file",
+                ));
+            }
+        }
+        if let Some((cert, key)) = self.tls_files().filter(|_| readable)
+            && let Err(e) = crate::tls::check_files(cert, key)
+        {
+            found.push(ConfigError::invalid(
+                e.key,
+                e.problem,
+                "give a PEM certificate chain (leaf first) and the PEM private key of its leaf",
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(c: Config) -> Vec<String> {
+        c.problems().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn the_defaults_serve_metrics_on_the_main_port_and_allow_any_origin() {
+        let c = Config::default();
+        assert!(c.metrics_enabled);
+        assert_eq!(c.metrics_addr().unwrap(), None);
+        assert!(c.origin_list().is_empty());
+        assert!(c.allow_missing_origin);
+        assert_eq!(c.tls_files(), None);
+    }
+
+    #[test]
+    fn metrics_listen_must_be_an_address_and_port() {
+        let c = Config {
+            metrics_listen: Some("127.0.0.1:9464".into()),
+            ..Config::default()
+        };
+        assert_eq!(
+            c.metrics_addr().unwrap(),
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        let p = problems(Config {
+            metrics_listen: Some("localhost:9464".into()),
+            ..Config::default()
+        });
+        assert!(p[0].starts_with("METRICS_LISTEN (metrics_listen)"), "{p:?}");
+    }
+
+    #[test]
+    fn allowed_origins_are_split_trimmed_and_checked() {
+        let c = Config {
+            allowed_origins: " https://A.example , http://localhost:8080,".into(),
+            ..Config::default()
+        };
+        assert_eq!(
+            c.origin_list(),
+            vec!["https://a.example", "http://localhost:8080"]
+        );
+        assert!(c.validate().is_ok());
+        let p = problems(Config {
+            allowed_origins: "https://a.example/app".into(),
+            ..Config::default()
+        });
+        assert!(
+            p[0].starts_with("ALLOWED_ORIGINS (allowed_origins)"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_readable_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        std::fs::write(&cert, "x").unwrap();
+        let p = problems(Config {
+            tls_cert_file: Some(cert.clone()),
+            ..Config::default()
+        });
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("TLS_KEY_FILE (tls_key_file) is not set"),
+            "{p:?}"
+        );
+        let p = problems(Config {
+            tls_cert_file: Some(cert.clone()),
+            tls_key_file: Some(dir.path().join("missing.pem")),
+            ..Config::default()
+        });
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("TLS_KEY_FILE (tls_key_file)") && p[0].contains("missing.pem"));
+        // Both readable but not PEM: refused, naming the certificate.
+        let both = Config {
+            tls_cert_file: Some(cert.clone()),
+            tls_key_file: Some(cert.clone()),
+            ..Config::default()
+        };
+        assert!(both.tls_files().is_some());
+        let p = problems(both);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("TLS_CERT_FILE (tls_cert_file)"), "{p:?}");
+    }
+}

@@ -1,0 +1,166 @@
+//! One accepted connection on a shard: admission, TLS when configured, then
+//! the transport (a WebSocket upgrade, or REST and the probes through
+//! hyper). Generic over the stream so a TLS session and a plain socket take
+//! the same path.
+//!
+//! Memory: a connection task's future is as large as its largest state and
+//! lives as long as the connection, and every level of async calls keeps
+//! its own copy of the values passed down. So the task is two phases:
+//! [`open`] (admission, TLS handshake, request head, REST, the 101) runs
+//! boxed and is freed when it hands over a [`Session`]; the task itself
+//! holds only that box, the shard's [`Shared`] and then [`run`]'s state.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use futures_rustls::server::TlsStream;
+use glommio::net::TcpStream;
+
+use super::admission::{Refusal, Ticket};
+use crate::chat::Chat;
+use crate::rest::RestSettings;
+use crate::tls::Tls;
+use crate::transport::{self, Endpoint, Links, Response, Upgraded};
+
+/// What every connection of a shard is served with (one per shard).
+pub struct Shared {
+    pub endpoint: Endpoint,
+    pub chat: Rc<Chat>,
+    pub links: Rc<Links>,
+    pub draining: Rc<Cell<bool>>,
+    pub rest: RestSettings,
+    pub tls: Option<Arc<Tls>>,
+}
+
+/// An accepted socket and its admission.
+pub struct Accepted {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub id: u64,
+    pub admit: Result<Ticket, Refusal>,
+}
+
+/// A WebSocket session ready to run, holding its admission ticket.
+pub struct Session {
+    upgraded: Upgraded<Stream>,
+    _ticket: Ticket,
+}
+
+enum Stream {
+    Plain(TcpStream),
+    // Boxed: a TLS session's state is large.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// Everything up to a WebSocket session; `None` when the connection was
+/// refused, served as REST, or failed before the upgrade.
+pub async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
+    let Accepted {
+        mut stream,
+        peer,
+        id,
+        admit,
+    } = a;
+    let ticket = match admit {
+        Ok(t) => t,
+        // Over TLS the client would not understand a plain answer: it is
+        // just closed.
+        Err(_) if sh.tls.is_some() => return None,
+        Err(refusal) => {
+            let r = Response::error(503, "UNAVAILABLE", refusal.message());
+            let _ = transport::http::write_response(&mut stream, &r).await;
+            return None;
+        }
+    };
+    let stream = match &sh.tls {
+        None => Stream::Plain(stream),
+        Some(tls) => {
+            let handshake = futures_lite::future::or(
+                async { Some(tls.acceptor().accept(stream).await) },
+                async {
+                    glommio::timer::sleep(sh.endpoint.handshake_timeout).await;
+                    None
+                },
+            )
+            .await;
+            match handshake {
+                Some(Ok(s)) => Stream::Tls(Box::new(s)),
+                Some(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return None;
+                }
+                None => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return None;
+                }
+            }
+        }
+    };
+    // Anything but a Socket.IO upgrade: REST and the probes, served by
+    // hyper with keep-alive from the bytes already read.
+    let other = async |stream: Stream, _req: transport::Request, read: Vec<u8>| {
+        crate::rest::serve(stream, read, sh.chat.clone(), sh.draining.clone(), sh.rest).await;
+    };
+    let upgraded = transport::open(stream, peer, id, &sh.endpoint, &sh.links, other).await?;
+    Some(Session {
+        upgraded,
+        _ticket: ticket,
+    })
+}
+
+/// The WebSocket session, to its end (the ticket is released after it).
+pub fn run(s: Session, sh: &Shared) -> impl Future<Output = ()> + '_ {
+    let Session { upgraded, _ticket } = s;
+    let session = transport::run(upgraded, &sh.endpoint, &*sh.chat, &sh.links);
+    futures::FutureExt::map(session, move |()| drop(_ticket))
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => std::pin::Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => std::pin::Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => std::pin::Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => std::pin::Pin::new(s).poll_close(cx),
+            Stream::Tls(s) => std::pin::Pin::new(&mut **s).poll_close(cx),
+        }
+    }
+}

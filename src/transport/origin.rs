@@ -1,0 +1,186 @@
+//! The Origin allow-list of WebSocket upgrades (`ALLOWED_ORIGINS`).
+//!
+//! Browsers send the page's origin with every WebSocket upgrade and let
+//! any page connect anywhere; checking it is what stops a page on another
+//! site from opening a chat connection with a visitor's credentials or from
+//! inside their network. Origins are compared exactly (scheme, host and
+//! port), case-insensitively, after the browser's own serialisation
+//! (`https://play.example.com`, `http://localhost:8080`). A request without
+//! an `Origin` (native game clients, servers) is allowed unless
+//! `ALLOW_MISSING_ORIGIN=false`.
+
+use std::sync::Arc;
+
+use super::http::{Request, Response};
+
+/// Which upgrade requests may proceed, by their `Origin` header. Cloned
+/// with the endpoint for every accepted connection: the list is shared.
+#[derive(Debug, Clone, Default)]
+pub struct OriginPolicy {
+    /// Lower-cased allowed origins; empty allows any origin.
+    allowed: Arc<[Box<str>]>,
+    /// Whether a request without an `Origin` is allowed (when `allowed`
+    /// is set; with no list every request is).
+    allow_missing: bool,
+}
+
+impl OriginPolicy {
+    /// `allowed` as from [`crate::config::Config::origin_list`].
+    pub fn new(allowed: Vec<String>, allow_missing: bool) -> Self {
+        Self {
+            allowed: allowed
+                .into_iter()
+                .map(|o| o.to_ascii_lowercase().into_boxed_str())
+                .collect(),
+            allow_missing,
+        }
+    }
+
+    /// Allows every request (no list).
+    pub fn any() -> Self {
+        Self::new(Vec::new(), true)
+    }
+
+    /// Is a request with this `Origin` header (or none) allowed?
+    pub fn allows(&self, origin: Option<&str>) -> bool {
+        if self.allowed.is_empty() {
+            return true;
+        }
+        match origin.map(str::trim) {
+            None | Some("") => self.allow_missing,
+            Some(o) => {
+                let o = o.strip_suffix('/').unwrap_or(o);
+                self.allowed.iter().any(|a| a.eq_ignore_ascii_case(o))
+            }
+        }
+    }
+
+    /// `Ok` to go on with the upgrade, or the 403 to answer with.
+    pub fn check(&self, req: &Request) -> Result<(), Response> {
+        if self.allows(req.header("origin")) {
+            Ok(())
+        } else {
+            Err(Response::error(
+                403,
+                "FORBIDDEN",
+                "this origin may not open a WebSocket to this server",
+            ))
+        }
+    }
+}
+
+/// Why an `ALLOWED_ORIGINS` entry is not an origin (`scheme://host[:port]`,
+/// nothing after), or `None` when it is one.
+pub fn origin_problem(origin: &str) -> Option<&'static str> {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return Some("has no scheme (write https://host[:port])");
+    };
+    if scheme.is_empty()
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    {
+        return Some("has an invalid scheme");
+    }
+    if rest.is_empty() {
+        return Some("has no host");
+    }
+    if rest.contains(['/', '?', '#', '@', ' ']) {
+        return Some("has more than scheme://host[:port] (no path, query or user)");
+    }
+    // An IPv6 host is in brackets; a port is digits after the last colon.
+    let host_end = if rest.starts_with('[') {
+        match rest.find(']') {
+            Some(i) => i + 1,
+            None => return Some("has an unclosed IPv6 bracket"),
+        }
+    } else {
+        rest.find(':').unwrap_or(rest.len())
+    };
+    match &rest[host_end..] {
+        "" => None,
+        port => match port.strip_prefix(':').map(str::parse::<u16>) {
+            Some(Ok(_)) => None,
+            _ => Some("has an invalid port"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(list: &[&str], allow_missing: bool) -> OriginPolicy {
+        OriginPolicy::new(list.iter().map(|s| s.to_string()).collect(), allow_missing)
+    }
+
+    #[test]
+    fn an_empty_list_allows_everything() {
+        let p = OriginPolicy::any();
+        assert!(p.allows(Some("https://evil.example")));
+        assert!(p.allows(None));
+        assert!(policy(&[], false).allows(None));
+    }
+
+    #[test]
+    fn origins_match_exactly_but_case_insensitively() {
+        let p = policy(&["https://Play.Example.com", "http://localhost:8080"], true);
+        assert!(p.allows(Some("https://play.example.com")));
+        assert!(p.allows(Some("HTTPS://PLAY.EXAMPLE.COM")));
+        assert!(p.allows(Some("http://localhost:8080")));
+        // Scheme, port and host are each part of the origin.
+        assert!(!p.allows(Some("http://play.example.com")));
+        assert!(!p.allows(Some("https://play.example.com:8443")));
+        assert!(!p.allows(Some("http://localhost")));
+        assert!(!p.allows(Some("https://play.example.com.evil.example")));
+        assert!(!p.allows(Some("https://evil.example")));
+        assert!(!p.allows(Some("null")));
+    }
+
+    #[test]
+    fn a_missing_origin_follows_the_setting() {
+        assert!(policy(&["https://a.example"], true).allows(None));
+        assert!(!policy(&["https://a.example"], false).allows(None));
+        assert!(!policy(&["https://a.example"], false).allows(Some("")));
+    }
+
+    #[test]
+    fn a_refusal_is_a_json_403() {
+        let req = Request {
+            method: "GET".into(),
+            path: "/socket.io/".into(),
+            query: String::new(),
+            headers: vec![("origin".into(), "https://evil.example".into())],
+            head_len: 0,
+        };
+        let r = policy(&["https://a.example"], true)
+            .check(&req)
+            .unwrap_err();
+        assert_eq!(r.status, 403);
+        assert!(r.body.contains(r#""code":"FORBIDDEN""#), "{}", r.body);
+    }
+
+    #[test]
+    fn entries_must_be_bare_origins() {
+        for ok in [
+            "https://a.example",
+            "http://localhost:8080",
+            "https://[::1]:3000",
+            "app://game",
+        ] {
+            assert_eq!(origin_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "a.example",
+            "https://",
+            "https://a.example/",
+            "https://a.example/path",
+            "https://a.example:port",
+            "https://a.example:99999",
+            "https://[::1",
+            "://a.example",
+        ] {
+            assert!(origin_problem(bad).is_some(), "{bad}");
+        }
+    }
+}
