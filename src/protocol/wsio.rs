@@ -240,11 +240,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
                     Poll::Pending => break,
                 }
             }
+            // Nothing taken: the link is empty and has our waker.
+            let drained = buf.is_empty();
             let r = self.send_batch(cx, &buf);
             if buf.capacity() > 4 * WRITE_BATCH {
                 buf = Vec::new(); // one huge frame: do not keep its buffer
             }
-            let drained = buf.is_empty();
             WRITE_BUF.with(|c| c.set(buf));
             if r? || drained {
                 return Ok(());
@@ -328,3 +329,6 @@ fn encode_frame(out: &mut Vec<u8>, f: &Frame) {
         Frame::Binary(b) => ws::encode(out, Kind::Binary, b),
     }
 }
+
+#[cfg(test)]
+mod tests;
