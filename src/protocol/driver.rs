@@ -43,6 +43,13 @@ struct State<'a, H: Handler> {
     pong_deadline: Option<Instant>,
     connect_deadline: Option<Instant>,
     timer: Timer,
+    /// When `timer` fires, and whether it has been polled (registered with
+    /// the reactor) since it was armed: polling a glommio timer re-inserts
+    /// it into the reactor's B-tree every time, so it is polled once, and
+    /// later wakes only compare the clock (glommio fires a timer at or
+    /// after its instant, which is at or after `timer_at`).
+    timer_at: Instant,
+    timer_registered: bool,
 }
 
 struct Session<'a, S, H: Handler> {
@@ -89,6 +96,8 @@ where
             pong_deadline: None,
             connect_deadline: Some(now + opts.connect_timeout),
             timer: Timer::new(opts.ping_interval.min(opts.connect_timeout)),
+            timer_at: now + opts.ping_interval.min(opts.connect_timeout),
+            timer_registered: false,
         },
     };
     async move {
@@ -147,8 +156,12 @@ where
         if self.io.poll_write(cx, &self.st.link).is_err() {
             return Poll::Ready(Err(CloseReason::TransportError));
         }
-        if Pin::new(&mut self.st.timer).poll(cx).is_ready() {
-            return Poll::Ready(Ok(()));
+        let st = &mut self.st;
+        if !st.timer_registered || Instant::now() >= st.timer_at {
+            if Pin::new(&mut st.timer).poll(cx).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
+            st.timer_registered = true;
         }
         Poll::Pending
     }
@@ -355,6 +368,8 @@ impl<H: Handler> State<'_, H> {
         };
         let next = self.connect_deadline.map_or(next, |c| c.min(next));
         self.timer = Timer::new(next.saturating_duration_since(Instant::now()));
+        self.timer_at = next;
+        self.timer_registered = false;
     }
 }
 

@@ -214,6 +214,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
         r
     }
 
+    /// Queues raw bytes (the 101 response) ahead of every frame.
+    pub fn queue_raw(&mut self, bytes: &[u8]) {
+        self.unsent.extend_from_slice(bytes);
+    }
+
     /// Queues a pong (answering a ping) ahead of later frames.
     pub fn queue_pong(&mut self, payload: &[u8]) {
         ws::encode(&mut self.unsent, Kind::Pong, payload);
@@ -229,8 +234,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
     /// waker is registered either way).
     pub fn poll_write(&mut self, cx: &mut Context<'_>, link: &Link) -> io::Result<()> {
         loop {
-            if self.poll_send_unsent(cx)?.is_pending() {
-                return Ok(());
+            if self.unsent_from < self.unsent.len() {
+                // Frames queued meanwhile leave in the same send as what is
+                // waiting (the 101 and the OPEN packet, a pong and replies),
+                // up to a batch: the link's bounds still hold a slow reader.
+                while self.unsent.len() - self.unsent_from < WRITE_BATCH {
+                    match link.pop(cx) {
+                        Poll::Ready(f) => encode_frame(&mut self.unsent, &f),
+                        Poll::Pending => break,
+                    }
+                }
+                if self.poll_send_unsent(cx)?.is_pending() {
+                    return Ok(());
+                }
             }
             let mut buf = take_buf(&WRITE_BUF, 0);
             buf.clear();

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncWrite};
 use tungstenite::handshake::derive_accept_key;
 
 use crate::protocol::wsio::WsIo;
@@ -184,12 +184,11 @@ where
     let reply = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     );
-    if stream.write_all(reply.as_bytes()).await.is_err() || stream.flush().await.is_err() {
-        return None;
-    }
     // Frames and messages above maxPayload are refused (close 1009) from
-    // their header, before their payload is buffered.
-    let io = WsIo::new(stream, read[req.head_len..].to_vec(), ep.opts.max_payload);
+    // their header, before their payload is buffered. The 101 leaves with
+    // the OPEN packet, in one send.
+    let mut io = WsIo::new(stream, read[req.head_len..].to_vec(), ep.opts.max_payload);
+    io.queue_raw(reply.as_bytes());
     let link = Rc::new(Link::new(
         conn_id,
         crate::ids::random_token(15),
