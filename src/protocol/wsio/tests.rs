@@ -117,3 +117,99 @@ fn frames_split_across_reads_and_early_bytes_are_decoded() {
     assert_eq!(got, vec![(200, b'a'), (70_000 % 65_535, b'b')]);
     assert!(io.partial.capacity() == 0, "no buffer kept once idle");
 }
+
+/// Masked client frame with any opcode byte (FIN bit included).
+fn masked(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![b0];
+    let len = payload.len();
+    if len < 126 {
+        f.push(0x80 | len as u8);
+    } else if len <= 0xFFFF {
+        f.push(0x80 | 126);
+        f.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        f.push(0x80 | 127);
+        f.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// Random messages, randomly fragmented (with pings between fragments),
+/// delivered in random read sizes, some bytes with the upgrade: every
+/// message comes out whole, in order, and every ping is answered.
+#[test]
+fn random_fragmentation_and_read_sizes_decode_exactly() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x6a7);
+    for round in 0..200 {
+        let mut wire = Vec::new();
+        let mut want = Vec::new();
+        let mut pings = 0;
+        for _ in 0..rng.random_range(1..8) {
+            let len = match rng.random_range(0..4) {
+                0 => rng.random_range(0..126),
+                1 => rng.random_range(126..70_000),
+                _ => rng.random_range(0..2_000),
+            };
+            let text: String = (0..len)
+                .map(|_| char::from(rng.random_range(b'a'..=b'z')))
+                .collect();
+            let bytes = text.as_bytes();
+            let parts = rng.random_range(1..4).min(bytes.len().max(1));
+            let mut at = 0;
+            for p in 0..parts {
+                let end = if p + 1 == parts {
+                    bytes.len()
+                } else {
+                    rng.random_range(at..=bytes.len())
+                };
+                let op = if p == 0 { 0x1 } else { 0x0 };
+                let fin = if p + 1 == parts { 0x80 } else { 0 };
+                wire.extend(masked(fin | op, &bytes[at..end], rng.random()));
+                if p + 1 < parts && rng.random_bool(0.3) {
+                    wire.extend(masked(0x89, b"pi", rng.random()));
+                    pings += 1;
+                }
+                at = end;
+            }
+            want.push(text);
+        }
+        let early = rng.random_range(0..wire.len().min(40));
+        let mut stream = Mock::default();
+        let mut at = early;
+        while at < wire.len() {
+            let n = rng.random_range(1..=(wire.len() - at).min(9_000));
+            stream.reads.push_back(wire[at..at + n].to_vec());
+            at += n;
+        }
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut io = WsIo::new(stream, wire[..early].to_vec(), 1 << 20);
+        let mut got = Vec::new();
+        let mut seen_pings = 0;
+        loop {
+            let end = io
+                .read(&mut cx, |io, m| {
+                    match m {
+                        Msg::Text(t) => got.push(t.into_owned()),
+                        Msg::Ping(p) => {
+                            seen_pings += 1;
+                            io.queue_pong(p);
+                        }
+                        other => panic!("unexpected {other:?}"),
+                    }
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+            if end == ReadEnd::Pending {
+                break;
+            }
+        }
+        assert_eq!(got, want, "round {round}");
+        assert_eq!(seen_pings, pings, "round {round}");
+        assert_eq!(io.unsent.len(), pings * 4, "one pong frame per ping");
+        assert_eq!(io.partial.capacity(), 0, "round {round}: nothing kept");
+    }
+}
