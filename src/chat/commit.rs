@@ -23,7 +23,11 @@ use crate::store::writer::Outcome;
 
 /// The `message` event of a stored message, with its offset.
 pub fn message_frame(m: &MessageRecord) -> String {
-    format!(r#"42["message",{},"{}"]"#, m.to_json(), m.pos)
+    frame_of(&m.to_json(), m.pos)
+}
+
+fn frame_of(json: &str, pos: u64) -> String {
+    format!(r#"42["message",{json},"{pos}"]"#)
 }
 
 /// The writer's sink: turns outcomes into one shared batch for all shards.
@@ -33,10 +37,12 @@ pub fn sink(
     move |outcomes| {
         let mut batch = Vec::with_capacity(outcomes.len());
         for (outcome, (origin, received)) in outcomes {
-            let (channel, seq, pos, frame, result) = match outcome {
+            // A stored message's JSON is encoded once, for its broadcast
+            // and its sender's ack.
+            let (channel, seq, pos, json, result) = match outcome {
                 Outcome::Stored(m) => {
-                    let frame = Some(Utf8Bytes::from(message_frame(&m)));
-                    (Arc::from(m.channel_id.as_str()), m.seq, m.pos, frame, Ok(m))
+                    let json = Some(m.to_json());
+                    (Arc::from(m.channel_id.as_str()), m.seq, m.pos, json, Ok(m))
                 }
                 Outcome::Duplicate(m) => (Arc::from(m.channel_id.as_str()), 0, 0, None, Ok(m)),
                 Outcome::Failed(_) => {
@@ -53,13 +59,15 @@ pub fn sink(
                     None
                 }
                 Origin::Conn(r) => {
-                    let body = result
-                        .as_ref()
-                        .map(|m| format!(r#"{{"ok":true,"message":{}}}"#, m.to_json()));
+                    let body = result.as_ref().map(|m| match &json {
+                        Some(j) => format!(r#"{{"ok":true,"message":{j}}}"#),
+                        None => format!(r#"{{"ok":true,"message":{}}}"#, m.to_json()),
+                    });
                     reply_frame(r.ack, body.as_deref().map_err(|e| *e))
                         .map(|f| (r.conn, Utf8Bytes::from(f)))
                 }
             };
+            let frame = json.map(|j| Utf8Bytes::from(frame_of(&j, pos)));
             batch.push(Committed {
                 channel,
                 seq,

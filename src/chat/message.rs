@@ -35,8 +35,22 @@ pub fn timestamp(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_owned())
 }
 
+/// Now, as [`timestamp`] formats it. Formatting is a visible cost per
+/// message at high send rates, so each thread reuses the text within the
+/// same millisecond.
 pub fn now() -> String {
-    timestamp(OffsetDateTime::now_utc())
+    thread_local! {
+        static LAST: std::cell::RefCell<(i128, String)> = const { std::cell::RefCell::new((i128::MIN, String::new())) };
+    }
+    let t = OffsetDateTime::now_utc();
+    let ms = t.unix_timestamp_nanos() / 1_000_000;
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != ms {
+            *last = (ms, timestamp(t));
+        }
+        last.1.clone()
+    })
 }
 
 /// `42["<event>",<body>]` on the main namespace.
