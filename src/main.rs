@@ -3,6 +3,11 @@
 use clap::Parser;
 use gatrix_chat::cli::{self, Cli, Command};
 
+// mimalloc: glibc's malloc (`_int_malloc`, `malloc_consolidate`) was a
+// visible share of the shard and the writer on the message path.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     let code = match &cli.command {
