@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod cpus;
 mod database;
 mod dev_secret;
 mod error;
@@ -42,6 +43,7 @@ pub const KEYS: &[&str] = &[
     "host",
     "port",
     "cluster_workers",
+    "shard_cpus",
     "ws_max_connections",
     "ws_max_connections_per_ip",
     "broadcast_batch_size",
@@ -119,6 +121,10 @@ pub struct Config {
     /// Number of shards (pinned executors). 0 means one per available core,
     /// the right choice unless cores are reserved for something else.
     pub cluster_workers: usize,
+    /// CPUs to pin the shards to, one shard per CPU (`1-15`, `2,3,6-7`).
+    /// Unset: the shards spread over the CPUs the process may use.
+    #[serde(deserialize_with = "cpus::text_or_number")]
+    pub shard_cpus: Option<String>,
     /// Process-wide connection cap, so a flood cannot exhaust file
     /// descriptors or memory; past it, new sockets are refused.
     pub ws_max_connections: usize,
@@ -283,6 +289,7 @@ impl Default for Config {
             host: "0.0.0.0".to_owned(),
             port: 3001,
             cluster_workers: 0,
+            shard_cpus: None,
             ws_max_connections: 10_000,
             ws_max_connections_per_ip: 1_000,
             broadcast_batch_size: 100,
@@ -342,9 +349,10 @@ impl Config {
     /// Number of shards to start: `cluster_workers`, or one per available
     /// core when it is 0 (1 if the core count cannot be read).
     pub fn shards(&self) -> usize {
-        match self.cluster_workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
+        match (self.cluster_workers, self.shard_cpu_list()) {
+            (0, Ok(Some(cpus))) => cpus.len(),
+            (0, _) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            (n, _) => n,
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context as _;
-use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
 
 use std::time::Duration;
 
@@ -167,12 +167,7 @@ pub fn run_until(
         tracing::info!(%local, "metrics on http://{local}/metrics");
     }
 
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let placement = if shards <= cores {
-        PoolPlacement::MaxSpread(shards, None)
-    } else {
-        PoolPlacement::Unbound(shards)
-    };
+    let placement = placement(&config, shards)?;
     let next_index = Arc::new(AtomicUsize::new(0));
     let bound = Arc::new(AtomicUsize::new(0));
     let bind_failed = Arc::new(AtomicUsize::new(0));
@@ -242,6 +237,39 @@ pub fn run_until(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Where the shards run: with `shard_cpus`, one shard pinned to each listed
+/// CPU; otherwise spread over the CPUs this process may use (`taskset`,
+/// systemd's `CPUAffinity=`), one per CPU while there are enough, and
+/// fenced to them beyond. (glommio's own default would pick from every
+/// online CPU, ignoring the process's affinity, so CPUs kept for network
+/// interrupts would get shards.)
+fn placement(config: &Config, shards: usize) -> anyhow::Result<PoolPlacement> {
+    let online = CpuSet::online().map_err(|e| anyhow::anyhow!("reading the CPU topology: {e}"))?;
+    if let Some(cpus) = config.shard_cpu_list()? {
+        let mut sets = Vec::with_capacity(cpus.len());
+        for cpu in cpus {
+            let set = online.clone().filter(|l| l.cpu == cpu);
+            anyhow::ensure!(
+                !set.is_empty(),
+                "SHARD_CPUS lists CPU {cpu}, which is not online"
+            );
+            sets.push(set);
+        }
+        return Ok(PoolPlacement::Custom(sets));
+    }
+    let allowed = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).ok();
+    let set = online.filter(|l| allowed.is_none_or(|a| a.is_set(l.cpu).unwrap_or(false)));
+    anyhow::ensure!(
+        !set.is_empty(),
+        "no online CPU is in this process's CPU affinity"
+    );
+    Ok(if shards <= set.len() {
+        PoolPlacement::MaxSpread(shards, Some(set))
+    } else {
+        PoolPlacement::Fenced(shards, set)
+    })
 }
 
 /// The store's own background thread, stopped after the writer.

@@ -133,6 +133,7 @@ impl Config {
         }
         self.database_problems(&mut found);
         self.ops_problems(&mut found);
+        self.cpu_problems(&mut found);
         found
     }
 

@@ -188,6 +188,11 @@ impl TestServer {
         kill(Pid::from_raw(child.id() as i32), signal).expect("send a signal");
     }
 
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
     /// Has the server exited (and how)?
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child.as_mut()?.try_wait().expect("poll child")
