@@ -194,9 +194,19 @@ async fn main() {
         .route("/api/v1/channels", post(create_channel))
         .with_state(keys)
         .layer(layer);
+    // TCP_NODELAY on every accepted socket (default), as Node.js's http
+    // server and gatrix-chat do; axum::serve alone leaves Nagle on, which
+    // NODELAY=0 keeps (fewer, larger packets; delayed-ACK stalls).
+    let nodelay = std::env::var("NODELAY").map_or(true, |v| v != "0");
+    use axum::serve::ListenerExt;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
-        .expect("bind");
-    eprintln!("socketioxide comparison server on 127.0.0.1:{port}");
+        .expect("bind")
+        .tap_io(move |tcp| {
+            if nodelay {
+                let _ = tcp.set_nodelay(true);
+            }
+        });
+    eprintln!("socketioxide comparison server on 127.0.0.1:{port} (TCP_NODELAY {nodelay})");
     axum::serve(listener, app).await.expect("serve");
 }
