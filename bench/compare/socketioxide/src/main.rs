@@ -80,6 +80,9 @@ impl Keys {
 
 static NEXT_CHANNEL: AtomicU64 = AtomicU64::new(1);
 static NEXT_MESSAGE: AtomicU64 = AtomicU64::new(1);
+/// Deliveries a broadcast could not queue (a socket's buffer full or the
+/// socket closed): logged once a second while it grows.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     /// channel id -> last seq. One runtime thread, so a thread-local map
@@ -158,7 +161,13 @@ async fn on_connect(s: SocketRef) {
                 created_at: now_iso(),
             };
             // Broadcast to the room, sender included (encoded once).
-            let _ = s.within(req.channel_id.clone()).emit("message", &msg).await;
+            if let Err(e) = s.within(req.channel_id.clone()).emit("message", &msg).await {
+                let n = match e {
+                    socketioxide::BroadcastError::Socket(v) => v.len() as u64,
+                    _ => 1,
+                };
+                DROPPED.fetch_add(n, Ordering::Relaxed);
+            }
             let _ = ack.send(&json!({"ok":true,"message":msg}));
         },
     );
@@ -207,6 +216,17 @@ async fn main() {
                 let _ = tcp.set_nodelay(true);
             }
         });
+    tokio::spawn(async {
+        let mut last = 0;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let now = DROPPED.load(Ordering::Relaxed);
+            if now != last {
+                eprintln!("broadcast deliveries dropped so far: {now}");
+                last = now;
+            }
+        }
+    });
     eprintln!("socketioxide comparison server on 127.0.0.1:{port} (TCP_NODELAY {nodelay})");
     axum::serve(listener, app).await.expect("serve");
 }
