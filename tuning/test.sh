@@ -135,7 +135,7 @@ has "+gatrix-chat hard nofile 1048576"
 has "would set /sys/kernel/mm/transparent_hugepage/enabled: always -> madvise"
 has "would set /proc/irq/40/smp_affinity_list: 0-3 -> 0"
 has "would set net.ipv4.tcp_mem: 100 200 300 -> 1048576 1572864 2097152"
-has "CLUSTER_WORKERS=3"
+has "SHARD_CPUS=1-3"
 snapshot | cmp -s - "$tmp/initial" || fail "apply --dry-run changed the fake host"
 ok "apply --dry-run: prints the diff and the runtime changes, changes nothing"
 
