@@ -1,4 +1,6 @@
 //! Defaults, masking and the typed helpers of `Config`.
+use std::time::Duration;
+
 use super::*;
 
 #[test]

@@ -186,3 +186,12 @@ pub fn join_ack(ws: &mut Ws, id: u64, channel: &str) -> Value {
     assert_eq!(ack["channel"]["id"], channel, "join ack channel: {ack}");
     ack
 }
+
+/// The server survived: it answers `/health` and a new client can join.
+pub fn assert_healthy(server: &TestServer) {
+    let health = crate::common::http_get(server.port(), "/health").expect("GET /health");
+    assert_eq!(health.status, 200, "server unhealthy after bad input");
+    let channel = server.create_channel("owner", "still-works", "public", &[]);
+    let mut ws = connect(server, "after-bad-input");
+    join(&mut ws, &channel);
+}

@@ -1,0 +1,139 @@
+//! Values derived from the settings: durations, addresses, lists, the
+//! masked copy and the TOML rendering.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::*;
+
+impl Config {
+    /// Number of shards to start: `cluster_workers`, or one per available
+    /// core when it is 0 (1 if the core count cannot be read).
+    pub fn shards(&self) -> usize {
+        match (self.cluster_workers, self.shard_cpu_list()) {
+            (0, Ok(Some(cpus))) => cpus.len(),
+            (0, _) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            (n, _) => n,
+        }
+    }
+
+    /// The address every shard binds. Fails only on a host that
+    /// [`Config::validate`] would refuse.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let ip: IpAddr = self
+            .host
+            .parse()
+            .map_err(|_| validate::bad_host(&self.host))?;
+        Ok(SocketAddr::new(ip, self.port))
+    }
+
+    // The `*_ms` settings as `Duration`s, so callers never convert units.
+
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms)
+    }
+
+    pub fn ping_timeout(&self) -> Duration {
+        Duration::from_millis(self.ping_timeout_ms)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    pub fn recovery_window(&self) -> Duration {
+        Duration::from_millis(self.recovery_window_ms)
+    }
+
+    pub fn typing_timeout(&self) -> Duration {
+        Duration::from_millis(self.typing_timeout_ms)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
+    }
+
+    /// The origins of `allowed_origins`, trimmed and lower-cased; empty
+    /// when any origin is allowed.
+    pub fn origin_list(&self) -> Vec<String> {
+        self.allowed_origins
+            .split(',')
+            .map(|o| o.trim().to_ascii_lowercase())
+            .filter(|o| !o.is_empty())
+            .collect()
+    }
+
+    /// Where `/metrics` is served apart from the public port, if anywhere.
+    /// Fails only on a value [`Config::validate`] would refuse.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        match &self.metrics_listen {
+            None => Ok(None),
+            Some(a) => a
+                .parse()
+                .map(Some)
+                .map_err(|_| validate::bad_metrics_listen(a)),
+        }
+    }
+
+    /// The certificate and key files, when TLS is on.
+    pub fn tls_files(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(c), Some(k)) => Some((c, k)),
+            _ => None,
+        }
+    }
+
+    /// glommio `io_memory` per shard, in bytes.
+    pub fn io_memory_bytes(&self) -> usize {
+        self.io_memory_kib.saturating_mul(1024)
+    }
+
+    /// A copy safe to log or print: the JWT secret and the database
+    /// password, when set, are replaced by [`MASK`] (in DATABASE_URL, only
+    /// the password part).
+    pub fn masked(&self) -> Config {
+        let mut copy = self.clone();
+        for secret in [&mut copy.jwt_secret, &mut copy.db_password] {
+            if secret.is_some() {
+                *secret = Some(MASK.to_owned());
+            }
+        }
+        copy.database_url = copy.database_url.as_deref().map(mask_url_password);
+        copy
+    }
+
+    /// The config as a TOML file (what `config print` shows). Unset optional
+    /// keys are listed as comments so the operator sees they exist. Does not
+    /// mask: call [`Config::masked`] first when printing.
+    pub fn to_toml(&self) -> String {
+        let mut out = match toml::to_string(self) {
+            Ok(text) => text,
+            // Unreachable for this struct (flat, string keys); say so rather
+            // than panic.
+            Err(e) => format!("# could not render the config as TOML: {e}\n"),
+        };
+        let unset = [
+            ("jwt_secret", self.jwt_secret.is_none()),
+            ("jwt_public_key_file", self.jwt_public_key_file.is_none()),
+            ("jwt_audience", self.jwt_audience.is_none()),
+            ("jwt_issuer", self.jwt_issuer.is_none()),
+            ("database_url", self.database_url.is_none()),
+            ("db_host", self.db_host.is_none()),
+            ("db_password", self.db_password.is_none()),
+            ("db_tls_ca_file", self.db_tls_ca_file.is_none()),
+            ("metrics_listen", self.metrics_listen.is_none()),
+            ("tls_cert_file", self.tls_cert_file.is_none()),
+            ("tls_key_file", self.tls_key_file.is_none()),
+        ];
+        for (key, is_unset) in unset {
+            if is_unset {
+                out.push_str(&format!("# {key} is not set\n"));
+            }
+        }
+        out
+    }
+}
