@@ -275,4 +275,4 @@ pub fn encode_close(out: &mut Vec<u8>, code: u16, reason: &str) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -2,7 +2,11 @@ use super::*;
 
 /// A client frame: masked, with the given first byte (FIN | RSV | opcode).
 fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    masked(b0, payload, [0x37, 0xfa, 0x21, 0x3d])
+}
+
+/// A client frame masked with `mask` (also used by the wsio tests).
+pub(crate) fn masked(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
     let mut out = vec![b0];
     let len = payload.len();
     if len < 126 {

@@ -6,6 +6,7 @@ use futures_lite::{AsyncRead, AsyncWrite};
 
 use super::*;
 use crate::protocol::QueueLimits;
+use crate::protocol::ws::tests::masked;
 
 /// A socket that hands out scripted reads (then Pending) and accepts
 /// every write.
@@ -66,12 +67,7 @@ fn link() -> Link {
 }
 
 fn masked_text(payload: &[u8]) -> Vec<u8> {
-    let mask = [1u8, 2, 3, 4];
-    let mut f = vec![0x81, 0x80 | 126];
-    f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
+    masked(0x81, payload, [1, 2, 3, 4])
 }
 
 #[test]
@@ -116,24 +112,6 @@ fn frames_split_across_reads_and_early_bytes_are_decoded() {
     assert_eq!(end, ReadEnd::Pending);
     assert_eq!(got, vec![(200, b'a'), (70_000 % 65_535, b'b')]);
     assert!(io.partial.capacity() == 0, "no buffer kept once idle");
-}
-
-/// Masked client frame with any opcode byte (FIN bit included).
-fn masked(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut f = vec![b0];
-    let len = payload.len();
-    if len < 126 {
-        f.push(0x80 | len as u8);
-    } else if len <= 0xFFFF {
-        f.push(0x80 | 126);
-        f.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        f.push(0x80 | 127);
-        f.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
 }
 
 /// Random messages, randomly fragmented (with pings between fragments),
