@@ -125,6 +125,9 @@ pub fn endpoint() -> Endpoint {
             ping_timeout: Duration::from_millis(200),
             connect_timeout: Duration::from_millis(1000),
             max_payload,
+            // The suite's CONNECTs are small, but it is about the protocol:
+            // no smaller limit before CONNECT.
+            max_payload_before_connect: max_payload,
         },
         queue: QueueLimits {
             max_frames: 1024,

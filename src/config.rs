@@ -57,6 +57,7 @@ pub const KEYS: &[&str] = &[
     "connect_timeout_ms",
     "handshake_timeout_ms",
     "max_payload",
+    "max_payload_before_connect",
     "max_http_header_bytes",
     "max_message_length",
     "max_channels_per_connection",
@@ -164,6 +165,12 @@ pub struct Config {
     /// Engine.IO maxPayload, also the WebSocket message and frame size limit:
     /// bounds the memory one peer can make the server buffer.
     pub max_payload: usize,
+    /// The frame and message size limit while a connection has no
+    /// namespace connected (before its CONNECT succeeds): an
+    /// unauthenticated client may only send small frames. Large enough for
+    /// a CONNECT with the longest token accepted (8 KiB); capped at
+    /// `max_payload`.
+    pub max_payload_before_connect: usize,
     /// Largest HTTP request head accepted before the upgrade, for the same
     /// reason.
     pub max_http_header_bytes: usize,
@@ -303,6 +310,7 @@ impl Default for Config {
             connect_timeout_ms: 45_000,
             handshake_timeout_ms: 10_000,
             max_payload: 1_000_000,
+            max_payload_before_connect: 16_384,
             max_http_header_bytes: 16_384,
             max_message_length: 4_000,
             max_channels_per_connection: 100,

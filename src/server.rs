@@ -117,6 +117,7 @@ pub fn run_until(
             ping_timeout: config.ping_timeout(),
             connect_timeout: config.connect_timeout(),
             max_payload,
+            max_payload_before_connect: config.max_payload_before_connect,
         },
         queue: QueueLimits {
             max_frames: config.outbound_queue_messages,

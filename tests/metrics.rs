@@ -188,7 +188,10 @@ fn every_contracted_name_is_exposed_and_counts_follow_the_traffic() {
     // under whatever the driver calls it; the reasons are bounded.)
     // One series per shard and close reason, nothing else.
     let series = s.0.iter().filter(|(n, _, _)| n == "chat_disconnects_total");
-    assert_eq!(series.clone().count(), 2 * 10);
+    assert_eq!(
+        series.clone().count(),
+        2 * gatrix_chat::protocol::CloseReason::ALL.len()
+    );
     assert!(series.clone().all(|(_, l, _)| l.contains("reason=\"")));
     assert_eq!(s.sum("chat_slow_consumer_disconnects_total", &[]), 0.0);
 }

@@ -20,6 +20,7 @@ fn defaults_match_the_documented_values() {
     assert_eq!(c.connect_timeout(), Duration::from_secs(45));
     assert_eq!(c.handshake_timeout(), Duration::from_secs(10));
     assert_eq!(c.max_payload, 1_000_000);
+    assert_eq!(c.max_payload_before_connect, 16_384);
     assert_eq!(c.max_message_length, 4_000);
     assert_eq!(c.rate_limit_burst, 100);
     assert_eq!(c.outbound_queue_bytes, 4 * 1024 * 1024);

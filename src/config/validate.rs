@@ -73,6 +73,13 @@ impl Config {
                 "set it to a number of bytes such as 1000000 (the Socket.IO default)",
             ));
         }
+        if self.max_payload_before_connect < 1024 {
+            found.push(ConfigError::invalid(
+                "max_payload_before_connect",
+                format!("is {}, below 1024 bytes", self.max_payload_before_connect),
+                "set it to a number of bytes such as 16384, enough for a CONNECT with its token",
+            ));
+        }
         if self.max_http_header_bytes < 1024 {
             found.push(ConfigError::invalid(
                 "max_http_header_bytes",

@@ -142,7 +142,13 @@ where
                 io.queue_pong(p);
                 Ok(())
             }
-            msg => st.on_message(msg),
+            msg => {
+                let r = st.on_message(msg);
+                // MAX_PAYLOAD once a namespace is connected, the smaller
+                // limit before (and after a DISCONNECT that left none).
+                io.set_max_message(st.opts.frame_limit(!st.sockets.is_empty()));
+                r
+            }
         });
         match read {
             Ok(ReadEnd::Pending | ReadEnd::Yielded) => {}
@@ -375,10 +381,11 @@ impl<H: Handler> State<'_, H> {
 
 fn read_error(e: &IoFailure) -> CloseReason {
     match e {
-        IoFailure::Ws(WsError::TooLarge) => CloseReason::TooLarge,
-        IoFailure::Ws(WsError::Protocol(what)) => {
-            tracing::debug!(error = what, "WebSocket protocol error");
-            CloseReason::Malformed
+        IoFailure::Ws(e) => {
+            if let WsError::Protocol(what) = e {
+                tracing::debug!(error = what, "WebSocket protocol error");
+            }
+            e.close_reason()
         }
         IoFailure::Io(_) => CloseReason::TransportError,
     }

@@ -5,7 +5,10 @@
 //! driver drains the whole queue into one batched write. The queue is bounded
 //! in frames and in bytes: a push that would overflow it marks the link
 //! closing with [`CloseReason::SlowConsumer`] instead of growing or silently
-//! dropping (the client reconnects and recovers what it missed).
+//! dropping (the client reconnects and recovers what it missed). The bytes
+//! the driver holds outside the queue (encoded, not yet taken by the
+//! socket; pong replies) count against the same byte bound
+//! ([`Link::set_backlog`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -66,6 +69,8 @@ pub struct Link {
     limits: QueueLimits,
     queue: RefCell<VecDeque<Frame>>,
     queued_bytes: Cell<usize>,
+    /// Bytes the driver holds for the client outside the queue.
+    backlog: Cell<usize>,
     closing: Cell<Option<CloseReason>>,
     /// While set, the driver sends only the frames before this queue index:
     /// later ones wait until [`Link::release`] puts frames in front of them
@@ -84,6 +89,7 @@ impl Link {
             limits,
             queue: RefCell::new(VecDeque::new()),
             queued_bytes: Cell::new(0),
+            backlog: Cell::new(0),
             closing: Cell::new(None),
             hold: Cell::new(None),
             waker: RefCell::new(None),
@@ -97,8 +103,7 @@ impl Link {
         }
         let len = frame.len();
         let frames = self.queue.borrow().len();
-        if frames >= self.limits.max_frames || self.queued_bytes.get() + len > self.limits.max_bytes
-        {
+        if frames >= self.limits.max_frames || self.held_bytes() + len > self.limits.max_bytes {
             self.close(CloseReason::SlowConsumer);
             return Err(PushError::Overflow);
         }
@@ -131,6 +136,22 @@ impl Link {
         self.queue.borrow().len()
     }
 
+    /// Bytes held for the client: queued, and the driver's backlog.
+    fn held_bytes(&self) -> usize {
+        self.queued_bytes.get().saturating_add(self.backlog.get())
+    }
+
+    /// Driver side: the bytes it holds for the client outside the queue
+    /// (what the socket has not taken, pongs owed). They count against the
+    /// queue's byte limit: past it, the link closes as a slow consumer, the
+    /// same as when a push overflows.
+    pub(crate) fn set_backlog(&self, bytes: usize) {
+        self.backlog.set(bytes);
+        if self.held_bytes() > self.limits.max_bytes {
+            self.close(CloseReason::SlowConsumer);
+        }
+    }
+
     fn wake(&self) {
         if let Some(w) = self.waker.borrow_mut().take() {
             w.wake();
@@ -159,7 +180,7 @@ impl Link {
         queue.extend(tail);
         drop(queue);
         self.queued_bytes.set(self.queued_bytes.get() + bytes);
-        if frames > self.limits.max_frames || self.queued_bytes.get() > self.limits.max_bytes {
+        if frames > self.limits.max_frames || self.held_bytes() > self.limits.max_bytes {
             self.close(CloseReason::SlowConsumer);
         }
         self.wake();
@@ -265,6 +286,18 @@ mod tests {
         assert!(matches!(l.pop(&mut cx), Poll::Ready(Frame::Text(_))));
         assert!(l.pop(&mut cx).is_pending());
         assert!(l.push_text("123456".into()).is_ok());
+    }
+
+    #[test]
+    fn the_drivers_backlog_shares_the_byte_budget() {
+        let l = link(10, 10);
+        l.push_text("12345".into()).unwrap();
+        l.set_backlog(5);
+        assert_eq!(l.closing(), None, "5 queued + 5 held is the limit");
+        assert_eq!(l.push_text("1".into()), Err(PushError::Overflow));
+        let l = link(10, 10);
+        l.set_backlog(11);
+        assert_eq!(l.closing(), Some(CloseReason::SlowConsumer));
     }
 
     #[test]

@@ -37,6 +37,23 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// Largest Engine.IO packet (= WebSocket message) accepted, in bytes.
     pub max_payload: usize,
+    /// The same limit while no namespace is connected (before the first
+    /// CONNECT succeeds, and after a DISCONNECT left none): an
+    /// unauthenticated client may only send small frames. Capped at
+    /// `max_payload`.
+    pub max_payload_before_connect: usize,
+}
+
+impl Options {
+    /// The message size limit for a connection with or without a
+    /// connected namespace.
+    pub fn frame_limit(&self, connected: bool) -> usize {
+        if connected {
+            self.max_payload
+        } else {
+            self.max_payload_before_connect.min(self.max_payload)
+        }
+    }
 }
 
 /// Why a connection ended. Each has a WebSocket close code and reason that
@@ -57,6 +74,8 @@ pub enum CloseReason {
     RateLimited,
     /// A packet that cannot be decoded.
     Malformed,
+    /// Text (a message or a close reason) that is not UTF-8.
+    InvalidUtf8,
     /// A message or frame above maxPayload.
     TooLarge,
     /// The socket failed (reset, broken pipe): no close frame can be sent.
@@ -69,7 +88,7 @@ pub enum CloseReason {
 impl CloseReason {
     /// Every reason, in declaration order (`reason as usize` indexes it):
     /// the bounded label set of the disconnect metrics.
-    pub const ALL: [CloseReason; 10] = [
+    pub const ALL: [CloseReason; 11] = [
         Self::ClientClosed,
         Self::ServerShutdown,
         Self::PingTimeout,
@@ -77,6 +96,7 @@ impl CloseReason {
         Self::SlowConsumer,
         Self::RateLimited,
         Self::Malformed,
+        Self::InvalidUtf8,
         Self::TooLarge,
         Self::TransportError,
         Self::Internal,
@@ -88,6 +108,7 @@ impl CloseReason {
             Self::ClientClosed => (1000, "client closed"),
             Self::ServerShutdown => (1001, "server shutting down"),
             Self::Malformed => (1002, "malformed packet"),
+            Self::InvalidUtf8 => (1007, "invalid UTF-8"),
             Self::TooLarge => (1009, "message too big"),
             Self::PingTimeout => (4000, "ping timeout"),
             Self::ConnectTimeout => (4001, "connect timeout"),
@@ -108,6 +129,7 @@ impl CloseReason {
             Self::SlowConsumer => "slow_consumer",
             Self::RateLimited => "rate_limited",
             Self::Malformed => "malformed",
+            Self::InvalidUtf8 => "invalid_utf8",
             Self::TooLarge => "too_large",
             Self::TransportError => "transport_error",
             Self::Internal => "internal",

@@ -13,12 +13,23 @@
 //! Accepted: masked client frames, text and binary messages (fragmented or
 //! not, up to `max_message` bytes in total, checked from the frame header
 //! before any payload is buffered), ping/pong/close control frames between
-//! fragments. Refused as protocol errors: reserved bits (no extension is
-//! negotiated), unknown opcodes, unmasked frames, fragmented or oversized
-//! control frames, continuations without a start, a new message inside a
-//! fragmented one, text that is not UTF-8, a malformed close payload.
+//! fragments. Refused as protocol errors (close 1002): reserved bits (no
+//! extension is negotiated), unknown opcodes, unmasked frames, fragmented or
+//! oversized control frames, continuations without a start, a new message
+//! inside a fragmented one, a malformed close payload or a close code that
+//! is invalid on the wire. Text that is not UTF-8, in a message or a close
+//! reason, is [`WsError::InvalidUtf8`] (close 1007), found as soon as it is
+//! certain: at the fragment, or the part of a frame that has arrived, that
+//! makes it invalid ([`utf8`]).
+
+mod encode;
+mod utf8;
 
 use std::borrow::Cow;
+
+pub use encode::{Kind, encode, encode_close};
+
+use utf8::Utf8Check;
 
 /// A complete message from the client.
 #[derive(Debug, PartialEq, Eq)]
@@ -39,6 +50,19 @@ pub enum WsError {
     Protocol(&'static str),
     /// A message above the size limit (close 1009).
     TooLarge,
+    /// Text, or a close reason, that is not UTF-8 (close 1007).
+    InvalidUtf8,
+}
+
+impl WsError {
+    /// How the connection is closed for it.
+    pub fn close_reason(self) -> super::CloseReason {
+        match self {
+            Self::Protocol(_) => super::CloseReason::Malformed,
+            Self::TooLarge => super::CloseReason::TooLarge,
+            Self::InvalidUtf8 => super::CloseReason::InvalidUtf8,
+        }
+    }
 }
 
 const OP_CONT: u8 = 0x0;
@@ -51,12 +75,23 @@ const OP_PONG: u8 = 0xA;
 /// Longest frame header: 2 bytes, 8 of extended length, 4 of mask.
 pub const MAX_HEADER: usize = 14;
 
-/// One connection's decoding state: only a fragmented message in progress.
+/// One connection's decoding state: a fragmented message in progress, and
+/// the UTF-8 check of the text message (or text frame) being received.
 #[derive(Debug)]
 pub struct Decoder {
     max_message: usize,
     /// (is text, bytes so far) of a fragmented message.
     fragments: Option<(bool, Vec<u8>)>,
+    /// The UTF-8 state of the current text message, up to `checked`.
+    utf8: Utf8Check,
+    /// Payload bytes of the incomplete frame at the front of the buffer
+    /// already fed to `utf8` (it is presented again, with more bytes).
+    checked: usize,
+    /// The status code of the client's close frame, once it came.
+    peer_close: Option<u16>,
+    /// A close frame came (or started to come) from the client, valid or
+    /// not.
+    peer_closed: bool,
 }
 
 /// A parsed frame header.
@@ -73,7 +108,28 @@ impl Decoder {
         Self {
             max_message,
             fragments: None,
+            utf8: Utf8Check::default(),
+            checked: 0,
+            peer_close: None,
+            peer_closed: false,
         }
+    }
+
+    /// Changes the message size limit from the next frame on (the limit
+    /// before a Socket.IO CONNECT is smaller than after it).
+    pub fn set_max_message(&mut self, max_message: usize) {
+        self.max_message = max_message;
+    }
+
+    /// The status code of the client's close frame, if one came with a code.
+    pub fn peer_close(&self) -> Option<u16> {
+        self.peer_close
+    }
+
+    /// Has the client sent a close frame (valid or not)? Then it sends
+    /// nothing more: there is no close frame of its own to wait for.
+    pub fn peer_closed(&self) -> bool {
+        self.peer_closed
     }
 
     /// How many bytes the frame starting at `buf` needs in total, once its
@@ -82,15 +138,15 @@ impl Decoder {
         Self::header(buf)
             .ok()
             .flatten()
-            .map(|h| h.header_len + h.payload_len)
+            .map(|h| h.header_len.saturating_add(h.payload_len))
     }
 
     /// Decodes the next message from the front of `buf`, unmasking in place.
     /// Returns the message and the bytes consumed, `Ok(None)` when `buf`
-    /// holds no complete message yet (nothing consumed: call again with
-    /// more bytes), or the error that ends the connection. Fragments are
-    /// consumed into the decoder as they come, so `Ok(None)` after some
-    /// bytes were consumed is reported as `Some((None, consumed))`.
+    /// holds no complete frame yet (nothing consumed: call again with the
+    /// same bytes and more), or the error that ends the connection.
+    /// Fragments are consumed into the decoder as they come, so a frame
+    /// that completes no message is reported as `Some((None, consumed))`.
     pub fn next<'b>(
         &mut self,
         buf: &'b mut [u8],
@@ -98,62 +154,121 @@ impl Decoder {
         let Some(h) = Self::header(buf)? else {
             return Ok(None);
         };
-        let is_control = h.opcode >= 0x8;
-        // Size checks come before waiting for the payload: a client cannot
-        // make the server buffer more than the limit.
-        if is_control {
-            if h.payload_len > 125 {
-                return Err(WsError::Protocol("control frame payload above 125 bytes"));
-            }
-            if !h.fin {
-                return Err(WsError::Protocol("fragmented control frame"));
-            }
-        } else {
-            let so_far = self.fragments.as_ref().map_or(0, |(_, b)| b.len());
-            if so_far.saturating_add(h.payload_len) > self.max_message {
-                return Err(WsError::TooLarge);
-            }
-        }
-        let total = h.header_len + h.payload_len;
+        // Even a close frame refused below (too long, a bad code) is the
+        // client's last frame.
+        self.peer_closed |= h.opcode == OP_CLOSE;
+        // Every check that the header allows comes before waiting for the
+        // payload: a client cannot make the server buffer more than the
+        // limit, nor wait for a frame that is refused anyway.
+        let text = self.check_header(&h)?;
+        let total = h.header_len.saturating_add(h.payload_len);
         if buf.len() < total {
+            if text {
+                let so_far = buf.get(h.header_len..).unwrap_or_default();
+                self.check_partial(&h, so_far)?;
+            }
             return Ok(None);
         }
+        let checked = std::mem::take(&mut self.checked);
         let payload = &mut buf[h.header_len..total];
         unmask(payload, h.mask);
         let payload: &'b [u8] = payload;
-        let msg = match (h.opcode, self.fragments.is_some()) {
-            (OP_TEXT | OP_BINARY, true) => {
-                return Err(WsError::Protocol("new message inside a fragmented one"));
-            }
-            (OP_TEXT | OP_BINARY, false) if !h.fin => {
-                self.fragments = Some((h.opcode == OP_TEXT, payload.to_vec()));
+        let unchecked = payload.get(checked..).unwrap_or_default();
+        let msg = match h.opcode {
+            OP_TEXT if h.fin => Some(Msg::Text(Cow::Borrowed(utf8(payload)?))),
+            OP_BINARY if h.fin => Some(Msg::Binary(Cow::Borrowed(payload))),
+            OP_TEXT | OP_BINARY => {
+                if text {
+                    if checked == 0 {
+                        self.utf8 = Utf8Check::default();
+                    }
+                    self.utf8
+                        .feed(unchecked)
+                        .map_err(|_| WsError::InvalidUtf8)?;
+                }
+                self.fragments = Some((text, payload.to_vec()));
                 None
             }
-            (OP_TEXT, false) => Some(Msg::Text(Cow::Borrowed(utf8(payload)?))),
-            (OP_BINARY, false) => Some(Msg::Binary(Cow::Borrowed(payload))),
-            (OP_CONT, false) => return Err(WsError::Protocol("continuation without a start")),
-            (OP_CONT, true) => {
-                let (_, bytes) = self.fragments.as_mut().expect("checked");
+            OP_CONT => {
+                if text {
+                    self.utf8
+                        .feed(unchecked)
+                        .map_err(|_| WsError::InvalidUtf8)?;
+                }
+                let Some((_, bytes)) = self.fragments.as_mut() else {
+                    return Err(WsError::Protocol("continuation without a start"));
+                };
                 bytes.extend_from_slice(payload);
-                if h.fin {
-                    let (text, bytes) = self.fragments.take().expect("checked");
-                    Some(if text {
-                        let s = String::from_utf8(bytes)
-                            .map_err(|_| WsError::Protocol("text is not UTF-8"))?;
-                        Msg::Text(Cow::Owned(s))
-                    } else {
-                        Msg::Binary(Cow::Owned(bytes))
-                    })
-                } else {
-                    None
+                match self.fragments.take_if(|_| h.fin) {
+                    Some((true, bytes)) => {
+                        self.utf8.finish().map_err(|_| WsError::InvalidUtf8)?;
+                        let s = String::from_utf8(bytes).map_err(|_| WsError::InvalidUtf8)?;
+                        Some(Msg::Text(Cow::Owned(s)))
+                    }
+                    Some((false, bytes)) => Some(Msg::Binary(Cow::Owned(bytes))),
+                    None => None,
                 }
             }
-            (OP_PING, _) => Some(Msg::Ping(payload)),
-            (OP_PONG, _) => Some(Msg::Pong),
-            (OP_CLOSE, _) => Some(Msg::Close(close_code(payload)?)),
-            _ => return Err(WsError::Protocol("unknown opcode")),
+            OP_PING => Some(Msg::Ping(payload)),
+            OP_PONG => Some(Msg::Pong),
+            _ => {
+                let code = close_code(payload)?;
+                self.peer_close = code;
+                Some(Msg::Close(code))
+            }
         };
         Ok(Some((msg, total)))
+    }
+
+    /// The checks a frame header allows on its own (opcode, fragment
+    /// state, sizes). Returns whether its payload is text.
+    fn check_header(&self, h: &Header) -> Result<bool, WsError> {
+        let in_text = self.fragments.as_ref().map(|(text, _)| *text);
+        match (h.opcode, in_text) {
+            (OP_CLOSE | OP_PING | OP_PONG, _) => {
+                if h.payload_len > 125 {
+                    return Err(WsError::Protocol("control frame payload above 125 bytes"));
+                }
+                if !h.fin {
+                    return Err(WsError::Protocol("fragmented control frame"));
+                }
+                return Ok(false);
+            }
+            (OP_TEXT | OP_BINARY, Some(_)) => {
+                return Err(WsError::Protocol("new message inside a fragmented one"));
+            }
+            (OP_CONT, None) => return Err(WsError::Protocol("continuation without a start")),
+            (OP_TEXT | OP_BINARY | OP_CONT, _) => {}
+            _ => return Err(WsError::Protocol("unknown opcode")),
+        }
+        let so_far = self.fragments.as_ref().map_or(0, |(_, b)| b.len());
+        if so_far.saturating_add(h.payload_len) > self.max_message {
+            return Err(WsError::TooLarge);
+        }
+        Ok(h.opcode == OP_TEXT || in_text == Some(true))
+    }
+
+    /// Feeds the newly arrived part of an incomplete text frame (`so_far`:
+    /// its payload bytes here, still masked) to the UTF-8 check.
+    fn check_partial(&mut self, h: &Header, so_far: &[u8]) -> Result<(), WsError> {
+        let Some(new) = so_far.get(self.checked..) else {
+            return Ok(()); // not the same frame with more bytes: nothing new
+        };
+        if self.checked == 0 && h.opcode == OP_TEXT {
+            self.utf8 = Utf8Check::default(); // a new text message starts
+        }
+        let mut chunk = [0u8; 256];
+        for (n, piece) in new.chunks(chunk.len()).enumerate() {
+            let at = self.checked + n * chunk.len();
+            for (i, (out, b)) in chunk.iter_mut().zip(piece).enumerate() {
+                *out = b ^ h.mask[(at + i) & 3];
+            }
+            self.utf8
+                .feed(&chunk[..piece.len()])
+                .map_err(|_| WsError::InvalidUtf8)?;
+        }
+        self.checked = so_far.len();
+        Ok(())
     }
 
     fn header(buf: &[u8]) -> Result<Option<Header>, WsError> {
@@ -201,7 +316,7 @@ impl Decoder {
 }
 
 fn utf8(b: &[u8]) -> Result<&str, WsError> {
-    std::str::from_utf8(b).map_err(|_| WsError::Protocol("text is not UTF-8"))
+    std::str::from_utf8(b).map_err(|_| WsError::InvalidUtf8)
 }
 
 fn close_code(payload: &[u8]) -> Result<Option<u16>, WsError> {
@@ -209,10 +324,23 @@ fn close_code(payload: &[u8]) -> Result<Option<u16>, WsError> {
         [] => Ok(None),
         [_] => Err(WsError::Protocol("close payload of one byte")),
         [a, b, reason @ ..] => {
+            let code = u16::from_be_bytes([*a, *b]);
+            if !valid_close_code(code) {
+                return Err(WsError::Protocol("invalid close code"));
+            }
             utf8(reason)?;
-            Ok(Some(u16::from_be_bytes([*a, *b])))
+            Ok(Some(code))
         }
     }
+}
+
+/// May `code` be sent in a close frame (RFC 6455 7.4)? 1000-1003 and
+/// 1007-1011 from the RFC, 1012-1014 from the IANA registry, 3000-4999 for
+/// libraries and applications. 1004 is reserved; 1005, 1006 and 1015 mean
+/// "none", "dropped" and "TLS failed" and never appear on the wire; the
+/// rest below 3000 is unassigned.
+fn valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 /// XORs `payload` with the client's mask, eight bytes at a time.
@@ -228,50 +356,6 @@ fn unmask(payload: &mut [u8], mask: [u8; 4]) {
     for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
         *b ^= mask[i & 3];
     }
-}
-
-/// Server frame kinds (server frames are never masked or fragmented).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Text,
-    Binary,
-    Close,
-    Pong,
-}
-
-/// Appends one complete server frame to `out`.
-pub fn encode(out: &mut Vec<u8>, kind: Kind, payload: &[u8]) {
-    let op = match kind {
-        Kind::Text => OP_TEXT,
-        Kind::Binary => OP_BINARY,
-        Kind::Close => OP_CLOSE,
-        Kind::Pong => OP_PONG,
-    };
-    let len = payload.len();
-    out.reserve(len + 10);
-    out.push(0x80 | op);
-    if len < 126 {
-        out.push(len as u8);
-    } else if len <= usize::from(u16::MAX) {
-        out.push(126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(payload);
-}
-
-/// Appends a close frame with `code` and `reason` (cut to fit 125 bytes).
-pub fn encode_close(out: &mut Vec<u8>, code: u16, reason: &str) {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut payload = Vec::with_capacity(2 + end);
-    payload.extend_from_slice(&code.to_be_bytes());
-    payload.extend_from_slice(&reason.as_bytes()[..end]);
-    encode(out, Kind::Close, &payload);
 }
 
 #[cfg(test)]

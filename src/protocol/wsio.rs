@@ -8,6 +8,14 @@
 //! only what the socket does not take (a slow reader) is kept in the
 //! connection (`unsent`), and freed once sent. So an idle connection holds
 //! two empty `Vec`s, and a busy one costs one syscall per batch of frames.
+//!
+//! Bounds against a client that does not play along: an incomplete frame
+//! is held as it arrives (its header alone reserves nothing); the bytes the
+//! socket has not taken count against the [`Link`]'s byte budget, so a
+//! client that does not read is closed as a slow consumer (4008) like one
+//! whose queue overflows; and while the socket is full, pings are answered
+//! with one pong for the latest (RFC 6455 5.5.3), each still counted
+//! against the budget.
 
 use std::cell::Cell;
 use std::io;
@@ -68,6 +76,15 @@ pub struct WsIo<S> {
     /// Encoded bytes the socket has not accepted yet (usually empty).
     unsent: Vec<u8>,
     unsent_from: usize,
+    /// The socket refused bytes and has not taken all of `unsent` since.
+    blocked: bool,
+    /// While blocked: the latest ping's payload, answered once the socket
+    /// takes bytes again (earlier ones are not answered).
+    pong: Option<Box<[u8]>>,
+    /// While blocked: the bytes of the pongs asked for, answered or not.
+    /// They count against the outbound budget, so that pinging a server
+    /// without reading is a slow consumer like any other.
+    pongs_owed: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
@@ -79,7 +96,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
             partial: early,
             unsent: Vec::new(),
             unsent_from: 0,
+            blocked: false,
+            pong: None,
+            pongs_owed: 0,
         }
+    }
+
+    /// Changes the message (and frame) size limit from the next frame on.
+    pub fn set_max_message(&mut self, max_message: usize) {
+        self.dec.set_max_message(max_message);
     }
 
     /// Reads what the socket has and hands every complete message to `on`
@@ -149,33 +174,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
             }
         }
         if at < n {
-            let tail = &buf[at..n];
-            let need = Decoder::frame_len(tail).unwrap_or(0).max(tail.len());
-            self.partial.reserve_exact(need);
-            self.partial.extend_from_slice(tail);
+            self.append_partial(&buf[at..n]);
         }
         Poll::Ready(Ok(true))
     }
 
-    /// One read appended to `partial` (a frame larger than one read, or
-    /// split across reads), then decoding from it.
+    /// Appends bytes that arrived to `partial`. It grows with what arrived
+    /// (doubling, so a large frame costs few copies), never beyond the frame
+    /// its header announces: the announcement alone reserves nothing.
+    fn append_partial(&mut self, bytes: &[u8]) {
+        let need = self.partial.len() + bytes.len();
+        if need > self.partial.capacity() {
+            let frame = Decoder::frame_len(&self.partial).unwrap_or(0);
+            let target = (self.partial.capacity() * 2).min(frame).max(need);
+            self.partial.reserve_exact(target - self.partial.len());
+        }
+        self.partial.extend_from_slice(bytes);
+    }
+
+    /// One read (into the shared buffer) appended to `partial`: a frame
+    /// larger than one read, or split across reads. Then decoding from it.
     fn read_partial<E>(
         &mut self,
         cx: &mut Context<'_>,
         on: &mut impl FnMut(&mut Self, Msg<'_>) -> Result<(), E>,
     ) -> Poll<Result<bool, Result<IoFailure, E>>> {
-        let len = self.partial.len();
-        let want = Decoder::frame_len(&self.partial)
-            .unwrap_or(0)
-            .saturating_sub(len)
-            .clamp(ws::MAX_HEADER, READ_CHUNK);
-        self.partial.resize(len + want, 0);
-        let r = Pin::new(&mut self.stream).poll_read(cx, &mut self.partial[len..]);
-        let n = match r {
-            Poll::Ready(Ok(n)) => n,
-            _ => 0,
-        };
-        self.partial.truncate(len + n);
+        let mut buf = take_buf(&READ_BUF, READ_CHUNK);
+        let r = Pin::new(&mut self.stream).poll_read(cx, &mut buf);
+        if let Poll::Ready(Ok(n)) = r {
+            self.append_partial(&buf[..n]);
+        }
+        READ_BUF.with(|c| c.set(buf));
         match r {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Err(e)) => return Poll::Ready(Err(Ok(IoFailure::Io(e)))),
@@ -209,6 +238,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
         };
         if at < buf.len() {
             buf.drain(..at);
+            // What is left is the start of the next frame: do not keep the
+            // room of a large one that is done.
+            if buf.capacity() > READ_CHUNK && buf.capacity() > 2 * buf.len() {
+                buf.shrink_to(buf.len());
+            }
             self.partial = buf;
         }
         r
@@ -219,20 +253,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
         self.unsent.extend_from_slice(bytes);
     }
 
-    /// Queues a pong (answering a ping) ahead of later frames.
+    /// Answers a ping: the pong leaves ahead of later frames. While the
+    /// socket is full, only the latest ping is answered (RFC 6455 5.5.3)
+    /// and every pong asked for counts against the outbound budget.
     pub fn queue_pong(&mut self, payload: &[u8]) {
-        ws::encode(&mut self.unsent, Kind::Pong, payload);
+        if self.blocked {
+            self.pongs_owed = self.pongs_owed.saturating_add(2 + payload.len());
+            self.pong = Some(payload.into());
+        } else {
+            ws::encode(&mut self.unsent, Kind::Pong, payload);
+        }
     }
 
-    /// Queues the close frame.
+    /// Queues the close frame. When it answers the client's close frame,
+    /// it echoes the client's status code instead of `code` (RFC 6455
+    /// 5.5.1); a client close without a code gets `code`.
     pub fn queue_close(&mut self, code: u16, reason: &str) {
+        let code = self.dec.peer_close().unwrap_or(code);
         ws::encode_close(&mut self.unsent, code, reason);
+    }
+
+    /// Bytes held for the client outside the link's queue: what the socket
+    /// has not taken, and the pongs owed while it is full.
+    fn backlog(&self) -> usize {
+        (self.unsent.len() - self.unsent_from).saturating_add(self.pongs_owed)
     }
 
     /// Moves every frame queued on `link` to the socket, many frames per
     /// send. Returns when the link is empty or the socket is full (the
-    /// waker is registered either way).
+    /// waker is registered either way). What is left over counts against
+    /// the link's byte budget ([`Link::set_backlog`]): past it, the link is
+    /// closing as a slow consumer.
     pub fn poll_write(&mut self, cx: &mut Context<'_>, link: &Link) -> io::Result<()> {
+        let r = self.poll_write_inner(cx, link);
+        link.set_backlog(self.backlog());
+        r
+    }
+
+    fn poll_write_inner(&mut self, cx: &mut Context<'_>, link: &Link) -> io::Result<()> {
         loop {
             if self.unsent_from < self.unsent.len() {
                 // Frames queued meanwhile leave in the same send as what is
@@ -250,14 +308,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
             }
             let mut buf = take_buf(&WRITE_BUF, 0);
             buf.clear();
+            // The socket took everything: the pong kept while it was full
+            // goes first.
+            if let Some(p) = self.pong.take() {
+                ws::encode(&mut buf, Kind::Pong, &p);
+            }
+            let mut drained = false;
             while buf.len() < WRITE_BATCH {
                 match link.pop(cx) {
                     Poll::Ready(f) => encode_frame(&mut buf, &f),
-                    Poll::Pending => break,
+                    Poll::Pending => {
+                        drained = true; // the link is empty and has our waker
+                        break;
+                    }
                 }
             }
-            // Nothing taken: the link is empty and has our waker.
-            let drained = buf.is_empty();
             let r = self.send_batch(cx, &buf);
             if buf.capacity() > 4 * WRITE_BATCH {
                 buf = Vec::new(); // one huge frame: do not keep its buffer
@@ -280,6 +345,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
                 Poll::Ready(Err(e)) => return Err(e),
                 Poll::Pending => {
                     self.unsent.extend_from_slice(&buf[at..]);
+                    self.blocked = true;
                     return Ok(true);
                 }
             }
@@ -294,13 +360,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
                 Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => self.unsent_from += n,
                 Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => return Ok(Poll::Pending),
+                Poll::Pending => {
+                    self.blocked = true;
+                    return Ok(Poll::Pending);
+                }
             }
         }
         if self.unsent.capacity() > 0 {
             self.unsent = Vec::new();
             self.unsent_from = 0;
         }
+        self.blocked = false;
+        self.pongs_owed = 0;
         Ok(Poll::Ready(()))
     }
 
@@ -323,6 +394,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
     /// unread bytes makes the kernel answer with a reset, which can destroy
     /// the close frame in flight and fails the client's writes.
     pub fn poll_until_client_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.dec.peer_closed() {
+            return Poll::Ready(()); // it came already (maybe the frame we refused)
+        }
         let mut seen_close = false;
         let r = self.read(cx, |_, msg| {
             if matches!(msg, Msg::Close(_)) {

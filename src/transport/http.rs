@@ -18,6 +18,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// Length in bytes of the head on the wire.
     pub head_len: usize,
+    /// The HTTP/1.x minor version (0 for HTTP/1.0).
+    pub minor_version: u8,
 }
 
 impl Request {
@@ -93,6 +95,7 @@ pub async fn read_head<S: AsyncRead + Unpin>(
                         })
                         .collect(),
                     head_len: len,
+                    minor_version: req.version.unwrap_or(0),
                 };
                 return Ok((request, buf));
             }
@@ -110,6 +113,8 @@ pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
+    /// Headers besides the usual ones (e.g. `Sec-WebSocket-Version`).
+    pub headers: &'static [(&'static str, &'static str)],
 }
 
 impl Response {
@@ -118,6 +123,7 @@ impl Response {
             status,
             content_type: "application/json",
             body: body.into(),
+            headers: &[],
         }
     }
 
@@ -138,6 +144,7 @@ fn reason_phrase(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         413 => "Payload Too Large",
+        426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
@@ -146,8 +153,13 @@ fn reason_phrase(status: u16) -> &'static str {
 }
 
 pub async fn write_response<S: AsyncWrite + Unpin>(s: &mut S, r: &Response) -> std::io::Result<()> {
+    let extra: String = r
+        .headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n{extra}\r\n",
         r.status,
         reason_phrase(r.status),
         r.content_type,

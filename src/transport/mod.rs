@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use base64::Engine;
 use futures_lite::{AsyncRead, AsyncWrite};
 use tungstenite::handshake::derive_accept_key;
 
@@ -74,6 +75,17 @@ pub struct Upgraded<S> {
     io: WsIo<S>,
     link: Rc<Link>,
     handshake: Handshake,
+}
+
+impl<S> Upgraded<S> {
+    /// The socket I/O and the link, for a WebSocket application other than
+    /// Engine.IO: `examples/ws_echo.rs` runs the Autobahn suite against the
+    /// server's own upgrade ([`open`]) and socket I/O ([`WsIo`]) this way,
+    /// rather than copies of them.
+    #[doc(hidden)]
+    pub fn into_parts(self) -> (WsIo<S>, Rc<Link>) {
+        (self.io, self.link)
+    }
 }
 
 /// Serves one accepted connection to its end: [`open`], then [`run`].
@@ -184,10 +196,15 @@ where
     let reply = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     );
-    // Frames and messages above maxPayload are refused (close 1009) from
-    // their header, before their payload is buffered. The 101 leaves with
-    // the OPEN packet, in one send.
-    let mut io = WsIo::new(stream, read[req.head_len..].to_vec(), ep.opts.max_payload);
+    // Frames and messages above the limit are refused (close 1009) from
+    // their header, before their payload is buffered; until a CONNECT
+    // succeeds the limit is the smaller one. The 101 leaves with the OPEN
+    // packet, in one send.
+    let mut io = WsIo::new(
+        stream,
+        read[req.head_len..].to_vec(),
+        ep.opts.frame_limit(false),
+    );
     io.queue_raw(reply.as_bytes());
     let link = Rc::new(Link::new(
         conn_id,
@@ -235,17 +252,33 @@ fn check_engine_request(req: &Request) -> Result<&str, Response> {
     if req.method != "GET" {
         return Err(engine_error(2, "Bad handshake method"));
     }
+    // RFC 6455 4.1/4.2.1: HTTP/1.1 or later, the upgrade headers, and a
+    // key that is the base64 of 16 bytes.
     let upgrade = req
         .header("upgrade")
         .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
-    if !upgrade
-        || !req.header_has_token("connection", "upgrade")
-        || req.header("sec-websocket-version") != Some("13")
-    {
+    let key = req.header("sec-websocket-key").filter(|k| {
+        base64::engine::general_purpose::STANDARD
+            .decode(k)
+            .is_ok_and(|bytes| bytes.len() == 16)
+    });
+    let version = req.header("sec-websocket-version");
+    let (true, true, Some(key), Some(version)) = (
+        req.minor_version >= 1,
+        upgrade && req.header_has_token("connection", "upgrade"),
+        key,
+        version,
+    ) else {
         return Err(engine_error(3, "Bad request"));
+    };
+    // RFC 6455 4.4: a version we do not speak gets 426 and the one we do.
+    if version != "13" {
+        let mut r = engine_error(3, "Bad request");
+        r.status = 426;
+        r.headers = &[("Sec-WebSocket-Version", "13")];
+        return Err(r);
     }
-    req.header("sec-websocket-key")
-        .ok_or_else(|| engine_error(3, "Bad request"))
+    Ok(key)
 }
 
 #[cfg(test)]
@@ -262,6 +295,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             head_len: 0,
+            minor_version: 1,
         }
     }
 
@@ -289,5 +323,33 @@ mod tests {
             check_engine_request(&req("EIO=4&transport=websocket", &WS)).unwrap(),
             "dGhlIHNhbXBsZSBub25jZQ=="
         );
+    }
+
+    #[test]
+    fn the_key_the_version_and_http_1_1_are_checked() {
+        let q = "EIO=4&transport=websocket";
+        let with = |name: &str, value: &str| {
+            let mut r = req(q, &WS);
+            r.headers.retain(|(k, _)| k != name);
+            r.headers.push((name.into(), value.into()));
+            r
+        };
+        for key in [
+            "",
+            "not base64!",
+            "AAAAAAAAAAAAAAAAAAAA",
+            "dGhlIHNhbXBsZSBub25jZQ",
+        ] {
+            let r = check_engine_request(&with("sec-websocket-key", key)).unwrap_err();
+            assert_eq!(r.status, 400, "key {key:?}");
+        }
+        let r = check_engine_request(&with("sec-websocket-version", "8")).unwrap_err();
+        assert_eq!(
+            (r.status, r.headers),
+            (426, &[("Sec-WebSocket-Version", "13")][..])
+        );
+        let mut old = req(q, &WS);
+        old.minor_version = 0;
+        assert_eq!(check_engine_request(&old).unwrap_err().status, 400);
     }
 }

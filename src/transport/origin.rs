@@ -152,6 +152,7 @@ mod tests {
             query: String::new(),
             headers: vec![("origin".into(), "https://evil.example".into())],
             head_len: 0,
+            minor_version: 1,
         };
         let r = policy(&["https://a.example"], true)
             .check(&req)

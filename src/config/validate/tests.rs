@@ -90,6 +90,13 @@ fn each_rule_refuses_its_bad_value() {
             },
         ),
         (
+            "max_payload_before_connect",
+            Config {
+                max_payload_before_connect: 1023,
+                ..d()
+            },
+        ),
+        (
             "max_http_header_bytes",
             Config {
                 max_http_header_bytes: 100,

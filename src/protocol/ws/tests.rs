@@ -110,10 +110,101 @@ fn fragments_assemble_with_control_frames_between() {
     let mut dec = Decoder::new(1000);
     let mut bytes = client_frame(0x01, &[0xC3]);
     bytes.extend(client_frame(0x80, &[0x28]));
-    assert_eq!(
-        decode_all(&mut dec, &bytes),
-        Err(WsError::Protocol("text is not UTF-8"))
-    );
+    assert_eq!(decode_all(&mut dec, &bytes), Err(WsError::InvalidUtf8));
+}
+
+#[test]
+fn invalid_utf8_fails_at_the_fragment_that_makes_it_invalid() {
+    // The second fragment cannot continue any text: refused as it comes,
+    // the final fragment never needed.
+    let mut dec = Decoder::new(1000);
+    let mut bytes = client_frame(0x01, "κό".as_bytes());
+    bytes.extend(client_frame(0x00, b"\xf4\x90\x80\x80"));
+    assert_eq!(decode_all(&mut dec, &bytes), Err(WsError::InvalidUtf8));
+    // A text ending inside a character is refused at the final fragment.
+    let mut dec = Decoder::new(1000);
+    let mut bytes = client_frame(0x01, b"ok");
+    bytes.extend(client_frame(0x80, b"\xe2\x82"));
+    assert_eq!(decode_all(&mut dec, &bytes), Err(WsError::InvalidUtf8));
+}
+
+#[test]
+fn invalid_utf8_fails_within_a_frame_that_is_still_arriving() {
+    let frame = client_frame(0x81, b"hello \xc0\xaf and more that never comes");
+    // Header and "hello ": fine so far, nothing consumed.
+    let mut dec = Decoder::new(1000);
+    let mut part = frame[..6 + 6].to_vec();
+    assert_eq!(dec.next(&mut part), Ok(None));
+    // The same frame with more bytes: 0xC0 can start no character.
+    let mut part = frame[..6 + 7].to_vec();
+    assert_eq!(dec.next(&mut part), Err(WsError::InvalidUtf8));
+    // The same within a continuation of a text message.
+    let mut dec = Decoder::new(1000);
+    let mut first = client_frame(0x01, b"ab");
+    assert_eq!(dec.next(&mut first).unwrap().map(|(m, _)| m), Some(None));
+    let cont = client_frame(0x80, b"\xed\xa0\x80 (a surrogate)");
+    let mut part = cont[..6 + 1].to_vec();
+    assert_eq!(dec.next(&mut part), Ok(None), "0xED alone is not yet wrong");
+    let mut part = cont[..6 + 2].to_vec();
+    assert_eq!(dec.next(&mut part), Err(WsError::InvalidUtf8));
+    // Binary is not checked.
+    let mut dec = Decoder::new(1000);
+    let mut part = client_frame(0x82, &[0xc0; 40])[..20].to_vec();
+    assert_eq!(dec.next(&mut part), Ok(None));
+}
+
+#[test]
+fn close_codes_are_checked_and_remembered() {
+    for code in [
+        0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+    ] {
+        let mut dec = Decoder::new(1000);
+        let r = decode_all(&mut dec, &client_frame(0x88, &code.to_be_bytes()));
+        assert_eq!(r, Err(WsError::Protocol("invalid close code")), "{code}");
+    }
+    for code in [
+        1000u16, 1001, 1002, 1003, 1007, 1011, 1014, 3000, 4321, 4999,
+    ] {
+        let mut dec = Decoder::new(1000);
+        let r = decode_all(&mut dec, &client_frame(0x88, &code.to_be_bytes()));
+        assert_eq!(r, Ok(vec![format!("close:Some({code})")]));
+        assert_eq!(dec.peer_close(), Some(code));
+    }
+    let mut dec = Decoder::new(1000);
+    let r = decode_all(&mut dec, &client_frame(0x88, b"\x03\xe8\xc3\x28"));
+    assert_eq!(r, Err(WsError::InvalidUtf8), "reason not UTF-8");
+}
+
+#[test]
+fn refusals_need_only_the_header() {
+    // Opcode and fragment-state errors come before the payload.
+    // (what, the frames before, the frame refused from its header)
+    let cases = [
+        ("unknown opcode", vec![], client_frame(0x83, &[0; 50])),
+        ("continuation first", vec![], client_frame(0x80, &[0; 50])),
+        (
+            "new message mid-fragment",
+            client_frame(0x01, b"a"),
+            client_frame(0x81, &[0; 50]),
+        ),
+    ];
+    for (what, mut before, frame) in cases {
+        let mut dec = Decoder::new(1000);
+        if !before.is_empty() {
+            dec.next(&mut before).unwrap();
+        }
+        let mut head = frame[..6].to_vec();
+        assert!(
+            matches!(dec.next(&mut head), Err(WsError::Protocol(_))),
+            "{what}"
+        );
+    }
+    // The limit can change between frames (before and after CONNECT).
+    let mut dec = Decoder::new(100);
+    let mut head = client_frame(0x82, &[0; 500])[..8].to_vec();
+    assert_eq!(dec.next(&mut head), Err(WsError::TooLarge));
+    dec.set_max_message(1000);
+    assert_eq!(dec.next(&mut head), Ok(None));
 }
 
 #[test]
@@ -146,7 +237,6 @@ fn protocol_violations_are_refused() {
         ("continuation first", client_frame(0x80, b"x")),
         ("fragmented ping", client_frame(0x09, b"x")),
         ("big ping", client_frame(0x89, &[0u8; 126])),
-        ("bad utf8", client_frame(0x81, &[0xff, 0xfe])),
         ("close of one byte", client_frame(0x88, &[3])),
         ("unmasked", vec![0x81, 0x01, b'x']),
         ({ "new message mid-fragment" }, {
@@ -159,6 +249,8 @@ fn protocol_violations_are_refused() {
         let r = decode_all(&mut Decoder::new(1000), &bytes);
         assert!(matches!(r, Err(WsError::Protocol(_))), "{what}: {r:?}");
     }
+    let r = decode_all(&mut Decoder::new(1000), &client_frame(0x81, &[0xff, 0xfe]));
+    assert_eq!(r, Err(WsError::InvalidUtf8), "bad utf8");
 }
 
 #[test]

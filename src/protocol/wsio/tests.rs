@@ -5,8 +5,8 @@ use std::task::{Context, Poll};
 use futures_lite::{AsyncRead, AsyncWrite};
 
 use super::*;
-use crate::protocol::QueueLimits;
 use crate::protocol::ws::tests::masked;
+use crate::protocol::{CloseReason, QueueLimits};
 
 /// A socket that hands out scripted reads (then Pending) and accepts
 /// every write.
@@ -14,6 +14,8 @@ use crate::protocol::ws::tests::masked;
 struct Mock {
     reads: VecDeque<Vec<u8>>,
     written: Vec<u8>,
+    /// Accept at most this many more bytes (None: any), then Pending.
+    room: Option<usize>,
 }
 
 impl AsyncRead for Mock {
@@ -43,8 +45,16 @@ impl AsyncWrite for Mock {
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().written.extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
+        let me = self.get_mut();
+        let n = me.room.map_or(buf.len(), |room| room.min(buf.len()));
+        if n == 0 {
+            return Poll::Pending;
+        }
+        if let Some(room) = &mut me.room {
+            *room -= n;
+        }
+        me.written.extend_from_slice(&buf[..n]);
+        Poll::Ready(Ok(n))
     }
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
@@ -68,6 +78,96 @@ fn link() -> Link {
 
 fn masked_text(payload: &[u8]) -> Vec<u8> {
     masked(0x81, payload, [1, 2, 3, 4])
+}
+
+/// Reads everything scripted, answering pings; returns the end.
+fn read_all(io: &mut WsIo<Mock>, cx: &mut Context<'_>) -> ReadEnd {
+    loop {
+        let end = io
+            .read(cx, |io, m| {
+                if let Msg::Ping(p) = m {
+                    io.queue_pong(p);
+                }
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        if end != ReadEnd::Yielded {
+            return end;
+        }
+    }
+}
+
+#[test]
+fn pings_while_the_socket_is_full_keep_one_pong_and_count_against_the_budget() {
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    let l = Link::new(
+        1,
+        "s".into(),
+        "127.0.0.1:1".parse().unwrap(),
+        QueueLimits {
+            max_frames: 100,
+            max_bytes: 10_000,
+        },
+    );
+    let mut stream = Mock {
+        room: Some(4),
+        ..Mock::default()
+    };
+    stream.reads.push_back(masked(0x89, b"first", [1, 2, 3, 4]));
+    let mut io = WsIo::new(stream, Vec::new(), 1000);
+    read_all(&mut io, &mut cx);
+    io.poll_write(&mut cx, &l).unwrap();
+    assert!(
+        io.blocked,
+        "the socket took 4 bytes of the 7-byte pong, and is full"
+    );
+    // 100 pings of 100 bytes: one pong kept (the latest), 10,200 owed,
+    // which is past the 10,000-byte budget.
+    for i in 0..100u8 {
+        io.stream
+            .reads
+            .push_back(masked(0x89, &[i; 100], [1, 2, 3, 4]));
+    }
+    read_all(&mut io, &mut cx);
+    assert_eq!(io.pong.as_deref(), Some(&[99u8; 100][..]));
+    assert_eq!(io.pongs_owed, 100 * 102);
+    io.poll_write(&mut cx, &l).unwrap();
+    assert_eq!(l.closing(), Some(CloseReason::SlowConsumer));
+    // Once the socket takes bytes again, the kept pong goes out.
+    io.stream.room = None;
+    io.poll_write(&mut cx, &l).unwrap();
+    assert!(!io.blocked && io.pongs_owed == 0 && io.pong.is_none());
+    assert!(io.stream.written.ends_with(&[99u8; 100]));
+}
+
+#[test]
+fn a_frame_announcement_reserves_only_what_arrived() {
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    let frame = masked(0x82, &vec![7u8; 999_000], [1, 2, 3, 4]);
+    let mut stream = Mock::default();
+    stream.reads.push_back(frame[..15].to_vec());
+    let mut io = WsIo::new(stream, Vec::new(), 1 << 20);
+    assert_eq!(read_all(&mut io, &mut cx), ReadEnd::Pending);
+    assert_eq!(io.partial.len(), 15);
+    assert!(io.partial.capacity() < 64, "{}", io.partial.capacity());
+    // Then it grows with the bytes received, up to the frame and no more.
+    let mut at = 15;
+    while at < frame.len() {
+        let end = (at + 50_000).min(frame.len());
+        io.stream.reads.push_back(frame[at..end].to_vec());
+        at = end;
+        read_all(&mut io, &mut cx);
+        if at < frame.len() {
+            assert!(
+                io.partial.capacity() <= 2 * at,
+                "{} for {at}",
+                io.partial.capacity()
+            );
+        }
+    }
+    assert_eq!(io.partial.capacity(), 0, "the frame was decoded");
 }
 
 #[test]
