@@ -85,6 +85,10 @@ pub struct WsIo<S> {
     /// They count against the outbound budget, so that pinging a server
     /// without reading is a slow consumer like any other.
     pongs_owed: usize,
+    /// A frame could not be decoded: what follows cannot be framed.
+    out_of_sync: bool,
+    /// Our side of the TCP stream is shut (after our close frame).
+    write_shut: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
@@ -99,6 +103,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
             blocked: false,
             pong: None,
             pongs_owed: 0,
+            out_of_sync: false,
+            write_shut: false,
         }
     }
 
@@ -110,6 +116,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
     /// Reads what the socket has and hands every complete message to `on`
     /// (which may stop the connection by returning an error).
     pub fn read<E>(
+        &mut self,
+        cx: &mut Context<'_>,
+        on: impl FnMut(&mut Self, Msg<'_>) -> Result<(), E>,
+    ) -> Result<ReadEnd, Result<IoFailure, E>> {
+        let r = self.read_messages(cx, on);
+        if let Err(Ok(IoFailure::Ws(_))) = r {
+            self.out_of_sync = true;
+        }
+        r
+    }
+
+    fn read_messages<E>(
         &mut self,
         cx: &mut Context<'_>,
         mut on: impl FnMut(&mut Self, Msg<'_>) -> Result<(), E>,
@@ -265,14 +283,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
         }
     }
 
-    /// Queues the close frame. When it answers the client's close frame,
-    /// it echoes the client's status code instead of `code` (RFC 6455
-    /// 5.5.1); a client close without a code gets `code`.
-    pub fn queue_close(&mut self, code: u16, reason: &str) {
-        let code = self.dec.peer_close().unwrap_or(code);
-        ws::encode_close(&mut self.unsent, code, reason);
-    }
-
     /// Bytes held for the client outside the link's queue: what the socket
     /// has not taken, and the pongs owed while it is full.
     fn backlog(&self) -> usize {
@@ -374,43 +384,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
         self.pongs_owed = 0;
         Ok(Poll::Ready(()))
     }
-
-    /// Sends everything still unsent (the close path).
-    pub fn poll_flush_unsent(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.poll_send_unsent(cx) {
-            Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(e) => Poll::Ready(Err(e)),
-        }
-    }
-
-    /// Encodes `frame` behind whatever is unsent (the close path).
-    pub fn queue_frame(&mut self, frame: &Frame) {
-        encode_frame(&mut self.unsent, frame);
-    }
-
-    /// After our close frame: reads and discards until the client's close
-    /// frame (or EOF, or anything undecodable). Closing a socket with
-    /// unread bytes makes the kernel answer with a reset, which can destroy
-    /// the close frame in flight and fails the client's writes.
-    pub fn poll_until_client_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.dec.peer_closed() {
-            return Poll::Ready(()); // it came already (maybe the frame we refused)
-        }
-        let mut seen_close = false;
-        let r = self.read(cx, |_, msg| {
-            if matches!(msg, Msg::Close(_)) {
-                seen_close = true;
-                return Err(());
-            }
-            Ok(())
-        });
-        match r {
-            Ok(ReadEnd::Pending) => Poll::Pending,
-            Ok(ReadEnd::Yielded) if !seen_close => Poll::Pending, // woken again
-            _ => Poll::Ready(()),
-        }
-    }
 }
 
 fn encode_frame(out: &mut Vec<u8>, f: &Frame) {
@@ -420,5 +393,6 @@ fn encode_frame(out: &mut Vec<u8>, f: &Frame) {
     }
 }
 
+mod close;
 #[cfg(test)]
 mod tests;
