@@ -165,9 +165,16 @@ fn announced_frames_hold_only_the_bytes_received() {
         })
         .collect();
     let baseline = vm_rss(pid);
+    // Each frame is an event with an ack id, padded to 999,000 bytes; only
+    // its first byte is sent.
+    let head = r#"427["nope",{"pad":""#;
+    let tail = r#""}]"#;
+    let mut event = head.as_bytes().to_vec();
+    event.resize(999_000 - tail.len(), b'y');
+    event.extend_from_slice(tail.as_bytes());
     for w in &mut wires {
-        let mut bytes = frame_header(0x81, 999_000);
-        bytes.extend(mask_from(b"x", 0));
+        let mut bytes = frame_header(0x81, event.len());
+        bytes.extend(mask_from(&event[..1], 0));
         w.send(&bytes);
     }
     // Nothing answers an incomplete frame, so there is no event to wait
@@ -191,10 +198,22 @@ fn announced_frames_hold_only_the_bytes_received() {
         "RSS grew by {} KiB per connection for a one-byte start of a frame",
         growth / CONNS as u64 / 1024
     );
-    // The frames are still being waited for: the connections are open.
-    for w in &mut wires {
-        w.stream.flush().expect("still open");
+    // The frames are still being waited for: the rest of one arrives, in
+    // pieces, and the event is answered (NOT_FOUND: no such event).
+    let w = &mut wires[0];
+    for (i, piece) in event[1..].chunks(100_000).enumerate() {
+        w.send(&mask_from(piece, 1 + i * 100_000));
     }
+    let ack = loop {
+        let packet = w.read_text();
+        if packet.starts_with("43") {
+            break packet;
+        }
+    };
+    assert!(
+        ack.starts_with("437[") && ack.contains("NOT_FOUND"),
+        "{ack}"
+    );
     drop(wires);
     common::raw::assert_healthy(&server);
 }
