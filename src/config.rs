@@ -46,6 +46,8 @@ pub const KEYS: &[&str] = &[
     "shard_cpus",
     "ws_max_connections",
     "ws_max_connections_per_ip",
+    "ws_connection_rate_per_ip",
+    "ws_connection_burst_per_ip",
     "broadcast_batch_size",
     "jwt_secret",
     "jwt_public_key_file",
@@ -74,6 +76,7 @@ pub const KEYS: &[&str] = &[
     "store_readers",
     "recovery_window_ms",
     "rest_max_body_bytes",
+    "rest_keepalive_timeout_ms",
     "log_format",
     "database_url",
     "db_host",
@@ -131,6 +134,13 @@ pub struct Config {
     /// Per-client-IP connection cap, so one host (or one buggy reconnect
     /// loop) cannot take the whole budget.
     pub ws_max_connections_per_ip: usize,
+    /// New connections per second accepted from one client IP address (any
+    /// route: WebSocket, REST, probes), so a loop opening and dropping
+    /// sockets cannot churn the server; past it, HTTP 429.
+    pub ws_connection_rate_per_ip: u32,
+    /// New connections one address may open at once before that rate
+    /// applies: a NAT'd office reconnecting after a restart.
+    pub ws_connection_burst_per_ip: u32,
     /// Most items drained from a mailbox or committed by the store in one
     /// batch: larger batches amortise wakeups and fsyncs, smaller ones bound
     /// the latency a single batch can add.
@@ -218,6 +228,9 @@ pub struct Config {
     pub recovery_window_ms: u64,
     /// Largest REST request body accepted (413 above it).
     pub rest_max_body_bytes: usize,
+    /// How long a REST keep-alive connection may sit with no byte moving
+    /// before it is closed, so idle sockets do not pin connection slots.
+    pub rest_keepalive_timeout_ms: u64,
     /// Log line format.
     pub log_format: LogFormat,
     /// The production store, `mysql://user:password@host:3306/database`
@@ -292,6 +305,8 @@ impl Default for Config {
             shard_cpus: None,
             ws_max_connections: 10_000,
             ws_max_connections_per_ip: 1_000,
+            ws_connection_rate_per_ip: 50,
+            ws_connection_burst_per_ip: 500,
             broadcast_batch_size: 100,
             jwt_secret: None,
             jwt_public_key_file: None,
@@ -320,6 +335,7 @@ impl Default for Config {
             store_readers: 2,
             recovery_window_ms: 120_000,
             rest_max_body_bytes: 65_536,
+            rest_keepalive_timeout_ms: 10_000,
             log_format: LogFormat::Human,
             database_url: None,
             db_host: None,

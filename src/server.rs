@@ -148,7 +148,14 @@ pub fn run_until(
         mesh,
         store,
         sessions: chat::recovery::Sessions::new(),
-        admission: Admission::new(config.ws_max_connections, config.ws_max_connections_per_ip),
+        admission: Admission::new(
+            config.ws_max_connections,
+            config.ws_max_connections_per_ip,
+            crate::shard::admission::ConnectionRate {
+                per_sec: config.ws_connection_rate_per_ip,
+                burst: config.ws_connection_burst_per_ip,
+            },
+        ),
         shutdown: shutdown.clone(),
         drain_timeout: config.shutdown_timeout(),
         rest: crate::rest::RestSettings::from_config(&config),
