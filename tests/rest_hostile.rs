@@ -24,6 +24,35 @@ fn rss_kib(server: &TestServer) -> u64 {
         .expect("VmRSS in /proc/<pid>/status")
 }
 
+/// Writes `bytes` one every 50 ms until the server closes the connection;
+/// returns what the server sent meanwhile and when it closed. Fails past
+/// 15 s (on the old code a trickled head was still open after 20 s).
+fn trickle(stream: &mut TcpStream, mut bytes: impl Iterator<Item = u8>) -> (Vec<u8>, Duration) {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    loop {
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed < Duration::from_secs(15),
+            "a trickle held the connection for {elapsed:?}"
+        );
+        let byte = bytes.next().expect("enough bytes to trickle");
+        if stream.write_all(&[byte]).is_err() {
+            return (answer, elapsed);
+        }
+        let mut b = [0u8; 1024];
+        match stream.read(&mut b) {
+            Ok(0) => return (answer, started.elapsed()),
+            Ok(n) => answer.extend_from_slice(&b[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return (answer, started.elapsed()),
+        }
+    }
+}
+
 #[test]
 fn a_trickled_second_request_head_is_cut_off_at_the_head_deadline() {
     // The idle timeout is far away: only the head deadline can end this.
@@ -36,37 +65,10 @@ fn a_trickled_second_request_head_is_cut_off_at_the_head_deadline() {
     assert_eq!(http.send("GET", "/health", None, None).status, 200);
 
     // The second request's head, one byte every 50 ms, never finished.
-    let head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        .iter()
-        .copied();
-    let mut bytes = head.chain(
-        std::iter::repeat_n(b"X-Pad: slow\r\n", 1000)
-            .flatten()
-            .copied(),
-    );
-    let stream = &mut http.stream;
-    stream
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let started = Instant::now();
-    let closed_after = loop {
-        let elapsed = started.elapsed();
-        // On the old code the head was still arriving after 20 s.
-        assert!(
-            elapsed < Duration::from_secs(15),
-            "a trickled head held the connection for {elapsed:?}"
-        );
-        if stream.write_all(&[bytes.next().unwrap()]).is_err() {
-            break elapsed;
-        }
-        let mut b = [0u8; 64];
-        match stream.read(&mut b) {
-            Ok(0) => break started.elapsed(),
-            Ok(n) => panic!("unexpected answer: {:?}", String::from_utf8_lossy(&b[..n])),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(_) => break started.elapsed(),
-        }
-    };
+    let head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n".iter();
+    let pad = std::iter::repeat_n(b"X-Pad: slow\r\n", 1000).flatten();
+    let (answer, closed_after) = trickle(&mut http.stream, head.chain(pad).copied());
+    assert!(answer.is_empty(), "{:?}", String::from_utf8_lossy(&answer));
     // 1 s of deadline; the margin is for a shared, slow machine.
     assert!(
         closed_after >= Duration::from_millis(900) && closed_after < Duration::from_secs(5),
@@ -78,6 +80,33 @@ fn a_trickled_second_request_head_is_cut_off_at_the_head_deadline() {
             .send("GET", "/health", None, None)
             .status,
         200
+    );
+}
+
+#[test]
+fn a_trickled_body_gets_408_at_its_deadline_and_the_connection_ends() {
+    let server = TestServer::start_with(&[
+        ("HANDSHAKE_TIMEOUT_MS", "1000"),
+        ("REST_KEEPALIVE_TIMEOUT_MS", "60000"),
+    ]);
+    let mut http = Http::connect(&server);
+    assert_eq!(http.send("GET", "/health", None, None).status, 200);
+    let token = server.token("alice");
+    write!(
+        http.stream,
+        "POST /api/v1/channels HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Length: 60000\r\n\r\n"
+    )
+    .unwrap();
+    let body = std::iter::once(b'{').chain(std::iter::repeat(b' '));
+    let (answer, closed_after) = trickle(&mut http.stream, body);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(answer.contains(r#""code":"INVALID_PAYLOAD""#), "{answer}");
+    // The body's deadline, then at most the head deadline for what is
+    // still trickled after the answer; margins for a shared machine.
+    assert!(
+        closed_after < Duration::from_secs(6),
+        "closed after {closed_after:?}"
     );
 }
 
@@ -158,6 +187,9 @@ fn new_connections_from_one_address_are_limited_in_rate_and_memory() {
             Ok(()) => admitted += 1,
             Err(r) => {
                 refused += 1;
+                // Every refusal is a 429 with Retry-After and the reason.
+                assert_eq!((r.0, r.1.is_some()), (429, true), "{r:?}");
+                assert_eq!(r.2["error"]["code"], "RATE_LIMITED", "{r:?}");
                 last_refusal = Some(r);
             }
         }

@@ -165,8 +165,12 @@ pub async fn write_response<S: AsyncWrite + Unpin>(s: &mut S, r: &Response) -> s
         r.content_type,
         r.body.len()
     );
-    s.write_all(head.as_bytes()).await?;
-    s.write_all(r.body.as_bytes()).await?;
+    // One write, so head and body leave in one segment: the connection is
+    // closed right after, and a client that stops reading at the head
+    // (a WebSocket client refused its upgrade) still has the body.
+    let mut out = head.into_bytes();
+    out.extend_from_slice(r.body.as_bytes());
+    s.write_all(&out).await?;
     s.flush().await
 }
 
