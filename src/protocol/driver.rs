@@ -142,7 +142,7 @@ where
                 io.queue_pong(p);
                 Ok(())
             }
-            msg => st.on_message(msg),
+            msg => st.on_message(io, msg),
         });
         match read {
             Ok(ReadEnd::Pending | ReadEnd::Yielded) => {}
@@ -202,7 +202,10 @@ where
 }
 
 impl<H: Handler> State<'_, H> {
-    fn on_message(&mut self, msg: Msg<'_>) -> Result<(), CloseReason> {
+    fn on_message<S>(&mut self, io: &mut WsIo<S>, msg: Msg<'_>) -> Result<(), CloseReason>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         match msg {
             Msg::Text(text) => {
                 let (kind, data) =
@@ -210,7 +213,7 @@ impl<H: Handler> State<'_, H> {
                 match kind {
                     EngineType::Message if self.pending.is_none() => {
                         let p = packet::parse_packet(data).map_err(|_| CloseReason::Malformed)?;
-                        self.on_packet(p)
+                        self.on_packet(io, p)
                     }
                     EngineType::Pong => {
                         self.pong_deadline = None;
@@ -253,10 +256,13 @@ impl<H: Handler> State<'_, H> {
     /// `ondecoded`), a CONNECT for a namespace already connected, or any
     /// other packet for a namespace not connected, is an invalid state and
     /// closes the connection.
-    fn on_packet(&mut self, p: Packet) -> Result<(), CloseReason> {
+    fn on_packet<S>(&mut self, io: &mut WsIo<S>, p: Packet) -> Result<(), CloseReason>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         let connected = self.sockets.iter().position(|(n, _)| *n == p.nsp);
         match (p.kind, connected) {
-            (PacketType::Connect, None) => self.on_connect(p),
+            (PacketType::Connect, None) => self.on_connect(io, p)?,
             (PacketType::Disconnect, Some(i)) => {
                 let (_, socket) = self.sockets.swap_remove(i);
                 self.handler
@@ -285,7 +291,15 @@ impl<H: Handler> State<'_, H> {
         Ok(())
     }
 
-    fn on_connect(&mut self, p: Packet) {
+    /// A namespace CONNECT. The CONNECT reply leaves in a write of its own,
+    /// after what was queued before it and before what the handler queues
+    /// next (the reference server writes each packet of the handshake
+    /// separately; clients such as the protocol suite's read one frame per
+    /// read there). Everything later is batched again.
+    fn on_connect<S>(&mut self, io: &mut WsIo<S>, p: Packet) -> Result<(), CloseReason>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         match self
             .handler
             .connect(&self.link, &self.handshake, &p.nsp, p.data)
@@ -294,7 +308,9 @@ impl<H: Handler> State<'_, H> {
                 let sid = crate::ids::random_token(15);
                 let pid = self.handler.pid(&socket);
                 let reply = packet::encode_connect(&p.nsp, &sid, pid.as_deref());
+                write_now(io, &self.link)?;
                 let _ = self.link.push_text(reply);
+                write_now(io, &self.link)?;
                 self.handler.connected(&socket);
                 self.sockets.push((p.nsp, socket));
                 self.connect_deadline = None;
@@ -315,6 +331,7 @@ impl<H: Handler> State<'_, H> {
                 ));
             }
         }
+        Ok(())
     }
 
     /// Hands a complete event to the handler. Acks from the client are not
@@ -371,6 +388,19 @@ impl<H: Handler> State<'_, H> {
         self.timer_at = next;
         self.timer_registered = false;
     }
+}
+
+/// Hands what the link holds to the socket now, in one send (or keeps it
+/// unsent if the socket is full: later frames then join it). The poll's
+/// own write, which always follows, registers the task's waker.
+fn write_now<S>(io: &mut WsIo<S>, link: &Link) -> Result<(), CloseReason>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    io.poll_write(&mut cx, link)
+        .map_err(|_| CloseReason::TransportError)
 }
 
 fn read_error(e: &IoFailure) -> CloseReason {
