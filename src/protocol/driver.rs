@@ -22,7 +22,9 @@ use serde_json::Value;
 use super::packet::{self, EngineType, Packet, PacketType};
 use super::ws::{Msg, WsError};
 use super::wsio::{IoFailure, ReadEnd, WsIo};
-use super::{CloseReason, DisconnectReason, Event, Handler, Handshake, Link, Options, Refusal};
+use super::{
+    CloseReason, DisconnectReason, Event, Handler, Handshake, Link, Options, Refusal, Verdict,
+};
 
 /// Upper bound for sending the final close frame (and, on shutdown, what is
 /// still queued) before the socket is dropped regardless.
@@ -261,18 +263,32 @@ impl<H: Handler> State<'_, H> {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let connected = self.sockets.iter().position(|(n, _)| *n == p.nsp);
-        match (p.kind, connected) {
-            (PacketType::Connect, None) => self.on_connect(io, p)?,
-            (PacketType::Disconnect, Some(i)) => {
-                let (_, socket) = self.sockets.swap_remove(i);
-                self.handler
-                    .disconnect(socket, DisconnectReason::ClientDisconnect);
-                if self.sockets.is_empty() {
-                    // No namespace left: the connect timeout applies again.
-                    self.connect_deadline = Some(Instant::now() + self.opts.connect_timeout);
-                    self.reset_timer();
+        if matches!(p.kind, PacketType::Connect | PacketType::Disconnect) {
+            // Namespace changes count against the connection's rate, like
+            // events (checked first, as for events): each one costs a token
+            // check at least and may change what others are told.
+            match self.link.pace_check() {
+                Verdict::Allowed => {}
+                Verdict::Refused => {
+                    let refusal = self.handler.rate_limited();
+                    match (p.kind, connected) {
+                        (PacketType::Connect, _) => self.refuse_connect(&p.nsp, refusal),
+                        // The client leaves whatever we answer: let it, so
+                        // that both sides agree on what is connected.
+                        (_, Some(i)) => self.disconnect(i),
+                        _ => {}
+                    }
+                    return Ok(());
+                }
+                Verdict::Exceeded => {
+                    self.handler.rate_limited();
+                    return Err(CloseReason::RateLimited);
                 }
             }
+        }
+        match (p.kind, connected) {
+            (PacketType::Connect, None) => self.on_connect(io, p)?,
+            (PacketType::Disconnect, Some(i)) => self.disconnect(i),
             (
                 PacketType::Event
                 | PacketType::BinaryEvent
@@ -289,6 +305,30 @@ impl<H: Handler> State<'_, H> {
             _ => return Err(CloseReason::Malformed),
         }
         Ok(())
+    }
+
+    /// Ends the namespace socket at `i` at the client's request.
+    fn disconnect(&mut self, i: usize) {
+        let (_, socket) = self.sockets.swap_remove(i);
+        self.handler
+            .disconnect(socket, DisconnectReason::ClientDisconnect);
+        if self.sockets.is_empty() {
+            // No namespace left: the connect timeout applies again.
+            self.connect_deadline = Some(Instant::now() + self.opts.connect_timeout);
+            self.reset_timer();
+        }
+    }
+
+    fn refuse_connect(&self, nsp: &str, refusal: Refusal) {
+        let frame = match refusal {
+            Refusal::InvalidNamespace => {
+                packet::encode_connect_error(nsp, "Invalid namespace", None)
+            }
+            Refusal::Refused { message, data } => {
+                packet::encode_connect_error(nsp, &message, data.as_ref())
+            }
+        };
+        let _ = self.link.push_text(frame);
     }
 
     /// A namespace CONNECT. The CONNECT reply leaves in a write of its own,
@@ -316,20 +356,7 @@ impl<H: Handler> State<'_, H> {
                 self.connect_deadline = None;
                 self.reset_timer();
             }
-            Err(Refusal::InvalidNamespace) => {
-                let _ = self.link.push_text(packet::encode_connect_error(
-                    &p.nsp,
-                    "Invalid namespace",
-                    None,
-                ));
-            }
-            Err(Refusal::Refused { message, data }) => {
-                let _ = self.link.push_text(packet::encode_connect_error(
-                    &p.nsp,
-                    &message,
-                    data.as_ref(),
-                ));
-            }
+            Err(refusal) => self.refuse_connect(&p.nsp, refusal),
         }
         Ok(())
     }
