@@ -152,7 +152,9 @@ where
             Err(Err(reason)) => return Poll::Ready(Err(reason)),
             Err(Ok(failure)) => return Poll::Ready(Err(read_error(&failure))),
         }
-        if let Some(r) = self.st.link.closing() {
+        // Polled (not just read) again: a CONNECT's write_now registered a
+        // no-op waker on the link, and this one must be there instead.
+        if let Poll::Ready(r) = self.st.link.poll_closing(cx) {
             return Poll::Ready(Err(r));
         }
         if self.io.poll_write(cx, &self.st.link).is_err() {
@@ -287,7 +289,7 @@ impl<H: Handler> State<'_, H> {
             }
         }
         match (p.kind, connected) {
-            (PacketType::Connect, None) => self.on_connect(io, p)?,
+            (PacketType::Connect, None) => self.on_connect(io, p),
             (PacketType::Disconnect, Some(i)) => self.disconnect(i),
             (
                 PacketType::Event
@@ -336,7 +338,7 @@ impl<H: Handler> State<'_, H> {
     /// next (the reference server writes each packet of the handshake
     /// separately; clients such as the protocol suite's read one frame per
     /// read there). Everything later is batched again.
-    fn on_connect<S>(&mut self, io: &mut WsIo<S>, p: Packet) -> Result<(), CloseReason>
+    fn on_connect<S>(&mut self, io: &mut WsIo<S>, p: Packet)
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -348,9 +350,9 @@ impl<H: Handler> State<'_, H> {
                 let sid = crate::ids::random_token(15);
                 let pid = self.handler.pid(&socket);
                 let reply = packet::encode_connect(&p.nsp, &sid, pid.as_deref());
-                write_now(io, &self.link)?;
+                write_now(io, &self.link);
                 let _ = self.link.push_text(reply);
-                write_now(io, &self.link)?;
+                write_now(io, &self.link);
                 self.handler.connected(&socket);
                 self.sockets.push((p.nsp, socket));
                 self.connect_deadline = None;
@@ -358,7 +360,6 @@ impl<H: Handler> State<'_, H> {
             }
             Err(refusal) => self.refuse_connect(&p.nsp, refusal),
         }
-        Ok(())
     }
 
     /// Hands a complete event to the handler. Acks from the client are not
@@ -419,15 +420,18 @@ impl<H: Handler> State<'_, H> {
 
 /// Hands what the link holds to the socket now, in one send (or keeps it
 /// unsent if the socket is full: later frames then join it). The poll's
-/// own write, which always follows, registers the task's waker.
-fn write_now<S>(io: &mut WsIo<S>, link: &Link) -> Result<(), CloseReason>
+/// own write, which always follows, registers the task's waker. A failed
+/// send closes the link, which the poll sees right after reading (the
+/// namespace socket being connected is still handed back to the handler).
+fn write_now<S>(io: &mut WsIo<S>, link: &Link)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let waker = futures::task::noop_waker();
     let mut cx = Context::from_waker(&waker);
-    io.poll_write(&mut cx, link)
-        .map_err(|_| CloseReason::TransportError)
+    if io.poll_write(&mut cx, link).is_err() {
+        link.close(CloseReason::TransportError);
+    }
 }
 
 fn read_error(e: &IoFailure) -> CloseReason {
