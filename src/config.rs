@@ -68,6 +68,7 @@ pub const KEYS: &[&str] = &[
     "outbound_queue_messages",
     "outbound_queue_bytes",
     "typing_timeout_ms",
+    "presence_interval_ms",
     "shutdown_timeout_ms",
     "io_memory_kib",
     "io_ring_depth",
@@ -199,6 +200,11 @@ pub struct Config {
     /// How long a typing indicator lasts without a refresh, so a client that
     /// vanishes does not leave "is typing" forever.
     pub typing_timeout_ms: u64,
+    /// At most one `presence_update` per user per this many ms: changes in
+    /// between are coalesced into the user's final status, so that a client
+    /// cycling its connections cannot flood the members of its channels.
+    /// 0 announces every change at once.
+    pub presence_interval_ms: u64,
     /// Grace period on SIGTERM for connections to drain and the store to
     /// flush before the process exits anyway.
     pub shutdown_timeout_ms: u64,
@@ -327,6 +333,7 @@ impl Default for Config {
             outbound_queue_messages: 1_024,
             outbound_queue_bytes: 4_194_304,
             typing_timeout_ms: 5_000,
+            presence_interval_ms: 1_000,
             shutdown_timeout_ms: 10_000,
             io_memory_kib: 1_024,
             io_ring_depth: 4_096,

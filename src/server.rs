@@ -142,6 +142,7 @@ pub fn run_until(
             rate_burst: config.rate_limit_burst,
             rate_disconnect_after: config.rate_limit_disconnect_after,
             typing_timeout: config.typing_timeout(),
+            presence_interval: config.presence_interval(),
             recovery_window: config.recovery_window(),
         },
         auth,
