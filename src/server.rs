@@ -143,6 +143,8 @@ pub fn run_until(
             rate_disconnect_after: config.rate_limit_disconnect_after,
             typing_timeout: config.typing_timeout(),
             recovery_window: config.recovery_window(),
+            channel_cache_idle: config.channel_cache_idle(),
+            channel_cache_max: config.channel_cache_max,
         },
         auth,
         mesh,
