@@ -103,6 +103,25 @@ fn typing_needs_an_accepted_join_on_a_live_channel() {
     let deleted =
         as_user(&server, "alice").call("DELETE", &format!("/api/v1/channels/{channel}"), None);
     assert_eq!(deleted.status, 204, "{deleted:?}");
+    // The owner hears of the deletion from the REST shard, in no order
+    // with bob's commands: wait until it answers a join with NOT_FOUND.
+    let mut probe = connect(&server, "alice");
+    let deadline = Instant::now() + WAIT;
+    for id in 1.. {
+        let ack = call(
+            &mut probe,
+            id,
+            "join_channel",
+            json!({ "channelId": channel }),
+        );
+        if ack["error"]["code"] == "NOT_FOUND" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the deletion never reached the owner: {ack}"
+        );
+    }
     let ack = call(&mut bob, 2, "typing_start", json!({ "channelId": channel }));
     assert_eq!(ack["ok"], false, "{ack}");
     assert_eq!(ack["error"]["code"], "NOT_FOUND", "{ack}");
@@ -187,4 +206,41 @@ fn made_up_channel_ids_leave_nothing_in_the_owner_cache() {
         grown_mib < 16,
         "RSS grew by {grown_mib} MiB over {ids} made-up ids"
     );
+}
+
+#[test]
+fn a_refused_join_that_closes_at_once_does_not_cut_off_a_subscriber() {
+    let server = TestServer::start();
+    let channel = server.create_channel("alice", "team", "private", &["bob"]);
+    // Several connections of bob, so that some share a shard with some
+    // strangers (the kernel spreads connections over the 2 shards, and the
+    // owner counts subscribers per shard).
+    let mut bobs: Vec<Ws> = (0..8).map(|_| connect(&server, "bob")).collect();
+    for bob in &mut bobs {
+        join(bob, &channel);
+    }
+    // Each stranger's join is refused, but it closes before the refusal
+    // is back, so its shard also tells the owner it left.
+    for i in 0..40 {
+        let mut eve = connect(&server, &format!("eve-{i}"));
+        let join = json!(["join_channel", { "channelId": channel }]);
+        write_together(&mut eve, [format!("42{join}")]);
+        eve.get_mut()
+            .shutdown(std::net::Shutdown::Both)
+            .expect("shutdown");
+    }
+    // An edit reaches the channel's subscribers through the owner's count
+    // of them per shard.
+    let alice = as_user(&server, "alice");
+    let sent = alice.send(&channel, "before the strangers left");
+    let path = format!("/api/v1/messages/{}", sent["id"].as_str().expect("id"));
+    let edited = alice.call("PUT", &path, Some(json!({ "content": "edited" })));
+    assert_eq!(edited.status, 200, "{edited:?}");
+    for bob in &mut bobs {
+        let before = events_until(bob, "message_updated", |d| d["id"] == sent["id"]);
+        assert!(
+            before.iter().any(|(n, _)| n == "message"),
+            "the message came first: {before:?}"
+        );
+    }
 }
