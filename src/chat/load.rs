@@ -32,6 +32,13 @@ impl Chat {
         };
         let now = Instant::now();
         let mut channels = self.channels.borrow_mut();
+        // The common case, a cached channel: one lookup.
+        if let Some(st) = channels.get_mut(&channel)
+            && st.info.is_some()
+        {
+            st.used = now;
+            return Some(mail);
+        }
         let added = !channels.contains_key(&channel);
         if added && matches!(mail, Mail::Typing { .. }) {
             // A connection the owner counted keeps its channel's entry, so
@@ -46,9 +53,6 @@ impl Chat {
             .entry(channel.clone())
             .or_insert_with(|| ChannelState::new(now));
         st.used = now;
-        if st.info.is_some() {
-            return Some(mail);
-        }
         if st.gone && !st.loading {
             drop(channels);
             self.refuse(mail, ChatError::new(ErrorCode::NotFound, "no such channel"));
