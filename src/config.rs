@@ -69,6 +69,8 @@ pub const KEYS: &[&str] = &[
     "outbound_queue_bytes",
     "typing_timeout_ms",
     "presence_interval_ms",
+    "channel_cache_idle_ms",
+    "channel_cache_max",
     "shutdown_timeout_ms",
     "io_memory_kib",
     "io_ring_depth",
@@ -205,6 +207,13 @@ pub struct Config {
     /// cycling its connections cannot flood the members of its channels.
     /// 0 announces every change at once.
     pub presence_interval_ms: u64,
+    /// How long a channel owner keeps a cached channel that nobody is
+    /// subscribed to, typing in or waiting for, after its last command.
+    pub channel_cache_idle_ms: u64,
+    /// Channels each owner shard caches; over it the least recently used
+    /// ones not in use are evicted, so made-up or abandoned channel ids
+    /// cannot grow memory without bound.
+    pub channel_cache_max: usize,
     /// Grace period on SIGTERM for connections to drain and the store to
     /// flush before the process exits anyway.
     pub shutdown_timeout_ms: u64,
@@ -334,6 +343,8 @@ impl Default for Config {
             outbound_queue_bytes: 4_194_304,
             typing_timeout_ms: 5_000,
             presence_interval_ms: 1_000,
+            channel_cache_idle_ms: 60_000,
+            channel_cache_max: 100_000,
             shutdown_timeout_ms: 10_000,
             io_memory_kib: 1_024,
             io_ring_depth: 4_096,

@@ -144,6 +144,8 @@ pub fn run_until(
             typing_timeout: config.typing_timeout(),
             presence_interval: config.presence_interval(),
             recovery_window: config.recovery_window(),
+            channel_cache_idle: config.channel_cache_idle(),
+            channel_cache_max: config.channel_cache_max,
         },
         auth,
         mesh,

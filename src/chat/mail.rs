@@ -56,8 +56,10 @@ pub struct Committed {
 #[derive(Debug)]
 pub enum Mail {
     // ---- connection's shard → channel owner
-    /// A connection subscribes. `repeat`: it was subscribed already and only
-    /// wants the ack (with lastSeq).
+    /// A connection subscribes. `repeat`: it holds the channel already
+    /// (joined or joining) and only wants the ack (with lastSeq). The owner
+    /// goes by its own count of the connection, which is also right when
+    /// the first join was refused.
     Join {
         channel: Arc<str>,
         user: Arc<str>,

@@ -20,6 +20,9 @@ use crate::store::writer::WriterSettings;
 use crate::store::{ChannelRecord, ChannelType, Store};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
+/// The owner cache's limits unless a test sets its own.
+const CACHE_IDLE: Duration = Duration::from_secs(60);
+const CACHE_MAX: usize = 1000;
 
 struct World {
     chats: Vec<Rc<Chat>>,
@@ -36,6 +39,12 @@ struct Peer {
 
 impl World {
     fn new(shards: usize) -> Self {
+        Self::with_cache(shards, CACHE_IDLE, CACHE_MAX)
+    }
+
+    /// A world whose owners evict idle channels after `idle` and cache at
+    /// most `max` (entries not in use).
+    fn with_cache(shards: usize, idle: Duration, max: usize) -> Self {
         let config = Config {
             jwt_secret: Some(SECRET.into()),
             ..Config::default()
@@ -74,6 +83,8 @@ impl World {
             // (presence.rs tests the coalescing).
             presence_interval: Duration::ZERO,
             recovery_window: std::time::Duration::from_secs(60),
+            channel_cache_idle: idle,
+            channel_cache_max: max,
         };
         let sessions = super::recovery::Sessions::new();
         let boxes: Vec<_> = (0..shards).map(|i| Mailbox::new(mesh.clone(), i)).collect();
@@ -402,4 +413,5 @@ fn user_joined_and_left_follow_the_users_first_and_last_connection() {
     );
 }
 
+mod cache;
 mod recovery;
