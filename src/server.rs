@@ -143,11 +143,15 @@ pub fn run_until(
             rate_disconnect_after: config.rate_limit_disconnect_after,
             typing_timeout: config.typing_timeout(),
             recovery_window: config.recovery_window(),
+            // A replay must fit in the outbound queue anyway.
+            recovery_max_replay: config
+                .recovery_max_replay
+                .min(config.outbound_queue_messages),
         },
         auth,
         mesh,
         store,
-        sessions: chat::recovery::Sessions::new(),
+        sessions: chat::recovery::Sessions::new(config.recovery_max_sessions),
         admission: Admission::new(config.ws_max_connections, config.ws_max_connections_per_ip),
         shutdown: shutdown.clone(),
         drain_timeout: config.shutdown_timeout(),

@@ -53,6 +53,8 @@ pub struct ChatLimits {
     pub typing_timeout: Duration,
     /// How long a dropped connection's session stays recoverable.
     pub recovery_window: Duration,
+    /// Most messages one recovery replays, across its channels.
+    pub recovery_max_replay: usize,
 }
 
 /// The store as chat uses it: messages answer to an [`mail::Origin`], and
@@ -161,7 +163,7 @@ impl Chat {
             Mail::Invalidate { channel } => self.owner_invalidate(channel),
             Mail::ChannelLoaded { channel, result } => self.channel_loaded(channel, result),
             Mail::Committed(batch) => self.committed(&batch),
-            Mail::Replayed { conn, result } => self.replayed(conn, result),
+            Mail::Replayed { conn, step } => self.replayed(conn, step),
             Mail::Joined {
                 channel,
                 channel_json,
