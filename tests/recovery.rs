@@ -366,3 +366,38 @@ fn dropped_sessions_are_capped_oldest_forgotten_first() {
     let (_ws, got) = reconnect(&server, "last", &last_pid, &json!("0"));
     assert_eq!(got, last_pid, "the newest session was forgotten");
 }
+
+/// A client that claims a session and at once sends `41` and a new CONNECT
+/// on the same WebSocket gets both replies: the abandoned recovery does not
+/// keep holding the link.
+#[test]
+fn a_recovery_abandoned_with_41_does_not_hold_the_next_connect() {
+    let server = TestServer::start();
+    let channel = server.create_channel("owner", "gap", "public", &[]);
+    let watch_ch = server.create_channel("owner", "watch", "public", &[]);
+    let mut watcher = connect(&server, "watcher");
+    join(&mut watcher, &watch_ch);
+    let (alice, pid) = session(&server, "alice", &[channel.clone(), watch_ch]);
+    drop_and_await(alice, "alice", &mut watcher);
+    let mut bob = connect(&server, "bob");
+    join(&mut bob, &channel);
+    send_all(&mut bob, &channel, 10, &numbered("gap", 3));
+
+    let (mut ws, _) = open(&server);
+    let token = server.token("alice");
+    send_text(
+        &mut ws,
+        format!("40{}", json!({ "token": token, "pid": pid, "offset": "0" })),
+    );
+    send_text(&mut ws, "41");
+    send_text(&mut ws, format!("40{}", json!({ "token": token })));
+    let mut replies = Vec::new();
+    while replies.len() < 2 {
+        let t = recv_text(&mut ws);
+        if let Some(body) = t.strip_prefix("40") {
+            replies.push(serde_json::from_str::<Value>(body).expect("CONNECT JSON"));
+        }
+    }
+    assert_ne!(replies[1]["pid"], json!(pid), "the second CONNECT is fresh");
+    join(&mut ws, &channel);
+}

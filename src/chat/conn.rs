@@ -157,6 +157,7 @@ impl Handler for Chat {
         if reason != DisconnectReason::ClientDisconnect && conn.resumable.get() {
             self.keep_session(&conn, channels.iter().map(|(c, _)| c.clone()).collect());
         }
+        self.end_recovery(&conn);
         for (channel, delivering) in channels {
             // Even a pending join is undone: the owner handles our Join
             // before this Leave, so its counts stay right.

@@ -355,6 +355,15 @@ impl Chat {
         conn.link.close(CloseReason::Internal);
     }
 
+    /// At disconnect: a recovery under way stops, and its hold on the link
+    /// goes (after a `41` the WebSocket stays open for a new CONNECT, whose
+    /// reply must not wait behind it). Its store answers find no recovery.
+    pub(super) fn end_recovery(&self, conn: &ChatConn) {
+        if conn.recovery.borrow_mut().take().is_some() {
+            conn.link.release(Vec::new());
+        }
+    }
+
     /// At disconnect: keep the session for the recovery window. A session
     /// still being counted keeps the channels it was restoring.
     pub(super) fn keep_session(&self, conn: &ChatConn, mut channels: Vec<Arc<str>>) {
@@ -362,6 +371,20 @@ impl Chat {
             for ch in c.iter() {
                 if !channels.contains(ch) {
                     channels.push(ch.clone());
+                }
+            }
+        }
+        // A join parsed its own copy of each name: keep the shard's shared
+        // one instead, so that a kept session allocates nothing per channel.
+        {
+            let (seen, subs) = (self.seen.borrow(), self.subs.borrow());
+            for ch in &mut channels {
+                let shared = seen
+                    .get_key_value(&**ch)
+                    .map(|(k, _)| k)
+                    .or_else(|| subs.get_key_value(&**ch).map(|(k, _)| k));
+                if let Some(k) = shared {
+                    *ch = k.clone();
                 }
             }
         }

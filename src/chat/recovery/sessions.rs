@@ -237,6 +237,15 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_session_is_small() {
+        // Entry and key inline: 84 bytes, plus 16 per channel in one
+        // allocation (the names are shared), plus the order entry.
+        assert!(std::mem::size_of::<Kept>() <= 64);
+        assert_eq!(std::mem::size_of::<Pid>(), 20);
+        assert!(std::mem::size_of::<(Pid, u64)>() <= 32);
+    }
+
+    #[test]
     fn stale_order_entries_stay_bounded() {
         let s = Sessions::new(1_000);
         for _ in 0..10_000 {
