@@ -150,12 +150,14 @@ impl Sessions {
                 inner.map.remove(&pid);
             }
         }
-        if inner.map.is_empty() {
-            // Give the storage back after a flood.
-            *inner = Inner {
-                generation: inner.generation,
-                ..Inner::default()
-            };
+        // Give the storage back after a flood.
+        let len = inner.map.len();
+        if inner.map.capacity() > 4 * len + 1024 {
+            inner.map.shrink_to(2 * len);
+        }
+        if inner.order.capacity() > 4 * inner.order.len() + 1024 {
+            let keep = 2 * inner.order.len();
+            inner.order.shrink_to(keep);
         }
     }
 
@@ -231,6 +233,16 @@ mod tests {
         assert_eq!(s.len(), 1);
         assert!(s.take(&pid(2), "u").is_some());
         assert!(Sessions::new(0).is_empty());
+        // After a flood has expired, the storage goes back.
+        let flood = Sessions::new(100_000);
+        for n in 0..20_000 {
+            flood.save(&pid(n), session("u", Duration::ZERO));
+        }
+        flood.sweep();
+        assert!(flood.is_empty());
+        let inner = flood.inner.lock();
+        assert!(inner.map.capacity() <= 1024 && inner.order.capacity() <= 1024);
+        drop(inner);
         let none = Sessions::new(0);
         none.save(&pid(1), session("u", Duration::from_secs(60)));
         assert!(none.is_empty());
