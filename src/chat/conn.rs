@@ -86,13 +86,7 @@ impl Handler for Chat {
             .as_ref()
             .and_then(|c| self.reclaim(c, &claims.sub, link));
         let (pid, start_pos, recovery) = match (claim, restored) {
-            (Some(c), Some(r)) => {
-                let after = match &r {
-                    super::recovery::Recovery::Counting { after_pos, .. } => *after_pos,
-                    _ => self.last_pos.get(),
-                };
-                (c.pid, after, Some(r))
-            }
+            (Some(c), Some((r, after))) => (c.pid, after, Some(r)),
             _ => (crate::ids::random_token(15), self.last_pos.get(), None),
         };
         let l = &self.limits;

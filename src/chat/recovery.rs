@@ -40,6 +40,7 @@ use super::mail::{Mail, ReplayStep};
 use super::{Chat, ChatConn};
 use crate::protocol::{CloseReason, Frame, Link};
 use crate::store::MessageRecord;
+pub(super) use sessions::Claim;
 use sessions::Session;
 pub use sessions::Sessions;
 
@@ -72,31 +73,18 @@ pub(super) enum Recovery {
     },
 }
 
-/// What a reconnecting client presents: `{pid, offset}` in its auth.
-pub(super) struct Claim {
-    pub pid: String,
-    pub offset: Option<u64>,
-}
-
-impl Claim {
-    pub fn from_auth(auth: Option<&serde_json::Value>) -> Option<Self> {
-        let a = auth?;
-        let pid = a.get("pid")?.as_str()?.to_owned();
-        let offset = a
-            .get("offset")
-            .and_then(|o| o.as_str())
-            .and_then(|o| o.parse().ok());
-        Some(Self { pid, offset })
-    }
-}
-
 impl Chat {
     /// At CONNECT, before the reply is queued: takes back the claimed
     /// session and asks the store how large its gap is, holding the
     /// link (so the CONNECT reply) until it answers. Returns the recovery
     /// and where its replay starts, or None for a fresh session (no such
     /// session, or a store too busy to count).
-    pub(super) fn reclaim(&self, claim: &Claim, user: &str, link: &Link) -> Option<Recovery> {
+    pub(super) fn reclaim(
+        &self,
+        claim: &Claim,
+        user: &str,
+        link: &Link,
+    ) -> Option<(Recovery, u64)> {
         let s = self.sessions.take(&claim.pid, user)?;
         let after_pos = claim.offset.unwrap_or(s.start_pos);
         let channels: Vec<String> = s.channels.iter().map(|c| c.to_string()).collect();
@@ -115,10 +103,11 @@ impl Chat {
             return None;
         }
         link.hold();
-        Some(Recovery::Counting {
+        let recovery = Recovery::Counting {
             channels: s.channels,
             after_pos,
-        })
+        };
+        Some((recovery, after_pos))
     }
 
     /// The store answered a recovery step.

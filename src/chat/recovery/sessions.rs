@@ -1,5 +1,5 @@
-//! The dropped sessions kept for recovery: small, few, and forgotten
-//! oldest first.
+//! The dropped sessions kept for recovery (small, few, and forgotten
+//! oldest first), and the claim a reconnecting client makes on one.
 //!
 //! A flood of connections that join and drop must not grow memory for the
 //! whole recovery window, so a kept session is one compact entry (the pid
@@ -167,6 +167,24 @@ impl Sessions {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// What a reconnecting client presents: `{pid, offset}` in its auth.
+pub(in crate::chat) struct Claim {
+    pub pid: String,
+    pub offset: Option<u64>,
+}
+
+impl Claim {
+    pub fn from_auth(auth: Option<&serde_json::Value>) -> Option<Self> {
+        let a = auth?;
+        let pid = a.get("pid")?.as_str()?.to_owned();
+        let offset = a
+            .get("offset")
+            .and_then(|o| o.as_str())
+            .and_then(|o| o.parse().ok());
+        Some(Self { pid, offset })
     }
 }
 
