@@ -336,7 +336,12 @@ fn a_gap_at_the_cap_is_replayed_whole_and_one_more_is_refused() {
 /// gets a fresh session), a recent one recovers, and memory stays flat.
 #[test]
 fn dropped_sessions_are_capped_oldest_forgotten_first() {
-    let server = TestServer::start_with(&[("RECOVERY_MAX_SESSIONS", "100")]);
+    let server = TestServer::start_with(&[
+        ("RECOVERY_MAX_SESSIONS", "100"),
+        // 1,500 connections from one address in a few seconds.
+        ("WS_CONNECTION_RATE_PER_IP", "100000"),
+        ("WS_CONNECTION_BURST_PER_IP", "100000"),
+    ]);
     let flood = server.create_channel("owner", "flood", "public", &[]);
     let watch_ch = server.create_channel("owner", "watch", "public", &[]);
     let mut watcher = connect(&server, "watcher");

@@ -51,6 +51,8 @@ pub struct ChatLimits {
     /// Commands refused in a row for rate before the connection is closed.
     pub rate_disconnect_after: u32,
     pub typing_timeout: Duration,
+    /// At most one `presence_update` per user per this interval (coalesced).
+    pub presence_interval: Duration,
     /// How long a dropped connection's session stays recoverable.
     pub recovery_window: Duration,
     /// Most messages one recovery replays, across its channels.
@@ -87,6 +89,8 @@ pub struct Chat {
     channels: RefCell<HashMap<Arc<str>, owner::ChannelState>>,
     /// Owner side: users this shard owns.
     users: RefCell<HashMap<Arc<str>, presence::UserState>>,
+    /// Owner side: users with a presence change waiting for its interval.
+    presence_pending: RefCell<Vec<Arc<str>>>,
 }
 
 /// Fixed seeds: every shard must map a key to the same owner.
@@ -122,6 +126,7 @@ impl Chat {
             last_pos: Cell::new(0),
             channels: RefCell::default(),
             users: RefCell::default(),
+            presence_pending: RefCell::default(),
         })
     }
 
@@ -194,6 +199,7 @@ impl Chat {
     /// Periodic work: typing indicators that expired.
     pub fn tick(&self) {
         self.expire_typing();
+        self.settle_presence();
         let channels = self.channels.borrow().len();
         self.metrics.channels.set(channels as i64);
         if self.mail.shard() == 0 {

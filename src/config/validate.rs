@@ -50,6 +50,13 @@ impl Config {
             ("store_readers", self.store_readers as u64, "threads such as 2"),
             ("rest_max_body_bytes", self.rest_max_body_bytes as u64, "bytes such as 65536"),
         ];
+        // The rate of new connections and the REST keep-alive, likewise.
+        #[rustfmt::skip]
+        let nonzero_connections: [(&'static str, u64, &str); 3] = [
+            ("ws_connection_rate_per_ip", self.ws_connection_rate_per_ip.into(), "connections such as 50"),
+            ("ws_connection_burst_per_ip", self.ws_connection_burst_per_ip.into(), "connections such as 500"),
+            ("rest_keepalive_timeout_ms", self.rest_keepalive_timeout_ms, "milliseconds such as 10000"),
+        ];
         let mut found = Vec::new();
         if self.host.parse::<IpAddr>().is_err() {
             found.push(bad_host(&self.host));
@@ -61,7 +68,7 @@ impl Config {
                 "set it to the number of shards wanted, or 0 for one per core",
             ));
         }
-        for (key, value, example) in nonzero {
+        for (key, value, example) in nonzero.into_iter().chain(nonzero_connections) {
             if value == 0 {
                 found.push(at_least_1(key, example));
             }

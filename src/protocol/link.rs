@@ -7,7 +7,7 @@
 //! closing with [`CloseReason::SlowConsumer`] instead of growing or silently
 //! dropping (the client reconnects and recovers what it missed).
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::task::{Context, Poll, Waker};
@@ -16,6 +16,7 @@ use bytes::Bytes;
 use tungstenite::Utf8Bytes;
 
 use super::CloseReason;
+use super::pace::{Pace, Verdict};
 
 /// A frame ready for the wire. Text frames are shared by reference between
 /// every recipient of a broadcast (encode once, fan out bytes).
@@ -73,6 +74,9 @@ pub struct Link {
     hold: Cell<Option<usize>>,
     /// The driver's waker, registered while it waits for frames or a close.
     waker: RefCell<Option<Waker>>,
+    /// The connection's command rate limiter, set by the application at the
+    /// first CONNECT; until then nothing is limited.
+    pace: OnceCell<Pace>,
 }
 
 impl Link {
@@ -87,7 +91,19 @@ impl Link {
             closing: Cell::new(None),
             hold: Cell::new(None),
             waker: RefCell::new(None),
+            pace: OnceCell::new(),
         }
+    }
+
+    /// The connection's rate limiter, created by `init` on first use.
+    pub fn pace_or_init(&self, init: impl FnOnce() -> Pace) -> &Pace {
+        self.pace.get_or_init(init)
+    }
+
+    /// Takes a token for one packet from the connection's rate limiter;
+    /// [`Verdict::Allowed`] while none is set.
+    pub fn pace_check(&self) -> Verdict {
+        self.pace.get().map_or(Verdict::Allowed, Pace::check)
     }
 
     /// Queues a frame for the client.

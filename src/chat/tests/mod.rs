@@ -70,6 +70,9 @@ impl World {
             rate_burst: 1000,
             rate_disconnect_after: 10,
             typing_timeout: std::time::Duration::from_secs(5),
+            // No coalescing: every presence change is seen at once here
+            // (presence.rs tests the coalescing).
+            presence_interval: Duration::ZERO,
             recovery_window: std::time::Duration::from_secs(60),
             recovery_max_replay: 90,
         };
