@@ -78,6 +78,8 @@ pub const KEYS: &[&str] = &[
     "store_commit_window_us",
     "store_readers",
     "recovery_window_ms",
+    "recovery_max_replay",
+    "recovery_max_sessions",
     "rest_max_body_bytes",
     "rest_keepalive_timeout_ms",
     "log_format",
@@ -241,6 +243,15 @@ pub struct Config {
     /// (subscriptions and missed messages) with Socket.IO connection state
     /// recovery.
     pub recovery_window_ms: u64,
+    /// Most messages one recovery replays, across all its channels. A
+    /// larger gap is refused up front (a fresh session; the client catches
+    /// up by seq) instead of being read into memory. Taken as at most
+    /// `outbound_queue_messages`, which the replay must fit in anyway.
+    pub recovery_max_replay: usize,
+    /// Most dropped sessions kept for recovery in the process; beyond it
+    /// the oldest is forgotten first, so a flood of dropped connections
+    /// cannot grow memory without bound.
+    pub recovery_max_sessions: usize,
     /// Largest REST request body accepted (413 above it).
     pub rest_max_body_bytes: usize,
     /// How long a REST keep-alive connection may sit with no byte moving
@@ -352,6 +363,8 @@ impl Default for Config {
             store_commit_window_us: 0,
             store_readers: 2,
             recovery_window_ms: 120_000,
+            recovery_max_replay: 512,
+            recovery_max_sessions: 100_000,
             rest_max_body_bytes: 65_536,
             rest_keepalive_timeout_ms: 10_000,
             log_format: LogFormat::Human,

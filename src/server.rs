@@ -146,11 +146,15 @@ pub fn run_until(
             recovery_window: config.recovery_window(),
             channel_cache_idle: config.channel_cache_idle(),
             channel_cache_max: config.channel_cache_max,
+            // A replay must fit in the outbound queue anyway.
+            recovery_max_replay: config
+                .recovery_max_replay
+                .min(config.outbound_queue_messages),
         },
         auth,
         mesh,
         store,
-        sessions: chat::recovery::Sessions::new(),
+        sessions: chat::recovery::Sessions::new(config.recovery_max_sessions),
         admission: Admission::new(
             config.ws_max_connections,
             config.ws_max_connections_per_ip,

@@ -25,10 +25,11 @@ pub struct ChatConn {
     /// Channels of this connection: `false` while the owner has not yet
     /// confirmed the subscription, `true` once delivering.
     pub(super) channels: RefCell<HashMap<Arc<str>, bool>>,
-    /// Private session id for connection state recovery.
-    pub(super) pid: String,
+    /// Private session id for connection state recovery (a refused
+    /// recovery replaces the claimed one).
+    pub(super) pid: RefCell<String>,
     /// Replay position for this session if the client has no offset.
-    pub(super) start_pos: u64,
+    pub(super) start_pos: Cell<u64>,
     /// Set while a recovered session is being restored.
     pub(super) recovery: RefCell<Option<super::recovery::Recovery>>,
     /// Cleared when a recovery could not be completed: the session is then
@@ -84,26 +85,22 @@ impl Handler for Chat {
         };
         // A reconnect presenting a live session of the same user gets it
         // back: same pid, same channels, missed messages replayed.
+        // The channels come back once the store has counted the gap (it
+        // may be too large to replay: then this is a fresh session).
         let claim = super::recovery::Claim::from_auth(auth.as_ref());
-        let restored = claim.as_ref().and_then(|c| self.reclaim(c, &claims.sub));
-        let (pid, channels, start_pos, recovery) = match (claim, restored) {
-            (Some(c), Some((channels, after))) => {
-                let chans = channels.into_iter().map(|ch| (ch, false)).collect();
-                (c.pid, chans, after, Some(Chat::new_recovery(after)))
-            }
-            _ => (
-                crate::ids::random_token(15),
-                HashMap::new(),
-                self.last_pos.get(),
-                None,
-            ),
+        let restored = claim
+            .as_ref()
+            .and_then(|c| self.reclaim(c, &claims.sub, link));
+        let (pid, start_pos, recovery) = match (claim, restored) {
+            (Some(c), Some((r, after))) => (c.pid, after, Some(r)),
+            _ => (crate::ids::random_token(15), self.last_pos.get(), None),
         };
         let conn = Rc::new(ChatConn {
             link: link.clone(),
             user: Arc::from(claims.sub.as_str()),
-            channels: RefCell::new(channels),
-            pid,
-            start_pos,
+            channels: RefCell::new(HashMap::new()),
+            pid: RefCell::new(pid),
+            start_pos: Cell::new(start_pos),
             recovery: RefCell::new(recovery),
             resumable: Cell::new(true),
         });
@@ -151,13 +148,7 @@ impl Handler for Chat {
     }
 
     fn pid(&self, conn: &Rc<ChatConn>) -> Option<String> {
-        Some(conn.pid.clone())
-    }
-
-    fn connected(&self, conn: &Rc<ChatConn>) {
-        if conn.recovery.borrow().is_some() {
-            self.start_recovery(conn);
-        }
+        Some(conn.pid.borrow().clone())
     }
 
     fn disconnect(&self, conn: Rc<ChatConn>, reason: DisconnectReason) {
@@ -169,6 +160,7 @@ impl Handler for Chat {
         if reason != DisconnectReason::ClientDisconnect && conn.resumable.get() {
             self.keep_session(&conn, channels.iter().map(|(c, _)| c.clone()).collect());
         }
+        self.end_recovery(&conn);
         for (channel, delivering) in channels {
             // Even a pending join is undone: the owner handles our Join
             // before this Leave, so its counts stay right.

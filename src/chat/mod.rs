@@ -61,6 +61,8 @@ pub struct ChatLimits {
     /// Channels an owner caches before it evicts the least recently used
     /// ones not in use.
     pub channel_cache_max: usize,
+    /// Most messages one recovery replays, across its channels.
+    pub recovery_max_replay: usize,
 }
 
 /// The store as chat uses it: messages answer to an [`mail::Origin`], and
@@ -178,7 +180,7 @@ impl Chat {
             Mail::Invalidate { channel } => self.owner_invalidate(channel),
             Mail::ChannelLoaded { channel, result } => self.channel_loaded(channel, result),
             Mail::Committed(batch) => self.committed(&batch),
-            Mail::Replayed { conn, result } => self.replayed(conn, result),
+            Mail::Replayed { conn, step } => self.replayed(conn, step),
             Mail::Joined {
                 channel,
                 channel_json,

@@ -85,8 +85,9 @@ impl World {
             recovery_window: std::time::Duration::from_secs(60),
             channel_cache_idle: idle,
             channel_cache_max: max,
+            recovery_max_replay: 90,
         };
-        let sessions = super::recovery::Sessions::new();
+        let sessions = super::recovery::Sessions::new(1_000);
         let boxes: Vec<_> = (0..shards).map(|i| Mailbox::new(mesh.clone(), i)).collect();
         let chats = boxes
             .iter()
@@ -186,6 +187,10 @@ impl World {
             .connect(&link, &hs, "/", Some(auth))
             .ok()
             .unwrap();
+        // The reply as the driver queues it (a recovery holds it).
+        let pid = self.chats[shard].pid(&socket);
+        let reply = crate::protocol::packet::encode_connect("/", "sid", pid.as_deref());
+        link.push_text(reply).unwrap();
         self.chats[shard].connected(&socket);
         self.pump();
         Peer {
