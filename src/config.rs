@@ -46,6 +46,8 @@ pub const KEYS: &[&str] = &[
     "shard_cpus",
     "ws_max_connections",
     "ws_max_connections_per_ip",
+    "ws_connection_rate_per_ip",
+    "ws_connection_burst_per_ip",
     "broadcast_batch_size",
     "jwt_secret",
     "jwt_public_key_file",
@@ -67,6 +69,9 @@ pub const KEYS: &[&str] = &[
     "outbound_queue_messages",
     "outbound_queue_bytes",
     "typing_timeout_ms",
+    "presence_interval_ms",
+    "channel_cache_idle_ms",
+    "channel_cache_max",
     "shutdown_timeout_ms",
     "io_memory_kib",
     "io_ring_depth",
@@ -74,7 +79,10 @@ pub const KEYS: &[&str] = &[
     "store_commit_window_us",
     "store_readers",
     "recovery_window_ms",
+    "recovery_max_replay",
+    "recovery_max_sessions",
     "rest_max_body_bytes",
+    "rest_keepalive_timeout_ms",
     "log_format",
     "database_url",
     "db_host",
@@ -132,6 +140,13 @@ pub struct Config {
     /// Per-client-IP connection cap, so one host (or one buggy reconnect
     /// loop) cannot take the whole budget.
     pub ws_max_connections_per_ip: usize,
+    /// New connections per second accepted from one client IP address (any
+    /// route: WebSocket, REST, probes), so a loop opening and dropping
+    /// sockets cannot churn the server; past it, HTTP 429.
+    pub ws_connection_rate_per_ip: u32,
+    /// New connections one address may open at once before that rate
+    /// applies: a NAT'd office reconnecting after a restart.
+    pub ws_connection_burst_per_ip: u32,
     /// Most items drained from a mailbox or committed by the store in one
     /// batch: larger batches amortise wakeups and fsyncs, smaller ones bound
     /// the latency a single batch can add.
@@ -196,6 +211,18 @@ pub struct Config {
     /// How long a typing indicator lasts without a refresh, so a client that
     /// vanishes does not leave "is typing" forever.
     pub typing_timeout_ms: u64,
+    /// At most one `presence_update` per user per this many ms: changes in
+    /// between are coalesced into the user's final status, so that a client
+    /// cycling its connections cannot flood the members of its channels.
+    /// 0 announces every change at once.
+    pub presence_interval_ms: u64,
+    /// How long a channel owner keeps a cached channel that nobody is
+    /// subscribed to, typing in or waiting for, after its last command.
+    pub channel_cache_idle_ms: u64,
+    /// Channels each owner shard caches; over it the least recently used
+    /// ones not in use are evicted, so made-up or abandoned channel ids
+    /// cannot grow memory without bound.
+    pub channel_cache_max: usize,
     /// Grace period on SIGTERM for connections to drain and the store to
     /// flush before the process exits anyway.
     pub shutdown_timeout_ms: u64,
@@ -223,8 +250,20 @@ pub struct Config {
     /// (subscriptions and missed messages) with Socket.IO connection state
     /// recovery.
     pub recovery_window_ms: u64,
+    /// Most messages one recovery replays, across all its channels. A
+    /// larger gap is refused up front (a fresh session; the client catches
+    /// up by seq) instead of being read into memory. Taken as at most
+    /// `outbound_queue_messages`, which the replay must fit in anyway.
+    pub recovery_max_replay: usize,
+    /// Most dropped sessions kept for recovery in the process; beyond it
+    /// the oldest is forgotten first, so a flood of dropped connections
+    /// cannot grow memory without bound.
+    pub recovery_max_sessions: usize,
     /// Largest REST request body accepted (413 above it).
     pub rest_max_body_bytes: usize,
+    /// How long a REST keep-alive connection may sit with no byte moving
+    /// before it is closed, so idle sockets do not pin connection slots.
+    pub rest_keepalive_timeout_ms: u64,
     /// Log line format.
     pub log_format: LogFormat,
     /// The production store, `mysql://user:password@host:3306/database`
@@ -299,6 +338,8 @@ impl Default for Config {
             shard_cpus: None,
             ws_max_connections: 10_000,
             ws_max_connections_per_ip: 1_000,
+            ws_connection_rate_per_ip: 50,
+            ws_connection_burst_per_ip: 500,
             broadcast_batch_size: 100,
             jwt_secret: None,
             jwt_public_key_file: None,
@@ -320,6 +361,9 @@ impl Default for Config {
             outbound_queue_messages: 1_024,
             outbound_queue_bytes: 4_194_304,
             typing_timeout_ms: 5_000,
+            presence_interval_ms: 1_000,
+            channel_cache_idle_ms: 60_000,
+            channel_cache_max: 100_000,
             shutdown_timeout_ms: 10_000,
             io_memory_kib: 1_024,
             io_ring_depth: 4_096,
@@ -327,7 +371,10 @@ impl Default for Config {
             store_commit_window_us: 0,
             store_readers: 2,
             recovery_window_ms: 120_000,
+            recovery_max_replay: 512,
+            recovery_max_sessions: 100_000,
             rest_max_body_bytes: 65_536,
+            rest_keepalive_timeout_ms: 10_000,
             log_format: LogFormat::Human,
             database_url: None,
             db_host: None,

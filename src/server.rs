@@ -143,13 +143,27 @@ pub fn run_until(
             rate_burst: config.rate_limit_burst,
             rate_disconnect_after: config.rate_limit_disconnect_after,
             typing_timeout: config.typing_timeout(),
+            presence_interval: config.presence_interval(),
             recovery_window: config.recovery_window(),
+            channel_cache_idle: config.channel_cache_idle(),
+            channel_cache_max: config.channel_cache_max,
+            // A replay must fit in the outbound queue anyway.
+            recovery_max_replay: config
+                .recovery_max_replay
+                .min(config.outbound_queue_messages),
         },
         auth,
         mesh,
         store,
-        sessions: chat::recovery::Sessions::new(),
-        admission: Admission::new(config.ws_max_connections, config.ws_max_connections_per_ip),
+        sessions: chat::recovery::Sessions::new(config.recovery_max_sessions),
+        admission: Admission::new(
+            config.ws_max_connections,
+            config.ws_max_connections_per_ip,
+            crate::shard::admission::ConnectionRate {
+                per_sec: config.ws_connection_rate_per_ip,
+                burst: config.ws_connection_burst_per_ip,
+            },
+        ),
         shutdown: shutdown.clone(),
         drain_timeout: config.shutdown_timeout(),
         rest: crate::rest::RestSettings::from_config(&config),

@@ -1,6 +1,7 @@
 //! Hostile and broken clients, with a raw WebSocket: malformed packets,
 //! oversized frames, the unsupported polling transport, foreign recovery
-//! claims. (Floods and slow readers: floods.rs.) Each test runs its own
+//! claims, and the lone surrogate escapes the reference accepts. (Floods
+//! and slow readers: floods.rs.) Each test runs its own
 //! server (two shards) and creates the channels it uses through the REST
 //! API first.
 
@@ -263,4 +264,48 @@ fn foreign_and_malformed_recovery_claims_get_a_fresh_session() {
     }
 
     assert_healthy(&server);
+}
+
+/// A lone UTF-16 surrogate escape (what socket.io-client sends for a string
+/// cut in the middle of an emoji) is accepted as the reference server does,
+/// and read as U+FFFD: the message is acked, relayed and kept with it. A
+/// pair is the emoji; an escaped backslash before `ud83d` is no escape.
+#[test]
+fn lone_surrogate_escapes_are_read_as_the_replacement_character() {
+    let server = TestServer::start();
+    let channel = server.create_channel("owner", "surrogates", "public", &[]);
+    let mut alice = connect(&server, "alice");
+    join(&mut alice, &channel);
+    let mut bob = connect(&server, "bob");
+    join(&mut bob, &channel);
+
+    let content = r#"cut \ud83d|pair \ud83d\ude00|low \ude00|not \\ud83d"#;
+    let expected = "cut \u{fffd}|pair \u{1f600}|low \u{fffd}|not \\ud83d";
+    send_text(
+        &mut alice,
+        format!(r#"427["send_message",{{"channelId":"{channel}","content":"{content}"}}]"#),
+    );
+    let (id, ack) = common::raw::recv_ack(&mut alice);
+    assert_eq!(id, 7);
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(ack["message"]["content"], expected, "{ack}");
+    let relayed = loop {
+        if let Some((name, args)) = as_event_args(&recv_text(&mut bob))
+            && name == "message"
+        {
+            break args[0].clone();
+        }
+    };
+    assert_eq!(relayed["content"], expected, "{relayed}");
+    let history = server.history("bob", &channel);
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0]["content"], expected, "{history:?}");
+    // Still connected: the next command is answered.
+    let ack = call(
+        &mut alice,
+        8,
+        "send_message",
+        json!({ "channelId": channel, "content": "after" }),
+    );
+    assert_eq!(ack["ok"], true, "{ack}");
 }

@@ -1,6 +1,8 @@
 //! Floods and slow readers, with a raw WebSocket: a subscriber that stops
 //! reading is closed as a slow consumer (4008) without hurting the others,
-//! and a client over its command rate is refused, then disconnected (4029).
+//! a client over its command rate is refused, then disconnected (4029), and
+//! so is one cycling namespace DISCONNECT/CONNECT, whose presence changes
+//! are coalesced for the members of its channels.
 
 mod common;
 
@@ -225,4 +227,148 @@ fn rate_limit_rejects_then_disconnects() {
     );
 
     assert_healthy(&server);
+}
+
+/// A masked client text frame, for writing many frames in one `write`.
+fn masked_text(text: &str) -> Vec<u8> {
+    let p = text.as_bytes();
+    let mask = [0x5a, 0x13, 0xc7, 0x01];
+    let mut f = vec![0x81];
+    match p.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&u16::try_from(n).expect("a short frame").to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&mask);
+    f.extend(p.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// D4: namespace DISCONNECT/CONNECT cycles (`41`, `40`), thousands in one
+/// write, from one connection of a user whose presence list holds many
+/// channels. They count against the connection's rate limit (refused with a
+/// RATE_LIMITED CONNECT_ERROR, then closed with 4029), and the presence
+/// changes are coalesced: a co-subscriber of every channel stays connected
+/// and is told a bounded number of times, ending with the user offline.
+/// Before: every cycle sent two presence_update per channel and the
+/// co-subscriber was closed as a slow consumer (4008).
+#[test]
+fn namespace_cycling_is_rate_limited_and_presence_coalesced() {
+    const CHANNELS: usize = 50;
+    const CYCLES: usize = 2000;
+    let server = TestServer::start();
+    let channels: Vec<String> = (0..CHANNELS)
+        .map(|i| server.create_channel("owner", &format!("cycle{i}"), "public", &[]))
+        .collect();
+    // The cycling user's presence list: every channel, through a first
+    // connection that joins them all and stays while the watcher joins.
+    let mut setup = connect(&server, "cycler");
+    for c in &channels {
+        join(&mut setup, c);
+    }
+    let mut watcher = connect(&server, "watcher");
+    for c in &channels {
+        join(&mut watcher, c);
+    }
+    let mut cycler = connect(&server, "cycler");
+    // The first connection goes: the cycling one is the user's only one
+    // (the channels are told the user left them, and nothing else yet).
+    drop(setup);
+    for _ in 0..CHANNELS {
+        loop {
+            if let Some((name, data)) = as_event(&recv_text(&mut watcher))
+                && name == "user_left"
+            {
+                assert_eq!(data["userId"], "cycler", "{data}");
+                break;
+            }
+        }
+    }
+
+    let connect_frame = masked_text(&format!("40{}", json!({ "token": server.token("cycler") })));
+    let mut burst = Vec::new();
+    for _ in 0..CYCLES {
+        burst.extend(masked_text("41"));
+        burst.extend(&connect_frame);
+    }
+    std::io::Write::write_all(cycler.get_mut(), &burst).expect("write the cycles");
+
+    // The cycling connection: some CONNECTs accepted, then refused, then
+    // closed for rate.
+    let mut refused = 0;
+    let code = loop {
+        match cycler.read() {
+            Ok(Message::Text(t)) if t.as_str().starts_with("44") => {
+                assert!(t.as_str().contains(r#""code":"RATE_LIMITED""#), "{t}");
+                refused += 1;
+            }
+            Ok(Message::Close(frame)) => break frame.map(|f| f.code),
+            Ok(_) => {}
+            Err(e) => panic!("cycling connection not closed with a close frame: {e}"),
+        }
+    };
+    assert_eq!(
+        code,
+        Some(CloseCode::Library(4029)),
+        "after {refused} refusals"
+    );
+    assert!(refused > 0, "no CONNECT refused for rate before the close");
+
+    // The watcher: the user ends offline in every channel (at least one
+    // offline per channel), and within the window after that nothing more
+    // than a few announcements per channel came.
+    let mut presence = Vec::new();
+    let mut offline = 0;
+    while offline < CHANNELS {
+        let frame = recv_text(&mut watcher);
+        if let Some((name, data)) = as_event(&frame)
+            && name == "presence_update"
+            && data["userId"] == "cycler"
+        {
+            offline += usize::from(data["status"] == "offline");
+            presence.push(data["status"].as_str().unwrap_or("?").to_owned());
+        }
+    }
+    // Any announcement still coming is due within an interval (1 s) and a
+    // tick (250 ms) of the last one; wait twice that.
+    let quiet_until = std::time::Instant::now() + Duration::from_millis(2500);
+    loop {
+        let left = quiet_until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        watcher.get_ref().set_read_timeout(Some(left)).unwrap();
+        match watcher.read() {
+            Ok(Message::Text(t)) if t.as_str() == "2" => send_text(&mut watcher, "3"),
+            Ok(Message::Text(t)) => {
+                if let Some((name, data)) = as_event(t.as_str())
+                    && name == "presence_update"
+                    && data["userId"] == "cycler"
+                {
+                    presence.push(data["status"].as_str().unwrap_or("?").to_owned());
+                }
+            }
+            Ok(Message::Close(f)) => panic!("watcher closed: {f:?}"),
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) => break,
+            Err(e) => panic!("watcher: {e}"),
+        }
+    }
+    watcher.get_ref().set_read_timeout(Some(WAIT)).unwrap();
+    // Measured: 50, all offline (50 CONNECTs refused, then 4029). With
+    // PRESENCE_INTERVAL_MS=0 (rate limit alone) the watcher got 4008.
+    assert!(
+        presence.len() <= 3 * CHANNELS,
+        "{} presence_update for {CHANNELS} channels and {CYCLES} cycles: {presence:?}",
+        presence.len()
+    );
+    assert_eq!(
+        presence.last().map(String::as_str),
+        Some("offline"),
+        "{presence:?}"
+    );
+    // Still connected and served.
+    join(&mut watcher, &channels[0]);
 }

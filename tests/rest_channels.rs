@@ -39,7 +39,12 @@ fn probes_keep_alive_and_unknown_paths() {
 
 #[test]
 fn idle_connections_are_closed_and_shutdown_does_not_wait_for_them() {
-    let server = TestServer::start_with(&[("HANDSHAKE_TIMEOUT_MS", "600")]);
+    // The idle timeout of its own (it was HANDSHAKE_TIMEOUT_MS's), far
+    // below the head deadline.
+    let server = TestServer::start_with(&[
+        ("REST_KEEPALIVE_TIMEOUT_MS", "600"),
+        ("HANDSHAKE_TIMEOUT_MS", "30000"),
+    ]);
     let mut idle = Http::connect(&server);
     assert_eq!(idle.send("GET", "/health", None, None).status, 200);
     assert!(

@@ -7,6 +7,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::TestServer;
+use common::client::Client;
 use common::rest::*;
 use serde_json::{Value, json};
 use tungstenite::{Message, WebSocket, stream::MaybeTlsStream};
@@ -190,6 +191,25 @@ fn history_pages_with_before_after_and_limit() {
     let first = alice.get(&format!("/api/v1/messages/channel/{cid}?after=0&limit=1"));
     assert_eq!(first.json["messages"][0]["content"], "m1");
 
+    // Past every seq (2^63 and more, up to past u64): exact answers, where
+    // such values once wrapped to negative in the store (everything after
+    // "-1", nothing before it).
+    for huge in [
+        "9223372036854775808",
+        "18446744073709551615",
+        "99999999999999999999999",
+    ] {
+        assert_eq!(page(&alice, &format!("?after={huge}")), (vec![], false));
+        assert_eq!(
+            page(&alice, &format!("?before={huge}")),
+            (range(56, 105), true)
+        );
+    }
+    assert_eq!(
+        page(&alice, "?before=9223372036854775807&limit=2"),
+        (range(104, 105), true)
+    );
+
     for bad in [
         "?before=1&after=2",
         "?limit=0",
@@ -243,4 +263,87 @@ fn rest_sends_edits_and_deletions_reach_socket_io_subscribers() {
         event(&mut ws, "message_deleted"),
         json!({"id": sent["id"], "channelId": cid, "seq": 1})
     );
+}
+
+/// A REST send with a `clientMessageId`.
+fn send_once(api: &Api, cid: &str, cmid: &str) -> Answer {
+    let body = json!({"channelId": cid, "content": "once", "clientMessageId": cmid});
+    api.call("POST", "/api/v1/messages", Some(body))
+}
+
+#[test]
+fn a_deleted_channels_messages_are_gone_for_delete_and_repeated_sends() {
+    let server = TestServer::start();
+    let alice = as_user(&server, "alice");
+    let send = send_once;
+    // Its messages are gone for DELETE as for GET and PUT (DELETE answered
+    // 204), and a repeated clientMessageId is refused as a first send is
+    // (it answered 200 with the stored message).
+    let doomed = alice.create("doomed", "private", &[]);
+    let did = doomed["id"].as_str().unwrap();
+    let first = send(&alice, did, "a-1");
+    assert_eq!(first.status, 201, "{first:?}");
+    let again = send(&alice, did, "a-1");
+    assert_eq!((again.status, &again.json), (200, &first.json));
+    let path = format!(
+        "/api/v1/messages/{}",
+        first.json["message"]["id"].as_str().unwrap()
+    );
+    assert_eq!(
+        alice
+            .call("DELETE", &format!("/api/v1/channels/{did}"), None)
+            .status,
+        204
+    );
+    assert_eq!(alice.get(&path).status, 404);
+    let a = alice.call("PUT", &path, Some(json!({"content": "z"})));
+    assert_eq!((a.status, a.code()), (404, "NOT_FOUND"));
+    let a = alice.call("DELETE", &path, None);
+    assert_eq!((a.status, a.code()), (404, "NOT_FOUND"), "{a:?}");
+    let a = send(&alice, did, "a-1");
+    assert_eq!((a.status, a.code()), (404, "NOT_FOUND"), "{a:?}");
+}
+
+#[test]
+fn a_repeated_send_after_leaving_is_refused_like_a_first_send() {
+    let server = TestServer::start();
+    let alice = as_user(&server, "alice");
+    let send = send_once;
+    // bob's membership of a public channel ends when he leaves it: a
+    // repeat is refused like a first send by a non-member (it answered 200
+    // with the stored message).
+    let public = alice.create("open", "public", &[]);
+    let pid = public["id"].as_str().unwrap();
+    let bob = as_user(&server, "bob");
+    let mut ws = Client::connect(&server, "bob");
+    assert_eq!(
+        ws.call("join_channel", json!({"channelId": pid}))["ok"],
+        true
+    );
+    let first = send(&bob, pid, "b-1");
+    assert_eq!(first.status, 201, "{first:?}");
+    assert_eq!(
+        ws.call("leave_channel", json!({"channelId": pid}))["ok"],
+        true
+    );
+    // The leave is acked before the store has written it: wait until the
+    // store no longer lists bob as a member.
+    let deadline = Instant::now() + SEC;
+    while bob.get("/api/v1/channels").json["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["id"] == pid)
+    {
+        assert!(Instant::now() < deadline, "bob is still a member");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let a = send(&bob, pid, "b-2");
+    assert_eq!(
+        (a.status, a.code()),
+        (403, "FORBIDDEN"),
+        "a first send: {a:?}"
+    );
+    let a = send(&bob, pid, "b-1");
+    assert_eq!((a.status, a.code()), (403, "FORBIDDEN"), "a repeat: {a:?}");
 }

@@ -153,6 +153,7 @@ suite!(
     edit_message_sets_edited_at,
     delete_message_is_soft,
     replay_caps_seq_per_channel_in_pos_order,
+    replay_counts_bounded_and_pages_exactly,
     utf8mb4_round_trips,
     values_at_the_api_limits_round_trip,
     ids_are_compared_exactly,

@@ -3,11 +3,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Value, json};
 use tungstenite::Utf8Bytes;
 
@@ -16,7 +14,8 @@ use super::mail::{Mail, Origin, Publish, ReplyTo, shard_of_conn};
 use super::message::reply_frame;
 use super::{Chat, ChatError, ErrorCode};
 use crate::protocol::{
-    CloseReason, DisconnectReason, Event, Frame, Handler, Handshake, Link, Refusal,
+    CloseReason, DisconnectReason, Event, Frame, Handler, Handshake, Link, Pace, PaceLimits,
+    Refusal, Verdict,
 };
 
 /// One authenticated connection on the main namespace.
@@ -26,19 +25,17 @@ pub struct ChatConn {
     /// Channels of this connection: `false` while the owner has not yet
     /// confirmed the subscription, `true` once delivering.
     pub(super) channels: RefCell<HashMap<Arc<str>, bool>>,
-    /// Private session id for connection state recovery.
-    pub(super) pid: String,
+    /// Private session id for connection state recovery (a refused
+    /// recovery replaces the claimed one).
+    pub(super) pid: RefCell<String>,
     /// Replay position for this session if the client has no offset.
-    pub(super) start_pos: u64,
+    pub(super) start_pos: Cell<u64>,
     /// Set while a recovered session is being restored.
     pub(super) recovery: RefCell<Option<super::recovery::Recovery>>,
     /// Cleared when a recovery could not be completed: the session is then
     /// not kept again, or the client would retry the same failing recovery
     /// forever; it starts fresh and catches up through history.
     pub(super) resumable: Cell<bool>,
-    limiter: DefaultDirectRateLimiter,
-    /// Commands refused for rate in a row.
-    rejected: Cell<u32>,
 }
 
 impl Handler for Chat {
@@ -51,6 +48,16 @@ impl Handler for Chat {
         nsp: &str,
         auth: Option<Value>,
     ) -> Result<Rc<ChatConn>, Refusal> {
+        // The connection's rate limiter, from its first CONNECT (whatever
+        // its outcome) for as long as the WebSocket lasts: commands and
+        // namespace CONNECTs and DISCONNECTs share it.
+        let l = &self.limits;
+        let limits = PaceLimits {
+            per_sec: l.rate_per_sec,
+            burst: l.rate_burst,
+            disconnect_after: l.rate_disconnect_after,
+        };
+        link.pace_or_init(|| Pace::new(limits, &self.clock));
         if nsp != "/" {
             return Err(Refusal::InvalidNamespace);
         }
@@ -78,33 +85,24 @@ impl Handler for Chat {
         };
         // A reconnect presenting a live session of the same user gets it
         // back: same pid, same channels, missed messages replayed.
+        // The channels come back once the store has counted the gap (it
+        // may be too large to replay: then this is a fresh session).
         let claim = super::recovery::Claim::from_auth(auth.as_ref());
-        let restored = claim.as_ref().and_then(|c| self.reclaim(c, &claims.sub));
-        let (pid, channels, start_pos, recovery) = match (claim, restored) {
-            (Some(c), Some((channels, after))) => {
-                let chans = channels.into_iter().map(|ch| (ch, false)).collect();
-                (c.pid, chans, after, Some(Chat::new_recovery(after)))
-            }
-            _ => (
-                crate::ids::random_token(15),
-                HashMap::new(),
-                self.last_pos.get(),
-                None,
-            ),
+        let restored = claim
+            .as_ref()
+            .and_then(|c| self.reclaim(c, &claims.sub, link));
+        let (pid, start_pos, recovery) = match (claim, restored) {
+            (Some(c), Some((r, after))) => (c.pid, after, Some(r)),
+            _ => (crate::ids::random_token(15), self.last_pos.get(), None),
         };
-        let l = &self.limits;
-        let quota = Quota::per_second(NonZeroU32::new(l.rate_per_sec).unwrap_or(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::new(l.rate_burst).unwrap_or(NonZeroU32::MIN));
         let conn = Rc::new(ChatConn {
             link: link.clone(),
             user: Arc::from(claims.sub.as_str()),
-            channels: RefCell::new(channels),
-            pid,
-            start_pos,
+            channels: RefCell::new(HashMap::new()),
+            pid: RefCell::new(pid),
+            start_pos: Cell::new(start_pos),
             recovery: RefCell::new(recovery),
             resumable: Cell::new(true),
-            limiter: RateLimiter::direct_with_clock(quota, self.clock.clone()),
-            rejected: Cell::new(0),
         });
         self.conns.borrow_mut().insert(link.id, conn.clone());
         self.metrics.connections.inc();
@@ -122,18 +120,17 @@ impl Handler for Chat {
     }
 
     fn event(&self, conn: &Rc<ChatConn>, ev: Event) {
-        if conn.limiter.check().is_err() {
-            let n = conn.rejected.get() + 1;
-            conn.rejected.set(n);
-            self.metrics.rate_limited.inc();
-            if n > self.limits.rate_disconnect_after {
-                conn.link.close(CloseReason::RateLimited);
-                return;
+        match conn.link.pace_check() {
+            Verdict::Allowed => {}
+            Verdict::Refused => {
+                self.metrics.rate_limited.inc();
+                return answer(conn, ev.ack_id, Err(&rate_error()));
             }
-            let e = ChatError::new(ErrorCode::RateLimited, "too many commands; slow down");
-            return answer(conn, ev.ack_id, Err(&e));
+            Verdict::Exceeded => {
+                self.metrics.rate_limited.inc();
+                return conn.link.close(CloseReason::RateLimited);
+            }
         }
-        conn.rejected.set(0);
         let result = commands::parse(&ev.name, &ev.args, self.limits.max_message_length)
             .and_then(|cmd| self.command(conn, cmd, ev.ack_id));
         if let Err(e) = result {
@@ -141,14 +138,17 @@ impl Handler for Chat {
         }
     }
 
-    fn pid(&self, conn: &Rc<ChatConn>) -> Option<String> {
-        Some(conn.pid.clone())
+    fn rate_limited(&self) -> Refusal {
+        self.metrics.rate_limited.inc();
+        let e = rate_error();
+        Refusal::Refused {
+            message: e.message.clone(),
+            data: Some(json!({"code": e.code.as_str()})),
+        }
     }
 
-    fn connected(&self, conn: &Rc<ChatConn>) {
-        if conn.recovery.borrow().is_some() {
-            self.start_recovery(conn);
-        }
+    fn pid(&self, conn: &Rc<ChatConn>) -> Option<String> {
+        Some(conn.pid.borrow().clone())
     }
 
     fn disconnect(&self, conn: Rc<ChatConn>, reason: DisconnectReason) {
@@ -160,6 +160,7 @@ impl Handler for Chat {
         if reason != DisconnectReason::ClientDisconnect && conn.resumable.get() {
             self.keep_session(&conn, channels.iter().map(|(c, _)| c.clone()).collect());
         }
+        self.end_recovery(&conn);
         for (channel, delivering) in channels {
             // Even a pending join is undone: the owner handles our Join
             // before this Leave, so its counts stay right.
@@ -178,6 +179,10 @@ impl Handler for Chat {
     fn closed(&self, reason: CloseReason) {
         self.metrics.disconnected(reason);
     }
+}
+
+fn rate_error() -> ChatError {
+    ChatError::new(ErrorCode::RateLimited, "too many commands; slow down")
 }
 
 /// Queues a command's reply on the connection itself.

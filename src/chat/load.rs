@@ -1,12 +1,13 @@
 //! Channel cache on the owner: loading a channel's record and members from
 //! the store on first use (commands wait in order behind the load),
-//! reloading after REST changes it, and refusing what waited when the
-//! channel is missing or the store is down.
+//! reloading after REST changes it, refusing what waited when the channel
+//! is missing or the store is down, and evicting entries not in use.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::mail::{LoadedChannel, Mail, Origin, shard_of_conn};
-use super::owner::ChannelInfo;
+use super::owner::{ChannelInfo, ChannelState};
 use super::{Chat, ChatError, ErrorCode};
 use crate::store::MessageRecord;
 
@@ -15,6 +16,7 @@ fn needs_channel(mail: &Mail) -> Option<&Arc<str>> {
     match mail {
         Mail::Join { channel, .. } => Some(channel),
         Mail::Publish(p) => Some(&p.channel),
+        Mail::Typing { channel, .. } => Some(channel),
         // A leave never waits: subscriber counts must drop even when the
         // channel was deleted or the store is down.
         _ => None,
@@ -28,16 +30,43 @@ impl Chat {
         let Some(channel) = needs_channel(&mail).cloned() else {
             return Some(mail);
         };
+        let now = Instant::now();
         let mut channels = self.channels.borrow_mut();
-        let st = channels.entry(channel.clone()).or_default();
-        if st.info.is_some() {
+        // The common case, a cached channel: one lookup.
+        if let Some(st) = channels.get_mut(&channel)
+            && st.info.is_some()
+        {
+            st.used = now;
             return Some(mail);
+        }
+        let added = !channels.contains_key(&channel);
+        if added && matches!(mail, Mail::Typing { .. }) {
+            // A connection the owner counted keeps its channel's entry, so
+            // without one this typist's join was refused or never came:
+            // nothing to load, and nothing to keep.
+            drop(channels);
+            let e = ChatError::new(ErrorCode::Forbidden, "join the channel first");
+            self.refuse(mail, e);
+            return None;
+        }
+        let st = channels
+            .entry(channel.clone())
+            .or_insert_with(|| ChannelState::new(now));
+        st.used = now;
+        if st.gone && !st.loading {
+            drop(channels);
+            self.refuse(mail, ChatError::new(ErrorCode::NotFound, "no such channel"));
+            return None;
         }
         st.waiting.push(mail);
         let start = !std::mem::replace(&mut st.loading, true);
+        let over = channels.len() > self.cache_trim_at.get();
         drop(channels);
         if start {
             self.load_channel(channel);
+        }
+        if added && over {
+            self.trim_cache(now);
         }
         None
     }
@@ -86,20 +115,39 @@ impl Chat {
             };
             st.loading = false;
             let waiting = std::mem::take(&mut st.waiting);
-            if let Ok(Some(l)) = &result {
-                // Only the first load's seq is free of commits made in this
-                // process that some shard may not have seen yet (sends wait
-                // for the load); a reload keeps it.
-                let last_seq = *st.base_seq.get_or_insert(l.last_seq);
-                st.info = Some(ChannelInfo {
-                    kind: l.record.kind,
-                    owner: l.record.owner_id.as_str().into(),
-                    json: serde_json::to_string(&l.record).unwrap_or_default().into(),
-                    members: l.members.iter().map(|m| Arc::from(m.as_str())).collect(),
-                    last_seq,
-                });
-            } else if st.is_idle() && st.base_seq.is_none() {
-                channels.remove(&channel);
+            match &result {
+                Ok(Some(l)) => {
+                    // Only the first load's seq is free of commits made in
+                    // this process that some shard may not have seen yet
+                    // (sends wait for the load); a reload keeps it.
+                    let last_seq = *st.base_seq.get_or_insert(l.last_seq);
+                    st.gone = false;
+                    st.info = Some(ChannelInfo {
+                        kind: l.record.kind,
+                        owner: l.record.owner_id.as_str().into(),
+                        json: serde_json::to_string(&l.record).unwrap_or_default().into(),
+                        members: l.members.iter().map(|m| Arc::from(m.as_str())).collect(),
+                        last_seq,
+                    });
+                }
+                // No such channel: nothing is kept for it, unless
+                // connections are still counted in (it was deleted under
+                // them); their leaves need the counts, later commands get
+                // NOT_FOUND from `gone`.
+                Ok(None) => {
+                    st.gone = true;
+                    if !st.in_use() {
+                        channels.remove(&channel);
+                    }
+                }
+                // The store failed: a state with nothing else in it goes,
+                // so the next command tries again; a first load's seq is
+                // kept for the reload.
+                Err(_) => {
+                    if !st.in_use() && st.base_seq.is_none() {
+                        channels.remove(&channel);
+                    }
+                }
             }
             waiting
         };
@@ -136,6 +184,7 @@ impl Chat {
                 );
             }
             Mail::Publish(p) => self.answer_origin(p.origin, Err(error)),
+            Mail::Typing { reply, .. } => self.send_reply(reply, Err(&error)),
             _ => {}
         }
     }
@@ -169,5 +218,39 @@ impl Chat {
         if reload {
             self.load_channel(channel);
         }
+    }
+
+    /// Evicts entries not in use ([`ChannelState::in_use`]) that saw no
+    /// command for `channel_cache_idle`, then, while the cache holds more
+    /// than `channel_cache_max`, the least recently used of the rest, down
+    /// to 7/8 of the maximum so that the next trim is some inserts away.
+    /// Entries in use are never evicted: they hold subscriptions, typing
+    /// or a load and its waiting commands.
+    pub(super) fn trim_cache(&self, now: Instant) {
+        let (idle, max) = (
+            self.limits.channel_cache_idle,
+            self.limits.channel_cache_max,
+        );
+        let mut channels = self.channels.borrow_mut();
+        channels.retain(|_, st| st.in_use() || now.saturating_duration_since(st.used) < idle);
+        if channels.len() > max {
+            let mut lru: Vec<(Instant, Arc<str>)> = channels
+                .iter()
+                .filter(|(_, st)| !st.in_use())
+                .map(|(k, st)| (st.used, k.clone()))
+                .collect();
+            let excess = (channels.len() - (max - max / 8)).min(lru.len());
+            if excess > 0 && excess < lru.len() {
+                lru.select_nth_unstable(excess - 1);
+            }
+            for (_, channel) in lru.into_iter().take(excess) {
+                channels.remove(&channel);
+            }
+        }
+        // Anything left over the maximum is in use; trimming again is then
+        // only worth it after another eighth of the maximum was added.
+        let len = channels.len();
+        self.cache_trim_at
+            .set(if len <= max { max } else { len + max / 8 });
     }
 }

@@ -56,8 +56,10 @@ pub struct Committed {
 #[derive(Debug)]
 pub enum Mail {
     // ---- connection's shard → channel owner
-    /// A connection subscribes. `repeat`: it was subscribed already and only
-    /// wants the ack (with lastSeq).
+    /// A connection subscribes. `repeat`: it holds the channel already
+    /// (joined or joining) and only wants the ack (with lastSeq). The owner
+    /// goes by its own count of the connection, which is also right when
+    /// the first join was refused.
     Join {
         channel: Arc<str>,
         user: Arc<str>,
@@ -95,10 +97,11 @@ pub enum Mail {
         result: Result<Option<LoadedChannel>, String>,
     },
 
-    /// A recovering connection's missed messages, from the store.
+    /// A recovering connection's gap size or a page of its missed
+    /// messages, from the store.
     Replayed {
         conn: u64,
-        result: Result<Vec<MessageRecord>, String>,
+        step: ReplayStep,
     },
 
     // ---- store writer → every shard, in commit order
@@ -148,6 +151,15 @@ pub enum Mail {
         channel: Arc<str>,
         added: bool,
     },
+}
+
+/// What the store answers a recovery, step by step.
+#[derive(Debug)]
+pub enum ReplayStep {
+    /// How many messages the gap holds, counted up to the cap (+1).
+    Counted(Result<usize, String>),
+    /// The next page of missed messages, in commit order.
+    Page(Result<Vec<MessageRecord>, String>),
 }
 
 #[derive(Debug)]

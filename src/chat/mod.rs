@@ -51,8 +51,18 @@ pub struct ChatLimits {
     /// Commands refused in a row for rate before the connection is closed.
     pub rate_disconnect_after: u32,
     pub typing_timeout: Duration,
+    /// At most one `presence_update` per user per this interval (coalesced).
+    pub presence_interval: Duration,
     /// How long a dropped connection's session stays recoverable.
     pub recovery_window: Duration,
+    /// An owner's cached channel not in use is evicted after this long
+    /// without a command.
+    pub channel_cache_idle: Duration,
+    /// Channels an owner caches before it evicts the least recently used
+    /// ones not in use.
+    pub channel_cache_max: usize,
+    /// Most messages one recovery replays, across its channels.
+    pub recovery_max_replay: usize,
 }
 
 /// The store as chat uses it: messages answer to an [`mail::Origin`], and
@@ -81,10 +91,16 @@ pub struct Chat {
     /// Connection side: the highest commit position seen, where a new
     /// session's replay would start.
     last_pos: Cell<u64>,
-    /// Owner side: channels this shard owns.
+    /// Owner side: channels this shard owns (bounded: `load.rs`,
+    /// `trim_cache`).
     channels: RefCell<HashMap<Arc<str>, owner::ChannelState>>,
+    /// Owner side: the cache size at which a new entry trims the cache
+    /// before the next tick does.
+    cache_trim_at: Cell<usize>,
     /// Owner side: users this shard owns.
     users: RefCell<HashMap<Arc<str>, presence::UserState>>,
+    /// Owner side: users with a presence change waiting for its interval.
+    presence_pending: RefCell<Vec<Arc<str>>>,
 }
 
 /// Fixed seeds: every shard must map a key to the same owner.
@@ -105,6 +121,7 @@ impl Chat {
         metrics: ShardMetrics,
     ) -> Rc<Self> {
         let shard = mail.shard();
+        let cache_trim_at = Cell::new(limits.channel_cache_max);
         Rc::new(Self {
             mail,
             auth,
@@ -119,7 +136,9 @@ impl Chat {
             seen: RefCell::default(),
             last_pos: Cell::new(0),
             channels: RefCell::default(),
+            cache_trim_at,
             users: RefCell::default(),
+            presence_pending: RefCell::default(),
         })
     }
 
@@ -142,8 +161,8 @@ impl Chat {
                 channel,
                 user,
                 reply,
-                repeat,
-            } => self.owner_join(channel, user, reply, repeat),
+                repeat: _,
+            } => self.owner_join(channel, user, reply),
             Mail::Leave {
                 channel,
                 user,
@@ -161,7 +180,7 @@ impl Chat {
             Mail::Invalidate { channel } => self.owner_invalidate(channel),
             Mail::ChannelLoaded { channel, result } => self.channel_loaded(channel, result),
             Mail::Committed(batch) => self.committed(&batch),
-            Mail::Replayed { conn, result } => self.replayed(conn, result),
+            Mail::Replayed { conn, step } => self.replayed(conn, step),
             Mail::Joined {
                 channel,
                 channel_json,
@@ -189,9 +208,12 @@ impl Chat {
         }
     }
 
-    /// Periodic work: typing indicators that expired.
+    /// Periodic work: typing indicators that expired, coalesced presence
+    /// changes due, idle cached channels.
     pub fn tick(&self) {
         self.expire_typing();
+        self.settle_presence();
+        self.trim_cache(std::time::Instant::now());
         let channels = self.channels.borrow().len();
         self.metrics.channels.set(channels as i64);
         if self.mail.shard() == 0 {

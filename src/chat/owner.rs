@@ -21,7 +21,6 @@ use super::message::{self, event_frame, reply_frame};
 use super::{Chat, ChatError, ErrorCode};
 use crate::store::{ChannelType, MessageRecord};
 
-#[derive(Default)]
 pub(super) struct ChannelState {
     /// The cached record and members; `None` while (re)loading.
     pub(super) info: Option<ChannelInfo>,
@@ -29,15 +28,25 @@ pub(super) struct ChannelState {
     pub(super) base_seq: Option<u64>,
     /// A load from the store is under way.
     pub(super) loading: bool,
+    /// The last load found no such channel (deleted while subscribed):
+    /// commands are refused NOT_FOUND without asking the store again.
+    pub(super) gone: bool,
     /// Commands that arrived while loading, in order.
     pub(super) waiting: Vec<Mail>,
     /// Subscribed connections per shard: who gets a `Deliver`.
     pub(super) shard_subs: Vec<u32>,
     /// Subscribed connections per user: user_joined / user_left edges.
     pub(super) users: HashMap<Arc<str>, u32>,
+    /// The connections counted in `shard_subs` and `users`: a join is
+    /// counted once, and a leave undoes only a counted join (a refused
+    /// join's connection also sends a leave when it closes).
+    pub(super) conns: HashSet<u64>,
     /// Users typing: until when, and from which connection (which is not
     /// told about its own typing, not even when it expires).
     pub(super) typing: HashMap<Arc<str>, (Instant, u64)>,
+    /// The last command on the channel: an entry not in use is evicted
+    /// after `channel_cache_idle` without one (`load.rs`, `trim_cache`).
+    pub(super) used: Instant,
 }
 
 pub(super) struct ChannelInfo {
@@ -52,8 +61,28 @@ pub(super) struct ChannelInfo {
 }
 
 impl ChannelState {
-    pub(super) fn is_idle(&self) -> bool {
-        self.waiting.is_empty() && self.users.is_empty() && self.typing.is_empty()
+    pub(super) fn new(now: Instant) -> Self {
+        Self {
+            info: None,
+            base_seq: None,
+            loading: false,
+            gone: false,
+            waiting: Vec::new(),
+            shard_subs: Vec::new(),
+            users: HashMap::new(),
+            conns: HashSet::new(),
+            typing: HashMap::new(),
+            used: now,
+        }
+    }
+
+    /// Holds state that dropping would lose: subscriptions, typing, a load
+    /// and the commands waiting for it. Such an entry is never evicted.
+    pub(super) fn in_use(&self) -> bool {
+        self.loading
+            || !self.waiting.is_empty()
+            || !self.conns.is_empty()
+            || !self.typing.is_empty()
     }
 }
 
@@ -93,13 +122,7 @@ impl Chat {
         self.fan_out(st, channel, event_frame(event, &body).into(), None);
     }
 
-    pub(super) fn owner_join(
-        &self,
-        channel: Arc<str>,
-        user: Arc<str>,
-        reply: ReplyTo,
-        repeat: bool,
-    ) {
+    pub(super) fn owner_join(&self, channel: Arc<str>, user: Arc<str>, reply: ReplyTo) {
         let mut channels = self.channels.borrow_mut();
         let Some(st) = channels.get_mut(&channel) else {
             return;
@@ -133,7 +156,9 @@ impl Chat {
             }
         }
         let (last_seq, channel_json) = (info.last_seq, info.json.clone());
-        if !repeat {
+        // Counted by connection rather than by the connection's `repeat`:
+        // a repeat whose first join was refused is a first join here.
+        if st.conns.insert(reply.conn) {
             st.shard_subs.resize(self.mail.shards(), 0);
             st.shard_subs[shard_of_conn(reply.conn)] += 1;
             let n = st.users.entry(user.clone()).or_insert(0);
@@ -168,7 +193,11 @@ impl Chat {
         reply: Option<ReplyTo>,
     ) {
         let mut channels = self.channels.borrow_mut();
-        if let Some(st) = channels.get_mut(&channel) {
+        // A connection whose join was refused (or never reached here) was
+        // not counted: its leave changes nothing.
+        if let Some(st) = channels.get_mut(&channel)
+            && st.conns.remove(&conn)
+        {
             if let Some(n) = st.shard_subs.get_mut(shard_of_conn(conn)) {
                 *n = n.saturating_sub(1);
             }
@@ -217,6 +246,10 @@ impl Chat {
                     };
                     self.post(self.owner(&user), member);
                 }
+            }
+            // A deleted channel is kept only for its subscribers' leaves.
+            if st.gone && !st.in_use() {
+                channels.remove(&channel);
             }
         }
         drop(channels);
@@ -273,7 +306,25 @@ impl Chat {
         reply: ReplyTo,
     ) {
         let mut channels = self.channels.borrow_mut();
-        let st = channels.entry(channel.clone()).or_default();
+        // `when_loaded` ran first: the channel is loaded and live.
+        let Some(st) = channels.get_mut(&channel) else {
+            return;
+        };
+        let Some(info) = st.info.as_ref() else { return };
+        // As for a send: the connection's view may be stale (its join not
+        // yet answered, or refused), so the owner checks its own.
+        let refused = if !st.conns.contains(&reply.conn) {
+            Some("join the channel first")
+        } else if !info.members.contains(&user) {
+            Some("only members may type in this channel")
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            drop(channels);
+            let e = ChatError::new(ErrorCode::Forbidden, why);
+            return self.send_reply(reply, Err(&e));
+        }
         let changed = if typing {
             let until = Instant::now() + self.limits.typing_timeout;
             st.typing

@@ -4,142 +4,205 @@
 //! and every `message` event carries its commit position as a last,
 //! string argument: the offset. When a connection drops (anything but an
 //! explicit namespace disconnect), its session (user and channels) is kept
-//! for RECOVERY_WINDOW_MS. A client reconnecting with `{pid, offset}` in
-//! its auth gets the same pid back (socket.io-client then reports
-//! `socket.recovered`), its subscriptions restored, and every message of
-//! those channels committed after `offset` replayed from the store, in
-//! commit order, ahead of anything live.
+//! for RECOVERY_WINDOW_MS ([`sessions`]). A client reconnecting with
+//! `{pid, offset}` in its auth gets the same pid back (socket.io-client then
+//! reports `socket.recovered`), its subscriptions restored, and every
+//! message of those channels committed after `offset` replayed from the
+//! store, in commit order, ahead of anything live.
+//!
+//! Bounded: the CONNECT reply is held while the store counts the gap (up
+//! to RECOVERY_MAX_REPLAY + 1, reading no message). A larger gap is refused
+//! before anything is read: the reply goes out with a new pid (a fresh
+//! session, `recovered: false`) and the client catches up by seq. A gap
+//! within the cap is read in pages of [`REPLAY_PAGE`], each queued ahead
+//! of the held live frames as it arrives; the outbound queue bounds what
+//! waits for the client.
 //!
 //! Exactness: the restored subscriptions all start delivering at one
 //! instant on the shard, when the owners have confirmed every channel; the
 //! replay covers, per channel, exactly the seqs this shard had seen by then.
 //! Every shard sees commits in one order, so nothing falls between replay
-//! and live, and nothing comes twice.
+//! and live, and nothing comes twice. A replay is never partial: one that
+//! cannot complete closes the connection, and its session is not kept.
 //!
 //! Sessions live in memory, shared by the shards (touched only at connect
 //! and disconnect): a restart of the server is not recoverable; clients
 //! then catch up through history by seq (docs/protocol.md).
 
-use std::collections::{HashMap, HashSet};
+mod sessions;
+
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use parking_lot::Mutex;
-
 use super::commit::message_frame;
-use super::mail::Mail;
+use super::mail::{Mail, ReplayStep};
 use super::{Chat, ChatConn};
-use crate::protocol::{CloseReason, Frame};
+use crate::protocol::{CloseReason, Frame, Link};
 use crate::store::MessageRecord;
+pub(super) use sessions::Claim;
+use sessions::Session;
+pub use sessions::Sessions;
 
-/// Most messages one recovery replays. Beyond it the connection is closed
-/// (internal error) rather than recovered with a gap; the client then
-/// reconnects and, if still over, catches up through history.
-pub const MAX_REPLAY: usize = 100_000;
-
-struct Session {
-    user: Arc<str>,
-    channels: Vec<Arc<str>>,
-    /// Where to replay from when the client sends no offset (it received
-    /// no message): the position when the session started.
-    start_pos: u64,
-    expires: Instant,
-}
-
-/// The disconnected sessions of the process, by pid.
-#[derive(Default)]
-pub struct Sessions {
-    map: Mutex<HashMap<String, Session>>,
-}
-
-impl Sessions {
-    pub fn new() -> Arc<Self> {
-        Arc::default()
-    }
-
-    fn save(&self, pid: String, s: Session) {
-        self.map.lock().insert(pid, s);
-    }
-
-    /// Takes a session back if it exists, is fresh, and is the user's.
-    fn take(&self, pid: &str, user: &str) -> Option<Session> {
-        let mut map = self.map.lock();
-        // Another user presenting this pid must not destroy the session.
-        if map.get(pid).is_none_or(|s| &*s.user != user) {
-            return None;
-        }
-        map.remove(pid).filter(|s| s.expires > Instant::now())
-    }
-
-    /// Forgets expired sessions.
-    pub fn sweep(&self) {
-        let now = Instant::now();
-        self.map.lock().retain(|_, s| s.expires > now);
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+/// Messages one store read of a replay returns at most (each channel reads
+/// at most this many rows): what a replay holds in memory besides the
+/// frames already queued for the client.
+pub const REPLAY_PAGE: usize = 64;
 
 /// A recovery under way on one connection.
-pub(super) struct Recovery {
-    /// Channels the owners have not answered yet.
-    waiting: HashSet<Arc<str>>,
-    /// Replay messages committed after this position.
-    after_pos: u64,
-    /// Channels confirmed, with the owner's last seq at load.
-    confirmed: Vec<(Arc<str>, u64)>,
-}
-
-/// What a reconnecting client presents: `{pid, offset}` in its auth.
-pub(super) struct Claim {
-    pub pid: String,
-    pub offset: Option<u64>,
-}
-
-impl Claim {
-    pub fn from_auth(auth: Option<&serde_json::Value>) -> Option<Self> {
-        let a = auth?;
-        let pid = a.get("pid")?.as_str()?.to_owned();
-        let offset = a
-            .get("offset")
-            .and_then(|o| o.as_str())
-            .and_then(|o| o.parse().ok());
-        Some(Self { pid, offset })
-    }
+pub(super) enum Recovery {
+    /// The store counts the gap; the CONNECT reply is held meanwhile.
+    Counting {
+        channels: Box<[Arc<str>]>,
+        after_pos: u64,
+    },
+    /// The owners confirm the channels again.
+    Joining {
+        /// Channels the owners have not answered yet.
+        waiting: HashSet<Arc<str>>,
+        after_pos: u64,
+        /// Channels confirmed, with the owner's last seq at load.
+        confirmed: Vec<(Arc<str>, u64)>,
+    },
+    /// Pages of missed messages are read and queued.
+    Replaying {
+        /// Each channel up to the seq where live delivery started.
+        upto: Arc<[(String, u64)]>,
+        /// The last position replayed so far.
+        cursor: u64,
+    },
 }
 
 impl Chat {
-    /// At CONNECT: the session to restore, as (channels, replay-from).
-    pub(super) fn reclaim(&self, claim: &Claim, user: &str) -> Option<(Vec<Arc<str>>, u64)> {
+    /// At CONNECT, before the reply is queued: takes back the claimed
+    /// session and asks the store how large its gap is, holding the
+    /// link (so the CONNECT reply) until it answers. Returns the recovery
+    /// and where its replay starts, or None for a fresh session (no such
+    /// session, or a store too busy to count).
+    pub(super) fn reclaim(
+        &self,
+        claim: &Claim,
+        user: &str,
+        link: &Link,
+    ) -> Option<(Recovery, u64)> {
         let s = self.sessions.take(&claim.pid, user)?;
-        Some((s.channels, claim.offset.unwrap_or(s.start_pos)))
+        let after_pos = claim.offset.unwrap_or(s.start_pos);
+        let channels: Vec<String> = s.channels.iter().map(|c| c.to_string()).collect();
+        let (mesh, me, id) = (self.mail.mesh().clone(), self.mail.shard(), link.id);
+        // One more than the cap tells "over" from "at".
+        let limit = self.limits.recovery_max_replay.saturating_add(1);
+        let started = self.store.read_then(move |s| {
+            let result = s
+                .replay_count(&channels, after_pos, limit)
+                .map_err(|e| e.to_string());
+            let step = ReplayStep::Counted(result);
+            mesh.post_external(me, Mail::Replayed { conn: id, step });
+        });
+        if started.is_err() {
+            tracing::warn!(conn = id, "store busy: recovery refused, fresh session");
+            return None;
+        }
+        link.hold();
+        let recovery = Recovery::Counting {
+            channels: s.channels,
+            after_pos,
+        };
+        Some((recovery, after_pos))
     }
 
-    /// After the CONNECT reply: hold live frames and re-join every channel.
-    pub(super) fn start_recovery(&self, conn: &ChatConn) {
-        let channels: Vec<Arc<str>> = conn.channels.borrow().keys().cloned().collect();
-        {
-            let mut r = conn.recovery.borrow_mut();
-            let Some(r) = r.as_mut() else { return };
-            r.waiting = channels.iter().cloned().collect();
+    /// The store answered a recovery step.
+    pub(super) fn replayed(&self, conn: u64, step: ReplayStep) {
+        let Some(conn) = self.conns.borrow().get(&conn).cloned() else {
+            return;
+        };
+        match step {
+            ReplayStep::Counted(result) => self.counted(&conn, result),
+            ReplayStep::Page(result) => self.page(&conn, result),
         }
-        conn.link.hold();
-        if channels.is_empty() {
+    }
+
+    /// The gap is counted: restore the session if it fits, else refuse it.
+    fn counted(&self, conn: &ChatConn, result: Result<usize, String>) {
+        let (channels, after_pos) = match conn.recovery.borrow_mut().take() {
+            Some(Recovery::Counting {
+                channels,
+                after_pos,
+            }) => (channels, after_pos),
+            other => {
+                *conn.recovery.borrow_mut() = other;
+                return;
+            }
+        };
+        let max = self.limits.recovery_max_replay;
+        match result {
+            Ok(n) if n <= max => {}
+            outcome => {
+                match outcome {
+                    Ok(n) => tracing::info!(
+                        conn = conn.link.id,
+                        "recovery gap over {max} messages ({n} counted); fresh session"
+                    ),
+                    Err(e) => tracing::warn!(
+                        conn = conn.link.id, error = %e,
+                        "recovery count failed; fresh session"
+                    ),
+                }
+                return self.refuse_recovery(conn);
+            }
+        }
+        // The CONNECT reply goes; what was queued after it waits for the
+        // replay.
+        conn.link.pass_held(1);
+        let mut waiting = HashSet::new();
+        {
+            let mut chans = conn.channels.borrow_mut();
+            for channel in channels {
+                // A channel the client joined meanwhile is its own join.
+                if !chans.contains_key(&channel) {
+                    chans.insert(channel.clone(), false);
+                    waiting.insert(channel);
+                }
+            }
+        }
+        let joins: Vec<Arc<str>> = waiting.iter().cloned().collect();
+        *conn.recovery.borrow_mut() = Some(Recovery::Joining {
+            waiting,
+            after_pos,
+            confirmed: Vec::new(),
+        });
+        if joins.is_empty() {
             return self.finish_joins(conn);
         }
-        for channel in channels {
+        for channel in joins {
             let reply = super::mail::ReplyTo {
                 conn: conn.link.id,
                 ack: None,
             };
             self.send_join(conn, channel, reply, false);
         }
+    }
+
+    /// A refused recovery: the held CONNECT reply names a new pid, so the
+    /// client knows it did not recover (`socket.recovered` is false) and
+    /// catches up by seq. The old session is gone; the new one is fresh.
+    fn refuse_recovery(&self, conn: &ChatConn) {
+        let old = conn.pid.borrow().clone();
+        let new = crate::ids::random_token(15);
+        conn.link.map_first_held(|f| match f {
+            Frame::Text(t) => Frame::Text(
+                t.as_str()
+                    .replacen(
+                        &format!(r#""pid":"{old}""#),
+                        &format!(r#""pid":"{new}""#),
+                        1,
+                    )
+                    .into(),
+            ),
+            other => other.clone(),
+        });
+        *conn.pid.borrow_mut() = new;
+        conn.start_pos.set(self.last_pos.get());
+        conn.link.release(Vec::new());
     }
 
     /// An owner answered one of a recovering connection's joins
@@ -153,14 +216,19 @@ impl Chat {
     ) -> bool {
         let done = {
             let mut r = conn.recovery.borrow_mut();
-            let Some(r) = r.as_mut() else { return false };
-            if !r.waiting.remove(channel) {
+            let Some(Recovery::Joining {
+                waiting, confirmed, ..
+            }) = r.as_mut()
+            else {
+                return false;
+            };
+            if !waiting.remove(channel) {
                 return false; // a join the client asked for meanwhile
             }
             if let Some(seq) = last_seq {
-                r.confirmed.push((channel.clone(), seq));
+                confirmed.push((channel.clone(), seq));
             }
-            r.waiting.is_empty()
+            waiting.is_empty()
         };
         if done {
             self.finish_joins(conn);
@@ -171,15 +239,17 @@ impl Chat {
     /// Every owner answered: start delivering all channels at this one
     /// instant and replay what was missed up to it.
     fn finish_joins(&self, conn: &ChatConn) {
-        let Some(r) = conn
-            .recovery
-            .borrow()
-            .as_ref()
-            .map(|r| (r.after_pos, r.confirmed.clone()))
-        else {
-            return;
+        let (after_pos, confirmed) = match conn.recovery.borrow_mut().take() {
+            Some(Recovery::Joining {
+                after_pos,
+                confirmed,
+                ..
+            }) => (after_pos, confirmed),
+            other => {
+                *conn.recovery.borrow_mut() = other;
+                return;
+            }
         };
-        let (after_pos, confirmed) = r;
         let mut upto = Vec::with_capacity(confirmed.len());
         {
             let seen = self.seen.borrow();
@@ -196,70 +266,123 @@ impl Chat {
                 }
             }
         }
+        *conn.recovery.borrow_mut() = Some(Recovery::Replaying {
+            upto: upto.into(),
+            cursor: after_pos,
+        });
+        self.read_page(conn);
+    }
+
+    /// Asks the store for the next page of the replay.
+    fn read_page(&self, conn: &ChatConn) {
+        let Some(Recovery::Replaying { upto, cursor }) = &*conn.recovery.borrow() else {
+            return;
+        };
+        let (upto, cursor) = (upto.clone(), *cursor);
         let (mesh, me, id) = (self.mail.mesh().clone(), self.mail.shard(), conn.link.id);
         let started = self.store.read_then(move |s| {
             let result = s
-                .replay(&upto, after_pos, MAX_REPLAY + 1)
+                .replay(&upto, cursor, REPLAY_PAGE)
                 .map_err(|e| e.to_string());
-            mesh.post_external(me, Mail::Replayed { conn: id, result });
+            let step = ReplayStep::Page(result);
+            mesh.post_external(me, Mail::Replayed { conn: id, step });
         });
         if started.is_err() {
-            conn.link.close(CloseReason::Internal);
+            self.replay_failed(conn, "store busy");
         }
     }
 
-    /// The store answered the replay: missed messages go out ahead of
-    /// everything held since the CONNECT reply.
-    pub(super) fn replayed(&self, conn: u64, result: Result<Vec<MessageRecord>, String>) {
-        let Some(conn) = self.conns.borrow().get(&conn).cloned() else {
+    /// A page of missed messages: queued ahead of everything held since the
+    /// CONNECT reply; the last one lets the held frames go.
+    fn page(&self, conn: &ChatConn, result: Result<Vec<MessageRecord>, String>) {
+        if !matches!(&*conn.recovery.borrow(), Some(Recovery::Replaying { .. })) {
             return;
+        }
+        let msgs = match result {
+            Ok(msgs) => msgs,
+            Err(e) => return self.replay_failed(conn, &e),
         };
-        conn.recovery.borrow_mut().take();
-        // A session whose recovery fails is not kept again: the client
-        // would retry the same failing recovery forever. It starts fresh
-        // and catches up through history instead.
-        conn.resumable.set(false);
-        match result {
-            Ok(msgs) if msgs.len() <= MAX_REPLAY => {
-                let frames = msgs
-                    .iter()
-                    .map(|m| Frame::Text(message_frame(m).into()))
-                    .collect();
-                conn.link.release(frames);
-                // More missed than the outbound queue holds closes the link
-                // as a slow consumer: then, too, the session is not kept.
-                conn.resumable.set(conn.link.closing().is_none());
+        // A full page may have more behind it; a short one is the end.
+        let more = (msgs.len() == REPLAY_PAGE)
+            .then(|| msgs.last().map(|m| m.pos))
+            .flatten();
+        let frames = msgs
+            .iter()
+            .map(|m| Frame::Text(message_frame(m).into()))
+            .collect();
+        drop(msgs);
+        if conn.link.push_ahead(frames).is_err() {
+            // More than the outbound queue holds: closed as a slow
+            // consumer. The session is not kept: the same recovery would
+            // overflow again.
+            conn.recovery.borrow_mut().take();
+            conn.resumable.set(false);
+            return;
+        }
+        match more {
+            Some(pos) => {
+                if let Some(Recovery::Replaying { cursor, .. }) = &mut *conn.recovery.borrow_mut() {
+                    *cursor = pos;
+                }
+                self.read_page(conn);
             }
-            Ok(_) => {
-                tracing::warn!(
-                    conn = conn.link.id,
-                    "recovery over {MAX_REPLAY} messages; closing instead"
-                );
-                conn.link.close(CloseReason::Internal);
-            }
-            Err(e) => {
-                tracing::warn!(conn = conn.link.id, error = %e, "recovery replay failed; closing");
-                conn.link.close(CloseReason::Internal);
+            None => {
+                conn.recovery.borrow_mut().take();
+                conn.link.release(Vec::new());
             }
         }
     }
 
-    /// At disconnect: keep the session for the recovery window.
-    pub(super) fn keep_session(&self, conn: &ChatConn, channels: Vec<Arc<str>>) {
+    /// A replay that cannot complete closes the connection rather than
+    /// leave a gap; its session is not kept (the client would retry the
+    /// same failing recovery), so the client starts fresh and catches up
+    /// by seq.
+    fn replay_failed(&self, conn: &ChatConn, why: &str) {
+        tracing::warn!(conn = conn.link.id, error = %why, "recovery replay failed; closing");
+        conn.recovery.borrow_mut().take();
+        conn.resumable.set(false);
+        conn.link.close(CloseReason::Internal);
+    }
+
+    /// At disconnect: a recovery under way stops, and its hold on the link
+    /// goes (after a `41` the WebSocket stays open for a new CONNECT, whose
+    /// reply must not wait behind it). Its store answers find no recovery.
+    pub(super) fn end_recovery(&self, conn: &ChatConn) {
+        if conn.recovery.borrow_mut().take().is_some() {
+            conn.link.release(Vec::new());
+        }
+    }
+
+    /// At disconnect: keep the session for the recovery window. A session
+    /// still being counted keeps the channels it was restoring.
+    pub(super) fn keep_session(&self, conn: &ChatConn, mut channels: Vec<Arc<str>>) {
+        if let Some(Recovery::Counting { channels: c, .. }) = &*conn.recovery.borrow() {
+            for ch in c.iter() {
+                if !channels.contains(ch) {
+                    channels.push(ch.clone());
+                }
+            }
+        }
+        // A join parsed its own copy of each name: keep the shard's shared
+        // one instead, so that a kept session allocates nothing per channel.
+        {
+            let (seen, subs) = (self.seen.borrow(), self.subs.borrow());
+            for ch in &mut channels {
+                let shared = seen
+                    .get_key_value(&**ch)
+                    .map(|(k, _)| k)
+                    .or_else(|| subs.get_key_value(&**ch).map(|(k, _)| k));
+                if let Some(k) = shared {
+                    *ch = k.clone();
+                }
+            }
+        }
         let session = Session {
             user: conn.user.clone(),
-            channels,
-            start_pos: conn.start_pos,
+            channels: channels.into_boxed_slice(),
+            start_pos: conn.start_pos.get(),
             expires: Instant::now() + self.limits.recovery_window,
         };
-        self.sessions.save(conn.pid.clone(), session);
-    }
-
-    pub(super) fn new_recovery(after_pos: u64) -> Recovery {
-        Recovery {
-            waiting: HashSet::new(),
-            after_pos,
-            confirmed: Vec::new(),
-        }
+        self.sessions.save(&conn.pid.borrow(), session);
     }
 }

@@ -53,6 +53,14 @@ impl Config {
         Duration::from_millis(self.typing_timeout_ms)
     }
 
+    pub fn presence_interval(&self) -> Duration {
+        Duration::from_millis(self.presence_interval_ms)
+    }
+
+    pub fn channel_cache_idle(&self) -> Duration {
+        Duration::from_millis(self.channel_cache_idle_ms)
+    }
+
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_millis(self.shutdown_timeout_ms)
     }

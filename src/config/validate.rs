@@ -31,7 +31,7 @@ impl Config {
         // Limits where zero would stall or refuse everything, with a
         // sensible value for the message.
         #[rustfmt::skip]
-        let nonzero: [(&'static str, u64, &str); 17] = [
+        let nonzero: [(&'static str, u64, &str); 19] = [
             ("ws_max_connections", self.ws_max_connections as u64, "connections such as 10000"),
             ("ws_max_connections_per_ip", self.ws_max_connections_per_ip as u64, "connections such as 1000"),
             ("broadcast_batch_size", self.broadcast_batch_size as u64, "items such as 100"),
@@ -40,6 +40,8 @@ impl Config {
             ("connect_timeout_ms", self.connect_timeout_ms, "milliseconds such as 45000"),
             ("handshake_timeout_ms", self.handshake_timeout_ms, "milliseconds such as 10000"),
             ("typing_timeout_ms", self.typing_timeout_ms, "milliseconds such as 5000"),
+            ("channel_cache_idle_ms", self.channel_cache_idle_ms, "milliseconds such as 60000"),
+            ("channel_cache_max", self.channel_cache_max as u64, "channels such as 100000"),
             ("max_message_length", self.max_message_length as u64, "bytes such as 4000"),
             ("max_channels_per_connection", self.max_channels_per_connection as u64, "channels such as 100"),
             ("rate_limit_per_sec", self.rate_limit_per_sec.into(), "commands such as 50"),
@@ -49,6 +51,13 @@ impl Config {
             ("store_writer_queue", self.store_writer_queue as u64, "messages such as 10000"),
             ("store_readers", self.store_readers as u64, "threads such as 2"),
             ("rest_max_body_bytes", self.rest_max_body_bytes as u64, "bytes such as 65536"),
+        ];
+        // The rate of new connections and the REST keep-alive, likewise.
+        #[rustfmt::skip]
+        let nonzero_connections: [(&'static str, u64, &str); 3] = [
+            ("ws_connection_rate_per_ip", self.ws_connection_rate_per_ip.into(), "connections such as 50"),
+            ("ws_connection_burst_per_ip", self.ws_connection_burst_per_ip.into(), "connections such as 500"),
+            ("rest_keepalive_timeout_ms", self.rest_keepalive_timeout_ms, "milliseconds such as 10000"),
         ];
         let mut found = Vec::new();
         if self.host.parse::<IpAddr>().is_err() {
@@ -61,7 +70,7 @@ impl Config {
                 "set it to the number of shards wanted, or 0 for one per core",
             ));
         }
-        for (key, value, example) in nonzero {
+        for (key, value, example) in nonzero.into_iter().chain(nonzero_connections) {
             if value == 0 {
                 found.push(at_least_1(key, example));
             }

@@ -22,7 +22,9 @@ use serde_json::Value;
 use super::packet::{self, EngineType, Packet, PacketType};
 use super::ws::{Msg, WsError};
 use super::wsio::{IoFailure, ReadEnd, WsIo};
-use super::{CloseReason, DisconnectReason, Event, Handler, Handshake, Link, Options, Refusal};
+use super::{
+    CloseReason, DisconnectReason, Event, Handler, Handshake, Link, Options, Refusal, Verdict,
+};
 
 /// Upper bound for sending the final close frame (and, on shutdown, what is
 /// still queued) before the socket is dropped regardless.
@@ -143,7 +145,7 @@ where
                 Ok(())
             }
             msg => {
-                let r = st.on_message(msg);
+                let r = st.on_message(io, msg);
                 // MAX_PAYLOAD once a namespace is connected, the smaller
                 // limit before (and after a DISCONNECT that left none).
                 io.set_max_message(st.opts.frame_limit(!st.sockets.is_empty()));
@@ -156,7 +158,9 @@ where
             Err(Err(reason)) => return Poll::Ready(Err(reason)),
             Err(Ok(failure)) => return Poll::Ready(Err(read_error(&failure))),
         }
-        if let Some(r) = self.st.link.closing() {
+        // Polled (not just read) again: a CONNECT's write_now registered a
+        // no-op waker on the link, and this one must be there instead.
+        if let Poll::Ready(r) = self.st.link.poll_closing(cx) {
             return Poll::Ready(Err(r));
         }
         if self.io.poll_write(cx, &self.st.link).is_err() {
@@ -208,7 +212,10 @@ where
 }
 
 impl<H: Handler> State<'_, H> {
-    fn on_message(&mut self, msg: Msg<'_>) -> Result<(), CloseReason> {
+    fn on_message<S>(&mut self, io: &mut WsIo<S>, msg: Msg<'_>) -> Result<(), CloseReason>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         match msg {
             Msg::Text(text) => {
                 let (kind, data) =
@@ -216,7 +223,7 @@ impl<H: Handler> State<'_, H> {
                 match kind {
                     EngineType::Message if self.pending.is_none() => {
                         let p = packet::parse_packet(data).map_err(|_| CloseReason::Malformed)?;
-                        self.on_packet(p)
+                        self.on_packet(io, p)
                     }
                     EngineType::Pong => {
                         self.pong_deadline = None;
@@ -259,20 +266,37 @@ impl<H: Handler> State<'_, H> {
     /// `ondecoded`), a CONNECT for a namespace already connected, or any
     /// other packet for a namespace not connected, is an invalid state and
     /// closes the connection.
-    fn on_packet(&mut self, p: Packet) -> Result<(), CloseReason> {
+    fn on_packet<S>(&mut self, io: &mut WsIo<S>, p: Packet) -> Result<(), CloseReason>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         let connected = self.sockets.iter().position(|(n, _)| *n == p.nsp);
-        match (p.kind, connected) {
-            (PacketType::Connect, None) => self.on_connect(p),
-            (PacketType::Disconnect, Some(i)) => {
-                let (_, socket) = self.sockets.swap_remove(i);
-                self.handler
-                    .disconnect(socket, DisconnectReason::ClientDisconnect);
-                if self.sockets.is_empty() {
-                    // No namespace left: the connect timeout applies again.
-                    self.connect_deadline = Some(Instant::now() + self.opts.connect_timeout);
-                    self.reset_timer();
+        if matches!(p.kind, PacketType::Connect | PacketType::Disconnect) {
+            // Namespace changes count against the connection's rate, like
+            // events (checked first, as for events): each one costs a token
+            // check at least and may change what others are told.
+            match self.link.pace_check() {
+                Verdict::Allowed => {}
+                Verdict::Refused => {
+                    let refusal = self.handler.rate_limited();
+                    match (p.kind, connected) {
+                        (PacketType::Connect, _) => self.refuse_connect(&p.nsp, refusal),
+                        // The client leaves whatever we answer: let it, so
+                        // that both sides agree on what is connected.
+                        (_, Some(i)) => self.disconnect(i),
+                        _ => {}
+                    }
+                    return Ok(());
+                }
+                Verdict::Exceeded => {
+                    self.handler.rate_limited();
+                    return Err(CloseReason::RateLimited);
                 }
             }
+        }
+        match (p.kind, connected) {
+            (PacketType::Connect, None) => self.on_connect(io, p),
+            (PacketType::Disconnect, Some(i)) => self.disconnect(i),
             (
                 PacketType::Event
                 | PacketType::BinaryEvent
@@ -291,7 +315,39 @@ impl<H: Handler> State<'_, H> {
         Ok(())
     }
 
-    fn on_connect(&mut self, p: Packet) {
+    /// Ends the namespace socket at `i` at the client's request.
+    fn disconnect(&mut self, i: usize) {
+        let (_, socket) = self.sockets.swap_remove(i);
+        self.handler
+            .disconnect(socket, DisconnectReason::ClientDisconnect);
+        if self.sockets.is_empty() {
+            // No namespace left: the connect timeout applies again.
+            self.connect_deadline = Some(Instant::now() + self.opts.connect_timeout);
+            self.reset_timer();
+        }
+    }
+
+    fn refuse_connect(&self, nsp: &str, refusal: Refusal) {
+        let frame = match refusal {
+            Refusal::InvalidNamespace => {
+                packet::encode_connect_error(nsp, "Invalid namespace", None)
+            }
+            Refusal::Refused { message, data } => {
+                packet::encode_connect_error(nsp, &message, data.as_ref())
+            }
+        };
+        let _ = self.link.push_text(frame);
+    }
+
+    /// A namespace CONNECT. The CONNECT reply leaves in a write of its own,
+    /// after what was queued before it and before what the handler queues
+    /// next (the reference server writes each packet of the handshake
+    /// separately; clients such as the protocol suite's read one frame per
+    /// read there). Everything later is batched again.
+    fn on_connect<S>(&mut self, io: &mut WsIo<S>, p: Packet)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         match self
             .handler
             .connect(&self.link, &self.handshake, &p.nsp, p.data)
@@ -300,26 +356,15 @@ impl<H: Handler> State<'_, H> {
                 let sid = crate::ids::random_token(15);
                 let pid = self.handler.pid(&socket);
                 let reply = packet::encode_connect(&p.nsp, &sid, pid.as_deref());
+                write_now(io, &self.link);
                 let _ = self.link.push_text(reply);
+                write_now(io, &self.link);
                 self.handler.connected(&socket);
                 self.sockets.push((p.nsp, socket));
                 self.connect_deadline = None;
                 self.reset_timer();
             }
-            Err(Refusal::InvalidNamespace) => {
-                let _ = self.link.push_text(packet::encode_connect_error(
-                    &p.nsp,
-                    "Invalid namespace",
-                    None,
-                ));
-            }
-            Err(Refusal::Refused { message, data }) => {
-                let _ = self.link.push_text(packet::encode_connect_error(
-                    &p.nsp,
-                    &message,
-                    data.as_ref(),
-                ));
-            }
+            Err(refusal) => self.refuse_connect(&p.nsp, refusal),
         }
     }
 
@@ -376,6 +421,22 @@ impl<H: Handler> State<'_, H> {
         self.timer = Timer::new(next.saturating_duration_since(Instant::now()));
         self.timer_at = next;
         self.timer_registered = false;
+    }
+}
+
+/// Hands what the link holds to the socket now, in one send (or keeps it
+/// unsent if the socket is full: later frames then join it). The poll's
+/// own write, which always follows, registers the task's waker. A failed
+/// send closes the link, which the poll sees right after reading (the
+/// namespace socket being connected is still handed back to the handler).
+fn write_now<S>(io: &mut WsIo<S>, link: &Link)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    if io.poll_write(&mut cx, link).is_err() {
+        link.close(CloseReason::TransportError);
     }
 }
 

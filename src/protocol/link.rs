@@ -10,7 +10,7 @@
 //! socket; pong replies) count against the same byte bound
 //! ([`Link::set_backlog`]).
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::task::{Context, Poll, Waker};
@@ -19,6 +19,7 @@ use bytes::Bytes;
 use tungstenite::Utf8Bytes;
 
 use super::CloseReason;
+use super::pace::{Pace, Verdict};
 
 /// A frame ready for the wire. Text frames are shared by reference between
 /// every recipient of a broadcast (encode once, fan out bytes).
@@ -78,6 +79,9 @@ pub struct Link {
     hold: Cell<Option<usize>>,
     /// The driver's waker, registered while it waits for frames or a close.
     waker: RefCell<Option<Waker>>,
+    /// The connection's command rate limiter, set by the application at the
+    /// first CONNECT; until then nothing is limited.
+    pace: OnceCell<Pace>,
 }
 
 impl Link {
@@ -93,7 +97,19 @@ impl Link {
             closing: Cell::new(None),
             hold: Cell::new(None),
             waker: RefCell::new(None),
+            pace: OnceCell::new(),
         }
+    }
+
+    /// The connection's rate limiter, created by `init` on first use.
+    pub fn pace_or_init(&self, init: impl FnOnce() -> Pace) -> &Pace {
+        self.pace.get_or_init(init)
+    }
+
+    /// Takes a token for one packet from the connection's rate limiter;
+    /// [`Verdict::Allowed`] while none is set.
+    pub fn pace_check(&self) -> Verdict {
+        self.pace.get().map_or(Verdict::Allowed, Pace::check)
     }
 
     /// Queues a frame for the client.
@@ -184,6 +200,63 @@ impl Link {
             self.close(CloseReason::SlowConsumer);
         }
         self.wake();
+    }
+
+    /// Lets the first `n` held frames go and keeps holding the ones after
+    /// them (a recovery holds its CONNECT reply until it knows whether the
+    /// session is restored, then lets the reply go ahead of the replay).
+    pub fn pass_held(&self, n: usize) {
+        if let Some(at) = self.hold.get() {
+            self.hold.set(Some((at + n).min(self.queue.borrow().len())));
+            self.wake();
+        }
+    }
+
+    /// Queues `frames` ahead of the held ones, which stay held (a replay
+    /// page). They count against the queue's limits like any push: if they
+    /// do not fit, none is queued and the link closes as a slow consumer.
+    /// Without a hold, they are plainly queued.
+    pub fn push_ahead(&self, frames: Vec<Frame>) -> Result<(), PushError> {
+        if self.closing.get().is_some() {
+            return Err(PushError::Closed);
+        }
+        let bytes: usize = frames.iter().map(Frame::len).sum();
+        let mut queue = self.queue.borrow_mut();
+        if queue.len() + frames.len() > self.limits.max_frames
+            || self.queued_bytes.get() + bytes > self.limits.max_bytes
+        {
+            drop(queue);
+            self.close(CloseReason::SlowConsumer);
+            return Err(PushError::Overflow);
+        }
+        let n = frames.len();
+        match self.hold.get() {
+            Some(at) => {
+                let at = at.min(queue.len());
+                let tail: Vec<Frame> = queue.drain(at..).collect();
+                queue.extend(frames);
+                queue.extend(tail);
+                self.hold.set(Some(at + n));
+            }
+            None => queue.extend(frames),
+        }
+        drop(queue);
+        self.queued_bytes.set(self.queued_bytes.get() + bytes);
+        self.wake();
+        Ok(())
+    }
+
+    /// Rewrites the first held frame in place (a held CONNECT reply whose
+    /// pid changes when the recovery is refused).
+    pub fn map_first_held(&self, f: impl FnOnce(&Frame) -> Frame) {
+        let Some(at) = self.hold.get() else { return };
+        let mut queue = self.queue.borrow_mut();
+        if let Some(frame) = queue.get_mut(at) {
+            let new = f(frame);
+            let bytes = self.queued_bytes.get() - frame.len() + new.len();
+            *frame = new;
+            self.queued_bytes.set(bytes);
+        }
     }
 
     /// Driver side: takes the next queued frame, registering the waker when
@@ -326,5 +399,52 @@ mod tests {
         assert_eq!(text(l.pop(&mut cx)).as_deref(), Some("missed"));
         assert_eq!(text(l.pop(&mut cx)).as_deref(), Some("live"));
         assert_eq!(text(l.pop(&mut cx)), None);
+    }
+
+    #[test]
+    fn pages_go_ahead_of_held_frames_in_order() {
+        let l = link(10, 1000);
+        l.push_text("before".into()).unwrap();
+        l.hold();
+        l.push_text("reply".into()).unwrap();
+        l.push_text("live-1".into()).unwrap();
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let text = |p: Poll<Frame>| match p {
+            Poll::Ready(Frame::Text(t)) => Some(t.as_str().to_owned()),
+            _ => None,
+        };
+        assert_eq!(text(l.pop(&mut cx)).as_deref(), Some("before"));
+        assert_eq!(text(l.pop(&mut cx)), None, "the reply is held");
+        l.map_first_held(|_| Frame::Text("reply'".into()));
+        l.pass_held(1);
+        l.push_ahead(vec![
+            Frame::Text("page-1a".into()),
+            Frame::Text("page-1b".into()),
+        ])
+        .unwrap();
+        assert_eq!(text(l.pop(&mut cx)).as_deref(), Some("reply'"));
+        assert_eq!(text(l.pop(&mut cx)).as_deref(), Some("page-1a"));
+        l.push_text("live-2".into()).unwrap();
+        l.push_ahead(vec![Frame::Text("page-2".into())]).unwrap();
+        assert_eq!(text(l.pop(&mut cx)).as_deref(), Some("page-1b"));
+        assert_eq!(text(l.pop(&mut cx)).as_deref(), Some("page-2"));
+        assert_eq!(text(l.pop(&mut cx)), None, "live frames still held");
+        l.release(vec![]);
+        assert_eq!(text(l.pop(&mut cx)).as_deref(), Some("live-1"));
+        assert_eq!(text(l.pop(&mut cx)).as_deref(), Some("live-2"));
+        assert_eq!(text(l.pop(&mut cx)), None);
+        assert_eq!(l.queued_bytes.get(), 0);
+    }
+
+    #[test]
+    fn a_page_that_does_not_fit_closes_as_slow_consumer() {
+        let l = link(3, 1000);
+        l.hold();
+        l.push_text("live".into()).unwrap();
+        let page = vec![Frame::Text("a".into()); 3];
+        assert_eq!(l.push_ahead(page), Err(PushError::Overflow));
+        assert_eq!(l.closing(), Some(CloseReason::SlowConsumer));
+        assert_eq!(l.queued_frames(), 1);
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`packet`]: the wire forms (parse and encode).
 //! - [`link`]: a connection's bounded outbound queue, shared with the shard.
+//! - [`pace`]: a connection's command rate limiter (on its link).
 //! - [`ws`], [`wsio`]: WebSocket framing by hand, and a connection's
 //!   socket I/O through its shard's shared buffers.
 //! - [`driver`]: one connection's life: OPEN, heartbeats, namespace CONNECT,
@@ -12,6 +13,7 @@
 
 pub mod driver;
 pub mod link;
+pub mod pace;
 pub mod packet;
 pub mod ws;
 pub mod wsio;
@@ -25,6 +27,7 @@ use serde_json::Value;
 
 pub use driver::drive;
 pub use link::{Frame, Link, PushError, QueueLimits};
+pub use pace::{Pace, PaceLimits, Verdict};
 
 /// Engine.IO session parameters, announced in the OPEN packet.
 #[derive(Debug, Clone)]
@@ -213,6 +216,17 @@ pub trait Handler: 'static {
 
     /// Called right after the CONNECT reply was queued.
     fn connected(&self, _socket: &Self::Socket) {}
+
+    /// A CONNECT or DISCONNECT was refused by the connection's rate limiter
+    /// ([`Link::pace_check`]), or closes the connection for it: for
+    /// counting. Returns the CONNECT_ERROR a refused CONNECT is answered
+    /// with.
+    fn rate_limited(&self) -> Refusal {
+        Refusal::Refused {
+            message: "rate limited".into(),
+            data: None,
+        }
+    }
 
     /// An EVENT or BINARY_EVENT for a connected namespace.
     fn event(&self, socket: &Self::Socket, event: Event);

@@ -11,6 +11,8 @@
 
 use serde_json::Value;
 
+mod surrogates;
+
 /// Engine.IO packet types as sent in the first byte of a text frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineType {
@@ -173,7 +175,9 @@ pub fn parse_packet(s: &str) -> Result<Packet, PacketError> {
     }
 
     let data = if i < bytes.len() {
-        Some(serde_json::from_str::<Value>(&s[i..]).map_err(|_| PacketError::BadJson)?)
+        // A lone surrogate escape is U+FFFD, as JSON.parse would not refuse it.
+        let json = surrogates::replace_lone(&s[i..]);
+        Some(serde_json::from_str::<Value>(&json).map_err(|_| PacketError::BadJson)?)
     } else {
         None
     };

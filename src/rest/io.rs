@@ -23,12 +23,17 @@ use hyper::rt::ReadBufCursor;
 /// bodies of a few KiB do not notice.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// When a connection last moved a byte, and how many requests it is
-/// answering; shared by the adapter, the service and the idle watchdog.
+/// When a connection last moved a byte, how many requests it is
+/// answering, and since when the next request's head has been arriving;
+/// shared by the adapter, the service and the idle watchdog.
 #[derive(Debug)]
 pub struct Activity {
     last: Cell<Instant>,
     in_flight: Cell<u32>,
+    /// The first byte read while no request was being answered: the start
+    /// of the next request's head. Bytes trickled into a head keep `last`
+    /// fresh, so the head has a deadline of its own from here.
+    head_since: Cell<Option<Instant>>,
 }
 
 impl Activity {
@@ -36,11 +41,26 @@ impl Activity {
         Self {
             last: Cell::new(Instant::now()),
             in_flight: Cell::new(0),
+            head_since: Cell::new(None),
         }
     }
 
     fn touch(&self) {
         self.last.set(Instant::now());
+    }
+
+    fn read_some(&self) {
+        let now = Instant::now();
+        self.last.set(now);
+        if !self.busy() && self.head_since.get().is_none() {
+            self.head_since.set(Some(now));
+        }
+    }
+
+    /// How long the head of the next request has been arriving, if it has
+    /// begun.
+    pub fn head_for(&self) -> Option<std::time::Duration> {
+        self.head_since.get().map(|t| t.elapsed())
     }
 
     /// Time since the last byte moved.
@@ -56,6 +76,8 @@ impl Activity {
 
     /// Marks a request as in flight until the guard drops.
     pub fn request(&self) -> InFlight<'_> {
+        // Its head is complete.
+        self.head_since.set(None);
         self.in_flight.set(self.in_flight.get() + 1);
         InFlight(self)
     }
@@ -123,7 +145,7 @@ impl<S: AsyncRead + Unpin> hyper::rt::Read for Rewind<S> {
         let want = buf.remaining().min(READ_CHUNK);
         let n = ready!(Pin::new(&mut this.inner).poll_read(cx, &mut chunk[..want]))?;
         if n > 0 {
-            this.activity.touch();
+            this.activity.read_some();
         }
         buf.put_slice(&chunk[..n]);
         Poll::Ready(Ok(()))

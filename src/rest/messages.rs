@@ -34,10 +34,6 @@ fn message_reply(status: StatusCode, m: &MessageRecord) -> Reply {
 /// `?before=&after=&limit=` of a history request.
 fn parse_page(query: Option<&str>) -> Result<(Page, usize), ApiError> {
     let (mut before, mut after, mut limit) = (None, None, DEFAULT_LIMIT);
-    let seq = |v: &str, key: &str| {
-        v.parse::<u64>()
-            .map_err(|_| ApiError::invalid(format!("{key} must be a seq (a whole number)")))
-    };
     for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match &*k {
             "before" => before = Some(seq(&v, "before")?),
@@ -61,11 +57,32 @@ fn parse_page(query: Option<&str>) -> Result<(Page, usize), ApiError> {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid("give before or after, not both"));
         }
+        // Every stored seq is below MAX_SEQ (the stores keep a signed
+        // 64-bit integer): everything is older than a larger `before`, so
+        // it is the latest page, and nothing is newer than a larger
+        // `after`. Passed on as they are, such values wrapped to negative
+        // in the store and paged the wrong way.
+        (Some(b), None) if b > MAX_SEQ => Page::Latest,
         (Some(b), None) => Page::Before(b),
-        (None, Some(a)) => Page::After(a),
+        (None, Some(a)) => Page::After(a.min(MAX_SEQ)),
         (None, None) => Page::Latest,
     };
     Ok((page, limit))
+}
+
+/// The largest seq a store can hold (`i64::MAX`).
+const MAX_SEQ: u64 = i64::MAX as u64;
+
+/// A `before`/`after` value: a whole number of any size (one past `u64`
+/// is past every seq too, as for `limit`); `u64::MAX` stands for it.
+fn seq(v: &str, key: &str) -> Result<u64, ApiError> {
+    match v.parse::<u64>() {
+        Ok(n) => Ok(n),
+        Err(_) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => Ok(u64::MAX),
+        Err(_) => Err(ApiError::invalid(format!(
+            "{key} must be a seq (a whole number)"
+        ))),
+    }
 }
 
 /// `GET /api/v1/messages/channel/:channelId`: `{messages, hasMore}`,
@@ -110,11 +127,28 @@ pub async fn send(call: &Call<'_>, body: &[u8]) -> Result<Reply, ApiError> {
         return Err(ApiError::internal());
     };
     if let Some(cmid) = m.client_message_id.clone() {
-        let user = call.user.clone();
+        let (user, channel) = (call.user.clone(), m.channel.clone());
         let first = call
-            .read(move |s| Ok(s.find_by_client_id(&user, &cmid)?))
+            .read(move |s| {
+                let Some(first) = s.find_by_client_id(&user, &cmid)? else {
+                    return Ok(None);
+                };
+                if first.channel_id != channel {
+                    return Ok(None);
+                }
+                // A repeat is answered as the first send would be now: a
+                // deleted channel or a lost membership refuses it rather
+                // than hand back the stored message.
+                if s.channel(&channel)?.is_none() {
+                    return Err(ApiError::not_found("no such channel"));
+                }
+                if !s.member_ids(&channel)?.contains(&user) {
+                    return Err(ApiError::forbidden("only members may send to this channel"));
+                }
+                Ok(Some(first))
+            })
             .await?;
-        if let Some(first) = first.filter(|f| f.channel_id == m.channel) {
+        if let Some(first) = first {
             return Ok(message_reply(StatusCode::OK, &first));
         }
     }
@@ -198,8 +232,10 @@ pub async fn delete(call: &Call<'_>, id: &str) -> Result<Reply, ApiError> {
         .write(move |s| {
             let gone = || ApiError::not_found("no such message");
             let m = s.message(id)?.ok_or_else(gone)?;
-            let owner = s.channel(&m.channel_id)?.map(|c| c.owner_id);
-            if m.user_id != user && owner.as_deref() != Some(user.as_str()) {
+            // A deleted channel's messages are gone with it, as for GET
+            // and PUT.
+            let owner = s.channel(&m.channel_id)?.ok_or_else(gone)?.owner_id;
+            if m.user_id != user && owner != user {
                 return Err(ApiError::forbidden(
                     "only its author or the channel's owner may delete a message",
                 ));
@@ -236,8 +272,24 @@ mod tests {
             parse_page(Some("limit=99999999999999999999999")),
             Ok((Page::Latest, MAX_LIMIT))
         );
+        // Past every seq: exact answers, not wrapped values.
+        let max = i64::MAX as u64;
+        for (q, page) in [
+            ("before=9223372036854775808", Page::Latest),
+            ("before=18446744073709551615", Page::Latest),
+            ("before=99999999999999999999999", Page::Latest),
+            ("before=9223372036854775807", Page::Before(max)),
+            ("after=9223372036854775808", Page::After(max)),
+            ("after=18446744073709551615", Page::After(max)),
+            ("after=99999999999999999999999", Page::After(max)),
+        ] {
+            assert_eq!(parse_page(Some(q)), Ok((page, DEFAULT_LIMIT)), "{q}");
+        }
         for bad in [
             "before=1&after=2",
+            "before=-1",
+            "after=+1",
+            "before=1.5",
             "limit=0",
             "limit=-1",
             "limit=x",

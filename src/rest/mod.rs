@@ -9,8 +9,9 @@
 //! threads and the channel's owner through [`Chat`]; [`reply`] maps every
 //! failure to the protocol's error shape.
 //!
-//! A connection ends when the client closes it, after an idle timeout, or
-//! on drain (after the request in flight). hyper's own timers want a
+//! A connection ends when the client closes it, after an idle timeout,
+//! when a request head is still arriving at its deadline (a trickle is no
+//! way to hold a connection), or on drain (after the request in flight). hyper's own timers want a
 //! `Send` timer, so the idle and drain checks are a small watchdog here.
 
 mod call;
@@ -45,10 +46,15 @@ pub struct RestSettings {
     pub max_body_bytes: usize,
     /// Largest request head; hyper's read buffer is sized from it.
     pub max_head_bytes: usize,
-    /// How long a keep-alive connection may wait for its next request, and
-    /// a request for its body: idle sockets must not pin connection slots
-    /// (the same budget as the handshake of a WebSocket).
+    /// How long a keep-alive connection may sit without a byte moving
+    /// before it is closed (`REST_KEEPALIVE_TIMEOUT_MS`): idle sockets must
+    /// not pin connection slots.
     pub idle_timeout: Duration,
+    /// How long each request's head may take to arrive from its first
+    /// byte, and its body from the handler's first read
+    /// (`HANDSHAKE_TIMEOUT_MS`, the budget of the first head too): a
+    /// trickle keeps a connection busy but not for longer than this.
+    pub head_timeout: Duration,
     /// Requests per second on one connection, and the burst allowed before
     /// that rate applies: the WebSocket command limits.
     pub rate_per_sec: u32,
@@ -60,7 +66,8 @@ impl RestSettings {
         Self {
             max_body_bytes: c.rest_max_body_bytes,
             max_head_bytes: c.max_http_header_bytes,
-            idle_timeout: c.handshake_timeout(),
+            idle_timeout: Duration::from_millis(c.rest_keepalive_timeout_ms),
+            head_timeout: c.handshake_timeout(),
             rate_per_sec: c.rate_limit_per_sec,
             rate_burst: c.rate_limit_burst,
         }
@@ -111,11 +118,12 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Service {
     }
 }
 
-/// Serves REST requests on a connection until it ends. `read` is every
-/// byte the transport read from `stream` (the first request's head, maybe
-/// more).
+/// Serves REST requests on a connection until it ends. `first` is the
+/// first request's head as the transport parsed it, and `read` every byte
+/// the transport read from `stream` (that head, maybe more).
 pub async fn serve<S>(
-    stream: S,
+    mut stream: S,
+    first: &crate::transport::Request,
     read: Vec<u8>,
     chat: Rc<Chat>,
     draining: Rc<Cell<bool>>,
@@ -123,6 +131,15 @@ pub async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // hyper would answer a bad Content-Length with a bare 400; on the first
+    // request the answer has the REST error shape, as the transport's 400
+    // and 431 do. (Later requests on the connection still get hyper's.)
+    if let Err(message) = check_content_length(first) {
+        let r = crate::transport::Response::error(400, "INVALID_PAYLOAD", message);
+        let _ = crate::transport::http::write_response(&mut stream, &r).await;
+        linger(stream).await;
+        return;
+    }
     let activity = Rc::new(Activity::new());
     let conn = Rc::new(Conn {
         chat,
@@ -143,7 +160,13 @@ pub async fn serve<S>(
     let mut shutting_down = false;
     let ended = loop {
         let idle_left = settings.idle_timeout.saturating_sub(activity.idle_for());
-        let tick = WATCH_TICK.min(idle_left).max(Duration::from_millis(1));
+        let head_left = activity
+            .head_for()
+            .map_or(WATCH_TICK, |t| settings.head_timeout.saturating_sub(t));
+        let tick = WATCH_TICK
+            .min(idle_left)
+            .min(head_left)
+            .max(Duration::from_millis(1));
         let polled = futures_lite::future::or(
             async { Some(poll_fn(|cx| http.poll_without_shutdown(cx)).await) },
             async {
@@ -164,6 +187,14 @@ pub async fn serve<S>(
                 tracing::debug!("REST connection idle; closing");
                 return;
             }
+            None if !activity.busy()
+                && activity
+                    .head_for()
+                    .is_some_and(|t| t >= settings.head_timeout) =>
+            {
+                tracing::debug!("REST request head too slow; closing");
+                return;
+            }
             None => {}
         }
     };
@@ -171,6 +202,25 @@ pub async fn serve<S>(
         tracing::debug!(error = %e, "REST connection ended with an error");
     }
     linger(http.into_parts().io.into_inner()).await;
+}
+
+/// What hyper accepts as `Content-Length` (RFC 9110 §8.6): decimal digits,
+/// and several values (headers or a comma list) only when all are equal.
+fn check_content_length(req: &crate::transport::Request) -> Result<(), &'static str> {
+    let mut seen: Option<u64> = None;
+    let values = req.headers.iter().filter(|(k, _)| k == "content-length");
+    for v in values.flat_map(|(_, v)| v.split(',')) {
+        let v = v.trim();
+        let n = (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| v.parse::<u64>().ok())
+            .flatten()
+            .ok_or("Content-Length must be a decimal number")?;
+        if seen.is_some_and(|s| s != n) {
+            return Err("conflicting Content-Length values");
+        }
+        seen = Some(n);
+    }
+    Ok(())
 }
 
 /// Closes a connection gently: our side first (the client gets the whole
@@ -193,4 +243,39 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
         }
     };
     futures_lite::future::or(drain, glommio::timer::sleep(LINGER_TIME)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length_is_checked_as_hyper_does() {
+        let req = |values: &[&str]| crate::transport::Request {
+            method: "POST".into(),
+            path: "/api/v1/messages".into(),
+            query: String::new(),
+            headers: values
+                .iter()
+                .map(|v| ("content-length".to_owned(), (*v).to_owned()))
+                .collect(),
+            head_len: 0,
+            minor_version: 1,
+        };
+        for ok in [&[][..], &["0"], &["12"], &["12", "12"], &["12, 12"]] {
+            assert_eq!(check_content_length(&req(ok)), Ok(()), "{ok:?}");
+        }
+        for bad in [
+            &["x"][..],
+            &["-1"],
+            &["+1"],
+            &[""],
+            &["1 2"],
+            &["99999999999999999999999"],
+            &["1", "2"],
+            &["1, 2"],
+        ] {
+            assert!(check_content_length(&req(bad)).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -192,8 +192,9 @@ fn authenticate(conn: &Conn, req: &Request<Incoming>) -> Result<String, ApiError
 }
 
 /// Reads the whole body, at most `max_body_bytes` (413 past it, without
-/// reading on when Content-Length already says so) and within the idle
-/// timeout, so a trickled body cannot hold a connection.
+/// reading on when Content-Length already says so) and within the head
+/// timeout (`HANDSHAKE_TIMEOUT_MS`), so a trickled body cannot hold a
+/// connection.
 async fn read_body(conn: &Conn, req: Request<Incoming>) -> Result<Bytes, ApiError> {
     let max = conn.settings.max_body_bytes;
     let too_large = || ApiError::too_large(format!("the body is larger than {max} bytes"));
@@ -207,7 +208,7 @@ async fn read_body(conn: &Conn, req: Request<Incoming>) -> Result<Bytes, ApiErro
     }
     let body = Limited::new(req.into_body(), max).collect();
     let collected = futures_lite::future::or(async { Some(body.await) }, async {
-        glommio::timer::sleep(conn.settings.idle_timeout).await;
+        glommio::timer::sleep(conn.settings.head_timeout).await;
         None
     })
     .await;

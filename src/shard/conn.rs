@@ -24,7 +24,7 @@ use super::admission::{Refusal, Ticket};
 use crate::chat::Chat;
 use crate::rest::RestSettings;
 use crate::tls::Tls;
-use crate::transport::{self, Endpoint, Links, Response, Upgraded};
+use crate::transport::{self, Endpoint, Links, Upgraded};
 
 /// What every connection of a shard is served with (one per shard).
 pub struct Shared {
@@ -71,8 +71,7 @@ pub async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
         // just closed.
         Err(_) if sh.tls.is_some() => return None,
         Err(refusal) => {
-            let r = Response::error(503, "UNAVAILABLE", refusal.message());
-            let _ = transport::http::write_response(&mut stream, &r).await;
+            let _ = transport::http::write_response(&mut stream, &refusal.response()).await;
             return None;
         }
     };
@@ -102,8 +101,16 @@ pub async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
     };
     // Anything but a Socket.IO upgrade: REST and the probes, served by
     // hyper with keep-alive from the bytes already read.
-    let other = async |stream: Stream, _req: transport::Request, read: Vec<u8>| {
-        crate::rest::serve(stream, read, sh.chat.clone(), sh.draining.clone(), sh.rest).await;
+    let other = async |stream: Stream, req: transport::Request, read: Vec<u8>| {
+        crate::rest::serve(
+            stream,
+            &req,
+            read,
+            sh.chat.clone(),
+            sh.draining.clone(),
+            sh.rest,
+        )
+        .await;
     };
     let upgraded = transport::open(stream, peer, id, &sh.endpoint, &sh.links, other).await?;
     Some(Session {

@@ -231,8 +231,15 @@ pub trait Store: Send {
         page: Page,
         limit: usize,
     ) -> Result<(Vec<MessageRecord>, bool)>;
-    /// Messages committed after `after_pos` in the given channels, each
-    /// channel only up to its given seq, in commit order.
+    /// How many messages of the given channels were committed after
+    /// `after_pos` (deleted ones left out), counting no further than
+    /// `limit`: a recovery checks its size before reading anything.
+    fn replay_count(&mut self, channels: &[String], after_pos: u64, limit: usize) -> Result<usize>;
+    /// One page of a recovery replay: the first `limit` messages by commit
+    /// position after `after_pos` in the given channels, each channel only
+    /// up to its given seq, in commit order. The next page starts after the
+    /// last `pos` of this one; every read is bounded by `limit` rows per
+    /// channel.
     fn replay(
         &mut self,
         channels: &[(String, u64)],

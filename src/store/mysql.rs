@@ -279,6 +279,24 @@ impl Store for MysqlStore {
         Ok(super::finish_page(rows, limit, page))
     }
 
+    fn replay_count(&mut self, channels: &[String], after_pos: u64, limit: usize) -> Result<usize> {
+        // The inner LIMIT bounds the rows counted, whatever the channel holds.
+        let sql = "SELECT COUNT(*) FROM (SELECT 1 FROM messages
+                    WHERE channel_id = ? AND pos > ? AND deleted_at IS NULL LIMIT ?) AS t";
+        self.link.run(|c| {
+            let mut total = 0usize;
+            for channel in channels {
+                if total >= limit {
+                    break;
+                }
+                let left = (limit - total) as u64;
+                let n = first::<u64>(c, sql, (channel.as_str(), after_pos, left))?.unwrap_or(0);
+                total += n as usize;
+            }
+            Ok(total)
+        })
+    }
+
     fn replay(
         &mut self,
         channels: &[(String, u64)],

@@ -207,6 +207,24 @@ impl Store for SqliteStore {
         Ok(super::finish_page(rows, limit, page))
     }
 
+    fn replay_count(&mut self, channels: &[String], after_pos: u64, limit: usize) -> Result<usize> {
+        // The inner LIMIT bounds the rows counted, whatever the channel holds.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM messages
+              WHERE channel_id = ?1 AND pos > ?2 AND deleted_at IS NULL LIMIT ?3)",
+        )?;
+        let mut total = 0usize;
+        for channel in channels {
+            if total >= limit {
+                break;
+            }
+            let left = (limit - total) as i64;
+            let n: i64 = stmt.query_row(params![channel, after_pos as i64, left], |r| r.get(0))?;
+            total += n as usize;
+        }
+        Ok(total)
+    }
+
     fn replay(
         &mut self,
         channels: &[(String, u64)],

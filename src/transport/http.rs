@@ -113,6 +113,8 @@ pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
+    /// `Retry-After`, in seconds, for refusals worth retrying.
+    pub retry_after: Option<u32>,
     /// Headers besides the usual ones (e.g. `Sec-WebSocket-Version`).
     pub headers: &'static [(&'static str, &'static str)],
 }
@@ -123,8 +125,14 @@ impl Response {
             status,
             content_type: "application/json",
             body: body.into(),
+            retry_after: None,
             headers: &[],
         }
+    }
+
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     /// `{"error":{"code":…,"message":…}}`, the REST error shape.
@@ -153,20 +161,28 @@ fn reason_phrase(status: u16) -> &'static str {
 }
 
 pub async fn write_response<S: AsyncWrite + Unpin>(s: &mut S, r: &Response) -> std::io::Result<()> {
+    let retry = r
+        .retry_after
+        .map(|s| format!("Retry-After: {s}\r\n"))
+        .unwrap_or_default();
     let extra: String = r
         .headers
         .iter()
         .map(|(k, v)| format!("{k}: {v}\r\n"))
         .collect();
     let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\n{extra}\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{retry}Connection: close\r\nCache-Control: no-store\r\n{extra}\r\n",
         r.status,
         reason_phrase(r.status),
         r.content_type,
         r.body.len()
     );
-    s.write_all(head.as_bytes()).await?;
-    s.write_all(r.body.as_bytes()).await?;
+    // One write, so head and body leave in one segment: the connection is
+    // closed right after, and a client that stops reading at the head
+    // (a WebSocket client refused its upgrade) still has the body.
+    let mut out = head.into_bytes();
+    out.extend_from_slice(r.body.as_bytes());
+    s.write_all(&out).await?;
     s.flush().await
 }
 

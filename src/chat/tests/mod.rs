@@ -20,6 +20,9 @@ use crate::store::writer::WriterSettings;
 use crate::store::{ChannelRecord, ChannelType, Store};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
+/// The owner cache's limits unless a test sets its own.
+const CACHE_IDLE: Duration = Duration::from_secs(60);
+const CACHE_MAX: usize = 1000;
 
 struct World {
     chats: Vec<Rc<Chat>>,
@@ -36,6 +39,12 @@ struct Peer {
 
 impl World {
     fn new(shards: usize) -> Self {
+        Self::with_cache(shards, CACHE_IDLE, CACHE_MAX)
+    }
+
+    /// A world whose owners evict idle channels after `idle` and cache at
+    /// most `max` (entries not in use).
+    fn with_cache(shards: usize, idle: Duration, max: usize) -> Self {
         let config = Config {
             jwt_secret: Some(SECRET.into()),
             ..Config::default()
@@ -70,9 +79,15 @@ impl World {
             rate_burst: 1000,
             rate_disconnect_after: 10,
             typing_timeout: std::time::Duration::from_secs(5),
+            // No coalescing: every presence change is seen at once here
+            // (presence.rs tests the coalescing).
+            presence_interval: Duration::ZERO,
             recovery_window: std::time::Duration::from_secs(60),
+            channel_cache_idle: idle,
+            channel_cache_max: max,
+            recovery_max_replay: 90,
         };
-        let sessions = super::recovery::Sessions::new();
+        let sessions = super::recovery::Sessions::new(1_000);
         let boxes: Vec<_> = (0..shards).map(|i| Mailbox::new(mesh.clone(), i)).collect();
         let chats = boxes
             .iter()
@@ -172,6 +187,10 @@ impl World {
             .connect(&link, &hs, "/", Some(auth))
             .ok()
             .unwrap();
+        // The reply as the driver queues it (a recovery holds it).
+        let pid = self.chats[shard].pid(&socket);
+        let reply = crate::protocol::packet::encode_connect("/", "sid", pid.as_deref());
+        link.push_text(reply).unwrap();
         self.chats[shard].connected(&socket);
         self.pump();
         Peer {
@@ -399,4 +418,5 @@ fn user_joined_and_left_follow_the_users_first_and_last_connection() {
     );
 }
 
+mod cache;
 mod recovery;

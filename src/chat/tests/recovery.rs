@@ -61,8 +61,9 @@ fn a_recovered_session_gets_every_missed_message_once_in_order() {
     assert_eq!(got, ["missed-1", "missed-2", "live"]);
 }
 
-#[test]
-fn a_recovery_that_cannot_fit_is_not_offered_again() {
+/// Alice in `c` drops; bob sends `n` messages; alice comes back with
+/// offset "0". Returns her new peer and the pid she claimed.
+fn gap_of(n: usize) -> (World, super::Peer, String) {
     let mut w = World::new(1);
     w.channel("c", ChannelType::Public, "b", &[]);
     let (a, b) = (w.connect(0, "a"), w.connect(0, "b"));
@@ -72,8 +73,7 @@ fn a_recovery_that_cannot_fit_is_not_offered_again() {
     let dropped =
         crate::protocol::DisconnectReason::Closed(crate::protocol::CloseReason::TransportError);
     w.chats[0].disconnect(a.socket, dropped);
-    // More than the 100 frames a test link holds.
-    for i in 0..120 {
+    for i in 0..n {
         let ev = Event {
             name: "send_message".into(),
             args: vec![json!({"channelId": "c", "content": format!("m{i}")})],
@@ -84,16 +84,62 @@ fn a_recovery_that_cannot_fit_is_not_offered_again() {
     }
     w.pump();
     let a2 = w.connect_with(0, "a", json!({"pid": pid, "offset": "0"}));
-    assert_eq!(w.chats[0].pid(&a2.socket), Some(pid.clone()));
-    assert_eq!(
-        a2.link.closing(),
-        Some(crate::protocol::CloseReason::SlowConsumer)
+    (w, a2, pid)
+}
+
+/// The pid of the CONNECT reply queued on the link.
+fn reply_pid(frames: &[String]) -> String {
+    let reply = frames.iter().find(|f| f.starts_with("40")).unwrap();
+    serde_json::from_str::<Value>(&reply[2..]).unwrap()["pid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_gap_at_the_cap_is_replayed_whole_over_several_pages() {
+    // 90 (the test cap) is more than one page of 64.
+    let (w, a2, pid) = gap_of(90);
+    let f = frames(&a2.link);
+    assert_eq!(reply_pid(&f), pid, "recovered");
+    assert_eq!(w.chats[0].pid(&a2.socket), Some(pid));
+    let got: Vec<String> = f
+        .iter()
+        .filter(|f| f.starts_with(r#"42["message""#))
+        .map(|f| {
+            serde_json::from_str::<Value>(&f[2..]).unwrap()[1]["content"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let want: Vec<String> = (0..90).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, want, "every missed message once, in order");
+    assert!(f[0].starts_with("40"), "the CONNECT reply first");
+}
+
+#[test]
+fn a_gap_over_the_cap_is_refused_up_front_with_a_fresh_session() {
+    let (mut w, a2, pid) = gap_of(91);
+    let f = frames(&a2.link);
+    let new = reply_pid(&f);
+    assert_ne!(new, pid, "not recovered: the reply names a new pid");
+    assert_eq!(w.chats[0].pid(&a2.socket), Some(new.clone()));
+    assert!(
+        !f.iter().any(|f| f.starts_with(r#"42["message""#)),
+        "nothing replayed: {f:?}"
     );
+    assert_eq!(a2.link.closing(), None, "the fresh session stays connected");
+    // The new session is the one kept now; the old pid is gone.
+    let dropped =
+        crate::protocol::DisconnectReason::Closed(crate::protocol::CloseReason::TransportError);
     w.chats[0].disconnect(a2.socket, dropped);
     let a3 = w.connect_with(0, "a", json!({"pid": pid, "offset": "0"}));
-    assert_ne!(
-        w.chats[0].pid(&a3.socket),
-        Some(pid),
-        "fresh session, catch up by history"
+    assert_ne!(w.chats[0].pid(&a3.socket), Some(pid));
+    let a4 = w.connect_with(0, "a", json!({"pid": new, "offset": "0"}));
+    assert_eq!(
+        w.chats[0].pid(&a4.socket),
+        Some(new),
+        "the fresh one recovers"
     );
 }

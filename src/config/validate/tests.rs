@@ -48,6 +48,27 @@ fn each_rule_refuses_its_bad_value() {
             },
         ),
         (
+            "ws_connection_rate_per_ip",
+            Config {
+                ws_connection_rate_per_ip: 0,
+                ..d()
+            },
+        ),
+        (
+            "ws_connection_burst_per_ip",
+            Config {
+                ws_connection_burst_per_ip: 0,
+                ..d()
+            },
+        ),
+        (
+            "rest_keepalive_timeout_ms",
+            Config {
+                rest_keepalive_timeout_ms: 0,
+                ..d()
+            },
+        ),
+        (
             "broadcast_batch_size",
             Config {
                 broadcast_batch_size: 0,
