@@ -79,14 +79,16 @@ impl Scrape {
     }
 }
 
-/// Scrapes until `name` (summed) reaches `want`, then checks it is exactly
-/// that: counters move a moment after the traffic that moved them.
+/// Scrapes until `name` (summed) is `want`, or fails with the value it
+/// has at the deadline: counters and gauges move a moment after the
+/// traffic that moved them, and a gauge may have to come down to `want`
+/// (a counter that overshoots never comes back, so it fails there too).
 fn settles_at(port: u16, name: &str, with: &[&str], want: f64) -> Scrape {
     let deadline = Instant::now() + SEC;
     loop {
         let s = Scrape::get(port);
         let v = s.sum(name, with);
-        if v >= want || Instant::now() > deadline {
+        if v == want || Instant::now() > deadline {
             assert_eq!(v, want, "{name}{with:?}");
             return s;
         }
