@@ -60,10 +60,15 @@ impl Chat {
         rx
     }
 
-    /// The channel changed in the store: its owner reloads it.
-    pub fn invalidate_channel(&self, channel: &str) {
+    /// The channel changed in the store: its owner reloads it. Resolves
+    /// once commands that reach the owner after it wait for the reload, so
+    /// that a REST answer awaiting it is not followed by a send or typing
+    /// checked against the old channel (e.g. after a DELETE's 204).
+    pub fn invalidate_channel(&self, channel: &str) -> oneshot::Receiver<()> {
+        let (done, rx) = oneshot::channel();
         let channel: Arc<str> = channel.into();
-        self.post(self.owner(&channel), Mail::Invalidate { channel });
+        self.post(self.owner(&channel), Mail::Invalidate { channel, done });
+        rx
     }
 
     /// Broadcasts `42["<event>",<body>]` to the channel's subscribers.

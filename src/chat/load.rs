@@ -113,6 +113,13 @@ impl Chat {
             let Some(st) = channels.get_mut(&channel) else {
                 return;
             };
+            if std::mem::take(&mut st.stale) {
+                // Changed while this load was under way: load again, the
+                // waiting commands stay queued behind it.
+                drop(channels);
+                self.load_channel(channel);
+                return;
+            }
             st.loading = false;
             let waiting = std::mem::take(&mut st.waiting);
             match &result {
@@ -205,10 +212,15 @@ impl Chat {
     }
 
     /// REST changed the channel: drop the cache and reload it; commands
-    /// queue behind the reload.
+    /// queue behind the reload. A load already under way may have read the
+    /// store before the change: its answer is dropped for a new load.
     pub(super) fn owner_invalidate(&self, channel: Arc<str>) {
         let reload = match self.channels.borrow_mut().get_mut(&channel) {
-            Some(st) if st.info.is_some() && !st.loading => {
+            Some(st) if st.loading => {
+                st.stale = true;
+                false
+            }
+            Some(st) if st.info.is_some() => {
                 st.info = None;
                 st.loading = true;
                 true

@@ -87,8 +87,11 @@ pub enum Mail {
         frame: Utf8Bytes,
     },
     /// The channel changed in the store (REST): reload before the next use.
+    /// `done` is answered once later commands wait for the reload, so the
+    /// REST answer comes after the owner stopped using the old state.
     Invalidate {
         channel: Arc<str>,
+        done: oneshot::Sender<()>,
     },
 
     // ---- store threads → channel owner

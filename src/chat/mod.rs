@@ -177,7 +177,10 @@ impl Chat {
                 reply,
             } => self.owner_typing(channel, user, typing, reply),
             Mail::ChannelEmit { channel, frame } => self.owner_emit(&channel, frame),
-            Mail::Invalidate { channel } => self.owner_invalidate(channel),
+            Mail::Invalidate { channel, done } => {
+                self.owner_invalidate(channel);
+                let _ = done.send(());
+            }
             Mail::ChannelLoaded { channel, result } => self.channel_loaded(channel, result),
             Mail::Committed(batch) => self.committed(&batch),
             Mail::Replayed { conn, step } => self.replayed(conn, step),

@@ -28,6 +28,9 @@ pub(super) struct ChannelState {
     pub(super) base_seq: Option<u64>,
     /// A load from the store is under way.
     pub(super) loading: bool,
+    /// The channel changed while that load was under way, so its answer
+    /// may predate the change: it is dropped and the channel loaded again.
+    pub(super) stale: bool,
     /// The last load found no such channel (deleted while subscribed):
     /// commands are refused NOT_FOUND without asking the store again.
     pub(super) gone: bool,
@@ -66,6 +69,7 @@ impl ChannelState {
             info: None,
             base_seq: None,
             loading: false,
+            stale: false,
             gone: false,
             waiting: Vec::new(),
             shard_subs: Vec::new(),

@@ -180,7 +180,8 @@ pub async fn update(call: &Call<'_>, id: String, body: &[u8]) -> Result<Reply, A
                 .ok_or_else(|| ApiError::not_found("no such channel"))
         })
         .await?;
-    call.chat.invalidate_channel(&id);
+    // Canceled only when the owner's shard is stopping: answer anyway.
+    let _ = call.chat.invalidate_channel(&id).await;
     channel_reply(StatusCode::OK, &c)
 }
 
@@ -197,7 +198,8 @@ pub async fn delete(call: &Call<'_>, id: String) -> Result<Reply, ApiError> {
         }
     })
     .await?;
-    call.chat.invalidate_channel(&id);
+    // Canceled only when the owner's shard is stopping: answer anyway.
+    let _ = call.chat.invalidate_channel(&id).await;
     Ok(reply::no_content())
 }
 

@@ -118,7 +118,7 @@ fn typing_is_refused_without_an_accepted_join_or_on_a_deleted_channel() {
     // store is not asked again for each command.
     let mut s = SqliteStore::open(w.dir.path()).unwrap();
     assert!(s.delete_channel("p", "2026-01-02T00:00:00.000Z").unwrap());
-    w.chats[0].invalidate_channel("p");
+    let _ = w.chats[0].invalidate_channel("p");
     w.pump();
     w.emit(&friend, "typing_start", Some(3), data.clone());
     w.emit(
@@ -288,4 +288,42 @@ fn the_cache_keeps_at_most_channel_cache_max_entries_not_in_use() {
         json!({"channelId": "c0", "content": "hi"}),
     );
     assert_eq!(events(&a.link, "message").len(), 1);
+}
+
+#[test]
+fn a_load_answer_older_than_an_invalidation_is_dropped_for_a_new_load() {
+    let w = World::new(1);
+    w.channel("p", ChannelType::Private, "owner", &["friend"]);
+    let chat = &w.chats[0];
+    // A load under way (as a join starts one) read the channel while
+    // "friend" was still a member ...
+    let before = {
+        let mut s = SqliteStore::open(w.dir.path()).unwrap();
+        crate::chat::mail::LoadedChannel {
+            record: s.channel("p").unwrap().unwrap(),
+            members: s.member_ids("p").unwrap(),
+            last_seq: 0,
+        }
+    };
+    let mut st = crate::chat::owner::ChannelState::new(Instant::now());
+    st.loading = true;
+    chat.channels.borrow_mut().insert("p".into(), st);
+    // ... then REST deleted it and invalidated the channel before the
+    // load's answer came back.
+    let mut s = SqliteStore::open(w.dir.path()).unwrap();
+    assert!(s.delete_channel("p", "2026-01-02T00:00:00.000Z").unwrap());
+    let _ = chat.invalidate_channel("p");
+    w.pump();
+    assert!(chat.channels.borrow()["p"].stale);
+    // The old answer is not taken: the channel is loaded again, and the
+    // new load finds it deleted.
+    chat.channel_loaded("p".into(), Ok(Some(before)));
+    assert!(
+        chat.channels
+            .borrow()
+            .get("p")
+            .is_none_or(|st| st.info.is_none())
+    );
+    w.pump();
+    assert!(!is_cached(&w, "p"), "the second load found no channel");
 }
