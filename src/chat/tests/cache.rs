@@ -118,8 +118,9 @@ fn typing_is_refused_without_an_accepted_join_or_on_a_deleted_channel() {
     // store is not asked again for each command.
     let mut s = SqliteStore::open(w.dir.path()).unwrap();
     assert!(s.delete_channel("p", "2026-01-02T00:00:00.000Z").unwrap());
-    let _ = w.chats[0].invalidate_channel("p");
+    let mut done = w.chats[0].invalidate_channel("p");
     w.pump();
+    assert_eq!(done.try_recv(), Ok(Some(())), "the invalidation answered");
     w.emit(&friend, "typing_start", Some(3), data.clone());
     w.emit(
         &friend,
@@ -312,8 +313,9 @@ fn a_load_answer_older_than_an_invalidation_is_dropped_for_a_new_load() {
     // load's answer came back.
     let mut s = SqliteStore::open(w.dir.path()).unwrap();
     assert!(s.delete_channel("p", "2026-01-02T00:00:00.000Z").unwrap());
-    let _ = chat.invalidate_channel("p");
+    let mut done = chat.invalidate_channel("p");
     w.pump();
+    assert_eq!(done.try_recv(), Ok(Some(())), "the invalidation answered");
     assert!(chat.channels.borrow()["p"].stale);
     // The old answer is not taken: the channel is loaded again, and the
     // new load finds it deleted.
