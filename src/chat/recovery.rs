@@ -97,7 +97,7 @@ pub(super) struct Recovery {
 }
 
 /// What a reconnecting client presents: `{pid, offset}` in its auth.
-pub(super) struct Claim {
+pub(crate) struct Claim {
     pub pid: String,
     pub offset: Option<u64>,
 }
