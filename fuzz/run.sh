@@ -7,8 +7,8 @@
 #
 # Each target runs over fuzz/corpus/<target> (grown by the runs, not
 # committed) and fuzz/seeds/<target> (committed), with a 2 GB RSS limit, a
-# per-target input size limit and a 10 s per-input timeout. A crash, hang,
-# out-of-memory or leak stops that target with its input saved under
+# per-target input size limit and a 10 s per-input timeout. A crash (a
+# panic: a failed assertion, an overflow), a hang or an out-of-memory stops that target with its input saved under
 # fuzz/artifacts/<target>/ and makes the script exit 1 after the others ran.
 # Logs: fuzz/logs/<target>.log.
 set -euo pipefail
@@ -40,9 +40,9 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   exit 1
 fi
 
-# No sanitizer: the code under test is safe Rust, and without ASan every
-# execution is about twice as fast. Debug assertions and overflow checks
-# are on (cargo fuzz's default).
+# No sanitizer: the code under test is safe Rust, where AddressSanitizer
+# would only slow every execution down. Debug assertions and overflow
+# checks are on (cargo fuzz's default).
 cargo +nightly fuzz build -s none
 bin=fuzz/target/x86_64-unknown-linux-gnu/release
 
