@@ -15,6 +15,8 @@
 //! - [`server`]: the main thread: starts the shards and waits for signals.
 //! - [`config`], [`cli`]: settings (file < env < flags) and the command line.
 //! - [`auth`]: JWT verification; [`ids`]: session tokens and message ids.
+//! - `fuzzing` (feature `fuzzing` only): the fuzz targets' entry points
+//!   (fuzz/, docs/fuzzing.md).
 //! - [`metrics`]: Prometheus metrics, per-shard handles; [`notify`]: systemd
 //!   sd_notify and watchdog; [`tls`]: HTTPS/WSS on the public port.
 
@@ -22,6 +24,9 @@ pub mod auth;
 pub mod chat;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ids;
 pub mod metrics;
 pub mod notify;

@@ -40,7 +40,7 @@ use super::mail::{Mail, ReplayStep};
 use super::{Chat, ChatConn};
 use crate::protocol::{CloseReason, Frame, Link};
 use crate::store::MessageRecord;
-pub(super) use sessions::Claim;
+pub(crate) use sessions::Claim;
 use sessions::Session;
 pub use sessions::Sessions;
 

@@ -59,15 +59,15 @@ pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
 
 /// A validated `POST /api/v1/channels` body.
 #[derive(Debug, PartialEq)]
-struct NewChannel {
-    name: String,
-    kind: ChannelType,
-    description: Option<String>,
+pub(crate) struct NewChannel {
+    pub(crate) name: String,
+    pub(crate) kind: ChannelType,
+    pub(crate) description: Option<String>,
     /// Without the creator, who is added as owner anyway.
-    members: Vec<String>,
+    pub(crate) members: Vec<String>,
 }
 
-fn parse_new(body: &[u8], creator: &str) -> Result<NewChannel, ApiError> {
+pub(crate) fn parse_new(body: &[u8], creator: &str) -> Result<NewChannel, ApiError> {
     let p = call::object(body)?;
     let name = match call::text(&p, "name", MAX_NAME_CHARS)? {
         Field::Text(n) if !n.trim().is_empty() => n.trim().to_owned(),

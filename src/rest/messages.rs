@@ -32,7 +32,7 @@ fn message_reply(status: StatusCode, m: &MessageRecord) -> Reply {
 }
 
 /// `?before=&after=&limit=` of a history request.
-fn parse_page(query: Option<&str>) -> Result<(Page, usize), ApiError> {
+pub(crate) fn parse_page(query: Option<&str>) -> Result<(Page, usize), ApiError> {
     let (mut before, mut after, mut limit) = (None, None, DEFAULT_LIMIT);
     for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match &*k {
@@ -185,7 +185,7 @@ pub async fn get(call: &Call<'_>, id: &str) -> Result<Reply, ApiError> {
 /// New content for an edit, checked by the very rules of `send_message`
 /// (it is the same field): the body's `content` is run through the
 /// command parser with a placeholder channel.
-fn edited_content(p: &Map<String, Value>, max: usize) -> Result<String, ApiError> {
+pub(crate) fn edited_content(p: &Map<String, Value>, max: usize) -> Result<String, ApiError> {
     let mut probe = Map::new();
     probe.insert("channelId".into(), Value::from("-"));
     if let Some(c) = p.get("content") {

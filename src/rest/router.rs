@@ -20,7 +20,7 @@ const READY_STORE_TIMEOUT: Duration = Duration::from_secs(1);
 /// What a path names; the method is checked against it afterwards, so a
 /// known path with the wrong method is a 405, not a 404.
 #[derive(Debug, PartialEq, Eq)]
-enum Route {
+pub(crate) enum Route {
     Health,
     Ready,
     Metrics,
@@ -35,7 +35,7 @@ enum Route {
 }
 
 impl Route {
-    fn parse(path: &str) -> Option<Route> {
+    pub(crate) fn parse(path: &str) -> Option<Route> {
         let path = path
             .strip_suffix('/')
             .filter(|p| !p.is_empty())

@@ -233,7 +233,7 @@ where
 
 /// Checks an Engine.IO request the way the reference server does and
 /// returns the WebSocket key, or the 400 to answer with.
-fn check_engine_request(req: &Request) -> Result<&str, Response> {
+pub(crate) fn check_engine_request(req: &Request) -> Result<&str, Response> {
     let q = req.query_pairs();
     let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let engine_error = |code: u8, message: &str| {

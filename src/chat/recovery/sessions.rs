@@ -171,7 +171,7 @@ impl Sessions {
 }
 
 /// What a reconnecting client presents: `{pid, offset}` in its auth.
-pub(in crate::chat) struct Claim {
+pub(crate) struct Claim {
     pub pid: String,
     pub offset: Option<u64>,
 }
