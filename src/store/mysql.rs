@@ -12,6 +12,7 @@
 //! text is built only from constants.
 
 mod link;
+mod migrate;
 pub mod partitions;
 mod rows;
 pub mod upkeep;
@@ -19,49 +20,18 @@ pub mod upkeep;
 use std::collections::HashMap;
 
 use mysql::prelude::Queryable;
-use mysql::{Conn, Opts, TxOpts, Value};
+use mysql::{Opts, TxOpts, Value};
 
 use super::{ChannelRecord, MessageRecord, Page, Result, Store, StoreError};
 use link::{Link, is_duplicate, map_error, store_opts};
 pub use link::{MAX_BACKOFF, describe};
+pub use migrate::migrate;
 pub use partitions::{Partition, PartitionPolicy, Plan};
 use rows::{
     CHANNEL_COLUMNS, ChannelRow, MESSAGE_COLUMNS, MessageRow, all, chunks, first, insert_sql,
     lookup_sql, to_channel, to_message,
 };
 pub use rows::{MAX_INSERT_ROWS, MAX_LOOKUP_KEYS};
-
-mod embedded {
-    refinery::embed_migrations!("migrations/mysql");
-}
-
-/// Applies pending migrations to the database `opts` points at; returns how
-/// many were applied. Also checks that the server keeps commits durable.
-pub fn migrate(opts: &Opts) -> anyhow::Result<usize> {
-    let mut conn = Conn::new(store_opts(opts))?;
-    let report = embedded::migrations::runner().run(&mut conn)?;
-    // refinery sends a migration file as one multi-statement query, and the
-    // driver reports only the first statement's error: check the result.
-    let mut tables: Vec<String> = conn.query(
-        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()
-         AND TABLE_NAME IN ('channels', 'channel_members', 'messages')",
-    )?;
-    tables.sort_unstable();
-    anyhow::ensure!(
-        tables == ["channel_members", "channels", "messages"],
-        "the schema is incomplete after the migrations (found tables {tables:?}): \
-         a statement of migrations/mysql failed; see the database's error log"
-    );
-    let flush: Option<u64> = conn.query_first("SELECT @@innodb_flush_log_at_trx_commit")?;
-    if flush.is_some_and(|f| f != 1) {
-        tracing::warn!(
-            innodb_flush_log_at_trx_commit = flush,
-            "the database does not flush its log at every commit: an acknowledged message \
-             can be lost if the database host crashes; set innodb_flush_log_at_trx_commit = 1"
-        );
-    }
-    Ok(report.applied_migrations().len())
-}
 
 /// One connection to MySQL/MariaDB.
 pub struct MysqlStore {

@@ -4,6 +4,7 @@
 //! SQLite; these cover what only this backend does.
 
 use super::*;
+use mysql::Conn;
 
 fn msg(id: u64, channel: &str, seq: u64, content: &str) -> MessageRecord {
     MessageRecord {
