@@ -28,7 +28,13 @@ fn main() {
     let mut watch = vec!["HEAD".to_owned(), "packed-refs".to_owned()];
     watch.extend(git(&["symbolic-ref", "-q", "HEAD"]));
     for name in watch {
-        if let Some(path) = git(&["rev-parse", "--git-path", &name]) {
+        // Only files that exist: cargo reruns a build script on every build
+        // while a watched file is missing (a clone without packed-refs).
+        // A ref that moves into packed-refs later is a watched file that
+        // goes away, which reruns it too.
+        if let Some(path) = git(&["rev-parse", "--git-path", &name])
+            && std::path::Path::new(&path).exists()
+        {
             println!("cargo:rerun-if-changed={path}");
         }
     }
