@@ -5,6 +5,9 @@
 #[allow(dead_code)]
 #[path = "../examples/socketio_conformance.rs"]
 mod example;
+/// The handshake's writes, read as the official suite's client reads them.
+#[path = "conformance/writes.rs"]
+mod writes;
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::OnceLock;

@@ -20,8 +20,8 @@ use glommio::timer::Timer;
 use serde_json::Value;
 
 use super::packet::{self, EngineType, Packet, PacketType};
-use super::ws::{Msg, WsError};
-use super::wsio::{IoFailure, ReadEnd, WsIo};
+use super::ws::Msg;
+use super::wsio::{ReadEnd, WsIo};
 use super::{
     CloseReason, DisconnectReason, Event, Handler, Handshake, Link, Options, Refusal, Verdict,
 };
@@ -156,7 +156,7 @@ where
             Ok(ReadEnd::Pending | ReadEnd::Yielded) => {}
             Ok(ReadEnd::Eof) => return Poll::Ready(Err(CloseReason::ClientClosed)),
             Err(Err(reason)) => return Poll::Ready(Err(reason)),
-            Err(Ok(failure)) => return Poll::Ready(Err(read_error(&failure))),
+            Err(Ok(failure)) => return Poll::Ready(Err(failure.close_reason())),
         }
         // Polled (not just read) again: a CONNECT's write_now registered a
         // no-op waker on the link, and this one must be there instead.
@@ -356,9 +356,9 @@ impl<H: Handler> State<'_, H> {
                 let sid = crate::ids::random_token(15);
                 let pid = self.handler.pid(&socket);
                 let reply = packet::encode_connect(&p.nsp, &sid, pid.as_deref());
-                write_now(io, &self.link);
+                io.write_now(&self.link);
                 let _ = self.link.push_text(reply);
-                write_now(io, &self.link);
+                io.write_now(&self.link);
                 self.handler.connected(&socket);
                 self.sockets.push((p.nsp, socket));
                 self.connect_deadline = None;
@@ -421,33 +421,5 @@ impl<H: Handler> State<'_, H> {
         self.timer = Timer::new(next.saturating_duration_since(Instant::now()));
         self.timer_at = next;
         self.timer_registered = false;
-    }
-}
-
-/// Hands what the link holds to the socket now, in one send (or keeps it
-/// unsent if the socket is full: later frames then join it). The poll's
-/// own write, which always follows, registers the task's waker. A failed
-/// send closes the link, which the poll sees right after reading (the
-/// namespace socket being connected is still handed back to the handler).
-fn write_now<S>(io: &mut WsIo<S>, link: &Link)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let waker = futures::task::noop_waker();
-    let mut cx = Context::from_waker(&waker);
-    if io.poll_write(&mut cx, link).is_err() {
-        link.close(CloseReason::TransportError);
-    }
-}
-
-fn read_error(e: &IoFailure) -> CloseReason {
-    match e {
-        IoFailure::Ws(e) => {
-            if let WsError::Protocol(what) = e {
-                tracing::debug!(error = what, "WebSocket protocol error");
-            }
-            e.close_reason()
-        }
-        IoFailure::Io(_) => CloseReason::TransportError,
     }
 }

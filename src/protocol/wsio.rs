@@ -24,6 +24,7 @@ use std::task::{Context, Poll};
 
 use futures_lite::{AsyncRead, AsyncWrite};
 
+use super::CloseReason;
 use super::link::{Frame, Link};
 use super::ws::{self, Decoder, Kind, Msg, WsError};
 
@@ -65,6 +66,21 @@ pub enum ReadEnd {
 pub enum IoFailure {
     Ws(WsError),
     Io(io::Error),
+}
+
+impl IoFailure {
+    /// How the connection ends for it.
+    pub fn close_reason(&self) -> CloseReason {
+        match self {
+            Self::Ws(e) => {
+                if let WsError::Protocol(what) = e {
+                    tracing::debug!(error = what, "WebSocket protocol error");
+                }
+                e.close_reason()
+            }
+            Self::Io(_) => CloseReason::TransportError,
+        }
+    }
 }
 
 /// One WebSocket connection's socket and framing state.
@@ -298,6 +314,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
         let r = self.poll_write_inner(cx, link);
         link.set_backlog(self.backlog());
         r
+    }
+
+    /// Hands what the link holds to the socket now, in one send (or keeps
+    /// it unsent if the socket is full: later frames then join it). The
+    /// task's next [`Self::poll_write`] registers its waker. A failed send
+    /// closes the link, which the task sees after its read.
+    pub fn write_now(&mut self, link: &Link) {
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        if self.poll_write(&mut cx, link).is_err() {
+            link.close(CloseReason::TransportError);
+        }
     }
 
     fn poll_write_inner(&mut self, cx: &mut Context<'_>, link: &Link) -> io::Result<()> {

@@ -5,26 +5,11 @@
 //! server sends right after it must leave in separate writes. The client
 //! here reads the socket itself and looks at what each read returns.
 
-#[allow(dead_code)]
-#[path = "../examples/socketio_conformance.rs"]
-mod example;
-
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::OnceLock;
+use std::net::TcpStream;
 use std::time::Duration;
 
-fn server() -> SocketAddr {
-    static ADDR: OnceLock<SocketAddr> = OnceLock::new();
-    *ADDR.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            example::serve("127.0.0.1:0".parse().unwrap(), move |a| tx.send(a).unwrap());
-        });
-        rx.recv_timeout(Duration::from_secs(10))
-            .expect("server started")
-    })
-}
+use super::server;
 
 /// A WebSocket client on a plain socket: one `read` call per [`Raw::read`].
 struct Raw {
