@@ -55,17 +55,6 @@ fn gauge(server: &TestServer, name: &str) -> f64 {
         .sum()
 }
 
-/// The server's resident set, in KiB.
-fn rss_kib(server: &TestServer) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
-        .expect("read /proc/<pid>/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 #[test]
 fn typing_needs_an_accepted_join_on_a_live_channel() {
     let server = TestServer::start();
@@ -166,11 +155,11 @@ fn made_up_channel_ids_leave_nothing_in_the_owner_cache() {
         ("MAX_CHANNELS_PER_CONNECTION", &(2 * PAIRS).to_string()),
     ]);
     attack(&server, 0);
-    let baseline = rss_kib(&server);
+    let baseline = server.rss_kib();
     let mut peak = baseline;
     for a in 1..ATTACKERS {
         attack(&server, a);
-        peak = peak.max(rss_kib(&server));
+        peak = peak.max(server.rss_kib());
     }
     let ids = (ATTACKERS - 1) * ROUNDS * PAIRS;
 

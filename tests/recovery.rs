@@ -18,17 +18,6 @@ use common::TestServer;
 use common::chat::{NO_RATE_LIMIT, numbered, send_all};
 use common::raw::*;
 
-/// The server's resident memory in KiB.
-fn rss_kib(server: &TestServer) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
-        .expect("read /proc/<pid>/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/<pid>/status")
-}
-
 /// Samples the server's RSS until dropped; `peak` is the highest seen.
 struct RssWatch {
     stop: Arc<AtomicBool>,
@@ -42,15 +31,11 @@ impl RssWatch {
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicU64::new(0)),
         );
-        let path = format!("/proc/{}/status", server.pid());
+        let pid = server.pid();
         let (s, p) = (stop.clone(), peak.clone());
         let thread = thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                if let Some(kib) = std::fs::read_to_string(&path).ok().and_then(|st| {
-                    st.lines()
-                        .find_map(|l| l.strip_prefix("VmRSS:"))
-                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                }) {
+                if let Some(kib) = common::proc::rss_kib(pid) {
                     p.fetch_max(kib, Ordering::Relaxed);
                 }
                 thread::sleep(Duration::from_millis(10));
@@ -156,7 +141,7 @@ fn old_offsets_over_the_cap_are_refused_without_loading_the_gap() {
         }
     }
 
-    let before = rss_kib(&server);
+    let before = server.rss_kib();
     let watch = RssWatch::start(&server);
     let attempts: Vec<_> = pids
         .iter()
@@ -214,7 +199,7 @@ fn old_offsets_over_the_cap_are_refused_without_loading_the_gap() {
     // Memory returns afterwards too: sample a little past the attempts.
     thread::sleep(Duration::from_millis(500));
     let peak = watch.peak();
-    let after = rss_kib(&server);
+    let after = server.rss_kib();
     let grew = peak.saturating_sub(before) / 1024;
     eprintln!(
         "RSS before {} MiB, peak {} MiB (+{grew} MiB), after {} MiB",
@@ -350,14 +335,14 @@ fn dropped_sessions_are_capped_oldest_forgotten_first() {
     let (first, first_pid) = session(&server, "first", &both);
     drop_and_await(first, "first", &mut watcher);
 
-    let before = rss_kib(&server);
+    let before = server.rss_kib();
     for i in 0..1_500 {
         let (ws, _) = session(&server, &format!("u{i}"), std::slice::from_ref(&flood));
         drop(ws);
     }
     let (last, last_pid) = session(&server, "last", &both);
     drop_and_await(last, "last", &mut watcher);
-    let after = rss_kib(&server);
+    let after = server.rss_kib();
     let grew = after.saturating_sub(before) / 1024;
     eprintln!(
         "RSS before {} MiB, after 1,500 dropped sessions {} MiB",

@@ -14,16 +14,6 @@ use common::raw::{recv_text, sio_connect};
 use common::rest::*;
 use serde_json::Value;
 
-/// The server's resident memory, in KiB (`VmRSS` of /proc/<pid>/status).
-fn rss_kib(server: &TestServer) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/<pid>/status")
-}
-
 /// Writes `bytes` one every 50 ms until the server closes the connection;
 /// returns what the server sent meanwhile and when it closed. Fails past
 /// 15 s (on the old code a trickled head was still open after 20 s).
@@ -176,7 +166,7 @@ fn new_connections_from_one_address_are_limited_in_rate_and_memory() {
         ("WS_CONNECTION_BURST_PER_IP", "50"),
     ]);
     let token = server.token("mallory");
-    let baseline = rss_kib(&server);
+    let baseline = server.rss_kib();
     let (mut admitted, mut refused, mut peak) = (0u64, 0u64, baseline);
     let mut last_refusal = None;
     let started = Instant::now();
@@ -194,11 +184,11 @@ fn new_connections_from_one_address_are_limited_in_rate_and_memory() {
             }
         }
         if (admitted + refused) % 100 == 0 {
-            peak = peak.max(rss_kib(&server));
+            peak = peak.max(server.rss_kib());
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    peak = peak.max(rss_kib(&server));
+    peak = peak.max(server.rss_kib());
     eprintln!(
         "{admitted} admitted, {refused} refused in {elapsed:.1} s; RSS {baseline} KiB -> peak {peak} KiB"
     );

@@ -49,11 +49,10 @@ fn ping_flood_without_reading_is_bounded_and_closed() {
     const DEADLINE: Duration = Duration::from_secs(60);
 
     let server = TestServer::start();
-    let pid = server.pid();
     let wires: Vec<Wire> = (0..CLIENTS)
         .map(|_| Wire::open_on(tcp_with_rcvbuf(server.addr(), 4096)))
         .collect();
-    let baseline = vm_rss(pid);
+    let baseline = server.rss_kib() * 1024;
     let before = disconnects(&server, "slow_consumer");
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -92,7 +91,7 @@ fn ping_flood_without_reading_is_bounded_and_closed() {
 
     let mut peak = baseline;
     while !flooders.iter().all(|f| f.is_finished()) {
-        peak = peak.max(vm_rss(pid));
+        peak = peak.max(server.rss_kib() * 1024);
         if peak > baseline + GIVE_UP {
             stop.store(true, Ordering::Relaxed);
         }
@@ -155,7 +154,6 @@ fn announced_frames_hold_only_the_bytes_received() {
     const PER_CONN: u64 = 32 * 1024;
 
     let server = TestServer::start();
-    let pid = server.pid();
     let token = server.token("announcer");
     let mut wires: Vec<Wire> = (0..CONNS)
         .map(|_| {
@@ -164,7 +162,7 @@ fn announced_frames_hold_only_the_bytes_received() {
             w
         })
         .collect();
-    let baseline = vm_rss(pid);
+    let baseline = server.rss_kib() * 1024;
     // Each frame is an event with an ack id, padded to 999,000 bytes; only
     // its first byte is sent.
     let head = r#"427["nope",{"pad":""#;
@@ -183,7 +181,7 @@ fn announced_frames_hold_only_the_bytes_received() {
     let mut peak = baseline;
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
-        peak = peak.max(vm_rss(pid));
+        peak = peak.max(server.rss_kib() * 1024);
         thread::sleep(Duration::from_millis(50));
     }
     let growth = peak.saturating_sub(baseline);

@@ -262,14 +262,3 @@ pub fn close_frame(code: u16, reason: &[u8]) -> Vec<u8> {
     payload.extend_from_slice(reason);
     frame(0x88, &payload)
 }
-
-/// The server's resident memory, from /proc/<pid>/status, in bytes.
-pub fn vm_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/<pid>/status");
-    kib * 1024
-}
