@@ -98,7 +98,9 @@ pub const KEYS: &[&str] = &[
     "metrics_enabled",
     "metrics_listen",
     "allowed_origins",
+    "cors_origin",
     "allow_missing_origin",
+    "cors_max_age_secs",
     "tls_cert_file",
     "tls_key_file",
 ];
@@ -313,14 +315,25 @@ pub struct Config {
     /// 404 for `/metrics`. Unset: `/metrics` is on the public port.
     pub metrics_listen: Option<String>,
     /// Comma-separated origins (`scheme://host[:port]`, case-insensitive)
-    /// whose pages may open a WebSocket; any other `Origin` gets 403 before
-    /// the upgrade, so a page on another site cannot use a visitor's
-    /// cookies or network position against the server. Empty allows any.
+    /// whose pages may use the server: any other `Origin` gets 403 before
+    /// a WebSocket upgrade, so a page on another site cannot use a
+    /// visitor's cookies or network position against the server, and no
+    /// CORS headers on REST answers, so its pages cannot read them. Empty
+    /// or `*` allows any.
     pub allowed_origins: String,
+    /// The original server's name for `allowed_origins` (it read
+    /// `CORS_ORIGIN`, comma-separated, `*` for any), used when
+    /// `allowed_origins` is empty, so its `.env` keeps its meaning. Setting
+    /// both to different lists is a configuration error.
+    pub cors_origin: String,
     /// Whether an upgrade without an `Origin` header is allowed when
     /// `allowed_origins` is set. Native game clients send none; browsers
     /// always do, so refusing it only matters for non-browser clients.
     pub allow_missing_origin: bool,
+    /// How long, in seconds, a browser may reuse the answer to a CORS
+    /// preflight (`Access-Control-Max-Age`) before asking again for the
+    /// same URL.
+    pub cors_max_age_secs: u32,
     /// PEM certificate chain: with `tls_key_file`, the public port speaks
     /// HTTPS/WSS only. SIGHUP reloads both files (new connections get the
     /// new certificate).
@@ -390,7 +403,9 @@ impl Default for Config {
             metrics_enabled: true,
             metrics_listen: None,
             allowed_origins: String::new(),
+            cors_origin: String::new(),
             allow_missing_origin: true,
+            cors_max_age_secs: crate::transport::origin::DEFAULT_CORS_MAX_AGE_SECS,
             tls_cert_file: None,
             tls_key_file: None,
         }

@@ -125,7 +125,8 @@ pub fn run_until(
         },
         max_header_bytes: config.max_http_header_bytes,
         handshake_timeout: config.handshake_timeout(),
-        origins: OriginPolicy::new(config.origin_list(), config.allow_missing_origin),
+        origins: OriginPolicy::new(config.origin_list(), config.allow_missing_origin)
+            .with_cors_max_age(config.cors_max_age_secs),
     };
     let watchdog = notifier
         .is_enabled()

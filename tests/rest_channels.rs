@@ -26,11 +26,14 @@ fn probes_keep_alive_and_unknown_paths() {
     let a = http.send("GET", "/nope", None, None);
     assert_eq!((a.status, a.code()), (404, "NOT_FOUND"), "{a:?}");
     let a = http.send("POST", "/health", None, Some(b"{}"));
-    assert_eq!((a.status, a.header("allow")), (405, Some("GET, HEAD")));
+    assert_eq!(
+        (a.status, a.header("allow")),
+        (405, Some("GET, HEAD, OPTIONS"))
+    );
     let a = http.send("PATCH", "/api/v1/channels/1", None, None);
     assert_eq!(
         (a.status, a.header("allow")),
-        (405, Some("GET, PUT, DELETE"))
+        (405, Some("GET, PUT, DELETE, OPTIONS"))
     );
     // Still the same connection after errors.
     let a = http.send("GET", "/health", None, None);

@@ -65,14 +65,20 @@ impl Config {
         Duration::from_millis(self.shutdown_timeout_ms)
     }
 
-    /// The origins of `allowed_origins`, trimmed and lower-cased; empty
-    /// when any origin is allowed.
+    /// The origins of `allowed_origins`, or of `cors_origin` (the
+    /// original's name) when that is empty, trimmed and lower-cased; empty
+    /// when any origin is allowed (`*` may be in it too, and means any).
     pub fn origin_list(&self) -> Vec<String> {
-        self.allowed_origins
-            .split(',')
-            .map(|o| o.trim().to_ascii_lowercase())
-            .filter(|o| !o.is_empty())
-            .collect()
+        split_origins(self.origin_setting().1)
+    }
+
+    /// Which key gives the origin list, and its value.
+    pub(super) fn origin_setting(&self) -> (&'static str, &str) {
+        if self.allowed_origins.trim().is_empty() && !self.cors_origin.trim().is_empty() {
+            ("cors_origin", &self.cors_origin)
+        } else {
+            ("allowed_origins", &self.allowed_origins)
+        }
     }
 
     /// Where `/metrics` is served apart from the public port, if anywhere.
@@ -144,4 +150,13 @@ impl Config {
         }
         out
     }
+}
+
+/// A comma-separated origin list, trimmed and lower-cased, empty entries
+/// dropped.
+pub(super) fn split_origins(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(|o| o.trim().to_ascii_lowercase())
+        .filter(|o| !o.is_empty())
+        .collect()
 }

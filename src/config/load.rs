@@ -33,6 +33,7 @@ const TEXT_KEYS: &[&str] = &[
     "db_tls_ca_file",
     "metrics_listen",
     "allowed_origins",
+    "cors_origin",
     "tls_cert_file",
     "tls_key_file",
 ];

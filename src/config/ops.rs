@@ -3,23 +3,55 @@
 
 use std::fs::File;
 
+use super::derived::split_origins;
 use super::{Config, ConfigError};
 use crate::transport::origin::origin_problem;
+
+/// The largest `CORS_MAX_AGE_SECS`: Firefox's cap (Chromium's is 7200);
+/// a larger value could only be a typo.
+const MAX_CORS_MAX_AGE_SECS: u32 = 86_400;
 
 impl Config {
     pub(super) fn ops_problems(&self, found: &mut Vec<ConfigError>) {
         if let Err(e) = self.metrics_addr() {
             found.push(e);
         }
+        let (key, _) = self.origin_setting();
         for origin in self.origin_list() {
-            if let Some(problem) = origin_problem(&origin) {
+            if let Some(problem) = (origin != "*").then(|| origin_problem(&origin)).flatten() {
                 found.push(ConfigError::invalid(
-                    "allowed_origins",
+                    key,
                     format!("lists {origin:?}, which {problem}"),
                     "list origins as scheme://host[:port] separated by commas, e.g. \
-                     https://play.example.com,http://localhost:8080",
+                     https://play.example.com,http://localhost:8080, or * for any",
                 ));
             }
+        }
+        // Two names for one list: when both are set they must agree, or
+        // one of them would be silently ignored.
+        let (mut ours, mut theirs) = (
+            split_origins(&self.allowed_origins),
+            split_origins(&self.cors_origin),
+        );
+        ours.sort_unstable();
+        theirs.sort_unstable();
+        if !ours.is_empty() && !theirs.is_empty() && ours != theirs {
+            found.push(ConfigError::invalid(
+                "cors_origin",
+                "differs from ALLOWED_ORIGINS; CORS_ORIGIN is the original server's name \
+                 for the same list",
+                "set only ALLOWED_ORIGINS (or only CORS_ORIGIN)",
+            ));
+        }
+        if self.cors_max_age_secs > MAX_CORS_MAX_AGE_SECS {
+            found.push(ConfigError::invalid(
+                "cors_max_age_secs",
+                format!("is {}", self.cors_max_age_secs),
+                format!(
+                    "at most {MAX_CORS_MAX_AGE_SECS} (one day; browsers cap it lower: \
+                     Chromium at 7200)"
+                ),
+            ));
         }
         match (&self.tls_cert_file, &self.tls_key_file) {
             (Some(_), None) => found.push(ConfigError::invalid(
@@ -114,6 +146,73 @@ mod tests {
         });
         assert!(
             p[0].starts_with("ALLOWED_ORIGINS (allowed_origins)"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn cors_origin_is_the_same_list_under_the_original_name() {
+        // Alone, it gives the list (the original's .env).
+        let c = Config {
+            cors_origin: "http://localhost:43000, http://10.10.30.84:43000".into(),
+            ..Config::default()
+        };
+        assert_eq!(
+            c.origin_list(),
+            vec!["http://localhost:43000", "http://10.10.30.84:43000"]
+        );
+        assert!(c.validate().is_ok());
+        // `*` is an entry meaning any origin, in either name.
+        for c in [
+            Config {
+                cors_origin: "*".into(),
+                ..Config::default()
+            },
+            Config {
+                allowed_origins: "https://a.example,*".into(),
+                ..Config::default()
+            },
+        ] {
+            assert!(c.validate().is_ok(), "{:?}", problems(c.clone()));
+            let p = crate::transport::origin::OriginPolicy::new(c.origin_list(), true);
+            assert!(p.allows_any());
+        }
+        // Both set: the same list is fine, another is an error.
+        let c = Config {
+            allowed_origins: "https://a.example,https://b.example".into(),
+            cors_origin: "https://B.example, https://a.example".into(),
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok());
+        let p = problems(Config {
+            allowed_origins: "https://a.example".into(),
+            cors_origin: "https://b.example".into(),
+            ..Config::default()
+        });
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("CORS_ORIGIN (cors_origin)"), "{p:?}");
+        // A bad entry is reported under the key it came from.
+        let p = problems(Config {
+            cors_origin: "localhost:3000".into(),
+            ..Config::default()
+        });
+        assert!(p[0].starts_with("CORS_ORIGIN (cors_origin)"), "{p:?}");
+    }
+
+    #[test]
+    fn cors_max_age_has_a_ceiling() {
+        assert_eq!(Config::default().cors_max_age_secs, 600);
+        let ok = Config {
+            cors_max_age_secs: 86_400,
+            ..Config::default()
+        };
+        assert!(ok.validate().is_ok());
+        let p = problems(Config {
+            cors_max_age_secs: 86_401,
+            ..Config::default()
+        });
+        assert!(
+            p[0].starts_with("CORS_MAX_AGE_SECS (cors_max_age_secs)"),
             "{p:?}"
         );
     }

@@ -45,6 +45,7 @@ use hyper::server::conn::http1;
 
 use crate::chat::Chat;
 use crate::config::Config;
+use crate::transport::origin::OriginPolicy;
 use io::{Activity, Rewind};
 use reply::Reply;
 
@@ -108,6 +109,8 @@ struct Conn {
     settings: RestSettings,
     limiter: DefaultDirectRateLimiter,
     activity: Rc<Activity>,
+    /// The origin allow-list: which CORS headers each answer carries.
+    origins: OriginPolicy,
 }
 
 /// The hyper service of one connection. Its futures are boxed so that the
@@ -137,6 +140,7 @@ pub async fn serve<S>(
     chat: Rc<Chat>,
     draining: Rc<Cell<bool>>,
     settings: RestSettings,
+    origins: OriginPolicy,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -156,6 +160,7 @@ pub async fn serve<S>(
         settings,
         limiter: RateLimiter::direct(settings.quota()),
         activity: activity.clone(),
+        origins,
     });
     let mut http = http1::Builder::new()
         .keep_alive(true)

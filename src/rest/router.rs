@@ -1,4 +1,5 @@
 //! From a hyper request to a handler: the route table (PROTOCOL.md §4),
+//! CORS (preflights, and the headers of every answer, errors included),
 //! the per-connection rate limit, bearer authentication, the bounded body,
 //! and the two probes (`/health`, `/ready`).
 
@@ -7,12 +8,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, AUTHORIZATION, CONTENT_LENGTH, HeaderValue};
+use hyper::header::{
+    ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ALLOW, AUTHORIZATION,
+    CONTENT_LENGTH, HeaderName, HeaderValue, ORIGIN,
+};
 use hyper::{Method, Request, StatusCode};
 
 use super::call::Call;
 use super::reply::{self, ApiError, Reply};
 use super::{Conn, channels, messages};
+use crate::transport::cors::{self, CorsHeaders};
 
 /// How long `/ready` waits for the store's answer before calling it down.
 const READY_STORE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -63,6 +68,7 @@ impl Route {
         })
     }
 
+    /// The methods a request may use (`Access-Control-Allow-Methods`).
     fn allows(&self) -> &'static str {
         match self {
             Route::Health | Route::Ready | Route::Metrics | Route::SocketIo => "GET, HEAD",
@@ -72,17 +78,88 @@ impl Route {
             Route::Channel(_) | Route::Message(_) => "GET, PUT, DELETE",
         }
     }
+
+    /// `Allow` (RFC 9110): those, and `OPTIONS`, which every route answers.
+    fn allow_header(&self) -> &'static str {
+        match self {
+            Route::Health | Route::Ready | Route::Metrics | Route::SocketIo => "GET, HEAD, OPTIONS",
+            Route::History(_) => "GET, OPTIONS",
+            Route::Channels => "GET, POST, OPTIONS",
+            Route::Messages => "POST, OPTIONS",
+            Route::Channel(_) | Route::Message(_) => "GET, PUT, DELETE, OPTIONS",
+        }
+    }
 }
 
 pub(super) async fn handle(conn: &Conn, req: Request<Incoming>) -> Reply {
     let _busy = conn.activity.request();
+    let origin = header(&req, &ORIGIN).map(str::to_owned);
+    if req.method() == Method::OPTIONS {
+        // Not rate limited: browsers send preflights on their own, and
+        // they must not eat the budget of the requests they precede.
+        return options(conn, &req, origin.as_deref());
+    }
     let result = route(conn, req).await;
-    result.unwrap_or_else(|e| {
+    let mut reply = result.unwrap_or_else(|e| {
         if e.status.is_server_error() {
             tracing::debug!(code = e.code, message = %e.message, "REST request failed");
         }
         e.into_reply()
-    })
+    });
+    add_headers(&mut reply, conn.origins.cors_headers(origin.as_deref()));
+    reply
+}
+
+/// `OPTIONS`: a CORS preflight gets 204 with what the route allows, or
+/// 403 (and no CORS header) when its origin is not allowed; a plain
+/// `OPTIONS` gets 204 with `Allow`.
+fn options(conn: &Conn, req: &Request<Incoming>, origin: Option<&str>) -> Reply {
+    let Some(route) = Route::parse(req.uri().path()) else {
+        let mut r = ApiError::not_found("no such path").into_reply();
+        add_headers(&mut r, conn.origins.cors_headers(origin));
+        return r;
+    };
+    let request_method = header(req, &ACCESS_CONTROL_REQUEST_METHOD);
+    if !cors::is_preflight("OPTIONS", origin, request_method) {
+        let mut r = reply::no_content();
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(route.allow_header()));
+        add_headers(&mut r, conn.origins.cors_headers(origin));
+        return r;
+    }
+    let requested = header(req, &ACCESS_CONTROL_REQUEST_HEADERS);
+    match conn
+        .origins
+        .cors_preflight(origin, route.allows(), requested)
+    {
+        Some(headers) => {
+            let mut r = reply::no_content();
+            add_headers(&mut r, headers);
+            r
+        }
+        // A 403 rather than a 204 without headers: the browser fails
+        // either way, and someone replaying the request by hand sees why.
+        None => ApiError::forbidden(
+            "this origin may not call this API from a browser (ALLOWED_ORIGINS)",
+        )
+        .into_reply(),
+    }
+}
+
+/// A request header as text, if present and visible ASCII.
+fn header<'r>(req: &'r Request<Incoming>, name: &HeaderName) -> Option<&'r str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Sets the CORS headers on an answer. The values come from visible-ASCII
+/// request headers and constants; one that still does not fit is left out.
+fn add_headers(reply: &mut Reply, headers: CorsHeaders) {
+    let h = reply.headers_mut();
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    }
 }
 
 async fn route(conn: &Conn, req: Request<Incoming>) -> Result<Reply, ApiError> {
@@ -154,7 +231,7 @@ async fn route(conn: &Conn, req: Request<Incoming>) -> Result<Reply, ApiError> {
 /// A 405 names the allowed methods, in the `Allow` header as RFC 9110
 /// asks and in the message for people reading the body.
 fn method_not_allowed(route: &Route) -> Reply {
-    let allowed = route.allows();
+    let allowed = route.allow_header();
     let e = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "METHOD_NOT_ALLOWED",

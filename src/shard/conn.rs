@@ -109,6 +109,7 @@ pub async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
             sh.chat.clone(),
             sh.draining.clone(),
             sh.rest,
+            sh.endpoint.origins.clone(),
         )
         .await;
     };

@@ -6,6 +6,7 @@
 //! [`crate::protocol::drive`]; HTTP long-polling is refused with the
 //! reference server's 400; other paths go to the caller's routes.
 
+pub mod cors;
 pub mod http;
 pub mod origin;
 

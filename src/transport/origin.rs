@@ -1,4 +1,6 @@
-//! The Origin allow-list of WebSocket upgrades (`ALLOWED_ORIGINS`).
+//! The Origin allow-list (`ALLOWED_ORIGINS`, or the original server's
+//! `CORS_ORIGIN`): it guards WebSocket upgrades here, and decides the CORS
+//! headers of HTTP answers ([`super::cors`]).
 //!
 //! Browsers send the page's origin with every WebSocket upgrade and let
 //! any page connect anywhere; checking it is what stops a page on another
@@ -13,27 +15,58 @@ use std::sync::Arc;
 
 use super::http::{Request, Response};
 
-/// Which upgrade requests may proceed, by their `Origin` header. Cloned
-/// with the endpoint for every accepted connection: the list is shared.
-#[derive(Debug, Clone, Default)]
+/// `CORS_MAX_AGE_SECS`'s default: how long a browser may reuse a
+/// preflight's answer (configuration.md says why 600).
+pub const DEFAULT_CORS_MAX_AGE_SECS: u32 = 600;
+
+/// Which requests may proceed, by their `Origin` header. Cloned with the
+/// endpoint for every accepted connection: the list is shared.
+#[derive(Debug, Clone)]
 pub struct OriginPolicy {
     /// Lower-cased allowed origins; empty allows any origin.
     allowed: Arc<[Box<str>]>,
     /// Whether a request without an `Origin` is allowed (when `allowed`
     /// is set; with no list every request is).
     allow_missing: bool,
+    /// `Access-Control-Max-Age` of a preflight's answer, in seconds.
+    cors_max_age: u32,
+}
+
+impl Default for OriginPolicy {
+    fn default() -> Self {
+        Self::any()
+    }
 }
 
 impl OriginPolicy {
-    /// `allowed` as from [`crate::config::Config::origin_list`].
+    /// `allowed` as from [`crate::config::Config::origin_list`]. An entry
+    /// `*` allows any origin, as an empty list does.
     pub fn new(allowed: Vec<String>, allow_missing: bool) -> Self {
+        let any = allowed.iter().any(|o| o.trim() == "*");
         Self {
             allowed: allowed
                 .into_iter()
+                .filter(|_| !any)
                 .map(|o| o.to_ascii_lowercase().into_boxed_str())
                 .collect(),
             allow_missing,
+            cors_max_age: DEFAULT_CORS_MAX_AGE_SECS,
         }
+    }
+
+    /// The same policy with `Access-Control-Max-Age: secs` on preflights.
+    pub fn with_cors_max_age(mut self, secs: u32) -> Self {
+        self.cors_max_age = secs;
+        self
+    }
+
+    pub(crate) fn cors_max_age(&self) -> u32 {
+        self.cors_max_age
+    }
+
+    /// Is every origin allowed (no list, or `*` in it)?
+    pub fn allows_any(&self) -> bool {
+        self.allowed.is_empty()
     }
 
     /// Allows every request (no list).
@@ -43,7 +76,7 @@ impl OriginPolicy {
 
     /// Is a request with this `Origin` header (or none) allowed?
     pub fn allows(&self, origin: Option<&str>) -> bool {
-        if self.allowed.is_empty() {
+        if self.allows_any() {
             return true;
         }
         match origin.map(str::trim) {
@@ -120,6 +153,11 @@ mod tests {
         assert!(p.allows(Some("https://evil.example")));
         assert!(p.allows(None));
         assert!(policy(&[], false).allows(None));
+        // `*` anywhere in the list means the same.
+        let p = policy(&["https://a.example", "*"], false);
+        assert!(p.allows_any());
+        assert!(p.allows(Some("https://evil.example")));
+        assert!(p.allows(None));
     }
 
     #[test]

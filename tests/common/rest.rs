@@ -59,7 +59,22 @@ impl Http {
         token: Option<&str>,
         body: Option<&[u8]>,
     ) -> Answer {
+        self.send_with(method, path, &[], token, body)
+    }
+
+    /// [`Http::send`] with extra request headers (`Origin`, ...).
+    pub fn send_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        token: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> Answer {
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
         if let Some(t) = token {
             head.push_str(&format!("Authorization: Bearer {t}\r\n"));
         }
