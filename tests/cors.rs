@@ -275,7 +275,7 @@ fn any_origin_by_default_and_cors_origin_as_the_original_name() {
 }
 
 #[test]
-fn different_allowed_origins_and_cors_origin_refuse_to_start() {
+fn different_allowed_origins_and_cors_origin_are_a_configuration_error() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatrix-chat"))
         .args(["config", "check"])
         .env_clear()

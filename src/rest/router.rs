@@ -139,10 +139,13 @@ fn options(conn: &Conn, req: &Request<Incoming>, origin: Option<&str>) -> Reply 
         }
         // A 403 rather than a 204 without headers: the browser fails
         // either way, and someone replaying the request by hand sees why.
-        None => ApiError::forbidden(
-            "this origin may not call this API from a browser (ALLOWED_ORIGINS)",
-        )
-        .into_reply(),
+        None => {
+            tracing::debug!(origin, path = req.uri().path(), "CORS preflight refused");
+            ApiError::forbidden(
+                "this origin may not call this API from a browser (ALLOWED_ORIGINS)",
+            )
+            .into_reply()
+        }
     }
 }
 
@@ -322,6 +325,27 @@ async fn ready(conn: &Conn) -> Result<Reply, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allow_names_the_methods_and_options() {
+        for route in [
+            Route::Health,
+            Route::Ready,
+            Route::Metrics,
+            Route::SocketIo,
+            Route::Channels,
+            Route::Channel("1".into()),
+            Route::History("1".into()),
+            Route::Messages,
+            Route::Message("1".into()),
+        ] {
+            assert_eq!(
+                route.allow_header(),
+                format!("{}, OPTIONS", route.allows()),
+                "{route:?}"
+            );
+        }
+    }
 
     #[test]
     fn routes() {
