@@ -28,12 +28,14 @@ mod dev_secret;
 mod error;
 mod load;
 mod ops;
+mod original;
 mod validate;
 
 pub use database::{Backend, mask_url_password};
 pub use dev_secret::DEV_SECRET_FILE;
 pub use error::ConfigError;
 pub use load::load_dotenv;
+pub use original::{log_filter_from_env, original_names_in_use, original_warnings};
 pub use validate::{MAX_WORKERS, MIN_SECRET_BYTES};
 
 /// Every configuration key, as written in TOML and `--set` (the environment
@@ -49,6 +51,7 @@ pub const KEYS: &[&str] = &[
     "ws_connection_rate_per_ip",
     "ws_connection_burst_per_ip",
     "broadcast_batch_size",
+    "environment",
     "jwt_secret",
     "jwt_public_key_file",
     "jwt_audience",
@@ -114,6 +117,21 @@ pub enum LogFormat {
     Json,
 }
 
+/// What the deployment is, for the checks that must be strict in
+/// production only (the original server's `NODE_ENV`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// `cargo run`, tests: a generated development secret is fine.
+    /// `test`, the original's third value, means the same here.
+    #[default]
+    #[serde(alias = "test")]
+    Development,
+    /// Refuses to start on a generated development secret, a published
+    /// placeholder or a short one.
+    Production,
+}
+
 /// The effective configuration of one server process.
 ///
 /// `Debug` prints the JWT secret: log [`Config::masked`], never the config
@@ -121,8 +139,9 @@ pub enum LogFormat {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address every shard binds (SO_REUSEPORT). An IP literal, not a name,
-    /// so that start-up never depends on DNS.
+    /// Address every shard binds (SO_REUSEPORT): an IP literal, or a host
+    /// name resolved once at start (`localhost` is 127.0.0.1), as the
+    /// original server accepted; the start log says what was bound.
     pub host: String,
     /// Public port for HTTP and WebSocket. 0 picks a free port, which is what
     /// the integration tests use to run side by side.
@@ -151,6 +170,10 @@ pub struct Config {
     /// batch: larger batches amortise wakeups and fsyncs, smaller ones bound
     /// the latency a single batch can add.
     pub broadcast_batch_size: usize,
+    /// `production` refuses to start without a real JWT secret (or public
+    /// key): no generated development secret, no placeholder, none under
+    /// 32 bytes. `development` (the default) allows them with a warning.
+    pub environment: Environment,
     /// Shared secret for HS256 tokens. When neither this nor a public key is
     /// set, `serve` generates one under `data_dir` (see
     /// [`Config::resolve_dev_secret`]); there is no well-known default.
@@ -308,10 +331,12 @@ pub struct Config {
     /// Serve Prometheus metrics on `GET /metrics` (docs/metrics.md).
     /// Counting goes on either way; this only hides the exposition.
     pub metrics_enabled: bool,
-    /// An address of its own for `/metrics` (`127.0.0.1:9464`), so that
-    /// scrapes need not reach the public port; the public port then answers
-    /// 404 for `/metrics`. Unset: `/metrics` is on the public port.
-    pub metrics_listen: Option<String>,
+    /// Where `/metrics` is served: an `IP:port` of its own, by default
+    /// loopback port 9402 (the original's metrics port), so that operational
+    /// data is not published on the public port; the public port then
+    /// answers 404 for `/metrics`. `public`: on the public port instead,
+    /// unauthenticated like `/health`.
+    pub metrics_listen: String,
     /// Comma-separated origins (`scheme://host[:port]`, case-insensitive)
     /// whose pages may open a WebSocket; any other `Origin` gets 403 before
     /// the upgrade, so a page on another site cannot use a visitor's
@@ -341,6 +366,7 @@ impl Default for Config {
             ws_connection_rate_per_ip: 50,
             ws_connection_burst_per_ip: 500,
             broadcast_batch_size: 100,
+            environment: Environment::Development,
             jwt_secret: None,
             jwt_public_key_file: None,
             jwt_audience: None,
@@ -388,7 +414,7 @@ impl Default for Config {
             message_retention_days: 0,
             db_partition_months_ahead: 3,
             metrics_enabled: true,
-            metrics_listen: None,
+            metrics_listen: DEFAULT_METRICS_LISTEN.to_owned(),
             allowed_origins: String::new(),
             allow_missing_origin: true,
             tls_cert_file: None,
@@ -396,6 +422,22 @@ impl Default for Config {
         }
     }
 }
+
+/// The version and git commit of this build, for the start log and
+/// `config check`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("GATRIX_GIT_COMMIT"),
+    ")"
+);
+
+/// Where `/metrics` is served by default: loopback only, on the port the
+/// original server used for its metrics.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9402";
+
+/// The `metrics_listen` value that serves `/metrics` on the public port.
+pub const METRICS_ON_PUBLIC_PORT: &str = "public";
 
 /// What [`Config::masked`] puts in place of a secret.
 pub const MASK: &str = "********";
