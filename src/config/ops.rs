@@ -93,15 +93,15 @@ mod tests {
     #[test]
     fn metrics_listen_must_be_an_address_and_port() {
         let c = Config {
-            metrics_listen: "127.0.0.1:9464".into(),
+            metrics_listen: "127.0.0.1:9999".into(),
             ..Config::default()
         };
         assert_eq!(
             c.metrics_addr().unwrap(),
-            Some("127.0.0.1:9464".parse().unwrap())
+            Some("127.0.0.1:9999".parse().unwrap())
         );
         let p = problems(Config {
-            metrics_listen: "localhost:9464".into(),
+            metrics_listen: "localhost:9999".into(),
             ..Config::default()
         });
         assert!(p[0].starts_with("METRICS_LISTEN (metrics_listen)"), "{p:?}");
