@@ -151,3 +151,98 @@ fn the_original_env_example_in_production_refuses_its_placeholder_secret() {
         "the secret is not echoed: {log}"
     );
 }
+
+/// The fixture pointed at a fresh MariaDB database through the original's
+/// CHAT_DB_* names (read before its DB_* ones, which stay as written).
+fn on_mariadb(db_url: &str, metrics: &str) -> Vec<(String, String)> {
+    let rest = db_url.strip_prefix("mysql://").expect("a mysql:// URL");
+    let (userinfo, rest) = rest.rsplit_once('@').expect("user@host");
+    let (user, password) = userinfo.split_once(':').expect("user:password");
+    let (hostport, db) = rest.split_once('/').expect("host:port/db");
+    let (host, port) = hostport.rsplit_once(':').expect("host:port");
+    with(&[
+        ("CHAT_DB_HOST", Some(host)),
+        ("CHAT_DB_PORT", Some(port)),
+        ("CHAT_DB_NAME", Some(db)),
+        ("CHAT_DB_USER", Some(user)),
+        ("CHAT_DB_PASSWORD", Some(password)),
+        ("METRICS_PORT", Some(metrics)),
+    ])
+}
+
+#[test]
+#[ignore = "needs MariaDB: run scripts/test"]
+fn the_original_env_example_starts_on_mariadb_through_its_chat_db_names() {
+    let db = common::mysql::mysql_db();
+    let metrics = free_port().to_string();
+    let server = start(&on_mariadb(&db, &metrics), true);
+    let log = server.log();
+    let name = db.rsplit('/').next().unwrap();
+    assert!(
+        log.contains("store=MySQL mysql://gatrix@127.0.0.1:"),
+        "{log}"
+    );
+    assert!(log.contains(&format!("/{name} ")), "{log}");
+    assert!(log.contains("HOST localhost is 127.0.0.1"), "{log}");
+    assert_eq!(http_get(server.port(), "/ready").unwrap().status, 200);
+    // A token signed with the .env's JWT_SECRET, as the original's
+    // clients have: the channel lands in MariaDB.
+    let secret = original_env()
+        .into_iter()
+        .find(|(k, _)| k == "JWT_SECRET")
+        .unwrap()
+        .1;
+    let claims = serde_json::json!({"sub": "alice", "exp": common::now_secs() + 600});
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let body = r#"{"name":"from-node","type":"public"}"#;
+    let r = common::http_request(
+        server.port(),
+        "POST",
+        "/api/v1/channels",
+        Some(&token),
+        Some(body),
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut conn = common::mysql::connect(&db).unwrap();
+    let names: Vec<String> =
+        mysql::prelude::Queryable::query(&mut conn, "SELECT name FROM channels").unwrap();
+    assert_eq!(names, vec!["from-node"]);
+    assert!(!server.db_path().exists(), "nothing in SQLite");
+}
+
+#[test]
+#[ignore = "needs MariaDB: run scripts/test"]
+fn the_node_servers_own_database_is_refused() {
+    use mysql::prelude::Queryable;
+    let db = common::mysql::mysql_db();
+    // What the Node.js server leaves in its database: knex's table.
+    common::mysql::connect(&db)
+        .unwrap()
+        .query_drop("CREATE TABLE chat_migrations (id INT PRIMARY KEY)")
+        .unwrap();
+    let metrics = free_port().to_string();
+    let mut server = start(&on_mariadb(&db, &metrics), false);
+    let status = server.wait_exit();
+    let log = server.log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(
+            "the database holds the Node.js Gatrix chat server's tables (it has chat_migrations): \
+             gatrix-chat needs a database of its own"
+        ),
+        "{log}"
+    );
+    let mut conn = common::mysql::connect(&db).unwrap();
+    let tables: Vec<String> = conn.query("SHOW TABLES").unwrap();
+    assert_eq!(
+        tables,
+        vec!["chat_migrations"],
+        "nothing created next to it"
+    );
+}
