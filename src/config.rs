@@ -25,6 +25,7 @@ mod cpus;
 mod database;
 mod derived;
 mod dev_secret;
+mod environment;
 mod error;
 mod load;
 mod ops;
@@ -33,8 +34,10 @@ mod validate;
 
 pub use database::{Backend, mask_url_password};
 pub use dev_secret::DEV_SECRET_FILE;
+pub use environment::Environment;
 pub use error::ConfigError;
 pub use load::load_dotenv;
+pub use ops::{DEFAULT_METRICS_LISTEN, METRICS_ON_PUBLIC_PORT};
 pub use original::{log_filter_from_env, original_names_in_use, original_warnings};
 pub use validate::{MAX_WORKERS, MIN_SECRET_BYTES};
 
@@ -115,21 +118,6 @@ pub enum LogFormat {
     Human,
     /// One JSON object per line, for log shippers.
     Json,
-}
-
-/// What the deployment is, for the checks that must be strict in
-/// production only (the original server's `NODE_ENV`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Environment {
-    /// `cargo run`, tests: a generated development secret is fine.
-    /// `test`, the original's third value, means the same here.
-    #[default]
-    #[serde(alias = "test")]
-    Development,
-    /// Refuses to start on a generated development secret, a published
-    /// placeholder or a short one.
-    Production,
 }
 
 /// The effective configuration of one server process.
@@ -431,13 +419,6 @@ pub const VERSION: &str = concat!(
     env!("GATRIX_GIT_COMMIT"),
     ")"
 );
-
-/// Where `/metrics` is served by default: loopback only, on the port the
-/// original server used for its metrics.
-pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9402";
-
-/// The `metrics_listen` value that serves `/metrics` on the public port.
-pub const METRICS_ON_PUBLIC_PORT: &str = "public";
 
 /// What [`Config::masked`] puts in place of a secret.
 pub const MASK: &str = "********";

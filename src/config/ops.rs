@@ -6,6 +6,13 @@ use std::fs::File;
 use super::{Config, ConfigError};
 use crate::transport::origin::origin_problem;
 
+/// Where `/metrics` is served by default: loopback only, on the port the
+/// original server used for its metrics.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9402";
+
+/// The `metrics_listen` value that serves `/metrics` on the public port.
+pub const METRICS_ON_PUBLIC_PORT: &str = "public";
+
 impl Config {
     pub(super) fn ops_problems(&self, found: &mut Vec<ConfigError>) {
         if let Err(e) = self.metrics_addr() {

@@ -8,18 +8,12 @@
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
 
+use super::environment::PLACEHOLDER_SECRETS;
 use super::{Config, ConfigError, Environment};
 
 /// Shortest HS256 secret that is not reported by [`Config::warnings`]:
 /// RFC 7518 asks for a key at least as long as the hash output (256 bits).
 pub const MIN_SECRET_BYTES: usize = 32;
-
-/// JWT secrets published in the original server's `.env.example` and
-/// config defaults: anyone can mint tokens with them.
-pub(super) const PLACEHOLDER_SECRETS: &[&str] = &[
-    "your-super-secret-jwt-key-change-this-in-production",
-    "your-super-secret-jwt-key-for-chat-server",
-];
 
 /// Most shards accepted; more is a typo, not a machine.
 pub const MAX_WORKERS: usize = 1024;
@@ -204,40 +198,6 @@ impl Config {
         }
         self.database_warnings(&mut warnings);
         warnings
-    }
-}
-
-impl Config {
-    /// In production, only a real JWT secret (or public key): never the
-    /// generated development secret, a published placeholder or a short one.
-    fn production_problems(&self, found: &mut Vec<ConfigError>) {
-        if self.environment != Environment::Production {
-            return;
-        }
-        let fix = "set JWT_SECRET to a random string of at least 32 bytes (e.g. the output of \
-                   `openssl rand -base64 48`) or JWT_PUBLIC_KEY_FILE, or ENVIRONMENT=development \
-                   on a machine that is not production";
-        let problem = match self.jwt_secret.as_deref() {
-            None if self.jwt_public_key_file.is_none() => Some(
-                "is not set and ENVIRONMENT (environment) is production: the server would \
-                 run on a generated development secret"
-                    .to_owned(),
-            ),
-            Some(s) if PLACEHOLDER_SECRETS.contains(&s) => Some(
-                "is the published placeholder of the Node.js server's .env.example and \
-                 ENVIRONMENT (environment) is production"
-                    .to_owned(),
-            ),
-            Some(s) if !s.is_empty() && s.len() < MIN_SECRET_BYTES => Some(format!(
-                "is {} bytes, shorter than {MIN_SECRET_BYTES}, and ENVIRONMENT (environment) \
-                 is production",
-                s.len()
-            )),
-            _ => None,
-        };
-        if let Some(problem) = problem {
-            found.push(ConfigError::invalid("jwt_secret", problem, fix));
-        }
     }
 }
 
