@@ -25,18 +25,29 @@ fn main() {
             .and_then(|o| String::from_utf8(o.stdout).ok())
             .map(|s| s.trim().to_owned())
     };
-    let mut watch = vec!["HEAD".to_owned(), "packed-refs".to_owned()];
-    watch.extend(git(&["symbolic-ref", "-q", "HEAD"]));
-    for name in watch {
-        // Only files that exist: cargo reruns a build script on every build
-        // while a watched file is missing (a clone without packed-refs).
-        // A ref that moves into packed-refs later is a watched file that
-        // goes away, which reruns it too.
-        if let Some(path) = git(&["rev-parse", "--git-path", &name])
+    // Only paths that exist: cargo reruns a build script on every build
+    // while a watched path is missing (a clone without packed-refs). A ref
+    // that moves into packed-refs later is a watched file that goes away,
+    // which reruns it too.
+    for name in ["HEAD", "packed-refs"] {
+        if let Some(path) = git(&["rev-parse", "--git-path", name])
             && std::path::Path::new(&path).exists()
         {
             println!("cargo:rerun-if-changed={path}");
         }
+    }
+    // A branch whose ref is only in packed-refs has no file yet: its
+    // directory is watched instead (cargo scans a watched directory), so
+    // the first commit, which writes the file, reruns it. Never above
+    // refs/: .git itself changes on every git command.
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"])
+        && let Some(path) = git(&["rev-parse", "--git-path", &branch])
+        && let Some(existing) = std::path::Path::new(&path)
+            .ancestors()
+            .take_while(|p| !p.ends_with("refs"))
+            .find(|p| p.exists())
+    {
+        println!("cargo:rerun-if-changed={}", existing.display());
     }
     println!("cargo:rerun-if-changed=build.rs");
 }

@@ -49,8 +49,8 @@ pub struct Cli {
     /// TOML config file; keys are the lower-case setting names.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Address to bind, an IP literal (HOST).
-    #[arg(long, global = true, value_name = "IP")]
+    /// Address to bind, an IP or a host name resolved at start (HOST).
+    #[arg(long, global = true, value_name = "HOST")]
     pub host: Option<String>,
     /// Port to listen on, 0 for any free port (PORT).
     #[arg(long, global = true)]
@@ -215,18 +215,45 @@ fn config_command(
     for problem in &problems {
         let _ = writeln!(err, "error: {problem}");
     }
-    for warning in config.warnings() {
+    let warnings: Vec<String> = config
+        .warnings()
+        .into_iter()
+        .chain(config::original_warnings())
+        .collect();
+    for warning in &warnings {
         let _ = writeln!(err, "warning: {warning}");
     }
     if !problems.is_empty() {
         return EXIT_CONFIG;
     }
+    let original = config::original_names_in_use();
+    if !original.is_empty() {
+        let _ = writeln!(
+            err,
+            "note: read from the Node.js server's names: {}",
+            original.join(", ")
+        );
+    }
+    let listen = config.listen_addr().map_or_else(
+        |_| format!("{}:{}", config.host, config.port),
+        |a| a.to_string(),
+    );
+    let host = config
+        .host_note()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    let warned = match warnings.len() {
+        0 => String::new(),
+        n => format!(" with {n} warning(s) above"),
+    };
     let _ = writeln!(
         out,
-        "configuration OK: {} shard(s), listening on {}:{}",
+        "configuration OK{warned}: gatrix-chat {}, {} shard(s), listening on {listen}{host}\n\
+         store: {}\nmetrics: {}",
+        config::VERSION,
         config.shards(),
-        config.host,
-        config.port
+        config.store_description(),
+        config.metrics_location(),
     );
     EXIT_OK
 }

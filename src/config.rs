@@ -25,15 +25,20 @@ mod cpus;
 mod database;
 mod derived;
 mod dev_secret;
+mod environment;
 mod error;
 mod load;
 mod ops;
+mod original;
 mod validate;
 
 pub use database::{Backend, mask_url_password};
 pub use dev_secret::DEV_SECRET_FILE;
+pub use environment::Environment;
 pub use error::ConfigError;
 pub use load::load_dotenv;
+pub use ops::{DEFAULT_METRICS_LISTEN, METRICS_ON_PUBLIC_PORT};
+pub use original::{log_filter_from_env, original_names_in_use, original_warnings};
 pub use validate::{MAX_WORKERS, MIN_SECRET_BYTES};
 
 /// Every configuration key, as written in TOML and `--set` (the environment
@@ -49,6 +54,7 @@ pub const KEYS: &[&str] = &[
     "ws_connection_rate_per_ip",
     "ws_connection_burst_per_ip",
     "broadcast_batch_size",
+    "environment",
     "jwt_secret",
     "jwt_public_key_file",
     "jwt_audience",
@@ -123,8 +129,9 @@ pub enum LogFormat {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address every shard binds (SO_REUSEPORT). An IP literal, not a name,
-    /// so that start-up never depends on DNS.
+    /// Address every shard binds (SO_REUSEPORT): an IP literal, or a host
+    /// name resolved once at start (`localhost` is 127.0.0.1), as the
+    /// original server accepted; the start log says what was bound.
     pub host: String,
     /// Public port for HTTP and WebSocket. 0 picks a free port, which is what
     /// the integration tests use to run side by side.
@@ -153,6 +160,10 @@ pub struct Config {
     /// batch: larger batches amortise wakeups and fsyncs, smaller ones bound
     /// the latency a single batch can add.
     pub broadcast_batch_size: usize,
+    /// `production` refuses to start without a real JWT secret (or public
+    /// key): no generated development secret, no placeholder, none under
+    /// 32 bytes. `development` (the default) allows them with a warning.
+    pub environment: Environment,
     /// Shared secret for HS256 tokens. When neither this nor a public key is
     /// set, `serve` generates one under `data_dir` (see
     /// [`Config::resolve_dev_secret`]); there is no well-known default.
@@ -310,10 +321,12 @@ pub struct Config {
     /// Serve Prometheus metrics on `GET /metrics` (docs/metrics.md).
     /// Counting goes on either way; this only hides the exposition.
     pub metrics_enabled: bool,
-    /// An address of its own for `/metrics` (`127.0.0.1:9464`), so that
-    /// scrapes need not reach the public port; the public port then answers
-    /// 404 for `/metrics`. Unset: `/metrics` is on the public port.
-    pub metrics_listen: Option<String>,
+    /// Where `/metrics` is served: an `IP:port` of its own, by default
+    /// loopback port 9402 (the original's metrics port), so that operational
+    /// data is not published on the public port; the public port then
+    /// answers 404 for `/metrics`. `public`: on the public port instead,
+    /// unauthenticated like `/health`.
+    pub metrics_listen: String,
     /// Comma-separated origins (`scheme://host[:port]`, case-insensitive)
     /// whose pages may use the server: any other `Origin` gets 403 before
     /// a WebSocket upgrade, so a page on another site cannot use a
@@ -354,6 +367,7 @@ impl Default for Config {
             ws_connection_rate_per_ip: 50,
             ws_connection_burst_per_ip: 500,
             broadcast_batch_size: 100,
+            environment: Environment::Development,
             jwt_secret: None,
             jwt_public_key_file: None,
             jwt_audience: None,
@@ -401,7 +415,7 @@ impl Default for Config {
             message_retention_days: 0,
             db_partition_months_ahead: 3,
             metrics_enabled: true,
-            metrics_listen: None,
+            metrics_listen: DEFAULT_METRICS_LISTEN.to_owned(),
             allowed_origins: String::new(),
             cors_origin: String::new(),
             allow_missing_origin: true,
@@ -411,6 +425,15 @@ impl Default for Config {
         }
     }
 }
+
+/// The version and git commit of this build, for the start log and
+/// `config check`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("GATRIX_GIT_COMMIT"),
+    ")"
+);
 
 /// What [`Config::masked`] puts in place of a secret.
 pub const MASK: &str = "********";

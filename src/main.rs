@@ -36,7 +36,27 @@ fn serve(cli: &Cli) -> i32 {
         }
     };
     gatrix_chat::server::init_logging(config.log_format);
-    for w in config.warnings() {
+    tracing::info!(
+        version = gatrix_chat::config::VERSION,
+        store = %config.store_description(),
+        metrics = %config.metrics_location(),
+        "gatrix-chat starting"
+    );
+    if let Some(note) = config.host_note() {
+        tracing::info!("{note}");
+    }
+    let original = gatrix_chat::config::original_names_in_use();
+    if !original.is_empty() {
+        tracing::info!(
+            "read from the Node.js server's names: {}",
+            original.join(", ")
+        );
+    }
+    for w in config
+        .warnings()
+        .into_iter()
+        .chain(gatrix_chat::config::original_warnings())
+    {
         tracing::warn!("{w}");
     }
     match config.resolve_dev_secret() {

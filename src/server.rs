@@ -38,14 +38,17 @@ const MESH_RING_BATCHES: usize = 1024;
 /// Listen backlog per shard (the kernel caps it at net.core.somaxconn).
 const LISTEN_BACKLOG: i32 = 4096;
 
-/// Sets up `tracing` from RUST_LOG (default `info`) in the configured format.
+/// Sets up `tracing` from RUST_LOG (else the Node.js server's LOG_LEVEL,
+/// else `info`) in the configured format.
 ///
 /// No log line at any level carries a token or message content: the
 /// WebSocket framing is our own (it logs no payloads), and the tests check
 /// a trace-level log for tokens.
 pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let level = crate::config::log_filter_from_env();
+        tracing_subscriber::EnvFilter::new(level.as_deref().unwrap_or("info"))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -179,7 +182,7 @@ pub fn run_until(
     // scraped.
     if let Some(addr) = metrics_addr.filter(|_| config.metrics_enabled) {
         let local = crate::metrics::listen::start(addr, metrics.clone())
-            .with_context(|| format!("binding METRICS_LISTEN {addr}"))?;
+            .map_err(|e| metrics_bind_error(addr, &e))?;
         tracing::info!(%local, "metrics on http://{local}/metrics");
     }
 
@@ -221,7 +224,14 @@ pub fn run_until(
     }
     drop(reservation);
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(%listen, shards, "gatrix-chat listening on {scheme}://{listen}");
+    tracing::info!(
+        %listen,
+        shards,
+        version = crate::config::VERSION,
+        store = %config.store_description(),
+        metrics = %config.metrics_location(),
+        "gatrix-chat listening on {scheme}://{listen}"
+    );
     let failed = bind_failed.load(Ordering::SeqCst);
     if failed == 0 && !shutdown.is_triggered() {
         // Every shard listens and the store is migrated: systemd may start
@@ -320,8 +330,12 @@ fn open_store(config: &Config, backend: &Backend) -> anyhow::Result<(OpenStore, 
         }
         Backend::Mysql(opts) => {
             let database = mysql::describe(opts);
-            let applied = mysql::migrate(opts)
-                .with_context(|| format!("migrating the MySQL store at {database}"))?;
+            let applied = mysql::migrate(opts).with_context(|| {
+                format!(
+                    "migrating the MySQL store at {database} (DATABASE_URL, DB_HOST or \
+                         CHAT_DB_HOST is set; unset them to use SQLite in DATA_DIR)"
+                )
+            })?;
             tracing::info!(%database, applied, pool = config.store_reader_threads() + 1, "MySQL store");
             // The catch-all partition takes any message, so a failed pass
             // is not fatal; the daily one retries.
@@ -336,6 +350,22 @@ fn open_store(config: &Config, backend: &Backend) -> anyhow::Result<(OpenStore, 
             Ok((open, Background::Partitions(upkeep)))
         }
     }
+}
+
+/// The start error for a METRICS_LISTEN that cannot be bound, naming the
+/// setting and the way out: two servers on one machine both default to
+/// 127.0.0.1:9402.
+fn metrics_bind_error(addr: SocketAddr, e: &std::io::Error) -> anyhow::Error {
+    let why = if e.kind() == std::io::ErrorKind::AddrInUse {
+        "is in use (another gatrix-chat on this machine?)".to_owned()
+    } else {
+        format!("cannot be bound: {e}")
+    };
+    anyhow::anyhow!(
+        "METRICS_LISTEN (metrics_listen) {addr} {why}: set METRICS_LISTEN to a free address \
+         (e.g. 127.0.0.1:{}), `public` for the public port, or METRICS_ENABLED=false",
+        addr.port().wrapping_add(1)
+    )
 }
 
 /// Keeps a port for the shards when the configured one is 0.

@@ -164,7 +164,10 @@ fn dot_env_is_loaded_but_never_overrides_the_real_environment() {
 fn config_check_reports_every_problem_with_exit_2() {
     Jail::expect_with(|jail| {
         jail.clear_env();
-        jail.create_file("bad.toml", "ping_timeout_ms = 0\nhost = \"localhost\"")?;
+        jail.create_file(
+            "bad.toml",
+            "ping_timeout_ms = 0\nhost = \"no-such-host.invalid\"",
+        )?;
         let (code, out, err) = run_config(&cli(&["--config", "bad.toml"]), ConfigCommand::Check);
         assert_eq!(code, EXIT_CONFIG);
         assert!(out.is_empty());
@@ -210,6 +213,114 @@ fn config_check_passes_a_good_config_with_warnings() {
             "{err}"
         );
         assert!(!err.contains("short-secret"));
+        Ok(())
+    });
+}
+
+#[test]
+fn config_check_names_the_version_the_store_and_metrics() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        let (code, out, _) = run_config(
+            &cli(&["--host", "localhost", "--port", "5100"]),
+            ConfigCommand::Check,
+        );
+        assert_eq!(code, EXIT_OK);
+        assert_eq!(
+            out,
+            format!(
+                "configuration OK: gatrix-chat {}, {} shard(s), listening on \
+                 127.0.0.1:5100 (HOST localhost is 127.0.0.1)\nstore: SQLite ./data/gatrix-chat.db\n\
+                 metrics: http://127.0.0.1:9402/metrics (METRICS_LISTEN)\n",
+                config::VERSION,
+                Config::default().shards()
+            )
+        );
+        jail.set_env("JWT_SECRET", "a-configured-secret-0123456789abcdef");
+        jail.set_env("DATABASE_URL", "mysql://chat:hunter2@db:3306/gatrix");
+        jail.set_env("METRICS_LISTEN", "public");
+        let (code, out, err) = run_config(&cli(&["--port", "0"]), ConfigCommand::Check);
+        assert_eq!(code, EXIT_OK, "{err}");
+        assert!(out.starts_with("configuration OK: "), "no warnings: {out}");
+        assert!(
+            out.contains("\nstore: MySQL mysql://chat@db:3306/gatrix\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("metrics: http://0.0.0.0:0/metrics, the public port"),
+            "{out}"
+        );
+        assert!(!out.contains("hunter2") && !err.contains("hunter2"));
+        Ok(())
+    });
+}
+
+#[test]
+fn config_check_warns_about_each_ignored_original_setting() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("JWT_SECRET", "a-configured-secret-0123456789abcdef");
+        jail.set_env("REDIS_HOST", "localhost");
+        jail.set_env("CLUSTER_ENABLED", "true");
+        jail.set_env("CHAT_PORT", "5200");
+        jail.set_env("WS_PING_INTERVAL", "30000");
+        let (code, out, err) = run_config(&cli(&[]), ConfigCommand::Check);
+        assert_eq!(code, EXIT_OK, "{err}");
+        assert!(
+            err.contains("warning: REDIS_HOST is ignored (Node.js server setting): "),
+            "{err}"
+        );
+        assert!(err.contains("warning: CLUSTER_ENABLED is ignored"), "{err}");
+        assert!(
+            err.contains(
+                "note: read from the Node.js server's names: CHAT_PORT (port), \
+                 WS_PING_INTERVAL (ping_interval_ms)"
+            ),
+            "{err}"
+        );
+        assert!(
+            out.starts_with("configuration OK with 2 warning(s) above"),
+            "{out}"
+        );
+        assert!(out.contains("listening on 0.0.0.0:5200"), "{out}");
+
+        // A database named the original's way but without a host: refused,
+        // never a silent SQLite.
+        jail.set_env("CHAT_DB_NAME", "gatrix_chat");
+        let (code, out, err) = run_config(&cli(&[]), ConfigCommand::Check);
+        assert_eq!(code, EXIT_CONFIG);
+        assert!(out.is_empty(), "{out}");
+        assert!(
+            err.starts_with("error: CHAT_DB_NAME (db_host) is set without a database host"),
+            "{err}"
+        );
+        jail.set_env("CHAT_DB_HOST", "localhost");
+        let (code, out, _) = run_config(&cli(&[]), ConfigCommand::Check);
+        assert_eq!(code, EXIT_OK);
+        assert!(
+            out.contains("store: MySQL mysql://gatrix_user@localhost:3306/gatrix_chat"),
+            "{out}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn production_refuses_to_mint_with_the_development_secret() {
+    Jail::expect_with(|jail| {
+        jail.clear_env();
+        jail.set_env("ENVIRONMENT", "production");
+        let (code, out, err) = run_token(&cli(&[]), "ada");
+        assert_eq!(code, EXIT_CONFIG);
+        assert!(out.is_empty());
+        assert!(err.contains("is production"), "{err}");
+        assert!(!jail.directory().join("data").exists(), "nothing generated");
+        let (code, _, err) = run_config(&cli(&[]), ConfigCommand::Check);
+        assert_eq!(code, EXIT_CONFIG);
+        assert!(
+            err.contains("error: JWT_SECRET (jwt_secret) is not set and ENVIRONMENT"),
+            "{err}"
+        );
         Ok(())
     });
 }

@@ -17,14 +17,23 @@ impl Config {
         }
     }
 
-    /// The address every shard binds. Fails only on a host that
-    /// [`Config::validate`] would refuse.
+    /// The address every shard binds, `host` resolved when it is a name.
+    /// Fails only on a host that [`Config::validate`] would refuse.
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        let ip: IpAddr = self
-            .host
-            .parse()
-            .map_err(|_| validate::bad_host(&self.host))?;
-        Ok(SocketAddr::new(ip, self.port))
+        Ok(SocketAddr::new(
+            validate::resolve_host(&self.host)?,
+            self.port,
+        ))
+    }
+
+    /// How `host` was resolved, for the start log and `config check`, when
+    /// it is a name (`HOST localhost is 127.0.0.1`); `None` for an IP.
+    pub fn host_note(&self) -> Option<String> {
+        if self.host.trim().parse::<IpAddr>().is_ok() {
+            return None;
+        }
+        let ip = validate::resolve_host(&self.host).ok()?;
+        Some(format!("HOST {} is {ip}", self.host.trim()))
     }
 
     // The `*_ms` settings as `Duration`s, so callers never convert units.
@@ -81,15 +90,56 @@ impl Config {
         }
     }
 
-    /// Where `/metrics` is served apart from the public port, if anywhere.
-    /// Fails only on a value [`Config::validate`] would refuse.
+    /// Where `/metrics` is served apart from the public port; `None` when
+    /// `metrics_listen` is `public`. Fails only on a value
+    /// [`Config::validate`] would refuse.
     pub fn metrics_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
-        match &self.metrics_listen {
-            None => Ok(None),
-            Some(a) => a
-                .parse()
-                .map(Some)
-                .map_err(|_| validate::bad_metrics_listen(a)),
+        let value = self.metrics_listen.trim();
+        if value.eq_ignore_ascii_case(METRICS_ON_PUBLIC_PORT) {
+            return Ok(None);
+        }
+        value
+            .parse()
+            .map(Some)
+            .map_err(|_| validate::bad_metrics_listen(value))
+    }
+
+    /// Where `/metrics` is served, in words, for the start log and `config
+    /// check`.
+    pub fn metrics_location(&self) -> String {
+        if !self.metrics_enabled {
+            return "off (METRICS_ENABLED=false)".to_owned();
+        }
+        match self.metrics_addr() {
+            Ok(Some(addr)) => format!("http://{addr}/metrics (METRICS_LISTEN)"),
+            Ok(None) => {
+                let scheme = if self.tls_files().is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                let at = self.listen_addr().map_or_else(
+                    |_| format!("{}:{}", self.host, self.port),
+                    |a| a.to_string(),
+                );
+                format!("{scheme}://{at}/metrics, the public port (METRICS_LISTEN=public)")
+            }
+            Err(_) => format!(
+                "nowhere: METRICS_LISTEN {:?} is not usable",
+                self.metrics_listen
+            ),
+        }
+    }
+
+    /// The store in use, in words and without a password: `SQLite
+    /// ./data/gatrix-chat.db` or `MySQL mysql://user@host:3306/db`.
+    pub fn store_description(&self) -> String {
+        match self.backend() {
+            Ok(Backend::Sqlite(dir)) => {
+                format!("SQLite {}", crate::store::sqlite::db_path(&dir).display())
+            }
+            Ok(Backend::Mysql(opts)) => format!("MySQL {}", crate::store::mysql::describe(&opts)),
+            Err(_) => "MySQL (DATABASE_URL is not usable)".to_owned(),
         }
     }
 
@@ -139,7 +189,6 @@ impl Config {
             ("db_host", self.db_host.is_none()),
             ("db_password", self.db_password.is_none()),
             ("db_tls_ca_file", self.db_tls_ca_file.is_none()),
-            ("metrics_listen", self.metrics_listen.is_none()),
             ("tls_cert_file", self.tls_cert_file.is_none()),
             ("tls_key_file", self.tls_key_file.is_none()),
         ];

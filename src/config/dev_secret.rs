@@ -17,7 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 
 use super::validate::MIN_SECRET_BYTES;
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, Environment};
 
 /// File name of the generated secret inside `data_dir`.
 pub const DEV_SECRET_FILE: &str = "jwt_secret";
@@ -37,6 +37,14 @@ impl Config {
             return Ok(None);
         }
         let path = self.data_dir.join(DEV_SECRET_FILE);
+        if self.environment == Environment::Production {
+            // `validate` refuses this too; `token` does not validate.
+            return Err(dev_secret_error(
+                &path,
+                "is not used: ENVIRONMENT (environment) is production",
+                "set JWT_SECRET (at least 32 random bytes) or JWT_PUBLIC_KEY_FILE",
+            ));
+        }
         let secret = match read_secret(&path)? {
             Some(secret) => secret,
             None => create_secret(&path)?,
@@ -187,6 +195,26 @@ mod tests {
         assert_eq!(with_key.resolve_dev_secret().unwrap(), None);
         assert_eq!(with_key.jwt_secret, None);
         assert!(!dir.path().join("data").exists(), "nothing was written");
+    }
+
+    #[test]
+    fn production_never_generates_or_reads_a_development_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut dev = config_in(dir.path());
+        dev.resolve_dev_secret().unwrap();
+        let mut prod = Config {
+            environment: Environment::Production,
+            ..config_in(dir.path())
+        };
+        let msg = prod.resolve_dev_secret().unwrap_err().to_string();
+        assert!(
+            msg.contains("ENVIRONMENT (environment) is production"),
+            "{msg}"
+        );
+        assert_eq!(
+            prod.jwt_secret, None,
+            "the existing file is not used either"
+        );
     }
 
     #[test]

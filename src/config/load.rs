@@ -9,11 +9,11 @@
 
 use std::path::Path;
 
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Empty, Map, Tag, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 
-use super::{Config, ConfigError, KEYS};
+use super::{Config, ConfigError, KEYS, original};
 
 /// Keys whose values are free text, taken verbatim from the environment and
 /// from `--set`.
@@ -49,7 +49,6 @@ const OPTIONAL_KEYS: &[&str] = &[
     "db_host",
     "db_password",
     "db_tls_ca_file",
-    "metrics_listen",
     "tls_cert_file",
     "tls_key_file",
 ];
@@ -112,7 +111,9 @@ impl Config {
             })?;
             figment = figment.merge(Toml::file_exact(path));
         }
-        Ok(figment.merge(environment()).merge(command_line(overrides)?))
+        Ok(figment
+            .merge(environment(&original::process_vars())?)
+            .merge(command_line(overrides)?))
     }
 
     /// Loads the effective config from every layer. Does not validate: call
@@ -123,6 +124,7 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut config: Config = Config::figment(file, overrides)?.extract()?;
         config.normalize();
+        original::refuse_ignored_database(&config, &original::process_vars())?;
         Ok(config)
     }
 
@@ -136,7 +138,6 @@ impl Config {
             &mut self.database_url,
             &mut self.db_host,
             &mut self.db_password,
-            &mut self.metrics_listen,
         ] {
             if value.as_deref() == Some("") {
                 *value = None;
@@ -155,19 +156,22 @@ impl Config {
     }
 }
 
-/// The known keys from the process environment.
-fn environment() -> Layer {
+/// The known keys from the process environment, each by its own name or
+/// an alias of the Node.js server's (`original`).
+fn environment(vars: &original::Vars) -> Result<Layer, ConfigError> {
     let mut dict = Dict::new();
-    for (key, raw) in Env::raw().only(KEYS).iter() {
-        if let Some(value) = typed_value(key.as_str(), &raw) {
-            dict.insert(key.as_str().to_owned(), value);
+    for key in KEYS {
+        if let Some(raw) = original::env_value(vars, key)?
+            && let Some(value) = typed_value(key, &raw)
+        {
+            dict.insert((*key).to_owned(), value);
         }
     }
-    Layer {
+    Ok(Layer {
         name: "environment variable",
         upper_case: true,
         dict,
-    }
+    })
 }
 
 /// The command-line overrides; an unknown key is an error, not ignored.

@@ -11,6 +11,13 @@ use crate::transport::origin::origin_problem;
 /// a larger value could only be a typo.
 const MAX_CORS_MAX_AGE_SECS: u32 = 86_400;
 
+/// Where `/metrics` is served by default: loopback only, on the port the
+/// original server used for its metrics.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9402";
+
+/// The `metrics_listen` value that serves `/metrics` on the public port.
+pub const METRICS_ON_PUBLIC_PORT: &str = "public";
+
 impl Config {
     pub(super) fn ops_problems(&self, found: &mut Vec<ConfigError>) {
         if let Err(e) = self.metrics_addr() {
@@ -103,10 +110,20 @@ mod tests {
     }
 
     #[test]
-    fn the_defaults_serve_metrics_on_the_main_port_and_allow_any_origin() {
+    fn the_defaults_serve_metrics_on_loopback_only_and_allow_any_origin() {
         let c = Config::default();
         assert!(c.metrics_enabled);
-        assert_eq!(c.metrics_addr().unwrap(), None);
+        assert_eq!(
+            c.metrics_addr().unwrap(),
+            Some("127.0.0.1:9402".parse().unwrap()),
+            "not on the public port unless asked"
+        );
+        let public = Config {
+            metrics_listen: "Public".into(),
+            ..Config::default()
+        };
+        assert_eq!(public.metrics_addr().unwrap(), None);
+        assert!(public.metrics_location().contains("the public port"));
         assert!(c.origin_list().is_empty());
         assert!(c.allow_missing_origin);
         assert_eq!(c.tls_files(), None);
@@ -115,15 +132,15 @@ mod tests {
     #[test]
     fn metrics_listen_must_be_an_address_and_port() {
         let c = Config {
-            metrics_listen: Some("127.0.0.1:9464".into()),
+            metrics_listen: "127.0.0.1:9999".into(),
             ..Config::default()
         };
         assert_eq!(
             c.metrics_addr().unwrap(),
-            Some("127.0.0.1:9464".parse().unwrap())
+            Some("127.0.0.1:9999".parse().unwrap())
         );
         let p = problems(Config {
-            metrics_listen: Some("localhost:9464".into()),
+            metrics_listen: "localhost:9999".into(),
             ..Config::default()
         });
         assert!(p[0].starts_with("METRICS_LISTEN (metrics_listen)"), "{p:?}");

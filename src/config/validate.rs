@@ -6,9 +6,10 @@
 //! spinning a timer, a queue that can never hold one frame).
 
 use std::fs::File;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
 
-use super::{Config, ConfigError};
+use super::environment::PLACEHOLDER_SECRETS;
+use super::{Config, ConfigError, Environment};
 
 /// Shortest HS256 secret that is not reported by [`Config::warnings`]:
 /// RFC 7518 asks for a key at least as long as the hash output (256 bits).
@@ -60,8 +61,8 @@ impl Config {
             ("rest_keepalive_timeout_ms", self.rest_keepalive_timeout_ms, "milliseconds such as 10000"),
         ];
         let mut found = Vec::new();
-        if self.host.parse::<IpAddr>().is_err() {
-            found.push(bad_host(&self.host));
+        if let Err(e) = resolve_host(&self.host) {
+            found.push(e);
         }
         if self.cluster_workers > MAX_WORKERS {
             found.push(ConfigError::invalid(
@@ -147,6 +148,7 @@ impl Config {
                 "point it at a readable PEM public key file, or leave it unset",
             ));
         }
+        self.production_problems(&mut found);
         self.database_problems(&mut found);
         self.ops_problems(&mut found);
         self.cpu_problems(&mut found);
@@ -158,8 +160,20 @@ impl Config {
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         if let Some(secret) = &self.jwt_secret
+            && PLACEHOLDER_SECRETS.contains(&secret.as_str())
+            && self.environment == Environment::Development
+        {
+            warnings.push(
+                "JWT_SECRET (jwt_secret) is the placeholder of the Node.js server's \
+                 .env.example, which anyone can read: fine on a laptop, refused with \
+                 ENVIRONMENT=production; set a random string of at least 32 bytes"
+                    .to_owned(),
+            );
+        }
+        if let Some(secret) = &self.jwt_secret
             && !secret.is_empty()
             && secret.len() < MIN_SECRET_BYTES
+            && self.environment == Environment::Development
         {
             warnings.push(format!(
                 "JWT_SECRET (jwt_secret) is {} bytes, shorter than {MIN_SECRET_BYTES}: \
@@ -187,6 +201,36 @@ impl Config {
     }
 }
 
+/// The address `host` stands for: an IP literal as is, `localhost` as
+/// 127.0.0.1 (whatever /etc/hosts lists first), any other name by the
+/// system resolver, its first address.
+pub(super) fn resolve_host(host: &str) -> Result<IpAddr, ConfigError> {
+    let host = host.trim();
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(Ipv4Addr::LOCALHOST.into());
+    }
+    if host.is_empty() {
+        return Err(bad_host(host, "it is empty"));
+    }
+    match (host, 0).to_socket_addrs() {
+        Ok(mut addrs) => match addrs.next() {
+            Some(addr) => Ok(addr.ip()),
+            None => Err(bad_host(host, "the name has no address")),
+        },
+        Err(e) => Err(bad_host(
+            host,
+            &format!("it is not an IP address and does not resolve ({e})"),
+        )),
+    }
+}
+
 fn at_least_1(key: &'static str, example: &str) -> ConfigError {
     ConfigError::invalid(
         key,
@@ -199,15 +243,17 @@ pub(super) fn bad_metrics_listen(addr: &str) -> ConfigError {
     ConfigError::invalid(
         "metrics_listen",
         format!("is {addr:?}, not an IP address and port"),
-        "set it to an address such as 127.0.0.1:9464, or leave it unset to serve /metrics on the main port",
+        "set it to an address such as 127.0.0.1:9402 (the default), or `public` to serve /metrics on \
+         the public port",
     )
 }
 
-pub(super) fn bad_host(host: &str) -> ConfigError {
+fn bad_host(host: &str, why: &str) -> ConfigError {
     ConfigError::invalid(
         "host",
-        format!("is {host:?}, not an IP address"),
-        "set it to an address such as 0.0.0.0 (all interfaces), 127.0.0.1 or ::",
+        format!("is {host:?}: {why}"),
+        "set it to an address such as 0.0.0.0 (all interfaces), 127.0.0.1 or ::, or a host \
+         name that resolves (localhost is 127.0.0.1)",
     )
 }
 

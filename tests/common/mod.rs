@@ -121,6 +121,9 @@ impl TestServer {
             .env("CLUSTER_WORKERS", "2")
             .env("JWT_SECRET", &self.secret)
             .env("DATA_DIR", self.data_dir())
+            // /metrics on the test's own port, as the tests scrape it: the
+            // default (127.0.0.1:9402) would be one port for every server.
+            .env("METRICS_LISTEN", "public")
             .env("RUST_LOG", "info");
         for (key, value) in &self.env {
             command.env(key, value);
@@ -197,6 +200,23 @@ impl TestServer {
     /// Has the server exited (and how)?
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child.as_mut()?.try_wait().expect("poll child")
+    }
+
+    /// Waits (20 s at most) for a server that is expected to refuse to
+    /// start; panics with its log if it keeps running.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.exited() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gatrix-chat still running after {READY_TIMEOUT:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn port(&self) -> u16 {

@@ -16,10 +16,92 @@ fn messages_name_the_setting_and_the_fix() {
          set it to a number of milliseconds such as 20000"
     );
     let msg = error_for(Config {
-        host: "localhost".into(),
+        host: "no-such-host.invalid".into(),
         ..Config::default()
     });
-    assert!(msg.starts_with("HOST (host) is \"localhost\""), "{msg}");
+    assert!(
+        msg.starts_with(
+            "HOST (host) is \"no-such-host.invalid\": it is not an IP address and does not resolve"
+        ),
+        "{msg}"
+    );
+}
+
+#[test]
+fn host_names_are_resolved_localhost_to_loopback() {
+    for (host, ip) in [
+        ("localhost", "127.0.0.1"),
+        (" LOCALHOST ", "127.0.0.1"),
+        ("::1", "::1"),
+        ("[::1]", "::1"),
+        ("0.0.0.0", "0.0.0.0"),
+    ] {
+        let c = Config {
+            host: host.into(),
+            port: 5100,
+            ..Config::default()
+        };
+        assert!(c.validate().is_ok(), "{host}: {:?}", c.problems());
+        assert_eq!(c.listen_addr().unwrap().ip().to_string(), ip, "{host}");
+    }
+    let c = Config {
+        host: "localhost".into(),
+        ..Config::default()
+    };
+    assert_eq!(
+        c.host_note().as_deref(),
+        Some("HOST localhost is 127.0.0.1")
+    );
+    assert_eq!(
+        Config::default().host_note(),
+        None,
+        "nothing to say about an IP"
+    );
+}
+
+#[test]
+fn production_refuses_the_development_secret_and_placeholders() {
+    let prod = |secret: Option<&str>| Config {
+        environment: Environment::Production,
+        jwt_secret: secret.map(str::to_owned),
+        ..Config::default()
+    };
+    let cases = [
+        (
+            None,
+            "is not set and ENVIRONMENT (environment) is production",
+        ),
+        (
+            Some("your-super-secret-jwt-key-change-this-in-production"),
+            "is the published placeholder",
+        ),
+        (Some("hunter2"), "is 7 bytes, shorter than 32"),
+    ];
+    for (secret, problem) in cases {
+        let msg = error_for(prod(secret));
+        assert!(
+            msg.starts_with(&format!("JWT_SECRET (jwt_secret) {problem}")),
+            "{msg}"
+        );
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+    assert!(prod(Some(&"x".repeat(32))).validate().is_ok());
+    let with_key = Config {
+        jwt_public_key_file: Some("tests/fixtures/rs256_public.pem".into()),
+        ..prod(None)
+    };
+    assert!(with_key.validate().is_ok(), "{:?}", with_key.problems());
+    // In development the same placeholder only warns.
+    let dev = Config {
+        jwt_secret: Some("your-super-secret-jwt-key-for-chat-server".into()),
+        ..Config::default()
+    };
+    assert!(dev.validate().is_ok());
+    assert!(
+        dev.warnings()[0].contains("placeholder"),
+        "{:?}",
+        dev.warnings()
+    );
 }
 
 #[test]

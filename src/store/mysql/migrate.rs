@@ -14,6 +14,7 @@ mod embedded {
 /// many were applied. Also checks that the server keeps commits durable.
 pub fn migrate(opts: &Opts) -> anyhow::Result<usize> {
     let mut conn = Conn::new(store_opts(opts))?;
+    refuse_the_originals_database(&mut conn)?;
     let report = embedded::migrations::runner().run(&mut conn)?;
     // refinery sends a migration file as one multi-statement query, and the
     // driver reports only the first statement's error: check the result.
@@ -36,4 +37,26 @@ pub fn migrate(opts: &Opts) -> anyhow::Result<usize> {
         );
     }
     Ok(report.applied_migrations().len())
+}
+
+/// The Node.js server's migration table (knex's `tableName` there).
+const ORIGINAL_MIGRATIONS_TABLE: &str = "chat_migrations";
+
+/// Refuses the Node.js server's own database: its `.env` names it
+/// (`DB_NAME=gatrix_chat`), and gatrix-chat's tables would be created next
+/// to the original's. gatrix-chat needs a database of its own.
+fn refuse_the_originals_database(conn: &mut Conn) -> anyhow::Result<()> {
+    let found: Option<String> = conn.exec_first(
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() \
+         AND TABLE_NAME = ?",
+        (ORIGINAL_MIGRATIONS_TABLE,),
+    )?;
+    anyhow::ensure!(
+        found.is_none(),
+        "the database holds the Node.js Gatrix chat server's tables (it has \
+         {ORIGINAL_MIGRATIONS_TABLE}): gatrix-chat needs a database of its own; create one and \
+         set DB_NAME or CHAT_DB_NAME (or DATABASE_URL) to it (docs/operations.md, \
+         \"Coming from the Node.js Gatrix chat server\")"
+    );
+    Ok(())
 }
