@@ -12,6 +12,7 @@
 //! text is built only from constants.
 
 mod link;
+pub mod lock;
 mod migrate;
 pub mod partitions;
 mod rows;
@@ -45,6 +46,17 @@ impl MysqlStore {
     pub fn open(opts: &Opts) -> Result<Self> {
         Ok(Self {
             link: Link::open(store_opts(opts))?,
+        })
+    }
+
+    /// Connects as the writer: takes the store's one-process lock (see
+    /// [`lock`]) before anything else, and again on every reconnect.
+    /// Fails with [`crate::store::lock::StoreLocked`] when another process
+    /// holds it.
+    pub fn open_writer(opts: &Opts) -> anyhow::Result<Self> {
+        let name = lock::lock_name(opts.get_db_name().unwrap_or(""));
+        Ok(Self {
+            link: Link::open_locked(store_opts(opts), &name)?,
         })
     }
 
@@ -84,6 +96,10 @@ impl MysqlStore {
 }
 
 impl Store for MysqlStore {
+    fn lock_epoch(&self) -> u64 {
+        self.link.lock_epoch()
+    }
+
     fn ping(&mut self) -> Result<()> {
         self.link.run(|c| c.ping())
     }

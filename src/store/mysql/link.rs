@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use mysql::{Conn, Opts, OptsBuilder, consts::CapabilityFlags};
 
+use super::lock::{self, Acquired};
+use crate::store::lock::StoreLocked;
 use crate::store::{Result, StoreError};
 
 /// Delay before the second connection attempt; doubles up to
@@ -86,6 +88,18 @@ pub struct Link {
     /// Whether a multi-row INSERT's AUTO_INCREMENT values are consecutive
     /// from LAST_INSERT_ID() on this connection (see `MysqlStore`).
     pub consecutive_ids: bool,
+    /// The writer's: the store lock, taken on every (re)connect.
+    lock: Option<StoreLock>,
+}
+
+/// The one-process lock a writer's link holds (see [`super::lock`]).
+#[derive(Debug)]
+struct StoreLock {
+    name: String,
+    /// How many connections of this link have taken it.
+    taken: u64,
+    /// Who held it at the last attempt, when that attempt was refused.
+    refused_by: Option<String>,
 }
 
 impl Link {
@@ -99,7 +113,42 @@ impl Link {
             backoff: FIRST_BACKOFF,
             last_error: String::new(),
             consecutive_ids: false,
+            lock: None,
         }
+    }
+
+    /// Connects now and takes the store lock `name` on the connection (and
+    /// again on every reconnect). Fails with [`StoreLocked`] when another
+    /// connection holds it, and as [`Link::open`] does otherwise.
+    pub fn open_locked(opts: Opts, name: &str) -> anyhow::Result<Self> {
+        let mut link = Self::unconnected(opts);
+        link.lock = Some(StoreLock {
+            name: name.to_owned(),
+            taken: 0,
+            refused_by: None,
+        });
+        match link.conn() {
+            Ok(_) => Ok(link),
+            Err(e) => match link.lock.as_mut().and_then(|l| l.refused_by.take()) {
+                Some(holder) => Err(StoreLocked {
+                    store: format!("{} (MySQL named lock {name:?})", describe(&link.opts)),
+                    holder,
+                    fix: "stop it first, or point this process at another database; when the \
+                          holder is gone but its connection lingers, end it with KILL <id> on \
+                          the database"
+                        .to_owned(),
+                }
+                .into()),
+                None => Err(e.into()),
+            },
+        }
+    }
+
+    /// How many times this link took the store lock (0 without one): a
+    /// change means the connection was replaced and another process may
+    /// have written meanwhile.
+    pub fn lock_epoch(&self) -> u64 {
+        self.lock.as_ref().map_or(0, |l| l.taken)
     }
 
     /// Connects now; fails with `Unavailable` when the database cannot be
@@ -121,6 +170,16 @@ impl Link {
         }
         if self.conn.is_none() {
             self.connect()?;
+            // The writer's new connection holds the lock again, but what
+            // the writer knows (the next seq of each channel) may be stale:
+            // this call fails, so no statement runs on that knowledge, and
+            // the writer, seeing the epoch change, forgets it.
+            if self.lock_epoch() > 1 {
+                self.last_used = Instant::now();
+                return Err(StoreError::Unavailable(
+                    "the writer's database connection was replaced; retry".into(),
+                ));
+            }
         }
         self.last_used = Instant::now();
         match &mut self.conn {
@@ -148,8 +207,42 @@ impl Link {
             .unwrap_or((1, 2));
             Ok((conn, increment == 1 && lock_mode < 2))
         });
+        let attempt = attempt.and_then(|(mut conn, consecutive)| {
+            let acquired = match &self.lock {
+                Some(l) => lock::acquire(&mut conn, &l.name)?,
+                None => Acquired::Held,
+            };
+            Ok((conn, consecutive, acquired))
+        });
+        if let Ok((_, _, Acquired::Taken(holder))) = &attempt
+            && let Some(l) = &mut self.lock
+        {
+            // Never write without the lock: refuse, loudly, and try again
+            // after the backoff (the other process may stop).
+            if l.taken > 0 {
+                tracing::error!(
+                    database = %describe(&self.opts),
+                    lock = %l.name,
+                    %holder,
+                    "the store lock was lost with the database connection and another process \
+                     holds it now: not writing (every write fails) until it is free; one \
+                     gatrix-chat per database"
+                );
+            }
+            l.refused_by = Some(holder.clone());
+            self.last_error = format!("the store lock is held by {holder}");
+            self.retry_at = Some(now + self.backoff);
+            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            return Err(StoreError::Unavailable(format!(
+                "another process holds the store lock ({holder})"
+            )));
+        }
         match attempt {
-            Ok((conn, consecutive)) => {
+            Ok((conn, consecutive, _)) => {
+                if let Some(l) = &mut self.lock {
+                    l.taken += 1;
+                    l.refused_by = None;
+                }
                 if self.retry_at.is_some() {
                     tracing::info!(database = %describe(&self.opts), "database reconnected");
                 }
