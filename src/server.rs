@@ -128,6 +128,8 @@ pub fn run_until(
         max_header_bytes: config.max_http_header_bytes,
         handshake_timeout: config.handshake_timeout(),
         origins: OriginPolicy::new(config.origin_list(), config.allow_missing_origin),
+        // Each shard sets its own.
+        refusals: None,
     };
     let watchdog = notifier
         .is_enabled()

@@ -103,6 +103,8 @@ const LINGER_BYTES: usize = 1 << 20;
 /// What every request on one connection shares.
 struct Conn {
     chat: Rc<Chat>,
+    /// The client's address, for the log of refused tokens.
+    peer: std::net::IpAddr,
     /// The shard is draining: `/ready` says 503.
     draining: Rc<Cell<bool>>,
     settings: RestSettings,
@@ -137,6 +139,7 @@ pub async fn serve<S>(
     chat: Rc<Chat>,
     draining: Rc<Cell<bool>>,
     settings: RestSettings,
+    peer: std::net::IpAddr,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -152,6 +155,7 @@ pub async fn serve<S>(
     let activity = Rc::new(Activity::new());
     let conn = Rc::new(Conn {
         chat,
+        peer,
         draining: draining.clone(),
         settings,
         limiter: RateLimiter::direct(settings.quota()),

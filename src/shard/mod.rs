@@ -129,12 +129,16 @@ pub async fn run(
             loop {
                 glommio::timer::sleep(Duration::from_millis(250)).await;
                 chat.tick();
+                // Refusals left out of the log in a past second.
+                chat.metrics().refusals.flush();
             }
         }
     });
 
+    let mut endpoint = setup.endpoint.clone();
+    endpoint.refusals = Some(metrics.refusals.clone());
     let shared = Rc::new(conn::Shared {
-        endpoint: setup.endpoint.clone(),
+        endpoint,
         chat: chat.clone(),
         links: links.clone(),
         draining: draining.clone(),
