@@ -11,6 +11,7 @@
 //! crate prepares and caches each distinct SQL text per connection); SQL
 //! text is built only from constants.
 
+mod error;
 mod link;
 pub mod lock;
 mod migrate;
@@ -24,7 +25,8 @@ use mysql::prelude::Queryable;
 use mysql::{Opts, TxOpts, Value};
 
 use super::{ChannelRecord, MessageRecord, Page, Result, Store, StoreError};
-use link::{Link, is_duplicate, map_error, store_opts};
+use error::{is_duplicate, map_error};
+use link::{Link, store_opts};
 pub use link::{MAX_BACKOFF, describe};
 pub use migrate::migrate;
 pub use partitions::{Partition, PartitionPolicy, Plan};
