@@ -173,6 +173,7 @@ pub fn run_until(
         rest: crate::rest::RestSettings::from_config(&config),
         metrics: metrics.clone(),
         metrics_on_main_port: config.metrics_enabled && metrics_addr.is_none(),
+        refusal_log_interval: Duration::from_millis(config.refusal_log_interval_ms),
         tls: tls.clone(),
         heartbeat: watchdog.map(|w| (heartbeats.clone(), crate::notify::beat_period(w))),
     };

@@ -181,3 +181,27 @@ fn a_flood_of_refusals_is_logged_at_most_once_per_second_per_shard() {
         lines[0]
     );
 }
+
+/// `REFUSAL_LOG_INTERVAL_MS=0`: every refusal has its line.
+#[test]
+fn a_refusal_log_interval_of_zero_logs_every_refusal() {
+    let server = TestServer::start_with(&[("REFUSAL_LOG_INTERVAL_MS", "0")]);
+    for _ in 0..20 {
+        let r = http_request(server.port(), "GET", "/api/v1/channels", None, None).unwrap();
+        assert_eq!(r.status, 401);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = server.log();
+        let lines = log
+            .lines()
+            .filter(|l| l.contains("refused:") && l.contains("reason=token_missing"))
+            .count();
+        if lines == 20 {
+            assert!(!log.contains("suppressed=1"), "{log}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{lines} lines of 20:\n{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

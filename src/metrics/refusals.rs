@@ -1,14 +1,15 @@
 //! Refusals a person can understand: every connection, upgrade or token
 //! the server turns away is counted by reason (`chat_refusals_total`) and
-//! logged at info, at most one line per reason per second per shard.
+//! logged at info, at most one line per reason per shard in each
+//! `REFUSAL_LOG_INTERVAL_MS` (a second by default).
 //!
 //! A flood of refusals (a misconfigured client retrying in a loop, a scan,
-//! an attack) must not flood the log: within a second, the first refusal of
-//! a reason is logged and the rest only counted; the next line of that
-//! reason says how many were left out (`suppressed`), and the shard's
-//! ticker ([`Refusals::flush`]) writes a line for those still unreported
-//! once their second is over. So every refusal is either a line or in a
-//! line's `suppressed` count, and the metric has them all.
+//! an attack) must not flood the log: within an interval, the first
+//! refusal of a reason is logged and the rest only counted; the next line
+//! of that reason says how many were left out (`suppressed`), and the
+//! shard's ticker ([`Refusals::flush`]) writes a line for those still
+//! unreported once their interval is over. So every refusal is either a
+//! line or in a line's `suppressed` count, and the metric has them all.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -118,22 +119,28 @@ struct Inner {
     /// Indexed like [`Refused::ALL`].
     counters: Box<[Counter]>,
     gates: Box<[Gate]>,
-    /// Seconds are counted from here.
+    /// Intervals are counted from here.
     start: Instant,
+    /// At most one line per reason in each; 0: a line for every refusal.
+    interval_ms: u64,
 }
 
 /// The log gate of one reason.
 #[derive(Debug)]
 struct Gate {
-    /// The second (since `start`) of the last line, `u64::MAX` for none.
+    /// The interval (since `start`) of the last line, `u64::MAX` for none.
     logged_at: AtomicU64,
     /// Refusals since that line that it did not report.
     suppressed: AtomicU64,
 }
 
 impl Refusals {
-    /// `counters` in the order of [`Refused::ALL`].
+    /// `counters` in the order of [`Refused::ALL`]; one line a second.
     pub(super) fn new(shard: usize, counters: Vec<Counter>) -> Self {
+        Self::with(shard, counters.into_boxed_slice(), 1_000)
+    }
+
+    fn with(shard: usize, counters: Box<[Counter]>, interval_ms: u64) -> Self {
         let gates = Refused::ALL
             .iter()
             .map(|_| Gate {
@@ -144,11 +151,20 @@ impl Refusals {
         Self {
             inner: Arc::new(Inner {
                 shard,
-                counters: counters.into_boxed_slice(),
+                counters,
                 gates,
                 start: Instant::now(),
+                interval_ms,
             }),
         }
+    }
+
+    /// The same counters, logged at most once per reason in `interval`
+    /// (`REFUSAL_LOG_INTERVAL_MS`; zero logs every refusal). Set at the
+    /// shard's start, before any refusal.
+    pub fn with_interval(&self, interval: std::time::Duration) -> Self {
+        let ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        Self::with(self.inner.shard, self.inner.counters.clone(), ms)
     }
 
     /// Counts a refusal and logs it unless a line of the same reason was
@@ -163,9 +179,18 @@ impl Refusals {
         let Some(gate) = self.inner.gates.get(i) else {
             return;
         };
-        let now = self.second();
+        let now = self.window();
         let last = gate.logged_at.load(Relaxed);
-        if last != now
+        if self.inner.interval_ms == 0 {
+            tracing::info!(
+                shard = self.inner.shard,
+                reason = %why.as_str(),
+                %peer,
+                suppressed = 0,
+                "refused: {}",
+                detail()
+            );
+        } else if last != now
             && gate
                 .logged_at
                 .compare_exchange(last, now, Relaxed, Relaxed)
@@ -185,11 +210,11 @@ impl Refusals {
         }
     }
 
-    /// Reports the refusals left out of the log in a second that is over
-    /// and had no line since: called by the shard's ticker, so a flood
+    /// Reports the refusals left out of the log in an interval that is
+    /// over and had no line since: called by the shard's ticker, so a flood
     /// that stops is still accounted for in the log.
     pub fn flush(&self) {
-        let now = self.second();
+        let now = self.window();
         for (why, gate) in Refused::ALL.iter().zip(self.inner.gates.iter()) {
             let last = gate.logged_at.load(Relaxed);
             if last == now || gate.suppressed.load(Relaxed) == 0 {
@@ -211,8 +236,10 @@ impl Refusals {
         }
     }
 
-    fn second(&self) -> u64 {
-        self.inner.start.elapsed().as_secs()
+    /// The current interval's number since `start`.
+    fn window(&self) -> u64 {
+        let ms = u64::try_from(self.inner.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        ms.checked_div(self.inner.interval_ms).unwrap_or(ms)
     }
 }
 
@@ -297,6 +324,19 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn an_interval_of_zero_logs_every_refusal() {
+        let r = refusals().with_interval(std::time::Duration::ZERO);
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..10 {
+            r.refused(Refused::Origin, peer, || "x".into());
+        }
+        let i = Refused::Origin.index();
+        assert_eq!(r.inner.counters[i].get(), 10);
+        assert_eq!(r.inner.gates[i].suppressed.load(Relaxed), 0);
+        r.flush();
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct ShardSetup {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Whether this port's REST router answers `GET /metrics`.
     pub metrics_on_main_port: bool,
+    /// At most one log line per refusal reason in this interval
+    /// (`REFUSAL_LOG_INTERVAL_MS`).
+    pub refusal_log_interval: Duration,
     /// TLS for the public port, when configured.
     pub tls: Option<Arc<crate::tls::Tls>>,
     /// The systemd watchdog's per-shard heartbeats and how often to beat.
@@ -84,6 +87,7 @@ pub async fn run(
     if setup.metrics_on_main_port {
         metrics = metrics.serving(setup.metrics.clone());
     }
+    metrics.refusals = metrics.refusals.with_interval(setup.refusal_log_interval);
     let mail = Mailbox::new(setup.mesh.clone(), shard);
     let chat = Chat::new(
         mail.clone(),
