@@ -161,6 +161,11 @@ fn a_flood_of_refusals_is_logged_at_most_once_per_second_per_shard() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let seconds = started.elapsed().as_secs() as usize + 1;
+    println!(
+        "{total} refusals, {:?} with the wait for the last counts: {} log lines",
+        started.elapsed(),
+        lines.len()
+    );
     assert_eq!(
         reported,
         total,
