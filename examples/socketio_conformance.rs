@@ -136,6 +136,7 @@ pub fn endpoint() -> Endpoint {
         max_header_bytes: 16 * 1024,
         handshake_timeout: Duration::from_secs(10),
         origins: gatrix_chat::transport::origin::OriginPolicy::any(),
+        refusals: None,
     }
 }
 

@@ -54,6 +54,7 @@ fn endpoint() -> Endpoint {
         max_header_bytes: 16 * 1024,
         handshake_timeout: Duration::from_secs(10),
         origins: transport::origin::OriginPolicy::any(),
+        refusals: None,
     }
 }
 

@@ -56,10 +56,13 @@ pub struct Claims {
 
 /// Why a token was refused, or why the verifier could not be built.
 ///
-/// A refused client only ever sees `UNAUTHORIZED` ([`AuthError::code`]); the
-/// detail is for the server's log.
+/// A refused client sees `UNAUTHORIZED` ([`AuthError::code`]) and why, as a
+/// [`TokenRefusal`] (a fixed code, and the claim at fault): never the
+/// token, a key or a configured value. The sentence is for the server's log.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
+    #[error("no token given")]
+    Missing,
     #[error("token is longer than {MAX_TOKEN_BYTES} bytes")]
     TooLong,
     #[error("token is not a well-formed JWT")]
@@ -103,9 +106,36 @@ impl AuthError {
         "UNAUTHORIZED"
     }
 
+    /// Why, as the refused client is told ([`TokenRefusal`]).
+    pub fn refusal(&self) -> TokenRefusal {
+        use AuthError as E;
+        let reason = match self {
+            E::Missing => "TOKEN_MISSING",
+            E::Expired => "TOKEN_EXPIRED",
+            E::NotYetValid => "TOKEN_NOT_YET_VALID",
+            E::MissingClaim(_) => "TOKEN_MISSING_CLAIM",
+            E::BadClaim(_) | E::BadSubject => "TOKEN_INVALID_CLAIM",
+            E::AlgorithmNotAllowed(_) => "TOKEN_WRONG_ALGORITHM",
+            E::WrongAudience => "TOKEN_WRONG_AUDIENCE",
+            E::WrongIssuer => "TOKEN_WRONG_ISSUER",
+            // A signature that does not verify says nothing more: telling
+            // a forger which part failed would help them.
+            E::TooLong | E::Malformed | E::BadSignature => "TOKEN_INVALID",
+            // Not a token's fault (never returned by `verify`).
+            E::NoKey | E::Key { .. } | E::Signing(_) => "TOKEN_INVALID",
+        };
+        let claim = match self {
+            E::MissingClaim(c) | E::BadClaim(c) => Some(*c).filter(|c| !c.contains(' ')),
+            E::BadSubject => Some("sub"),
+            _ => None,
+        };
+        TokenRefusal { reason, claim }
+    }
+
     /// A short fixed label for logs and metrics (bounded cardinality).
     pub fn reason(&self) -> &'static str {
         match self {
+            AuthError::Missing => "missing",
             AuthError::TooLong => "too_long",
             AuthError::Malformed => "malformed",
             AuthError::AlgorithmNotAllowed(_) => "algorithm",
@@ -117,6 +147,28 @@ impl AuthError {
             AuthError::WrongIssuer => "issuer",
             AuthError::BadSubject => "subject",
             AuthError::NoKey | AuthError::Key { .. } | AuthError::Signing(_) => "config",
+        }
+    }
+}
+
+/// Why a token was refused, for the client: `reason` is one of the
+/// `TOKEN_*` codes of docs/protocol.md ("Refusal"), `claim` the registered
+/// claim at fault (`exp`, `sub`, `aud`, `iss`, `nbf`) for
+/// `TOKEN_MISSING_CLAIM` and `TOKEN_INVALID_CLAIM`. Fixed strings only:
+/// nothing the client sent and nothing configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenRefusal {
+    pub reason: &'static str,
+    pub claim: Option<&'static str>,
+}
+
+impl TokenRefusal {
+    /// Adds `reason` (and `claim`) to a JSON object: the CONNECT_ERROR's
+    /// `data`, a REST error.
+    pub fn add_to(&self, object: &mut serde_json::Map<String, serde_json::Value>) {
+        object.insert("reason".into(), self.reason.into());
+        if let Some(claim) = self.claim {
+            object.insert("claim".into(), claim.into());
         }
     }
 }

@@ -34,7 +34,8 @@ pub const EXIT_OK: i32 = 0;
 /// Exit code: the command failed for a reason other than configuration.
 pub const EXIT_FAILURE: i32 = 1;
 /// Exit code: the configuration could not be loaded or is invalid (what
-/// `config check` returns for a bad config; systemd logs it as such).
+/// `config check` returns for a bad config; systemd logs it as such), or
+/// the store is in use by another process (`serve`, `migrate`).
 pub const EXIT_CONFIG: i32 = 2;
 
 /// `gatrix-chat [GLOBAL FLAGS] [COMMAND]`. Flags are the highest-precedence
@@ -75,7 +76,7 @@ pub enum Command {
     Serve,
     /// Apply pending store migrations (SQLite: creating DATA_DIR; MySQL:
     /// the database must exist), then exit. The server also does this at
-    /// start.
+    /// start. Refused (exit 2) while a server runs on the store.
     Migrate,
     /// Database upkeep.
     Db {

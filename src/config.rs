@@ -90,6 +90,7 @@ pub const KEYS: &[&str] = &[
     "rest_max_body_bytes",
     "rest_keepalive_timeout_ms",
     "log_format",
+    "refusal_log_interval_ms",
     "database_url",
     "db_host",
     "db_port",
@@ -279,6 +280,10 @@ pub struct Config {
     pub rest_keepalive_timeout_ms: u64,
     /// Log line format.
     pub log_format: LogFormat,
+    /// Refused connections, upgrades and tokens are logged at most once
+    /// per reason per shard in this interval (the rest counted in the next
+    /// line), so a flood cannot flood the log; 0 logs every one.
+    pub refusal_log_interval_ms: u64,
     /// The production store, `mysql://user:password@host:3306/database`
     /// (MySQL or MariaDB). When it or `db_host` is set, channels, members
     /// and messages live there instead of in SQLite under `data_dir`, so
@@ -403,6 +408,7 @@ impl Default for Config {
             rest_max_body_bytes: 65_536,
             rest_keepalive_timeout_ms: 10_000,
             log_format: LogFormat::Human,
+            refusal_log_interval_ms: 1_000,
             database_url: None,
             db_host: None,
             db_port: 3306,

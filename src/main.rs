@@ -74,7 +74,13 @@ fn serve(cli: &Cli) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!("{e:#}");
-            1
+            // Another process holds the store: as a configuration that
+            // cannot start, not a failure a restart would fix.
+            if gatrix_chat::store::lock::is_store_locked(&e) {
+                cli::EXIT_CONFIG
+            } else {
+                1
+            }
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::protocol::{self, QueueLimits};
 use crate::shard::mailbox::Mesh;
 use crate::shard::{self, Admission, ShardSetup, Shutdown};
 use crate::store::handle::StoreSettings;
+use crate::store::lock::DirLock;
 use crate::store::mysql::upkeep::Upkeep;
 use crate::store::mysql::{self, MysqlStore};
 use crate::store::sqlite::{Checkpointer, SqliteStore};
@@ -94,7 +95,8 @@ pub fn run_until(
     let metrics = Metrics::new();
     let metrics_addr = config.metrics_addr()?;
     let backend = config.backend()?;
-    let (open, upkeep) = open_store(&config, &backend)?;
+    // Held to the end of this function: until the writer has stopped.
+    let (open, upkeep, _store_lock) = open_store(&config, &backend)?;
     let mesh = Mesh::new(shards, MESH_RING_BATCHES);
     let (store, store_threads) = store::handle::start(
         &StoreSettings {
@@ -130,6 +132,8 @@ pub fn run_until(
         handshake_timeout: config.handshake_timeout(),
         origins: OriginPolicy::new(config.origin_list(), config.allow_missing_origin)
             .with_cors_max_age(config.cors_max_age_secs),
+        // Each shard sets its own.
+        refusals: None,
     };
     let watchdog = notifier
         .is_enabled()
@@ -173,6 +177,7 @@ pub fn run_until(
         rest: crate::rest::RestSettings::from_config(&config),
         metrics: metrics.clone(),
         metrics_on_main_port: config.metrics_enabled && metrics_addr.is_none(),
+        refusal_log_interval: Duration::from_millis(config.refusal_log_interval_ms),
         tls: tls.clone(),
         heartbeat: watchdog.map(|w| (heartbeats.clone(), crate::notify::beat_period(w))),
     };
@@ -309,12 +314,21 @@ enum Background {
 /// Opens one store connection; called once per store thread.
 type OpenStore = Box<dyn Fn() -> Result<Box<dyn Store>, StoreError>>;
 
-/// Applies the migrations of the configured store and returns how to open
-/// a connection to it, plus its background thread (MySQL: the daily
-/// partition upkeep, after one pass now; SQLite: the WAL checkpointer).
-fn open_store(config: &Config, backend: &Backend) -> anyhow::Result<(OpenStore, Background)> {
+/// Takes the store's one-process lock ([`store::lock`]), applies the
+/// migrations and returns how to open a connection to it, plus its
+/// background thread (MySQL: the daily partition upkeep, after one pass
+/// now; SQLite: the WAL checkpointer) and SQLite's lock, to hold while the
+/// store is in use. The first connection `OpenStore` opens is the
+/// writer's (`store::handle::start` opens it first): with MySQL, the one
+/// made here that holds the lock.
+fn open_store(
+    config: &Config,
+    backend: &Backend,
+) -> anyhow::Result<(OpenStore, Background, Option<DirLock>)> {
     match backend {
         Backend::Sqlite(data_dir) => {
+            let lock = store::lock::lock_data_dir(data_dir)?;
+            tracing::debug!(lock = %lock.path().display(), "store locked");
             let applied = store::sqlite::migrate(data_dir)
                 .with_context(|| format!("opening the store in DATA_DIR {}", data_dir.display()))?;
             if applied > 0 {
@@ -326,10 +340,13 @@ fn open_store(config: &Config, backend: &Backend) -> anyhow::Result<(OpenStore, 
             let open: OpenStore = Box::new(move || {
                 Ok(Box::new(SqliteStore::open_without_checkpoints(&data_dir)?) as Box<dyn Store>)
             });
-            Ok((open, Background::Checkpoints(checkpoints)))
+            Ok((open, Background::Checkpoints(checkpoints), Some(lock)))
         }
         Backend::Mysql(opts) => {
             let database = mysql::describe(opts);
+            // Locked before migrating: a second process changes nothing.
+            let writer = MysqlStore::open_writer(opts)
+                .with_context(|| format!("opening the MySQL store at {database}"))?;
             let applied = mysql::migrate(opts).with_context(|| {
                 format!(
                     "migrating the MySQL store at {database} (DATABASE_URL, DB_HOST or \
@@ -345,9 +362,15 @@ fn open_store(config: &Config, backend: &Backend) -> anyhow::Result<(OpenStore, 
             let upkeep = Upkeep::start(opts.clone(), config.partition_policy())
                 .context("starting the partition upkeep thread")?;
             let opts = opts.clone();
-            let open: OpenStore =
-                Box::new(move || Ok(Box::new(MysqlStore::open(&opts)?) as Box<dyn Store>));
-            Ok((open, Background::Partitions(upkeep)))
+            let writer = std::cell::RefCell::new(Some(writer));
+            let open: OpenStore = Box::new(move || {
+                let store = match writer.borrow_mut().take() {
+                    Some(w) => w,
+                    None => MysqlStore::open(&opts)?,
+                };
+                Ok(Box::new(store) as Box<dyn Store>)
+            });
+            Ok((open, Background::Partitions(upkeep), None))
         }
     }
 }

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::client::{Client, Connect};
@@ -25,6 +27,7 @@ const NAMES: &[&str] = &[
     "chat_rate_limited_total",
     "chat_auth_failures_total",
     "chat_disconnects_total",
+    "chat_refusals_total",
     "chat_store_batch_size_bucket",
     "chat_store_batch_size_count",
     "chat_store_commit_latency_seconds_bucket",
@@ -218,4 +221,116 @@ fn metrics_enabled_false_hides_the_exposition() {
     let server = TestServer::start_with(&[("METRICS_ENABLED", "false")]);
     let r = http_get(server.port(), "/metrics").unwrap();
     assert_eq!(r.status, 404, "{}", r.body);
+}
+
+/// Writes `request` on a new connection and returns the status line of
+/// the answer (the server closes these connections after answering).
+fn raw_status(port: u16, request: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(SEC)).unwrap();
+    s.write_all(request.as_bytes()).expect("write");
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+fn upgrade(query: &str, origin: &str) -> String {
+    format!(
+        "GET /socket.io/?{query} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n"
+    )
+}
+
+#[test]
+fn refusals_are_counted_by_reason() {
+    // One shard: every series below exists once /health answers.
+    let server = TestServer::start_with(&[
+        ("CLUSTER_WORKERS", "1"),
+        ("ALLOWED_ORIGINS", "https://ok.example"),
+        ("WS_MAX_CONNECTIONS_PER_IP", "3"),
+    ]);
+    let port = server.port();
+    let ws = "EIO=4&transport=websocket";
+    for _ in 0..2 {
+        let status = raw_status(port, &upgrade(ws, "https://evil.example"));
+        assert!(status.contains(" 403 "), "{status}");
+    }
+    let status = raw_status(
+        port,
+        &upgrade("EIO=3&transport=websocket", "https://ok.example"),
+    );
+    assert!(status.contains(" 400 "), "{status}");
+    let status = raw_status(port, "NOT HTTP AT ALL\r\n\r\n");
+    assert!(status.contains(" 400 "), "{status}");
+    let expired = server.token_with("old", None, common::now_secs() - 3600);
+    match Client::try_connect(&server, &expired) {
+        Connect::Refused(_) => {}
+        Connect::Ok(_) => panic!("an expired token was accepted"),
+    }
+    let r = http_request(port, "GET", "/api/v1/channels", Some(&expired), None).unwrap();
+    assert_eq!(r.status, 401);
+    let r = http_request(port, "GET", "/api/v1/channels", None, None).unwrap();
+    assert_eq!(r.status, 401);
+    // Three connections that say nothing hold this address's three
+    // places; the fourth is turned away.
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    // (The server may not have accepted all three yet: a fourth can get
+    // in first. Then it is answered and closed, and the next one tries.)
+    let deadline = Instant::now() + SEC;
+    loop {
+        let status = raw_status(
+            port,
+            "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        if status.contains(" 503 ") {
+            break;
+        }
+        assert!(status.contains(" 200 "), "{status}");
+        assert!(Instant::now() < deadline, "a fourth connection is admitted");
+    }
+    drop(held);
+    // Scrapes may come while the server still counts the held ones.
+    let deadline = Instant::now() + SEC;
+    while http_get(port, "/health").map_or(true, |r| r.status != 200) {
+        assert!(
+            Instant::now() < deadline,
+            "the held places were not given back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    for (reason, want) in [
+        ("origin", 2.0),
+        ("bad_upgrade", 1.0),
+        ("bad_request", 1.0),
+        ("token_expired", 2.0),
+        ("token_missing", 1.0),
+    ] {
+        settles_at(
+            port,
+            "chat_refusals_total",
+            &[&format!("reason=\"{reason}\"")],
+            want,
+        );
+    }
+    // Nothing else was refused; every reason has its series.
+    // At least the fourth connection; one of the three held ones too when
+    // an earlier connection's place was not given back yet.
+    let s = Scrape::get(port);
+    let ip_full = s.sum("chat_refusals_total", &["reason=\"ip_full\""]);
+    assert!((1.0..=3.0).contains(&ip_full), "{ip_full}");
+    assert_eq!(s.sum("chat_refusals_total", &[]), 7.0 + ip_full);
+    assert_eq!(
+        s.0.iter()
+            .filter(|(n, _, _)| n == "chat_refusals_total")
+            .count(),
+        gatrix_chat::metrics::Refused::ALL.len()
+    );
+    // The transport label of refused tokens is unchanged: no header is
+    // no auth failure.
+    assert_eq!(s.sum("chat_auth_failures_total", &[]), 2.0);
 }

@@ -271,7 +271,11 @@ fn joins_leaves_and_presence() {
 #[test]
 fn bad_tokens_and_namespaces_are_refused() {
     let server = TestServer::start();
-    let refused = r#"44{"message":"unauthorized","data":{"code":"UNAUTHORIZED"}}"#;
+    let refused = |reason: &str| {
+        format!(
+            r#"44{{"message":"unauthorized","data":{{"code":"UNAUTHORIZED","reason":"{reason}"}}}}"#
+        )
+    };
     let forged = {
         let t = server.token("mallory");
         let (head, sig) = t.rsplit_once('.').unwrap();
@@ -288,14 +292,14 @@ fn bad_tokens_and_namespaces_are_refused() {
             b64(json!({"sub": "eve", "exp": exp}))
         )
     };
-    for (what, token) in [
-        ("forged", forged),
-        ("expired", expired),
-        ("alg none", none),
-        ("garbage", "x".into()),
+    for (what, token, reason) in [
+        ("forged", forged, "TOKEN_INVALID"),
+        ("expired", expired, "TOKEN_EXPIRED"),
+        ("alg none", none, "TOKEN_WRONG_ALGORITHM"),
+        ("garbage", "x".into(), "TOKEN_INVALID"),
     ] {
         match Client::try_connect(&server, &token) {
-            Connect::Refused(r) => assert_eq!(r, refused, "{what}"),
+            Connect::Refused(r) => assert_eq!(r, refused(reason), "{what}"),
             Connect::Ok(_) => panic!("{what} token accepted"),
         }
     }

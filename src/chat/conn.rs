@@ -67,19 +67,32 @@ impl Handler for Chat {
             .and_then(Value::as_str)
             .map(str::to_owned)
             .or_else(|| hs.bearer.clone())
-            .or_else(|| hs.query("token").map(str::to_owned));
-        let claims = match token.as_deref().map(|t| self.auth.verify(t)) {
-            Some(Ok(c)) => c,
-            outcome => {
-                let why = match outcome {
-                    Some(Err(e)) => e.to_string(),
-                    _ => "no token".to_owned(),
-                };
+            .or_else(|| hs.query("token").map(str::to_owned))
+            // An empty token (`auth: {token: ""}`, an unset variable) is
+            // none: TOKEN_MISSING says more than TOKEN_INVALID.
+            .filter(|t| !t.is_empty());
+        let verified = match token.as_deref() {
+            Some(t) => self.auth.verify(t),
+            None => Err(crate::auth::AuthError::Missing),
+        };
+        let claims = match verified {
+            Ok(c) => c,
+            Err(e) => {
                 self.metrics.auth_failures_ws.inc();
-                tracing::debug!(conn = link.id, peer = %link.peer, %why, "connect refused");
+                tracing::debug!(conn = link.id, peer = %link.peer, why = %e, "connect refused");
+                self.metrics.refusals.refused(
+                    crate::metrics::Refused::token(&e),
+                    link.peer.ip(),
+                    || format!("Socket.IO CONNECT: {e}"),
+                );
+                // `message` stays what it always was (clients compare
+                // it); `data.reason` says why (docs/protocol.md, Refusal).
+                let mut data = serde_json::Map::new();
+                data.insert("code".into(), ErrorCode::Unauthorized.as_str().into());
+                e.refusal().add_to(&mut data);
                 return Err(Refusal::Refused {
                     message: "unauthorized".into(),
-                    data: Some(json!({"code": ErrorCode::Unauthorized.as_str()})),
+                    data: Some(Value::Object(data)),
                 });
             }
         };

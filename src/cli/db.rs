@@ -46,20 +46,29 @@ pub fn run_migrate_command(cli: &Cli) -> i32 {
             return EXIT_CONFIG;
         }
     };
+    // Under the store's one-process lock, as the server migrates: never
+    // while a server runs on the store (its code expects the schema it
+    // started with; stop it, migrate, start the new version — which also
+    // migrates by itself).
     let (place, result) = match &backend {
         Backend::Sqlite(dir) => (
             format!("store in {}", dir.display()),
-            crate::store::sqlite::migrate(dir),
+            crate::store::lock::lock_data_dir(dir)
+                .and_then(|_lock| crate::store::sqlite::migrate(dir)),
         ),
         Backend::Mysql(opts) => (
             format!("store at {}", mysql::describe(opts)),
-            mysql::migrate(opts),
+            MysqlStore::open_writer(opts).and_then(|_lock| mysql::migrate(opts)),
         ),
     };
     match result {
         Ok(n) => {
             println!("{place}: {n} migration(s) applied");
             EXIT_OK
+        }
+        Err(e) if crate::store::lock::is_store_locked(&e) => {
+            eprintln!("gatrix-chat: not migrating: {e:#}");
+            EXIT_CONFIG
         }
         Err(e) => {
             eprintln!("gatrix-chat: migrating the {place}: {e:#}");

@@ -14,6 +14,7 @@
 
 mod histogram;
 pub mod listen;
+pub mod refusals;
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 pub use histogram::AtomicHistogram;
+pub use refusals::{Refusals, Refused};
 
 use crate::protocol::CloseReason;
 
@@ -111,6 +113,7 @@ pub struct Metrics {
     rate_limited: Family<ShardLabel, Counter>,
     auth_failures: Family<AuthLabels, Counter>,
     disconnects: Family<ReasonLabels, Counter>,
+    refusals: Family<ReasonLabels, Counter>,
     mailbox_depth: Family<ShardLabel, Gauge>,
     store: StoreMetrics,
 }
@@ -127,6 +130,7 @@ impl Metrics {
         let rate_limited = Family::default();
         let auth_failures = Family::default();
         let disconnects = Family::default();
+        let refusals = Family::default();
         let mailbox_depth = Family::default();
         let store = StoreMetrics::new();
         let build_info = Family::<BuildLabels, Gauge>::default();
@@ -185,6 +189,11 @@ impl Metrics {
             disconnects.clone(),
         );
         r.register(
+            "chat_refusals",
+            "Connections, upgrades and tokens turned away, by reason",
+            refusals.clone(),
+        );
+        r.register(
             "chat_mailbox_depth",
             "Messages the shard took from its inbox in its last drain",
             mailbox_depth.clone(),
@@ -220,6 +229,7 @@ impl Metrics {
             rate_limited,
             auth_failures,
             disconnects,
+            refusals,
             mailbox_depth,
             store,
         })
@@ -249,6 +259,18 @@ impl Metrics {
                     })
                 })
                 .collect(),
+            refusals: Refusals::new(
+                shard,
+                Refused::ALL
+                    .iter()
+                    .map(|r| {
+                        self.refusals.get_or_create_owned(&ReasonLabels {
+                            shard,
+                            reason: r.as_str(),
+                        })
+                    })
+                    .collect(),
+            ),
             mailbox_depth: self.mailbox_depth.get_or_create_owned(&l),
             exposition: None,
         }
@@ -282,6 +304,8 @@ pub struct ShardMetrics {
     pub auth_failures_rest: Counter,
     /// Indexed by `CloseReason as usize` (the order of [`CloseReason::ALL`]).
     disconnects: Box<[Counter]>,
+    /// Refused connections, upgrades and tokens: counted and logged.
+    pub refusals: Refusals,
     pub mailbox_depth: Gauge,
     /// The whole registry, when the main port serves `/metrics` (set with
     /// [`ShardMetrics::serving`]); `None` answers 404 there.
@@ -360,6 +384,7 @@ mod tests {
             "chat_disconnects_total{shard=\"0\",reason=\"slow_consumer\"} 1",
             "chat_disconnects_total{shard=\"1\",reason=\"ping_timeout\"} 0",
             "chat_auth_failures_total{shard=\"1\",transport=\"rest\"} 0",
+            "chat_refusals_total{shard=\"1\",reason=\"token_expired\"} 0",
             "chat_broadcast_latency_bucket{le=\"0.00005\",shard=\"0\"} 0",
             "chat_broadcast_latency_bucket{le=\"0.0001\",shard=\"0\"} 1",
             "chat_broadcast_latency_count{shard=\"0\"} 1",

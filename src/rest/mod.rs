@@ -104,6 +104,8 @@ const LINGER_BYTES: usize = 1 << 20;
 /// What every request on one connection shares.
 struct Conn {
     chat: Rc<Chat>,
+    /// The client's address, for the log of refused tokens.
+    peer: std::net::IpAddr,
     /// The shard is draining: `/ready` says 503.
     draining: Rc<Cell<bool>>,
     settings: RestSettings,
@@ -141,6 +143,7 @@ pub async fn serve<S>(
     draining: Rc<Cell<bool>>,
     settings: RestSettings,
     origins: OriginPolicy,
+    peer: std::net::IpAddr,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -156,6 +159,7 @@ pub async fn serve<S>(
     let activity = Rc::new(Activity::new());
     let conn = Rc::new(Conn {
         chat,
+        peer,
         draining: draining.clone(),
         settings,
         limiter: RateLimiter::direct(settings.quota()),

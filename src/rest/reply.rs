@@ -21,6 +21,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// A 401's reason (`reason`, `claim` in the body).
+    pub token: Option<crate::auth::TokenRefusal>,
 }
 
 impl ApiError {
@@ -29,7 +31,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            token: None,
         }
+    }
+
+    /// Says why a token was refused.
+    pub fn with_token_refusal(mut self, refusal: crate::auth::TokenRefusal) -> Self {
+        self.token = Some(refusal);
+        self
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -65,7 +74,13 @@ impl ApiError {
     }
 
     pub fn into_reply(self) -> Reply {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let mut error = serde_json::Map::new();
+        error.insert("code".into(), self.code.into());
+        error.insert("message".into(), self.message.into());
+        if let Some(t) = self.token {
+            t.add_to(&mut error);
+        }
+        let body = serde_json::json!({ "error": error });
         let mut r = json(self.status, body.to_string());
         match self.status {
             // RFC 9110: a 401 names the scheme it wants.

@@ -248,27 +248,36 @@ fn method_not_allowed(route: &Route) -> Reply {
 
 /// The caller's user id from `Authorization: Bearer <JWT>`.
 fn authenticate(conn: &Conn, req: &Request<Incoming>) -> Result<String, ApiError> {
-    let header = req
+    let token = req
         .headers()
         .get(AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
-    let token = header
-        .to_str()
-        .ok()
+        .and_then(|header| header.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim())
-        .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <token>"))?;
-    match conn.chat.authenticate(token) {
-        Ok(claims) => Ok(claims.sub),
-        Err(e) => {
-            // The detail is for the log only: clients learn nothing about
-            // why a token failed.
-            conn.chat.metrics().auth_failures_rest.inc();
-            tracing::debug!(error = %e, "REST token refused");
-            Err(ApiError::unauthorized("invalid token"))
-        }
+        .filter(|t| !t.is_empty());
+    let (message, e) = match token.map(|t| conn.chat.authenticate(t)) {
+        Some(Ok(claims)) => return Ok(claims.sub),
+        None => (
+            "send Authorization: Bearer <token>",
+            crate::auth::AuthError::Missing,
+        ),
+        Some(Err(e)) => ("invalid token", e),
+    };
+    // The client gets the reason's code (`reason`, as on a Socket.IO
+    // CONNECT), the log the sentence; never the token.
+    let metrics = conn.chat.metrics();
+    // As before: a request without a token is no auth failure there (it
+    // is a `token_missing` refusal).
+    if token.is_some() {
+        metrics.auth_failures_rest.inc();
     }
+    metrics
+        .refusals
+        .refused(crate::metrics::Refused::token(&e), conn.peer, || {
+            format!("REST request: {e}")
+        });
+    Err(ApiError::unauthorized(message).with_token_refusal(e.refusal()))
 }
 
 /// Reads the whole body, at most `max_body_bytes` (413 past it, without

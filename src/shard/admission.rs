@@ -59,6 +59,16 @@ impl Refusal {
         }
     }
 
+    /// The label it is counted and logged under.
+    pub fn reason(self) -> crate::metrics::Refused {
+        use crate::metrics::Refused;
+        match self {
+            Self::ServerFull => Refused::ServerFull,
+            Self::IpFull => Refused::IpFull,
+            Self::TooFast { .. } => Refused::IpRate,
+        }
+    }
+
     /// The HTTP answer: 429 RATE_LIMITED for the rate (the client should
     /// slow down), 503 UNAVAILABLE for the caps; both with `Retry-After`.
     pub fn response(self) -> crate::transport::Response {

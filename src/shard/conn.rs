@@ -67,11 +67,18 @@ pub async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
     } = a;
     let ticket = match admit {
         Ok(t) => t,
-        // Over TLS the client would not understand a plain answer: it is
-        // just closed.
-        Err(_) if sh.tls.is_some() => return None,
         Err(refusal) => {
-            let _ = transport::http::write_response(&mut stream, &refusal.response()).await;
+            sh.chat
+                .metrics()
+                .refusals
+                .refused(refusal.reason(), peer.ip(), || {
+                    format!("connection: {}", refusal.message())
+                });
+            // Over TLS the client would not understand a plain answer: it
+            // is just closed.
+            if sh.tls.is_none() {
+                let _ = transport::http::write_response(&mut stream, &refusal.response()).await;
+            }
             return None;
         }
     };
@@ -110,6 +117,7 @@ pub async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
             sh.draining.clone(),
             sh.rest,
             sh.endpoint.origins.clone(),
+            peer.ip(),
         )
         .await;
     };

@@ -50,6 +50,9 @@ pub struct ShardSetup {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Whether this port's REST router answers `GET /metrics`.
     pub metrics_on_main_port: bool,
+    /// At most one log line per refusal reason in this interval
+    /// (`REFUSAL_LOG_INTERVAL_MS`).
+    pub refusal_log_interval: Duration,
     /// TLS for the public port, when configured.
     pub tls: Option<Arc<crate::tls::Tls>>,
     /// The systemd watchdog's per-shard heartbeats and how often to beat.
@@ -84,6 +87,7 @@ pub async fn run(
     if setup.metrics_on_main_port {
         metrics = metrics.serving(setup.metrics.clone());
     }
+    metrics.refusals = metrics.refusals.with_interval(setup.refusal_log_interval);
     let mail = Mailbox::new(setup.mesh.clone(), shard);
     let chat = Chat::new(
         mail.clone(),
@@ -129,12 +133,16 @@ pub async fn run(
             loop {
                 glommio::timer::sleep(Duration::from_millis(250)).await;
                 chat.tick();
+                // Refusals left out of the log in a past second.
+                chat.metrics().refusals.flush();
             }
         }
     });
 
+    let mut endpoint = setup.endpoint.clone();
+    endpoint.refusals = Some(metrics.refusals.clone());
     let shared = Rc::new(conn::Shared {
-        endpoint: setup.endpoint.clone(),
+        endpoint,
         chat: chat.clone(),
         links: links.clone(),
         draining: draining.clone(),

@@ -10,8 +10,11 @@
 //!   order, which is also where a channel's next `seq` is assigned.
 //! - [`handle`]: what shards hold: the writer's bounded queue and the reader
 //!   threads.
+//! - [`lock`]: one process per store: the lock taken at start (a file lock
+//!   in DATA_DIR; MySQL's is the writer connection's named lock).
 
 pub mod handle;
+pub mod lock;
 pub mod mysql;
 pub mod sqlite;
 pub mod writer;
@@ -188,6 +191,15 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub trait Store: Send {
     /// Cheap round trip, for readiness.
     fn ping(&mut self) -> Result<()>;
+
+    /// How many times this connection took the store's one-process lock
+    /// ([`lock`]); always 0 where the lock is not the connection's (SQLite's
+    /// is the process's). When it changes, the connection was replaced and
+    /// another process may have written meanwhile: the writer forgets what
+    /// it cached (each channel's last seq).
+    fn lock_epoch(&self) -> u64 {
+        0
+    }
 
     // ---- messages (the writer)
     /// The highest seq of a channel, 0 when it has none.

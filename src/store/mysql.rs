@@ -11,7 +11,9 @@
 //! crate prepares and caches each distinct SQL text per connection); SQL
 //! text is built only from constants.
 
+mod error;
 mod link;
+pub mod lock;
 mod migrate;
 pub mod partitions;
 mod rows;
@@ -23,7 +25,8 @@ use mysql::prelude::Queryable;
 use mysql::{Opts, TxOpts, Value};
 
 use super::{ChannelRecord, MessageRecord, Page, Result, Store, StoreError};
-use link::{Link, is_duplicate, map_error, store_opts};
+use error::{is_duplicate, map_error};
+use link::{Link, store_opts};
 pub use link::{MAX_BACKOFF, describe};
 pub use migrate::migrate;
 pub use partitions::{Partition, PartitionPolicy, Plan};
@@ -45,6 +48,17 @@ impl MysqlStore {
     pub fn open(opts: &Opts) -> Result<Self> {
         Ok(Self {
             link: Link::open(store_opts(opts))?,
+        })
+    }
+
+    /// Connects as the writer: takes the store's one-process lock (see
+    /// [`lock`]) before anything else, and again on every reconnect.
+    /// Fails with [`crate::store::lock::StoreLocked`] when another process
+    /// holds it.
+    pub fn open_writer(opts: &Opts) -> anyhow::Result<Self> {
+        let name = lock::lock_name(opts.get_db_name().unwrap_or(""));
+        Ok(Self {
+            link: Link::open_locked(store_opts(opts), &name)?,
         })
     }
 
@@ -84,6 +98,10 @@ impl MysqlStore {
 }
 
 impl Store for MysqlStore {
+    fn lock_epoch(&self) -> u64 {
+        self.link.lock_epoch()
+    }
+
     fn ping(&mut self) -> Result<()> {
         self.link.run(|c| c.ping())
     }

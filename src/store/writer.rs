@@ -58,6 +58,7 @@ pub fn run<R>(
     mut sink: impl FnMut(Vec<(Outcome, R)>),
 ) {
     let mut seqs: HashMap<String, u64> = HashMap::new();
+    let mut epoch = store.lock_epoch();
     let mut batch: Vec<(Box<MessageRecord>, R)> = Vec::with_capacity(settings.max_batch);
     let mut next: Option<Job<R>> = None;
     loop {
@@ -91,6 +92,12 @@ pub fn run<R>(
                 }
                 None => break,
             }
+        }
+        if store.lock_epoch() != epoch {
+            // A new connection took the store lock again: channels may have
+            // new messages from another process since their seqs were read.
+            epoch = store.lock_epoch();
+            seqs.clear();
         }
         metrics.queue_depth.set(jobs.len() as i64);
         metrics.batch_size.observe(batch.len() as u64);

@@ -20,6 +20,7 @@ use base64::Engine;
 use futures_lite::{AsyncRead, AsyncWrite};
 use tungstenite::handshake::derive_accept_key;
 
+use crate::metrics::Refused;
 use crate::protocol::wsio::WsIo;
 use crate::protocol::{self, CloseReason, Handler, Handshake, Link, QueueLimits};
 pub use http::{Request, Response};
@@ -34,6 +35,22 @@ pub struct Endpoint {
     pub handshake_timeout: Duration,
     /// Which `Origin`s may upgrade (`ALLOWED_ORIGINS`).
     pub origins: origin::OriginPolicy,
+    /// Where refused requests are counted and logged: the shard's own
+    /// (each shard sets it on its copy); `None` for tools and examples.
+    pub refusals: Option<crate::metrics::Refusals>,
+}
+
+impl Endpoint {
+    fn refused(
+        &self,
+        why: crate::metrics::Refused,
+        peer: SocketAddr,
+        detail: impl FnOnce() -> String,
+    ) {
+        if let Some(r) = &self.refusals {
+            r.refused(why, peer.ip(), detail);
+        }
+    }
 }
 
 /// The live links of one shard, so shutdown can close every one.
@@ -168,11 +185,20 @@ where
     let (req, read) = match head {
         Some(Ok(r)) => r,
         Some(Err(http::HttpError::TooLarge(_))) => {
+            ep.refused(Refused::BadRequest, peer, || {
+                format!(
+                    "request head over {} bytes (MAX_HTTP_HEADER_BYTES): 431",
+                    ep.max_header_bytes
+                )
+            });
             let r = Response::error(431, "INVALID_PAYLOAD", "request head too large");
             let _ = http::write_response(&mut stream, &r).await;
             return None;
         }
         Some(Err(http::HttpError::Malformed(_))) => {
+            ep.refused(Refused::BadRequest, peer, || {
+                "malformed HTTP request head: 400".to_owned()
+            });
             let r = Response::error(400, "INVALID_PAYLOAD", "malformed HTTP request");
             let _ = http::write_response(&mut stream, &r).await;
             return None;
@@ -186,7 +212,26 @@ where
         rest.await;
         return None;
     }
-    let key = match check_engine_request(&req).and_then(|k| ep.origins.check(&req).map(|()| k)) {
+    let checked = match check_engine_request(&req) {
+        Err(r) => {
+            ep.refused(Refused::BadUpgrade, peer, || {
+                format!("Socket.IO request: {} {}", r.status, r.body)
+            });
+            Err(r)
+        }
+        Ok(key) => ep.origins.check(&req).map(|()| key).inspect_err(|_| {
+            ep.refused(Refused::Origin, peer, || {
+                let origin = req
+                    .header("origin")
+                    .map(|o| crate::metrics::refusals::quoted(o, 100));
+                format!(
+                    "WebSocket upgrade from origin {} (not in ALLOWED_ORIGINS): 403",
+                    origin.as_deref().unwrap_or("(none)")
+                )
+            });
+        }),
+    };
+    let key = match checked {
         Ok(key) => key.to_owned(),
         Err(r) => {
             let _ = http::write_response(&mut stream, &r).await;

@@ -71,46 +71,62 @@ describe("accepted tokens", () => {
 });
 
 describe("refused tokens", () => {
+  // Each refusal keeps the message clients compare ("unauthorized") and
+  // says why in data.reason (and data.claim), never more.
   const refusals = {
-    "forged signature": () => token(uid("mallory"), { secret: "not-the-server-secret-but-just-as-long" }),
-    expired: () => token(uid("old"), { exp: nowSecs() - 3600 }),
-    "alg none": () => token(uid("eve"), { alg: "none" }),
-    "alg HS512, which is not configured": () => token(uid("eve"), { alg: "HS512" }),
-    "no exp claim": () => jwt({ sub: uid("forever") }),
-    "not a JWT": () => "not-a-jwt",
-    "empty string": () => "",
+    "forged signature": [
+      () => token(uid("mallory"), { secret: "not-the-server-secret-but-just-as-long" }),
+      { reason: "TOKEN_INVALID" },
+    ],
+    expired: [() => token(uid("old"), { exp: nowSecs() - 3600 }), { reason: "TOKEN_EXPIRED" }],
+    "not valid yet": [
+      () => jwt({ sub: uid("early"), exp: nowSecs() + 7200, nbf: nowSecs() + 3600 }),
+      { reason: "TOKEN_NOT_YET_VALID" },
+    ],
+    "alg none": [() => token(uid("eve"), { alg: "none" }), { reason: "TOKEN_WRONG_ALGORITHM" }],
+    "alg HS512, which is not configured": [
+      () => token(uid("eve"), { alg: "HS512" }),
+      { reason: "TOKEN_WRONG_ALGORITHM" },
+    ],
+    "no exp claim": [() => jwt({ sub: uid("forever") }), { reason: "TOKEN_MISSING_CLAIM", claim: "exp" }],
+    "no sub claim": [() => jwt({ exp: nowSecs() + 3600 }), { reason: "TOKEN_MISSING_CLAIM", claim: "sub" }],
+    "not a JWT": [() => "not-a-jwt", { reason: "TOKEN_INVALID" }],
+    "empty string": [() => "", { reason: "TOKEN_MISSING" }],
   };
 
-  for (const [name, makeToken] of Object.entries(refusals)) {
+  for (const [name, [makeToken, why]] of Object.entries(refusals)) {
     test(name, async () => {
       const err = await connectRefused({ token: makeToken() });
       assert.equal(err.message, "unauthorized");
-      assert.deepEqual(err.data, { code: "UNAUTHORIZED" });
+      assert.deepEqual(err.data, { code: "UNAUTHORIZED", ...why });
     });
   }
 
   test("no token at all", async () => {
     const err = await connectRefused({});
     assert.equal(err.message, "unauthorized");
-    assert.deepEqual(err.data, { code: "UNAUTHORIZED" });
+    assert.deepEqual(err.data, { code: "UNAUTHORIZED", reason: "TOKEN_MISSING" });
   });
 
   test("forged Bearer header", async () => {
     const forged = token(uid("mallory"), { secret: "not-the-server-secret-but-just-as-long" });
     const err = await connectRefused({ extraHeaders: { Authorization: `Bearer ${forged}` } });
     assert.equal(err.message, "unauthorized");
-    assert.deepEqual(err.data, { code: "UNAUTHORIZED" });
+    assert.deepEqual(err.data, { code: "UNAUTHORIZED", reason: "TOKEN_INVALID" });
   });
 });
 
 describe("refused REST tokens", () => {
   const refusals = {
-    "no token": undefined,
-    "forged signature": token(uid("mallory"), { secret: "not-the-server-secret-but-just-as-long" }),
-    expired: token(uid("old"), { exp: nowSecs() - 3600 }),
-    "alg none": token(uid("eve"), { alg: "none" }),
+    "no token": [undefined, "TOKEN_MISSING"],
+    "forged signature": [
+      token(uid("mallory"), { secret: "not-the-server-secret-but-just-as-long" }),
+      "TOKEN_INVALID",
+    ],
+    expired: [token(uid("old"), { exp: nowSecs() - 3600 }), "TOKEN_EXPIRED"],
+    "alg none": [token(uid("eve"), { alg: "none" }), "TOKEN_WRONG_ALGORITHM"],
   };
-  for (const [name, tok] of Object.entries(refusals)) {
+  for (const [name, [tok, reason]] of Object.entries(refusals)) {
     test(name, async () => {
       const headers = { "Content-Type": "application/json" };
       if (tok !== undefined) headers.Authorization = `Bearer ${tok}`;
@@ -123,6 +139,7 @@ describe("refused REST tokens", () => {
       assert.equal(response.status, 401);
       const body = await response.json();
       assert.equal(body.error?.code, "UNAUTHORIZED", JSON.stringify(body));
+      assert.equal(body.error?.reason, reason, JSON.stringify(body));
     });
   }
 });

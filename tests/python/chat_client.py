@@ -174,7 +174,10 @@ def forged_token_is_refused():
             wait_timeout=WAIT_SECS,
         )
     except socketio.exceptions.ConnectionError:
-        expected = {"message": "unauthorized", "data": {"code": "UNAUTHORIZED"}}
+        expected = {
+            "message": "unauthorized",
+            "data": {"code": "UNAUTHORIZED", "reason": "TOKEN_INVALID"},
+        }
         check(errors == [expected], f"connect_error: {errors}")
         return
     sio.disconnect()

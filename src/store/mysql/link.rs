@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use mysql::{Conn, Opts, OptsBuilder, consts::CapabilityFlags};
 
+use super::error::{is_broken, map_error};
+use super::lock::{self, Acquired};
+use crate::store::lock::StoreLocked;
 use crate::store::{Result, StoreError};
 
 /// Delay before the second connection attempt; doubles up to
@@ -86,6 +89,18 @@ pub struct Link {
     /// Whether a multi-row INSERT's AUTO_INCREMENT values are consecutive
     /// from LAST_INSERT_ID() on this connection (see `MysqlStore`).
     pub consecutive_ids: bool,
+    /// The writer's: the store lock, taken on every (re)connect.
+    lock: Option<StoreLock>,
+}
+
+/// The one-process lock a writer's link holds (see [`super::lock`]).
+#[derive(Debug)]
+struct StoreLock {
+    name: String,
+    /// How many connections of this link have taken it.
+    taken: u64,
+    /// Who held it at the last attempt, when that attempt was refused.
+    refused_by: Option<String>,
 }
 
 impl Link {
@@ -99,7 +114,42 @@ impl Link {
             backoff: FIRST_BACKOFF,
             last_error: String::new(),
             consecutive_ids: false,
+            lock: None,
         }
+    }
+
+    /// Connects now and takes the store lock `name` on the connection (and
+    /// again on every reconnect). Fails with [`StoreLocked`] when another
+    /// connection holds it, and as [`Link::open`] does otherwise.
+    pub fn open_locked(opts: Opts, name: &str) -> anyhow::Result<Self> {
+        let mut link = Self::unconnected(opts);
+        link.lock = Some(StoreLock {
+            name: name.to_owned(),
+            taken: 0,
+            refused_by: None,
+        });
+        match link.conn() {
+            Ok(_) => Ok(link),
+            Err(e) => match link.lock.as_mut().and_then(|l| l.refused_by.take()) {
+                Some(holder) => Err(StoreLocked {
+                    store: format!("{} (MySQL named lock {name:?})", describe(&link.opts)),
+                    holder,
+                    fix: "stop it first, or point this process at another database; when the \
+                          holder is gone but its connection lingers, end it with KILL <id> on \
+                          the database"
+                        .to_owned(),
+                }
+                .into()),
+                None => Err(e.into()),
+            },
+        }
+    }
+
+    /// How many times this link took the store lock (0 without one): a
+    /// change means the connection was replaced and another process may
+    /// have written meanwhile.
+    pub fn lock_epoch(&self) -> u64 {
+        self.lock.as_ref().map_or(0, |l| l.taken)
     }
 
     /// Connects now; fails with `Unavailable` when the database cannot be
@@ -121,6 +171,16 @@ impl Link {
         }
         if self.conn.is_none() {
             self.connect()?;
+            // The writer's new connection holds the lock again, but what
+            // the writer knows (the next seq of each channel) may be stale:
+            // this call fails, so no statement runs on that knowledge, and
+            // the writer, seeing the epoch change, forgets it.
+            if self.lock_epoch() > 1 {
+                self.last_used = Instant::now();
+                return Err(StoreError::Unavailable(
+                    "the writer's database connection was replaced; retry".into(),
+                ));
+            }
         }
         self.last_used = Instant::now();
         match &mut self.conn {
@@ -148,8 +208,42 @@ impl Link {
             .unwrap_or((1, 2));
             Ok((conn, increment == 1 && lock_mode < 2))
         });
+        let attempt = attempt.and_then(|(mut conn, consecutive)| {
+            let acquired = match &self.lock {
+                Some(l) => lock::acquire(&mut conn, &l.name)?,
+                None => Acquired::Held,
+            };
+            Ok((conn, consecutive, acquired))
+        });
+        if let Ok((_, _, Acquired::Taken(holder))) = &attempt
+            && let Some(l) = &mut self.lock
+        {
+            // Never write without the lock: refuse, loudly, and try again
+            // after the backoff (the other process may stop).
+            if l.taken > 0 {
+                tracing::error!(
+                    database = %describe(&self.opts),
+                    lock = %l.name,
+                    %holder,
+                    "the store lock was lost with the database connection and another process \
+                     holds it now: not writing (every write fails) until it is free; one \
+                     gatrix-chat per database"
+                );
+            }
+            l.refused_by = Some(holder.clone());
+            self.last_error = format!("the store lock is held by {holder}");
+            self.retry_at = Some(now + self.backoff);
+            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            return Err(StoreError::Unavailable(format!(
+                "another process holds the store lock ({holder})"
+            )));
+        }
         match attempt {
-            Ok((conn, consecutive)) => {
+            Ok((conn, consecutive, _)) => {
+                if let Some(l) = &mut self.lock {
+                    l.taken += 1;
+                    l.refused_by = None;
+                }
                 if self.retry_at.is_some() {
                     tracing::info!(database = %describe(&self.opts), "database reconnected");
                 }
@@ -190,138 +284,9 @@ impl Link {
     }
 }
 
-/// Server error codes (MySQL and MariaDB share them).
-mod code {
-    pub const DUP_ENTRY: u16 = 1062;
-    pub const DUP_ENTRY_WITH_KEY_NAME: u16 = 1586;
-    pub const NO_REFERENCED_ROW: u16 = 1216;
-    pub const ROW_IS_REFERENCED: u16 = 1217;
-    pub const ROW_IS_REFERENCED_2: u16 = 1451;
-    pub const NO_REFERENCED_ROW_2: u16 = 1452;
-    pub const BAD_NULL: u16 = 1048;
-    pub const NO_DEFAULT_FOR_FIELD: u16 = 1364;
-    pub const CHECK_CONSTRAINT_MARIADB: u16 = 4025;
-    pub const CHECK_CONSTRAINT_MYSQL: u16 = 3819;
-
-    pub const CON_COUNT: u16 = 1040;
-    pub const SERVER_SHUTDOWN: u16 = 1053;
-    pub const NET_READ_ERROR: u16 = 1158;
-    pub const NET_READ_INTERRUPTED: u16 = 1159;
-    pub const NET_ERROR_ON_WRITE: u16 = 1160;
-    pub const NET_WRITE_INTERRUPTED: u16 = 1161;
-    pub const QUERY_INTERRUPTED: u16 = 1317;
-    pub const CONNECTION_KILLED: u16 = 1927;
-    pub const CLIENT_INTERACTION_TIMEOUT: u16 = 4031;
-    pub const DISK_FULL: u16 = 1021;
-    pub const RECORD_FILE_FULL: u16 = 1114;
-    pub const LOCK_WAIT_TIMEOUT: u16 = 1205;
-    pub const LOCK_DEADLOCK: u16 = 1213;
-    pub const OPTION_PREVENTS_STATEMENT: u16 = 1290;
-    pub const READ_ONLY_MODE: u16 = 1836;
-    pub const CANT_EXECUTE_IN_READ_ONLY_TRANSACTION: u16 = 1792;
-}
-
-/// Whether the connection is unusable after `e` (and must be replaced).
-pub fn is_broken(e: &mysql::Error) -> bool {
-    use mysql::DriverError as D;
-    match e {
-        mysql::Error::MySqlError(e) => matches!(
-            e.code,
-            code::SERVER_SHUTDOWN
-                | code::NET_READ_ERROR
-                | code::NET_READ_INTERRUPTED
-                | code::NET_ERROR_ON_WRITE
-                | code::NET_WRITE_INTERRUPTED
-                | code::CONNECTION_KILLED
-                | code::CLIENT_INTERACTION_TIMEOUT
-        ),
-        // Our own mistakes in a statement's parameters leave the
-        // connection fine.
-        mysql::Error::DriverError(D::MismatchedStmtParams(..) | D::Params(_) | D::MixedParams) => {
-            false
-        }
-        mysql::Error::UrlError(_)
-        | mysql::Error::FromValueError(_)
-        | mysql::Error::FromRowError(_) => false,
-        _ => e.is_connectivity_error(),
-    }
-}
-
-/// The store's error for a driver error: connection trouble and transient
-/// server conditions are `Unavailable` (retry later), constraint
-/// violations `Conflict`, the rest `Other`.
-pub fn map_error(e: mysql::Error) -> StoreError {
-    if is_broken(&e) {
-        return StoreError::Unavailable(e.to_string());
-    }
-    match &e {
-        mysql::Error::MySqlError(server) => match server.code {
-            code::DUP_ENTRY
-            | code::DUP_ENTRY_WITH_KEY_NAME
-            | code::NO_REFERENCED_ROW
-            | code::ROW_IS_REFERENCED
-            | code::ROW_IS_REFERENCED_2
-            | code::NO_REFERENCED_ROW_2
-            | code::BAD_NULL
-            | code::NO_DEFAULT_FOR_FIELD
-            | code::CHECK_CONSTRAINT_MARIADB
-            | code::CHECK_CONSTRAINT_MYSQL => StoreError::Conflict(e.to_string()),
-            code::CON_COUNT
-            | code::QUERY_INTERRUPTED
-            | code::DISK_FULL
-            | code::RECORD_FILE_FULL
-            | code::LOCK_WAIT_TIMEOUT
-            | code::LOCK_DEADLOCK
-            | code::OPTION_PREVENTS_STATEMENT
-            | code::READ_ONLY_MODE
-            | code::CANT_EXECUTE_IN_READ_ONLY_TRANSACTION => StoreError::Unavailable(e.to_string()),
-            _ => StoreError::Other(e.to_string()),
-        },
-        _ => StoreError::Other(e.to_string()),
-    }
-}
-
-/// Whether `e` is a duplicate-key error.
-pub fn is_duplicate(e: &mysql::Error) -> bool {
-    matches!(e, mysql::Error::MySqlError(s) if s.code == code::DUP_ENTRY || s.code == code::DUP_ENTRY_WITH_KEY_NAME)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn server(code: u16) -> mysql::Error {
-        mysql::Error::MySqlError(mysql::MySqlError {
-            state: "HY000".into(),
-            message: "m".into(),
-            code,
-        })
-    }
-
-    #[test]
-    fn errors_map_to_the_store_kinds() {
-        let io = mysql::Error::IoError(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
-        assert!(is_broken(&io));
-        assert!(matches!(map_error(io), StoreError::Unavailable(_)));
-        assert!(matches!(map_error(server(1062)), StoreError::Conflict(_)));
-        assert!(matches!(map_error(server(1452)), StoreError::Conflict(_)));
-        assert!(matches!(map_error(server(4025)), StoreError::Conflict(_)));
-        assert!(matches!(
-            map_error(server(1053)),
-            StoreError::Unavailable(_)
-        ));
-        assert!(is_broken(&server(1927)));
-        assert!(!is_broken(&server(1205)));
-        assert!(matches!(
-            map_error(server(1205)),
-            StoreError::Unavailable(_)
-        ));
-        assert!(matches!(map_error(server(1146)), StoreError::Other(_)));
-        let params = mysql::Error::DriverError(mysql::DriverError::MixedParams);
-        assert!(!is_broken(&params));
-        assert!(matches!(map_error(params), StoreError::Other(_)));
-        assert!(is_duplicate(&server(1062)) && !is_duplicate(&server(1452)));
-    }
 
     #[test]
     fn descriptions_never_show_the_password() {
