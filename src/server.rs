@@ -345,8 +345,12 @@ fn open_store(
         Backend::Mysql(opts) => {
             let database = mysql::describe(opts);
             // Locked before migrating: a second process changes nothing.
-            let writer = MysqlStore::open_writer(opts)
-                .with_context(|| format!("opening the MySQL store at {database}"))?;
+            let writer = MysqlStore::open_writer(opts).with_context(|| {
+                format!(
+                    "opening the MySQL store at {database} (DATABASE_URL, DB_HOST or \
+                         CHAT_DB_HOST is set; unset them to use SQLite in DATA_DIR)"
+                )
+            })?;
             let applied = mysql::migrate(opts).with_context(|| {
                 format!(
                     "migrating the MySQL store at {database} (DATABASE_URL, DB_HOST or \

@@ -73,7 +73,7 @@ fn the_original_env_example_refuses_naming_the_mysql_it_cannot_reach() {
     assert!(log.contains("HOST localhost is 127.0.0.1"), "{log}");
     assert!(
         log.contains(&format!(
-            "migrating the MySQL store at mysql://root@localhost:{closed}/gatrix_chat (DATABASE_URL, \
+            "opening the MySQL store at mysql://root@localhost:{closed}/gatrix_chat (DATABASE_URL, \
              DB_HOST or CHAT_DB_HOST is set; unset them to use SQLite in DATA_DIR)"
         )),
         "{log}"
