@@ -12,6 +12,7 @@
 //! conformance example (`examples/socketio_conformance.rs`) another.
 
 pub mod driver;
+pub(crate) mod engine;
 pub mod link;
 pub mod pace;
 pub mod packet;

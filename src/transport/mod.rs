@@ -3,11 +3,15 @@
 //! Every connection starts with one HTTP/1.1 request ([`http`]). A request
 //! for `/socket.io/?EIO=4&transport=websocket` is upgraded here (we answer
 //! the 101 ourselves and keep the socket: [`crate::protocol::wsio`]) and driven by
-//! [`crate::protocol::drive`]; HTTP long-polling is refused with the
-//! reference server's 400; other paths go to the caller's routes.
+//! [`crate::protocol::drive`]; HTTP long-polling ([`polling`]) is served
+//! on keep-alive connections, and a WebSocket with the `sid` of a polling
+//! session upgrades it; other paths go to the caller's routes. A request
+//! for a session of another shard is returned to the caller
+//! ([`Opened::Elsewhere`]) to be handed over.
 
 pub mod http;
 pub mod origin;
+pub mod polling;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -88,6 +92,24 @@ impl<S> Upgraded<S> {
     }
 }
 
+/// What [`open`] ended with. (Not boxed: it is moved once, out of the
+/// boxed opening future, as the `Option<Upgraded>` before it was.)
+#[allow(clippy::large_enum_variant)]
+pub enum Opened<S> {
+    /// A new WebSocket session, ready to [`run`].
+    Upgraded(Upgraded<S>),
+    /// The connection was served (REST, polling, refused, upgraded into a
+    /// polling session) or failed.
+    Done,
+    /// The request is for a polling session of another shard: hand it the
+    /// stream and every byte read so far (the request included).
+    Elsewhere {
+        stream: S,
+        shard: usize,
+        read: Vec<u8>,
+    },
+}
+
 /// Serves one accepted connection to its end: [`open`], then [`run`].
 /// Requests for anything but the Socket.IO endpoint go to `other` with the
 /// stream and every byte read from it so far (REST, health, metrics).
@@ -98,7 +120,9 @@ impl<S> Upgraded<S> {
 /// boxed future that is freed when the session starts. (The box gets a
 /// statement of its own: a temporary lives to the end of its statement,
 /// so `Box::pin(open(..)).await` would keep the unboxed future's space in
-/// this one across the await.)
+/// this one across the await.) Without routing (one shard), a request
+/// for another shard's session is answered as an unknown sid.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve<S, H, O, F>(
     stream: S,
     peer: SocketAddr,
@@ -106,6 +130,7 @@ pub async fn serve<S, H, O, F>(
     ep: &Endpoint,
     handler: &H,
     links: &Links,
+    polls: Option<&polling::Polls<S>>,
     other: O,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -113,10 +138,28 @@ pub async fn serve<S, H, O, F>(
     O: FnOnce(S, Request, Vec<u8>) -> F,
     F: std::future::Future<Output = ()>,
 {
-    let opening = Box::pin(open(stream, peer, conn_id, ep, links, other));
-    if let Some(upgraded) = opening.await {
-        run(upgraded, ep, handler, links).await;
+    let opening = Box::pin(open(
+        stream,
+        Vec::new(),
+        peer,
+        conn_id,
+        ep,
+        links,
+        polls,
+        other,
+    ));
+    match opening.await {
+        Opened::Upgraded(upgraded) => run(upgraded, ep, handler, links).await,
+        Opened::Done => {}
+        Opened::Elsewhere { mut stream, .. } => {
+            let _ = http::write_response(&mut stream, &unknown_sid()).await;
+        }
     }
+}
+
+/// The reference's answer to a `sid` it does not hold.
+pub fn unknown_sid() -> Response {
+    polling::engine_error(400, 1, "Session ID unknown")
 }
 
 /// Runs an upgraded session to its end and unregisters its link. (Not an
@@ -140,62 +183,128 @@ where
     })
 }
 
-/// Reads the request head; serves anything but a Socket.IO upgrade through
-/// `other` (and returns `None`), refuses a bad upgrade, or answers 101 and
-/// returns the new session, its link registered.
+/// Reads request heads (after `early`, bytes already read); serves
+/// anything but the Socket.IO endpoint through `other`, polling requests
+/// (keep-alive: then the next request), the upgrade of a polling session;
+/// refuses a bad upgrade; or answers 101 and returns the new session, its
+/// link registered. Without `polls`, long-polling is refused with the
+/// reference's 400 (a WebSocket-only server such as `examples/ws_echo.rs`).
+#[allow(clippy::too_many_arguments)]
 pub async fn open<S, O, F>(
     mut stream: S,
+    mut early: Vec<u8>,
     peer: SocketAddr,
     conn_id: u64,
     ep: &Endpoint,
     links: &Links,
+    polls: Option<&polling::Polls<S>>,
     other: O,
-) -> Option<Upgraded<S>>
+) -> Opened<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     O: FnOnce(S, Request, Vec<u8>) -> F,
     F: std::future::Future<Output = ()>,
 {
-    let head = futures_lite::future::or(
-        async { Some(http::read_head(&mut stream, ep.max_header_bytes).await) },
-        async {
-            glommio::timer::sleep(ep.handshake_timeout).await;
-            None
-        },
-    )
-    .await;
-    let (req, read) = match head {
-        Some(Ok(r)) => r,
-        Some(Err(http::HttpError::TooLarge(_))) => {
-            let r = Response::error(431, "INVALID_PAYLOAD", "request head too large");
-            let _ = http::write_response(&mut stream, &r).await;
-            return None;
+    let (req, read) = loop {
+        let head = futures_lite::future::or(
+            async {
+                let early = std::mem::take(&mut early);
+                Some(http::read_head_after(&mut stream, early, ep.max_header_bytes).await)
+            },
+            async {
+                glommio::timer::sleep(ep.handshake_timeout).await;
+                None
+            },
+        )
+        .await;
+        let (req, read) = match head {
+            Some(Ok(r)) => r,
+            Some(Err(http::HttpError::TooLarge(_))) => {
+                let r = Response::error(431, "INVALID_PAYLOAD", "request head too large");
+                let _ = http::write_response(&mut stream, &r).await;
+                return Opened::Done;
+            }
+            Some(Err(http::HttpError::Malformed(_))) => {
+                let r = Response::error(400, "INVALID_PAYLOAD", "malformed HTTP request");
+                let _ = http::write_response(&mut stream, &r).await;
+                return Opened::Done;
+            }
+            Some(Err(_)) | None => return Opened::Done,
+        };
+        if req.path != "/socket.io/" && req.path != "/socket.io" {
+            // Boxed too: the REST server's future is large.
+            let rest = Box::pin(other(stream, req, read));
+            rest.await;
+            return Opened::Done;
         }
-        Some(Err(http::HttpError::Malformed(_))) => {
-            let r = Response::error(400, "INVALID_PAYLOAD", "malformed HTTP request");
-            let _ = http::write_response(&mut stream, &r).await;
-            return None;
+        let Some(polls) = polls else {
+            break (req, read);
+        };
+        // A polling session's requests, its upgrade included, are served
+        // by the shard that holds it.
+        let q = req.query_pairs();
+        if let Some((_, sid)) = q.iter().find(|(k, _)| k == "sid")
+            && let Some(shard) = polls.owner(sid)
+            && shard != polls.shard()
+        {
+            return Opened::Elsewhere {
+                stream,
+                shard,
+                read,
+            };
         }
-        Some(Err(_)) | None => return None,
+        let polling = q.iter().any(|(k, v)| k == "transport" && v == "polling");
+        if !polling && req.method != "OPTIONS" {
+            break (req, read);
+        }
+        match polling::serve(&mut stream, &req, read, peer, ep, links, polls).await {
+            polling::After::KeepAlive(next) => early = next,
+            polling::After::Close => return Opened::Done,
+        }
     };
-
-    if req.path != "/socket.io/" && req.path != "/socket.io" {
-        // Boxed too: the REST server's future is large.
-        let rest = Box::pin(other(stream, req, read));
-        rest.await;
-        return None;
-    }
     let key = match check_engine_request(&req).and_then(|k| ep.origins.check(&req).map(|()| k)) {
         Ok(key) => key.to_owned(),
         Err(r) => {
             let _ = http::write_response(&mut stream, &r).await;
-            return None;
+            return Opened::Done;
         }
     };
     let accept = derive_accept_key(key.as_bytes());
     let reply = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     );
+    let sid = req
+        .query_pairs()
+        .into_iter()
+        .find(|(k, _)| k == "sid")
+        .map(|(_, v)| v);
+    if let Some(sid) = sid {
+        // The upgrade of a polling session (on its shard, see above).
+        let upgrade = polls.map_or(polling::Upgrade::Unknown, |p| polling::upgradable(p, &sid));
+        let limit = ep.opts.frame_limit(false);
+        match upgrade {
+            polling::Upgrade::To(ps) => {
+                let mut io = WsIo::new(stream, read[req.head_len..].to_vec(), limit);
+                io.queue_raw(reply.as_bytes());
+                ps.offer_upgrade(io);
+            }
+            polling::Upgrade::Unknown => {
+                let _ = http::write_response(&mut stream, &unknown_sid()).await;
+            }
+            polling::Upgrade::Taken => {
+                let mut io = WsIo::new(stream, Vec::new(), limit);
+                io.queue_raw(reply.as_bytes());
+                io.queue_close(1000, "");
+                let flush = std::future::poll_fn(|cx| io.poll_flush_unsent(cx));
+                let _ = futures_lite::future::or(flush, async {
+                    glommio::timer::sleep(ep.handshake_timeout).await;
+                    Ok(())
+                })
+                .await;
+            }
+        }
+        return Opened::Done;
+    }
     // Frames and messages above the limit are refused (close 1009) from
     // their header, before their payload is buffered; until a CONNECT
     // succeeds the limit is the smaller one. The 101 leaves with the OPEN
@@ -213,7 +322,16 @@ where
         ep.queue,
     ));
     links.register(link.clone());
-    let handshake = Handshake {
+    Opened::Upgraded(Upgraded {
+        io,
+        link,
+        handshake: handshake_of(&req, peer),
+    })
+}
+
+/// What a session's handler learns of its first request.
+fn handshake_of(req: &Request, peer: SocketAddr) -> Handshake {
+    Handshake {
         peer,
         query: req.query_pairs(),
         bearer: req
@@ -223,12 +341,7 @@ where
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .map(|t| t.trim().to_owned()),
-    };
-    Some(Upgraded {
-        io,
-        link,
-        handshake,
-    })
+    }
 }
 
 /// Checks an Engine.IO request the way the reference server does and
