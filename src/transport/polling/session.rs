@@ -260,6 +260,16 @@ where
     if let Poll::Ready(r) = st.link.poll_closing(cx) {
         return Poll::Ready(Wake::End(r));
     }
+    // No GET for a ping cycle: the client is gone, or pongs without
+    // reading (its pongs push the ping, and so the timer, back: this is
+    // checked on every wake, its POSTs' included). Not while upgrading:
+    // the client stops polling for the probe.
+    if probe.is_none()
+        && !ps.get_waiting()
+        && ps.last_get.get().elapsed() > opts.ping_interval + opts.ping_timeout
+    {
+        return Poll::Ready(Wake::End(CloseReason::PingTimeout));
+    }
     loop {
         let Some(packet) = ps.inbox.borrow_mut().pop_front() else {
             break;
