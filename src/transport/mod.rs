@@ -20,6 +20,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use base64::Engine;
+use futures::FutureExt;
+use futures::channel::oneshot;
+use futures::future::Shared;
 use futures_lite::{AsyncRead, AsyncWrite};
 use tungstenite::handshake::derive_accept_key;
 
@@ -40,15 +43,38 @@ pub struct Endpoint {
 }
 
 /// The live links of one shard, so shutdown can close every one.
-#[derive(Default)]
 pub struct Links {
     map: RefCell<HashMap<u64, Rc<Link>>>,
     /// Set by [`Links::close_all`]: a link registered later (its upgrade was
     /// under way) is closed at once.
     closing: Cell<Option<CloseReason>>,
+    /// Completed by [`Links::close_all`]: keep-alive polling connections
+    /// waiting for their next request stop waiting.
+    drain: RefCell<Option<oneshot::Sender<()>>>,
+    drained: Shared<oneshot::Receiver<()>>,
+}
+
+impl Default for Links {
+    fn default() -> Self {
+        let (tx, rx) = oneshot::channel();
+        Self {
+            map: RefCell::default(),
+            closing: Cell::new(None),
+            drain: RefCell::new(Some(tx)),
+            drained: rx.shared(),
+        }
+    }
 }
 
 impl Links {
+    /// Resolves once [`Links::close_all`] was called.
+    fn draining(&self) -> impl std::future::Future<Output = ()> + use<> {
+        let drained = self.drained.clone();
+        async move {
+            let _ = drained.await;
+        }
+    }
+
     fn register(&self, link: Rc<Link>) {
         if let Some(reason) = self.closing.get() {
             link.close(reason);
@@ -67,6 +93,7 @@ impl Links {
     /// Asks every link to close with `reason`.
     pub fn close_all(&self, reason: CloseReason) {
         self.closing.set(Some(reason));
+        self.drain.borrow_mut().take();
         let links: Vec<Rc<Link>> = self.map.borrow().values().cloned().collect();
         for l in links {
             l.close(reason);
@@ -205,6 +232,7 @@ where
     O: FnOnce(S, Request, Vec<u8>) -> F,
     F: std::future::Future<Output = ()>,
 {
+    let mut first = true;
     let (req, read) = loop {
         let head = futures_lite::future::or(
             async {
@@ -212,11 +240,21 @@ where
                 Some(http::read_head_after(&mut stream, early, ep.max_header_bytes).await)
             },
             async {
-                glommio::timer::sleep(ep.handshake_timeout).await;
+                // A keep-alive connection's next request: not on a
+                // draining shard (the first one is answered, and refused
+                // if need be, as always).
+                let drain = async {
+                    if first {
+                        std::future::pending::<()>().await;
+                    }
+                    links.draining().await;
+                };
+                futures_lite::future::or(drain, glommio::timer::sleep(ep.handshake_timeout)).await;
                 None
             },
         )
         .await;
+        first = false;
         let (req, read) = match head {
             Some(Ok(r)) => r,
             Some(Err(http::HttpError::TooLarge(_))) => {
