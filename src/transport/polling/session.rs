@@ -27,11 +27,6 @@ use crate::protocol::ws::Msg;
 use crate::protocol::wsio::{ReadEnd, WsIo};
 use crate::protocol::{CloseReason, Frame, Handler, Link, Options};
 
-/// How long a WebSocket may take from its 101 to the upgrade packet (`5`)
-/// before it is dropped and the session stays on polling (the reference
-/// server's `upgradeTimeout`).
-const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// What a session's requests and its driver share (all on its shard).
 pub(crate) struct PollSession<S> {
     pub(crate) link: Rc<Link>,
@@ -158,11 +153,16 @@ enum ProbeStop {
 }
 
 /// Runs a polling session to its end, on WebSocket if it upgrades, and
-/// returns why it ended. The OPEN packet was the handshake's answer.
+/// returns why it ended. The OPEN packet was the handshake's answer. A
+/// WebSocket that does not send the upgrade packet (`5`) within
+/// `upgrade_timeout` of its 101 is dropped and the session stays on
+/// polling (the reference server's `upgradeTimeout`, 10 s; here
+/// `HANDSHAKE_TIMEOUT_MS`, the same 10 s by default).
 pub(crate) async fn drive<S, H>(
     ps: Rc<PollSession<S>>,
     mut st: State<'_, H>,
     opts: &Options,
+    upgrade_timeout: Duration,
 ) -> CloseReason
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -183,7 +183,7 @@ where
                 }
                 if probe
                     .as_ref()
-                    .is_some_and(|p| now.duration_since(p.since) > UPGRADE_TIMEOUT)
+                    .is_some_and(|p| now.duration_since(p.since) > upgrade_timeout)
                 {
                     probe = None;
                     ps.upgrading.set(false);
