@@ -189,6 +189,7 @@ pub fn serve(addr: SocketAddr, ready: impl FnOnce(SocketAddr) + Send + 'static) 
                     let not_found = async |mut s: glommio::net::TcpStream, _req, _read| {
                         let r = transport::Response::error(404, "NOT_FOUND", "no such path");
                         let _ = transport::http::write_response(&mut s, &r).await;
+                        None
                     };
                     let polls = Some(&*polls);
                     transport::serve(stream, peer, id, &ep, &*handler, &links, polls, not_found)

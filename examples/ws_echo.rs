@@ -158,6 +158,7 @@ fn main() {
                     let not_found = async |mut s: glommio::net::TcpStream, _req, _read| {
                         let r = transport::Response::error(404, "NOT_FOUND", "no such path");
                         let _ = transport::http::write_response(&mut s, &r).await;
+                        None
                     };
                     let opened =
                         transport::open(stream, Vec::new(), peer, id, &ep, &links, None, not_found);

@@ -120,6 +120,45 @@ fn upgrades_carry_sessions_over_whichever_shard_takes_the_websocket() {
     }
 }
 
+/// Browsers reuse a kept-alive connection for whatever goes to the same
+/// origin: polling requests after REST calls on one connection are served
+/// (and handed to the session's shard when it is the other one).
+#[test]
+fn polling_after_rest_on_one_kept_alive_connection() {
+    use std::io::Write;
+    let server = TestServer::start();
+    let token = server.token("browser");
+    for _ in 0..6 {
+        let mut s = std::net::TcpStream::connect(server.addr()).unwrap();
+        s.set_read_timeout(Some(raw::WAIT)).unwrap();
+        let mut send = |req: String| {
+            s.write_all(req.as_bytes()).unwrap();
+            common::polling::read_response(&mut s)
+        };
+        let health = send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n".into());
+        assert_eq!(health.status, 200, "{health:?}");
+        let open =
+            send("GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n".into());
+        assert_eq!(open.status, 200, "{open:?}");
+        let open: Value = serde_json::from_str(&open.body[1..]).unwrap();
+        let q = format!(
+            "EIO=4&transport=polling&sid={}",
+            open["sid"].as_str().unwrap()
+        );
+        let connect = format!("40{}", json!({ "token": token }));
+        let post = send(format!(
+            "POST /socket.io/?{q} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{connect}",
+            connect.len()
+        ));
+        assert_eq!((post.status, post.body.as_str()), (200, "ok"));
+        let get = send(format!("GET /socket.io/?{q} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(get.body.starts_with("40{\"sid\""), "{get:?}");
+        // And REST again on the same connection.
+        let health = send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n".into());
+        assert_eq!(health.status, 200, "{health:?}");
+    }
+}
+
 #[test]
 fn polling_cors_follows_allowed_origins() {
     let server = TestServer::start_with(&[("ALLOWED_ORIGINS", "https://app.example")]);

@@ -123,7 +123,7 @@ pub async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
             sh.draining.clone(),
             sh.rest,
         )
-        .await;
+        .await
     };
     let polls = Some(&sh.polls);
     let opened = transport::open(

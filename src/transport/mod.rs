@@ -89,7 +89,7 @@ pub enum Opened<S> {
 /// this one across the await.) Without routing (one shard), a request
 /// for another shard's session is answered as an unknown sid.
 #[allow(clippy::too_many_arguments)]
-pub async fn serve<S, H, O, F>(
+pub async fn serve<S, H, O>(
     stream: S,
     peer: SocketAddr,
     conn_id: u64,
@@ -101,8 +101,7 @@ pub async fn serve<S, H, O, F>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
     H: Handler,
-    O: FnOnce(S, Request, Vec<u8>) -> F,
-    F: std::future::Future<Output = ()>,
+    O: AsyncFnMut(S, Request, Vec<u8>) -> Option<(S, Vec<u8>)>,
 {
     let opening = Box::pin(open(
         stream,
@@ -150,13 +149,14 @@ where
 }
 
 /// Reads request heads (after `early`, bytes already read); serves
-/// anything but the Socket.IO endpoint through `other`, polling requests
+/// anything but the Socket.IO endpoint through `other` (which returns the
+/// stream when a Socket.IO request follows on it), polling requests
 /// (keep-alive: then the next request), the upgrade of a polling session;
 /// refuses a bad upgrade; or answers 101 and returns the new session, its
 /// link registered. Without `polls`, long-polling is refused with the
 /// reference's 400 (a WebSocket-only server such as `examples/ws_echo.rs`).
 #[allow(clippy::too_many_arguments)]
-pub async fn open<S, O, F>(
+pub async fn open<S, O>(
     mut stream: S,
     mut early: Vec<u8>,
     peer: SocketAddr,
@@ -164,12 +164,11 @@ pub async fn open<S, O, F>(
     ep: &Endpoint,
     links: &Links,
     polls: Option<&polling::Polls<S>>,
-    other: O,
+    mut other: O,
 ) -> Opened<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
-    O: FnOnce(S, Request, Vec<u8>) -> F,
-    F: std::future::Future<Output = ()>,
+    O: AsyncFnMut(S, Request, Vec<u8>) -> Option<(S, Vec<u8>)>,
 {
     let mut first = true;
     let (req, read) = loop {
@@ -209,10 +208,16 @@ where
             Some(Err(_)) | None => return Opened::Done,
         };
         if req.path != "/socket.io/" && req.path != "/socket.io" {
-            // Boxed too: the REST server's future is large.
+            // Boxed too: the REST server's future is large. It gives the
+            // connection back for a Socket.IO request after REST calls.
             let rest = Box::pin(other(stream, req, read));
-            rest.await;
-            return Opened::Done;
+            match rest.await {
+                Some((s, next)) => {
+                    (stream, early) = (s, next);
+                    continue;
+                }
+                None => return Opened::Done,
+            }
         }
         let Some(polls) = polls else {
             break (req, read);

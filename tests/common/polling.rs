@@ -180,3 +180,34 @@ impl Poller {
 
 /// How long a test waits for a session to be closed by the server.
 pub const EXPIRY_WAIT: Duration = Duration::from_secs(15);
+
+/// Reads one response (head and `Content-Length` body) from a kept-alive
+/// connection.
+pub fn read_response(s: &mut TcpStream) -> Reply {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).expect("read a response head");
+        assert_eq!(n, 1, "connection closed in a response head: {head:?}");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).expect("UTF-8 head");
+    let mut lines = head.lines();
+    let status = lines.next().unwrap_or("")[9..12].parse().expect("status");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .map(|(_, v)| v.trim().parse().expect("Content-Length"))
+        .expect("a Content-Length");
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).expect("read a response body");
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8(body).expect("UTF-8 body"),
+    }
+}
