@@ -128,14 +128,6 @@ impl<S> Polls<S> {
     fn session(&self, sid: &str) -> Option<Rc<PollSession<S>>> {
         self.sessions.borrow().get(sid).cloned()
     }
-
-    pub fn len(&self) -> usize {
-        self.sessions.borrow().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sessions.borrow().is_empty()
-    }
 }
 
 /// The sid of a polling session: a random token (URL-safe base64, no
