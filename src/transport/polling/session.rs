@@ -359,6 +359,8 @@ where
         }
         Msg::Text(t) if t == "5" && *probed => {
             upgraded = true;
+            // The session's own limit from the next frame on.
+            io.set_max_message(opts.frame_limit(!st.sockets.is_empty()));
             Ok(())
         }
         _ => Err(ProbeStop::Abort),
