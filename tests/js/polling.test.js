@@ -5,6 +5,7 @@
 // WebSocket clients, and nothing is lost or reordered across the upgrade.
 
 import assert from "node:assert/strict";
+import { once } from "node:events";
 import { describe, test } from "node:test";
 
 import { WAIT_MS, connect, join, newChannel, send, uid } from "./lib.js";
@@ -69,6 +70,36 @@ describe("long-polling", () => {
       atAlice.map((m) => m.content).filter((c) => c.startsWith("from websocket")),
       Array.from({ length: 10 }, (_, i) => `from websocket ${i}`),
     );
+    assert.equal(alice.io.engine.transport.name, "polling");
+  });
+
+  test("recovery over polling: a dropped session comes back with the missed messages in order", async () => {
+    const channelId = await newChannel();
+    const bob = await connect(uid("bob"));
+    await join(bob, channelId);
+    const alice = await connect(uid("alice"), {
+      defaultTransports: true,
+      transports: ["polling"],
+      reconnection: true,
+      reconnectionDelay: 300,
+      reconnectionDelayMax: 300,
+      randomizationFactor: 0,
+    });
+    await join(alice, channelId);
+    const pid = alice._pid;
+    assert.equal(typeof pid, "string");
+    const dropped = once(alice, "disconnect");
+    alice.io.engine.close();
+    await dropped;
+    const back = once(alice, "connect");
+    const missed = [];
+    for (let i = 0; i < 5; i++) missed.push(await send(bob, channelId, `missed ${i}`));
+    await back;
+    assert.equal(alice.recovered, true, "the session was not recovered");
+    assert.equal(alice._pid, pid);
+    const live = await send(bob, channelId, "live");
+    const got = await alice.inbox.take("message", 6, (m) => m.channelId === channelId);
+    assert.deepEqual(got, [...missed, live]);
     assert.equal(alice.io.engine.transport.name, "polling");
   });
 });
