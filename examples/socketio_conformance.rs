@@ -153,6 +153,28 @@ pub fn serve(addr: SocketAddr, ready: impl FnOnce(SocketAddr) + Send + 'static) 
                 Rc::new(Links::default()),
                 Rc::new(Conformance),
             );
+            // Long-polling sessions: one shard, ids above the accepted
+            // connections', no connection limit.
+            let polls = Rc::new(transport::polling::Polls::new(
+                0,
+                1,
+                ep.clone(),
+                handler.clone(),
+                links.clone(),
+                transport::polling::Hooks {
+                    next_id: Box::new({
+                        let n = std::cell::Cell::new(1u64 << 40);
+                        move || {
+                            n.set(n.get() + 1);
+                            n.get()
+                        }
+                    }),
+                    admit: Box::new(|_| Ok(Box::new(()))),
+                    spawn: Box::new(|task| {
+                        glommio::spawn_local(task).detach();
+                    }),
+                },
+            ));
             let mut id = 0;
             loop {
                 let Ok(stream) = listener.accept().await else {
@@ -162,13 +184,17 @@ pub fn serve(addr: SocketAddr, ready: impl FnOnce(SocketAddr) + Send + 'static) 
                     continue;
                 };
                 id += 1;
-                let (ep, links, handler) = (ep.clone(), links.clone(), handler.clone());
+                let (ep, links, handler, polls) =
+                    (ep.clone(), links.clone(), handler.clone(), polls.clone());
                 glommio::spawn_local(async move {
                     let not_found = async |mut s: glommio::net::TcpStream, _req, _read| {
                         let r = transport::Response::error(404, "NOT_FOUND", "no such path");
                         let _ = transport::http::write_response(&mut s, &r).await;
+                        None
                     };
-                    transport::serve(stream, peer, id, &ep, &*handler, &links, not_found).await;
+                    let polls = Some(&*polls);
+                    transport::serve(stream, peer, id, &ep, &*handler, &links, polls, not_found)
+                        .await;
                 })
                 .detach();
             }

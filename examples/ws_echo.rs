@@ -159,9 +159,11 @@ fn main() {
                     let not_found = async |mut s: glommio::net::TcpStream, _req, _read| {
                         let r = transport::Response::error(404, "NOT_FOUND", "no such path");
                         let _ = transport::http::write_response(&mut s, &r).await;
+                        None
                     };
-                    let opened = transport::open(stream, peer, id, &ep, &links, not_found).await;
-                    if let Some(upgraded) = opened {
+                    let opened =
+                        transport::open(stream, Vec::new(), peer, id, &ep, &links, None, not_found);
+                    if let transport::Opened::Upgraded(upgraded) = opened.await {
                         let (io, link) = upgraded.into_parts();
                         echo(io, link).await;
                     }

@@ -367,3 +367,28 @@ pub fn recovery_claim(connect: &str) {
         assert_eq!(sent.parse::<u64>(), Ok(offset));
     }
 }
+
+/// Target `polling_payload`: a long-polling POST body (UTF-8, as the
+/// server checks first) through the payload decoder. What it accepts has
+/// one packet per `\x1e`-separated part, none empty, and encodes back (as
+/// a GET's payload) to a body that decodes to the same packets.
+pub fn polling_payload(body: &str) {
+    use crate::protocol::Frame;
+    use crate::transport::polling::payload::{self, Inbound};
+    let Some(packets) = payload::decode(body) else {
+        return;
+    };
+    assert_eq!(packets.len(), body.split('\x1e').count());
+    let mut again = String::new();
+    for p in &packets {
+        let frame = match p {
+            Inbound::Text(t) => {
+                assert!(!t.is_empty() && !t.contains('\x1e') && !t.starts_with('b'));
+                Frame::Text(t.clone().into())
+            }
+            Inbound::Binary(b) => Frame::Binary(b.clone().into()),
+        };
+        payload::encode_into(&mut again, &frame);
+    }
+    assert_eq!(payload::decode(&again), Some(packets));
+}

@@ -2,9 +2,10 @@
 //!
 //! The map, from the wire inwards (docs/architecture.md draws the same):
 //! - [`transport`]: accepted TCP stream → HTTP request head → WebSocket
-//!   upgrade (or a small HTTP answer: health, readiness, refusals).
-//! - [`protocol`]: Engine.IO v4 / Socket.IO v5 over WebSocket: the codec,
-//!   the per-connection driver and its bounded outbound queue ([`protocol::Link`]),
+//!   upgrade, Engine.IO long-polling and its upgrade (the session on its
+//!   shard), or a small HTTP answer (refusals).
+//! - [`protocol`]: Engine.IO v4 / Socket.IO v5: the codec, the session
+//!   state whatever the transport, the WebSocket driver and its bounded outbound queue ([`protocol::Link`]),
 //!   and the [`protocol::Handler`] interface the application implements.
 //! - [`chat`]: the chat commands (join, leave, send, typing, presence) as a
 //!   `Handler`, split by role: connection side, channel owner, user owner.

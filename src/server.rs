@@ -162,6 +162,8 @@ pub fn run_until(
         },
         auth,
         mesh,
+        // Only `post_external` is used: one lock-free queue per shard.
+        handoff: Mesh::new(shards, 1),
         store,
         sessions: chat::recovery::Sessions::new(config.recovery_max_sessions),
         admission: Admission::new(

@@ -1,5 +1,5 @@
 //! Hostile and broken clients, with a raw WebSocket: malformed packets,
-//! oversized frames, the unsupported polling transport, foreign recovery
+//! oversized frames, unknown Engine.IO transports and sessions, foreign recovery
 //! claims, and the lone surrogate escapes the reference accepts. (Floods
 //! and slow readers: floods.rs.) Each test runs its own
 //! server (two shards) and creates the channels it uses through the REST
@@ -143,12 +143,33 @@ fn message_over_max_payload_closes_with_1009() {
     assert_healthy(&server);
 }
 
+/// Engine.IO requests the server cannot serve get the reference server's
+/// 400 and JSON (long-polling itself is served: tests/polling.rs).
 #[test]
-fn polling_transport_is_refused_with_400() {
+fn unknown_transports_and_sessions_are_refused_with_the_reference_400() {
     let server = TestServer::start();
-    for path in [
-        "/socket.io/?EIO=4&transport=polling",
-        "/socket.io/?EIO=4&transport=polling&t=Nx3kq2a",
+    for (path, code, message) in [
+        ("/socket.io/?EIO=4&transport=xhr", 0, "Transport unknown"),
+        (
+            "/socket.io/?EIO=4&transport=polling&sid=abc",
+            1,
+            "Session ID unknown",
+        ),
+        (
+            "/socket.io/?EIO=4&transport=polling&sid=abc.1",
+            1,
+            "Session ID unknown",
+        ),
+        (
+            "/socket.io/?EIO=4&transport=polling&sid=abc.7",
+            1,
+            "Session ID unknown",
+        ),
+        (
+            "/socket.io/?EIO=3&transport=polling",
+            5,
+            "Unsupported protocol version",
+        ),
     ] {
         let response = http_get(server.port(), path).expect("GET polling");
         assert_eq!(response.status, 400, "{path}: {response:?}");
@@ -158,7 +179,7 @@ fn polling_transport_is_refused_with_400() {
             "{path}: content-type {content_type:?}"
         );
         let body: Value = serde_json::from_str(&response.body).expect("JSON body");
-        assert_eq!(body, json!({ "code": 0, "message": "Transport unknown" }));
+        assert_eq!(body, json!({ "code": code, "message": message }), "{path}");
     }
 }
 

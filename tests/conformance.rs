@@ -1,10 +1,14 @@
-//! The WebSocket cases of the official socket.io-protocol test suite, run
-//! against `examples/socketio_conformance.rs` (the same code, started on a
-//! free port) with a raw WebSocket client, frame by frame.
+//! The cases of the official socket.io-protocol test suite, run against
+//! `examples/socketio_conformance.rs` (the same code, started on a free
+//! port) with a raw WebSocket client, frame by frame, and plain HTTP
+//! requests for long-polling (`conformance/polling.rs`).
 
 #[allow(dead_code)]
 #[path = "../examples/socketio_conformance.rs"]
 mod example;
+/// The long-polling and upgrade cases.
+#[path = "conformance/polling.rs"]
+mod polling;
 /// The handshake's writes, read as the official suite's client reads them.
 #[path = "conformance/writes.rs"]
 mod writes;
@@ -244,19 +248,4 @@ fn engine_close_packet_ends_the_session() {
     let (mut ws, _) = open();
     send(&mut ws, "1");
     closed(&mut ws, Duration::from_secs(3));
-}
-
-#[test]
-fn long_polling_is_refused_with_400() {
-    use std::io::{Read, Write};
-    let mut s = TcpStream::connect(server()).unwrap();
-    s.write_all(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
-    assert!(
-        out.ends_with(r#"{"code":0,"message":"Transport unknown"}"#),
-        "{out}"
-    );
 }

@@ -1,17 +1,21 @@
-//! Engine.IO v4 + Socket.IO v5 over WebSocket, independent of chat.
+//! Engine.IO v4 + Socket.IO v5, independent of chat (long-polling, the
+//! other transport, is `crate::transport::polling`, on the same state).
 //!
 //! - [`packet`]: the wire forms (parse and encode).
 //! - [`link`]: a connection's bounded outbound queue, shared with the shard.
 //! - [`pace`]: a connection's command rate limiter (on its link).
 //! - [`ws`], [`wsio`]: WebSocket framing by hand, and a connection's
 //!   socket I/O through its shard's shared buffers.
-//! - [`driver`]: one connection's life: OPEN, heartbeats, namespace CONNECT,
-//!   events and binary attachments, batched writes, close codes.
+//! - `engine`: a session's state apart from its transport: heartbeats,
+//!   namespace CONNECT, events and binary attachments.
+//! - [`driver`]: one WebSocket connection's life: OPEN, reads into the
+//!   state, batched writes, close codes.
 //!
 //! The application plugs in through [`Handler`]; the chat server is one, the
 //! conformance example (`examples/socketio_conformance.rs`) another.
 
 pub mod driver;
+pub(crate) mod engine;
 pub mod link;
 pub mod pace;
 pub mod packet;

@@ -231,9 +231,17 @@ pub fn encode_open(
     ping_interval_ms: u64,
     ping_timeout_ms: u64,
     max_payload: usize,
+    can_upgrade: bool,
 ) -> String {
+    // A long-polling session may upgrade to WebSocket; a WebSocket one
+    // has nowhere to go.
+    let upgrades = if can_upgrade {
+        r#"["websocket"]"#
+    } else {
+        "[]"
+    };
     format!(
-        r#"0{{"sid":"{sid}","upgrades":[],"pingInterval":{ping_interval_ms},"pingTimeout":{ping_timeout_ms},"maxPayload":{max_payload}}}"#
+        r#"0{{"sid":"{sid}","upgrades":{upgrades},"pingInterval":{ping_interval_ms},"pingTimeout":{ping_timeout_ms},"maxPayload":{max_payload}}}"#
     )
 }
 

@@ -101,11 +101,39 @@ impl Drop for InFlight<'_> {
 }
 
 /// A stream with bytes already read from it put back in front.
+///
+/// It also gives the connection back for a Socket.IO request: browsers
+/// reuse a kept-alive connection for whatever goes to the same origin, so
+/// a long-polling request (or a WebSocket upgrade) may follow REST calls on
+/// one connection. The first bytes of each later request are looked at
+/// (`sniff`) before hyper sees them; a `/socket.io` request is kept
+/// (`diverted`) and hyper is told the stream ended, between two requests,
+/// so that [`super::serve`] can hand the stream and those bytes back to
+/// the transport.
 pub struct Rewind<S> {
     prefix: Vec<u8>,
     at: usize,
     inner: S,
     activity: std::rc::Rc<Activity>,
+    /// The first bytes of a request, until it is known whose it is.
+    sniff: Vec<u8>,
+    diverted: Option<Vec<u8>>,
+}
+
+/// The request lines a Socket.IO request starts with (origin-form).
+const SOCKET_IO: [&[u8]; 3] = [b"GET /socket.io", b"POST /socket.io", b"OPTIONS /socket.io"];
+
+/// Is a request starting with `bytes` for the Socket.IO endpoint? `None`
+/// while too few bytes have come to tell.
+fn socket_io_request(bytes: &[u8]) -> Option<bool> {
+    let mut maybe = false;
+    for line in SOCKET_IO {
+        if bytes.len() > line.len() && bytes.starts_with(line) {
+            return Some(matches!(bytes[line.len()], b'/' | b'?' | b' '));
+        }
+        maybe |= line.starts_with(bytes);
+    }
+    if maybe { None } else { Some(false) }
 }
 
 impl<S> Rewind<S> {
@@ -115,7 +143,14 @@ impl<S> Rewind<S> {
             at: 0,
             inner,
             activity,
+            sniff: Vec::new(),
+            diverted: None,
         }
+    }
+
+    /// The bytes of a Socket.IO request read instead of hyper, if one came.
+    pub fn diverted(&mut self) -> Option<Vec<u8>> {
+        self.diverted.take()
     }
 
     /// The stream itself (any rewound bytes not yet served are dropped).
@@ -141,11 +176,43 @@ impl<S: AsyncRead + Unpin> hyper::rt::Read for Rewind<S> {
             }
             return Poll::Ready(Ok(()));
         }
+        if this.diverted.is_some() {
+            return Poll::Ready(Ok(())); // the end, as hyper sees it
+        }
+        // The first bytes of a new request (none of it read yet, none in
+        // flight), or more of them.
+        let boundary = !this.activity.busy() && this.activity.head_for().is_none();
         let mut chunk = [0u8; READ_CHUNK];
         let want = buf.remaining().min(READ_CHUNK);
         let n = ready!(Pin::new(&mut this.inner).poll_read(cx, &mut chunk[..want]))?;
         if n > 0 {
             this.activity.read_some();
+        }
+        if boundary || !this.sniff.is_empty() {
+            this.sniff.extend_from_slice(&chunk[..n]);
+            match socket_io_request(&this.sniff) {
+                Some(true) => {
+                    this.diverted = Some(std::mem::take(&mut this.sniff));
+                    return Poll::Ready(Ok(()));
+                }
+                None if n > 0 => {
+                    // Too short to tell: read on (the next poll reads the
+                    // socket, registering the waker if nothing came).
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                _ => {
+                    this.prefix = std::mem::take(&mut this.sniff);
+                    let n = buf.remaining().min(this.prefix.len());
+                    buf.put_slice(&this.prefix[..n]);
+                    this.at = n;
+                    if this.at == this.prefix.len() {
+                        this.prefix = Vec::new();
+                        this.at = 0;
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+            }
         }
         buf.put_slice(&chunk[..n]);
         Poll::Ready(Ok(()))
@@ -210,6 +277,28 @@ mod tests {
         let out = String::from_utf8(parts.io.into_inner().written).unwrap();
         assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
         assert!(out.ends_with("\r\n\r\n/x"), "{out}");
+    }
+
+    #[test]
+    fn a_socket_io_request_is_told_from_its_first_bytes() {
+        for yes in [
+            &b"GET /socket.io/?EIO=4"[..],
+            b"POST /socket.io?x",
+            b"OPTIONS /socket.io/ H",
+        ] {
+            assert_eq!(socket_io_request(yes), Some(true), "{yes:?}");
+        }
+        for no in [
+            &b"GET /health"[..],
+            b"POST /api/v1/messages",
+            b"GET /socket.iox",
+            b"PUT /socket.io/",
+        ] {
+            assert_eq!(socket_io_request(no), Some(false), "{no:?}");
+        }
+        for maybe in [&b"G"[..], b"GET /sock", b"OPTIONS", b"GET /socket.io"] {
+            assert_eq!(socket_io_request(maybe), None, "{maybe:?}");
+        }
     }
 
     /// Reads from a fixed buffer, keeps what is written.

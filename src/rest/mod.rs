@@ -134,7 +134,10 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Service {
 
 /// Serves REST requests on a connection until it ends. `first` is the
 /// first request's head as the transport parsed it, and `read` every byte
-/// the transport read from `stream` (that head, maybe more).
+/// the transport read from `stream` (that head, maybe more). Returns the
+/// stream and the bytes read of a later request for the Socket.IO
+/// endpoint (long-polling after REST calls on one kept-alive connection,
+/// as browsers do): the transport serves it ([`io::Rewind`]).
 pub async fn serve<S>(
     mut stream: S,
     first: &crate::transport::Request,
@@ -144,7 +147,8 @@ pub async fn serve<S>(
     settings: RestSettings,
     origins: OriginPolicy,
     peer: std::net::IpAddr,
-) where
+) -> Option<(S, Vec<u8>)>
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     // hyper would answer a bad Content-Length with a bare 400; on the first
@@ -154,7 +158,7 @@ pub async fn serve<S>(
         let r = crate::transport::Response::error(400, "INVALID_PAYLOAD", message);
         let _ = crate::transport::http::write_response(&mut stream, &r).await;
         linger(stream).await;
-        return;
+        return None;
     }
     let activity = Rc::new(Activity::new());
     let conn = Rc::new(Conn {
@@ -203,7 +207,7 @@ pub async fn serve<S>(
             }
             None if !activity.busy() && activity.idle_for() >= settings.idle_timeout => {
                 tracing::debug!("REST connection idle; closing");
-                return;
+                return None;
             }
             None if !activity.busy()
                 && activity
@@ -211,7 +215,7 @@ pub async fn serve<S>(
                     .is_some_and(|t| t >= settings.head_timeout) =>
             {
                 tracing::debug!("REST request head too slow; closing");
-                return;
+                return None;
             }
             None => {}
         }
@@ -219,7 +223,12 @@ pub async fn serve<S>(
     if let Err(e) = ended {
         tracing::debug!(error = %e, "REST connection ended with an error");
     }
-    linger(http.into_parts().io.into_inner()).await;
+    let mut io = http.into_parts().io;
+    if let Some(read) = io.diverted() {
+        return Some((io.into_inner(), read));
+    }
+    linger(io.into_inner()).await;
+    None
 }
 
 /// What hyper accepts as `Content-Length` (RFC 9110 §8.6): decimal digits,

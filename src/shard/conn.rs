@@ -21,10 +21,13 @@ use futures_rustls::server::TlsStream;
 use glommio::net::TcpStream;
 
 use super::admission::{Refusal, Ticket};
+use super::handoff::{self, Handoff};
+use super::mailbox::Mesh;
 use crate::chat::Chat;
 use crate::rest::RestSettings;
 use crate::tls::Tls;
-use crate::transport::{self, Endpoint, Links, Upgraded};
+use crate::transport::polling::Polls;
+use crate::transport::{self, Endpoint, Links, Opened, Upgraded};
 
 /// What every connection of a shard is served with (one per shard).
 pub struct Shared {
@@ -34,6 +37,10 @@ pub struct Shared {
     pub draining: Rc<Cell<bool>>,
     pub rest: RestSettings,
     pub tls: Option<Arc<Tls>>,
+    /// This shard's long-polling sessions.
+    pub polls: Polls<Stream>,
+    /// Where connections for another shard's polling session go.
+    pub handoff: Arc<Mesh<Handoff>>,
 }
 
 /// An accepted socket and its admission.
@@ -42,6 +49,9 @@ pub struct Accepted {
     pub peer: SocketAddr,
     pub id: u64,
     pub admit: Result<Ticket, Refusal>,
+    /// Bytes already read: set for a connection handed over by another
+    /// shard, which did the TLS part too (only plain ones are handed).
+    pub handed: Option<Vec<u8>>,
 }
 
 /// A WebSocket session ready to run, holding its admission ticket.
@@ -50,7 +60,7 @@ pub struct Session {
     _ticket: Ticket,
 }
 
-enum Stream {
+pub enum Stream {
     Plain(TcpStream),
     // Boxed: a TLS session's state is large.
     Tls(Box<TlsStream<TcpStream>>),
@@ -64,6 +74,7 @@ pub async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
         peer,
         id,
         admit,
+        handed,
     } = a;
     let ticket = match admit {
         Ok(t) => t,
@@ -82,7 +93,9 @@ pub async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
             return None;
         }
     };
+    let early = handed.clone().unwrap_or_default();
     let stream = match &sh.tls {
+        _ if handed.is_some() => Stream::Plain(stream),
         None => Stream::Plain(stream),
         Some(tls) => {
             let handshake = futures_lite::future::or(
@@ -119,13 +132,51 @@ pub async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
             sh.endpoint.origins.clone(),
             peer.ip(),
         )
-        .await;
+        .await
     };
-    let upgraded = transport::open(stream, peer, id, &sh.endpoint, &sh.links, other).await?;
-    Some(Session {
-        upgraded,
-        _ticket: ticket,
-    })
+    let polls = Some(&sh.polls);
+    let opened = transport::open(
+        stream,
+        early,
+        peer,
+        id,
+        &sh.endpoint,
+        &sh.links,
+        polls,
+        other,
+    );
+    match opened.await {
+        Opened::Upgraded(upgraded) => Some(Session {
+            upgraded,
+            _ticket: ticket,
+        }),
+        Opened::Done => None,
+        Opened::Elsewhere {
+            stream: Stream::Plain(tcp),
+            shard,
+            read,
+        } => {
+            match handoff::duplicate(&tcp) {
+                Ok(fd) => {
+                    drop(tcp);
+                    let h = Handoff {
+                        fd,
+                        peer,
+                        read,
+                        ticket,
+                    };
+                    sh.handoff.post_external(shard, h);
+                }
+                Err(e) => tracing::warn!(%peer, error = %e, "could not hand a connection over"),
+            }
+            None
+        }
+        Opened::Elsewhere { mut stream, .. } => {
+            // TLS: see `handoff`.
+            let _ = transport::http::write_response(&mut stream, &transport::unknown_sid()).await;
+            None
+        }
+    }
 }
 
 /// The WebSocket session, to its end (the ticket is released after it).

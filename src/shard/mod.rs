@@ -9,6 +9,7 @@
 
 pub mod admission;
 mod conn;
+pub mod handoff;
 pub mod mailbox;
 pub mod shutdown;
 
@@ -39,6 +40,8 @@ pub struct ShardSetup {
     pub chat_limits: crate::chat::ChatLimits,
     pub auth: Arc<crate::auth::Authenticator>,
     pub mesh: Arc<Mesh<Mail>>,
+    /// Connections handed to the shard that holds their polling session.
+    pub handoff: Arc<Mesh<handoff::Handoff>>,
     pub store: crate::chat::ChatStore,
     pub sessions: Arc<crate::chat::recovery::Sessions>,
     pub admission: Arc<Admission>,
@@ -141,6 +144,41 @@ pub async fn run(
 
     let mut endpoint = setup.endpoint.clone();
     endpoint.refusals = Some(metrics.refusals.clone());
+    let counter = Rc::new(Cell::new(0u64));
+    let next_id = {
+        let counter = counter.clone();
+        move || {
+            counter.set(counter.get() + 1);
+            crate::chat::mail::conn_id(shard, counter.get())
+        }
+    };
+    let polls = crate::transport::polling::Polls::new(
+        shard,
+        setup.handoff.shards(),
+        Rc::new(endpoint.clone()),
+        chat.clone(),
+        links.clone(),
+        crate::transport::polling::Hooks {
+            next_id: Box::new(next_id.clone()),
+            admit: {
+                let admission = setup.admission.clone();
+                Box::new(move |ip| {
+                    admission
+                        .admit(ip)
+                        .map(|t| Box::new(t) as Box<dyn std::any::Any>)
+                        .map_err(|r| r.response())
+                })
+            },
+            spawn: {
+                let gate = gate.clone();
+                Box::new(move |task| {
+                    if let Ok(t) = gate.spawn(task) {
+                        t.detach();
+                    }
+                })
+            },
+        },
+    );
     let shared = Rc::new(conn::Shared {
         endpoint,
         chat: chat.clone(),
@@ -148,8 +186,46 @@ pub async fn run(
         draining: draining.clone(),
         rest: setup.rest,
         tls: setup.tls.clone(),
+        polls,
+        handoff: setup.handoff.clone(),
     });
-    let mut counter = 0u64;
+    // Connections other shards hand over (see `handoff`).
+    let handed = glommio::spawn_local({
+        let (inbox, shared, gate, next_id) = (
+            Mailbox::new(setup.handoff.clone(), shard),
+            shared.clone(),
+            gate.clone(),
+            next_id.clone(),
+        );
+        async move {
+            let mut batch = Vec::new();
+            loop {
+                inbox.recv(&mut batch).await;
+                for h in batch.drain(..) {
+                    let handoff::Handoff {
+                        fd,
+                        peer,
+                        read,
+                        ticket,
+                    } = h;
+                    // SAFETY: a connected TCP socket's descriptor, ours now.
+                    let stream = unsafe {
+                        glommio::net::TcpStream::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(
+                            fd,
+                        ))
+                    };
+                    let accepted = conn::Accepted {
+                        stream,
+                        peer,
+                        id: next_id(),
+                        admit: Ok(ticket),
+                        handed: Some(read),
+                    };
+                    spawn_conn(accepted, &shared, &gate, shard);
+                }
+            }
+        }
+    });
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
@@ -175,38 +251,14 @@ pub async fn run(
             continue;
         };
         let admit = setup.admission.admit(peer.ip());
-        counter += 1;
-        let id = crate::chat::mail::conn_id(shard, counter);
-        // Every event logged while serving the connection carries its id
-        // and shard, and its user once the Socket.IO CONNECT authenticates.
-        // A debug span: at the default `info` it is disabled and entering it
-        // on every poll of the task is a null check; an enabled span takes
-        // the log filter's process-wide lock on each enter and exit, a cost
-        // for debugging sessions only. (The connection logs are at debug.)
-        let span = tracing::debug_span!("conn", conn = id, shard, user = tracing::field::Empty);
-        // Two phases (see `conn`): the opening is boxed outside the task,
-        // so the task holds a pointer to it, and the task is boxed before
-        // the gate wraps it, so the wrapper holds a pointer too.
         let accepted = conn::Accepted {
             stream,
             peer,
-            id,
+            id: next_id(),
             admit,
+            handed: None,
         };
-        let opening = Box::pin(conn::open(accepted, shared.clone()));
-        let sh = shared.clone();
-        let fut = Box::pin(tracing::Instrument::instrument(
-            async move {
-                if let Some(session) = opening.await {
-                    conn::run(session, &sh).await;
-                }
-            },
-            span,
-        ));
-        let task = gate.spawn(fut);
-        if let Ok(t) = task {
-            t.detach();
-        }
+        spawn_conn(accepted, &shared, &gate, shard);
     }
 
     // Drain: no new connections; every connection is asked to reconnect
@@ -229,10 +281,39 @@ pub async fn run(
         );
     }
     ticker.cancel().await;
+    handed.cancel().await;
     if let Some(h) = heartbeat {
         h.cancel().await;
     }
     receiver.cancel().await;
     flusher.cancel().await;
     Ok(())
+}
+
+/// Runs one connection as a task of the shard's gate.
+fn spawn_conn(accepted: conn::Accepted, shared: &Rc<conn::Shared>, gate: &Gate, shard: usize) {
+    let id = accepted.id;
+    // Every event logged while serving the connection carries its id
+    // and shard, and its user once the Socket.IO CONNECT authenticates.
+    // A debug span: at the default `info` it is disabled and entering it
+    // on every poll of the task is a null check; an enabled span takes
+    // the log filter's process-wide lock on each enter and exit, a cost
+    // for debugging sessions only. (The connection logs are at debug.)
+    let span = tracing::debug_span!("conn", conn = id, shard, user = tracing::field::Empty);
+    // Two phases (see `conn`): the opening is boxed outside the task,
+    // so the task holds a pointer to it, and the task is boxed before
+    // the gate wraps it, so the wrapper holds a pointer too.
+    let opening = Box::pin(conn::open(accepted, shared.clone()));
+    let sh = shared.clone();
+    let fut = Box::pin(tracing::Instrument::instrument(
+        async move {
+            if let Some(session) = opening.await {
+                conn::run(session, &sh).await;
+            }
+        },
+        span,
+    ));
+    if let Ok(t) = gate.spawn(fut) {
+        t.detach();
+    }
 }

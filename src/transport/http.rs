@@ -66,14 +66,31 @@ pub async fn read_head<S: AsyncRead + Unpin>(
     s: &mut S,
     max_bytes: usize,
 ) -> Result<(Request, Vec<u8>), HttpError> {
-    let mut buf = Vec::with_capacity(1024);
+    read_head_after(s, Vec::new(), max_bytes).await
+}
+
+/// [`read_head`] after `early`, bytes of the request already read (a
+/// keep-alive connection's next request, or a connection handed over
+/// from another shard).
+pub async fn read_head_after<S: AsyncRead + Unpin>(
+    s: &mut S,
+    early: Vec<u8>,
+    max_bytes: usize,
+) -> Result<(Request, Vec<u8>), HttpError> {
+    let mut buf = early;
+    buf.reserve(1024);
     let mut chunk = [0u8; 1024];
+    // The bytes already read may hold a whole head: parse them first.
+    let mut first = true;
     loop {
-        let n = s.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(HttpError::Closed);
+        if !first || buf.is_empty() {
+            let n = s.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(HttpError::Closed);
+            }
+            buf.extend_from_slice(&chunk[..n]);
         }
-        buf.extend_from_slice(&chunk[..n]);
+        first = false;
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf)? {

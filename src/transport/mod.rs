@@ -3,27 +3,32 @@
 //! Every connection starts with one HTTP/1.1 request ([`http`]). A request
 //! for `/socket.io/?EIO=4&transport=websocket` is upgraded here (we answer
 //! the 101 ourselves and keep the socket: [`crate::protocol::wsio`]) and driven by
-//! [`crate::protocol::drive`]; HTTP long-polling is refused with the
-//! reference server's 400; other paths go to the caller's routes.
+//! [`crate::protocol::drive`]; HTTP long-polling ([`polling`]) is served
+//! on keep-alive connections, and a WebSocket with the `sid` of a polling
+//! session upgrades it; other paths go to the caller's routes. A request
+//! for a session of another shard is returned to the caller
+//! ([`Opened::Elsewhere`]) to be handed over.
 
 pub mod cors;
 pub mod http;
+mod links;
 pub mod origin;
+pub mod polling;
+mod upgrade;
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use base64::Engine;
 use futures_lite::{AsyncRead, AsyncWrite};
 use tungstenite::handshake::derive_accept_key;
 
 use crate::metrics::Refused;
 use crate::protocol::wsio::WsIo;
-use crate::protocol::{self, CloseReason, Handler, Handshake, Link, QueueLimits};
+use crate::protocol::{self, Handler, Handshake, Link, QueueLimits};
 pub use http::{Request, Response};
+pub use links::Links;
+pub(crate) use upgrade::check_engine_request;
 
 /// What every connection on a shard is served with.
 #[derive(Debug, Clone)]
@@ -41,7 +46,7 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    fn refused(
+    pub(crate) fn refused(
         &self,
         why: crate::metrics::Refused,
         peer: SocketAddr,
@@ -49,41 +54,6 @@ impl Endpoint {
     ) {
         if let Some(r) = &self.refusals {
             r.refused(why, peer.ip(), detail);
-        }
-    }
-}
-
-/// The live links of one shard, so shutdown can close every one.
-#[derive(Default)]
-pub struct Links {
-    map: RefCell<HashMap<u64, Rc<Link>>>,
-    /// Set by [`Links::close_all`]: a link registered later (its upgrade was
-    /// under way) is closed at once.
-    closing: Cell<Option<CloseReason>>,
-}
-
-impl Links {
-    fn register(&self, link: Rc<Link>) {
-        if let Some(reason) = self.closing.get() {
-            link.close(reason);
-        }
-        self.map.borrow_mut().insert(link.id, link);
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.borrow().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.borrow().is_empty()
-    }
-
-    /// Asks every link to close with `reason`.
-    pub fn close_all(&self, reason: CloseReason) {
-        self.closing.set(Some(reason));
-        let links: Vec<Rc<Link>> = self.map.borrow().values().cloned().collect();
-        for l in links {
-            l.close(reason);
         }
     }
 }
@@ -106,6 +76,24 @@ impl<S> Upgraded<S> {
     }
 }
 
+/// What [`open`] ended with. (Not boxed: it is moved once, out of the
+/// boxed opening future, as the `Option<Upgraded>` before it was.)
+#[allow(clippy::large_enum_variant)]
+pub enum Opened<S> {
+    /// A new WebSocket session, ready to [`run`].
+    Upgraded(Upgraded<S>),
+    /// The connection was served (REST, polling, refused, upgraded into a
+    /// polling session) or failed.
+    Done,
+    /// The request is for a polling session of another shard: hand it the
+    /// stream and every byte read so far (the request included).
+    Elsewhere {
+        stream: S,
+        shard: usize,
+        read: Vec<u8>,
+    },
+}
+
 /// Serves one accepted connection to its end: [`open`], then [`run`].
 /// Requests for anything but the Socket.IO endpoint go to `other` with the
 /// stream and every byte read from it so far (REST, health, metrics).
@@ -116,25 +104,45 @@ impl<S> Upgraded<S> {
 /// boxed future that is freed when the session starts. (The box gets a
 /// statement of its own: a temporary lives to the end of its statement,
 /// so `Box::pin(open(..)).await` would keep the unboxed future's space in
-/// this one across the await.)
-pub async fn serve<S, H, O, F>(
+/// this one across the await.) Without routing (one shard), a request
+/// for another shard's session is answered as an unknown sid.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve<S, H, O>(
     stream: S,
     peer: SocketAddr,
     conn_id: u64,
     ep: &Endpoint,
     handler: &H,
     links: &Links,
+    polls: Option<&polling::Polls<S>>,
     other: O,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
     H: Handler,
-    O: FnOnce(S, Request, Vec<u8>) -> F,
-    F: std::future::Future<Output = ()>,
+    O: AsyncFnMut(S, Request, Vec<u8>) -> Option<(S, Vec<u8>)>,
 {
-    let opening = Box::pin(open(stream, peer, conn_id, ep, links, other));
-    if let Some(upgraded) = opening.await {
-        run(upgraded, ep, handler, links).await;
+    let opening = Box::pin(open(
+        stream,
+        Vec::new(),
+        peer,
+        conn_id,
+        ep,
+        links,
+        polls,
+        other,
+    ));
+    match opening.await {
+        Opened::Upgraded(upgraded) => run(upgraded, ep, handler, links).await,
+        Opened::Done => {}
+        Opened::Elsewhere { mut stream, .. } => {
+            let _ = http::write_response(&mut stream, &unknown_sid()).await;
+        }
     }
+}
+
+/// The reference's answer to a `sid` it does not hold.
+pub fn unknown_sid() -> Response {
+    polling::engine_error(400, 1, "Session ID unknown")
 }
 
 /// Runs an upgraded session to its end and unregisters its link. (Not an
@@ -158,60 +166,111 @@ where
     })
 }
 
-/// Reads the request head; serves anything but a Socket.IO upgrade through
-/// `other` (and returns `None`), refuses a bad upgrade, or answers 101 and
-/// returns the new session, its link registered.
-pub async fn open<S, O, F>(
+/// Reads request heads (after `early`, bytes already read); serves
+/// anything but the Socket.IO endpoint through `other` (which returns the
+/// stream when a Socket.IO request follows on it), polling requests
+/// (keep-alive: then the next request), the upgrade of a polling session;
+/// refuses a bad upgrade; or answers 101 and returns the new session, its
+/// link registered. Without `polls`, long-polling is refused with the
+/// reference's 400 (a WebSocket-only server such as `examples/ws_echo.rs`).
+#[allow(clippy::too_many_arguments)]
+pub async fn open<S, O>(
     mut stream: S,
+    mut early: Vec<u8>,
     peer: SocketAddr,
     conn_id: u64,
     ep: &Endpoint,
     links: &Links,
-    other: O,
-) -> Option<Upgraded<S>>
+    polls: Option<&polling::Polls<S>>,
+    mut other: O,
+) -> Opened<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
-    O: FnOnce(S, Request, Vec<u8>) -> F,
-    F: std::future::Future<Output = ()>,
+    O: AsyncFnMut(S, Request, Vec<u8>) -> Option<(S, Vec<u8>)>,
 {
-    let head = futures_lite::future::or(
-        async { Some(http::read_head(&mut stream, ep.max_header_bytes).await) },
-        async {
-            glommio::timer::sleep(ep.handshake_timeout).await;
-            None
-        },
-    )
-    .await;
-    let (req, read) = match head {
-        Some(Ok(r)) => r,
-        Some(Err(http::HttpError::TooLarge(_))) => {
-            ep.refused(Refused::BadRequest, peer, || {
-                format!(
-                    "request head over {} bytes (MAX_HTTP_HEADER_BYTES): 431",
-                    ep.max_header_bytes
-                )
-            });
-            let r = Response::error(431, "INVALID_PAYLOAD", "request head too large");
-            let _ = http::write_response(&mut stream, &r).await;
-            return None;
+    let mut first = true;
+    let (req, read) = loop {
+        let head = futures_lite::future::or(
+            async {
+                let early = std::mem::take(&mut early);
+                Some(http::read_head_after(&mut stream, early, ep.max_header_bytes).await)
+            },
+            async {
+                // A keep-alive connection's next request: not on a
+                // draining shard (the first one is answered, and refused
+                // if need be, as always).
+                let drain = async {
+                    if first {
+                        std::future::pending::<()>().await;
+                    }
+                    links.draining().await;
+                };
+                futures_lite::future::or(drain, glommio::timer::sleep(ep.handshake_timeout)).await;
+                None
+            },
+        )
+        .await;
+        first = false;
+        let (req, read) = match head {
+            Some(Ok(r)) => r,
+            Some(Err(http::HttpError::TooLarge(_))) => {
+                ep.refused(Refused::BadRequest, peer, || {
+                    format!(
+                        "request head over {} bytes (MAX_HTTP_HEADER_BYTES): 431",
+                        ep.max_header_bytes
+                    )
+                });
+                let r = Response::error(431, "INVALID_PAYLOAD", "request head too large");
+                let _ = http::write_response(&mut stream, &r).await;
+                return Opened::Done;
+            }
+            Some(Err(http::HttpError::Malformed(_))) => {
+                ep.refused(Refused::BadRequest, peer, || {
+                    "malformed HTTP request head: 400".to_owned()
+                });
+                let r = Response::error(400, "INVALID_PAYLOAD", "malformed HTTP request");
+                let _ = http::write_response(&mut stream, &r).await;
+                return Opened::Done;
+            }
+            Some(Err(_)) | None => return Opened::Done,
+        };
+        if req.path != "/socket.io/" && req.path != "/socket.io" {
+            // Boxed too: the REST server's future is large. It gives the
+            // connection back for a Socket.IO request after REST calls.
+            let rest = Box::pin(other(stream, req, read));
+            match rest.await {
+                Some((s, next)) => {
+                    (stream, early) = (s, next);
+                    continue;
+                }
+                None => return Opened::Done,
+            }
         }
-        Some(Err(http::HttpError::Malformed(_))) => {
-            ep.refused(Refused::BadRequest, peer, || {
-                "malformed HTTP request head: 400".to_owned()
-            });
-            let r = Response::error(400, "INVALID_PAYLOAD", "malformed HTTP request");
-            let _ = http::write_response(&mut stream, &r).await;
-            return None;
+        let Some(polls) = polls else {
+            break (req, read);
+        };
+        // A polling session's requests, its upgrade included, are served
+        // by the shard that holds it.
+        let q = req.query_pairs();
+        if let Some((_, sid)) = q.iter().find(|(k, _)| k == "sid")
+            && let Some(shard) = polls.owner(sid)
+            && shard != polls.shard()
+        {
+            return Opened::Elsewhere {
+                stream,
+                shard,
+                read,
+            };
         }
-        Some(Err(_)) | None => return None,
+        let polling = q.iter().any(|(k, v)| k == "transport" && v == "polling");
+        if !polling && req.method != "OPTIONS" {
+            break (req, read);
+        }
+        match polling::serve(&mut stream, &req, read, peer, ep, links, polls).await {
+            polling::After::KeepAlive(next) => early = next,
+            polling::After::Close => return Opened::Done,
+        }
     };
-
-    if req.path != "/socket.io/" && req.path != "/socket.io" {
-        // Boxed too: the REST server's future is large.
-        let rest = Box::pin(other(stream, req, read));
-        rest.await;
-        return None;
-    }
     let checked = match check_engine_request(&req) {
         Err(r) => {
             ep.refused(Refused::BadUpgrade, peer, || {
@@ -235,13 +294,45 @@ where
         Ok(key) => key.to_owned(),
         Err(r) => {
             let _ = http::write_response(&mut stream, &r).await;
-            return None;
+            return Opened::Done;
         }
     };
     let accept = derive_accept_key(key.as_bytes());
     let reply = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     );
+    let sid = req
+        .query_pairs()
+        .into_iter()
+        .find(|(k, _)| k == "sid")
+        .map(|(_, v)| v);
+    if let Some(sid) = sid {
+        // The upgrade of a polling session (on its shard, see above).
+        let upgrade = polls.map_or(polling::Upgrade::Unknown, |p| polling::upgradable(p, &sid));
+        let limit = ep.opts.frame_limit(false);
+        match upgrade {
+            polling::Upgrade::To(ps) => {
+                let mut io = WsIo::new(stream, read[req.head_len..].to_vec(), limit);
+                io.queue_raw(reply.as_bytes());
+                ps.offer_upgrade(io);
+            }
+            polling::Upgrade::Unknown => {
+                let _ = http::write_response(&mut stream, &unknown_sid()).await;
+            }
+            polling::Upgrade::Taken => {
+                let mut io = WsIo::new(stream, Vec::new(), limit);
+                io.queue_raw(reply.as_bytes());
+                io.queue_close(1000, "");
+                let flush = std::future::poll_fn(|cx| io.poll_flush_unsent(cx));
+                let _ = futures_lite::future::or(flush, async {
+                    glommio::timer::sleep(ep.handshake_timeout).await;
+                    Ok(())
+                })
+                .await;
+            }
+        }
+        return Opened::Done;
+    }
     // Frames and messages above the limit are refused (close 1009) from
     // their header, before their payload is buffered; until a CONNECT
     // succeeds the limit is the smaller one. The 101 leaves with the OPEN
@@ -259,7 +350,16 @@ where
         ep.queue,
     ));
     links.register(link.clone());
-    let handshake = Handshake {
+    Opened::Upgraded(Upgraded {
+        io,
+        link,
+        handshake: handshake_of(&req, peer),
+    })
+}
+
+/// What a session's handler learns of its first request.
+fn handshake_of(req: &Request, peer: SocketAddr) -> Handshake {
+    Handshake {
         peer,
         query: req.query_pairs(),
         bearer: req
@@ -269,133 +369,5 @@ where
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .map(|t| t.trim().to_owned()),
-    };
-    Some(Upgraded {
-        io,
-        link,
-        handshake,
-    })
-}
-
-/// Checks an Engine.IO request the way the reference server does and
-/// returns the WebSocket key, or the 400 to answer with.
-pub(crate) fn check_engine_request(req: &Request) -> Result<&str, Response> {
-    let q = req.query_pairs();
-    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let engine_error = |code: u8, message: &str| {
-        Response::json(
-            400,
-            serde_json::json!({"code": code, "message": message}).to_string(),
-        )
-    };
-    // The reference checks the transport first.
-    if get("transport") != Some("websocket") {
-        return Err(engine_error(0, "Transport unknown"));
-    }
-    if get("EIO") != Some("4") {
-        return Err(engine_error(5, "Unsupported protocol version"));
-    }
-    if req.method != "GET" {
-        return Err(engine_error(2, "Bad handshake method"));
-    }
-    // RFC 6455 4.1/4.2.1: HTTP/1.1 or later, the upgrade headers, and a
-    // key that is the base64 of 16 bytes.
-    let upgrade = req
-        .header("upgrade")
-        .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
-    let key = req.header("sec-websocket-key").filter(|k| {
-        base64::engine::general_purpose::STANDARD
-            .decode(k)
-            .is_ok_and(|bytes| bytes.len() == 16)
-    });
-    let version = req.header("sec-websocket-version");
-    let (true, true, Some(key), Some(version)) = (
-        req.minor_version >= 1,
-        upgrade && req.header_has_token("connection", "upgrade"),
-        key,
-        version,
-    ) else {
-        return Err(engine_error(3, "Bad request"));
-    };
-    // RFC 6455 4.4: a version we do not speak gets 426 and the one we do.
-    if version != "13" {
-        let mut r = engine_error(3, "Bad request");
-        r.status = 426;
-        r.headers = &[("Sec-WebSocket-Version", "13")];
-        return Err(r);
-    }
-    Ok(key)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn req(query: &str, headers: &[(&str, &str)]) -> Request {
-        Request {
-            method: "GET".into(),
-            path: "/socket.io/".into(),
-            query: query.into(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            head_len: 0,
-            minor_version: 1,
-        }
-    }
-
-    const WS: [(&str, &str); 4] = [
-        ("upgrade", "websocket"),
-        ("connection", "Upgrade"),
-        ("sec-websocket-version", "13"),
-        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
-    ];
-
-    #[test]
-    fn polling_is_refused_with_the_reference_error() {
-        let r = check_engine_request(&req("EIO=4&transport=polling", &[])).unwrap_err();
-        assert_eq!(r.status, 400);
-        assert_eq!(r.body, r#"{"code":0,"message":"Transport unknown"}"#);
-    }
-
-    #[test]
-    fn engine_version_and_upgrade_headers_are_checked() {
-        let r = check_engine_request(&req("EIO=3&transport=websocket", &WS)).unwrap_err();
-        assert!(r.body.contains("Unsupported protocol version"));
-        let r = check_engine_request(&req("EIO=4&transport=websocket", &WS[..2])).unwrap_err();
-        assert!(r.body.contains("Bad request"));
-        assert_eq!(
-            check_engine_request(&req("EIO=4&transport=websocket", &WS)).unwrap(),
-            "dGhlIHNhbXBsZSBub25jZQ=="
-        );
-    }
-
-    #[test]
-    fn the_key_the_version_and_http_1_1_are_checked() {
-        let q = "EIO=4&transport=websocket";
-        let with = |name: &str, value: &str| {
-            let mut r = req(q, &WS);
-            r.headers.retain(|(k, _)| k != name);
-            r.headers.push((name.into(), value.into()));
-            r
-        };
-        for key in [
-            "",
-            "not base64!",
-            "AAAAAAAAAAAAAAAAAAAA",
-            "dGhlIHNhbXBsZSBub25jZQ",
-        ] {
-            let r = check_engine_request(&with("sec-websocket-key", key)).unwrap_err();
-            assert_eq!(r.status, 400, "key {key:?}");
-        }
-        let r = check_engine_request(&with("sec-websocket-version", "8")).unwrap_err();
-        assert_eq!(
-            (r.status, r.headers),
-            (426, &[("Sec-WebSocket-Version", "13")][..])
-        );
-        let mut old = req(q, &WS);
-        old.minor_version = 0;
-        assert_eq!(check_engine_request(&old).unwrap_err().status, 400);
     }
 }

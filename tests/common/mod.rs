@@ -13,6 +13,7 @@ pub mod client;
 pub mod durable;
 pub mod http;
 pub mod mysql;
+pub mod polling;
 pub mod proc;
 pub mod raw;
 pub mod rest;

@@ -120,9 +120,11 @@ class Inbox {
 }
 
 function open(opts) {
-  const { nsp = "", token: tok, ...rest } = opts;
+  // `defaultTransports: true` keeps socket.io-client's own transports
+  // (long-polling first, then the upgrade); the other tests use WebSocket.
+  const { nsp = "", token: tok, defaultTransports = false, ...rest } = opts;
   const socket = io(URL + nsp, {
-    transports: ["websocket"],
+    ...(defaultTransports ? {} : { transports: ["websocket"] }),
     reconnection: false,
     forceNew: true,
     timeout: WAIT_MS,
@@ -130,6 +132,10 @@ function open(opts) {
     ...rest,
   });
   socket.inbox = new Inbox(socket);
+  // The transport the Engine.IO session opened on (it may upgrade later).
+  socket.io.once("open", () => {
+    socket.openedOn = socket.io.engine.transport.name;
+  });
   sockets.add(socket);
   return socket;
 }

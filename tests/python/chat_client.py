@@ -1,4 +1,5 @@
-"""gatrix-chat driven by the python-socketio client over the WebSocket transport.
+"""gatrix-chat driven by the python-socketio client over the WebSocket
+transport, and over HTTP long-polling (`transports=["polling"]`).
 
 Run by tests/python_clients.rs with GATRIX_URL and JWT_SECRET set; exits
 non-zero (with the reason) on the first failed check.
@@ -69,7 +70,7 @@ class Client:
     as (message, offset): the server adds the recovery offset as a last,
     string argument."""
 
-    def __init__(self, sub, tok=None):
+    def __init__(self, sub, tok=None, transports=("websocket",)):
         self.sub = sub
         self.messages = queue.Queue()
         self.connect_errors = []
@@ -79,7 +80,7 @@ class Client:
         self.sio.connect(
             URL,
             auth={"token": tok if tok is not None else token(sub)},
-            transports=["websocket"],
+            transports=list(transports),
             wait_timeout=WAIT_SECS,
         )
 
@@ -150,6 +151,27 @@ def connect_join_send_receive(clients):
     check(page["hasMore"] is False, f"history hasMore: {page}")
 
 
+def polling_chats_with_websocket(clients):
+    """A polling-only client and WebSocket clients in one channel: sends
+    both ways arrive, acked, in order."""
+    channel_id = create_channel(uid("owner"))["id"]
+    alice = Client(uid("alice"), transports=["polling"])
+    clients.append(alice)
+    check(alice.sio.transport() == "polling", f"transport: {alice.sio.transport()}")
+    receivers = [Client(uid(f"bob{i}")) for i in range(2)]
+    clients.extend(receivers)
+    for client in [alice, *receivers]:
+        check(client.call("join_channel", {"channelId": channel_id}).get("ok") is True, "join")
+    for sender, content in [(alice, "from polling"), (receivers[0], "from websocket"),
+                            (alice, "polling again")]:
+        ack = sender.call("send_message", {"channelId": channel_id, "content": content})
+        check(ack.get("ok") is True, f"send ack: {ack}")
+        for client in [alice, *receivers]:
+            received = client.next_message()
+            check(received == ack["message"], f"{client.sub} received {received}, acked {ack}")
+    check(alice.sio.transport() == "polling", "still polling")
+
+
 def private_channel_admits_members_only(clients):
     owner = uid("owner")
     member = Client(uid("member"))
@@ -188,12 +210,13 @@ def main():
     clients = []
     try:
         connect_join_send_receive(clients)
+        polling_chats_with_websocket(clients)
         private_channel_admits_members_only(clients)
         forged_token_is_refused()
     finally:
         for client in clients:
             client.close()
-    print("python-socketio: create, connect, join, send, receive, history, refusals: ok")
+    print("python-socketio: create, connect, join, send, receive, history, polling, refusals: ok")
 
 
 if __name__ == "__main__":

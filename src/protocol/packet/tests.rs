@@ -120,7 +120,10 @@ fn encoders() {
         encode_binary(PacketType::BinaryEvent, "/", None, 1, &arr),
         r#"451-["up",{"_placeholder":true,"num":0}]"#
     );
-    assert!(encode_open("s", 25000, 20000, 1000000).starts_with(r#"0{"sid":"s","upgrades":[]"#));
+    assert!(
+        encode_open("s", 25000, 20000, 1000000, false).starts_with(r#"0{"sid":"s","upgrades":[]"#)
+    );
+    assert!(encode_open("s", 1, 1, 1, true).starts_with(r#"0{"sid":"s","upgrades":["websocket"]"#));
 }
 
 #[test]
