@@ -183,6 +183,9 @@ fn polling_cors_follows_allowed_origins() {
         r.header("access-control-allow-origin"),
         Some("https://app.example")
     );
+    // The REST API's policy: CORS_MAX_AGE_SECS, no credentials.
+    assert_eq!(r.header("access-control-max-age"), Some("600"));
+    assert_eq!(r.header("access-control-allow-credentials"), None);
     let r = request(
         server.port(),
         "GET",

@@ -14,7 +14,11 @@ const METHODS: &str = "GET, POST, OPTIONS";
 /// The CORS headers of a polling answer, or the 403 of a refused
 /// WebSocket upgrade for an origin `allowed_origins` does not allow
 /// (counted and logged as an `origin` refusal).
-pub(crate) fn cors(req: &Request, ep: &Endpoint, peer: SocketAddr) -> Result<CorsHeaders, Response> {
+pub(crate) fn cors(
+    req: &Request,
+    ep: &Endpoint,
+    peer: SocketAddr,
+) -> Result<CorsHeaders, Response> {
     let origin = req.header("origin");
     if let Err(r) = ep.origins.check(req) {
         ep.refused(Refused::Origin, peer, || {
