@@ -136,6 +136,8 @@ pub fn endpoint() -> Endpoint {
         max_header_bytes: 16 * 1024,
         handshake_timeout: Duration::from_secs(10),
         origins: gatrix_chat::transport::origin::OriginPolicy::any(),
+        // As the server by default (permessage-deflate when offered).
+        compression: gatrix_chat::config::Config::default().compression(),
     }
 }
 

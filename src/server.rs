@@ -106,7 +106,7 @@ pub fn run_until(
             metrics: metrics.store(),
         },
         open,
-        chat::commit::sink(mesh.clone()),
+        chat::commit::sink(mesh.clone(), config.compression()),
     )
     .context("starting the store threads")?;
 
@@ -126,6 +126,7 @@ pub fn run_until(
         max_header_bytes: config.max_http_header_bytes,
         handshake_timeout: config.handshake_timeout(),
         origins: OriginPolicy::new(config.origin_list(), config.allow_missing_origin),
+        compression: config.compression(),
     };
     let watchdog = notifier
         .is_enabled()

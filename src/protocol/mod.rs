@@ -5,12 +5,14 @@
 //! - [`pace`]: a connection's command rate limiter (on its link).
 //! - [`ws`], [`wsio`]: WebSocket framing by hand, and a connection's
 //!   socket I/O through its shard's shared buffers.
+//! - [`deflate`]: permessage-deflate, its negotiation and codec.
 //! - [`driver`]: one connection's life: OPEN, heartbeats, namespace CONNECT,
 //!   events and binary attachments, batched writes, close codes.
 //!
 //! The application plugs in through [`Handler`]; the chat server is one, the
 //! conformance example (`examples/socketio_conformance.rs`) another.
 
+pub mod deflate;
 pub mod driver;
 pub mod link;
 pub mod pace;
@@ -26,7 +28,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 pub use driver::drive;
-pub use link::{Frame, Link, PushError, QueueLimits};
+pub use link::{Frame, Link, Packed, PushError, QueueLimits};
 pub use pace::{Pace, PaceLimits, Verdict};
 
 /// Engine.IO session parameters, announced in the OPEN packet.

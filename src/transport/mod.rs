@@ -33,6 +33,8 @@ pub struct Endpoint {
     pub handshake_timeout: Duration,
     /// Which `Origin`s may upgrade (`ALLOWED_ORIGINS`).
     pub origins: origin::OriginPolicy,
+    /// permessage-deflate (`WS_COMPRESSION`, `WS_COMPRESSION_THRESHOLD`).
+    pub compression: protocol::deflate::Settings,
 }
 
 /// The live links of one shard, so shutdown can close every one.
@@ -193,8 +195,17 @@ where
         }
     };
     let accept = derive_accept_key(key.as_bytes());
+    let deflate = ep
+        .compression
+        .enabled
+        .then(|| extension_offers(&req))
+        .flatten()
+        .and_then(|offers| protocol::deflate::negotiate(&offers));
+    let extension = deflate.as_ref().map_or(String::new(), |a| {
+        format!("Sec-WebSocket-Extensions: {}\r\n", a.response)
+    });
     let reply = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extension}\r\n"
     );
     // Frames and messages above the limit are refused (close 1009) from
     // their header, before their payload is buffered; until a CONNECT
@@ -206,6 +217,9 @@ where
         ep.opts.frame_limit(false),
     );
     io.queue_raw(reply.as_bytes());
+    if let Some(a) = deflate {
+        io.enable_deflate(a.compress.then_some(ep.compression.threshold));
+    }
     let link = Rc::new(Link::new(
         conn_id,
         crate::ids::random_token(15),
@@ -229,6 +243,18 @@ where
         link,
         handshake,
     })
+}
+
+/// Every `Sec-WebSocket-Extensions` header of the request, joined (a client
+/// may send several: RFC 6455 9.1).
+fn extension_offers(req: &Request) -> Option<String> {
+    let values: Vec<&str> = req
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "sec-websocket-extensions")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    (!values.is_empty()).then(|| values.join(","))
 }
 
 /// Checks an Engine.IO request the way the reference server does and
