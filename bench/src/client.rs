@@ -44,6 +44,8 @@ pub struct Target {
     pub addr: SocketAddr,
     pub source_ips: Vec<IpAddr>,
     pub tokens: Tokens,
+    /// Offer permessage-deflate and require it.
+    pub deflate: bool,
 }
 
 impl Target {
@@ -97,6 +99,10 @@ fn set_bind_no_port(s: &socket2::Socket) {
     }
 }
 
+/// Bytes read from the server by every connection (the wire cost of what
+/// it sends: frames and their headers, compressed or not).
+pub static WIRE_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Joins that had to be retried (reported in the summary).
 pub static JOIN_RETRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -119,6 +125,10 @@ pub struct Conn {
     wpos: usize,
     mask_seed: u32,
     next_ack: u64,
+    /// permessage-deflate was negotiated: the inflater (reset per message:
+    /// the server sends without context takeover) and its output.
+    inflater: Option<Box<flate2::Decompress>>,
+    inflated: Vec<u8>,
 }
 
 /// Read buffer growth step (one read takes at most what is free in it).
@@ -139,8 +149,12 @@ impl Conn {
             wpos: 0,
             mask_seed: (idx as u32).wrapping_mul(0x9E37_79B9) | 1,
             next_ack: 1,
+            inflater: None,
+            inflated: Vec::new(),
         };
-        c.upgrade(&t.host).await.context("websocket upgrade")?;
+        c.upgrade(&t.host, t.deflate)
+            .await
+            .context("websocket upgrade")?;
         let open = c.next_text().await?;
         if !open.starts_with('0') {
             bail!("expected Engine.IO OPEN, got {open:.80}");
@@ -157,12 +171,17 @@ impl Conn {
         }
     }
 
-    async fn upgrade(&mut self, host: &str) -> Result<()> {
+    async fn upgrade(&mut self, host: &str, deflate: bool) -> Result<()> {
         let key = base64_key(self.next_mask());
+        let offer = if deflate {
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        } else {
+            ""
+        };
         let req = format!(
             "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {host}\r\n\
              Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n\
-             Sec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Version: 13\r\n{offer}\r\n"
         );
         self.stream.write_all(req.as_bytes()).await?;
         let head_end = loop {
@@ -186,6 +205,19 @@ impl Conn {
         }) {
             bail!("bad Sec-WebSocket-Accept in the upgrade response");
         }
+        if deflate {
+            let accepted = head.lines().any(|l| {
+                l.split_once(':').is_some_and(|(k, v)| {
+                    k.eq_ignore_ascii_case("sec-websocket-extensions")
+                        && v.trim().starts_with("permessage-deflate")
+                        && v.contains("server_no_context_takeover")
+                })
+            });
+            if !accepted {
+                bail!("--deflate: the server did not accept permessage-deflate");
+            }
+            self.inflater = Some(Box::new(flate2::Decompress::new(false)));
+        }
         self.rpos = head_end;
         Ok(())
     }
@@ -200,9 +232,11 @@ impl Conn {
         if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
             self.rbuf.reserve(READ_CHUNK);
         }
-        if self.stream.read_buf(&mut self.rbuf).await? == 0 {
+        let n = self.stream.read_buf(&mut self.rbuf).await?;
+        if n == 0 {
             bail!("connection closed by server");
         }
+        WIRE_BYTES.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -251,20 +285,23 @@ impl Conn {
 
     /// The next text frame other than an Engine.IO ping (pings are answered).
     pub async fn next_text(&mut self) -> Result<&str> {
-        let (start, end) = loop {
+        let (start, end, compressed) = loop {
             if self.wpos < self.wbuf.len() {
                 self.flush_out().await?;
             }
-            let Some((op, payload, total)) = server_frame(&self.rbuf[self.rpos..])? else {
+            let Some((b0, payload, total)) = server_frame(&self.rbuf[self.rpos..])? else {
                 self.fill().await?;
                 continue;
             };
             let at = self.rpos;
             self.rpos += total;
             let (start, end) = (at + payload.start, at + payload.end);
-            match op {
+            let compressed = b0 & 0x40 != 0;
+            match b0 & 0x0F {
+                0x1 if compressed && self.inflater.is_some() => break (start, end, true),
+                0x1 if compressed => bail!("a compressed frame without permessage-deflate"),
                 0x1 if &self.rbuf[start..end] == b"2" => self.queue_frame(0x1, b"3"),
-                0x1 => break (start, end),
+                0x1 => break (start, end, false),
                 0x8 => bail!("connection closed by server"),
                 0x9 => {
                     let p = self.rbuf[start..end].to_vec();
@@ -273,7 +310,43 @@ impl Conn {
                 _ => {} // pong, binary
             }
         };
+        if compressed {
+            self.inflate(start, end)?;
+            return Ok(std::str::from_utf8(&self.inflated)?);
+        }
         Ok(std::str::from_utf8(&self.rbuf[start..end])?)
+    }
+
+    /// Inflates the compressed message in `rbuf[start..end]` into
+    /// `inflated` (RFC 7692 7.2.2: the 00 00 ff ff tail put back).
+    fn inflate(&mut self, start: usize, end: usize) -> Result<()> {
+        let d = self
+            .inflater
+            .as_mut()
+            .ok_or_else(|| anyhow!("no inflater"))?;
+        d.reset(false);
+        self.inflated.clear();
+        for part in [&self.rbuf[start..end], &[0, 0, 0xff, 0xff][..]] {
+            let mut at = 0;
+            loop {
+                self.inflated.reserve(4 * (part.len() - at) + 1024);
+                let (before, out0) = (d.total_in(), self.inflated.len());
+                d.decompress_vec(
+                    &part[at..],
+                    &mut self.inflated,
+                    flate2::FlushDecompress::None,
+                )?;
+                let used = (d.total_in() - before) as usize;
+                at += used;
+                if at == part.len() && self.inflated.len() < self.inflated.capacity() {
+                    break;
+                }
+                if used == 0 && self.inflated.len() == out0 {
+                    bail!("invalid compressed frame from the server");
+                }
+            }
+        }
+        Ok(())
     }
 
     pub async fn send(&mut self, frame: String) -> Result<()> {
@@ -369,7 +442,7 @@ pub async fn create_channel(t: &Target, name: &str) -> Result<String> {
     }
 }
 
-/// A server frame at the front of `b`: (opcode, payload range, total
+/// A server frame at the front of `b`: (first byte, payload range, total
 /// length), or `None` while incomplete. Server frames are never masked;
 /// fragmented messages are not used by the servers this targets.
 fn server_frame(b: &[u8]) -> Result<Option<(u8, std::ops::Range<usize>, usize)>> {
@@ -391,7 +464,7 @@ fn server_frame(b: &[u8]) -> Result<Option<(u8, std::ops::Range<usize>, usize)>>
     if b.len() < at + len {
         return Ok(None);
     }
-    Ok(Some((b[0] & 0x0F, at..at + len, at + len)))
+    Ok(Some((b[0], at..at + len, at + len)))
 }
 
 /// A Sec-WebSocket-Key: 16 bytes, base64.
