@@ -154,7 +154,12 @@ pub fn compress_shared(payload: &[u8], threshold: usize) -> Option<Bytes> {
 /// Appends one queued frame, for a connection whose frames of at least
 /// `compress_from` bytes are compressed (`usize::MAX`: none are). A
 /// broadcast carries its compressed form already; any other frame that
-/// long is compressed here, on its own.
+/// long is compressed here, on its own, by the shard. Those frames are one
+/// per request (the ack of a long message carries it whole, a join answer
+/// the channel record, a recovery replay its messages): compressing them
+/// costs one deflate per frame (about 15 µs for 2 KB) where plain would
+/// cost none, for the same saving on the wire as a broadcast's, and only
+/// from the threshold on, like the reference server's `ws`.
 pub fn encode_frame(out: &mut Vec<u8>, f: &Frame, compress_from: usize) {
     let (kind, plain) = match f {
         Frame::Text(t) => (Kind::Text, t.as_bytes()),

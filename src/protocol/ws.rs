@@ -29,12 +29,14 @@
 //! makes it invalid ([`utf8`]).
 
 mod encode;
+mod header;
 mod utf8;
 
 use std::borrow::Cow;
 
 pub use encode::{Kind, encode, encode_close, encode_deflated};
 
+use header::{Header, unmask};
 use utf8::Utf8Check;
 
 /// A complete message from the client.
@@ -107,16 +109,6 @@ pub struct Decoder {
     peer_closed: bool,
 }
 
-/// A parsed frame header.
-struct Header {
-    fin: bool,
-    rsv1: bool,
-    opcode: u8,
-    mask: [u8; 4],
-    header_len: usize,
-    payload_len: usize,
-}
-
 impl Decoder {
     pub fn new(max_message: usize) -> Self {
         Self {
@@ -158,7 +150,7 @@ impl Decoder {
     /// How many bytes the frame starting at `buf` needs in total, once its
     /// header is complete (so the caller can reserve for a large frame).
     pub fn frame_len(buf: &[u8]) -> Option<usize> {
-        Self::header(buf)
+        header::parse(buf)
             .ok()
             .flatten()
             .map(|h| h.header_len.saturating_add(h.payload_len))
@@ -174,7 +166,7 @@ impl Decoder {
         &mut self,
         buf: &'b mut [u8],
     ) -> Result<Option<(Option<Msg<'b>>, usize)>, WsError> {
-        let Some(h) = Self::header(buf)? else {
+        let Some(h) = header::parse(buf)? else {
             return Ok(None);
         };
         // Even a close frame refused below (too long, a bad code) is the
@@ -332,51 +324,6 @@ impl Decoder {
         self.checked = so_far.len();
         Ok(())
     }
-
-    fn header(buf: &[u8]) -> Result<Option<Header>, WsError> {
-        if buf.len() < 2 {
-            return Ok(None);
-        }
-        let (b0, b1) = (buf[0], buf[1]);
-        // RSV1 is checked with the decoder's state (permessage-deflate).
-        if b0 & 0x30 != 0 {
-            return Err(WsError::Protocol("reserved bits set"));
-        }
-        if b1 & 0x80 == 0 {
-            return Err(WsError::Protocol("unmasked client frame"));
-        }
-        let (len, at) = match b1 & 0x7F {
-            126 => {
-                let Some(b) = buf.get(2..4) else {
-                    return Ok(None);
-                };
-                (u16::from_be_bytes([b[0], b[1]]) as u64, 4)
-            }
-            127 => {
-                let Some(b) = buf.get(2..10) else {
-                    return Ok(None);
-                };
-                let len = u64::from_be_bytes(b.try_into().expect("8 bytes"));
-                if len >> 63 != 0 {
-                    return Err(WsError::Protocol("frame length with the top bit set"));
-                }
-                (len, 10)
-            }
-            n => (u64::from(n), 2),
-        };
-        let Some(m) = buf.get(at..at + 4) else {
-            return Ok(None);
-        };
-        Ok(Some(Header {
-            fin: b0 & 0x80 != 0,
-            rsv1: b0 & RSV1 != 0,
-            opcode: b0 & 0x0F,
-            mask: [m[0], m[1], m[2], m[3]],
-            header_len: at + 4,
-            // Saturates on 32-bit targets; the size check refuses it.
-            payload_len: usize::try_from(len).unwrap_or(usize::MAX),
-        }))
-    }
 }
 
 fn utf8(b: &[u8]) -> Result<&str, WsError> {
@@ -405,21 +352,6 @@ fn close_code(payload: &[u8]) -> Result<Option<u16>, WsError> {
 /// rest below 3000 is unassigned.
 fn valid_close_code(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
-}
-
-/// XORs `payload` with the client's mask, eight bytes at a time.
-fn unmask(payload: &mut [u8], mask: [u8; 4]) {
-    let word = u32::from_ne_bytes(mask);
-    let wide = u64::from(word) | (u64::from(word) << 32);
-    let mut chunks = payload.chunks_exact_mut(8);
-    for c in &mut chunks {
-        let v = u64::from_ne_bytes((&*c).try_into().expect("8 bytes")) ^ wide;
-        c.copy_from_slice(&v.to_ne_bytes());
-    }
-    // The tail starts at a multiple of 8, so the mask index restarts at 0.
-    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= mask[i & 3];
-    }
 }
 
 #[cfg(test)]
