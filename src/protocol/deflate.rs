@@ -85,7 +85,11 @@ fn inflate_with(d: &mut Decompress, input: &[u8], max: usize) -> Result<Vec<u8>,
             }
             let (in0, out0) = (d.total_in(), out.len());
             let status = d
-                .decompress_vec(&part[at..], &mut out, FlushDecompress::None)
+                .decompress_vec(
+                    part.get(at..).unwrap_or_default(),
+                    &mut out,
+                    FlushDecompress::None,
+                )
                 .map_err(|_| BAD)?;
             let used = usize::try_from(d.total_in() - in0).map_err(|_| BAD)?;
             at += used;
@@ -123,15 +127,18 @@ pub fn compress(payload: &[u8], out: &mut Vec<u8>) -> bool {
         if out.len() == out.capacity() {
             out.reserve(out.capacity().max(64));
         }
-        let in0 = c.total_in();
-        if c.compress_vec(&payload[at..], out, FlushCompress::Sync)
-            .is_err()
-        {
+        let (in0, out0) = (c.total_in(), out.len());
+        let rest = payload.get(at..).unwrap_or_default();
+        if c.compress_vec(rest, out, FlushCompress::Sync).is_err() {
             break false;
         }
-        at += usize::try_from(c.total_in() - in0).unwrap_or(usize::MAX);
+        let used = usize::try_from(c.total_in() - in0).unwrap_or(usize::MAX);
+        at = at.saturating_add(used);
         if at >= payload.len() && out.len() < out.capacity() {
             break true;
+        }
+        if used == 0 && out.len() == out0 && out.len() < out.capacity() {
+            break false; // no progress with room left: it goes plain
         }
     };
     DEFLATER.with(|cell| cell.set(Some(c)));
