@@ -137,6 +137,8 @@ pub fn endpoint() -> Endpoint {
         handshake_timeout: Duration::from_secs(10),
         origins: gatrix_chat::transport::origin::OriginPolicy::any(),
         refusals: None,
+        // As the server by default (permessage-deflate when offered).
+        compression: gatrix_chat::config::Config::default().compression(),
     }
 }
 

@@ -10,6 +10,9 @@
 //!   `protocol::ws`), with the same limits as a connection after its
 //!   CONNECT: 16 MiB messages (so that the 9.x cases run) and a bounded
 //!   outbound [`Link`];
+//! - permessage-deflate negotiated as the server does by default (RFC 7692:
+//!   no context takeover either way; messages inflated within the limit,
+//!   echoes from the default `WS_COMPRESSION_THRESHOLD` on compressed);
 //! - every text and binary message echoed, pings answered by `WsIo`, the
 //!   close handshake as the server does it (the client's code echoed, 1002,
 //!   1007 or 1009 for what the decoder refuses, 4008 past the budget).
@@ -55,6 +58,10 @@ fn endpoint() -> Endpoint {
         handshake_timeout: Duration::from_secs(10),
         origins: transport::origin::OriginPolicy::any(),
         refusals: None,
+        // permessage-deflate as the server negotiates it by default (the
+        // 12.* and 13.* cases): echoes of at least the default threshold
+        // go back compressed, each on its own.
+        compression: gatrix_chat::config::Config::default().compression(),
     }
 }
 

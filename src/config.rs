@@ -67,6 +67,8 @@ pub const KEYS: &[&str] = &[
     "max_payload",
     "max_payload_before_connect",
     "max_http_header_bytes",
+    "ws_compression",
+    "ws_compression_threshold",
     "max_message_length",
     "max_channels_per_connection",
     "rate_limit_per_sec",
@@ -203,6 +205,12 @@ pub struct Config {
     /// Largest HTTP request head accepted before the upgrade, for the same
     /// reason.
     pub max_http_header_bytes: usize,
+    /// Negotiate permessage-deflate (RFC 7692) with clients that offer it,
+    /// as the reference server's `WS_COMPRESSION` (default on).
+    pub ws_compression: bool,
+    /// Frames shorter than this many bytes go uncompressed (the
+    /// reference's `perMessageDeflate.threshold`, 1024).
+    pub ws_compression_threshold: usize,
     /// Largest chat message content, in bytes.
     pub max_message_length: usize,
     /// Channels one connection may join, which bounds its fan-out cost.
@@ -385,6 +393,8 @@ impl Default for Config {
             max_payload: 1_000_000,
             max_payload_before_connect: 16_384,
             max_http_header_bytes: 16_384,
+            ws_compression: true,
+            ws_compression_threshold: 1_024,
             max_message_length: 4_000,
             max_channels_per_connection: 100,
             rate_limit_per_sec: 50,

@@ -392,3 +392,43 @@ pub fn polling_payload(body: &str) {
     }
     assert_eq!(payload::decode(&again), Some(packets));
 }
+
+/// Target `ws_deflate`, the permessage-deflate parsers: a
+/// `Sec-WebSocket-Extensions` value through [`deflate::negotiate`] (an
+/// accepted offer is answered with both no-context-takeover parameters and
+/// at most the window the client allowed), and bytes through
+/// [`deflate::inflate`] with a limit (never more than the limit comes out;
+/// what does comes back the same after [`deflate::compress`]).
+pub fn ws_deflate(header: &str, data: &[u8], max: usize) {
+    use crate::protocol::deflate;
+    if let Some(a) = deflate::negotiate(header) {
+        assert!(
+            a.response.starts_with(
+                "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+            ),
+            "{:?}",
+            a.response
+        );
+        let bits = a
+            .response
+            .split("server_max_window_bits=")
+            .nth(1)
+            .map(|b| b.parse::<u8>().expect("a number"));
+        assert!(bits.is_none_or(|b| (8..=15).contains(&b)));
+        assert_eq!(a.compress, bits.is_none_or(|b| b == 15));
+    }
+    match deflate::inflate(data, max) {
+        Ok(out) => {
+            assert!(
+                out.len() <= max,
+                "{} bytes inflated, limit {max}",
+                out.len()
+            );
+            let mut again = Vec::new();
+            if deflate::compress(&out, &mut again) {
+                assert_eq!(deflate::inflate(&again, max).as_deref(), Ok(&out[..]));
+            }
+        }
+        Err(e) => assert!(matches!(e, WsError::TooLarge | WsError::Protocol(_))),
+    }
+}

@@ -111,7 +111,7 @@ pub fn run_until(
             metrics: metrics.store(),
         },
         open,
-        chat::commit::sink(mesh.clone()),
+        chat::commit::sink(mesh.clone(), config.compression()),
     )
     .context("starting the store threads")?;
 
@@ -134,6 +134,7 @@ pub fn run_until(
             .with_cors_max_age(config.cors_max_age_secs),
         // Each shard sets its own.
         refusals: None,
+        compression: config.compression(),
     };
     let watchdog = notifier
         .is_enabled()

@@ -9,6 +9,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::proto;
+use frames::{base64_key, server_frame};
+
+mod frames;
 
 /// How connections get their JWT.
 #[derive(Clone)]
@@ -44,6 +47,8 @@ pub struct Target {
     pub addr: SocketAddr,
     pub source_ips: Vec<IpAddr>,
     pub tokens: Tokens,
+    /// Offer permessage-deflate and require it.
+    pub deflate: bool,
 }
 
 impl Target {
@@ -97,6 +102,10 @@ fn set_bind_no_port(s: &socket2::Socket) {
     }
 }
 
+/// Bytes read from the server by every connection (the wire cost of what
+/// it sends: frames and their headers, compressed or not).
+pub static WIRE_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Joins that had to be retried (reported in the summary).
 pub static JOIN_RETRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -119,6 +128,10 @@ pub struct Conn {
     wpos: usize,
     mask_seed: u32,
     next_ack: u64,
+    /// permessage-deflate was negotiated: the inflater (reset per message:
+    /// the server sends without context takeover) and its output.
+    inflater: Option<Box<flate2::Decompress>>,
+    inflated: Vec<u8>,
 }
 
 /// Read buffer growth step (one read takes at most what is free in it).
@@ -139,8 +152,12 @@ impl Conn {
             wpos: 0,
             mask_seed: (idx as u32).wrapping_mul(0x9E37_79B9) | 1,
             next_ack: 1,
+            inflater: None,
+            inflated: Vec::new(),
         };
-        c.upgrade(&t.host).await.context("websocket upgrade")?;
+        c.upgrade(&t.host, t.deflate)
+            .await
+            .context("websocket upgrade")?;
         let open = c.next_text().await?;
         if !open.starts_with('0') {
             bail!("expected Engine.IO OPEN, got {open:.80}");
@@ -157,12 +174,17 @@ impl Conn {
         }
     }
 
-    async fn upgrade(&mut self, host: &str) -> Result<()> {
+    async fn upgrade(&mut self, host: &str, deflate: bool) -> Result<()> {
         let key = base64_key(self.next_mask());
+        let offer = if deflate {
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        } else {
+            ""
+        };
         let req = format!(
             "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {host}\r\n\
              Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n\
-             Sec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Version: 13\r\n{offer}\r\n"
         );
         self.stream.write_all(req.as_bytes()).await?;
         let head_end = loop {
@@ -186,6 +208,19 @@ impl Conn {
         }) {
             bail!("bad Sec-WebSocket-Accept in the upgrade response");
         }
+        if deflate {
+            let accepted = head.lines().any(|l| {
+                l.split_once(':').is_some_and(|(k, v)| {
+                    k.eq_ignore_ascii_case("sec-websocket-extensions")
+                        && v.trim().starts_with("permessage-deflate")
+                        && v.contains("server_no_context_takeover")
+                })
+            });
+            if !accepted {
+                bail!("--deflate: the server did not accept permessage-deflate");
+            }
+            self.inflater = Some(Box::new(flate2::Decompress::new(false)));
+        }
         self.rpos = head_end;
         Ok(())
     }
@@ -200,9 +235,11 @@ impl Conn {
         if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
             self.rbuf.reserve(READ_CHUNK);
         }
-        if self.stream.read_buf(&mut self.rbuf).await? == 0 {
+        let n = self.stream.read_buf(&mut self.rbuf).await?;
+        if n == 0 {
             bail!("connection closed by server");
         }
+        WIRE_BYTES.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -251,20 +288,23 @@ impl Conn {
 
     /// The next text frame other than an Engine.IO ping (pings are answered).
     pub async fn next_text(&mut self) -> Result<&str> {
-        let (start, end) = loop {
+        let (start, end, compressed) = loop {
             if self.wpos < self.wbuf.len() {
                 self.flush_out().await?;
             }
-            let Some((op, payload, total)) = server_frame(&self.rbuf[self.rpos..])? else {
+            let Some((b0, payload, total)) = server_frame(&self.rbuf[self.rpos..])? else {
                 self.fill().await?;
                 continue;
             };
             let at = self.rpos;
             self.rpos += total;
             let (start, end) = (at + payload.start, at + payload.end);
-            match op {
+            let compressed = b0 & 0x40 != 0;
+            match b0 & 0x0F {
+                0x1 if compressed && self.inflater.is_some() => break (start, end, true),
+                0x1 if compressed => bail!("a compressed frame without permessage-deflate"),
                 0x1 if &self.rbuf[start..end] == b"2" => self.queue_frame(0x1, b"3"),
-                0x1 => break (start, end),
+                0x1 => break (start, end, false),
                 0x8 => bail!("connection closed by server"),
                 0x9 => {
                     let p = self.rbuf[start..end].to_vec();
@@ -273,6 +313,14 @@ impl Conn {
                 _ => {} // pong, binary
             }
         };
+        if compressed {
+            let d = self
+                .inflater
+                .as_mut()
+                .ok_or_else(|| anyhow!("no inflater"))?;
+            frames::inflate(d, &self.rbuf[start..end], &mut self.inflated)?;
+            return Ok(std::str::from_utf8(&self.inflated)?);
+        }
         Ok(std::str::from_utf8(&self.rbuf[start..end])?)
     }
 
@@ -367,54 +415,4 @@ pub async fn create_channel(t: &Target, name: &str) -> Result<String> {
         Value::Number(n) => Ok(n.to_string()),
         _ => Err(anyhow!("no channel.id in {v}")),
     }
-}
-
-/// A server frame at the front of `b`: (opcode, payload range, total
-/// length), or `None` while incomplete. Server frames are never masked;
-/// fragmented messages are not used by the servers this targets.
-fn server_frame(b: &[u8]) -> Result<Option<(u8, std::ops::Range<usize>, usize)>> {
-    if b.len() < 2 {
-        return Ok(None);
-    }
-    if b[0] & 0x80 == 0 || b[0] & 0x0F == 0 {
-        bail!("fragmented WebSocket message (not supported by the benchmark)");
-    }
-    if b[1] & 0x80 != 0 {
-        bail!("masked frame from the server");
-    }
-    let (len, at) = match b[1] & 0x7F {
-        126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
-        127 if b.len() >= 10 => (u64::from_be_bytes(b[2..10].try_into()?) as usize, 10),
-        126 | 127 => return Ok(None),
-        n => (n as usize, 2),
-    };
-    if b.len() < at + len {
-        return Ok(None);
-    }
-    Ok(Some((b[0] & 0x0F, at..at + len, at + len)))
-}
-
-/// A Sec-WebSocket-Key: 16 bytes, base64.
-fn base64_key(seed: u32) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bytes = [0u8; 16];
-    let mut x = u64::from(seed) | 1;
-    for b in &mut bytes {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
-    let mut out = String::with_capacity(24);
-    for chunk in bytes.chunks(3) {
-        let n =
-            chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
-        for i in 0..=chunk.len() {
-            out.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
-        }
-    }
-    while out.len() < 24 {
-        out.push('=');
-    }
-    out
 }

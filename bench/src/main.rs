@@ -67,6 +67,10 @@ pub struct Common {
     /// Write a latency-by-percentile plot (SVG) here.
     #[arg(long, global = true)]
     pub svg: Option<String>,
+    /// Offer WebSocket permessage-deflate (as browsers do) and inflate
+    /// compressed frames; fails if the server does not accept it.
+    #[arg(long, global = true)]
+    pub deflate: bool,
 }
 
 #[derive(Subcommand)]
@@ -111,6 +115,7 @@ impl Common {
             addr,
             source_ips: self.source_ips.clone(),
             tokens,
+            deflate: self.deflate,
         })
     }
 

@@ -3,8 +3,15 @@
 //! [`sink`] runs on the writer thread, in commit order. It encodes each new
 //! message's broadcast once (`42["message",{…},"<pos>"]`, the last element
 //! being the recovery offset) and its sender's ack, answers REST senders
-//! directly, and sends the whole batch, shared, to every shard. Each shard
-//! then delivers to its own subscribers ([`Chat::committed`]), so every
+//! directly, and sends the whole batch, shared, to every shard.
+//!
+//! A broadcast frame at least `WS_COMPRESSION_THRESHOLD` long is also
+//! compressed here, once (permessage-deflate without context takeover, so
+//! the same bytes suit every subscriber that negotiated it). Here rather
+//! than on the shards: the writer sees each message exactly once, while
+//! every shard with a subscriber would otherwise compress it again (or
+//! race to share one copy); and it is off the shards' event loops, whose
+//! latency every connection feels. Each shard then delivers to its own subscribers ([`Chat::committed`]), so every
 //! connection sees messages in commit order, which is what makes one
 //! offset per connection enough for recovery.
 
@@ -16,7 +23,8 @@ use tungstenite::Utf8Bytes;
 use super::mail::{Committed, Mail, Origin, shard_of_conn};
 use super::message::reply_frame;
 use super::{Chat, ChatError, ErrorCode};
-use crate::protocol::Frame;
+use crate::protocol::deflate::{self, Settings};
+use crate::protocol::{Frame, Packed};
 use crate::shard::mailbox::Mesh;
 use crate::store::MessageRecord;
 use crate::store::writer::Outcome;
@@ -33,6 +41,7 @@ fn frame_of(json: &str, pos: u64) -> String {
 /// The writer's sink: turns outcomes into one shared batch for all shards.
 pub fn sink(
     mesh: Arc<Mesh<Mail>>,
+    compression: Settings,
 ) -> impl FnMut(Vec<(Outcome, (Origin, Instant))>) + Send + 'static {
     move |outcomes| {
         let mut batch = Vec::with_capacity(outcomes.len());
@@ -67,7 +76,7 @@ pub fn sink(
                         .map(|f| (r.conn, Utf8Bytes::from(f)))
                 }
             };
-            let frame = json.map(|j| Utf8Bytes::from(frame_of(&j, pos)));
+            let frame = json.map(|j| broadcast(frame_of(&j, pos), compression));
             batch.push(Committed {
                 channel,
                 seq,
@@ -81,6 +90,21 @@ pub fn sink(
         for shard in 0..mesh.shards() {
             mesh.post_external(shard, Mail::Committed(batch.clone()));
         }
+    }
+}
+
+/// A broadcast frame, with its compressed form when it is worth one.
+fn broadcast(text: String, compression: Settings) -> Frame {
+    let deflated = compression
+        .enabled
+        .then(|| deflate::compress_shared(text.as_bytes(), compression.threshold))
+        .flatten();
+    match deflated {
+        Some(d) => Frame::Packed(Arc::new(Packed {
+            text: text.into(),
+            deflated: Some(d),
+        })),
+        None => Frame::Text(text.into()),
     }
 }
 
@@ -106,7 +130,7 @@ impl Chat {
                 if let Some(list) = subs.get(&c.channel) {
                     for link in list {
                         // On overflow the link closes itself as a slow consumer.
-                        queued += u64::from(link.push(Frame::Text(frame.clone())).is_ok());
+                        queued += u64::from(link.push(frame.clone()).is_ok());
                     }
                     let latency = now.saturating_duration_since(c.received);
                     self.metrics.broadcast_latency.observe_duration(latency);

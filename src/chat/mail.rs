@@ -9,6 +9,7 @@ use futures::channel::oneshot;
 use tungstenite::Utf8Bytes;
 
 use super::ChatError;
+use crate::protocol::Frame;
 use crate::store::{ChannelRecord, MessageRecord};
 
 /// Where a connection command's answer goes: the connection (its shard is
@@ -46,7 +47,7 @@ pub struct Committed {
     pub seq: u64,
     pub pos: u64,
     /// The `message` broadcast, encoded once, when the message is new.
-    pub frame: Option<Utf8Bytes>,
+    pub frame: Option<Frame>,
     /// The sender's ack or error frame, for the shard of `conn`.
     pub reply: Option<(u64, Utf8Bytes)>,
     /// When the send arrived at the server (chat_broadcast_latency).

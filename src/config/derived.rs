@@ -36,6 +36,14 @@ impl Config {
         Some(format!("HOST {} is {ip}", self.host.trim()))
     }
 
+    /// The permessage-deflate settings, for the upgrade and the writer.
+    pub fn compression(&self) -> crate::protocol::deflate::Settings {
+        crate::protocol::deflate::Settings {
+            enabled: self.ws_compression,
+            threshold: self.ws_compression_threshold,
+        }
+    }
+
     // The `*_ms` settings as `Duration`s, so callers never convert units.
 
     pub fn ping_interval(&self) -> Duration {

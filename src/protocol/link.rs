@@ -13,6 +13,7 @@
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -27,13 +28,37 @@ use super::pace::{Pace, Verdict};
 pub enum Frame {
     Text(Utf8Bytes),
     Binary(Bytes),
+    /// A broadcast with its permessage-deflate form, both made once for
+    /// every recipient (behind one `Arc`, so the queue's entries stay small).
+    Packed(Arc<Packed>),
+}
+
+/// A text frame and its compressed payload (RFC 7692, no context takeover).
+#[derive(Debug)]
+pub struct Packed {
+    pub text: Utf8Bytes,
+    /// `None` when it is not worth compressing (below the threshold, or it
+    /// does not shrink).
+    pub deflated: Option<Bytes>,
 }
 
 impl Frame {
+    /// Its length as queued: the plain payload's (what an uncompressed
+    /// recipient is sent; the budget does not depend on the recipient).
     fn len(&self) -> usize {
         match self {
             Frame::Text(t) => t.len(),
             Frame::Binary(b) => b.len(),
+            Frame::Packed(p) => p.text.len(),
+        }
+    }
+
+    /// The text, for a text frame.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Frame::Text(t) => Some(t.as_str()),
+            Frame::Packed(p) => Some(p.text.as_str()),
+            Frame::Binary(_) => None,
         }
     }
 }

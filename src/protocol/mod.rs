@@ -6,6 +6,7 @@
 //! - [`pace`]: a connection's command rate limiter (on its link).
 //! - [`ws`], [`wsio`]: WebSocket framing by hand, and a connection's
 //!   socket I/O through its shard's shared buffers.
+//! - [`deflate`]: permessage-deflate, its negotiation and codec.
 //! - `engine`: a session's state apart from its transport: heartbeats,
 //!   namespace CONNECT, events and binary attachments.
 //! - [`driver`]: one WebSocket connection's life: OPEN, reads into the
@@ -14,6 +15,7 @@
 //! The application plugs in through [`Handler`]; the chat server is one, the
 //! conformance example (`examples/socketio_conformance.rs`) another.
 
+pub mod deflate;
 pub mod driver;
 pub(crate) mod engine;
 pub mod link;
@@ -30,7 +32,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 pub use driver::drive;
-pub use link::{Frame, Link, PushError, QueueLimits};
+pub use link::{Frame, Link, Packed, PushError, QueueLimits};
 pub use pace::{Pace, PaceLimits, Verdict};
 
 /// Engine.IO session parameters, announced in the OPEN packet.

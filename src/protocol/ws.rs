@@ -13,8 +13,14 @@
 //! Accepted: masked client frames, text and binary messages (fragmented or
 //! not, up to `max_message` bytes in total, checked from the frame header
 //! before any payload is buffered), ping/pong/close control frames between
-//! fragments. Refused as protocol errors (close 1002): reserved bits (no
-//! extension is negotiated), unknown opcodes, unmasked frames, fragmented or
+//! fragments. With permessage-deflate negotiated ([`Decoder::set_inflate`]),
+//! a message whose first frame has RSV1 set is compressed: its frames are
+//! joined (up to the compressed bound of the limit) and inflated as a whole
+//! by the shard's inflater, the limit applied to the inflated size
+//! ([`super::deflate::inflate`]), the text checked as UTF-8 once inflated.
+//! Refused as protocol errors (close 1002): reserved bits (RSV2, RSV3;
+//! RSV1 without the extension, or on a control or continuation frame),
+//! unknown opcodes, unmasked frames, fragmented or
 //! oversized control frames, continuations without a start, a new message
 //! inside a fragmented one, a malformed close payload or a close code that
 //! is invalid on the wire. Text that is not UTF-8, in a message or a close
@@ -23,12 +29,14 @@
 //! makes it invalid ([`utf8`]).
 
 mod encode;
+mod header;
 mod utf8;
 
 use std::borrow::Cow;
 
-pub use encode::{Kind, encode, encode_close};
+pub use encode::{Kind, encode, encode_close, encode_deflated};
 
+use header::{Header, unmask};
 use utf8::Utf8Check;
 
 /// A complete message from the client.
@@ -71,6 +79,8 @@ const OP_BINARY: u8 = 0x2;
 const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
+/// The "per-message compressed" bit of permessage-deflate (RFC 7692 6).
+const RSV1: u8 = 0x40;
 
 /// Longest frame header: 2 bytes, 8 of extended length, 4 of mask.
 pub const MAX_HEADER: usize = 14;
@@ -82,6 +92,11 @@ pub struct Decoder {
     max_message: usize,
     /// (is text, bytes so far) of a fragmented message.
     fragments: Option<(bool, Vec<u8>)>,
+    /// The fragmented message in `fragments` is compressed (its bytes are
+    /// deflate data, inflated once the last one came).
+    compressed: bool,
+    /// permessage-deflate was negotiated: RSV1 marks a compressed message.
+    inflate: bool,
     /// The UTF-8 state of the current text message, up to `checked`.
     utf8: Utf8Check,
     /// Payload bytes of the incomplete frame at the front of the buffer
@@ -94,20 +109,13 @@ pub struct Decoder {
     peer_closed: bool,
 }
 
-/// A parsed frame header.
-struct Header {
-    fin: bool,
-    opcode: u8,
-    mask: [u8; 4],
-    header_len: usize,
-    payload_len: usize,
-}
-
 impl Decoder {
     pub fn new(max_message: usize) -> Self {
         Self {
             max_message,
             fragments: None,
+            compressed: false,
+            inflate: false,
             utf8: Utf8Check::default(),
             checked: 0,
             peer_close: None,
@@ -119,6 +127,13 @@ impl Decoder {
     /// before a Socket.IO CONNECT is smaller than after it).
     pub fn set_max_message(&mut self, max_message: usize) {
         self.max_message = max_message;
+    }
+
+    /// Accepts compressed messages from now on (permessage-deflate was
+    /// negotiated, without client context takeover: each message inflates
+    /// on its own).
+    pub fn set_inflate(&mut self, inflate: bool) {
+        self.inflate = inflate;
     }
 
     /// The status code of the client's close frame, if one came with a code.
@@ -135,7 +150,7 @@ impl Decoder {
     /// How many bytes the frame starting at `buf` needs in total, once its
     /// header is complete (so the caller can reserve for a large frame).
     pub fn frame_len(buf: &[u8]) -> Option<usize> {
-        Self::header(buf)
+        header::parse(buf)
             .ok()
             .flatten()
             .map(|h| h.header_len.saturating_add(h.payload_len))
@@ -151,7 +166,7 @@ impl Decoder {
         &mut self,
         buf: &'b mut [u8],
     ) -> Result<Option<(Option<Msg<'b>>, usize)>, WsError> {
-        let Some(h) = Self::header(buf)? else {
+        let Some(h) = header::parse(buf)? else {
             return Ok(None);
         };
         // Even a close frame refused below (too long, a bad code) is the
@@ -160,7 +175,8 @@ impl Decoder {
         // Every check that the header allows comes before waiting for the
         // payload: a client cannot make the server buffer more than the
         // limit, nor wait for a frame that is refused anyway.
-        let text = self.check_header(&h)?;
+        // `text`: checked as UTF-8 as it comes (not when compressed).
+        let (text, compressed) = self.check_header(&h)?;
         let total = h.header_len.saturating_add(h.payload_len);
         if buf.len() < total {
             if text {
@@ -175,6 +191,14 @@ impl Decoder {
         let payload: &'b [u8] = payload;
         let unchecked = payload.get(checked..).unwrap_or_default();
         let msg = match h.opcode {
+            OP_TEXT | OP_BINARY if h.fin && compressed => {
+                Some(self.inflated(h.opcode == OP_TEXT, payload)?)
+            }
+            OP_TEXT | OP_BINARY if compressed => {
+                self.compressed = true;
+                self.fragments = Some((h.opcode == OP_TEXT, payload.to_vec()));
+                None
+            }
             OP_TEXT if h.fin => Some(Msg::Text(Cow::Borrowed(utf8(payload)?))),
             OP_BINARY if h.fin => Some(Msg::Binary(Cow::Borrowed(payload))),
             OP_TEXT | OP_BINARY => {
@@ -200,6 +224,10 @@ impl Decoder {
                 };
                 bytes.extend_from_slice(payload);
                 match self.fragments.take_if(|_| h.fin) {
+                    Some((is_text, bytes)) if compressed => {
+                        self.compressed = false;
+                        Some(self.inflated(is_text, &bytes)?)
+                    }
                     Some((true, bytes)) => {
                         self.utf8.finish().map_err(|_| WsError::InvalidUtf8)?;
                         let s = String::from_utf8(bytes).map_err(|_| WsError::InvalidUtf8)?;
@@ -220,9 +248,26 @@ impl Decoder {
         Ok(Some((msg, total)))
     }
 
-    /// The checks a frame header allows on its own (opcode, fragment
-    /// state, sizes). Returns whether its payload is text.
-    fn check_header(&self, h: &Header) -> Result<bool, WsError> {
+    /// A compressed message, inflated within the limit.
+    fn inflated(&self, text: bool, deflated: &[u8]) -> Result<Msg<'static>, WsError> {
+        let bytes = super::deflate::inflate(deflated, self.max_message)?;
+        Ok(if text {
+            let s = String::from_utf8(bytes).map_err(|_| WsError::InvalidUtf8)?;
+            Msg::Text(Cow::Owned(s))
+        } else {
+            Msg::Binary(Cow::Owned(bytes))
+        })
+    }
+
+    /// The checks a frame header allows on its own (reserved bits, opcode,
+    /// fragment state, sizes). Returns whether its payload is text to
+    /// check as it comes (plain text), and whether it is compressed.
+    fn check_header(&self, h: &Header) -> Result<(bool, bool), WsError> {
+        // RSV1 only on the first frame of a message, and only once
+        // permessage-deflate is negotiated (RFC 7692 6).
+        if h.rsv1 && !(self.inflate && matches!(h.opcode, OP_TEXT | OP_BINARY)) {
+            return Err(WsError::Protocol("reserved bits set"));
+        }
         let in_text = self.fragments.as_ref().map(|(text, _)| *text);
         match (h.opcode, in_text) {
             (OP_CLOSE | OP_PING | OP_PONG, _) => {
@@ -232,7 +277,7 @@ impl Decoder {
                 if !h.fin {
                     return Err(WsError::Protocol("fragmented control frame"));
                 }
-                return Ok(false);
+                return Ok((false, false));
             }
             (OP_TEXT | OP_BINARY, Some(_)) => {
                 return Err(WsError::Protocol("new message inside a fragmented one"));
@@ -241,11 +286,20 @@ impl Decoder {
             (OP_TEXT | OP_BINARY | OP_CONT, _) => {}
             _ => return Err(WsError::Protocol("unknown opcode")),
         }
+        let compressed = h.rsv1 || (h.opcode == OP_CONT && self.compressed);
+        // Compressed bytes are bounded by what a message within the limit
+        // can compress to; the inflated size is checked as it inflates.
+        let limit = if compressed {
+            super::deflate::compressed_bound(self.max_message)
+        } else {
+            self.max_message
+        };
         let so_far = self.fragments.as_ref().map_or(0, |(_, b)| b.len());
-        if so_far.saturating_add(h.payload_len) > self.max_message {
+        if so_far.saturating_add(h.payload_len) > limit {
             return Err(WsError::TooLarge);
         }
-        Ok(h.opcode == OP_TEXT || in_text == Some(true))
+        let text = h.opcode == OP_TEXT || in_text == Some(true);
+        Ok((text && !compressed, compressed))
     }
 
     /// Feeds the newly arrived part of an incomplete text frame (`so_far`:
@@ -269,49 +323,6 @@ impl Decoder {
         }
         self.checked = so_far.len();
         Ok(())
-    }
-
-    fn header(buf: &[u8]) -> Result<Option<Header>, WsError> {
-        if buf.len() < 2 {
-            return Ok(None);
-        }
-        let (b0, b1) = (buf[0], buf[1]);
-        if b0 & 0x70 != 0 {
-            return Err(WsError::Protocol("reserved bits set"));
-        }
-        if b1 & 0x80 == 0 {
-            return Err(WsError::Protocol("unmasked client frame"));
-        }
-        let (len, at) = match b1 & 0x7F {
-            126 => {
-                let Some(b) = buf.get(2..4) else {
-                    return Ok(None);
-                };
-                (u16::from_be_bytes([b[0], b[1]]) as u64, 4)
-            }
-            127 => {
-                let Some(b) = buf.get(2..10) else {
-                    return Ok(None);
-                };
-                let len = u64::from_be_bytes(b.try_into().expect("8 bytes"));
-                if len >> 63 != 0 {
-                    return Err(WsError::Protocol("frame length with the top bit set"));
-                }
-                (len, 10)
-            }
-            n => (u64::from(n), 2),
-        };
-        let Some(m) = buf.get(at..at + 4) else {
-            return Ok(None);
-        };
-        Ok(Some(Header {
-            fin: b0 & 0x80 != 0,
-            opcode: b0 & 0x0F,
-            mask: [m[0], m[1], m[2], m[3]],
-            header_len: at + 4,
-            // Saturates on 32-bit targets; the size check refuses it.
-            payload_len: usize::try_from(len).unwrap_or(usize::MAX),
-        }))
     }
 }
 
@@ -341,21 +352,6 @@ fn close_code(payload: &[u8]) -> Result<Option<u16>, WsError> {
 /// rest below 3000 is unassigned.
 fn valid_close_code(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
-}
-
-/// XORs `payload` with the client's mask, eight bytes at a time.
-fn unmask(payload: &mut [u8], mask: [u8; 4]) {
-    let word = u32::from_ne_bytes(mask);
-    let wide = u64::from(word) | (u64::from(word) << 32);
-    let mut chunks = payload.chunks_exact_mut(8);
-    for c in &mut chunks {
-        let v = u64::from_ne_bytes((&*c).try_into().expect("8 bytes")) ^ wide;
-        c.copy_from_slice(&v.to_ne_bytes());
-    }
-    // The tail starts at a multiple of 8, so the mask index restarts at 0.
-    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= mask[i & 3];
-    }
 }
 
 #[cfg(test)]

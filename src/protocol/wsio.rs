@@ -25,7 +25,8 @@ use std::task::{Context, Poll};
 use futures_lite::{AsyncRead, AsyncWrite};
 
 use super::CloseReason;
-use super::link::{Frame, Link};
+use super::deflate::encode_frame;
+use super::link::Link;
 use super::ws::{self, Decoder, Kind, Msg, WsError};
 
 /// Size of each shard's shared read buffer: one read takes at most this.
@@ -105,6 +106,9 @@ pub struct WsIo<S> {
     out_of_sync: bool,
     /// Our side of the TCP stream is shut (after our close frame).
     write_shut: bool,
+    /// Frames of at least this many bytes leave compressed
+    /// (permessage-deflate); `usize::MAX` when none do.
+    compress_from: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
@@ -121,7 +125,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
             pongs_owed: 0,
             out_of_sync: false,
             write_shut: false,
+            compress_from: usize::MAX,
         }
+    }
+
+    /// permessage-deflate was negotiated: compressed messages are read
+    /// from now on, and frames of at least `compress_from` bytes are sent
+    /// compressed (`None`: none are, the client limited our window).
+    pub fn enable_deflate(&mut self, compress_from: Option<usize>) {
+        self.dec.set_inflate(true);
+        self.compress_from = compress_from.unwrap_or(usize::MAX);
     }
 
     /// Changes the message (and frame) size limit from the next frame on.
@@ -336,7 +349,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
                 // up to a batch: the link's bounds still hold a slow reader.
                 while self.unsent.len() - self.unsent_from < WRITE_BATCH {
                     match link.pop(cx) {
-                        Poll::Ready(f) => encode_frame(&mut self.unsent, &f),
+                        Poll::Ready(f) => encode_frame(&mut self.unsent, &f, self.compress_from),
                         Poll::Pending => break,
                     }
                 }
@@ -354,7 +367,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
             let mut drained = false;
             while buf.len() < WRITE_BATCH {
                 match link.pop(cx) {
-                    Poll::Ready(f) => encode_frame(&mut buf, &f),
+                    Poll::Ready(f) => encode_frame(&mut buf, &f, self.compress_from),
                     Poll::Pending => {
                         drained = true; // the link is empty and has our waker
                         break;
@@ -411,13 +424,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
         self.blocked = false;
         self.pongs_owed = 0;
         Ok(Poll::Ready(()))
-    }
-}
-
-fn encode_frame(out: &mut Vec<u8>, f: &Frame) {
-    match f {
-        Frame::Text(t) => ws::encode(out, Kind::Text, t.as_bytes()),
-        Frame::Binary(b) => ws::encode(out, Kind::Binary, b),
     }
 }
 

@@ -43,6 +43,8 @@ pub struct Endpoint {
     /// Where refused requests are counted and logged: the shard's own
     /// (each shard sets it on its copy); `None` for tools and examples.
     pub refusals: Option<crate::metrics::Refusals>,
+    /// permessage-deflate (`WS_COMPRESSION`, `WS_COMPRESSION_THRESHOLD`).
+    pub compression: protocol::deflate::Settings,
 }
 
 impl Endpoint {
@@ -298,8 +300,17 @@ where
         }
     };
     let accept = derive_accept_key(key.as_bytes());
+    let deflate = ep
+        .compression
+        .enabled
+        .then(|| extension_offers(&req))
+        .flatten()
+        .and_then(|offers| protocol::deflate::negotiate(&offers));
+    let extension = deflate.as_ref().map_or(String::new(), |a| {
+        format!("Sec-WebSocket-Extensions: {}\r\n", a.response)
+    });
     let reply = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extension}\r\n"
     );
     let sid = req
         .query_pairs()
@@ -314,6 +325,10 @@ where
             polling::Upgrade::To(ps) => {
                 let mut io = WsIo::new(stream, read[req.head_len..].to_vec(), limit);
                 io.queue_raw(reply.as_bytes());
+                // The 101 named the extension: the upgraded session speaks it.
+                if let Some(a) = &deflate {
+                    io.enable_deflate(a.compress.then_some(ep.compression.threshold));
+                }
                 ps.offer_upgrade(io);
             }
             polling::Upgrade::Unknown => {
@@ -343,6 +358,9 @@ where
         ep.opts.frame_limit(false),
     );
     io.queue_raw(reply.as_bytes());
+    if let Some(a) = deflate {
+        io.enable_deflate(a.compress.then_some(ep.compression.threshold));
+    }
     let link = Rc::new(Link::new(
         conn_id,
         crate::ids::random_token(15),
@@ -370,4 +388,16 @@ fn handshake_of(req: &Request, peer: SocketAddr) -> Handshake {
             })
             .map(|t| t.trim().to_owned()),
     }
+}
+
+/// Every `Sec-WebSocket-Extensions` header of the request, joined (a client
+/// may send several: RFC 6455 9.1).
+fn extension_offers(req: &Request) -> Option<String> {
+    let values: Vec<&str> = req
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "sec-websocket-extensions")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    (!values.is_empty()).then(|| values.join(","))
 }

@@ -150,10 +150,16 @@ impl Wire {
     /// The next server frame: (opcode, payload). Server frames are
     /// unmasked and, from this server, never fragmented.
     pub fn read_frame(&mut self) -> io::Result<(u8, Vec<u8>)> {
+        self.read_frame_b0()
+            .map(|(b0, payload)| (b0 & 0x0F, payload))
+    }
+
+    /// [`Wire::read_frame`] with the whole first byte (FIN | RSV | opcode).
+    pub fn read_frame_b0(&mut self) -> io::Result<(u8, Vec<u8>)> {
         loop {
-            if let Some((op, payload, used)) = parse_server_frame(&self.buf) {
+            if let Some((b0, payload, used)) = parse_server_frame(&self.buf) {
                 self.buf.drain(..used);
-                return Ok((op, payload));
+                return Ok((b0, payload));
             }
             self.fill()?;
         }
@@ -218,7 +224,7 @@ fn parse_server_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
         n => (usize::from(n), 2),
     };
     let payload = buf.get(at..at + len)?.to_vec();
-    Some((b0 & 0x0F, payload, at + len))
+    Some((b0, payload, at + len))
 }
 
 const MASK: [u8; 4] = [0x5a, 0x13, 0xc7, 0x88];

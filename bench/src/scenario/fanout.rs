@@ -5,7 +5,7 @@
 
 use super::{channels, check_nofile, start_progress, wait_ready};
 use crate::Common;
-use crate::client::{Conn, Target, now_ns};
+use crate::client::{Conn, Target, WIRE_BYTES, now_ns};
 use crate::proto;
 use crate::report::{latency_json, latency_text, write_outputs};
 use crate::runner::{self, Counters, Kind, record};
@@ -109,10 +109,12 @@ pub fn measure(
     let start = now_ns() + 200_000_000;
     let cpu0 = a.server_pid.and_then(super::proc_cpu_secs);
     let own0 = super::proc_cpu_secs(std::process::id());
+    let wire0 = WIRE_BYTES.load(Relaxed);
     c.start_ns.store(start, Relaxed);
     std::thread::sleep(Duration::from_secs_f64(0.2 + a.duration + a.drain));
     let cpu1 = a.server_pid.and_then(super::proc_cpu_secs);
     let own1 = super::proc_cpu_secs(std::process::id());
+    let wire = WIRE_BYTES.load(Relaxed) - wire0;
     c.stop.store(true, Relaxed);
     let [lat, ack] = runner::join(workers);
     done.store(true, Relaxed);
@@ -128,6 +130,9 @@ pub fn measure(
     let cpu_per_delivery = server_cpu
         .filter(|_| delivered > 0)
         .map(|s| s * 1e6 / delivered as f64);
+    // Everything the server sent over the phase (deliveries, acks, pings,
+    // frame headers) per delivery.
+    let wire_per_delivery = (delivered > 0).then(|| wire as f64 / delivered as f64);
     let doc = json!({
         "scenario": "fanout", "server": common.server,
         "channels": a.channels, "members": a.members, "senders": a.senders,
@@ -139,6 +144,7 @@ pub fn measure(
         "latency": latency_json(&lat), "ack_latency": latency_json(&ack),
         "bench_cpu_s": bench_cpu, "window_s": window,
         "server_cpu_s": server_cpu, "server_cpu_us_per_delivery": cpu_per_delivery,
+        "deflate": common.deflate, "wire_bytes": wire, "wire_bytes_per_delivery": wire_per_delivery,
     });
     if !quiet {
         println!(
@@ -185,6 +191,16 @@ pub fn measure(
         if let (Some(cpu), Some(per)) = (server_cpu, cpu_per_delivery) {
             println!(
                 "  server CPU {cpu:.2} s during the measured phase and drain: {per:.3} us per delivery"
+            );
+        }
+        if let Some(per) = wire_per_delivery {
+            println!(
+                "  read from the server {wire} B in the measured phase and drain: {per:.1} B per delivery{}",
+                if common.deflate {
+                    " (permessage-deflate)"
+                } else {
+                    ""
+                }
             );
         }
         if let Some(e) = c.first_error.get() {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::{Chat, ChatLimits, Mail};
 use crate::auth::{Authenticator, mint_hs256};
 use crate::config::Config;
-use crate::protocol::{Event, Frame, Handler, Handshake, Link, QueueLimits};
+use crate::protocol::{Event, Handler, Handshake, Link, QueueLimits};
 use crate::shard::mailbox::{Mailbox, Mesh};
 use crate::store::handle::StoreSettings;
 use crate::store::sqlite::SqliteStore;
@@ -23,6 +23,10 @@ const SECRET: &str = "0123456789abcdef0123456789abcdef";
 /// The owner cache's limits unless a test sets its own.
 const CACHE_IDLE: Duration = Duration::from_secs(60);
 const CACHE_MAX: usize = 1000;
+const COMPRESSION: crate::protocol::deflate::Settings = crate::protocol::deflate::Settings {
+    enabled: true,
+    threshold: 1024,
+};
 
 struct World {
     chats: Vec<Rc<Chat>>,
@@ -68,7 +72,7 @@ impl World {
         let (store, threads) = crate::store::handle::start(
             &settings,
             move || Ok(Box::new(SqliteStore::open(&path)?) as Box<dyn Store>),
-            super::commit::sink(mesh.clone()),
+            super::commit::sink(mesh.clone(), COMPRESSION),
         )
         .unwrap();
         std::mem::forget(threads); // they end with the test process
@@ -218,8 +222,8 @@ fn frames(link: &Link) -> Vec<String> {
     let mut cx = Context::from_waker(&waker);
     let mut out = Vec::new();
     while let Poll::Ready(f) = link.pop(&mut cx) {
-        if let Frame::Text(t) = f {
-            out.push(t.as_str().to_owned());
+        if let Some(t) = f.text() {
+            out.push(t.to_owned());
         }
     }
     out

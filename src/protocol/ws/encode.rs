@@ -1,6 +1,6 @@
 //! Server frames: never masked, never fragmented (RFC 6455 5.1, 5.4).
 
-use super::{OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT};
+use super::{OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT, RSV1};
 
 /// Server frame kinds (server frames are never masked or fragmented).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +13,16 @@ pub enum Kind {
 
 /// Appends one complete server frame to `out`.
 pub fn encode(out: &mut Vec<u8>, kind: Kind, payload: &[u8]) {
+    encode_with(out, kind, 0, payload);
+}
+
+/// Appends one message frame whose payload is compressed (permessage-deflate:
+/// RSV1 set, RFC 7692 6). Only for a text or binary message.
+pub fn encode_deflated(out: &mut Vec<u8>, kind: Kind, payload: &[u8]) {
+    encode_with(out, kind, RSV1, payload);
+}
+
+fn encode_with(out: &mut Vec<u8>, kind: Kind, rsv: u8, payload: &[u8]) {
     let op = match kind {
         Kind::Text => OP_TEXT,
         Kind::Binary => OP_BINARY,
@@ -21,7 +31,7 @@ pub fn encode(out: &mut Vec<u8>, kind: Kind, payload: &[u8]) {
     };
     let len = payload.len();
     out.reserve(len + 10);
-    out.push(0x80 | op);
+    out.push(0x80 | rsv | op);
     if len < 126 {
         out.push(len as u8);
     } else if len <= usize::from(u16::MAX) {

@@ -3,6 +3,7 @@
 //! after it.
 
 use super::*;
+use crate::protocol::Frame;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
     /// Queues the close frame. When it answers the client's close frame,
@@ -15,7 +16,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
 
     /// Encodes `frame` behind whatever is unsent (the close path).
     pub fn queue_frame(&mut self, frame: &Frame) {
-        encode_frame(&mut self.unsent, frame);
+        encode_frame(&mut self.unsent, frame, self.compress_from);
     }
 
     /// Sends everything still unsent (the close path).

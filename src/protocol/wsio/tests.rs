@@ -6,7 +6,7 @@ use futures_lite::{AsyncRead, AsyncWrite};
 
 use super::*;
 use crate::protocol::ws::tests::masked;
-use crate::protocol::{CloseReason, QueueLimits};
+use crate::protocol::{CloseReason, Frame, QueueLimits};
 
 /// A socket that hands out scripted reads (then Pending) and accepts
 /// every write.

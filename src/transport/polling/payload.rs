@@ -22,6 +22,8 @@ pub(crate) fn encode_into(out: &mut String, frame: &Frame) {
     }
     match frame {
         Frame::Text(t) => out.push_str(t.as_str()),
+        // A polling answer is plain text: the broadcast's uncompressed form.
+        Frame::Packed(p) => out.push_str(p.text.as_str()),
         Frame::Binary(b) => {
             out.push('b');
             base64::engine::general_purpose::STANDARD.encode_string(b, out);
