@@ -271,6 +271,9 @@ fn abandoned_sessions_expire_and_memory_stays_bounded() {
         ("PING_TIMEOUT_MS", "1000"),
         ("WS_CONNECTION_RATE_PER_IP", "100000"),
         ("WS_CONNECTION_BURST_PER_IP", "100000"),
+        // 1000 sessions and the HTTP connection of the next request are
+        // more than the default 1000 places of one address.
+        ("WS_MAX_CONNECTIONS_PER_IP", "100000"),
     ]);
     let channel = server.create_channel("owner", "flood", "public", &[]);
     let token = server.token("flooder");
