@@ -132,6 +132,15 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Service {
     }
 }
 
+/// What a shard serves REST requests with (its chat, its drain flag, the
+/// limits and the CORS policy), for [`serve`].
+pub struct Serving {
+    pub chat: Rc<Chat>,
+    pub draining: Rc<Cell<bool>>,
+    pub settings: RestSettings,
+    pub origins: OriginPolicy,
+}
+
 /// Serves REST requests on a connection until it ends. `first` is the
 /// first request's head as the transport parsed it, and `read` every byte
 /// the transport read from `stream` (that head, maybe more). Returns the
@@ -142,15 +151,18 @@ pub async fn serve<S>(
     mut stream: S,
     first: &crate::transport::Request,
     read: Vec<u8>,
-    chat: Rc<Chat>,
-    draining: Rc<Cell<bool>>,
-    settings: RestSettings,
-    origins: OriginPolicy,
+    with: Serving,
     peer: std::net::IpAddr,
 ) -> Option<(S, Vec<u8>)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let Serving {
+        chat,
+        draining,
+        settings,
+        origins,
+    } = with;
     // hyper would answer a bad Content-Length with a bare 400; on the first
     // request the answer has the REST error shape, as the transport's 400
     // and 431 do. (Later requests on the connection still get hyper's.)

@@ -126,10 +126,12 @@ pub async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
             stream,
             &req,
             read,
-            sh.chat.clone(),
-            sh.draining.clone(),
-            sh.rest,
-            sh.endpoint.origins.clone(),
+            crate::rest::Serving {
+                chat: sh.chat.clone(),
+                draining: sh.draining.clone(),
+                settings: sh.rest,
+                origins: sh.endpoint.origins.clone(),
+            },
             peer.ip(),
         )
         .await
