@@ -5,107 +5,19 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::TestServer;
+use common::tls::{Ca, Tls, https_get, start_tls, tls_connect};
 use nix::sys::signal::Signal;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SerialNumber};
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::ClientConfig;
+use rustls::pki_types::CertificateDer;
 use tungstenite::{Message, WebSocket};
-
-type Tls = StreamOwned<ClientConnection, TcpStream>;
-
-/// A test CA and the leaves it signs.
-struct Ca {
-    cert: CertificateDer<'static>,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new() -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "gatrix test CA");
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Ca {
-            cert: cert.der().clone(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// Writes a leaf for localhost/127.0.0.1 into `dir` (cert.pem,
-    /// key.pem) and returns its DER.
-    fn leaf(&self, dir: &Path, name: &str, serial: u64) -> CertificateDer<'static> {
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.serial_number = Some(SerialNumber::from(serial));
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
-        cert.der().clone()
-    }
-
-    fn client_config(&self) -> Arc<ClientConfig> {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.cert.clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        Arc::new(
-            ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
-    }
-}
-
-/// A TLS connection to the server, verified against the test CA.
-fn tls_connect(port: u16, config: &Arc<ClientConfig>) -> std::io::Result<Tls> {
-    let tcp = TcpStream::connect(("127.0.0.1", port))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let name = ServerName::try_from("localhost").unwrap();
-    let conn = ClientConnection::new(config.clone(), name).map_err(std::io::Error::other)?;
-    let mut tls = StreamOwned::new(conn, tcp);
-    while tls.conn.is_handshaking() {
-        tls.conn.complete_io(&mut tls.sock)?;
-    }
-    Ok(tls)
-}
 
 /// The leaf certificate the server presented.
 fn presented(tls: &Tls) -> CertificateDer<'static> {
     tls.conn.peer_certificates().expect("a certificate")[0].clone()
-}
-
-/// `GET path` over HTTPS; returns (status, body).
-fn https_get(port: u16, config: &Arc<ClientConfig>, path: &str) -> std::io::Result<(u16, String)> {
-    let mut tls = tls_connect(port, config)?;
-    write!(
-        tls,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    // A peer that closes without close_notify ends the read with an error;
-    // what arrived before it is the answer.
-    let _ = tls.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status in {text:?}")))?;
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    Ok((status, body.to_owned()))
 }
 
 /// A Socket.IO session over WSS, connected to `/` as `user`.
@@ -157,24 +69,6 @@ fn round_trip(ws: &mut WebSocket<Tls>, ack: u64) {
     .unwrap();
     let reply = next_starting(ws, &format!("43{ack}["));
     assert!(reply.contains("NOT_FOUND"), "{reply}");
-}
-
-fn start_tls(dir: &Path, config: &Arc<ClientConfig>) -> TestServer {
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    let mut server = TestServer::start_unready(&[
-        ("TLS_CERT_FILE", cert.to_str().unwrap()),
-        ("TLS_KEY_FILE", key.to_str().unwrap()),
-    ]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok((200, _)) = https_get(server.port(), config, "/health") {
-            return server;
-        }
-        assert!(server.exited().is_none(), "exited:\n{}", server.log());
-        assert!(Instant::now() < deadline, "not ready:\n{}", server.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

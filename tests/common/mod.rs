@@ -17,6 +17,7 @@ pub mod polling;
 pub mod proc;
 pub mod raw;
 pub mod rest;
+pub mod tls;
 
 pub use http::{http_get, http_request};
 
