@@ -1,11 +1,13 @@
 //! A blocking Engine.IO long-polling client: every request on a fresh TCP
 //! connection (`Connection: close`), so that with two shards a session's
 //! requests land on either one (the kernel spreads connections) and the
-//! hand-over to the session's shard is exercised.
+//! hand-over to the session's shard is exercised. A [`Dial`] makes the
+//! connections: plain TCP by default, or TLS (`common::tls::dial`).
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -31,12 +33,39 @@ impl Reply {
     }
 }
 
+/// A connection to the server: plain TCP, or TLS over it.
+pub trait Conn: Read + Write {}
+impl<T: Read + Write> Conn for T {}
+
+/// Opens a new connection to the server's port.
+pub type Dial = Arc<dyn Fn(u16) -> Box<dyn Conn> + Send + Sync>;
+
+/// Plain TCP connections, reads timing out after `WAIT`.
+pub fn plain() -> Dial {
+    Arc::new(|port| {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        Box::new(s)
+    })
+}
+
 /// One request to `/socket.io/?{query}` on its own connection. `headers`
 /// are whole lines (`"Origin: …\r\n"`); a Content-Length is added unless
 /// they hold one.
 pub fn request(port: u16, method: &str, query: &str, headers: &str, body: &str) -> Reply {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(WAIT)).unwrap();
+    request_via(&plain(), port, method, query, headers, body)
+}
+
+/// [`request`] on a connection made by `dial`.
+pub fn request_via(
+    dial: &Dial,
+    port: u16,
+    method: &str,
+    query: &str,
+    headers: &str,
+    body: &str,
+) -> Reply {
+    let mut s = dial(port);
     let length = if headers.contains("Content-Length") {
         String::new()
     } else {
@@ -48,7 +77,10 @@ pub fn request(port: u16, method: &str, query: &str, headers: &str, body: &str) 
     s.write_all(head.as_bytes()).expect("write request head");
     // The server may answer (413) before the body: a failed write is fine.
     let _ = s.write_all(body.as_bytes());
+    let _ = s.flush();
     let mut out = Vec::new();
+    // Over TLS, a close without close_notify ends the read with an error;
+    // what arrived before it is the answer.
     let _ = s.read_to_end(&mut out);
     let out = String::from_utf8_lossy(&out).into_owned();
     let (head, body) = out
@@ -70,6 +102,7 @@ pub fn request(port: u16, method: &str, query: &str, headers: &str, body: &str) 
 /// A polling session.
 pub struct Poller {
     pub port: u16,
+    dial: Dial,
     pub sid: String,
     pub open: Value,
     /// Packets received and not yet returned by [`Poller::recv`].
@@ -85,7 +118,14 @@ impl Poller {
     /// The handshake with extra query parameters (`&token=…`), or the
     /// refusal.
     pub fn try_open(port: u16, extra_query: &str) -> Result<Self, Reply> {
-        let r = request(
+        Self::try_open_via(plain(), port, extra_query)
+    }
+
+    /// [`Poller::try_open`] with every request on a connection made by
+    /// `dial`.
+    pub fn try_open_via(dial: Dial, port: u16, extra_query: &str) -> Result<Self, Reply> {
+        let r = request_via(
+            &dial,
             port,
             "GET",
             &format!("EIO=4&transport=polling{extra_query}"),
@@ -99,6 +139,7 @@ impl Poller {
             .expect("OPEN JSON");
         Ok(Self {
             port,
+            dial,
             sid: open["sid"].as_str().expect("sid").to_owned(),
             open,
             queue: VecDeque::new(),
@@ -111,12 +152,13 @@ impl Poller {
 
     /// One GET: its status and packets.
     pub fn get(&self) -> Reply {
-        request(self.port, "GET", &self.query(), "", "")
+        request_via(&self.dial, self.port, "GET", &self.query(), "", "")
     }
 
     /// POSTs `packets` as one payload; the status.
     pub fn post(&self, packets: &[&str]) -> Reply {
-        request(
+        request_via(
+            &self.dial,
             self.port,
             "POST",
             &self.query(),
@@ -183,7 +225,7 @@ pub const EXPIRY_WAIT: Duration = Duration::from_secs(15);
 
 /// Reads one response (head and `Content-Length` body) from a kept-alive
 /// connection.
-pub fn read_response(s: &mut TcpStream) -> Reply {
+pub fn read_response(s: &mut impl Read) -> Reply {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {

@@ -123,3 +123,12 @@ pub fn start_tls(dir: &Path, config: &Arc<ClientConfig>) -> TestServer {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// TLS connections for `common::polling`, reads timing out after `WAIT`.
+pub fn dial(config: Arc<ClientConfig>) -> super::polling::Dial {
+    Arc::new(move |port| {
+        let tls = tls_connect(port, &config).expect("TLS connect");
+        tls.sock.set_read_timeout(Some(super::raw::WAIT)).unwrap();
+        Box::new(tls)
+    })
+}
