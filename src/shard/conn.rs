@@ -19,6 +19,7 @@ use std::sync::Arc;
 use futures_lite::{AsyncRead, AsyncWrite};
 use futures_rustls::server::TlsStream;
 use glommio::net::TcpStream;
+use rustls::ServerConnection;
 
 use super::admission::{Refusal, Ticket};
 use super::handoff::{self, Handoff};
@@ -49,9 +50,17 @@ pub struct Accepted {
     pub peer: SocketAddr,
     pub id: u64,
     pub admit: Result<Ticket, Refusal>,
-    /// Bytes already read: set for a connection handed over by another
-    /// shard, which did the TLS part too (only plain ones are handed).
-    pub handed: Option<Vec<u8>>,
+    /// Set for a connection handed over by another shard.
+    pub handed: Option<Handed>,
+}
+
+/// What a connection handed over by another shard brings besides its
+/// socket (see `handoff`).
+pub struct Handed {
+    /// Bytes already read (decrypted, over TLS).
+    pub read: Vec<u8>,
+    /// Its TLS session, past the handshake, when the port speaks TLS.
+    pub tls: Option<Box<ServerConnection>>,
 }
 
 /// A WebSocket session ready to run, holding its admission ticket.
@@ -93,13 +102,25 @@ pub async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
             return None;
         }
     };
-    let early = handed.clone().unwrap_or_default();
-    let stream = match &sh.tls {
-        _ if handed.is_some() => Stream::Plain(stream),
-        None => Stream::Plain(stream),
-        Some(tls) => {
+    let (early, session) = handed.map_or((Vec::new(), None), |h| (h.read, h.tls));
+    let stream = match (&sh.tls, session) {
+        (None, None) => Stream::Plain(stream),
+        (None, Some(_)) => {
+            // Every shard has the same configuration: cannot happen.
+            tracing::warn!(%peer, "a TLS session handed to a shard without TLS");
+            return None;
+        }
+        (Some(tls), session) => {
+            let acceptor = tls.acceptor();
+            // A handed-over session does no handshake (see
+            // `handoff::resume`); the timeout still bounds its flush.
             let handshake = futures_lite::future::or(
-                async { Some(tls.acceptor().accept(stream).await) },
+                async {
+                    Some(match session {
+                        Some(session) => handoff::resume(acceptor, stream, session).await,
+                        None => acceptor.accept(stream).await,
+                    })
+                },
                 async {
                     glommio::timer::sleep(sh.endpoint.handshake_timeout).await;
                     None
@@ -154,28 +175,33 @@ pub async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
         }),
         Opened::Done => None,
         Opened::Elsewhere {
-            stream: Stream::Plain(tcp),
+            stream,
             shard,
             read,
         } => {
+            let (tcp, tls) = match stream {
+                Stream::Plain(tcp) => (tcp, None),
+                Stream::Tls(s) => {
+                    let (tcp, session) = s.into_inner();
+                    (tcp, Some(Box::new(session)))
+                }
+            };
             match handoff::duplicate(&tcp) {
                 Ok(fd) => {
+                    // Its descriptor is closed; the socket lives on in
+                    // the duplicate.
                     drop(tcp);
                     let h = Handoff {
                         fd,
                         peer,
                         read,
                         ticket,
+                        tls,
                     };
                     sh.handoff.post_external(shard, h);
                 }
                 Err(e) => tracing::warn!(%peer, error = %e, "could not hand a connection over"),
             }
-            None
-        }
-        Opened::Elsewhere { mut stream, .. } => {
-            // TLS: see `handoff`.
-            let _ = transport::http::write_response(&mut stream, &transport::unknown_sid()).await;
             None
         }
     }

@@ -207,6 +207,7 @@ pub async fn run(
                         peer,
                         read,
                         ticket,
+                        tls,
                     } = h;
                     // SAFETY: a connected TCP socket's descriptor, ours now.
                     let stream = unsafe {
@@ -219,7 +220,7 @@ pub async fn run(
                         peer,
                         id: next_id(),
                         admit: Ok(ticket),
-                        handed: Some(read),
+                        handed: Some(conn::Handed { read, tls }),
                     };
                     spawn_conn(accepted, &shared, &gate, shard);
                 }
