@@ -9,8 +9,9 @@
 //! certificate resolver holds the current certificate and key behind a
 //! lock that is read once per handshake. A reload parses both files first
 //! and swaps them in only when they are good, so new connections get the
-//! new certificate, existing ones keep their session, and a bad file leaves
-//! the old certificate in place (with an error in the log).
+//! new certificate, existing ones keep their session (one handed to another
+//! shard too: it moves with its keys, `shard::handoff`), and a bad file
+//! leaves the old certificate in place (with an error in the log).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
