@@ -186,6 +186,20 @@ fn polling_cors_follows_allowed_origins() {
     // The REST API's policy: CORS_MAX_AGE_SECS, no credentials.
     assert_eq!(r.header("access-control-max-age"), Some("600"));
     assert_eq!(r.header("access-control-allow-credentials"), None);
+    // An error answer carries them too, so the page can read why.
+    let r = request(
+        server.port(),
+        "GET",
+        &format!("{q}&sid=AAAAAAAAAAAAAAAAAAAA.0"),
+        "Origin: https://app.example\r\n",
+        "",
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("Session ID unknown"), "{r:?}");
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
     let r = request(
         server.port(),
         "GET",

@@ -178,6 +178,16 @@ fn reason_phrase(status: u16) -> &'static str {
 }
 
 pub async fn write_response<S: AsyncWrite + Unpin>(s: &mut S, r: &Response) -> std::io::Result<()> {
+    write_response_with(s, r, &[]).await
+}
+
+/// [`write_response`] with headers made for this answer besides the
+/// response's own (the CORS headers of a long-polling refusal).
+pub async fn write_response_with<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    r: &Response,
+    more: &[(&'static str, String)],
+) -> std::io::Result<()> {
     let retry = r
         .retry_after
         .map(|s| format!("Retry-After: {s}\r\n"))
@@ -186,6 +196,7 @@ pub async fn write_response<S: AsyncWrite + Unpin>(s: &mut S, r: &Response) -> s
         .headers
         .iter()
         .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .chain(more.iter().map(|(k, v)| format!("{k}: {v}\r\n")))
         .collect();
     let head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{retry}Connection: close\r\nCache-Control: no-store\r\n{extra}\r\n",

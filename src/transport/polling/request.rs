@@ -36,7 +36,7 @@ where
 {
     let headers = match cors(req, ep, peer) {
         Ok(h) => h,
-        Err(r) => return refuse(stream, &r).await,
+        Err(r) => return refuse(stream, &r, &[]).await,
     };
     let keep_alive = req.minor_version >= 1 && !req.header_has_token("connection", "close");
     let body_at = req.head_len.min(read.len());
@@ -59,16 +59,22 @@ where
         return refuse(
             stream,
             &engine_error(400, 5, "Unsupported protocol version"),
+            &headers,
         )
         .await;
     }
     let Some(sid) = get("sid") else {
         if req.method != "GET" {
-            return refuse(stream, &engine_error(400, 2, "Bad handshake method")).await;
+            return refuse(
+                stream,
+                &engine_error(400, 2, "Bad handshake method"),
+                &headers,
+            )
+            .await;
         }
         let open = match handshake(req, peer, ep, links, polls) {
             Ok(open) => open,
-            Err(r) => return refuse(stream, &r).await,
+            Err(r) => return refuse(stream, &r, &headers).await,
         };
         return reply(
             stream,
@@ -82,11 +88,21 @@ where
         .await;
     };
     let Some(ps) = polls.session(sid) else {
-        return refuse(stream, &engine_error(400, UNKNOWN_SID.0, UNKNOWN_SID.1)).await;
+        return refuse(
+            stream,
+            &engine_error(400, UNKNOWN_SID.0, UNKNOWN_SID.1),
+            &headers,
+        )
+        .await;
     };
     if ps.link.closing().is_some() || ps.upgraded() {
         // Gone, or on WebSocket now: the reference's transport mismatch.
-        return refuse(stream, &engine_error(400, BAD_REQUEST.0, BAD_REQUEST.1)).await;
+        return refuse(
+            stream,
+            &engine_error(400, BAD_REQUEST.0, BAD_REQUEST.1),
+            &headers,
+        )
+        .await;
     }
     match req.method.as_str() {
         "GET" => match ps.poll_request().await {
@@ -102,10 +118,24 @@ where
                 )
                 .await
             }
-            None => refuse(stream, &engine_error(400, BAD_REQUEST.0, BAD_REQUEST.1)).await,
+            None => {
+                refuse(
+                    stream,
+                    &engine_error(400, BAD_REQUEST.0, BAD_REQUEST.1),
+                    &headers,
+                )
+                .await
+            }
         },
         "POST" => post(stream, req, read, ep, &ps, &headers, keep_alive).await,
-        _ => refuse(stream, &engine_error(400, BAD_REQUEST.0, BAD_REQUEST.1)).await,
+        _ => {
+            refuse(
+                stream,
+                &engine_error(400, BAD_REQUEST.0, BAD_REQUEST.1),
+                &headers,
+            )
+            .await
+        }
     }
 }
 
@@ -130,7 +160,7 @@ where
     if ps.posting.get() {
         // Two POSTs at once: the reference closes the session.
         ps.link.close(CloseReason::Malformed);
-        return refuse(stream, &bad).await;
+        return refuse(stream, &bad, &headers).await;
     }
     let len = match (
         req.header("content-length")
@@ -138,12 +168,12 @@ where
         req.header("transfer-encoding"),
     ) {
         (Some(Ok(n)), None) => n,
-        _ => return refuse(stream, &bad).await,
+        _ => return refuse(stream, &bad, &headers).await,
     };
     if len > ps.body_limit.get() {
         ps.link.close(CloseReason::TooLarge);
         let r = engine_error(413, BAD_REQUEST.0, "Payload too large");
-        let _ = http::write_response(stream, &r).await;
+        let _ = http::write_response_with(stream, &r, headers).await;
         linger(stream).await;
         return After::Close;
     }
@@ -158,7 +188,7 @@ where
         Some(packets) => ps.deliver(packets),
         None => {
             ps.link.close(CloseReason::Malformed);
-            return refuse(stream, &bad).await;
+            return refuse(stream, &bad, &headers).await;
         }
     }
     reply(
@@ -225,8 +255,14 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
 const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 const LINGER_BYTES: usize = 1 << 20;
 
-async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, r: &Response) -> After {
-    let _ = http::write_response(stream, r).await;
+/// An error answer, with the CORS headers of an allowed origin so that the
+/// page can read why (the reference's `cors` option covers its errors too).
+async fn refuse<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    r: &Response,
+    cors: &[(&'static str, String)],
+) -> After {
+    let _ = http::write_response_with(stream, r, cors).await;
     After::Close
 }
 
