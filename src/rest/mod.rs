@@ -38,7 +38,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncWrite};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -95,11 +95,6 @@ const MIN_READ_BUFFER: usize = 8192;
 /// idle timeout is due): soon enough against a drain deadline of seconds,
 /// rare enough that thousands of idle connections cost little.
 const WATCH_TICK: Duration = Duration::from_millis(500);
-/// After the last response: how long, and how many bytes, to keep reading
-/// (and dropping) what the client still sends, e.g. the rest of a body
-/// refused with 413.
-const LINGER_TIME: Duration = Duration::from_secs(1);
-const LINGER_BYTES: usize = 1 << 20;
 
 /// What every request on one connection shares.
 struct Conn {
@@ -169,7 +164,7 @@ where
     if let Err(message) = check_content_length(first) {
         let r = crate::transport::Response::error(400, "INVALID_PAYLOAD", message);
         let _ = crate::transport::http::write_response(&mut stream, &r).await;
-        linger(stream).await;
+        crate::transport::http::linger(&mut stream).await;
         return None;
     }
     let activity = Rc::new(Activity::new());
@@ -239,7 +234,7 @@ where
     if let Some(read) = io.diverted() {
         return Some((io.into_inner(), read));
     }
-    linger(io.into_inner()).await;
+    crate::transport::http::linger(&mut io.into_inner()).await;
     None
 }
 
@@ -260,28 +255,6 @@ fn check_content_length(req: &crate::transport::Request) -> Result<(), &'static 
         seen = Some(n);
     }
     Ok(())
-}
-
-/// Closes a connection gently: our side first (the client gets the whole
-/// last response and an EOF), then what the client still sends is read and
-/// dropped for a bounded time. Closing a socket with unread input makes the
-/// kernel reset it, and a reset can destroy a response (a 413, say) that
-/// the client has received but not yet read.
-async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
-    if stream.close().await.is_err() {
-        return;
-    }
-    let drain = async {
-        let mut buf = [0u8; 4096];
-        let mut left = LINGER_BYTES;
-        while left > 0 {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => left = left.saturating_sub(n),
-            }
-        }
-    };
-    futures_lite::future::or(drain, glommio::timer::sleep(LINGER_TIME)).await;
 }
 
 #[cfg(test)]

@@ -214,6 +214,34 @@ pub async fn write_response_with<S: AsyncWrite + Unpin>(
     s.flush().await
 }
 
+/// Closes a connection gently: our side first (the client gets the whole
+/// last response and an EOF), then what the client still sends is read and
+/// dropped for a bounded time ([`LINGER_TIME`], [`LINGER_BYTES`]). Closing
+/// a socket with unread input makes the kernel reset it, and a reset can
+/// destroy a response (a 413, say) that the client has received but not
+/// yet read. Used by REST and by long-polling.
+pub async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
+    if stream.close().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    futures_lite::future::or(drain, glommio::timer::sleep(LINGER_TIME)).await;
+}
+
+/// How long [`linger`] reads what a client still sends, at most.
+pub const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+/// How many bytes [`linger`] reads and drops, at most.
+pub const LINGER_BYTES: usize = 1 << 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;

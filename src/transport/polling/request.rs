@@ -160,7 +160,7 @@ where
     if ps.posting.get() {
         // Two POSTs at once: the reference closes the session.
         ps.link.close(CloseReason::Malformed);
-        return refuse(stream, &bad, &headers).await;
+        return refuse(stream, &bad, headers).await;
     }
     let len = match (
         req.header("content-length")
@@ -168,13 +168,13 @@ where
         req.header("transfer-encoding"),
     ) {
         (Some(Ok(n)), None) => n,
-        _ => return refuse(stream, &bad, &headers).await,
+        _ => return refuse(stream, &bad, headers).await,
     };
     if len > ps.body_limit.get() {
         ps.link.close(CloseReason::TooLarge);
         let r = engine_error(413, BAD_REQUEST.0, "Payload too large");
         let _ = http::write_response_with(stream, &r, headers).await;
-        linger(stream).await;
+        http::linger(stream).await;
         return After::Close;
     }
     ps.posting.set(true);
@@ -188,7 +188,7 @@ where
         Some(packets) => ps.deliver(packets),
         None => {
             ps.link.close(CloseReason::Malformed);
-            return refuse(stream, &bad, &headers).await;
+            return refuse(stream, &bad, headers).await;
         }
     }
     reply(
@@ -229,31 +229,6 @@ async fn read_body<S: AsyncRead + Unpin>(
     .await;
     done.then(|| read.split_off(head + len))
 }
-
-/// After a 413: our side is shut (the client reads the answer and an
-/// end), then what the client still sends of its body is read and dropped
-/// for a moment. Closing with unread bytes makes the kernel reset the
-/// connection, which can destroy the answer before the client reads it.
-async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
-    if stream.close().await.is_err() {
-        return;
-    }
-    let drain = async {
-        let mut buf = [0u8; 4096];
-        let mut left = LINGER_BYTES;
-        while left > 0 {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => left = left.saturating_sub(n),
-            }
-        }
-    };
-    futures_lite::future::or(drain, glommio::timer::sleep(LINGER_TIME)).await;
-}
-
-/// How long, and how many bytes, [`linger`] reads after a 413 (as REST).
-const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(1);
-const LINGER_BYTES: usize = 1 << 20;
 
 /// An error answer, with the CORS headers of an allowed origin so that the
 /// page can read why (the reference's `cors` option covers its errors too).
