@@ -1,4 +1,5 @@
-//! `Link`: the queue bounds (frames, bytes, the driver's backlog), the first close reason, and recovery's hold, pages and release.
+//! `Link`: the queue bounds (frames, bytes, the driver's backlog), the
+//! first close reason, and recovery's hold, pages and release.
 
 use super::*;
 
