@@ -95,8 +95,8 @@ pub fn sink(
 
 /// A broadcast frame, with its compressed form when it is worth one.
 fn broadcast(text: String, compression: Settings) -> Frame {
-    let deflated = compression
-        .enabled
+    // Only while some connection is sent compressed frames.
+    let deflated = (compression.enabled && deflate::any_receivers())
         .then(|| deflate::compress_shared(text.as_bytes(), compression.threshold))
         .flatten();
     match deflated {

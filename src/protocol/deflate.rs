@@ -14,6 +14,7 @@
 mod offer;
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
@@ -22,6 +23,38 @@ pub use offer::{Agreement, negotiate};
 
 use super::link::Frame;
 use super::ws::{self, Kind, WsError};
+
+/// How many connections of this process are sent compressed frames
+/// ([`Receivers`]). The store writer compresses a broadcast only while
+/// there is one: with none (clients that do not offer the extension, or
+/// every offer limiting the window) the ~15 µs per 2 KB message would be
+/// spent for nobody. A connection that arrives while a message is in
+/// flight gets that message plain, which the extension allows.
+static RECEIVERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Is any connection of this process sent compressed frames?
+pub fn any_receivers() -> bool {
+    RECEIVERS.load(Ordering::Relaxed) > 0
+}
+
+/// One connection's place in the count of [`any_receivers`], given back
+/// when it is dropped.
+#[derive(Debug)]
+pub struct Receiver(());
+
+impl Receiver {
+    /// Counts one more connection until the guard is dropped.
+    pub fn counted() -> Self {
+        RECEIVERS.fetch_add(1, Ordering::Relaxed);
+        Self(())
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        RECEIVERS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// The empty stored block that ends each compressed message.
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];

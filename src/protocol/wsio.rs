@@ -109,6 +109,10 @@ pub struct WsIo<S> {
     /// Frames of at least this many bytes leave compressed
     /// (permessage-deflate); `usize::MAX` when none do.
     compress_from: usize,
+    /// Counted among the connections broadcasts are compressed for, while
+    /// `compress_from` is set (a zero-sized guard: no per-connection cost
+    /// but the flag's byte).
+    receiver: Option<super::deflate::Receiver>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
@@ -126,6 +130,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
             out_of_sync: false,
             write_shut: false,
             compress_from: usize::MAX,
+            receiver: None,
         }
     }
 
@@ -135,6 +140,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
     pub fn enable_deflate(&mut self, compress_from: Option<usize>) {
         self.dec.set_inflate(true);
         self.compress_from = compress_from.unwrap_or(usize::MAX);
+        if compress_from.is_some() && self.receiver.is_none() {
+            self.receiver = Some(super::deflate::Receiver::counted());
+        }
     }
 
     /// Changes the message (and frame) size limit from the next frame on.

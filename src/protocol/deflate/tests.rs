@@ -179,3 +179,12 @@ fn the_limit_applies_to_the_inflated_size_and_invalid_text_is_1007() {
     let header_only = &masked(0xC2, &vec![0; 2000], MASK)[..8];
     assert_eq!(decode_one(&mut dec, header_only), Err(WsError::TooLarge));
 }
+
+#[test]
+fn a_counted_receiver_makes_broadcasts_worth_compressing() {
+    // Other tests of this process may hold receivers too, so only the
+    // direction is checked: while one is held, there is one.
+    let held = Receiver::counted();
+    assert!(any_receivers());
+    drop(held);
+}
