@@ -14,7 +14,7 @@
 //!
 //! Loading lives in `load`, the start-up checks (whose messages name the
 //! setting and the fix) in `validate`, values derived from the settings in
-//! `derived`, and the development JWT secret that makes `cargo run` work
+//! `derived`, the defaults in `defaults`, and the development JWT secret that makes `cargo run` work
 //! out of the box in `dev_secret`.
 
 use std::path::PathBuf;
@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 mod cpus;
 mod database;
+mod defaults;
 mod derived;
 mod dev_secret;
 mod environment;
@@ -366,80 +367,6 @@ pub struct Config {
     pub tls_cert_file: Option<PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert_file`.
     pub tls_key_file: Option<PathBuf>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            host: "0.0.0.0".to_owned(),
-            port: 3001,
-            cluster_workers: 0,
-            shard_cpus: None,
-            ws_max_connections: 10_000,
-            ws_max_connections_per_ip: 1_000,
-            ws_connection_rate_per_ip: 50,
-            ws_connection_burst_per_ip: 500,
-            broadcast_batch_size: 100,
-            environment: Environment::Development,
-            jwt_secret: None,
-            jwt_public_key_file: None,
-            jwt_audience: None,
-            jwt_issuer: None,
-            data_dir: PathBuf::from("./data"),
-            ping_interval_ms: 25_000,
-            ping_timeout_ms: 20_000,
-            connect_timeout_ms: 45_000,
-            handshake_timeout_ms: 10_000,
-            max_payload: 1_000_000,
-            max_payload_before_connect: 16_384,
-            max_http_header_bytes: 16_384,
-            ws_compression: true,
-            ws_compression_threshold: 1_024,
-            max_message_length: 4_000,
-            max_channels_per_connection: 100,
-            rate_limit_per_sec: 50,
-            rate_limit_burst: 100,
-            rate_limit_disconnect_after: 100,
-            outbound_queue_messages: 1_024,
-            outbound_queue_bytes: 4_194_304,
-            typing_timeout_ms: 5_000,
-            presence_interval_ms: 1_000,
-            channel_cache_idle_ms: 60_000,
-            channel_cache_max: 100_000,
-            shutdown_timeout_ms: 10_000,
-            io_memory_kib: 1_024,
-            io_ring_depth: 4_096,
-            store_writer_queue: 10_000,
-            store_commit_window_us: 0,
-            store_readers: 2,
-            recovery_window_ms: 120_000,
-            recovery_max_replay: 512,
-            recovery_max_sessions: 100_000,
-            rest_max_body_bytes: 65_536,
-            rest_keepalive_timeout_ms: 10_000,
-            log_format: LogFormat::Human,
-            refusal_log_interval_ms: 1_000,
-            database_url: None,
-            db_host: None,
-            db_port: 3306,
-            db_name: "gatrix".to_owned(),
-            db_user: "gatrix_user".to_owned(),
-            db_password: None,
-            db_pool_size: 0,
-            db_tls: false,
-            db_tls_ca_file: None,
-            message_retention_days: 0,
-            db_partition_months_ahead: 3,
-            metrics_enabled: true,
-            metrics_listen: DEFAULT_METRICS_LISTEN.to_owned(),
-            allowed_origins: String::new(),
-            cors_origin: String::new(),
-            allow_missing_origin: true,
-            cors_max_age_secs: crate::transport::origin::DEFAULT_CORS_MAX_AGE_SECS,
-            tls_cert_file: None,
-            tls_key_file: None,
-        }
-    }
 }
 
 /// The version and git commit of this build, for the start log and
