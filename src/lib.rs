@@ -19,7 +19,8 @@
 //! - `fuzzing` (feature `fuzzing` only): the fuzz targets' entry points
 //!   (fuzz/, docs/fuzzing.md).
 //! - [`metrics`]: Prometheus metrics, per-shard handles; [`notify`]: systemd
-//!   sd_notify and watchdog; [`tls`]: HTTPS/WSS on the public port.
+//!   sd_notify and watchdog; [`tls`]: HTTPS/WSS on the public port;
+//!   [`within`]: a future with a deadline on the shard's timer.
 
 pub mod auth;
 pub mod chat;
@@ -38,3 +39,4 @@ pub mod shard;
 pub mod store;
 pub mod tls;
 pub mod transport;
+pub mod within;

@@ -165,6 +165,6 @@ where
                 poll_fn(|cx| io.poll_until_client_close(cx)).await;
             }
         };
-        futures_lite::future::or(send, glommio::timer::sleep(CLOSE_GRACE)).await;
+        crate::within::within(CLOSE_GRACE, send).await;
     }
 }

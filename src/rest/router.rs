@@ -296,11 +296,7 @@ async fn read_body(conn: &Conn, req: Request<Incoming>) -> Result<Bytes, ApiErro
         return Err(too_large());
     }
     let body = Limited::new(req.into_body(), max).collect();
-    let collected = futures_lite::future::or(async { Some(body.await) }, async {
-        glommio::timer::sleep(conn.settings.head_timeout).await;
-        None
-    })
-    .await;
+    let collected = crate::within::within(conn.settings.head_timeout, body).await;
     match collected {
         Some(Ok(c)) => Ok(c.to_bytes()),
         Some(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
@@ -320,13 +316,9 @@ async fn ready(conn: &Conn) -> Result<Reply, ApiError> {
         return Err(ApiError::unavailable("draining"));
     }
     let rx = conn.chat.store().read(|s| s.ping().is_ok())?;
-    let answered = futures_lite::future::or(async { rx.await.ok() }, async {
-        glommio::timer::sleep(READY_STORE_TIMEOUT).await;
-        None
-    })
-    .await;
+    let answered = crate::within::within(READY_STORE_TIMEOUT, rx).await;
     match answered {
-        Some(true) => Ok(reply::json(StatusCode::OK, r#"{"status":"ready"}"#.into())),
+        Some(Ok(true)) => Ok(reply::json(StatusCode::OK, r#"{"status":"ready"}"#.into())),
         _ => Err(ApiError::unavailable("the store does not answer")),
     }
 }

@@ -114,18 +114,12 @@ pub async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
             let acceptor = tls.acceptor();
             // A handed-over session does no handshake (see
             // `handoff::resume`); the timeout still bounds its flush.
-            let handshake = futures_lite::future::or(
-                async {
-                    Some(match session {
-                        Some(session) => handoff::resume(acceptor, stream, session).await,
-                        None => acceptor.accept(stream).await,
-                    })
-                },
-                async {
-                    glommio::timer::sleep(sh.endpoint.handshake_timeout).await;
-                    None
-                },
-            )
+            let handshake = crate::within::within(sh.endpoint.handshake_timeout, async {
+                match session {
+                    Some(session) => handoff::resume(acceptor, stream, session).await,
+                    None => acceptor.accept(stream).await,
+                }
+            })
             .await;
             match handshake {
                 Some(Ok(s)) => Stream::Tls(Box::new(s)),

@@ -269,12 +269,8 @@ pub async fn run(
     links.close_all(CloseReason::ServerShutdown);
     let (conns, channels) = chat.stats();
     tracing::info!(shard, connections = conns, channels, "draining");
-    let closed = futures_lite::future::or(async { gate.close().await.is_ok() }, async {
-        glommio::timer::sleep(setup.drain_timeout).await;
-        false
-    })
-    .await;
-    if !closed {
+    let closed = crate::within::within(setup.drain_timeout, gate.close()).await;
+    if closed.is_none_or(|c| c.is_err()) {
         tracing::warn!(
             shard,
             left = links.len(),

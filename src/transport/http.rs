@@ -234,7 +234,7 @@ pub async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
             }
         }
     };
-    futures_lite::future::or(drain, glommio::timer::sleep(LINGER_TIME)).await;
+    crate::within::within(LINGER_TIME, drain).await;
 }
 
 /// How long [`linger`] reads what a client still sends, at most.

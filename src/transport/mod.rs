@@ -207,7 +207,7 @@ where
                     }
                     links.draining().await;
                 };
-                futures_lite::future::or(drain, glommio::timer::sleep(ep.handshake_timeout)).await;
+                crate::within::within(ep.handshake_timeout, drain).await;
                 None
             },
         )
@@ -339,11 +339,7 @@ where
                 io.queue_raw(reply.as_bytes());
                 io.queue_close(1000, "");
                 let flush = std::future::poll_fn(|cx| io.poll_flush_unsent(cx));
-                let _ = futures_lite::future::or(flush, async {
-                    glommio::timer::sleep(ep.handshake_timeout).await;
-                    Ok(())
-                })
-                .await;
+                let _ = crate::within::within(ep.handshake_timeout, flush).await;
             }
         }
         return Opened::Done;

@@ -222,12 +222,8 @@ async fn read_body<S: AsyncRead + Unpin>(
         }
         true
     };
-    let done = futures_lite::future::or(fill, async {
-        glommio::timer::sleep(ep.handshake_timeout).await;
-        false
-    })
-    .await;
-    done.then(|| read.split_off(head + len))
+    let done = crate::within::within(ep.handshake_timeout, fill).await;
+    (done == Some(true)).then(|| read.split_off(head + len))
 }
 
 /// An error answer, with the CORS headers of an allowed origin so that the
