@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tungstenite::Message;
 
+use common::TestServer;
 use common::raw::*;
 use common::rest::as_user;
-use common::{TestServer, http_get};
 
 /// Reads `ws` until the event `name` whose data satisfies `pred`, and
 /// returns every event read before it (name, data).
@@ -42,17 +42,6 @@ fn write_together(ws: &mut Ws, frames: impl IntoIterator<Item = String>) {
         ws.write(Message::text(f)).expect("buffer frame");
     }
     ws.flush().expect("write frames");
-}
-
-/// The gauge `name` summed over shards.
-fn gauge(server: &TestServer, name: &str) -> f64 {
-    let r = http_get(server.port(), "/metrics").expect("GET /metrics");
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
 }
 
 #[test]
@@ -166,10 +155,10 @@ fn made_up_channel_ids_leave_nothing_in_the_owner_cache() {
     // Every connection is gone: the owners hold no channel (the gauge is
     // refreshed every 250 ms).
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut held = gauge(&server, "chat_channels_active");
+    let mut held = server.gauge("chat_channels_active");
     while held != 0.0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
-        held = gauge(&server, "chat_channels_active");
+        held = server.gauge("chat_channels_active");
     }
     assert_eq!(held, 0.0, "channels still cached after the made-up ids");
     let grown_mib = peak.saturating_sub(baseline) / 1024;

@@ -14,22 +14,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::polling::{EXPIRY_WAIT, Poller, request};
-use common::{TestServer, http_get, raw};
+use common::{TestServer, raw};
 use serde_json::{Value, json};
 use tungstenite::Message;
 
 const MIB: u64 = 1 << 20;
-
-/// The gauge `name` summed over shards.
-fn gauge(server: &TestServer, name: &str) -> f64 {
-    let r = http_get(server.port(), "/metrics").expect("GET /metrics");
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}
 
 fn send(content: &str, channel: &str) -> Value {
     json!({ "channelId": channel, "content": content })
@@ -305,7 +294,7 @@ fn abandoned_sessions_expire_and_memory_stays_bounded() {
     println!("RSS {before} KiB -> {peak} KiB with {SESSIONS} idle polling sessions");
     assert!(grown < 64 * MIB / 1024, "RSS grew {grown} KiB");
     let deadline = Instant::now() + EXPIRY_WAIT;
-    while gauge(&server, "chat_connections_active") > 0.0 {
+    while server.gauge("chat_connections_active") > 0.0 {
         assert!(
             Instant::now() < deadline,
             "abandoned sessions still counted"

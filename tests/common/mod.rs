@@ -64,6 +64,18 @@ struct Claims<'a> {
 }
 
 impl TestServer {
+    /// The metric `name` from `GET /metrics` (served on the public port by
+    /// the test servers), summed over its series (shards, labels).
+    pub fn gauge(&self, name: &str) -> f64 {
+        let r = http_get(self.port(), "/metrics").expect("GET /metrics");
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Starts the server with the default test environment (2 shards).
     pub fn start() -> Self {
         Self::start_with(&[])
