@@ -28,19 +28,19 @@ mod keys;
 /// issuer and this server are normally NTP-synced machines, and a large
 /// leeway keeps a revoked-by-expiry token alive that much longer; but not
 /// zero, so a token minted a moment ago on a clock slightly ahead works.
-pub const LEEWAY_SECS: u64 = 5;
+pub(crate) const LEEWAY_SECS: u64 = 5;
 
 /// Longest token looked at. Real tokens are a few hundred bytes; the bound
 /// keeps a hostile client from making the server base64-decode megabytes.
-pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// Longest `sub` (user id) accepted, in bytes: user ids are keys in presence
 /// maps and the store, so they are bounded.
-pub const MAX_SUB_BYTES: usize = 128;
+pub(crate) const MAX_SUB_BYTES: usize = 128;
 
 /// The claims the chat server uses, taken from a verified token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Claims {
+pub(crate) struct Claims {
     /// The user id: non-empty, at most [`MAX_SUB_BYTES`] bytes.
     pub sub: String,
     /// Display name shown to other users; `None` when absent or empty.
@@ -176,7 +176,7 @@ impl TokenRefusal {
 /// Verifies tokens against the configured keys. Cheap to clone (one per
 /// shard) and immutable once built.
 #[derive(Clone)]
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     /// One entry per accepted algorithm, each with its own key, so the
     /// token's `alg` selects the key and an HS256 token can never be checked
     /// against an RSA public key used as an HMAC secret.
@@ -203,7 +203,7 @@ impl Authenticator {
     /// Builds the verifier from `jwt_secret`, `jwt_public_key_file`,
     /// `jwt_audience` and `jwt_issuer`. Fails when no key is configured (call
     /// [`Config::resolve_dev_secret`] first) or the key file is unusable.
-    pub fn from_config(config: &Config) -> Result<Self, AuthError> {
+    pub(crate) fn from_config(config: &Config) -> Result<Self, AuthError> {
         let mut verifiers = Vec::new();
         if let Some(secret) = config.jwt_secret.as_deref().filter(|s| !s.is_empty()) {
             let key = DecodingKey::from_secret(secret.as_bytes());
@@ -220,12 +220,12 @@ impl Authenticator {
     }
 
     /// The algorithms accepted, for the start-up log.
-    pub fn algorithms(&self) -> Vec<Algorithm> {
+    pub(crate) fn algorithms(&self) -> Vec<Algorithm> {
         self.verifiers.iter().map(|v| v.alg).collect()
     }
 
     /// Checks `token`'s algorithm, signature and claims; returns its claims.
-    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+    pub(crate) fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::TooLong);
         }
@@ -281,7 +281,7 @@ impl Verifier {
 /// Signs an HS256 token for `sub`, valid `ttl_secs` from now, with `aud` and
 /// `iss` when given (pass the configured ones so the server accepts it).
 /// Used by `gatrix-chat token` and by tests.
-pub fn mint_hs256(
+pub(crate) fn mint_hs256(
     secret: &str,
     sub: &str,
     name: Option<&str>,

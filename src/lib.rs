@@ -22,8 +22,12 @@
 //!   sd_notify and watchdog; [`tls`]: HTTPS/WSS on the public port;
 //!   [`within`]: a future with a deadline on the shard's timer.
 
-pub mod auth;
-pub mod chat;
+// Items the binary, the tests, the examples and the fuzz targets do not
+// use stay crate-private, so rustc reports dead code (docs/architecture.md).
+#![warn(unreachable_pub)]
+
+pub(crate) mod auth;
+pub(crate) mod chat;
 pub mod cli;
 pub mod config;
 #[cfg(feature = "fuzzing")]
@@ -31,12 +35,12 @@ pub mod config;
 pub mod fuzzing;
 pub mod ids;
 pub mod metrics;
-pub mod notify;
+pub(crate) mod notify;
 pub mod protocol;
-pub mod rest;
+pub(crate) mod rest;
 pub mod server;
-pub mod shard;
+pub(crate) mod shard;
 pub mod store;
-pub mod tls;
+pub(crate) mod tls;
 pub mod transport;
-pub mod within;
+pub(crate) mod within;

@@ -88,7 +88,7 @@ fn connect(value: &str) -> std::io::Result<(UnixDatagram, SocketAddr)> {
 
 /// The watchdog interval systemd expects pings within, from
 /// `WATCHDOG_USEC` (ignored when `WATCHDOG_PID` names another process).
-pub fn watchdog_interval() -> Option<Duration> {
+pub(crate) fn watchdog_interval() -> Option<Duration> {
     if let Ok(pid) = std::env::var("WATCHDOG_PID")
         && pid.trim().parse::<u32>().ok() != Some(std::process::id())
     {
@@ -100,15 +100,15 @@ pub fn watchdog_interval() -> Option<Duration> {
 
 /// One counter per shard, bumped by the shard's own heartbeat task.
 #[derive(Debug)]
-pub struct Heartbeats(Box<[AtomicU64]>);
+pub(crate) struct Heartbeats(Box<[AtomicU64]>);
 
 impl Heartbeats {
-    pub fn new(shards: usize) -> Arc<Self> {
+    pub(crate) fn new(shards: usize) -> Arc<Self> {
         Arc::new(Self((0..shards).map(|_| AtomicU64::new(0)).collect()))
     }
 
     /// Called by shard `shard` from its own loop.
-    pub fn beat(&self, shard: usize) {
+    pub(crate) fn beat(&self, shard: usize) {
         if let Some(slot) = self.0.get(shard) {
             slot.fetch_add(1, Ordering::Relaxed);
         }
@@ -131,13 +131,13 @@ fn stalled(before: &[u64], now: &[u64]) -> Vec<usize> {
 }
 
 /// How often each shard beats, for a watchdog `interval`.
-pub fn beat_period(interval: Duration) -> Duration {
+pub(crate) fn beat_period(interval: Duration) -> Duration {
     (interval / 4).max(Duration::from_millis(1))
 }
 
 /// Starts the thread that pings the watchdog every `interval / 2` while
 /// every shard keeps beating. It runs until the process exits.
-pub fn start_watchdog(
+pub(crate) fn start_watchdog(
     notifier: Arc<Notifier>,
     interval: Duration,
     beats: Arc<Heartbeats>,

@@ -111,7 +111,7 @@ impl std::error::Error for TlsFileError {}
 
 /// Checks that the files parse and belong together (`config check` and
 /// start-up validation).
-pub fn check_files(cert_file: &Path, key_file: &Path) -> Result<(), TlsFileError> {
+pub(crate) fn check_files(cert_file: &Path, key_file: &Path) -> Result<(), TlsFileError> {
     load(cert_file, key_file).map(|_| ())
 }
 

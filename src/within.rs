@@ -14,7 +14,7 @@ use std::time::Duration;
 /// assert_eq!(answer, Some(42));
 /// # }
 /// ```
-pub async fn within<F: Future>(limit: Duration, f: F) -> Option<F::Output> {
+pub(crate) async fn within<F: Future>(limit: Duration, f: F) -> Option<F::Output> {
     futures_lite::future::or(async { Some(f.await) }, async {
         glommio::timer::sleep(limit).await;
         None

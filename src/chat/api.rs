@@ -13,7 +13,7 @@ use crate::auth::{AuthError, Claims};
 use crate::store::MessageRecord;
 
 /// A message to send through REST, validated like `send_message`.
-pub struct RestSend {
+pub(crate) struct RestSend {
     pub channel: String,
     pub user: String,
     pub content: String,
@@ -23,27 +23,30 @@ pub struct RestSend {
 }
 
 impl Chat {
-    pub fn authenticate(&self, token: &str) -> Result<Claims, AuthError> {
+    pub(crate) fn authenticate(&self, token: &str) -> Result<Claims, AuthError> {
         self.auth.verify(token)
     }
 
-    pub fn store(&self) -> &ChatStore {
+    pub(crate) fn store(&self) -> &ChatStore {
         &self.store
     }
 
     /// A fresh unique id (channels created through REST use it too).
-    pub fn next_id(&self) -> u64 {
+    pub(crate) fn next_id(&self) -> u64 {
         self.ids.next()
     }
 
     /// The content limit shared by `send_message` and REST sends.
-    pub fn max_message_length(&self) -> usize {
+    pub(crate) fn max_message_length(&self) -> usize {
         self.limits.max_message_length
     }
 
     /// Sends a message as `send_message` does (membership checked by the
     /// owner, stored, broadcast); resolves once it is durable or refused.
-    pub fn publish(&self, m: RestSend) -> oneshot::Receiver<Result<MessageRecord, ChatError>> {
+    pub(crate) fn publish(
+        &self,
+        m: RestSend,
+    ) -> oneshot::Receiver<Result<MessageRecord, ChatError>> {
         let (tx, rx) = oneshot::channel();
         let channel: Arc<str> = m.channel.into();
         let publish = Publish {
@@ -64,7 +67,7 @@ impl Chat {
     /// once commands that reach the owner after it wait for the reload, so
     /// that a REST answer awaiting it is not followed by a send or typing
     /// checked against the old channel (e.g. after a DELETE's 204).
-    pub fn invalidate_channel(&self, channel: &str) -> oneshot::Receiver<()> {
+    pub(crate) fn invalidate_channel(&self, channel: &str) -> oneshot::Receiver<()> {
         let (done, rx) = oneshot::channel();
         let channel: Arc<str> = channel.into();
         self.post(self.owner(&channel), Mail::Invalidate { channel, done });
@@ -72,7 +75,7 @@ impl Chat {
     }
 
     /// Broadcasts `42["<event>",<body>]` to the channel's subscribers.
-    pub fn emit_to_channel(&self, channel: &str, event: &str, body_json: &str) {
+    pub(crate) fn emit_to_channel(&self, channel: &str, event: &str, body_json: &str) {
         let channel: Arc<str> = channel.into();
         let frame = event_frame(event, body_json).into();
         self.post(self.owner(&channel), Mail::ChannelEmit { channel, frame });

@@ -6,12 +6,12 @@ use serde_json::{Map, Value};
 use super::{ChatError, ErrorCode};
 
 /// Longest channel id, client message id or reply id accepted.
-pub const MAX_ID_LEN: usize = 128;
+pub(crate) const MAX_ID_LEN: usize = 128;
 /// Longest message `type`.
-pub const MAX_TYPE_LEN: usize = 32;
+pub(crate) const MAX_TYPE_LEN: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     Join { channel: String },
     Leave { channel: String },
     Send(SendMessage),
@@ -19,7 +19,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendMessage {
+pub(crate) struct SendMessage {
     pub channel: String,
     pub content: String,
     pub kind: String,
@@ -29,7 +29,7 @@ pub struct SendMessage {
 
 /// Parses an event into a command. `max_content` is the largest content in
 /// bytes (PAYLOAD_TOO_LARGE above it).
-pub fn parse(name: &str, args: &[Value], max_content: usize) -> Result<Command, ChatError> {
+pub(crate) fn parse(name: &str, args: &[Value], max_content: usize) -> Result<Command, ChatError> {
     let known = matches!(
         name,
         "join_channel" | "leave_channel" | "send_message" | "typing_start" | "typing_stop"

@@ -30,7 +30,7 @@ use crate::store::MessageRecord;
 use crate::store::writer::Outcome;
 
 /// The `message` event of a stored message, with its offset.
-pub fn message_frame(m: &MessageRecord) -> String {
+pub(crate) fn message_frame(m: &MessageRecord) -> String {
     frame_of(&m.to_json(), m.pos)
 }
 
@@ -39,7 +39,7 @@ fn frame_of(json: &str, pos: u64) -> String {
 }
 
 /// The writer's sink: turns outcomes into one shared batch for all shards.
-pub fn sink(
+pub(crate) fn sink(
     mesh: Arc<Mesh<Mail>>,
     compression: Settings,
 ) -> impl FnMut(Vec<(Outcome, (Origin, Instant))>) + Send + 'static {

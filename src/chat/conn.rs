@@ -19,7 +19,7 @@ use crate::protocol::{
 };
 
 /// One authenticated connection on the main namespace.
-pub struct ChatConn {
+pub(crate) struct ChatConn {
     pub link: Rc<Link>,
     pub user: Arc<str>,
     /// Channels of this connection: `false` while the owner has not yet
@@ -221,10 +221,11 @@ impl Chat {
         match cmd {
             Command::Join { channel } => {
                 let channel: Arc<str> = channel.into();
-                let repeat = {
+                // A repeat join (joined or joining already) only wants the
+                // ack with lastSeq: the owner goes by its own count.
+                {
                     let mut chans = conn.channels.borrow_mut();
-                    let repeat = chans.contains_key(&channel);
-                    if !repeat {
+                    if !chans.contains_key(&channel) {
                         let max = self.limits.max_channels_per_connection;
                         if chans.len() >= max {
                             return Err(ChatError::new(
@@ -234,9 +235,8 @@ impl Chat {
                         }
                         chans.insert(channel.clone(), false);
                     }
-                    repeat
-                };
-                self.send_join(conn, channel, reply_to, repeat);
+                }
+                self.send_join(conn, channel, reply_to);
             }
             Command::Leave { channel } => {
                 let Some(delivering) = conn.channels.borrow_mut().remove(channel.as_str()) else {
@@ -290,13 +290,7 @@ impl Chat {
     }
 
     /// Asks the channel's owner to count this connection in.
-    pub(super) fn send_join(
-        &self,
-        conn: &ChatConn,
-        channel: Arc<str>,
-        reply: ReplyTo,
-        repeat: bool,
-    ) {
+    pub(super) fn send_join(&self, conn: &ChatConn, channel: Arc<str>, reply: ReplyTo) {
         let owner = self.owner(&channel);
         let user = conn.user.clone();
         self.post(
@@ -305,7 +299,6 @@ impl Chat {
                 channel,
                 user,
                 reply,
-                repeat,
             },
         );
     }

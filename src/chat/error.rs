@@ -4,7 +4,7 @@ use serde_json::json;
 
 /// An error code a client can act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
+pub(crate) enum ErrorCode {
     Unauthorized,
     Forbidden,
     NotFound,
@@ -12,11 +12,10 @@ pub enum ErrorCode {
     PayloadTooLarge,
     RateLimited,
     Unavailable,
-    Internal,
 }
 
 impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Unauthorized => "UNAUTHORIZED",
             Self::Forbidden => "FORBIDDEN",
@@ -25,37 +24,36 @@ impl ErrorCode {
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::RateLimited => "RATE_LIMITED",
             Self::Unavailable => "UNAVAILABLE",
-            Self::Internal => "INTERNAL",
         }
     }
 }
 
 /// A refused command: its code and a human-readable message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatError {
+pub(crate) struct ChatError {
     pub code: ErrorCode,
     pub message: String,
 }
 
 impl ChatError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
         }
     }
 
-    pub fn invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidPayload, message)
     }
 
     /// `{"code":…,"message":…}`, the body of an `error` event.
-    pub fn body_json(&self) -> String {
+    pub(crate) fn body_json(&self) -> String {
         json!({"code": self.code.as_str(), "message": self.message}).to_string()
     }
 
     /// `{"ok":false,"error":{…}}`, the body of a failed ack.
-    pub fn ack_json(&self) -> String {
+    pub(crate) fn ack_json(&self) -> String {
         format!(r#"{{"ok":false,"error":{}}}"#, self.body_json())
     }
 }

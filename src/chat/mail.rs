@@ -15,24 +15,24 @@ use crate::store::{ChannelRecord, MessageRecord};
 /// Where a connection command's answer goes: the connection (its shard is
 /// in the id's high bits) and the client's ack id, if it asked for one.
 #[derive(Debug, Clone, Copy)]
-pub struct ReplyTo {
+pub(crate) struct ReplyTo {
     pub conn: u64,
     pub ack: Option<u64>,
 }
 
 /// The answer to a REST send: the message, or why not.
-pub type RestReply = oneshot::Sender<Result<MessageRecord, ChatError>>;
+pub(crate) type RestReply = oneshot::Sender<Result<MessageRecord, ChatError>>;
 
 /// Who sent a message: a connection, or a REST request waiting on a oneshot.
 #[derive(Debug)]
-pub enum Origin {
+pub(crate) enum Origin {
     Conn(ReplyTo),
     Rest(RestReply),
 }
 
 /// A channel as the owner caches it.
 #[derive(Debug)]
-pub struct LoadedChannel {
+pub(crate) struct LoadedChannel {
     pub record: ChannelRecord,
     pub members: Vec<String>,
     pub last_seq: u64,
@@ -40,7 +40,7 @@ pub struct LoadedChannel {
 
 /// One committed (or refused) message, as every shard sees it.
 #[derive(Debug)]
-pub struct Committed {
+pub(crate) struct Committed {
     pub channel: Arc<str>,
     /// The seq and commit position of a newly stored message (0 for a
     /// repeat or a failure).
@@ -55,17 +55,15 @@ pub struct Committed {
 }
 
 #[derive(Debug)]
-pub enum Mail {
+pub(crate) enum Mail {
     // ---- connection's shard → channel owner
-    /// A connection subscribes. `repeat`: it holds the channel already
-    /// (joined or joining) and only wants the ack (with lastSeq). The owner
-    /// goes by its own count of the connection, which is also right when
-    /// the first join was refused.
+    /// A connection subscribes, or repeats a join for the ack (with
+    /// lastSeq). The owner goes by its own count of the connection, which
+    /// is also right when the first join was refused.
     Join {
         channel: Arc<str>,
         user: Arc<str>,
         reply: ReplyTo,
-        repeat: bool,
     },
     /// A connection unsubscribes: on `leave_channel` (`reply` set) or on
     /// disconnect.
@@ -159,7 +157,7 @@ pub enum Mail {
 
 /// What the store answers a recovery, step by step.
 #[derive(Debug)]
-pub enum ReplayStep {
+pub(crate) enum ReplayStep {
     /// How many messages the gap holds, counted up to the cap (+1).
     Counted(Result<usize, String>),
     /// The next page of missed messages, in commit order.
@@ -167,7 +165,7 @@ pub enum ReplayStep {
 }
 
 #[derive(Debug)]
-pub struct Publish {
+pub(crate) struct Publish {
     pub channel: Arc<str>,
     pub user: Arc<str>,
     pub content: String,
@@ -180,11 +178,11 @@ pub struct Publish {
 }
 
 /// The shard that owns a connection id.
-pub fn shard_of_conn(conn: u64) -> usize {
+pub(crate) fn shard_of_conn(conn: u64) -> usize {
     (conn >> 48) as usize
 }
 
 /// A process-unique connection id: shard in the high 16 bits.
-pub fn conn_id(shard: usize, counter: u64) -> u64 {
+pub(crate) fn conn_id(shard: usize, counter: u64) -> u64 {
     ((shard as u64) << 48) | (counter & ((1 << 48) - 1))
 }

@@ -12,16 +12,16 @@
 //! shard, so the code path is the same whatever the placement.
 
 mod api;
-pub mod commands;
-pub mod commit;
+pub(crate) mod commands;
+pub(crate) mod commit;
 mod conn;
 mod error;
 mod load;
-pub mod mail;
-pub mod message;
+pub(crate) mod mail;
+pub(crate) mod message;
 mod owner;
 mod presence;
-pub mod recovery;
+pub(crate) mod recovery;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -29,10 +29,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use api::RestSend;
-pub use conn::ChatConn;
-pub use error::{ChatError, ErrorCode};
-pub use mail::Mail;
+pub(crate) use api::RestSend;
+pub(crate) use conn::ChatConn;
+pub(crate) use error::{ChatError, ErrorCode};
+pub(crate) use mail::Mail;
 
 use crate::auth::Authenticator;
 use crate::ids::IdGen;
@@ -43,7 +43,7 @@ use crate::store::StoreHandle;
 
 /// Limits applied by the chat layer (all configurable, docs/configuration.md).
 #[derive(Debug, Clone)]
-pub struct ChatLimits {
+pub(crate) struct ChatLimits {
     pub max_message_length: usize,
     pub max_channels_per_connection: usize,
     pub rate_per_sec: u32,
@@ -67,9 +67,9 @@ pub struct ChatLimits {
 
 /// The store as chat uses it: messages answer to an [`mail::Origin`], and
 /// carry when the send arrived (for the broadcast latency).
-pub type ChatStore = StoreHandle<(mail::Origin, std::time::Instant)>;
+pub(crate) type ChatStore = StoreHandle<(mail::Origin, std::time::Instant)>;
 
-pub struct Chat {
+pub(crate) struct Chat {
     mail: Rc<Mailbox<Mail>>,
     auth: Arc<Authenticator>,
     store: ChatStore,
@@ -112,7 +112,7 @@ const OWNER_HASH: ahash::RandomState = ahash::RandomState::with_seeds(
 );
 
 impl Chat {
-    pub fn new(
+    pub(crate) fn new(
         mail: Rc<Mailbox<Mail>>,
         auth: Arc<Authenticator>,
         store: ChatStore,
@@ -152,7 +152,7 @@ impl Chat {
     }
 
     /// Handles one message from the mailbox.
-    pub fn handle(&self, mail: Mail) {
+    pub(crate) fn handle(&self, mail: Mail) {
         let Some(mail) = self.when_loaded(mail) else {
             return;
         };
@@ -161,7 +161,6 @@ impl Chat {
                 channel,
                 user,
                 reply,
-                repeat: _,
             } => self.owner_join(channel, user, reply),
             Mail::Leave {
                 channel,
@@ -213,7 +212,7 @@ impl Chat {
 
     /// Periodic work: typing indicators that expired, coalesced presence
     /// changes due, idle cached channels.
-    pub fn tick(&self) {
+    pub(crate) fn tick(&self) {
         self.expire_typing();
         self.settle_presence();
         self.trim_cache(std::time::Instant::now());
@@ -225,12 +224,12 @@ impl Chat {
     }
 
     /// This shard's metric handles.
-    pub fn metrics(&self) -> &ShardMetrics {
+    pub(crate) fn metrics(&self) -> &ShardMetrics {
         &self.metrics
     }
 
     /// Number of connections and owned channels, for logs.
-    pub fn stats(&self) -> (usize, usize) {
+    pub(crate) fn stats(&self) -> (usize, usize) {
         (self.conns.borrow().len(), self.channels.borrow().len())
     }
 }

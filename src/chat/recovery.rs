@@ -42,12 +42,12 @@ use crate::protocol::{CloseReason, Frame, Link};
 use crate::store::MessageRecord;
 pub(crate) use sessions::Claim;
 use sessions::Session;
-pub use sessions::Sessions;
+pub(crate) use sessions::Sessions;
 
 /// Messages one store read of a replay returns at most (each channel reads
 /// at most this many rows): what a replay holds in memory besides the
 /// frames already queued for the client.
-pub const REPLAY_PAGE: usize = 64;
+pub(crate) const REPLAY_PAGE: usize = 64;
 
 /// A recovery under way on one connection.
 pub(super) enum Recovery {
@@ -178,7 +178,7 @@ impl Chat {
                 conn: conn.link.id,
                 ack: None,
             };
-            self.send_join(conn, channel, reply, false);
+            self.send_join(conn, channel, reply);
         }
     }
 

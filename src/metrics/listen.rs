@@ -23,7 +23,7 @@ const MAX_HEAD: usize = 8 * 1024;
 
 /// Binds `addr` and serves /metrics from a thread for the process's life.
 /// Returns the bound address (port 0 picks one).
-pub fn start(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
+pub(crate) fn start(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
     std::thread::Builder::new()

@@ -13,8 +13,8 @@
 //! `METRICS_LISTEN`, on a listener of its own ([`listen`]).
 
 mod histogram;
-pub mod listen;
-pub mod refusals;
+pub(crate) mod listen;
+pub(crate) mod refusals;
 
 use std::sync::Arc;
 

@@ -245,7 +245,7 @@ impl Refusals {
 
 /// Client-given text for a log line: at most `max` characters, escaped
 /// (quotes, control characters) so it cannot forge a line.
-pub fn quoted(text: &str, max: usize) -> String {
+pub(crate) fn quoted(text: &str, max: usize) -> String {
     let cut: String = text.chars().take(max).collect();
     let more = if text.chars().nth(max).is_some() {
         "…"

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
-pub use offer::{Agreement, negotiate};
+pub(crate) use offer::negotiate;
 
 use super::link::Frame;
 use super::ws::{self, Kind, WsError};
@@ -33,18 +33,18 @@ use super::ws::{self, Kind, WsError};
 static RECEIVERS: AtomicUsize = AtomicUsize::new(0);
 
 /// Is any connection of this process sent compressed frames?
-pub fn any_receivers() -> bool {
+pub(crate) fn any_receivers() -> bool {
     RECEIVERS.load(Ordering::Relaxed) > 0
 }
 
 /// One connection's place in the count of [`any_receivers`], given back
 /// when it is dropped.
 #[derive(Debug)]
-pub struct Receiver(());
+pub(crate) struct Receiver(());
 
 impl Receiver {
     /// Counts one more connection until the guard is dropped.
-    pub fn counted() -> Self {
+    pub(crate) fn counted() -> Self {
         RECEIVERS.fetch_add(1, Ordering::Relaxed);
         Self(())
     }
@@ -84,14 +84,14 @@ thread_local! {
 
 /// The most compressed bytes a message within `max` can take: deflate's
 /// stored blocks add 5 bytes per 64 KiB to incompressible data.
-pub fn compressed_bound(max: usize) -> usize {
+pub(crate) fn compressed_bound(max: usize) -> usize {
     max.saturating_add(max / 1024).saturating_add(64)
 }
 
 /// Inflates one client message (its frames' payloads, joined) into a new
 /// buffer that never grows past `max + 1` bytes: a message that inflates
 /// past `max` is [`WsError::TooLarge`] (close 1009) however small it came.
-pub fn inflate(input: &[u8], max: usize) -> Result<Vec<u8>, WsError> {
+pub(crate) fn inflate(input: &[u8], max: usize) -> Result<Vec<u8>, WsError> {
     let mut d = INFLATER
         .with(Cell::take)
         .unwrap_or_else(|| Decompress::new(false));
@@ -147,7 +147,7 @@ fn inflate_with(d: &mut Decompress, input: &[u8], max: usize) -> Result<Vec<u8>,
 /// Compresses one message on its own into `out` (replaced), without the
 /// tail. Returns false (and `out` is to be ignored) when it would not be
 /// smaller than `payload`: then the message goes plain.
-pub fn compress(payload: &[u8], out: &mut Vec<u8>) -> bool {
+pub(crate) fn compress(payload: &[u8], out: &mut Vec<u8>) -> bool {
     let mut c = DEFLATER
         .with(Cell::take)
         .unwrap_or_else(|| Compress::new(Compression::new(LEVEL), false));
@@ -183,7 +183,7 @@ pub fn compress(payload: &[u8], out: &mut Vec<u8>) -> bool {
 
 /// The compressed form of a broadcast payload, made once for all its
 /// recipients; `None` below `threshold` or when it does not shrink.
-pub fn compress_shared(payload: &[u8], threshold: usize) -> Option<Bytes> {
+pub(crate) fn compress_shared(payload: &[u8], threshold: usize) -> Option<Bytes> {
     if payload.len() < threshold {
         return None;
     }
@@ -200,7 +200,7 @@ pub fn compress_shared(payload: &[u8], threshold: usize) -> Option<Bytes> {
 /// costs one deflate per frame (about 15 µs for 2 KB) where plain would
 /// cost none, for the same saving on the wire as a broadcast's, and only
 /// from the threshold on, like the reference server's `ws`.
-pub fn encode_frame(out: &mut Vec<u8>, f: &Frame, compress_from: usize) {
+pub(crate) fn encode_frame(out: &mut Vec<u8>, f: &Frame, compress_from: usize) {
     let (kind, plain) = match f {
         Frame::Text(t) => (Kind::Text, t.as_bytes()),
         Frame::Binary(b) => (Kind::Binary, &b[..]),

@@ -15,11 +15,11 @@
 //! The application plugs in through [`Handler`]; the chat server is one, the
 //! conformance example (`examples/socketio_conformance.rs`) another.
 
-pub mod deflate;
-pub mod driver;
+pub(crate) mod deflate;
+pub(crate) mod driver;
 pub(crate) mod engine;
-pub mod link;
-pub mod pace;
+pub(crate) mod link;
+pub(crate) mod pace;
 pub mod packet;
 pub mod ws;
 pub mod wsio;

@@ -8,7 +8,7 @@ use super::reply::ApiError;
 use crate::chat::Chat;
 use crate::store::Store;
 
-pub struct Call<'a> {
+pub(crate) struct Call<'a> {
     pub chat: &'a Chat,
     /// The caller's user id (the token's `sub`).
     pub user: String,
@@ -17,7 +17,7 @@ pub struct Call<'a> {
 impl Call<'_> {
     /// Runs `f` on a store reader thread. A full queue is 503 at once
     /// rather than a wait: the shard never blocks on the store.
-    pub async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&mut dyn Store) -> Result<T, ApiError> + Send + 'static,
@@ -29,7 +29,7 @@ impl Call<'_> {
     /// Runs `f` on the store writer thread. Every REST write goes there, in
     /// one order with messages, so a permission check and the change it
     /// guards (inside the same `f`) cannot interleave with another write.
-    pub async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&mut dyn Store) -> Result<T, ApiError> + Send + 'static,
@@ -45,7 +45,7 @@ fn gone() -> ApiError {
 }
 
 /// The request body as a JSON object.
-pub fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice(body) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(ApiError::invalid("the body must be a JSON object")),
@@ -57,7 +57,7 @@ pub fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
 
 /// What an optional, nullable string field holds.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Field {
+pub(crate) enum Field {
     Absent,
     Null,
     Text(String),
@@ -65,7 +65,7 @@ pub enum Field {
 
 /// A string field of at most `max_chars` characters (Unicode scalar
 /// values, as users count them), or absent, or null.
-pub fn text(p: &Map<String, Value>, key: &str, max_chars: usize) -> Result<Field, ApiError> {
+pub(crate) fn text(p: &Map<String, Value>, key: &str, max_chars: usize) -> Result<Field, ApiError> {
     match p.get(key) {
         None => Ok(Field::Absent),
         Some(Value::Null) => Ok(Field::Null),
@@ -78,7 +78,7 @@ pub fn text(p: &Map<String, Value>, key: &str, max_chars: usize) -> Result<Field
 }
 
 /// A decimal message id from a path (ids are u64 snowflakes).
-pub fn message_id(s: &str) -> Result<u64, ApiError> {
+pub(crate) fn message_id(s: &str) -> Result<u64, ApiError> {
     let valid = !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
     valid
         .then(|| s.parse().ok())

@@ -17,10 +17,10 @@ use crate::chat::commands::MAX_ID_LEN;
 use crate::chat::message::now;
 use crate::store::{ChannelRecord, ChannelType, Store};
 
-pub const MAX_NAME_CHARS: usize = 100;
-pub const MAX_DESCRIPTION_CHARS: usize = 1000;
+pub(crate) const MAX_NAME_CHARS: usize = 100;
+pub(crate) const MAX_DESCRIPTION_CHARS: usize = 1000;
 /// Members given at creation; more are added by joining (public) later.
-pub const MAX_MEMBERS: usize = 1000;
+pub(crate) const MAX_MEMBERS: usize = 1000;
 
 fn channel_reply(status: StatusCode, c: &ChannelRecord) -> Result<Reply, ApiError> {
     let json = serde_json::to_string(c).map_err(|_| ApiError::internal())?;
@@ -28,7 +28,7 @@ fn channel_reply(status: StatusCode, c: &ChannelRecord) -> Result<Reply, ApiErro
 }
 
 /// The channel if `user` may see it and read its history.
-pub fn readable(s: &mut dyn Store, id: &str, user: &str) -> Result<ChannelRecord, ApiError> {
+pub(crate) fn readable(s: &mut dyn Store, id: &str, user: &str) -> Result<ChannelRecord, ApiError> {
     let c = s
         .channel(id)?
         .ok_or_else(|| ApiError::not_found("no such channel"))?;
@@ -50,7 +50,7 @@ fn owned(s: &mut dyn Store, id: &str, user: &str) -> Result<ChannelRecord, ApiEr
 }
 
 /// `GET /api/v1/channels`: the channels the caller is a member of.
-pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
+pub(crate) async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
     let user = call.user.clone();
     let channels = call.read(move |s| Ok(s.channels_of(&user)?)).await?;
     let json = serde_json::to_string(&channels).map_err(|_| ApiError::internal())?;
@@ -125,7 +125,7 @@ pub(crate) fn parse_new(body: &[u8], creator: &str) -> Result<NewChannel, ApiErr
 }
 
 /// `POST /api/v1/channels`: the caller creates a channel and owns it.
-pub async fn create(call: &Call<'_>, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn create(call: &Call<'_>, body: &[u8]) -> Result<Reply, ApiError> {
     let new = parse_new(body, &call.user)?;
     let at = now();
     let record = ChannelRecord {
@@ -144,7 +144,7 @@ pub async fn create(call: &Call<'_>, body: &[u8]) -> Result<Reply, ApiError> {
 }
 
 /// `GET /api/v1/channels/:id`.
-pub async fn get(call: &Call<'_>, id: String) -> Result<Reply, ApiError> {
+pub(crate) async fn get(call: &Call<'_>, id: String) -> Result<Reply, ApiError> {
     let user = call.user.clone();
     let c = call.read(move |s| readable(s, &id, &user)).await?;
     channel_reply(StatusCode::OK, &c)
@@ -152,7 +152,7 @@ pub async fn get(call: &Call<'_>, id: String) -> Result<Reply, ApiError> {
 
 /// `PUT /api/v1/channels/:id` `{name?, description?}`: the owner renames
 /// or describes it; `description: null` clears the description.
-pub async fn update(call: &Call<'_>, id: String, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn update(call: &Call<'_>, id: String, body: &[u8]) -> Result<Reply, ApiError> {
     let p = call::object(body)?;
     let name = match call::text(&p, "name", MAX_NAME_CHARS)? {
         Field::Absent => None,
@@ -187,7 +187,7 @@ pub async fn update(call: &Call<'_>, id: String, body: &[u8]) -> Result<Reply, A
 
 /// `DELETE /api/v1/channels/:id`: the owner deletes it (softly: its
 /// messages stay in the store, unreachable).
-pub async fn delete(call: &Call<'_>, id: String) -> Result<Reply, ApiError> {
+pub(crate) async fn delete(call: &Call<'_>, id: String) -> Result<Reply, ApiError> {
     let (user, key) = (call.user.clone(), id.clone());
     call.write(move |s| {
         owned(s, &key, &user)?;

@@ -27,7 +27,7 @@ const READ_CHUNK: usize = 8 * 1024;
 /// answering, and since when the next request's head has been arriving;
 /// shared by the adapter, the service and the idle watchdog.
 #[derive(Debug)]
-pub struct Activity {
+pub(crate) struct Activity {
     last: Cell<Instant>,
     in_flight: Cell<u32>,
     /// The first byte read while no request was being answered: the start
@@ -37,7 +37,7 @@ pub struct Activity {
 }
 
 impl Activity {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             last: Cell::new(Instant::now()),
             in_flight: Cell::new(0),
@@ -59,23 +59,23 @@ impl Activity {
 
     /// How long the head of the next request has been arriving, if it has
     /// begun.
-    pub fn head_for(&self) -> Option<std::time::Duration> {
+    pub(crate) fn head_for(&self) -> Option<std::time::Duration> {
         self.head_since.get().map(|t| t.elapsed())
     }
 
     /// Time since the last byte moved.
-    pub fn idle_for(&self) -> std::time::Duration {
+    pub(crate) fn idle_for(&self) -> std::time::Duration {
         self.last.get().elapsed()
     }
 
     /// Is a request being answered? An idle timeout never cuts one short:
     /// a handler waiting on the store moves no bytes.
-    pub fn busy(&self) -> bool {
+    pub(crate) fn busy(&self) -> bool {
         self.in_flight.get() > 0
     }
 
     /// Marks a request as in flight until the guard drops.
-    pub fn request(&self) -> InFlight<'_> {
+    pub(crate) fn request(&self) -> InFlight<'_> {
         // Its head is complete.
         self.head_since.set(None);
         self.in_flight.set(self.in_flight.get() + 1);
@@ -89,7 +89,7 @@ impl Default for Activity {
     }
 }
 
-pub struct InFlight<'a>(&'a Activity);
+pub(crate) struct InFlight<'a>(&'a Activity);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
@@ -110,7 +110,7 @@ impl Drop for InFlight<'_> {
 /// (`diverted`) and hyper is told the stream ended, between two requests,
 /// so that [`super::serve`] can hand the stream and those bytes back to
 /// the transport.
-pub struct Rewind<S> {
+pub(crate) struct Rewind<S> {
     prefix: Vec<u8>,
     at: usize,
     inner: S,
@@ -137,7 +137,7 @@ fn socket_io_request(bytes: &[u8]) -> Option<bool> {
 }
 
 impl<S> Rewind<S> {
-    pub fn new(inner: S, prefix: Vec<u8>, activity: std::rc::Rc<Activity>) -> Self {
+    pub(crate) fn new(inner: S, prefix: Vec<u8>, activity: std::rc::Rc<Activity>) -> Self {
         Self {
             prefix,
             at: 0,
@@ -149,12 +149,12 @@ impl<S> Rewind<S> {
     }
 
     /// The bytes of a Socket.IO request read instead of hyper, if one came.
-    pub fn diverted(&mut self) -> Option<Vec<u8>> {
+    pub(crate) fn diverted(&mut self) -> Option<Vec<u8>> {
         self.diverted.take()
     }
 
     /// The stream itself (any rewound bytes not yet served are dropped).
-    pub fn into_inner(self) -> S {
+    pub(crate) fn into_inner(self) -> S {
         self.inner
     }
 }

@@ -22,10 +22,10 @@ use crate::chat::commands::{self, Command};
 use crate::chat::message::now;
 use crate::store::{MessageRecord, Page};
 
-pub const DEFAULT_LIMIT: usize = 50;
+pub(crate) const DEFAULT_LIMIT: usize = 50;
 /// Larger `limit`s are capped to this, not refused: a client asking for
 /// "everything" gets the largest page and `hasMore`.
-pub const MAX_LIMIT: usize = 100;
+pub(crate) const MAX_LIMIT: usize = 100;
 
 fn message_reply(status: StatusCode, m: &MessageRecord) -> Reply {
     reply::wrapped(status, "message", &m.to_json())
@@ -89,7 +89,7 @@ fn seq(v: &str, key: &str) -> Result<u64, ApiError> {
 /// messages in ascending seq; `hasMore` tells whether more exist in the
 /// paging direction (older for `before` and the latest page, newer for
 /// `after`).
-pub async fn history(
+pub(crate) async fn history(
     call: &Call<'_>,
     channel: String,
     query: Option<&str>,
@@ -120,7 +120,7 @@ pub async fn history(
 /// `clientMessageId` answers 200 with the first message when the first
 /// is already stored; a repeat racing its original through the writer is
 /// only deduplicated there and answers 201 with the first message.
-pub async fn send(call: &Call<'_>, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn send(call: &Call<'_>, body: &[u8]) -> Result<Reply, ApiError> {
     let p = call::object(body)?;
     let max = call.chat.max_message_length();
     let Command::Send(m) = commands::parse("send_message", &[Value::Object(p)], max)? else {
@@ -167,7 +167,7 @@ pub async fn send(call: &Call<'_>, body: &[u8]) -> Result<Reply, ApiError> {
 }
 
 /// `GET /api/v1/messages/:id`.
-pub async fn get(call: &Call<'_>, id: &str) -> Result<Reply, ApiError> {
+pub(crate) async fn get(call: &Call<'_>, id: &str) -> Result<Reply, ApiError> {
     let id = call::message_id(id)?;
     let user = call.user.clone();
     let m = call
@@ -199,7 +199,7 @@ pub(crate) fn edited_content(p: &Map<String, Value>, max: usize) -> Result<Strin
 
 /// `PUT /api/v1/messages/:id` `{content}`: the author edits; subscribers
 /// get `message_updated` with the whole message (with `editedAt`).
-pub async fn edit(call: &Call<'_>, id: &str, body: &[u8]) -> Result<Reply, ApiError> {
+pub(crate) async fn edit(call: &Call<'_>, id: &str, body: &[u8]) -> Result<Reply, ApiError> {
     let id = call::message_id(id)?;
     let content = edited_content(&call::object(body)?, call.chat.max_message_length())?;
     let user = call.user.clone();
@@ -225,7 +225,7 @@ pub async fn edit(call: &Call<'_>, id: &str, body: &[u8]) -> Result<Reply, ApiEr
 
 /// `DELETE /api/v1/messages/:id`: the author or the channel's owner
 /// deletes; subscribers get `message_deleted` `{id, channelId, seq}`.
-pub async fn delete(call: &Call<'_>, id: &str) -> Result<Reply, ApiError> {
+pub(crate) async fn delete(call: &Call<'_>, id: &str) -> Result<Reply, ApiError> {
     let id = call::message_id(id)?;
     let user = call.user.clone();
     let m = call

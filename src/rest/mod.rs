@@ -51,7 +51,7 @@ use reply::Reply;
 
 /// REST limits, taken from the config once and copied into each shard.
 #[derive(Debug, Clone, Copy)]
-pub struct RestSettings {
+pub(crate) struct RestSettings {
     /// Largest request body; past it, 413 PAYLOAD_TOO_LARGE.
     pub max_body_bytes: usize,
     /// Largest request head; hyper's read buffer is sized from it.
@@ -72,7 +72,7 @@ pub struct RestSettings {
 }
 
 impl RestSettings {
-    pub fn from_config(c: &Config) -> Self {
+    pub(crate) fn from_config(c: &Config) -> Self {
         Self {
             max_body_bytes: c.rest_max_body_bytes,
             max_head_bytes: c.max_http_header_bytes,
@@ -129,7 +129,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Service {
 
 /// What a shard serves REST requests with (its chat, its drain flag, the
 /// limits and the CORS policy), for [`serve`].
-pub struct Serving {
+pub(crate) struct Serving {
     pub chat: Rc<Chat>,
     pub draining: Rc<Cell<bool>>,
     pub settings: RestSettings,
@@ -142,7 +142,7 @@ pub struct Serving {
 /// stream and the bytes read of a later request for the Socket.IO
 /// endpoint (long-polling after REST calls on one kept-alive connection,
 /// as browsers do): the transport serves it ([`io::Rewind`]).
-pub async fn serve<S>(
+pub(crate) async fn serve<S>(
     mut stream: S,
     first: &crate::transport::Request,
     read: Vec<u8>,

@@ -12,12 +12,12 @@ use crate::chat::{ChatError, ErrorCode};
 use crate::store::{Busy, StoreError};
 
 /// Every response body is complete before it is sent.
-pub type Reply = Response<Full<Bytes>>;
+pub(crate) type Reply = Response<Full<Bytes>>;
 
 /// A refused request. The codes are the chat layer's ([`ErrorCode`]) plus
 /// the few that only HTTP has (CONFLICT, METHOD_NOT_ALLOWED).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
@@ -26,7 +26,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -36,36 +36,36 @@ impl ApiError {
     }
 
     /// Says why a token was refused.
-    pub fn with_token_refusal(mut self, refusal: crate::auth::TokenRefusal) -> Self {
+    pub(crate) fn with_token_refusal(mut self, refusal: crate::auth::TokenRefusal) -> Self {
         self.token = Some(refusal);
         self
     }
 
-    pub fn invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "INVALID_PAYLOAD", message)
     }
 
-    pub fn unauthorized(message: impl Into<String>) -> Self {
+    pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
     }
 
-    pub fn forbidden(message: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
     }
 
-    pub fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
     }
 
-    pub fn too_large(message: impl Into<String>) -> Self {
+    pub(crate) fn too_large(message: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", message)
     }
 
-    pub fn unavailable(message: impl Into<String>) -> Self {
+    pub(crate) fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
     }
 
-    pub fn internal() -> Self {
+    pub(crate) fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL",
@@ -73,7 +73,7 @@ impl ApiError {
         )
     }
 
-    pub fn into_reply(self) -> Reply {
+    pub(crate) fn into_reply(self) -> Reply {
         let mut error = serde_json::Map::new();
         error.insert("code".into(), self.code.into());
         error.insert("message".into(), self.message.into());
@@ -109,7 +109,6 @@ impl From<ChatError> for ApiError {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, e.code.as_str(), e.message)
     }
@@ -146,7 +145,7 @@ impl From<Busy> for ApiError {
 }
 
 /// A JSON response.
-pub fn json(status: StatusCode, body: String) -> Reply {
+pub(crate) fn json(status: StatusCode, body: String) -> Reply {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     let h = r.headers_mut();
@@ -157,7 +156,7 @@ pub fn json(status: StatusCode, body: String) -> Reply {
 }
 
 /// A non-JSON body (the metrics exposition) with its content type.
-pub fn text(status: StatusCode, content_type: &'static str, body: String) -> Reply {
+pub(crate) fn text(status: StatusCode, content_type: &'static str, body: String) -> Reply {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     let h = r.headers_mut();
@@ -167,12 +166,12 @@ pub fn text(status: StatusCode, content_type: &'static str, body: String) -> Rep
 }
 
 /// `{"<key>":<value>}`, where `value_json` is already JSON.
-pub fn wrapped(status: StatusCode, key: &str, value_json: &str) -> Reply {
+pub(crate) fn wrapped(status: StatusCode, key: &str, value_json: &str) -> Reply {
     json(status, format!(r#"{{"{key}":{value_json}}}"#))
 }
 
 /// 204 No Content.
-pub fn no_content() -> Reply {
+pub(crate) fn no_content() -> Reply {
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::NO_CONTENT;
     r

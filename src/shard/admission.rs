@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 /// refill time, and the sweep keeps an address spread from growing it.
 const SWEEP_EVERY: usize = 1024;
 
-pub struct Admission {
+pub(crate) struct Admission {
     max_total: usize,
     max_per_ip: usize,
     total: AtomicUsize,
@@ -31,14 +31,14 @@ pub struct Admission {
 /// The per-IP rate of new connections (`WS_CONNECTION_RATE_PER_IP`, and
 /// `WS_CONNECTION_BURST_PER_IP` at once).
 #[derive(Debug, Clone, Copy)]
-pub struct ConnectionRate {
+pub(crate) struct ConnectionRate {
     pub per_sec: u32,
     pub burst: u32,
 }
 
 /// Why a connection was turned away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     ServerFull,
     IpFull,
     /// New connections from this address come too fast; retry after this
@@ -49,7 +49,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub fn message(self) -> &'static str {
+    pub(crate) fn message(self) -> &'static str {
         match self {
             Self::ServerFull => "server at its connection limit (WS_MAX_CONNECTIONS)",
             Self::IpFull => "too many connections from this address (WS_MAX_CONNECTIONS_PER_IP)",
@@ -60,7 +60,7 @@ impl Refusal {
     }
 
     /// The label it is counted and logged under.
-    pub fn reason(self) -> crate::metrics::Refused {
+    pub(crate) fn reason(self) -> crate::metrics::Refused {
         use crate::metrics::Refused;
         match self {
             Self::ServerFull => Refused::ServerFull,
@@ -71,7 +71,7 @@ impl Refusal {
 
     /// The HTTP answer: 429 RATE_LIMITED for the rate (the client should
     /// slow down), 503 UNAVAILABLE for the caps; both with `Retry-After`.
-    pub fn response(self) -> crate::transport::Response {
+    pub(crate) fn response(self) -> crate::transport::Response {
         let (status, code, retry) = match self {
             Self::TooFast { retry_after_secs } => (429, "RATE_LIMITED", retry_after_secs),
             Self::ServerFull | Self::IpFull => (503, "UNAVAILABLE", 1),
@@ -81,13 +81,13 @@ impl Refusal {
 }
 
 /// Holds one admitted connection's place; gives it back on drop.
-pub struct Ticket {
+pub(crate) struct Ticket {
     admission: Arc<Admission>,
     ip: IpAddr,
 }
 
 impl Admission {
-    pub fn new(max_total: usize, max_per_ip: usize, rate: ConnectionRate) -> Arc<Self> {
+    pub(crate) fn new(max_total: usize, max_per_ip: usize, rate: ConnectionRate) -> Arc<Self> {
         let n = |v: u32| NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::per_second(n(rate.per_sec)).allow_burst(n(rate.burst));
         Arc::new(Self {
@@ -100,7 +100,7 @@ impl Admission {
         })
     }
 
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refusal> {
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refusal> {
         if self.total.fetch_add(1, Ordering::AcqRel) >= self.max_total {
             self.total.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::ServerFull);
@@ -139,7 +139,8 @@ impl Admission {
         })
     }
 
-    pub fn active(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn active(&self) -> usize {
         self.total.load(Ordering::Acquire)
     }
 }

@@ -31,7 +31,7 @@ use crate::transport::polling::Polls;
 use crate::transport::{self, Endpoint, Links, Opened, Upgraded};
 
 /// What every connection of a shard is served with (one per shard).
-pub struct Shared {
+pub(crate) struct Shared {
     pub endpoint: Endpoint,
     pub chat: Rc<Chat>,
     pub links: Rc<Links>,
@@ -45,7 +45,7 @@ pub struct Shared {
 }
 
 /// An accepted socket and its admission.
-pub struct Accepted {
+pub(crate) struct Accepted {
     pub stream: TcpStream,
     pub peer: SocketAddr,
     pub id: u64,
@@ -56,7 +56,7 @@ pub struct Accepted {
 
 /// What a connection handed over by another shard brings besides its
 /// socket (see `handoff`).
-pub struct Handed {
+pub(crate) struct Handed {
     /// Bytes already read (decrypted, over TLS).
     pub read: Vec<u8>,
     /// Its TLS session, past the handshake, when the port speaks TLS.
@@ -64,12 +64,12 @@ pub struct Handed {
 }
 
 /// A WebSocket session ready to run, holding its admission ticket.
-pub struct Session {
+pub(crate) struct Session {
     upgraded: Upgraded<Stream>,
     _ticket: Ticket,
 }
 
-pub enum Stream {
+pub(crate) enum Stream {
     Plain(TcpStream),
     // Boxed: a TLS session's state is large.
     Tls(Box<TlsStream<TcpStream>>),
@@ -77,7 +77,7 @@ pub enum Stream {
 
 /// Everything up to a WebSocket session; `None` when the connection was
 /// refused, served as REST, or failed before the upgrade.
-pub async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
+pub(crate) async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
     let Accepted {
         mut stream,
         peer,
@@ -202,7 +202,7 @@ pub async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
 }
 
 /// The WebSocket session, to its end (the ticket is released after it).
-pub fn run(s: Session, sh: &Shared) -> impl Future<Output = ()> + '_ {
+pub(crate) fn run(s: Session, sh: &Shared) -> impl Future<Output = ()> + '_ {
     let Session { upgraded, _ticket } = s;
     let session = transport::run(upgraded, &sh.endpoint, &*sh.chat, &sh.links);
     futures::FutureExt::map(session, move |()| drop(_ticket))

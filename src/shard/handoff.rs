@@ -38,7 +38,7 @@ use rustls::ServerConnection;
 use super::admission::Ticket;
 
 /// A connection on its way to another shard.
-pub struct Handoff {
+pub(crate) struct Handoff {
     pub fd: OwnedFd,
     pub peer: SocketAddr,
     /// Every byte read from it so far, the request included.
@@ -51,7 +51,7 @@ pub struct Handoff {
 
 /// A duplicate of `stream`'s descriptor, which outlives the stream's own
 /// (closed when the stream is dropped here).
-pub fn duplicate(stream: &impl AsRawFd) -> std::io::Result<OwnedFd> {
+pub(crate) fn duplicate(stream: &impl AsRawFd) -> std::io::Result<OwnedFd> {
     // SAFETY: the descriptor is open for as long as `stream` is borrowed.
     unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }.try_clone_to_owned()
 }
@@ -64,7 +64,7 @@ pub fn duplicate(stream: &impl AsRawFd) -> std::io::Result<OwnedFd> {
 /// what the session has to send, if anything (futures-rustls 0.26.0,
 /// src/common/handshake.rs). The fresh session, made from the acceptor's
 /// current config, is dropped unused.
-pub async fn resume(
+pub(crate) async fn resume(
     acceptor: &TlsAcceptor,
     stream: TcpStream,
     mut session: Box<ServerConnection>,

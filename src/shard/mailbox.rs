@@ -23,7 +23,7 @@ use crossbeam_queue::{ArrayQueue, SegQueue};
 use futures::task::AtomicWaker;
 
 /// The rings between all shards, built once at start-up.
-pub struct Mesh<T> {
+pub(crate) struct Mesh<T> {
     /// `rings[to][from]`.
     rings: Vec<Vec<ArrayQueue<Vec<T>>>>,
     /// Per shard, messages from threads that are not shards (the store's
@@ -35,7 +35,7 @@ pub struct Mesh<T> {
 
 impl<T: Send> Mesh<T> {
     /// `capacity` is in batches per ordered pair of shards.
-    pub fn new(shards: usize, capacity: usize) -> Arc<Self> {
+    pub(crate) fn new(shards: usize, capacity: usize) -> Arc<Self> {
         Arc::new(Self {
             rings: (0..shards)
                 .map(|_| {
@@ -49,19 +49,19 @@ impl<T: Send> Mesh<T> {
         })
     }
 
-    pub fn shards(&self) -> usize {
+    pub(crate) fn shards(&self) -> usize {
         self.wakers.len()
     }
 
     /// Sends `msg` to shard `to` from any thread (store threads).
-    pub fn post_external(&self, to: usize, msg: T) {
+    pub(crate) fn post_external(&self, to: usize, msg: T) {
         self.external[to].push(msg);
         self.wakers[to].wake();
     }
 }
 
 /// One shard's end of the mesh: its outgoing batches and its inbox.
-pub struct Mailbox<T> {
+pub(crate) struct Mailbox<T> {
     mesh: Arc<Mesh<T>>,
     me: usize,
     /// Batches being collected per destination shard.
@@ -76,7 +76,7 @@ pub struct Mailbox<T> {
 }
 
 impl<T: Send> Mailbox<T> {
-    pub fn new(mesh: Arc<Mesh<T>>, me: usize) -> Rc<Self> {
+    pub(crate) fn new(mesh: Arc<Mesh<T>>, me: usize) -> Rc<Self> {
         let n = mesh.shards();
         Rc::new(Self {
             mesh,
@@ -89,22 +89,22 @@ impl<T: Send> Mailbox<T> {
         })
     }
 
-    pub fn shard(&self) -> usize {
+    pub(crate) fn shard(&self) -> usize {
         self.me
     }
 
-    pub fn shards(&self) -> usize {
+    pub(crate) fn shards(&self) -> usize {
         self.mesh.shards()
     }
 
     /// The mesh, for handing to other threads ([`Mesh::post_external`]).
-    pub fn mesh(&self) -> &Arc<Mesh<T>> {
+    pub(crate) fn mesh(&self) -> &Arc<Mesh<T>> {
         &self.mesh
     }
 
     /// Sends `msg` to shard `to`. Never blocks; messages to one shard keep
     /// their order.
-    pub fn post(&self, to: usize, msg: T) {
+    pub(crate) fn post(&self, to: usize, msg: T) {
         if to == self.me {
             self.local.borrow_mut().push_back(msg);
             if let Some(w) = self.receiver.borrow_mut().take() {
@@ -122,7 +122,7 @@ impl<T: Send> Mailbox<T> {
 
     /// Waits for messages and moves every available one into `out`, local
     /// ones first, then each peer's batches.
-    pub async fn recv(&self, out: &mut Vec<T>) {
+    pub(crate) async fn recv(&self, out: &mut Vec<T>) {
         poll_fn(|cx| {
             self.drain(out);
             if !out.is_empty() {
@@ -173,7 +173,7 @@ impl<T: Send> Mailbox<T> {
 
     /// The flusher task: moves collected batches into the rings. Runs for
     /// the shard's life.
-    pub async fn run_flusher(&self) {
+    pub(crate) async fn run_flusher(&self) {
         loop {
             poll_fn(|cx| {
                 if self.dirty.get() {

@@ -7,11 +7,11 @@
 //! timed chat work. State is `Rc`/`RefCell`; other shards are reached only
 //! through [`mailbox`].
 
-pub mod admission;
+pub(crate) mod admission;
 mod conn;
-pub mod handoff;
-pub mod mailbox;
-pub mod shutdown;
+pub(crate) mod handoff;
+pub(crate) mod mailbox;
+pub(crate) mod shutdown;
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -27,13 +27,13 @@ use glommio::sync::Gate;
 use crate::chat::{Chat, Mail};
 use crate::protocol::CloseReason;
 use crate::transport::{Endpoint, Links};
-pub use admission::Admission;
+pub(crate) use admission::Admission;
 use mailbox::{Mailbox, Mesh};
-pub use shutdown::Shutdown;
+pub(crate) use shutdown::Shutdown;
 
 /// Everything a shard is started with (shared by all shards, `Send`).
 #[derive(Clone)]
-pub struct ShardSetup {
+pub(crate) struct ShardSetup {
     pub listen: SocketAddr,
     pub backlog: i32,
     pub endpoint: Endpoint,
@@ -63,7 +63,7 @@ pub struct ShardSetup {
 }
 
 /// Binds this shard's listener on the shared port.
-pub fn bind(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
+pub(crate) fn bind(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_reuse_address(true)?;
@@ -78,7 +78,7 @@ pub fn bind(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
 /// The shard's life: serve until shutdown, then drain.
 /// `on_bound` is called once the listener is bound (`true`) or binding
 /// failed (`false`).
-pub async fn run(
+pub(crate) async fn run(
     shard: usize,
     setup: ShardSetup,
     on_bound: impl FnOnce(bool),

@@ -13,11 +13,11 @@
 
 mod error;
 mod link;
-pub mod lock;
+pub(crate) mod lock;
 mod migrate;
-pub mod partitions;
+pub(crate) mod partitions;
 mod rows;
-pub mod upkeep;
+pub(crate) mod upkeep;
 
 use std::collections::HashMap;
 

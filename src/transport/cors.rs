@@ -26,7 +26,7 @@ use super::origin::OriginPolicy;
 
 /// Header name (lower case, as hyper's `HeaderName::from_static` wants)
 /// and value, in the order they should be written.
-pub type CorsHeaders = Vec<(&'static str, String)>;
+pub(crate) type CorsHeaders = Vec<(&'static str, String)>;
 
 /// Request headers every preflight allows: the two the API reads.
 const ALWAYS_ALLOWED_HEADERS: [&str; 2] = ["authorization", "content-type"];
@@ -34,7 +34,7 @@ const ALWAYS_ALLOWED_HEADERS: [&str; 2] = ["authorization", "content-type"];
 /// Response headers a page may read besides the CORS-safelisted ones
 /// (`Content-Type`, `Cache-Control`, ...): the retry hint of 429 and 503,
 /// the scheme of a 401, and the methods of a 405.
-pub const EXPOSED_HEADERS: &str = "Retry-After, WWW-Authenticate, Allow";
+pub(crate) const EXPOSED_HEADERS: &str = "Retry-After, WWW-Authenticate, Allow";
 
 /// At most this many request headers named in `Access-Control-Request-Headers`
 /// are allowed back; a browser asks for a handful.
@@ -42,7 +42,11 @@ const MAX_REQUESTED_HEADERS: usize = 32;
 
 /// Is this request a CORS preflight? `OPTIONS` with an `Origin` and an
 /// `Access-Control-Request-Method` (a plain `OPTIONS` is not one).
-pub fn is_preflight(method: &str, origin: Option<&str>, request_method: Option<&str>) -> bool {
+pub(crate) fn is_preflight(
+    method: &str,
+    origin: Option<&str>,
+    request_method: Option<&str>,
+) -> bool {
     method == "OPTIONS" && origin.is_some() && request_method.is_some()
 }
 

@@ -9,7 +9,7 @@
 //! for a session of another shard is returned to the caller
 //! ([`Opened::Elsewhere`]) to be handed over.
 
-pub mod cors;
+pub(crate) mod cors;
 pub mod http;
 mod links;
 pub mod origin;

@@ -74,14 +74,14 @@ impl Inner {
 
 /// The disconnected sessions of the process, by pid. Shards share it
 /// (touched only at connect and disconnect).
-pub struct Sessions {
+pub(crate) struct Sessions {
     inner: Mutex<Inner>,
     max: usize,
 }
 
 impl Sessions {
     /// At most `max` sessions are kept; 0 keeps none.
-    pub fn new(max: usize) -> Arc<Self> {
+    pub(crate) fn new(max: usize) -> Arc<Self> {
         Arc::new(Self {
             inner: Mutex::default(),
             max,
@@ -130,7 +130,7 @@ impl Sessions {
     }
 
     /// Forgets expired sessions (the oldest are at the front).
-    pub fn sweep(&self) {
+    pub(crate) fn sweep(&self) {
         let now = Instant::now();
         let mut inner = self.inner.lock();
         while let Some(&(pid, generation)) = inner.order.front() {
@@ -161,11 +161,13 @@ impl Sessions {
         }
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.inner.lock().map.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
@@ -177,7 +179,7 @@ pub(crate) struct Claim {
 }
 
 impl Claim {
-    pub fn from_auth(auth: Option<&serde_json::Value>) -> Option<Self> {
+    pub(crate) fn from_auth(auth: Option<&serde_json::Value>) -> Option<Self> {
         let a = auth?;
         let pid = a.get("pid")?.as_str()?.to_owned();
         let offset = a

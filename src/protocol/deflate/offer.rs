@@ -16,7 +16,7 @@ const OUR_WINDOW_BITS: u8 = 15;
 
 /// An accepted offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Agreement {
+pub(crate) struct Agreement {
     /// May the server compress its messages? Not when the client limited
     /// the server's window below the one the compressor uses
     /// (`server_max_window_bits` < 15): its messages then go uncompressed,
@@ -31,7 +31,7 @@ pub struct Agreement {
 /// and returns the answer; `None` when there is none (the 101 then names
 /// no extension). An offer with an unknown, repeated or malformed
 /// parameter is declined (RFC 7692 7.1), and the next one considered.
-pub fn negotiate(header: &str) -> Option<Agreement> {
+pub(crate) fn negotiate(header: &str) -> Option<Agreement> {
     header.split(',').find_map(accept)
 }
 

@@ -5,37 +5,37 @@ use crate::store::StoreError;
 
 /// Server error codes (MySQL and MariaDB share them).
 mod code {
-    pub const DUP_ENTRY: u16 = 1062;
-    pub const DUP_ENTRY_WITH_KEY_NAME: u16 = 1586;
-    pub const NO_REFERENCED_ROW: u16 = 1216;
-    pub const ROW_IS_REFERENCED: u16 = 1217;
-    pub const ROW_IS_REFERENCED_2: u16 = 1451;
-    pub const NO_REFERENCED_ROW_2: u16 = 1452;
-    pub const BAD_NULL: u16 = 1048;
-    pub const NO_DEFAULT_FOR_FIELD: u16 = 1364;
-    pub const CHECK_CONSTRAINT_MARIADB: u16 = 4025;
-    pub const CHECK_CONSTRAINT_MYSQL: u16 = 3819;
+    pub(crate) const DUP_ENTRY: u16 = 1062;
+    pub(crate) const DUP_ENTRY_WITH_KEY_NAME: u16 = 1586;
+    pub(crate) const NO_REFERENCED_ROW: u16 = 1216;
+    pub(crate) const ROW_IS_REFERENCED: u16 = 1217;
+    pub(crate) const ROW_IS_REFERENCED_2: u16 = 1451;
+    pub(crate) const NO_REFERENCED_ROW_2: u16 = 1452;
+    pub(crate) const BAD_NULL: u16 = 1048;
+    pub(crate) const NO_DEFAULT_FOR_FIELD: u16 = 1364;
+    pub(crate) const CHECK_CONSTRAINT_MARIADB: u16 = 4025;
+    pub(crate) const CHECK_CONSTRAINT_MYSQL: u16 = 3819;
 
-    pub const CON_COUNT: u16 = 1040;
-    pub const SERVER_SHUTDOWN: u16 = 1053;
-    pub const NET_READ_ERROR: u16 = 1158;
-    pub const NET_READ_INTERRUPTED: u16 = 1159;
-    pub const NET_ERROR_ON_WRITE: u16 = 1160;
-    pub const NET_WRITE_INTERRUPTED: u16 = 1161;
-    pub const QUERY_INTERRUPTED: u16 = 1317;
-    pub const CONNECTION_KILLED: u16 = 1927;
-    pub const CLIENT_INTERACTION_TIMEOUT: u16 = 4031;
-    pub const DISK_FULL: u16 = 1021;
-    pub const RECORD_FILE_FULL: u16 = 1114;
-    pub const LOCK_WAIT_TIMEOUT: u16 = 1205;
-    pub const LOCK_DEADLOCK: u16 = 1213;
-    pub const OPTION_PREVENTS_STATEMENT: u16 = 1290;
-    pub const READ_ONLY_MODE: u16 = 1836;
-    pub const CANT_EXECUTE_IN_READ_ONLY_TRANSACTION: u16 = 1792;
+    pub(crate) const CON_COUNT: u16 = 1040;
+    pub(crate) const SERVER_SHUTDOWN: u16 = 1053;
+    pub(crate) const NET_READ_ERROR: u16 = 1158;
+    pub(crate) const NET_READ_INTERRUPTED: u16 = 1159;
+    pub(crate) const NET_ERROR_ON_WRITE: u16 = 1160;
+    pub(crate) const NET_WRITE_INTERRUPTED: u16 = 1161;
+    pub(crate) const QUERY_INTERRUPTED: u16 = 1317;
+    pub(crate) const CONNECTION_KILLED: u16 = 1927;
+    pub(crate) const CLIENT_INTERACTION_TIMEOUT: u16 = 4031;
+    pub(crate) const DISK_FULL: u16 = 1021;
+    pub(crate) const RECORD_FILE_FULL: u16 = 1114;
+    pub(crate) const LOCK_WAIT_TIMEOUT: u16 = 1205;
+    pub(crate) const LOCK_DEADLOCK: u16 = 1213;
+    pub(crate) const OPTION_PREVENTS_STATEMENT: u16 = 1290;
+    pub(crate) const READ_ONLY_MODE: u16 = 1836;
+    pub(crate) const CANT_EXECUTE_IN_READ_ONLY_TRANSACTION: u16 = 1792;
 }
 
 /// Whether the connection is unusable after `e` (and must be replaced).
-pub fn is_broken(e: &mysql::Error) -> bool {
+pub(crate) fn is_broken(e: &mysql::Error) -> bool {
     use mysql::DriverError as D;
     match e {
         mysql::Error::MySqlError(e) => matches!(
@@ -63,7 +63,7 @@ pub fn is_broken(e: &mysql::Error) -> bool {
 /// The store's error for a driver error: connection trouble and transient
 /// server conditions are `Unavailable` (retry later), constraint
 /// violations `Conflict`, the rest `Other`.
-pub fn map_error(e: mysql::Error) -> StoreError {
+pub(crate) fn map_error(e: mysql::Error) -> StoreError {
     if is_broken(&e) {
         return StoreError::Unavailable(e.to_string());
     }
@@ -95,7 +95,7 @@ pub fn map_error(e: mysql::Error) -> StoreError {
 }
 
 /// Whether `e` is a duplicate-key error.
-pub fn is_duplicate(e: &mysql::Error) -> bool {
+pub(crate) fn is_duplicate(e: &mysql::Error) -> bool {
     matches!(e, mysql::Error::MySqlError(s) if s.code == code::DUP_ENTRY || s.code == code::DUP_ENTRY_WITH_KEY_NAME)
 }
 

@@ -51,7 +51,7 @@ const SESSION_INIT: &[&str] = &[
 
 /// The options of a store connection: the operator's (address, account,
 /// TLS) plus the store's own settings.
-pub fn store_opts(opts: &Opts) -> Opts {
+pub(crate) fn store_opts(opts: &Opts) -> Opts {
     OptsBuilder::from_opts(opts.clone())
         .init(SESSION_INIT.to_vec())
         // UPDATE reports matched rows, as SQLite does, not changed ones.
@@ -78,7 +78,7 @@ pub fn describe(opts: &Opts) -> String {
     }
 }
 
-pub struct Link {
+pub(crate) struct Link {
     opts: Opts,
     conn: Option<Conn>,
     last_used: Instant,
@@ -121,7 +121,7 @@ impl Link {
     /// Connects now and takes the store lock `name` on the connection (and
     /// again on every reconnect). Fails with [`StoreLocked`] when another
     /// connection holds it, and as [`Link::open`] does otherwise.
-    pub fn open_locked(opts: Opts, name: &str) -> anyhow::Result<Self> {
+    pub(crate) fn open_locked(opts: Opts, name: &str) -> anyhow::Result<Self> {
         let mut link = Self::unconnected(opts);
         link.lock = Some(StoreLock {
             name: name.to_owned(),
@@ -148,13 +148,13 @@ impl Link {
     /// How many times this link took the store lock (0 without one): a
     /// change means the connection was replaced and another process may
     /// have written meanwhile.
-    pub fn lock_epoch(&self) -> u64 {
+    pub(crate) fn lock_epoch(&self) -> u64 {
         self.lock.as_ref().map_or(0, |l| l.taken)
     }
 
     /// Connects now; fails with `Unavailable` when the database cannot be
     /// reached or refuses the account.
-    pub fn open(opts: Opts) -> Result<Self> {
+    pub(crate) fn open(opts: Opts) -> Result<Self> {
         let mut link = Self::unconnected(opts);
         link.conn()?;
         Ok(link)
@@ -162,7 +162,7 @@ impl Link {
 
     /// The connection, (re)connecting first when there is none and the
     /// backoff allows.
-    pub fn conn(&mut self) -> Result<&mut Conn> {
+    pub(crate) fn conn(&mut self) -> Result<&mut Conn> {
         if let Some(conn) = &mut self.conn
             && self.last_used.elapsed() > IDLE_PING
             && conn.ping().is_err()
@@ -269,7 +269,7 @@ impl Link {
 
     /// Runs `f` on the connection; a connection that broke is dropped, so
     /// the next call reconnects.
-    pub fn run<T>(&mut self, f: impl FnOnce(&mut Conn) -> mysql::Result<T>) -> Result<T> {
+    pub(crate) fn run<T>(&mut self, f: impl FnOnce(&mut Conn) -> mysql::Result<T>) -> Result<T> {
         let conn = self.conn()?;
         match f(conn) {
             Ok(v) => Ok(v),

@@ -24,7 +24,7 @@ const PREFIX: &str = "gatrix-chat:";
 
 /// The lock's name for database `db`: `gatrix-chat:<db>`, or, when that is
 /// longer than MySQL allows, the name's start and a hash of the whole.
-pub fn lock_name(db: &str) -> String {
+pub(crate) fn lock_name(db: &str) -> String {
     let name = format!("{PREFIX}{db}");
     if name.chars().count() <= MAX_NAME {
         return name;
@@ -42,7 +42,7 @@ pub fn lock_name(db: &str) -> String {
 
 /// What [`acquire`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Acquired {
+pub(crate) enum Acquired {
     /// This connection holds the lock now.
     Held,
     /// Another connection holds it: which one, as far as the server says.
@@ -50,7 +50,7 @@ pub enum Acquired {
 }
 
 /// Tries to take lock `name` on `conn` without waiting.
-pub fn acquire(conn: &mut Conn, name: &str) -> mysql::Result<Acquired> {
+pub(crate) fn acquire(conn: &mut Conn, name: &str) -> mysql::Result<Acquired> {
     let got: Option<i64> = conn.exec_first("SELECT GET_LOCK(?, 0)", (name,))?.flatten();
     if got == Some(1) {
         return Ok(Acquired::Held);

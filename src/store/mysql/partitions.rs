@@ -71,7 +71,7 @@ impl Plan {
 /// The first id of a calendar month (UTC): the bound below which partition
 /// `p{year}{month-1}` holds its ids. Months before the id epoch (2024-01)
 /// map to 0.
-pub fn month_start(year: i32, month: u8) -> u64 {
+pub(crate) fn month_start(year: i32, month: u8) -> u64 {
     let Ok(month) = Month::try_from(month) else {
         return 0;
     };
@@ -108,14 +108,14 @@ fn name_of((year, month): (i32, u8)) -> String {
 }
 
 /// The date a bound stands for, for people: `2026-12-01`.
-pub fn bound_date(bound: u64) -> String {
+pub(crate) fn bound_date(bound: u64) -> String {
     let t = OffsetDateTime::from_unix_timestamp((ids::unix_ms_of(bound) / 1000) as i64)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
 }
 
 /// What upkeep should do to `existing` (in partition order) at `now_unix_ms`.
-pub fn plan(existing: &[Partition], now_unix_ms: u64, policy: PartitionPolicy) -> Plan {
+pub(crate) fn plan(existing: &[Partition], now_unix_ms: u64, policy: PartitionPolicy) -> Plan {
     let mut out = Plan::default();
     let last = existing.iter().filter_map(|p| p.bound).max();
     // Partitions must cover every id up to the end of this month:
@@ -182,7 +182,7 @@ fn checked_name(name: &str) -> mysql::Result<&str> {
 }
 
 /// The partitions of `messages` in the connection's database, in order.
-pub fn list(conn: &mut Conn) -> mysql::Result<Vec<Partition>> {
+pub(crate) fn list(conn: &mut Conn) -> mysql::Result<Vec<Partition>> {
     let rows: Vec<(Option<String>, Option<String>, Option<u64>)> = conn.exec(
         "SELECT PARTITION_NAME, PARTITION_DESCRIPTION, TABLE_ROWS
          FROM information_schema.PARTITIONS
@@ -207,7 +207,7 @@ pub fn list(conn: &mut Conn) -> mysql::Result<Vec<Partition>> {
 
 /// Carries out `plan` against `existing` (what [`list`] returned when the
 /// plan was made).
-pub fn apply(conn: &mut Conn, existing: &[Partition], plan: &Plan) -> mysql::Result<()> {
+pub(crate) fn apply(conn: &mut Conn, existing: &[Partition], plan: &Plan) -> mysql::Result<()> {
     if !plan.create.is_empty() {
         let mut parts = Vec::with_capacity(plan.create.len() + 1);
         for p in &plan.create {

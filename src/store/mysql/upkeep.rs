@@ -21,14 +21,14 @@ use crate::store::Result;
 const EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Milliseconds since the Unix epoch, now.
-pub fn now_unix_ms() -> u64 {
+pub(crate) fn now_unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// One upkeep pass now, logged; returns the partitions before and the plan.
-pub fn run_once(opts: &Opts, policy: PartitionPolicy) -> Result<(Vec<Partition>, Plan)> {
+pub(crate) fn run_once(opts: &Opts, policy: PartitionPolicy) -> Result<(Vec<Partition>, Plan)> {
     let mut store = MysqlStore::open(opts)?;
     let (before, plan) = store.maintain_partitions(policy, now_unix_ms(), false)?;
     if !plan.is_empty() {
@@ -44,13 +44,13 @@ pub fn run_once(opts: &Opts, policy: PartitionPolicy) -> Result<(Vec<Partition>,
 }
 
 /// The daily upkeep thread; [`Upkeep::stop`] ends it.
-pub struct Upkeep {
+pub(crate) struct Upkeep {
     stop: Sender<()>,
     thread: JoinHandle<()>,
 }
 
 impl Upkeep {
-    pub fn start(opts: Opts, policy: PartitionPolicy) -> std::io::Result<Self> {
+    pub(crate) fn start(opts: Opts, policy: PartitionPolicy) -> std::io::Result<Self> {
         let (stop, stopped) = bounded::<()>(0);
         let thread = std::thread::Builder::new()
             .name("gatrix-store-partitions".into())
@@ -65,7 +65,7 @@ impl Upkeep {
     }
 
     /// Ends the thread (after the pass it may be running).
-    pub fn stop(self) {
+    pub(crate) fn stop(self) {
         drop(self.stop);
         let _ = self.thread.join();
     }
