@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures::channel::oneshot;
 
-use super::mail::{Mail, Origin, Publish};
+use super::mail::{Origin, Publish, ToChannelOwner};
 use super::message::event_frame;
 use super::{Chat, ChatError, ChatStore};
 use crate::auth::{AuthError, Claims};
@@ -24,21 +24,21 @@ pub(crate) struct RestSend {
 
 impl Chat {
     pub(crate) fn authenticate(&self, token: &str) -> Result<Claims, AuthError> {
-        self.auth.verify(token)
+        self.hub.auth.verify(token)
     }
 
     pub(crate) fn store(&self) -> &ChatStore {
-        &self.store
+        &self.hub.store
     }
 
     /// A fresh unique id (channels created through REST use it too).
     pub(crate) fn next_id(&self) -> u64 {
-        self.ids.next()
+        self.hub.ids.next()
     }
 
     /// The content limit shared by `send_message` and REST sends.
     pub(crate) fn max_message_length(&self) -> usize {
-        self.limits.max_message_length
+        self.hub.limits.max_message_length
     }
 
     /// Sends a message as `send_message` does (membership checked by the
@@ -59,7 +59,10 @@ impl Chat {
             origin: Origin::Rest(tx),
             received: std::time::Instant::now(),
         };
-        self.post(self.owner(&channel), Mail::Publish(Box::new(publish)));
+        self.hub.post(
+            self.hub.owner_shard(&channel),
+            ToChannelOwner::Publish(Box::new(publish)),
+        );
         rx
     }
 
@@ -70,7 +73,9 @@ impl Chat {
     pub(crate) fn invalidate_channel(&self, channel: &str) -> oneshot::Receiver<()> {
         let (done, rx) = oneshot::channel();
         let channel: Arc<str> = channel.into();
-        self.post(self.owner(&channel), Mail::Invalidate { channel, done });
+        let owner = self.hub.owner_shard(&channel);
+        self.hub
+            .post(owner, ToChannelOwner::Invalidate { channel, done });
         rx
     }
 
@@ -78,6 +83,8 @@ impl Chat {
     pub(crate) fn emit_to_channel(&self, channel: &str, event: &str, body_json: &str) {
         let channel: Arc<str> = channel.into();
         let frame = event_frame(event, body_json).into();
-        self.post(self.owner(&channel), Mail::ChannelEmit { channel, frame });
+        let owner = self.hub.owner_shard(&channel);
+        self.hub
+            .post(owner, ToChannelOwner::ChannelEmit { channel, frame });
     }
 }

@@ -11,7 +11,7 @@
 //! than on the shards: the writer sees each message exactly once, while
 //! every shard with a subscriber would otherwise compress it again (or
 //! race to share one copy); and it is off the shards' event loops, whose
-//! latency every connection feels. Each shard then delivers to its own subscribers ([`Chat::committed`]), so every
+//! latency every connection feels. Each shard then delivers to its own subscribers ([`ConnSide::committed`]), so every
 //! connection sees messages in commit order, which is what makes one
 //! offset per connection enough for recovery.
 
@@ -20,9 +20,10 @@ use std::time::Instant;
 
 use tungstenite::Utf8Bytes;
 
+use super::conn::ConnSide;
 use super::mail::{Committed, Mail, Origin, shard_of_conn};
 use super::message::reply_frame;
-use super::{Chat, ChatError, ErrorCode};
+use super::{ChatError, ErrorCode};
 use crate::protocol::deflate::{self, Settings};
 use crate::protocol::{Frame, Packed};
 use crate::shard::mailbox::Mesh;
@@ -108,11 +109,11 @@ fn broadcast(text: String, compression: Settings) -> Frame {
     }
 }
 
-impl Chat {
+impl ConnSide {
     /// A committed batch arrives: deliver to local subscribers, remember the
     /// last seq of each channel (for join acks), and hand local acks over.
     pub(super) fn committed(&self, batch: &[Committed]) {
-        let me = self.mail.shard();
+        let me = self.hub.mail.shard();
         let subs = self.subs.borrow();
         let mut seen = self.seen.borrow_mut();
         // Metrics: one clock read and at most two atomic adds per batch.
@@ -126,14 +127,14 @@ impl Chat {
                         seen.insert(c.channel.clone(), c.seq);
                     }
                 }
-                owned += u64::from(self.owner(&c.channel) == me);
+                owned += u64::from(self.hub.owner_shard(&c.channel) == me);
                 if let Some(list) = subs.get(&c.channel) {
                     for link in list {
                         // On overflow the link closes itself as a slow consumer.
                         queued += u64::from(link.push(frame.clone()).is_ok());
                     }
                     let latency = now.saturating_duration_since(c.received);
-                    self.metrics.broadcast_latency.observe_duration(latency);
+                    self.hub.metrics.broadcast_latency.observe_duration(latency);
                 }
             }
             if let Some((conn, frame)) = &c.reply
@@ -144,10 +145,10 @@ impl Chat {
             }
         }
         if owned > 0 {
-            self.metrics.messages.inc_by(owned);
+            self.hub.metrics.messages.inc_by(owned);
         }
         if queued > 0 {
-            self.metrics.deliveries.inc_by(queued);
+            self.hub.metrics.deliveries.inc_by(queued);
         }
     }
 }

@@ -7,15 +7,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tungstenite::Utf8Bytes;
 
 use super::commands::{self, Command};
-use super::mail::{Mail, Origin, Publish, ReplyTo, shard_of_conn};
+use super::mail::{Origin, Publish, ReplyTo, ToChannelOwner, ToUserOwner};
 use super::message::reply_frame;
-use super::{Chat, ChatError, ErrorCode};
+use super::recovery::Sessions;
+use super::{ChatError, ErrorCode, Hub};
 use crate::protocol::{
-    CloseReason, DisconnectReason, Event, Frame, Handler, Handshake, Link, Pace, PaceLimits,
-    Refusal, Verdict,
+    CloseReason, DisconnectReason, Event, Handshake, Link, Pace, PaceLimits, Refusal, Verdict,
 };
 
 /// One authenticated connection on the main namespace.
@@ -38,10 +37,53 @@ pub(crate) struct ChatConn {
     pub(super) resumable: Cell<bool>,
 }
 
-impl Handler for Chat {
-    type Socket = Rc<ChatConn>;
+/// The connection side of one shard: its authenticated connections,
+/// their subscriptions, and delivery to them (`deliver.rs`,
+/// [`ConnSide::committed`]), and their recovery (`recovery.rs`).
+pub(super) struct ConnSide {
+    pub(super) hub: Rc<Hub>,
+    pub(super) sessions: Arc<Sessions>,
+    /// One clock for every connection's rate limiter: creating a clock
+    /// calibrates it (cpuid, TSC), far too slow to do per connection.
+    clock: governor::clock::DefaultClock,
+    /// This shard's authenticated connections.
+    pub(super) conns: RefCell<HashMap<u64, Rc<ChatConn>>>,
+    /// Local subscribers per channel.
+    pub(super) subs: RefCell<HashMap<Arc<str>, Vec<Rc<Link>>>>,
+    /// The last seq this shard has seen committed per channel; a join
+    /// ack's lastSeq is exact against it.
+    pub(super) seen: RefCell<HashMap<Arc<str>, u64>>,
+    /// The highest commit position seen, where a new session's replay
+    /// would start.
+    pub(super) last_pos: Cell<u64>,
+}
 
-    fn connect(
+impl ConnSide {
+    pub(super) fn new(hub: Rc<Hub>, sessions: Arc<Sessions>) -> Self {
+        Self {
+            hub,
+            sessions,
+            clock: governor::clock::DefaultClock::default(),
+            conns: RefCell::default(),
+            subs: RefCell::default(),
+            seen: RefCell::default(),
+            last_pos: Cell::new(0),
+        }
+    }
+
+    /// Number of connections, for logs.
+    pub(super) fn len(&self) -> usize {
+        self.conns.borrow().len()
+    }
+
+    /// Forgets expired recovery sessions (one shard does it for all).
+    pub(super) fn sweep_sessions(&self) {
+        self.sessions.sweep();
+    }
+}
+
+impl ConnSide {
+    pub(super) fn connect(
         &self,
         link: &Rc<Link>,
         hs: &Handshake,
@@ -51,7 +93,7 @@ impl Handler for Chat {
         // The connection's rate limiter, from its first CONNECT (whatever
         // its outcome) for as long as the WebSocket lasts: commands and
         // namespace CONNECTs and DISCONNECTs share it.
-        let l = &self.limits;
+        let l = &self.hub.limits;
         let limits = PaceLimits {
             per_sec: l.rate_per_sec,
             burst: l.rate_burst,
@@ -72,15 +114,15 @@ impl Handler for Chat {
             // none: TOKEN_MISSING says more than TOKEN_INVALID.
             .filter(|t| !t.is_empty());
         let verified = match token.as_deref() {
-            Some(t) => self.auth.verify(t),
+            Some(t) => self.hub.auth.verify(t),
             None => Err(crate::auth::AuthError::Missing),
         };
         let claims = match verified {
             Ok(c) => c,
             Err(e) => {
-                self.metrics.auth_failures_ws.inc();
+                self.hub.metrics.auth_failures_ws.inc();
                 tracing::debug!(conn = link.id, peer = %link.peer, why = %e, "connect refused");
-                self.metrics.refusals.refused(
+                self.hub.metrics.refusals.refused(
                     crate::metrics::Refused::token(&e),
                     link.peer.ip(),
                     || format!("Socket.IO CONNECT: {e}"),
@@ -118,13 +160,13 @@ impl Handler for Chat {
             resumable: Cell::new(true),
         });
         self.conns.borrow_mut().insert(link.id, conn.clone());
-        self.metrics.connections.inc();
+        self.hub.metrics.connections.inc();
         // The connection's span (shard::run) names its user from now on.
         tracing::Span::current().record("user", &*conn.user);
         let user = conn.user.clone();
-        self.post(
-            self.owner(&user),
-            Mail::Online {
+        self.hub.post(
+            self.hub.owner_shard(&user),
+            ToUserOwner::Online {
                 user,
                 conn: link.id,
             },
@@ -132,27 +174,27 @@ impl Handler for Chat {
         Ok(conn)
     }
 
-    fn event(&self, conn: &Rc<ChatConn>, ev: Event) {
+    pub(super) fn event(&self, conn: &Rc<ChatConn>, ev: Event) {
         match conn.link.pace_check() {
             Verdict::Allowed => {}
             Verdict::Refused => {
-                self.metrics.rate_limited.inc();
+                self.hub.metrics.rate_limited.inc();
                 return answer(conn, ev.ack_id, Err(&rate_error()));
             }
             Verdict::Exceeded => {
-                self.metrics.rate_limited.inc();
+                self.hub.metrics.rate_limited.inc();
                 return conn.link.close(CloseReason::RateLimited);
             }
         }
-        let result = commands::parse(&ev.name, &ev.args, self.limits.max_message_length)
+        let result = commands::parse(&ev.name, &ev.args, self.hub.limits.max_message_length)
             .and_then(|cmd| self.command(conn, cmd, ev.ack_id));
         if let Err(e) = result {
             answer(conn, ev.ack_id, Err(&e));
         }
     }
 
-    fn rate_limited(&self) -> Refusal {
-        self.metrics.rate_limited.inc();
+    pub(super) fn rate_limited(&self) -> Refusal {
+        self.hub.metrics.rate_limited.inc();
         let e = rate_error();
         Refusal::Refused {
             message: e.message.clone(),
@@ -160,13 +202,13 @@ impl Handler for Chat {
         }
     }
 
-    fn pid(&self, conn: &Rc<ChatConn>) -> Option<String> {
+    pub(super) fn pid(&self, conn: &Rc<ChatConn>) -> Option<String> {
         Some(conn.pid.borrow().clone())
     }
 
-    fn disconnect(&self, conn: Rc<ChatConn>, reason: DisconnectReason) {
+    pub(super) fn disconnect(&self, conn: Rc<ChatConn>, reason: DisconnectReason) {
         self.conns.borrow_mut().remove(&conn.link.id);
-        self.metrics.connections.dec();
+        self.hub.metrics.connections.dec();
         let channels: Vec<(Arc<str>, bool)> = conn.channels.borrow_mut().drain().collect();
         // A dropped connection may come back; one that said goodbye (`41`)
         // will not.
@@ -180,17 +222,17 @@ impl Handler for Chat {
             self.unsubscribe(&conn, channel, delivering, None);
         }
         let user = conn.user.clone();
-        self.post(
-            self.owner(&user),
-            Mail::Offline {
+        self.hub.post(
+            self.hub.owner_shard(&user),
+            ToUserOwner::Offline {
                 user,
                 conn: conn.link.id,
             },
         );
     }
 
-    fn closed(&self, reason: CloseReason) {
-        self.metrics.disconnected(reason);
+    pub(super) fn closed(&self, reason: CloseReason) {
+        self.hub.metrics.disconnected(reason);
     }
 }
 
@@ -199,13 +241,13 @@ fn rate_error() -> ChatError {
 }
 
 /// Queues a command's reply on the connection itself.
-fn answer(conn: &ChatConn, ack: Option<u64>, result: Result<&str, &ChatError>) {
+pub(super) fn answer(conn: &ChatConn, ack: Option<u64>, result: Result<&str, &ChatError>) {
     if let Some(frame) = reply_frame(ack, result) {
         let _ = conn.link.push_text(frame);
     }
 }
 
-impl Chat {
+impl ConnSide {
     /// Runs a parsed command: checks what this shard can check, then asks
     /// the owner. Errors returned here are replied to by the caller.
     fn command(
@@ -226,7 +268,7 @@ impl Chat {
                 {
                     let mut chans = conn.channels.borrow_mut();
                     if !chans.contains_key(&channel) {
-                        let max = self.limits.max_channels_per_connection;
+                        let max = self.hub.limits.max_channels_per_connection;
                         if chans.len() >= max {
                             return Err(ChatError::new(
                                 ErrorCode::Forbidden,
@@ -247,10 +289,10 @@ impl Chat {
             }
             Command::Send(m) => {
                 let channel = self.joined(conn, &m.channel)?;
-                let owner = self.owner(&channel);
-                self.post(
+                let owner = self.hub.owner_shard(&channel);
+                self.hub.post(
                     owner,
-                    Mail::Publish(Box::new(Publish {
+                    ToChannelOwner::Publish(Box::new(Publish {
                         channel,
                         user: conn.user.clone(),
                         content: m.content,
@@ -264,10 +306,10 @@ impl Chat {
             }
             Command::Typing { channel, typing } => {
                 let channel = self.joined(conn, &channel)?;
-                let owner = self.owner(&channel);
-                self.post(
+                let owner = self.hub.owner_shard(&channel);
+                self.hub.post(
                     owner,
-                    Mail::Typing {
+                    ToChannelOwner::Typing {
                         channel,
                         user: conn.user.clone(),
                         typing,
@@ -291,11 +333,11 @@ impl Chat {
 
     /// Asks the channel's owner to count this connection in.
     pub(super) fn send_join(&self, conn: &ChatConn, channel: Arc<str>, reply: ReplyTo) {
-        let owner = self.owner(&channel);
+        let owner = self.hub.owner_shard(&channel);
         let user = conn.user.clone();
-        self.post(
+        self.hub.post(
             owner,
-            Mail::Join {
+            ToChannelOwner::Join {
                 channel,
                 user,
                 reply,
@@ -314,101 +356,16 @@ impl Chat {
         if delivering {
             self.unsubscribe_local(&channel, conn.link.id);
         }
-        let owner = self.owner(&channel);
+        let owner = self.hub.owner_shard(&channel);
         let (user, id) = (conn.user.clone(), conn.link.id);
-        self.post(
+        self.hub.post(
             owner,
-            Mail::Leave {
+            ToChannelOwner::Leave {
                 channel,
                 user,
                 conn: id,
                 reply,
             },
         );
-    }
-
-    fn unsubscribe_local(&self, channel: &str, conn: u64) {
-        let mut subs = self.subs.borrow_mut();
-        if let Some(list) = subs.get_mut(channel) {
-            list.retain(|l| l.id != conn);
-            if list.is_empty() {
-                subs.remove(channel);
-            }
-        }
-    }
-
-    /// The owner confirmed a subscription: deliver from now on, and ack.
-    pub(super) fn conn_joined(
-        &self,
-        channel: Arc<str>,
-        channel_json: &str,
-        last_seq: u64,
-        reply: ReplyTo,
-    ) {
-        let Some(conn) = self.conns.borrow().get(&reply.conn).cloned() else {
-            return; // gone meanwhile; its disconnect already sent the Leave
-        };
-        if self.recovery_joined(&conn, &channel, Some(last_seq)) {
-            return;
-        }
-        let newly = match conn.channels.borrow_mut().get_mut(&channel) {
-            Some(delivering) if !*delivering => {
-                *delivering = true;
-                true
-            }
-            _ => false,
-        };
-        if newly {
-            self.subs
-                .borrow_mut()
-                .entry(channel.clone())
-                .or_default()
-                .push(conn.link.clone());
-        }
-        // Every message with a higher seq reaches this shard after now, and
-        // so the connection; every lower one already passed.
-        let seen = self.seen.borrow().get(&channel).copied().unwrap_or(0);
-        let last_seq = last_seq.max(seen);
-        let body = format!(r#"{{"ok":true,"channel":{channel_json},"lastSeq":{last_seq}}}"#);
-        answer(&conn, reply.ack, Ok(&body));
-    }
-
-    /// The owner refused a join: drop the pending subscription, answer.
-    pub(super) fn conn_join_failed(&self, channel: Arc<str>, error: ChatError, reply: ReplyTo) {
-        let Some(conn) = self.conns.borrow().get(&reply.conn).cloned() else {
-            return;
-        };
-        {
-            let mut chans = conn.channels.borrow_mut();
-            if chans.get(&channel) == Some(&false) {
-                chans.remove(&channel);
-            }
-        }
-        if self.recovery_joined(&conn, &channel, None) {
-            return;
-        }
-        answer(&conn, reply.ack, Err(&error));
-    }
-
-    /// A broadcast frame for this shard's subscribers of a channel. The
-    /// same bytes go to every recipient.
-    pub(super) fn deliver(&self, channel: &str, frame: Utf8Bytes, except: Option<u64>) {
-        let subs = self.subs.borrow();
-        let Some(list) = subs.get(channel) else {
-            return;
-        };
-        for link in list {
-            if Some(link.id) != except {
-                // On overflow the link closes itself as a slow consumer.
-                let _ = link.push(Frame::Text(frame.clone()));
-            }
-        }
-    }
-
-    pub(super) fn to_conn(&self, conn: u64, frame: Utf8Bytes) {
-        debug_assert_eq!(shard_of_conn(conn), self.mail.shard());
-        if let Some(c) = self.conns.borrow().get(&conn) {
-            let _ = c.link.push(Frame::Text(frame));
-        }
     }
 }

@@ -6,27 +6,26 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::mail::{LoadedChannel, Mail, Origin, shard_of_conn};
-use super::owner::{ChannelInfo, ChannelState};
-use super::{Chat, ChatError, ErrorCode};
-use crate::store::MessageRecord;
+use super::mail::{LoadedChannel, ToChannelOwner, ToConnShard, shard_of_conn};
+use super::owner::{ChannelInfo, ChannelOwner, ChannelState};
+use super::{ChatError, ErrorCode};
 
 /// The channel a command needs loaded before it can run.
-fn needs_channel(mail: &Mail) -> Option<&Arc<str>> {
+fn needs_channel(mail: &ToChannelOwner) -> Option<&Arc<str>> {
     match mail {
-        Mail::Join { channel, .. } => Some(channel),
-        Mail::Publish(p) => Some(&p.channel),
-        Mail::Typing { channel, .. } => Some(channel),
+        ToChannelOwner::Join { channel, .. } => Some(channel),
+        ToChannelOwner::Publish(p) => Some(&p.channel),
+        ToChannelOwner::Typing { channel, .. } => Some(channel),
         // A leave never waits: subscriber counts must drop even when the
         // channel was deleted or the store is down.
         _ => None,
     }
 }
 
-impl Chat {
+impl ChannelOwner {
     /// Runs `mail` now if its channel is loaded; otherwise queues it behind
     /// the load (starting one if needed). Returns the mail when it can run.
-    pub(super) fn when_loaded(&self, mail: Mail) -> Option<Mail> {
+    pub(super) fn when_loaded(&self, mail: ToChannelOwner) -> Option<ToChannelOwner> {
         let Some(channel) = needs_channel(&mail).cloned() else {
             return Some(mail);
         };
@@ -40,7 +39,7 @@ impl Chat {
             return Some(mail);
         }
         let added = !channels.contains_key(&channel);
-        if added && matches!(mail, Mail::Typing { .. }) {
+        if added && matches!(mail, ToChannelOwner::Typing { .. }) {
             // A connection the owner counted keeps its channel's entry, so
             // without one this typist's join was refused or never came:
             // nothing to load, and nothing to keep.
@@ -72,10 +71,10 @@ impl Chat {
     }
 
     fn load_channel(&self, channel: Arc<str>) {
-        let mesh = self.mail.mesh().clone();
-        let me = self.mail.shard();
+        let mesh = self.hub.mail.mesh().clone();
+        let me = self.hub.mail.shard();
         let id = channel.clone();
-        let started = self.store.read_then(move |s| {
+        let started = self.hub.store.read_then(move |s| {
             let result = (|| {
                 let Some(record) = s.channel(&id)? else {
                     return Ok(None);
@@ -91,10 +90,11 @@ impl Chat {
             .map_err(|e: crate::store::StoreError| e.to_string());
             mesh.post_external(
                 me,
-                Mail::ChannelLoaded {
+                ToChannelOwner::ChannelLoaded {
                     channel: id,
                     result,
-                },
+                }
+                .into(),
             );
         });
         if started.is_err() {
@@ -178,36 +178,21 @@ impl Chat {
     }
 
     /// Answers a command that cannot run with `error`.
-    fn refuse(&self, mail: Mail, error: ChatError) {
+    fn refuse(&self, mail: ToChannelOwner, error: ChatError) {
         match mail {
-            Mail::Join { channel, reply, .. } => {
-                self.post(
+            ToChannelOwner::Join { channel, reply, .. } => {
+                self.hub.post(
                     shard_of_conn(reply.conn),
-                    Mail::JoinFailed {
+                    ToConnShard::JoinFailed {
                         channel,
                         error,
                         reply,
                     },
                 );
             }
-            Mail::Publish(p) => self.answer_origin(p.origin, Err(error)),
-            Mail::Typing { reply, .. } => self.send_reply(reply, Err(&error)),
+            ToChannelOwner::Publish(p) => self.hub.answer_origin(p.origin, Err(error)),
+            ToChannelOwner::Typing { reply, .. } => self.hub.send_reply(reply, Err(&error)),
             _ => {}
-        }
-    }
-
-    pub(super) fn answer_origin(&self, origin: Origin, result: Result<MessageRecord, ChatError>) {
-        match origin {
-            Origin::Rest(tx) => {
-                let _ = tx.send(result);
-            }
-            Origin::Conn(r) => match result {
-                Ok(m) => self.send_reply(
-                    r,
-                    Ok(&format!(r#"{{"ok":true,"message":{}}}"#, m.to_json())),
-                ),
-                Err(e) => self.send_reply(r, Err(&e)),
-            },
         }
     }
 
@@ -240,8 +225,8 @@ impl Chat {
     /// or a load and its waiting commands.
     pub(super) fn trim_cache(&self, now: Instant) {
         let (idle, max) = (
-            self.limits.channel_cache_idle,
-            self.limits.channel_cache_max,
+            self.hub.limits.channel_cache_idle,
+            self.hub.limits.channel_cache_max,
         );
         let mut channels = self.channels.borrow_mut();
         channels.retain(|_, st| st.in_use() || now.saturating_duration_since(st.used) < idle);

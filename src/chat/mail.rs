@@ -54,9 +54,22 @@ pub(crate) struct Committed {
     pub received: Instant,
 }
 
+/// Everything a shard's chat receives, by the role it is for: each role
+/// matches only its own mail ([`super::Chat::handle`] routes).
 #[derive(Debug)]
 pub(crate) enum Mail {
-    // ---- connection's shard → channel owner
+    ChannelOwner(ToChannelOwner),
+    ConnShard(ToConnShard),
+    UserOwner(ToUserOwner),
+    /// Store writer → every shard, in commit order: delivered by the
+    /// connection side ([`super::conn::ConnSide`]).
+    Committed(Arc<Vec<Committed>>),
+}
+
+/// To a channel's owner shard: from connections' shards, REST, the user
+/// owner (presence frames), and the store readers (a channel loaded).
+#[derive(Debug)]
+pub(crate) enum ToChannelOwner {
     /// A connection subscribes, or repeats a join for the ack (with
     /// lastSeq). The owner goes by its own count of the connection, which
     /// is also right when the first join was refused.
@@ -92,24 +105,17 @@ pub(crate) enum Mail {
         channel: Arc<str>,
         done: oneshot::Sender<()>,
     },
-
-    // ---- store threads → channel owner
+    /// From a store reader: the channel's record, members and last seq.
     ChannelLoaded {
         channel: Arc<str>,
         result: Result<Option<LoadedChannel>, String>,
     },
+}
 
-    /// A recovering connection's gap size or a page of its missed
-    /// messages, from the store.
-    Replayed {
-        conn: u64,
-        step: ReplayStep,
-    },
-
-    // ---- store writer → every shard, in commit order
-    Committed(Arc<Vec<Committed>>),
-
-    // ---- channel owner → connection's shard
+/// To the shard of a connection: from channel owners, the user owner and
+/// the store readers (a recovery's replay).
+#[derive(Debug)]
+pub(crate) enum ToConnShard {
     /// The owner counted the subscription: start delivering to it.
     /// `last_seq` is the store's at load time; the shard knows later ones.
     Joined {
@@ -133,12 +139,16 @@ pub(crate) enum Mail {
     },
     /// A ready frame for one connection (an ack, an error, a presence
     /// update for the user's own connections).
-    ToConn {
-        conn: u64,
-        frame: Utf8Bytes,
-    },
+    Frame { conn: u64, frame: Utf8Bytes },
+    /// From a store reader: a recovering connection's gap size or a page
+    /// of its missed messages.
+    Replayed { conn: u64, step: ReplayStep },
+}
 
-    // ---- → user owner (presence)
+/// To a user's owner shard (presence): from connections' shards and
+/// channel owners.
+#[derive(Debug)]
+pub(crate) enum ToUserOwner {
     Online {
         user: Arc<str>,
         conn: u64,
@@ -153,6 +163,24 @@ pub(crate) enum Mail {
         channel: Arc<str>,
         added: bool,
     },
+}
+
+impl From<ToChannelOwner> for Mail {
+    fn from(m: ToChannelOwner) -> Self {
+        Mail::ChannelOwner(m)
+    }
+}
+
+impl From<ToConnShard> for Mail {
+    fn from(m: ToConnShard) -> Self {
+        Mail::ConnShard(m)
+    }
+}
+
+impl From<ToUserOwner> for Mail {
+    fn from(m: ToUserOwner) -> Self {
+        Mail::UserOwner(m)
+    }
 }
 
 /// What the store answers a recovery, step by step.

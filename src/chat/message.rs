@@ -1,10 +1,15 @@
-//! The chat message as clients see it, and the frames built from it once
-//! per broadcast.
+//! The frames chat builds (events, acks and errors) and the helpers that
+//! send a command's answer to where it came from. A stored message's
+//! `message` frame is built in `commit.rs` (`message_frame`), on the
+//! writer's side.
 
 use time::OffsetDateTime;
 use time::macros::format_description;
 
+use super::mail::{Origin, ReplyTo, ToConnShard, shard_of_conn};
+use super::{ChatError, Hub};
 use crate::protocol::packet;
+use crate::store::MessageRecord;
 
 /// RFC 3339 UTC with milliseconds, e.g. `2026-11-24T03:53:38.123Z`.
 pub(crate) fn timestamp(t: OffsetDateTime) -> String {
@@ -40,15 +45,43 @@ pub(crate) fn event_frame(event: &str, body_json: &str) -> String {
 
 /// The reply to a command: an ack when the client asked for one, otherwise
 /// an `error` event for a failure and nothing for a success.
-pub(crate) fn reply_frame(
-    ack: Option<u64>,
-    result: Result<&str, &super::ChatError>,
-) -> Option<String> {
+pub(crate) fn reply_frame(ack: Option<u64>, result: Result<&str, &ChatError>) -> Option<String> {
     match (ack, result) {
         (Some(id), Ok(body)) => Some(packet::encode_ack("/", id, body)),
         (Some(id), Err(e)) => Some(packet::encode_ack("/", id, &e.ack_json())),
         (None, Ok(_)) => None,
         (None, Err(e)) => Some(event_frame("error", &e.body_json())),
+    }
+}
+
+impl Hub {
+    /// Sends a command's reply to its connection, on the connection's
+    /// shard.
+    pub(super) fn send_reply(&self, reply: ReplyTo, result: Result<&str, &ChatError>) {
+        if let Some(frame) = reply_frame(reply.ack, result) {
+            let mail = ToConnShard::Frame {
+                conn: reply.conn,
+                frame: frame.into(),
+            };
+            self.post(shard_of_conn(reply.conn), mail);
+        }
+    }
+
+    /// Answers a send where it came from: its connection, or the REST
+    /// request waiting for it.
+    pub(super) fn answer_origin(&self, origin: Origin, result: Result<MessageRecord, ChatError>) {
+        match origin {
+            Origin::Rest(tx) => {
+                let _ = tx.send(result);
+            }
+            Origin::Conn(r) => match result {
+                Ok(m) => self.send_reply(
+                    r,
+                    Ok(&format!(r#"{{"ok":true,"message":{}}}"#, m.to_json())),
+                ),
+                Err(e) => self.send_reply(r, Err(&e)),
+            },
+        }
     }
 }
 

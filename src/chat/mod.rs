@@ -15,6 +15,7 @@ mod api;
 pub(crate) mod commands;
 pub(crate) mod commit;
 mod conn;
+mod deliver;
 mod error;
 mod load;
 pub(crate) mod mail;
@@ -22,24 +23,27 @@ pub(crate) mod message;
 mod owner;
 mod presence;
 pub(crate) mod recovery;
+mod typing;
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use api::RestSend;
 pub(crate) use conn::ChatConn;
+use conn::ConnSide;
 pub(crate) use error::{ChatError, ErrorCode};
 pub(crate) use mail::Mail;
+use owner::ChannelOwner;
+use presence::UserOwner;
 
 use crate::auth::Authenticator;
 use crate::ids::IdGen;
 use crate::metrics::ShardMetrics;
-use crate::protocol::Link;
+use crate::protocol::{CloseReason, DisconnectReason, Event, Handler, Handshake, Link, Refusal};
 use crate::shard::mailbox::Mailbox;
 use crate::store::StoreHandle;
+use serde_json::Value;
 
 /// Limits applied by the chat layer (all configurable, docs/configuration.md).
 #[derive(Debug, Clone)]
@@ -69,47 +73,49 @@ pub(crate) struct ChatLimits {
 /// carry when the send arrived (for the broadcast latency).
 pub(crate) type ChatStore = StoreHandle<(mail::Origin, std::time::Instant)>;
 
+/// One shard's chat: the shared handles, and the three roles it plays,
+/// each for the keys it owns. Mail is routed to the role it is for.
 pub(crate) struct Chat {
+    hub: Rc<Hub>,
+    /// This shard's connections, their subscriptions, and delivery.
+    conns: ConnSide,
+    /// The channels this shard owns.
+    channels: ChannelOwner,
+    /// The users this shard owns: presence.
+    users: UserOwner,
+}
+
+/// What every role of a shard's chat uses: the shard's mailbox and the
+/// process-wide handles.
+pub(super) struct Hub {
     mail: Rc<Mailbox<Mail>>,
     auth: Arc<Authenticator>,
     store: ChatStore,
-    sessions: Arc<recovery::Sessions>,
     limits: ChatLimits,
     /// This shard's metric handles.
     metrics: ShardMetrics,
     ids: IdGen,
-    /// One clock for every connection's rate limiter: creating a clock
-    /// calibrates it (cpuid, TSC), far too slow to do per connection.
-    clock: governor::clock::DefaultClock,
-    /// Connection side: this shard's authenticated connections.
-    conns: RefCell<HashMap<u64, Rc<ChatConn>>>,
-    /// Connection side: local subscribers per channel.
-    subs: RefCell<HashMap<Arc<str>, Vec<Rc<Link>>>>,
-    /// Connection side: the last seq this shard has seen committed per
-    /// channel; a join ack's lastSeq is exact against it.
-    seen: RefCell<HashMap<Arc<str>, u64>>,
-    /// Connection side: the highest commit position seen, where a new
-    /// session's replay would start.
-    last_pos: Cell<u64>,
-    /// Owner side: channels this shard owns (bounded: `load.rs`,
-    /// `trim_cache`).
-    channels: RefCell<HashMap<Arc<str>, owner::ChannelState>>,
-    /// Owner side: the cache size at which a new entry trims the cache
-    /// before the next tick does.
-    cache_trim_at: Cell<usize>,
-    /// Owner side: users this shard owns.
-    users: RefCell<HashMap<Arc<str>, presence::UserState>>,
-    /// Owner side: users with a presence change waiting for its interval.
-    presence_pending: RefCell<Vec<Arc<str>>>,
 }
 
-/// Fixed seeds: every shard must map a key to the same owner.
+/// Fixed seeds: every shard must map a key to the same owner shard.
 const OWNER_HASH: ahash::RandomState = ahash::RandomState::with_seeds(
     0x9e37_79b9_7f4a_7c15,
     0xbf58_476d_1ce4_e5b9,
     0x94d0_49bb_1331_11eb,
     0x2545_f491_4f6c_dd1d,
 );
+
+impl Hub {
+    /// The shard owning a channel or user id: its channel owner or user
+    /// owner.
+    fn owner_shard(&self, key: &str) -> usize {
+        (OWNER_HASH.hash_one(key) % self.mail.shards() as u64) as usize
+    }
+
+    fn post(&self, to: usize, mail: impl Into<Mail>) {
+        self.mail.post(to, mail.into());
+    }
+}
 
 impl Chat {
     pub(crate) fn new(
@@ -121,116 +127,88 @@ impl Chat {
         metrics: ShardMetrics,
     ) -> Rc<Self> {
         let shard = mail.shard();
-        let cache_trim_at = Cell::new(limits.channel_cache_max);
-        Rc::new(Self {
+        let hub = Rc::new(Hub {
             mail,
             auth,
             store,
-            sessions,
             limits,
             metrics,
             ids: IdGen::new(shard),
-            clock: governor::clock::DefaultClock::default(),
-            conns: RefCell::default(),
-            subs: RefCell::default(),
-            seen: RefCell::default(),
-            last_pos: Cell::new(0),
-            channels: RefCell::default(),
-            cache_trim_at,
-            users: RefCell::default(),
-            presence_pending: RefCell::default(),
+        });
+        Rc::new(Self {
+            conns: ConnSide::new(hub.clone(), sessions),
+            channels: ChannelOwner::new(hub.clone()),
+            users: UserOwner::new(hub.clone()),
+            hub,
         })
     }
 
-    /// The shard owning a channel or user id.
-    fn owner(&self, key: &str) -> usize {
-        (OWNER_HASH.hash_one(key) % self.mail.shards() as u64) as usize
-    }
-
-    fn post(&self, to: usize, mail: Mail) {
-        self.mail.post(to, mail);
-    }
-
-    /// Handles one message from the mailbox.
+    /// Handles one message from the mailbox: hands it to its role.
     pub(crate) fn handle(&self, mail: Mail) {
-        let Some(mail) = self.when_loaded(mail) else {
-            return;
-        };
         match mail {
-            Mail::Join {
-                channel,
-                user,
-                reply,
-            } => self.owner_join(channel, user, reply),
-            Mail::Leave {
-                channel,
-                user,
-                conn,
-                reply,
-            } => self.owner_leave(channel, user, conn, reply),
-            Mail::Publish(p) => self.owner_publish(*p),
-            Mail::Typing {
-                channel,
-                user,
-                typing,
-                reply,
-            } => self.owner_typing(channel, user, typing, reply),
-            Mail::ChannelEmit { channel, frame } => self.owner_emit(&channel, frame),
-            Mail::Invalidate { channel, done } => {
-                self.owner_invalidate(channel);
-                let _ = done.send(());
-            }
-            Mail::ChannelLoaded { channel, result } => self.channel_loaded(channel, result),
-            Mail::Committed(batch) => self.committed(&batch),
-            Mail::Replayed { conn, step } => self.replayed(conn, step),
-            Mail::Joined {
-                channel,
-                channel_json,
-                last_seq,
-                reply,
-            } => self.conn_joined(channel, &channel_json, last_seq, reply),
-            Mail::JoinFailed {
-                channel,
-                error,
-                reply,
-            } => self.conn_join_failed(channel, error, reply),
-            Mail::Deliver {
-                channel,
-                frame,
-                except,
-            } => self.deliver(&channel, frame, except),
-            Mail::ToConn { conn, frame } => self.to_conn(conn, frame),
-            Mail::Online { user, conn } => self.user_online(user, conn),
-            Mail::Offline { user, conn } => self.user_offline(user, conn),
-            Mail::Member {
-                user,
-                channel,
-                added,
-            } => self.user_member(user, channel, added),
+            Mail::ChannelOwner(m) => self.channels.handle(m),
+            Mail::ConnShard(m) => self.conns.handle(m),
+            Mail::UserOwner(m) => self.users.handle(m),
+            Mail::Committed(batch) => self.conns.committed(&batch),
         }
     }
 
     /// Periodic work: typing indicators that expired, coalesced presence
-    /// changes due, idle cached channels.
+    /// changes due, idle cached channels, expired recovery sessions.
     pub(crate) fn tick(&self) {
-        self.expire_typing();
-        self.settle_presence();
-        self.trim_cache(std::time::Instant::now());
-        let channels = self.channels.borrow().len();
-        self.metrics.channels.set(channels as i64);
-        if self.mail.shard() == 0 {
-            self.sessions.sweep();
+        self.channels.expire_typing();
+        self.users.settle_presence();
+        self.channels.trim_cache(std::time::Instant::now());
+        let channels = self.channels.len();
+        self.hub.metrics.channels.set(channels as i64);
+        if self.hub.mail.shard() == 0 {
+            self.conns.sweep_sessions();
         }
     }
 
     /// This shard's metric handles.
     pub(crate) fn metrics(&self) -> &ShardMetrics {
-        &self.metrics
+        &self.hub.metrics
     }
 
     /// Number of connections and owned channels, for logs.
     pub(crate) fn stats(&self) -> (usize, usize) {
-        (self.conns.borrow().len(), self.channels.borrow().len())
+        (self.conns.len(), self.channels.len())
+    }
+}
+
+/// The protocol layer talks to the connection side.
+impl Handler for Chat {
+    type Socket = Rc<ChatConn>;
+
+    fn connect(
+        &self,
+        link: &Rc<Link>,
+        hs: &Handshake,
+        nsp: &str,
+        auth: Option<Value>,
+    ) -> Result<Rc<ChatConn>, Refusal> {
+        self.conns.connect(link, hs, nsp, auth)
+    }
+
+    fn event(&self, conn: &Rc<ChatConn>, ev: Event) {
+        self.conns.event(conn, ev);
+    }
+
+    fn rate_limited(&self) -> Refusal {
+        self.conns.rate_limited()
+    }
+
+    fn pid(&self, conn: &Rc<ChatConn>) -> Option<String> {
+        self.conns.pid(conn)
+    }
+
+    fn disconnect(&self, conn: Rc<ChatConn>, reason: DisconnectReason) {
+        self.conns.disconnect(conn, reason);
+    }
+
+    fn closed(&self, reason: CloseReason) {
+        self.conns.closed(reason);
     }
 }
 

@@ -9,16 +9,18 @@
 //! commit order ([`super::commit`]); that is the seam the Redis broker
 //! takes over for several instances.
 
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
 use tungstenite::Utf8Bytes;
 
-use super::mail::{Mail, Publish, ReplyTo, shard_of_conn};
-use super::message::{self, event_frame, reply_frame};
-use super::{Chat, ChatError, ErrorCode};
+use super::mail::{Publish, ReplyTo, ToChannelOwner, ToConnShard, ToUserOwner, shard_of_conn};
+use super::message::{self, event_frame};
+use super::{ChatError, ErrorCode, Hub};
 use crate::store::{ChannelType, MessageRecord};
 
 pub(super) struct ChannelState {
@@ -35,7 +37,7 @@ pub(super) struct ChannelState {
     /// commands are refused NOT_FOUND without asking the store again.
     pub(super) gone: bool,
     /// Commands that arrived while loading, in order.
-    pub(super) waiting: Vec<Mail>,
+    pub(super) waiting: Vec<ToChannelOwner>,
     /// Subscribed connections per shard: who gets a `Deliver`.
     pub(super) shard_subs: Vec<u32>,
     /// Subscribed connections per user: user_joined / user_left edges.
@@ -90,19 +92,70 @@ impl ChannelState {
     }
 }
 
-impl Chat {
-    pub(super) fn send_reply(&self, reply: ReplyTo, result: Result<&str, &ChatError>) {
-        if let Some(frame) = reply_frame(reply.ack, result) {
-            let mail = Mail::ToConn {
-                conn: reply.conn,
-                frame: frame.into(),
-            };
-            self.post(shard_of_conn(reply.conn), mail);
+/// The channel owner of one shard: the channels it owns, cached
+/// (`load.rs`), and every command on them, in order.
+pub(super) struct ChannelOwner {
+    pub(super) hub: Rc<Hub>,
+    /// Channels this shard owns (bounded: `load.rs`, `trim_cache`).
+    pub(super) channels: RefCell<HashMap<Arc<str>, ChannelState>>,
+    /// The cache size at which a new entry trims the cache before the next
+    /// tick does.
+    pub(super) cache_trim_at: Cell<usize>,
+}
+
+impl ChannelOwner {
+    pub(super) fn new(hub: Rc<Hub>) -> Self {
+        let cache_trim_at = Cell::new(hub.limits.channel_cache_max);
+        Self {
+            hub,
+            channels: RefCell::default(),
+            cache_trim_at,
+        }
+    }
+
+    /// Number of channels cached, for logs and the gauge.
+    pub(super) fn len(&self) -> usize {
+        self.channels.borrow().len()
+    }
+
+    /// Mail for the channel owner: run now, or queued behind a load of
+    /// its channel.
+    pub(super) fn handle(&self, mail: ToChannelOwner) {
+        let Some(mail) = self.when_loaded(mail) else {
+            return;
+        };
+        match mail {
+            ToChannelOwner::Join {
+                channel,
+                user,
+                reply,
+            } => self.owner_join(channel, user, reply),
+            ToChannelOwner::Leave {
+                channel,
+                user,
+                conn,
+                reply,
+            } => self.owner_leave(channel, user, conn, reply),
+            ToChannelOwner::Publish(p) => self.owner_publish(*p),
+            ToChannelOwner::Typing {
+                channel,
+                user,
+                typing,
+                reply,
+            } => self.owner_typing(channel, user, typing, reply),
+            ToChannelOwner::ChannelEmit { channel, frame } => self.owner_emit(&channel, frame),
+            ToChannelOwner::Invalidate { channel, done } => {
+                self.owner_invalidate(channel);
+                let _ = done.send(());
+            }
+            ToChannelOwner::ChannelLoaded { channel, result } => {
+                self.channel_loaded(channel, result)
+            }
         }
     }
 
     /// One `Deliver` per shard with subscribers; the frame is shared.
-    fn fan_out(
+    pub(super) fn fan_out(
         &self,
         st: &ChannelState,
         channel: &Arc<str>,
@@ -111,12 +164,12 @@ impl Chat {
     ) {
         for (shard, &n) in st.shard_subs.iter().enumerate() {
             if n > 0 {
-                let mail = Mail::Deliver {
+                let mail = ToConnShard::Deliver {
                     channel: channel.clone(),
                     frame: frame.clone(),
                     except,
                 };
-                self.post(shard, mail);
+                self.hub.post(shard, mail);
             }
         }
     }
@@ -137,9 +190,9 @@ impl Chat {
             drop(channels);
             let error =
                 ChatError::new(ErrorCode::Forbidden, "this channel is for its members only");
-            return self.post(
+            return self.hub.post(
                 shard_of_conn(reply.conn),
-                Mail::JoinFailed {
+                ToConnShard::JoinFailed {
                     channel,
                     error,
                     reply,
@@ -152,6 +205,7 @@ impl Chat {
             info.members.insert(user.clone());
             let (c, u, at) = (channel.to_string(), user.to_string(), message::now());
             if self
+                .hub
                 .store
                 .write(move |s| s.add_member(&c, &u, &at))
                 .is_err()
@@ -163,7 +217,7 @@ impl Chat {
         // Counted by connection rather than by the connection's `repeat`:
         // a repeat whose first join was refused is a first join here.
         if st.conns.insert(reply.conn) {
-            st.shard_subs.resize(self.mail.shards(), 0);
+            st.shard_subs.resize(self.hub.mail.shards(), 0);
             st.shard_subs[shard_of_conn(reply.conn)] += 1;
             let n = st.users.entry(user.clone()).or_insert(0);
             *n += 1;
@@ -171,22 +225,22 @@ impl Chat {
                 // The joining connection is not delivering yet, so it does
                 // not hear its own user_joined.
                 self.user_event(st, &channel, "user_joined", &user);
-                let member = Mail::Member {
+                let member = ToUserOwner::Member {
                     user: user.clone(),
                     channel: channel.clone(),
                     added: true,
                 };
-                self.post(self.owner(&user), member);
+                self.hub.post(self.hub.owner_shard(&user), member);
             }
         }
         drop(channels);
-        let joined = Mail::Joined {
+        let joined = ToConnShard::Joined {
             channel,
             channel_json,
             last_seq,
             reply,
         };
-        self.post(shard_of_conn(reply.conn), joined);
+        self.hub.post(shard_of_conn(reply.conn), joined);
     }
 
     pub(super) fn owner_leave(
@@ -240,15 +294,20 @@ impl Chat {
                         info.members.remove(&user);
                     }
                     let (c, u) = (channel.to_string(), user.to_string());
-                    if self.store.write(move |s| s.remove_member(&c, &u)).is_err() {
+                    if self
+                        .hub
+                        .store
+                        .write(move |s| s.remove_member(&c, &u))
+                        .is_err()
+                    {
                         tracing::warn!(%channel, %user, "store queue full: membership not removed");
                     }
-                    let member = Mail::Member {
+                    let member = ToUserOwner::Member {
                         user: user.clone(),
                         channel: channel.clone(),
                         added: false,
                     };
-                    self.post(self.owner(&user), member);
+                    self.hub.post(self.hub.owner_shard(&user), member);
                 }
             }
             // A deleted channel is kept only for its subscribers' leaves.
@@ -258,7 +317,7 @@ impl Chat {
         }
         drop(channels);
         if let Some(r) = reply {
-            self.send_reply(r, Ok(r#"{"ok":true}"#));
+            self.hub.send_reply(r, Ok(r#"{"ok":true}"#));
         }
     }
 
@@ -277,10 +336,10 @@ impl Chat {
                 ErrorCode::Forbidden,
                 "only members may send to this channel",
             );
-            return self.answer_origin(p.origin, Err(e));
+            return self.hub.answer_origin(p.origin, Err(e));
         }
         let record = Box::new(MessageRecord {
-            id: self.ids.next(),
+            id: self.hub.ids.next(),
             pos: 0,
             channel_id: p.channel.to_string(),
             seq: 0,
@@ -293,90 +352,18 @@ impl Chat {
             edited_at: None,
             deleted_at: None,
         });
-        if let Err((origin, _)) = self.store.append(record, (p.origin, p.received)) {
+        if let Err((origin, _)) = self.hub.store.append(record, (p.origin, p.received)) {
             let e = ChatError::new(
                 ErrorCode::Unavailable,
                 "the store is busy or down; retry with the same clientMessageId",
             );
-            self.answer_origin(origin, Err(e));
+            self.hub.answer_origin(origin, Err(e));
         }
-    }
-
-    pub(super) fn owner_typing(
-        &self,
-        channel: Arc<str>,
-        user: Arc<str>,
-        typing: bool,
-        reply: ReplyTo,
-    ) {
-        let mut channels = self.channels.borrow_mut();
-        // `when_loaded` ran first: the channel is loaded and live.
-        let Some(st) = channels.get_mut(&channel) else {
-            return;
-        };
-        let Some(info) = st.info.as_ref() else { return };
-        // As for a send: the connection's view may be stale (its join not
-        // yet answered, or refused), so the owner checks its own.
-        let refused = if !st.conns.contains(&reply.conn) {
-            Some("join the channel first")
-        } else if !info.members.contains(&user) {
-            Some("only members may type in this channel")
-        } else {
-            None
-        };
-        if let Some(why) = refused {
-            drop(channels);
-            let e = ChatError::new(ErrorCode::Forbidden, why);
-            return self.send_reply(reply, Err(&e));
-        }
-        let changed = if typing {
-            let until = Instant::now() + self.limits.typing_timeout;
-            st.typing
-                .insert(user.clone(), (until, reply.conn))
-                .is_none()
-        } else {
-            st.typing.remove(&user).is_some()
-        };
-        if changed {
-            let body =
-                json!({"channelId": &*channel, "userId": &*user, "isTyping": typing}).to_string();
-            self.fan_out(
-                st,
-                &channel,
-                event_frame("typing", &body).into(),
-                Some(reply.conn),
-            );
-        }
-        drop(channels);
-        self.send_reply(reply, Ok(r#"{"ok":true}"#));
     }
 
     pub(super) fn owner_emit(&self, channel: &Arc<str>, frame: Utf8Bytes) {
         if let Some(st) = self.channels.borrow().get(channel) {
             self.fan_out(st, channel, frame, None);
-        }
-    }
-
-    /// Typing that was not repeated within the timeout stops by itself.
-    pub(super) fn expire_typing(&self) {
-        let now = Instant::now();
-        let mut channels = self.channels.borrow_mut();
-        for (channel, st) in channels.iter_mut() {
-            if st.typing.is_empty() {
-                continue;
-            }
-            let expired: Vec<(Arc<str>, u64)> = st
-                .typing
-                .iter()
-                .filter(|(_, (until, _))| *until <= now)
-                .map(|(u, (_, conn))| (u.clone(), *conn))
-                .collect();
-            for (user, conn) in expired {
-                st.typing.remove(&user);
-                let body = json!({"channelId": &**channel, "userId": &*user, "isTyping": false})
-                    .to_string();
-                self.fan_out(st, channel, event_frame("typing", &body).into(), Some(conn));
-            }
         }
     }
 }

@@ -11,14 +11,16 @@
 //! `41`/`40`) costs the members of its channels one event per interval,
 //! and everyone ends up told the user's real final status.
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::Chat;
-use super::mail::{Mail, shard_of_conn};
+use super::Hub;
+use super::mail::{ToChannelOwner, ToConnShard, ToUserOwner, shard_of_conn};
 use super::message::{self, event_frame};
 
 #[derive(Default)]
@@ -79,8 +81,38 @@ impl Herald {
     }
 }
 
-impl Chat {
-    pub(super) fn user_online(&self, user: Arc<str>, conn: u64) {
+/// The user owner of one shard: presence of the users it owns.
+pub(super) struct UserOwner {
+    hub: Rc<Hub>,
+    /// Users this shard owns.
+    users: RefCell<HashMap<Arc<str>, UserState>>,
+    /// Users with a presence change waiting for its interval.
+    presence_pending: RefCell<Vec<Arc<str>>>,
+}
+
+impl UserOwner {
+    pub(super) fn new(hub: Rc<Hub>) -> Self {
+        Self {
+            hub,
+            users: RefCell::default(),
+            presence_pending: RefCell::default(),
+        }
+    }
+
+    /// Mail for the user owner.
+    pub(super) fn handle(&self, mail: ToUserOwner) {
+        match mail {
+            ToUserOwner::Online { user, conn } => self.user_online(user, conn),
+            ToUserOwner::Offline { user, conn } => self.user_offline(user, conn),
+            ToUserOwner::Member {
+                user,
+                channel,
+                added,
+            } => self.user_member(user, channel, added),
+        }
+    }
+
+    fn user_online(&self, user: Arc<str>, conn: u64) {
         let mut users = self.users.borrow_mut();
         let u = users.entry(user.clone()).or_default();
         u.conns.push(conn);
@@ -89,7 +121,7 @@ impl Chat {
         }
     }
 
-    pub(super) fn user_offline(&self, user: Arc<str>, conn: u64) {
+    fn user_offline(&self, user: Arc<str>, conn: u64) {
         let mut users = self.users.borrow_mut();
         let Some(u) = users.get_mut(&user) else {
             return;
@@ -105,7 +137,7 @@ impl Chat {
         }
     }
 
-    pub(super) fn user_member(&self, user: Arc<str>, channel: Arc<str>, added: bool) {
+    fn user_member(&self, user: Arc<str>, channel: Arc<str>, added: bool) {
         let mut users = self.users.borrow_mut();
         if added {
             users.entry(user).or_default().channels.insert(channel);
@@ -122,7 +154,7 @@ impl Chat {
     fn status_changed(&self, user: &Arc<str>, u: &mut UserState) {
         u.since = message::now();
         let online = !u.conns.is_empty();
-        let every = self.limits.presence_interval;
+        let every = self.hub.limits.presence_interval;
         let was_pending = u.herald.pending;
         if u.herald.changed(online, Instant::now(), every) {
             self.presence(user, u, online);
@@ -137,7 +169,7 @@ impl Chat {
             return;
         }
         let now = Instant::now();
-        let every = self.limits.presence_interval;
+        let every = self.hub.limits.presence_interval;
         let mut users = self.users.borrow_mut();
         self.presence_pending.borrow_mut().retain(|user| {
             let Some(u) = users.get_mut(user) else {
@@ -158,16 +190,16 @@ impl Chat {
         let body = json!({"userId": user, "status": status, "lastSeen": u.since}).to_string();
         let frame: tungstenite::Utf8Bytes = event_frame("presence_update", &body).into();
         for channel in &u.channels {
-            let mail = Mail::ChannelEmit {
+            let mail = ToChannelOwner::ChannelEmit {
                 channel: channel.clone(),
                 frame: frame.clone(),
             };
-            self.post(self.owner(channel), mail);
+            self.hub.post(self.hub.owner_shard(channel), mail);
         }
         for &conn in &u.conns {
-            self.post(
+            self.hub.post(
                 shard_of_conn(conn),
-                Mail::ToConn {
+                ToConnShard::Frame {
                     conn,
                     frame: frame.clone(),
                 },

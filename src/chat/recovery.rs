@@ -35,9 +35,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::ChatConn;
 use super::commit::message_frame;
-use super::mail::{Mail, ReplayStep};
-use super::{Chat, ChatConn};
+use super::conn::ConnSide;
+use super::mail::{ReplayStep, ToConnShard};
 use crate::protocol::{CloseReason, Frame, Link};
 use crate::store::MessageRecord;
 pub(crate) use sessions::Claim;
@@ -73,7 +74,7 @@ pub(super) enum Recovery {
     },
 }
 
-impl Chat {
+impl ConnSide {
     /// At CONNECT, before the reply is queued: takes back the claimed
     /// session and asks the store how large its gap is, holding the
     /// link (so the CONNECT reply) until it answers. Returns the recovery
@@ -88,15 +89,15 @@ impl Chat {
         let s = self.sessions.take(&claim.pid, user)?;
         let after_pos = claim.offset.unwrap_or(s.start_pos);
         let channels: Vec<String> = s.channels.iter().map(|c| c.to_string()).collect();
-        let (mesh, me, id) = (self.mail.mesh().clone(), self.mail.shard(), link.id);
+        let (mesh, me, id) = (self.hub.mail.mesh().clone(), self.hub.mail.shard(), link.id);
         // One more than the cap tells "over" from "at".
-        let limit = self.limits.recovery_max_replay.saturating_add(1);
-        let started = self.store.read_then(move |s| {
+        let limit = self.hub.limits.recovery_max_replay.saturating_add(1);
+        let started = self.hub.store.read_then(move |s| {
             let result = s
                 .replay_count(&channels, after_pos, limit)
                 .map_err(|e| e.to_string());
             let step = ReplayStep::Counted(result);
-            mesh.post_external(me, Mail::Replayed { conn: id, step });
+            mesh.post_external(me, ToConnShard::Replayed { conn: id, step }.into());
         });
         if started.is_err() {
             tracing::warn!(conn = id, "store busy: recovery refused, fresh session");
@@ -133,7 +134,7 @@ impl Chat {
                 return;
             }
         };
-        let max = self.limits.recovery_max_replay;
+        let max = self.hub.limits.recovery_max_replay;
         match result {
             Ok(n) if n <= max => {}
             outcome => {
@@ -279,13 +280,17 @@ impl Chat {
             return;
         };
         let (upto, cursor) = (upto.clone(), *cursor);
-        let (mesh, me, id) = (self.mail.mesh().clone(), self.mail.shard(), conn.link.id);
-        let started = self.store.read_then(move |s| {
+        let (mesh, me, id) = (
+            self.hub.mail.mesh().clone(),
+            self.hub.mail.shard(),
+            conn.link.id,
+        );
+        let started = self.hub.store.read_then(move |s| {
             let result = s
                 .replay(&upto, cursor, REPLAY_PAGE)
                 .map_err(|e| e.to_string());
             let step = ReplayStep::Page(result);
-            mesh.post_external(me, Mail::Replayed { conn: id, step });
+            mesh.post_external(me, ToConnShard::Replayed { conn: id, step }.into());
         });
         if started.is_err() {
             self.replay_failed(conn, "store busy");
@@ -381,7 +386,7 @@ impl Chat {
             user: conn.user.clone(),
             channels: channels.into_boxed_slice(),
             start_pos: conn.start_pos.get(),
-            expires: Instant::now() + self.limits.recovery_window,
+            expires: Instant::now() + self.hub.limits.recovery_window,
         };
         self.sessions.save(&conn.pid.borrow(), session);
     }

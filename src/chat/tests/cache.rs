@@ -27,13 +27,16 @@ fn emit_together(w: &World, p: &Peer, events: &[(&str, Option<u64>, Value)]) {
 
 /// Cached channels, over every owner.
 fn cached(w: &World) -> usize {
-    w.chats.iter().map(|c| c.channels.borrow().len()).sum()
+    w.chats
+        .iter()
+        .map(|c| c.channels.channels.borrow().len())
+        .sum()
 }
 
 fn is_cached(w: &World, channel: &str) -> bool {
     w.chats
         .iter()
-        .any(|c| c.channels.borrow().contains_key(channel))
+        .any(|c| c.channels.channels.borrow().contains_key(channel))
 }
 
 /// The ack `43<id>[…]` among `frames`, parsed.
@@ -193,18 +196,18 @@ fn idle_channels_are_evicted_and_reload_exactly() {
     let later = Instant::now() + 2 * idle;
     // In use (subscribers, typing): kept however long it is idle.
     for c in &w.chats {
-        c.trim_cache(later);
+        c.channels.trim_cache(later);
     }
     assert!(is_cached(&w, "c"));
     w.emit(&a, "leave_channel", None, json!({"channelId": "c"}));
     w.emit(&b, "leave_channel", None, json!({"channelId": "c"}));
     // Not in use, but used recently: kept.
     for c in &w.chats {
-        c.trim_cache(Instant::now());
+        c.channels.trim_cache(Instant::now());
     }
     assert!(is_cached(&w, "c"));
     for c in &w.chats {
-        c.trim_cache(later);
+        c.channels.trim_cache(later);
     }
     assert_eq!(cached(&w), 0, "idle for longer than channel_cache_idle");
     // Loaded again on the next use, with the seq the store has.
@@ -308,7 +311,7 @@ fn a_load_answer_older_than_an_invalidation_is_dropped_for_a_new_load() {
     };
     let mut st = crate::chat::owner::ChannelState::new(Instant::now());
     st.loading = true;
-    chat.channels.borrow_mut().insert("p".into(), st);
+    chat.channels.channels.borrow_mut().insert("p".into(), st);
     // ... then REST deleted it and invalidated the channel before the
     // load's answer came back.
     let mut s = SqliteStore::open(w.dir.path()).unwrap();
@@ -316,12 +319,13 @@ fn a_load_answer_older_than_an_invalidation_is_dropped_for_a_new_load() {
     let mut done = chat.invalidate_channel("p");
     w.pump();
     assert_eq!(done.try_recv(), Ok(Some(())), "the invalidation answered");
-    assert!(chat.channels.borrow()["p"].stale);
+    assert!(chat.channels.channels.borrow()["p"].stale);
     // The old answer is not taken: the channel is loaded again, and the
     // new load finds it deleted.
-    chat.channel_loaded("p".into(), Ok(Some(before)));
+    chat.channels.channel_loaded("p".into(), Ok(Some(before)));
     assert!(
         chat.channels
+            .channels
             .borrow()
             .get("p")
             .is_none_or(|st| st.info.is_none())
