@@ -17,13 +17,21 @@ use crate::protocol::{
     CloseReason, DisconnectReason, Event, Handshake, Link, Pace, PaceLimits, Refusal, Verdict,
 };
 
+/// How far a connection's join of a channel got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum JoinState {
+    /// Sent to the channel owner, not yet confirmed: nothing is delivered.
+    Joining,
+    /// Confirmed: the connection is among the shard's subscribers.
+    Delivering,
+}
+
 /// One authenticated connection on the main namespace.
 pub(crate) struct ChatConn {
     pub link: Rc<Link>,
     pub user: Arc<str>,
-    /// Channels of this connection: `false` while the owner has not yet
-    /// confirmed the subscription, `true` once delivering.
-    pub(super) channels: RefCell<HashMap<Arc<str>, bool>>,
+    /// Channels of this connection, and how far each join got.
+    pub(super) channels: RefCell<HashMap<Arc<str>, JoinState>>,
     /// Private session id for connection state recovery (a refused
     /// recovery replaces the claimed one).
     pub(super) pid: RefCell<String>,
@@ -209,17 +217,17 @@ impl ConnSide {
     pub(super) fn disconnect(&self, conn: Rc<ChatConn>, reason: DisconnectReason) {
         self.conns.borrow_mut().remove(&conn.link.id);
         self.hub.metrics.connections.dec();
-        let channels: Vec<(Arc<str>, bool)> = conn.channels.borrow_mut().drain().collect();
+        let channels: Vec<(Arc<str>, JoinState)> = conn.channels.borrow_mut().drain().collect();
         // A dropped connection may come back; one that said goodbye (`41`)
         // will not.
         if reason != DisconnectReason::ClientDisconnect && conn.resumable.get() {
             self.keep_session(&conn, channels.iter().map(|(c, _)| c.clone()).collect());
         }
         self.end_recovery(&conn);
-        for (channel, delivering) in channels {
+        for (channel, state) in channels {
             // Even a pending join is undone: the owner handles our Join
             // before this Leave, so its counts stay right.
-            self.unsubscribe(&conn, channel, delivering, None);
+            self.unsubscribe(&conn, channel, state, None);
         }
         let user = conn.user.clone();
         self.hub.post(
@@ -275,17 +283,17 @@ impl ConnSide {
                                 format!("a connection may join at most {max} channels"),
                             ));
                         }
-                        chans.insert(channel.clone(), false);
+                        chans.insert(channel.clone(), JoinState::Joining);
                     }
                 }
                 self.send_join(conn, channel, reply_to);
             }
             Command::Leave { channel } => {
-                let Some(delivering) = conn.channels.borrow_mut().remove(channel.as_str()) else {
+                let Some(state) = conn.channels.borrow_mut().remove(channel.as_str()) else {
                     answer(conn, ack, Ok(r#"{"ok":true}"#));
                     return Ok(());
                 };
-                self.unsubscribe(conn, channel.into(), delivering, Some(reply_to));
+                self.unsubscribe(conn, channel.into(), state, Some(reply_to));
             }
             Command::Send(m) => {
                 let channel = self.joined(conn, &m.channel)?;
@@ -350,10 +358,10 @@ impl ConnSide {
         &self,
         conn: &ChatConn,
         channel: Arc<str>,
-        delivering: bool,
+        state: JoinState,
         reply: Option<ReplyTo>,
     ) {
-        if delivering {
+        if state == JoinState::Delivering {
             self.unsubscribe_local(&channel, conn.link.id);
         }
         let owner = self.hub.owner_shard(&channel);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tungstenite::Utf8Bytes;
 
 use super::ChatError;
-use super::conn::{ConnSide, answer};
+use super::conn::{ConnSide, JoinState, answer};
 use super::mail::{ReplyTo, ToConnShard, shard_of_conn};
 use crate::protocol::Frame;
 
@@ -56,8 +56,8 @@ impl ConnSide {
             return;
         }
         let newly = match conn.channels.borrow_mut().get_mut(&channel) {
-            Some(delivering) if !*delivering => {
-                *delivering = true;
+            Some(state @ JoinState::Joining) => {
+                *state = JoinState::Delivering;
                 true
             }
             _ => false,
@@ -84,7 +84,7 @@ impl ConnSide {
         };
         {
             let mut chans = conn.channels.borrow_mut();
-            if chans.get(&channel) == Some(&false) {
+            if chans.get(&channel) == Some(&JoinState::Joining) {
                 chans.remove(&channel);
             }
         }

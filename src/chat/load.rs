@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::mail::{LoadedChannel, ToChannelOwner, ToConnShard, shard_of_conn};
-use super::owner::{ChannelInfo, ChannelOwner, ChannelState};
+use super::owner::{Cache, ChannelInfo, ChannelOwner, ChannelState};
 use super::{ChatError, ErrorCode};
 
 /// The channel a command needs loaded before it can run.
@@ -33,7 +33,7 @@ impl ChannelOwner {
         let mut channels = self.channels.borrow_mut();
         // The common case, a cached channel: one lookup.
         if let Some(st) = channels.get_mut(&channel)
-            && st.info.is_some()
+            && matches!(st.cache, Cache::Ready(_))
         {
             st.used = now;
             return Some(mail);
@@ -52,13 +52,25 @@ impl ChannelOwner {
             .entry(channel.clone())
             .or_insert_with(|| ChannelState::new(now));
         st.used = now;
-        if st.gone && !st.loading {
-            drop(channels);
-            self.refuse(mail, ChatError::new(ErrorCode::NotFound, "no such channel"));
-            return None;
-        }
-        st.waiting.push(mail);
-        let start = !std::mem::replace(&mut st.loading, true);
+        let start = match &mut st.cache {
+            Cache::Gone => {
+                drop(channels);
+                self.refuse(mail, ChatError::new(ErrorCode::NotFound, "no such channel"));
+                return None;
+            }
+            Cache::Loading { waiting, .. } => {
+                waiting.push(mail);
+                false
+            }
+            // Absent (a cached channel returned above).
+            cache => {
+                *cache = Cache::Loading {
+                    waiting: vec![mail],
+                    stale: false,
+                };
+                true
+            }
+        };
         let over = channels.len() > self.cache_trim_at.get();
         drop(channels);
         if start {
@@ -113,23 +125,25 @@ impl ChannelOwner {
             let Some(st) = channels.get_mut(&channel) else {
                 return;
             };
-            if std::mem::take(&mut st.stale) {
-                // Changed while this load was under way: load again, the
-                // waiting commands stay queued behind it.
-                drop(channels);
-                self.load_channel(channel);
-                return;
-            }
-            st.loading = false;
-            let waiting = std::mem::take(&mut st.waiting);
+            let waiting = match &mut st.cache {
+                Cache::Loading { stale, .. } if *stale => {
+                    // Changed while this load was under way: load again,
+                    // the waiting commands stay queued behind it.
+                    *stale = false;
+                    drop(channels);
+                    self.load_channel(channel);
+                    return;
+                }
+                Cache::Loading { waiting, .. } => std::mem::take(waiting),
+                _ => Vec::new(),
+            };
             match &result {
                 Ok(Some(l)) => {
                     // Only the first load's seq is free of commits made in
                     // this process that some shard may not have seen yet
                     // (sends wait for the load); a reload keeps it.
                     let last_seq = *st.base_seq.get_or_insert(l.last_seq);
-                    st.gone = false;
-                    st.info = Some(ChannelInfo {
+                    st.cache = Cache::Ready(ChannelInfo {
                         kind: l.record.kind,
                         owner: l.record.owner_id.as_str().into(),
                         json: serde_json::to_string(&l.record).unwrap_or_default().into(),
@@ -142,7 +156,7 @@ impl ChannelOwner {
                 // them); their leaves need the counts, later commands get
                 // NOT_FOUND from `gone`.
                 Ok(None) => {
-                    st.gone = true;
+                    st.cache = Cache::Gone;
                     if !st.in_use() {
                         channels.remove(&channel);
                     }
@@ -151,6 +165,7 @@ impl ChannelOwner {
                 // so the next command tries again; a first load's seq is
                 // kept for the reload.
                 Err(_) => {
+                    st.cache = Cache::Absent;
                     if !st.in_use() && st.base_seq.is_none() {
                         channels.remove(&channel);
                     }
@@ -200,14 +215,21 @@ impl ChannelOwner {
     /// queue behind the reload. A load already under way may have read the
     /// store before the change: its answer is dropped for a new load.
     pub(super) fn owner_invalidate(&self, channel: Arc<str>) {
-        let reload = match self.channels.borrow_mut().get_mut(&channel) {
-            Some(st) if st.loading => {
-                st.stale = true;
+        let reload = match self
+            .channels
+            .borrow_mut()
+            .get_mut(&channel)
+            .map(|st| &mut st.cache)
+        {
+            Some(Cache::Loading { stale, .. }) => {
+                *stale = true;
                 false
             }
-            Some(st) if st.info.is_some() => {
-                st.info = None;
-                st.loading = true;
+            Some(cache @ Cache::Ready(_)) => {
+                *cache = Cache::Loading {
+                    waiting: Vec::new(),
+                    stale: false,
+                };
                 true
             }
             _ => false,

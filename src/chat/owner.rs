@@ -23,21 +23,31 @@ use super::message::{self, event_frame};
 use super::{ChatError, ErrorCode, Hub};
 use crate::store::{ChannelType, MessageRecord};
 
-pub(super) struct ChannelState {
-    /// The cached record and members; `None` while (re)loading.
-    pub(super) info: Option<ChannelInfo>,
-    /// The store's last seq at the first load (see `channel_loaded`).
-    pub(super) base_seq: Option<u64>,
+/// What the owner holds of a channel's record and members (`load.rs`).
+pub(super) enum Cache {
+    /// Not loaded: a new entry, or the last load failed (the store was
+    /// down); the next command loads it.
+    Absent,
     /// A load from the store is under way.
-    pub(super) loading: bool,
-    /// The channel changed while that load was under way, so its answer
-    /// may predate the change: it is dropped and the channel loaded again.
-    pub(super) stale: bool,
+    Loading {
+        /// Commands that arrived meanwhile, in order.
+        waiting: Vec<ToChannelOwner>,
+        /// The channel changed while the load was under way, so its answer
+        /// may predate the change: it is dropped and the channel loaded
+        /// again.
+        stale: bool,
+    },
+    /// Loaded: commands run at once.
+    Ready(ChannelInfo),
     /// The last load found no such channel (deleted while subscribed):
     /// commands are refused NOT_FOUND without asking the store again.
-    pub(super) gone: bool,
-    /// Commands that arrived while loading, in order.
-    pub(super) waiting: Vec<ToChannelOwner>,
+    Gone,
+}
+
+pub(super) struct ChannelState {
+    pub(super) cache: Cache,
+    /// The store's last seq at the first load (see `channel_loaded`).
+    pub(super) base_seq: Option<u64>,
     /// Subscribed connections per shard: who gets a `Deliver`.
     pub(super) shard_subs: Vec<u32>,
     /// Subscribed connections per user: user_joined / user_left edges.
@@ -68,12 +78,8 @@ pub(super) struct ChannelInfo {
 impl ChannelState {
     pub(super) fn new(now: Instant) -> Self {
         Self {
-            info: None,
+            cache: Cache::Absent,
             base_seq: None,
-            loading: false,
-            stale: false,
-            gone: false,
-            waiting: Vec::new(),
             shard_subs: Vec::new(),
             users: HashMap::new(),
             conns: HashSet::new(),
@@ -85,10 +91,17 @@ impl ChannelState {
     /// Holds state that dropping would lose: subscriptions, typing, a load
     /// and the commands waiting for it. Such an entry is never evicted.
     pub(super) fn in_use(&self) -> bool {
-        self.loading
-            || !self.waiting.is_empty()
+        matches!(self.cache, Cache::Loading { .. })
             || !self.conns.is_empty()
             || !self.typing.is_empty()
+    }
+
+    /// The channel's record and members, when loaded.
+    pub(super) fn info(&self) -> Option<&ChannelInfo> {
+        match &self.cache {
+            Cache::Ready(info) => Some(info),
+            _ => None,
+        }
     }
 }
 
@@ -184,7 +197,9 @@ impl ChannelOwner {
         let Some(st) = channels.get_mut(&channel) else {
             return;
         };
-        let Some(info) = st.info.as_mut() else { return };
+        let Cache::Ready(info) = &mut st.cache else {
+            return;
+        };
         let member = info.members.contains(&user);
         if !member && info.kind != ChannelType::Public {
             drop(channels);
@@ -286,11 +301,10 @@ impl ChannelOwner {
                 // public channel's membership; a disconnect keeps it, and
                 // private memberships are managed by the channel's owner.
                 let public = st
-                    .info
-                    .as_ref()
+                    .info()
                     .is_some_and(|i| i.kind == ChannelType::Public && i.owner != user);
                 if reply.is_some() && public {
-                    if let Some(info) = st.info.as_mut() {
+                    if let Cache::Ready(info) = &mut st.cache {
                         info.members.remove(&user);
                     }
                     let (c, u) = (channel.to_string(), user.to_string());
@@ -311,7 +325,7 @@ impl ChannelOwner {
                 }
             }
             // A deleted channel is kept only for its subscribers' leaves.
-            if st.gone && !st.in_use() {
+            if matches!(st.cache, Cache::Gone) && !st.in_use() {
                 channels.remove(&channel);
             }
         }
@@ -328,7 +342,7 @@ impl ChannelOwner {
             let channels = self.channels.borrow();
             channels
                 .get(&p.channel)
-                .and_then(|st| st.info.as_ref())
+                .and_then(ChannelState::info)
                 .is_some_and(|i| i.members.contains(&p.user))
         };
         if !member {

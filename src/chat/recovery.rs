@@ -37,7 +37,7 @@ use std::time::Instant;
 
 use super::ChatConn;
 use super::commit::message_frame;
-use super::conn::ConnSide;
+use super::conn::{ConnSide, JoinState};
 use super::mail::{ReplayStep, ToConnShard};
 use crate::protocol::{CloseReason, Frame, Link};
 use crate::store::MessageRecord;
@@ -160,7 +160,7 @@ impl ConnSide {
             for channel in channels {
                 // A channel the client joined meanwhile is its own join.
                 if !chans.contains_key(&channel) {
-                    chans.insert(channel.clone(), false);
+                    chans.insert(channel.clone(), JoinState::Joining);
                     waiting.insert(channel);
                 }
             }
@@ -257,8 +257,8 @@ impl ConnSide {
             let mut subs = self.subs.borrow_mut();
             let mut chans = conn.channels.borrow_mut();
             for (channel, owner_seq) in confirmed {
-                if let Some(delivering) = chans.get_mut(&channel) {
-                    *delivering = true;
+                if let Some(state) = chans.get_mut(&channel) {
+                    *state = JoinState::Delivering;
                     subs.entry(channel.clone())
                         .or_default()
                         .push(conn.link.clone());

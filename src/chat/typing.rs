@@ -25,7 +25,7 @@ impl ChannelOwner {
         let Some(st) = channels.get_mut(&channel) else {
             return;
         };
-        let Some(info) = st.info.as_ref() else { return };
+        let Some(info) = st.info() else { return };
         // As for a send: the connection's view may be stale (its join not
         // yet answered, or refused), so the owner checks its own.
         let refused = if !st.conns.contains(&reply.conn) {

@@ -310,7 +310,10 @@ fn a_load_answer_older_than_an_invalidation_is_dropped_for_a_new_load() {
         }
     };
     let mut st = crate::chat::owner::ChannelState::new(Instant::now());
-    st.loading = true;
+    st.cache = crate::chat::owner::Cache::Loading {
+        waiting: Vec::new(),
+        stale: false,
+    };
     chat.channels.channels.borrow_mut().insert("p".into(), st);
     // ... then REST deleted it and invalidated the channel before the
     // load's answer came back.
@@ -319,7 +322,10 @@ fn a_load_answer_older_than_an_invalidation_is_dropped_for_a_new_load() {
     let mut done = chat.invalidate_channel("p");
     w.pump();
     assert_eq!(done.try_recv(), Ok(Some(())), "the invalidation answered");
-    assert!(chat.channels.channels.borrow()["p"].stale);
+    assert!(matches!(
+        chat.channels.channels.borrow()["p"].cache,
+        crate::chat::owner::Cache::Loading { stale: true, .. }
+    ));
     // The old answer is not taken: the channel is loaded again, and the
     // new load finds it deleted.
     chat.channels.channel_loaded("p".into(), Ok(Some(before)));
@@ -328,7 +334,7 @@ fn a_load_answer_older_than_an_invalidation_is_dropped_for_a_new_load() {
             .channels
             .borrow()
             .get("p")
-            .is_none_or(|st| st.info.is_none())
+            .is_none_or(|st| st.info().is_none())
     );
     w.pump();
     assert!(!is_cached(&w, "p"), "the second load found no channel");
