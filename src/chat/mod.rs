@@ -157,7 +157,7 @@ impl Chat {
     /// changes due, idle cached channels, expired recovery sessions.
     pub(crate) fn tick(&self) {
         self.channels.expire_typing();
-        self.users.settle_presence();
+        self.users.settle();
         self.channels.trim_cache(std::time::Instant::now());
         let channels = self.channels.len();
         self.hub.metrics.channels.set(channels as i64);

@@ -20,6 +20,7 @@ use tungstenite::Utf8Bytes;
 
 use super::mail::{Publish, ReplyTo, ToChannelOwner, ToConnShard, ToUserOwner, shard_of_conn};
 use super::message::{self, event_frame};
+use super::typing::Typists;
 use super::{ChatError, ErrorCode, Hub};
 use crate::store::{ChannelType, MessageRecord};
 
@@ -56,9 +57,8 @@ pub(super) struct ChannelState {
     /// counted once, and a leave undoes only a counted join (a refused
     /// join's connection also sends a leave when it closes).
     pub(super) conns: HashSet<u64>,
-    /// Users typing: until when, and from which connection (which is not
-    /// told about its own typing, not even when it expires).
-    pub(super) typing: HashMap<Arc<str>, (Instant, u64)>,
+    /// Users typing.
+    pub(super) typing: Typists,
     /// The last command on the channel: an entry not in use is evicted
     /// after `channel_cache_idle` without one (`load.rs`, `trim_cache`).
     pub(super) used: Instant,
@@ -83,7 +83,7 @@ impl ChannelState {
             shard_subs: Vec::new(),
             users: HashMap::new(),
             conns: HashSet::new(),
-            typing: HashMap::new(),
+            typing: Typists::default(),
             used: now,
         }
     }
@@ -286,7 +286,7 @@ impl ChannelOwner {
                 None => false,
             };
             if last {
-                if let Some((_, typist)) = st.typing.remove(&user) {
+                if let Some(typist) = st.typing.stop(&user) {
                     let body = json!({"channelId": &*channel, "userId": &*user, "isTyping": false})
                         .to_string();
                     self.fan_out(

@@ -82,6 +82,19 @@ impl Herald {
 }
 
 /// The user owner of one shard: presence of the users it owns.
+///
+/// The seam for presence across instances: the rest of chat reaches it
+/// only through [`ToUserOwner`] mail (a connection came or went, a
+/// membership changed), routed to [`UserOwner::online`],
+/// [`UserOwner::offline`] and [`UserOwner::member`], and the tick's
+/// [`UserOwner::settle`]; what it says goes out as `ChannelEmit` and
+/// `Frame` mail. A shared (Redis) version would provide the same four
+/// calls over state every instance sees: each user's connections counted
+/// across instances (with a per-instance expiry, so that a dead instance's
+/// connections go), the user's channel memberships, and one coalesced
+/// announcement per user and interval whichever instance saw the change,
+/// delivered to the channels' subscribers and the user's connections on
+/// every instance.
 pub(super) struct UserOwner {
     hub: Rc<Hub>,
     /// Users this shard owns.
@@ -102,17 +115,18 @@ impl UserOwner {
     /// Mail for the user owner.
     pub(super) fn handle(&self, mail: ToUserOwner) {
         match mail {
-            ToUserOwner::Online { user, conn } => self.user_online(user, conn),
-            ToUserOwner::Offline { user, conn } => self.user_offline(user, conn),
+            ToUserOwner::Online { user, conn } => self.online(user, conn),
+            ToUserOwner::Offline { user, conn } => self.offline(user, conn),
             ToUserOwner::Member {
                 user,
                 channel,
                 added,
-            } => self.user_member(user, channel, added),
+            } => self.member(user, channel, added),
         }
     }
 
-    fn user_online(&self, user: Arc<str>, conn: u64) {
+    /// A connection of `user` authenticated.
+    pub(super) fn online(&self, user: Arc<str>, conn: u64) {
         let mut users = self.users.borrow_mut();
         let u = users.entry(user.clone()).or_default();
         u.conns.push(conn);
@@ -121,7 +135,8 @@ impl UserOwner {
         }
     }
 
-    fn user_offline(&self, user: Arc<str>, conn: u64) {
+    /// A connection of `user` went.
+    pub(super) fn offline(&self, user: Arc<str>, conn: u64) {
         let mut users = self.users.borrow_mut();
         let Some(u) = users.get_mut(&user) else {
             return;
@@ -137,7 +152,8 @@ impl UserOwner {
         }
     }
 
-    fn user_member(&self, user: Arc<str>, channel: Arc<str>, added: bool) {
+    /// `user` became (`added`) or stopped being a member of `channel`.
+    pub(super) fn member(&self, user: Arc<str>, channel: Arc<str>, added: bool) {
         let mut users = self.users.borrow_mut();
         if added {
             users.entry(user).or_default().channels.insert(channel);
@@ -164,7 +180,7 @@ impl UserOwner {
     }
 
     /// On the tick: announces the coalesced changes whose interval ended.
-    pub(super) fn settle_presence(&self) {
+    pub(super) fn settle(&self) {
         if self.presence_pending.borrow().is_empty() {
             return;
         }

@@ -74,6 +74,15 @@ impl Inner {
 
 /// The disconnected sessions of the process, by pid. Shards share it
 /// (touched only at connect and disconnect).
+///
+/// The seam for recovery across instances: chat only [`Sessions::save`]s
+/// a dropped connection's session, [`Sessions::take`]s one back at a
+/// reconnect, and [`Sessions::sweep`]s the expired on a tick. A shared
+/// (Redis) version would provide the same three calls, so that a client
+/// may come back through any instance: `save` a key per pid with the
+/// recovery window as its TTL (and the cap), `take` atomically (get and
+/// delete, checked against the user, so that one reconnect wins and
+/// another user's claim destroys nothing), and `sweep` left to the TTL.
 pub(crate) struct Sessions {
     inner: Mutex<Inner>,
     max: usize,
