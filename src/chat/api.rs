@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures::channel::oneshot;
 
-use super::mail::{Origin, Publish, ToChannelOwner};
+use super::mail::{Publish, Requester, ToChannelOwner};
 use super::message::event_frame;
 use super::{Chat, ChatError, ChatStore};
 use crate::auth::{AuthError, Claims};
@@ -56,7 +56,7 @@ impl Chat {
             kind: m.kind,
             client_message_id: m.client_message_id,
             reply_to: m.reply_to,
-            origin: Origin::Rest(tx),
+            requester: Requester::Rest(tx),
             received: std::time::Instant::now(),
         };
         self.hub.post(
@@ -73,9 +73,9 @@ impl Chat {
     pub(crate) fn invalidate_channel(&self, channel: &str) -> oneshot::Receiver<()> {
         let (done, rx) = oneshot::channel();
         let channel: Arc<str> = channel.into();
-        let owner = self.hub.owner_shard(&channel);
+        let shard = self.hub.owner_shard(&channel);
         self.hub
-            .post(owner, ToChannelOwner::Invalidate { channel, done });
+            .post(shard, ToChannelOwner::Invalidate { channel, done });
         rx
     }
 
@@ -83,8 +83,8 @@ impl Chat {
     pub(crate) fn emit_to_channel(&self, channel: &str, event: &str, body_json: &str) {
         let channel: Arc<str> = channel.into();
         let frame = event_frame(event, body_json).into();
-        let owner = self.hub.owner_shard(&channel);
+        let shard = self.hub.owner_shard(&channel);
         self.hub
-            .post(owner, ToChannelOwner::ChannelEmit { channel, frame });
+            .post(shard, ToChannelOwner::ChannelEmit { channel, frame });
     }
 }

@@ -21,7 +21,7 @@ use std::time::Instant;
 use tungstenite::Utf8Bytes;
 
 use super::conn::ConnSide;
-use super::mail::{Committed, Mail, Origin, shard_of_conn};
+use super::mail::{Committed, Mail, Requester, shard_of_conn};
 use super::message::reply_frame;
 use super::{ChatError, ErrorCode};
 use crate::protocol::deflate::{self, Settings};
@@ -43,7 +43,7 @@ fn frame_of(json: &str, pos: u64) -> String {
 pub(crate) fn sink(
     mesh: Arc<Mesh<Mail>>,
     compression: Settings,
-) -> impl FnMut(Vec<(Outcome, (Origin, Instant))>) + Send + 'static {
+) -> impl FnMut(Vec<(Outcome, (Requester, Instant))>) + Send + 'static {
     move |outcomes| {
         let mut batch = Vec::with_capacity(outcomes.len());
         for (outcome, (origin, received)) in outcomes {
@@ -64,11 +64,11 @@ pub(crate) fn sink(
                 }
             };
             let reply = match origin {
-                Origin::Rest(tx) => {
+                Requester::Rest(tx) => {
                     let _ = tx.send(result);
                     None
                 }
-                Origin::Conn(r) => {
+                Requester::Conn(r) => {
                     let body = result.as_ref().map(|m| match &json {
                         Some(j) => format!(r#"{{"ok":true,"message":{j}}}"#),
                         None => format!(r#"{{"ok":true,"message":{}}}"#, m.to_json()),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::commands::{self, Command};
-use super::mail::{Origin, Publish, ReplyTo, ToChannelOwner, ToUserOwner};
+use super::mail::{Publish, ReplyTo, Requester, ToChannelOwner, ToUserOwner};
 use super::message::reply_frame;
 use super::recovery::Sessions;
 use super::{ChatError, ErrorCode, Hub};
@@ -297,9 +297,9 @@ impl ConnSide {
             }
             Command::Send(m) => {
                 let channel = self.joined(conn, &m.channel)?;
-                let owner = self.hub.owner_shard(&channel);
+                let shard = self.hub.owner_shard(&channel);
                 self.hub.post(
-                    owner,
+                    shard,
                     ToChannelOwner::Publish(Box::new(Publish {
                         channel,
                         user: conn.user.clone(),
@@ -307,16 +307,16 @@ impl ConnSide {
                         kind: m.kind,
                         client_message_id: m.client_message_id,
                         reply_to: m.reply_to,
-                        origin: Origin::Conn(reply_to),
+                        requester: Requester::Conn(reply_to),
                         received: std::time::Instant::now(),
                     })),
                 );
             }
             Command::Typing { channel, typing } => {
                 let channel = self.joined(conn, &channel)?;
-                let owner = self.hub.owner_shard(&channel);
+                let shard = self.hub.owner_shard(&channel);
                 self.hub.post(
-                    owner,
+                    shard,
                     ToChannelOwner::Typing {
                         channel,
                         user: conn.user.clone(),
@@ -341,10 +341,10 @@ impl ConnSide {
 
     /// Asks the channel's owner to count this connection in.
     pub(super) fn send_join(&self, conn: &ChatConn, channel: Arc<str>, reply: ReplyTo) {
-        let owner = self.hub.owner_shard(&channel);
+        let shard = self.hub.owner_shard(&channel);
         let user = conn.user.clone();
         self.hub.post(
-            owner,
+            shard,
             ToChannelOwner::Join {
                 channel,
                 user,
@@ -364,10 +364,10 @@ impl ConnSide {
         if state == JoinState::Delivering {
             self.unsubscribe_local(&channel, conn.link.id);
         }
-        let owner = self.hub.owner_shard(&channel);
+        let shard = self.hub.owner_shard(&channel);
         let (user, id) = (conn.user.clone(), conn.link.id);
         self.hub.post(
-            owner,
+            shard,
             ToChannelOwner::Leave {
                 channel,
                 user,

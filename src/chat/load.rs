@@ -145,7 +145,7 @@ impl ChannelOwner {
                     let last_seq = *st.base_seq.get_or_insert(l.last_seq);
                     st.cache = Cache::Ready(ChannelInfo {
                         kind: l.record.kind,
-                        owner: l.record.owner_id.as_str().into(),
+                        creator: l.record.owner_id.as_str().into(),
                         json: serde_json::to_string(&l.record).unwrap_or_default().into(),
                         members: l.members.iter().map(|m| Arc::from(m.as_str())).collect(),
                         last_seq,
@@ -205,7 +205,7 @@ impl ChannelOwner {
                     },
                 );
             }
-            ToChannelOwner::Publish(p) => self.hub.answer_origin(p.origin, Err(error)),
+            ToChannelOwner::Publish(p) => self.hub.answer_requester(p.requester, Err(error)),
             ToChannelOwner::Typing { reply, .. } => self.hub.send_reply(reply, Err(&error)),
             _ => {}
         }
@@ -214,7 +214,7 @@ impl ChannelOwner {
     /// REST changed the channel: drop the cache and reload it; commands
     /// queue behind the reload. A load already under way may have read the
     /// store before the change: its answer is dropped for a new load.
-    pub(super) fn owner_invalidate(&self, channel: Arc<str>) {
+    pub(super) fn invalidate(&self, channel: Arc<str>) {
         let reload = match self
             .channels
             .borrow_mut()

@@ -23,9 +23,10 @@ pub(crate) struct ReplyTo {
 /// The answer to a REST send: the message, or why not.
 pub(crate) type RestReply = oneshot::Sender<Result<MessageRecord, ChatError>>;
 
-/// Who sent a message: a connection, or a REST request waiting on a oneshot.
+/// Who sent a message, and so where its answer goes: a connection (the
+/// reply path), or a REST request waiting on a oneshot.
 #[derive(Debug)]
-pub(crate) enum Origin {
+pub(crate) enum Requester {
     Conn(ReplyTo),
     Rest(RestReply),
 }
@@ -200,7 +201,7 @@ pub(crate) struct Publish {
     pub kind: String,
     pub client_message_id: Option<String>,
     pub reply_to: Option<String>,
-    pub origin: Origin,
+    pub requester: Requester,
     /// When the send arrived at the server (chat_broadcast_latency).
     pub received: Instant,
 }

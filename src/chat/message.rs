@@ -6,7 +6,7 @@
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use super::mail::{Origin, ReplyTo, ToConnShard, shard_of_conn};
+use super::mail::{ReplyTo, Requester, ToConnShard, shard_of_conn};
 use super::{ChatError, Hub};
 use crate::protocol::packet;
 use crate::store::MessageRecord;
@@ -69,12 +69,16 @@ impl Hub {
 
     /// Answers a send where it came from: its connection, or the REST
     /// request waiting for it.
-    pub(super) fn answer_origin(&self, origin: Origin, result: Result<MessageRecord, ChatError>) {
-        match origin {
-            Origin::Rest(tx) => {
+    pub(super) fn answer_requester(
+        &self,
+        requester: Requester,
+        result: Result<MessageRecord, ChatError>,
+    ) {
+        match requester {
+            Requester::Rest(tx) => {
                 let _ = tx.send(result);
             }
-            Origin::Conn(r) => match result {
+            Requester::Conn(r) => match result {
                 Ok(m) => self.send_reply(
                     r,
                     Ok(&format!(r#"{{"ok":true,"message":{}}}"#, m.to_json())),

@@ -69,9 +69,9 @@ pub(crate) struct ChatLimits {
     pub recovery_max_replay: usize,
 }
 
-/// The store as chat uses it: messages answer to an [`mail::Origin`], and
+/// The store as chat uses it: messages answer to a [`mail::Requester`], and
 /// carry when the send arrived (for the broadcast latency).
-pub(crate) type ChatStore = StoreHandle<(mail::Origin, std::time::Instant)>;
+pub(crate) type ChatStore = StoreHandle<(mail::Requester, std::time::Instant)>;
 
 /// One shard's chat: the shared handles, and the three roles it plays,
 /// each for the keys it owns. Mail is routed to the role it is for.

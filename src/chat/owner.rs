@@ -66,8 +66,9 @@ pub(super) struct ChannelState {
 
 pub(super) struct ChannelInfo {
     pub(super) kind: ChannelType,
-    /// The channel's owner, whose membership only REST can end.
-    pub(super) owner: Arc<str>,
+    /// The channel's creator (the record's `owner_id`), whose membership
+    /// only REST can end.
+    pub(super) creator: Arc<str>,
     /// The record as clients see it in a join ack.
     pub(super) json: Arc<str>,
     pub(super) members: HashSet<Arc<str>>,
@@ -142,23 +143,23 @@ impl ChannelOwner {
                 channel,
                 user,
                 reply,
-            } => self.owner_join(channel, user, reply),
+            } => self.join(channel, user, reply),
             ToChannelOwner::Leave {
                 channel,
                 user,
                 conn,
                 reply,
-            } => self.owner_leave(channel, user, conn, reply),
-            ToChannelOwner::Publish(p) => self.owner_publish(*p),
+            } => self.leave(channel, user, conn, reply),
+            ToChannelOwner::Publish(p) => self.publish(*p),
             ToChannelOwner::Typing {
                 channel,
                 user,
                 typing,
                 reply,
-            } => self.owner_typing(channel, user, typing, reply),
-            ToChannelOwner::ChannelEmit { channel, frame } => self.owner_emit(&channel, frame),
+            } => self.typing(channel, user, typing, reply),
+            ToChannelOwner::ChannelEmit { channel, frame } => self.emit(&channel, frame),
             ToChannelOwner::Invalidate { channel, done } => {
-                self.owner_invalidate(channel);
+                self.invalidate(channel);
                 let _ = done.send(());
             }
             ToChannelOwner::ChannelLoaded { channel, result } => {
@@ -192,7 +193,7 @@ impl ChannelOwner {
         self.fan_out(st, channel, event_frame(event, &body).into(), None);
     }
 
-    pub(super) fn owner_join(&self, channel: Arc<str>, user: Arc<str>, reply: ReplyTo) {
+    pub(super) fn join(&self, channel: Arc<str>, user: Arc<str>, reply: ReplyTo) {
         let mut channels = self.channels.borrow_mut();
         let Some(st) = channels.get_mut(&channel) else {
             return;
@@ -258,7 +259,7 @@ impl ChannelOwner {
         self.hub.post(shard_of_conn(reply.conn), joined);
     }
 
-    pub(super) fn owner_leave(
+    pub(super) fn leave(
         &self,
         channel: Arc<str>,
         user: Arc<str>,
@@ -299,10 +300,10 @@ impl ChannelOwner {
                 self.user_event(st, &channel, "user_left", &user);
                 // An explicit leave by the user's last connection ends a
                 // public channel's membership; a disconnect keeps it, and
-                // private memberships are managed by the channel's owner.
+                // private memberships are managed by the channel's creator.
                 let public = st
                     .info()
-                    .is_some_and(|i| i.kind == ChannelType::Public && i.owner != user);
+                    .is_some_and(|i| i.kind == ChannelType::Public && i.creator != user);
                 if reply.is_some() && public {
                     if let Cache::Ready(info) = &mut st.cache {
                         info.members.remove(&user);
@@ -337,7 +338,7 @@ impl ChannelOwner {
 
     /// Checks the sender's membership and hands the message to the store
     /// writer, which sequences, commits and broadcasts it.
-    pub(super) fn owner_publish(&self, p: Publish) {
+    pub(super) fn publish(&self, p: Publish) {
         let member = {
             let channels = self.channels.borrow();
             channels
@@ -350,7 +351,7 @@ impl ChannelOwner {
                 ErrorCode::Forbidden,
                 "only members may send to this channel",
             );
-            return self.hub.answer_origin(p.origin, Err(e));
+            return self.hub.answer_requester(p.requester, Err(e));
         }
         let record = Box::new(MessageRecord {
             id: self.hub.ids.next(),
@@ -366,16 +367,16 @@ impl ChannelOwner {
             edited_at: None,
             deleted_at: None,
         });
-        if let Err((origin, _)) = self.hub.store.append(record, (p.origin, p.received)) {
+        if let Err((requester, _)) = self.hub.store.append(record, (p.requester, p.received)) {
             let e = ChatError::new(
                 ErrorCode::Unavailable,
                 "the store is busy or down; retry with the same clientMessageId",
             );
-            self.hub.answer_origin(origin, Err(e));
+            self.hub.answer_requester(requester, Err(e));
         }
     }
 
-    pub(super) fn owner_emit(&self, channel: &Arc<str>, frame: Utf8Bytes) {
+    pub(super) fn emit(&self, channel: &Arc<str>, frame: Utf8Bytes) {
         if let Some(st) = self.channels.borrow().get(channel) {
             self.fan_out(st, channel, frame, None);
         }

@@ -42,7 +42,7 @@ use super::mail::{ReplayStep, ToConnShard};
 use crate::protocol::{CloseReason, Frame, Link};
 use crate::store::MessageRecord;
 pub(crate) use sessions::Claim;
-use sessions::Session;
+use sessions::Resumable;
 pub(crate) use sessions::Sessions;
 
 /// Messages one store read of a replay returns at most (each channel reads
@@ -382,7 +382,7 @@ impl ConnSide {
                 }
             }
         }
-        let session = Session {
+        let session = Resumable {
             user: conn.user.clone(),
             channels: channels.into_boxed_slice(),
             start_pos: conn.start_pos.get(),

@@ -59,13 +59,7 @@ impl Typists {
 }
 
 impl ChannelOwner {
-    pub(super) fn owner_typing(
-        &self,
-        channel: Arc<str>,
-        user: Arc<str>,
-        typing: bool,
-        reply: ReplyTo,
-    ) {
+    pub(super) fn typing(&self, channel: Arc<str>, user: Arc<str>, typing: bool, reply: ReplyTo) {
         let mut channels = self.channels.borrow_mut();
         // `when_loaded` ran first: the channel is loaded and live.
         let Some(st) = channels.get_mut(&channel) else {

@@ -21,7 +21,7 @@ const PID_LEN: usize = 20;
 type Pid = [u8; PID_LEN];
 
 /// What a dropped connection leaves for its recovery.
-pub(in crate::chat) struct Session {
+pub(in crate::chat) struct Resumable {
     pub user: Arc<str>,
     /// The channels it had joined (or was joining).
     pub channels: Box<[Arc<str>]>,
@@ -32,7 +32,7 @@ pub(in crate::chat) struct Session {
 }
 
 struct Kept {
-    session: Session,
+    session: Resumable,
     /// Which entry of `order` is this session's: a session taken and saved
     /// again under the same pid leaves a stale entry behind.
     generation: u64,
@@ -97,7 +97,7 @@ impl Sessions {
         })
     }
 
-    pub(in crate::chat) fn save(&self, pid: &str, session: Session) {
+    pub(in crate::chat) fn save(&self, pid: &str, session: Resumable) {
         let Ok(key) = Pid::try_from(pid.as_bytes()) else {
             return; // not a pid this server made: nothing could claim it
         };
@@ -127,7 +127,7 @@ impl Sessions {
     }
 
     /// Takes a session back if it exists, is fresh, and is the user's.
-    pub(in crate::chat) fn take(&self, pid: &str, user: &str) -> Option<Session> {
+    pub(in crate::chat) fn take(&self, pid: &str, user: &str) -> Option<Resumable> {
         let key = Pid::try_from(pid.as_bytes()).ok()?;
         let mut inner = self.inner.lock();
         // Another user presenting this pid must not destroy the session.
@@ -204,8 +204,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn session(user: &str, ttl: Duration) -> Session {
-        Session {
+    fn session(user: &str, ttl: Duration) -> Resumable {
+        Resumable {
             user: user.into(),
             channels: Box::new([]),
             start_pos: 0,
