@@ -6,21 +6,12 @@ use std::sync::Arc;
 
 use futures::channel::oneshot;
 
+use super::commands::SendMessage;
 use super::mail::{Publish, Requester, ToChannelOwner};
 use super::message::event_frame;
 use super::{Chat, ChatError, ChatStore};
 use crate::auth::{AuthError, Claims};
 use crate::store::MessageRecord;
-
-/// A message to send through REST, validated like `send_message`.
-pub(crate) struct RestSend {
-    pub channel: String,
-    pub user: String,
-    pub content: String,
-    pub kind: String,
-    pub client_message_id: Option<String>,
-    pub reply_to: Option<String>,
-}
 
 impl Chat {
     pub(crate) fn authenticate(&self, token: &str) -> Result<Claims, AuthError> {
@@ -41,28 +32,24 @@ impl Chat {
         self.hub.limits.max_message_length
     }
 
-    /// Sends a message as `send_message` does (membership checked by the
-    /// owner, stored, broadcast); resolves once it is durable or refused.
+    /// Sends `message` from `user` as `send_message` does (membership
+    /// checked by the channel owner, stored, broadcast); resolves once it
+    /// is durable or refused.
     pub(crate) fn publish(
         &self,
-        m: RestSend,
+        user: &str,
+        message: SendMessage,
     ) -> oneshot::Receiver<Result<MessageRecord, ChatError>> {
         let (tx, rx) = oneshot::channel();
-        let channel: Arc<str> = m.channel.into();
+        let shard = self.hub.owner_shard(&message.channel);
         let publish = Publish {
-            channel: channel.clone(),
-            user: m.user.into(),
-            content: m.content,
-            kind: m.kind,
-            client_message_id: m.client_message_id,
-            reply_to: m.reply_to,
+            message,
+            user: user.into(),
             requester: Requester::Rest(tx),
             received: std::time::Instant::now(),
         };
-        self.hub.post(
-            self.hub.owner_shard(&channel),
-            ToChannelOwner::Publish(Box::new(publish)),
-        );
+        self.hub
+            .post(shard, ToChannelOwner::Publish(Box::new(publish)));
         rx
     }
 

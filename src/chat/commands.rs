@@ -1,6 +1,8 @@
 //! Client commands: their payloads, parsed and validated on the
 //! connection's shard before anything is sent to an owner.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use super::{ChatError, ErrorCode};
@@ -12,15 +14,18 @@ pub(crate) const MAX_TYPE_LEN: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Command {
-    Join { channel: String },
-    Leave { channel: String },
+    Join { channel: Arc<str> },
+    Leave { channel: Arc<str> },
     Send(SendMessage),
-    Typing { channel: String, typing: bool },
+    Typing { channel: Arc<str>, typing: bool },
 }
 
+/// A message to send, validated: the one payload of a socket's
+/// `send_message`, a REST send ([`super::Chat::publish`]) and the mail to
+/// the channel owner ([`super::mail::Publish`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SendMessage {
-    pub channel: String,
+    pub channel: Arc<str>,
     pub content: String,
     pub kind: String,
     pub client_message_id: Option<String>,
@@ -45,8 +50,7 @@ pub(crate) fn parse(name: &str, args: &[Value], max_content: usize) -> Result<Co
             "{name} takes one object argument"
         )));
     };
-    let channel =
-        id_field(p, "channelId")?.ok_or_else(|| ChatError::invalid("channelId is required"))?;
+    let channel = channel_id(p)?;
     Ok(match name {
         "join_channel" => Command::Join { channel },
         "leave_channel" => Command::Leave { channel },
@@ -95,6 +99,29 @@ pub(crate) fn parse(name: &str, args: &[Value], max_content: usize) -> Result<Co
     })
 }
 
+/// The `channelId`, as [`id_field`] takes it, straight into the shared
+/// form the shard keeps: one allocation, as for any id.
+fn channel_id(p: &Map<String, Value>) -> Result<Arc<str>, ChatError> {
+    match p.get("channelId") {
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_ID_LEN => Ok(s.as_str().into()),
+        Some(Value::Number(n)) if n.is_u64() || n.is_i64() => {
+            // Formatted on the stack (an i64 or u64 has at most 20 bytes).
+            let mut buf = [0u8; 24];
+            let mut rest = &mut buf[..];
+            let written = std::io::Write::write_fmt(&mut rest, format_args!("{n}"));
+            let len = 24 - rest.len();
+            match (written, std::str::from_utf8(&buf[..len])) {
+                (Ok(()), Ok(id)) => Ok(id.into()),
+                _ => Err(ChatError::invalid("channelId is out of range")),
+            }
+        }
+        // Missing or invalid: answered as for any id field.
+        _ => Err(id_field(p, "channelId")
+            .err()
+            .unwrap_or_else(|| ChatError::invalid("channelId is required"))),
+    }
+}
+
 /// An id field: a non-empty string of at most [`MAX_ID_LEN`] bytes, or an
 /// integer (taken as its decimal string, for clients that send numbers).
 fn id_field(p: &Map<String, Value>, key: &str) -> Result<Option<String>, ChatError> {
@@ -137,6 +164,26 @@ mod tests {
                 channel: "a".into(),
                 typing: false
             })
+        );
+    }
+
+    #[test]
+    fn channel_ids_as_strings_or_integers_with_the_id_field_errors() {
+        let channel = |v: Value| match p("join_channel", json!({"channelId": v})) {
+            Ok(Command::Join { channel }) => Ok(channel.to_string()),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.message),
+        };
+        assert_eq!(channel(json!(-12)), Ok("-12".to_owned()));
+        assert_eq!(channel(json!(u64::MAX)), Ok(u64::MAX.to_string()));
+        assert_eq!(channel(json!(i64::MIN)), Ok(i64::MIN.to_string()));
+        assert_eq!(
+            channel(json!(null)),
+            Err("channelId is required".to_owned())
+        );
+        assert_eq!(
+            channel(json!(1.5)),
+            Err("channelId must be a string of 1-128 bytes".to_owned())
         );
     }
 

@@ -270,7 +270,6 @@ impl ConnSide {
         };
         match cmd {
             Command::Join { channel } => {
-                let channel: Arc<str> = channel.into();
                 // A repeat join (joined or joining already) only wants the
                 // ack with lastSeq: the owner goes by its own count.
                 {
@@ -289,24 +288,21 @@ impl ConnSide {
                 self.send_join(conn, channel, reply_to);
             }
             Command::Leave { channel } => {
-                let Some(state) = conn.channels.borrow_mut().remove(channel.as_str()) else {
+                let Some(state) = conn.channels.borrow_mut().remove(&channel) else {
                     answer(conn, ack, Ok(r#"{"ok":true}"#));
                     return Ok(());
                 };
-                self.unsubscribe(conn, channel.into(), state, Some(reply_to));
+                self.unsubscribe(conn, channel, state, Some(reply_to));
             }
-            Command::Send(m) => {
-                let channel = self.joined(conn, &m.channel)?;
-                let shard = self.hub.owner_shard(&channel);
+            Command::Send(mut message) => {
+                // The shard's shared name rather than the parsed copy.
+                message.channel = self.joined(conn, &message.channel)?;
+                let shard = self.hub.owner_shard(&message.channel);
                 self.hub.post(
                     shard,
                     ToChannelOwner::Publish(Box::new(Publish {
-                        channel,
+                        message,
                         user: conn.user.clone(),
-                        content: m.content,
-                        kind: m.kind,
-                        client_message_id: m.client_message_id,
-                        reply_to: m.reply_to,
                         requester: Requester::Conn(reply_to),
                         received: std::time::Instant::now(),
                     })),

@@ -14,7 +14,7 @@ use super::{ChatError, ErrorCode};
 fn needs_channel(mail: &ToChannelOwner) -> Option<&Arc<str>> {
     match mail {
         ToChannelOwner::Join { channel, .. } => Some(channel),
-        ToChannelOwner::Publish(p) => Some(&p.channel),
+        ToChannelOwner::Publish(p) => Some(&p.message.channel),
         ToChannelOwner::Typing { channel, .. } => Some(channel),
         // A leave never waits: subscriber counts must drop even when the
         // channel was deleted or the store is down.

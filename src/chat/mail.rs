@@ -9,6 +9,7 @@ use futures::channel::oneshot;
 use tungstenite::Utf8Bytes;
 
 use super::ChatError;
+use super::commands::SendMessage;
 use crate::protocol::Frame;
 use crate::store::{ChannelRecord, MessageRecord};
 
@@ -193,14 +194,12 @@ pub(crate) enum ReplayStep {
     Page(Result<Vec<MessageRecord>, String>),
 }
 
+/// A send on its way to the channel owner: the message, who sends it, and
+/// where the answer goes.
 #[derive(Debug)]
 pub(crate) struct Publish {
-    pub channel: Arc<str>,
+    pub message: SendMessage,
     pub user: Arc<str>,
-    pub content: String,
-    pub kind: String,
-    pub client_message_id: Option<String>,
-    pub reply_to: Option<String>,
     pub requester: Requester,
     /// When the send arrived at the server (chat_broadcast_latency).
     pub received: Instant,

@@ -29,7 +29,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) use api::RestSend;
 pub(crate) use conn::ChatConn;
 use conn::ConnSide;
 pub(crate) use error::{ChatError, ErrorCode};

@@ -339,35 +339,41 @@ impl ChannelOwner {
     /// Checks the sender's membership and hands the message to the store
     /// writer, which sequences, commits and broadcasts it.
     pub(super) fn publish(&self, p: Publish) {
+        let Publish {
+            message: m,
+            user,
+            requester,
+            received,
+        } = p;
         let member = {
             let channels = self.channels.borrow();
             channels
-                .get(&p.channel)
+                .get(&m.channel)
                 .and_then(ChannelState::info)
-                .is_some_and(|i| i.members.contains(&p.user))
+                .is_some_and(|i| i.members.contains(&user))
         };
         if !member {
             let e = ChatError::new(
                 ErrorCode::Forbidden,
                 "only members may send to this channel",
             );
-            return self.hub.answer_requester(p.requester, Err(e));
+            return self.hub.answer_requester(requester, Err(e));
         }
         let record = Box::new(MessageRecord {
             id: self.hub.ids.next(),
             pos: 0,
-            channel_id: p.channel.to_string(),
+            channel_id: m.channel.to_string(),
             seq: 0,
-            user_id: p.user.to_string(),
-            content: p.content,
-            kind: p.kind,
-            client_message_id: p.client_message_id,
-            reply_to: p.reply_to,
+            user_id: user.to_string(),
+            content: m.content,
+            kind: m.kind,
+            client_message_id: m.client_message_id,
+            reply_to: m.reply_to,
             created_at: message::now(),
             edited_at: None,
             deleted_at: None,
         });
-        if let Err((requester, _)) = self.hub.store.append(record, (p.requester, p.received)) {
+        if let Err((requester, _)) = self.hub.store.append(record, (requester, received)) {
             let e = ChatError::new(
                 ErrorCode::Unavailable,
                 "the store is busy or down; retry with the same clientMessageId",

@@ -17,7 +17,6 @@ use serde_json::{Map, Value, json};
 use super::call::{self, Call};
 use super::channels::readable;
 use super::reply::{self, ApiError, Reply};
-use crate::chat::RestSend;
 use crate::chat::commands::{self, Command};
 use crate::chat::message::now;
 use crate::store::{MessageRecord, Page};
@@ -133,7 +132,7 @@ pub(crate) async fn send(call: &Call<'_>, body: &[u8]) -> Result<Reply, ApiError
                 let Some(first) = s.find_by_client_id(&user, &cmid)? else {
                     return Ok(None);
                 };
-                if first.channel_id != channel {
+                if first.channel_id != *channel {
                     return Ok(None);
                 }
                 // A repeat is answered as the first send would be now: a
@@ -152,14 +151,7 @@ pub(crate) async fn send(call: &Call<'_>, body: &[u8]) -> Result<Reply, ApiError
             return Ok(message_reply(StatusCode::OK, &first));
         }
     }
-    let rx = call.chat.publish(RestSend {
-        channel: m.channel,
-        user: call.user.clone(),
-        content: m.content,
-        kind: m.kind,
-        client_message_id: m.client_message_id,
-        reply_to: m.reply_to,
-    });
+    let rx = call.chat.publish(&call.user, m);
     let stored = rx
         .await
         .map_err(|_| ApiError::unavailable("the server is shutting down"))??;
