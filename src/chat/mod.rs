@@ -1,15 +1,33 @@
-//! Chat: the commands of PROTOCOL.md §3 on top of the protocol layer.
+//! Chat: the client commands of docs/protocol.md (join, leave, send,
+//! typing, presence) on top of the protocol layer, as its [`Handler`].
 //!
-//! One [`Chat`] per shard. It plays three roles, each for the keys it owns:
-//! - connection side ([`conn`]): the shard's own connections, their
-//!   subscriptions, limits, and delivery of broadcast frames to them;
-//! - channel owner ([`owner`]): for channels with hash(channelId) % N == this
-//!   shard: seq, dedupe, subscriber counts per shard, typing, fan-out;
-//! - user owner ([`presence`]): for users with hash(userId) % N == this
-//!   shard: connection counts, channel memberships, presence updates.
+//! One [`Chat`] per shard: the shared handles ([`Hub`]: mailbox, store,
+//! authenticator, id generator, metrics, limits) and three roles, each for
+//! the keys it owns. [`Chat::handle`] routes each [`Mail`] to its role:
+//! - [`ConnSide`] (`conn.rs`, `deliver.rs`, `recovery.rs`, and
+//!   [`ConnSide::committed`] in `commit.rs`): the shard's own connections,
+//!   their commands checked and sent on, their subscriptions and
+//!   [`conn::JoinState`], delivery of committed messages and other frames
+//!   to them, and connection state recovery; its mail is
+//!   [`mail::ToConnShard`] and the store writer's [`Mail::Committed`].
+//! - [`ChannelOwner`] (`owner.rs`, `load.rs`, `typing.rs`): for channels
+//!   with `hash(channelId) % N` == this shard ([`Hub::owner_shard`]): the
+//!   channel cache ([`owner::Cache`]), who may join and send, subscriber
+//!   counts per shard and per user, typing, and the hand-off of each new
+//!   message to the store writer; its mail is [`mail::ToChannelOwner`].
+//! - [`UserOwner`] (`presence.rs`): for users with `hash(userId) % N` ==
+//!   this shard: connection counts, channel memberships, coalesced
+//!   presence updates; its mail is [`mail::ToUserOwner`].
+//!
+//! The channel owner neither numbers nor dedupes messages: the store
+//! writer does, at commit (`store/writer.rs`: `seq` per channel, the
+//! `clientMessageId` lookup), and its sink ([`commit::sink`]) sends each
+//! committed batch, in commit order, to every shard.
 //!
 //! Roles talk only through [`Mail`] over the shard mailboxes, even on one
-//! shard, so the code path is the same whatever the placement.
+//! shard, so the code path is the same whatever the placement. REST reaches
+//! chat through `api.rs` (`Chat::publish`, `Chat::invalidate_channel`,
+//! `Chat::emit_to_channel`).
 
 mod api;
 pub(crate) mod commands;
