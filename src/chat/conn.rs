@@ -1,5 +1,7 @@
-//! Connection side of chat: authentication at CONNECT, commands from the
-//! shard's own connections, and delivery of frames to them.
+//! Connection side of chat ([`ConnSide`]): authentication at CONNECT, and
+//! commands from the shard's own connections, checked here and sent on to
+//! the channel owner. What comes back and what is delivered to them is in
+//! `deliver.rs` and `commit.rs`; recovery in `recovery.rs`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -88,9 +90,7 @@ impl ConnSide {
     pub(super) fn sweep_sessions(&self) {
         self.sessions.sweep();
     }
-}
 
-impl ConnSide {
     pub(super) fn connect(
         &self,
         link: &Rc<Link>,
