@@ -1,5 +1,5 @@
 //! Who is connecting: JWT verification for the Socket.IO handshake
-//! (PROTOCOL.md §2).
+//! (docs/protocol.md#authentication).
 //!
 //! A client proves its user id with a JWT. The server accepts exactly the
 //! algorithms its keys were configured for: HS256 with `JWT_SECRET`, RS256 or
@@ -101,7 +101,7 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    /// The error code a refused client receives (PROTOCOL.md §2).
+    /// The error code a refused client receives (docs/protocol.md#refusal).
     pub fn code(&self) -> &'static str {
         "UNAUTHORIZED"
     }

@@ -1,10 +1,14 @@
-//! Chat: the commands of PROTOCOL.md §3 on top of the protocol layer.
+//! Chat: the commands of docs/protocol.md#client--server-events on top of
+//! the protocol layer.
 //!
 //! One [`Chat`] per shard. It plays three roles, each for the keys it owns:
 //! - connection side ([`conn`]): the shard's own connections, their
 //!   subscriptions, limits, and delivery of broadcast frames to them;
 //! - channel owner ([`owner`]): for channels with hash(channelId) % N == this
-//!   shard: seq, dedupe, subscriber counts per shard, typing, fan-out;
+//!   shard: the channel cache, who may join and send, message ids,
+//!   subscriber counts per shard, typing, fan-out of events, the hand-off
+//!   of a send to the store writer (which dedupes and assigns seq and pos
+//!   at commit: `store::writer`);
 //! - user owner ([`presence`]): for users with hash(userId) % N == this
 //!   shard: connection counts, channel memberships, presence updates.
 //!

@@ -1,4 +1,4 @@
-//! The REST API (PROTOCOL.md §4) and the probes, on the public port.
+//! The REST API (docs/api.md) and the probes, on the public port.
 //!
 //! [`crate::transport::serve`] reads a connection's first request head; a
 //! request that is not a Socket.IO upgrade comes here with the socket and

@@ -1,4 +1,4 @@
-//! From a hyper request to a handler: the route table (PROTOCOL.md §4),
+//! From a hyper request to a handler: the route table (docs/api.md),
 //! CORS (preflights, and the headers of every answer, errors included),
 //! the per-connection rate limit, bearer authentication, the bounded body,
 //! and the two probes (`/health`, `/ready`).

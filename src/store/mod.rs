@@ -85,7 +85,7 @@ pub struct MessageRecord {
     pub deleted_at: Option<String>,
 }
 
-/// The client-facing JSON of a message (PROTOCOL.md §3).
+/// The client-facing JSON of a message (docs/protocol.md#message).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct MessageJson<'a> {
