@@ -188,21 +188,10 @@ impl Config {
             // than panic.
             Err(e) => format!("# could not render the config as TOML: {e}\n"),
         };
-        let unset = [
-            ("jwt_secret", self.jwt_secret.is_none()),
-            ("jwt_public_key_file", self.jwt_public_key_file.is_none()),
-            ("jwt_audience", self.jwt_audience.is_none()),
-            ("jwt_issuer", self.jwt_issuer.is_none()),
-            ("database_url", self.database_url.is_none()),
-            ("db_host", self.db_host.is_none()),
-            ("db_password", self.db_password.is_none()),
-            ("db_tls_ca_file", self.db_tls_ca_file.is_none()),
-            ("tls_cert_file", self.tls_cert_file.is_none()),
-            ("tls_key_file", self.tls_key_file.is_none()),
-        ];
-        for (key, is_unset) in unset {
-            if is_unset {
-                out.push_str(&format!("# {key} is not set\n"));
+        let mut probe = self.clone();
+        for key in keys::TABLE {
+            if key.optional().is_some_and(|f| f.is_unset(&mut probe)) {
+                out.push_str(&format!("# {} is not set\n", key.name));
             }
         }
         out
