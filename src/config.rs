@@ -94,10 +94,14 @@ pub struct Config {
     /// New connections one address may open at once before that rate
     /// applies: a NAT'd office reconnecting after a restart.
     pub ws_connection_burst_per_ip: u32,
-    /// Most items drained from a mailbox or committed by the store in one
-    /// batch: larger batches amortise wakeups and fsyncs, smaller ones bound
-    /// the latency a single batch can add.
-    pub broadcast_batch_size: usize,
+    /// Most messages the store writer commits in one transaction (group
+    /// commit), and so the most one committed batch sent to the shards
+    /// carries: larger batches amortise fsyncs, smaller ones bound the
+    /// latency a single batch can add. Its key is `broadcast_batch_size`
+    /// (`BROADCAST_BATCH_SIZE`), the Node.js server's name, which meant
+    /// something else there (docs/configuration.md).
+    #[serde(rename = "broadcast_batch_size")]
+    pub commit_batch_max: usize,
     /// `production` refuses to start without a real JWT secret (or public
     /// key): no generated development secret, no placeholder, none under
     /// 32 bytes. `development` (the default) allows them with a warning.

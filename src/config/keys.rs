@@ -13,7 +13,9 @@ use super::Config;
 /// One configuration key.
 #[derive(Clone, Copy)]
 pub(crate) struct Key {
-    /// As written in TOML and `--set`: the field name of [`Config`].
+    /// As written in TOML and `--set`: the serde name of [`Config`]'s
+    /// field (its own name, but for `commit_batch_max`, whose key is
+    /// `broadcast_batch_size`).
     pub(crate) name: &'static str,
     pub(crate) kind: Kind,
 }
