@@ -39,7 +39,7 @@ pub use dev_secret::DEV_SECRET_FILE;
 pub use environment::Environment;
 pub use error::ConfigError;
 pub use load::load_dotenv;
-pub use ops::{DEFAULT_METRICS_LISTEN, METRICS_ON_PUBLIC_PORT};
+pub use ops::{DEFAULT_CORS_MAX_AGE_SECS, DEFAULT_METRICS_LISTEN, METRICS_ON_PUBLIC_PORT};
 pub use original::{log_filter_from_env, original_names_in_use, original_warnings};
 pub use validate::{MAX_WORKERS, MIN_SECRET_BYTES};
 

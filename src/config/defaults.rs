@@ -70,7 +70,7 @@ impl Default for Config {
             allowed_origins: String::new(),
             cors_origin: String::new(),
             allow_missing_origin: true,
-            cors_max_age_secs: crate::transport::origin::DEFAULT_CORS_MAX_AGE_SECS,
+            cors_max_age_secs: DEFAULT_CORS_MAX_AGE_SECS,
             tls_cert_file: None,
             tls_key_file: None,
         }

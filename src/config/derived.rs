@@ -36,14 +36,6 @@ impl Config {
         Some(format!("HOST {} is {ip}", self.host.trim()))
     }
 
-    /// The permessage-deflate settings, for the upgrade and the writer.
-    pub fn compression(&self) -> crate::protocol::deflate::Settings {
-        crate::protocol::deflate::Settings {
-            enabled: self.ws_compression,
-            threshold: self.ws_compression_threshold,
-        }
-    }
-
     // The `*_ms` settings as `Duration`s, so callers never convert units.
 
     pub fn ping_interval(&self) -> Duration {
@@ -136,18 +128,6 @@ impl Config {
                 "nowhere: METRICS_LISTEN {:?} is not usable",
                 self.metrics_listen
             ),
-        }
-    }
-
-    /// The store in use, in words and without a password: `SQLite
-    /// ./data/gatrix-chat.db` or `MySQL mysql://user@host:3306/db`.
-    pub fn store_description(&self) -> String {
-        match self.backend() {
-            Ok(Backend::Sqlite(dir)) => {
-                format!("SQLite {}", crate::store::sqlite::db_path(&dir).display())
-            }
-            Ok(Backend::Mysql(opts)) => format!("MySQL {}", crate::store::mysql::describe(&opts)),
-            Err(_) => "MySQL (DATABASE_URL is not usable)".to_owned(),
         }
     }
 

@@ -19,7 +19,8 @@ pub const MIN_SECRET_BYTES: usize = 32;
 pub const MAX_WORKERS: usize = 1024;
 
 impl Config {
-    /// Checks every setting; returns the first problem found.
+    /// Checks every setting; returns the first problem found. What needs
+    /// another module (whether the TLS files parse) is `cli::validate`'s.
     pub fn validate(&self) -> Result<(), ConfigError> {
         match self.problems().into_iter().next() {
             Some(problem) => Err(problem),
