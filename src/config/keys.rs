@@ -243,4 +243,14 @@ mod tests {
             assert!(json[key.name].is_string(), "{}", key.name);
         }
     }
+
+    /// docs/configuration.md has a row for every key, in both spellings.
+    #[test]
+    fn every_key_is_documented() {
+        let docs = include_str!("../../docs/configuration.md");
+        for key in TABLE {
+            let row = format!("| `{}` / `{}`", key.name, key.name.to_ascii_uppercase());
+            assert!(docs.contains(&row), "docs/configuration.md lacks {row}");
+        }
+    }
 }
