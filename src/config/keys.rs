@@ -1,10 +1,13 @@
 //! The one table of configuration keys: each key once, with how its raw
 //! text (environment, `--set`) becomes a value. Everything that lists keys
-//! ([`KEYS`], the environment layer, `--set`'s check, the normalisation of
-//! empty optional values, `config print`'s unset keys) is derived from it,
-//! so adding a key is a field of [`Config`] (with its default) and one line
-//! here. The environment name is always the key upper-cased; the Node.js server's other names for some keys are in
-//! `original`.
+//! ([`KEYS`](super::KEYS), the environment layer, `--set`'s check, the
+//! normalisation of empty optional values, `config print`'s unset keys) is
+//! derived from it, so adding a key is a field of [`Config`] (with its
+//! default), one line here and its row in docs/configuration.md (a test
+//! checks it). The environment name is always the key upper-cased; the
+//! Node.js server's other names for some keys are `original`'s list (in
+//! the order the start log names them), checked against this table by its
+//! tests.
 
 use std::path::{Path, PathBuf};
 
