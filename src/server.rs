@@ -101,7 +101,7 @@ pub fn run_until(
         &StoreSettings {
             data_dir: config.data_dir.clone(),
             writer: WriterSettings {
-                max_batch: config.broadcast_batch_size,
+                max_batch: config.commit_batch_max,
                 window: Duration::from_micros(config.store_commit_window_us),
             },
             writer_queue: config.store_writer_queue,

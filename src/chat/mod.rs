@@ -81,7 +81,8 @@ pub(crate) struct Chat {
     limits: ChatLimits,
     /// This shard's metric handles.
     metrics: ShardMetrics,
-    ids: IdGen,
+    /// The shard's id generator, shared with REST (`rest::Context`).
+    ids: Rc<IdGen>,
     /// One clock for every connection's rate limiter: creating a clock
     /// calibrates it (cpuid, TSC), far too slow to do per connection.
     clock: governor::clock::DefaultClock,
@@ -123,8 +124,8 @@ impl Chat {
         sessions: Arc<recovery::Sessions>,
         limits: ChatLimits,
         metrics: ShardMetrics,
+        ids: Rc<IdGen>,
     ) -> Rc<Self> {
-        let shard = mail.shard();
         let cache_trim_at = Cell::new(limits.channel_cache_max);
         Rc::new(Self {
             mail,
@@ -133,7 +134,7 @@ impl Chat {
             sessions,
             limits,
             metrics,
-            ids: IdGen::new(shard),
+            ids,
             clock: governor::clock::DefaultClock::default(),
             conns: RefCell::default(),
             subs: RefCell::default(),
