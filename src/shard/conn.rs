@@ -23,8 +23,8 @@ use rustls::ServerConnection;
 
 use super::admission::{Refusal, Ticket};
 use super::handoff::{self, Handoff};
-use super::mailbox::Mesh;
 use crate::chat::Chat;
+use crate::mailbox::Mesh;
 use crate::rest::RestSettings;
 use crate::tls::Tls;
 use crate::transport::polling::Polls;

@@ -5,12 +5,11 @@
 //! new connections), a [`Gate`] that every connection task enters (shutdown
 //! waits on it), the mailbox receiver and flusher tasks, and a ticker for
 //! timed chat work. State is `Rc`/`RefCell`; other shards are reached only
-//! through [`mailbox`].
+//! through [`crate::mailbox`].
 
 pub(crate) mod admission;
 mod conn;
 pub(crate) mod handoff;
-pub(crate) mod mailbox;
 pub(crate) mod shutdown;
 
 use std::cell::Cell;
@@ -25,10 +24,10 @@ use glommio::net::TcpListener;
 use glommio::sync::Gate;
 
 use crate::chat::{Chat, Mail};
+use crate::mailbox::{Mailbox, Mesh};
 use crate::protocol::CloseReason;
 use crate::transport::{Endpoint, Links};
 pub(crate) use admission::Admission;
-use mailbox::{Mailbox, Mesh};
 pub(crate) use shutdown::Shutdown;
 
 /// Everything a shard is started with (shared by all shards, `Send`).
