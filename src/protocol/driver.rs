@@ -118,10 +118,10 @@ where
             }
         });
         match read {
-            Ok(ReadEnd::Pending | ReadEnd::Yielded) => {}
-            Ok(ReadEnd::Eof) => return Poll::Ready(Err(CloseReason::ClientClosed)),
-            Err(Err(reason)) => return Poll::Ready(Err(reason)),
-            Err(Ok(failure)) => return Poll::Ready(Err(failure.close_reason())),
+            ReadEnd::Pending | ReadEnd::Yielded => {}
+            ReadEnd::Eof => return Poll::Ready(Err(CloseReason::ClientClosed)),
+            ReadEnd::Stopped(reason) => return Poll::Ready(Err(reason)),
+            ReadEnd::Failed(failure) => return Poll::Ready(Err(failure.close_reason())),
         }
         // Polled (not just read) again: a CONNECT's write_now registered a
         // no-op waker on the link, and this one must be there instead.
