@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tungstenite::Utf8Bytes;
+use crate::protocol::Text as Utf8Bytes;
 
 use super::mail::{Committed, Mail, Origin, shard_of_conn};
 use super::message::reply_frame;

@@ -17,16 +17,30 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use tungstenite::Utf8Bytes;
 
 use super::CloseReason;
 use super::pace::{Pace, Verdict};
+
+/// A text frame's payload: UTF-8, and shared by reference (cloning it
+/// copies a pointer, not the text), so a broadcast is encoded once and
+/// queued on every recipient's link. It is tungstenite's `Utf8Bytes`;
+/// layers above the protocol name it `Text`, so that only the protocol
+/// depends on where it comes from.
+///
+/// ```
+/// use gatrix_chat::protocol::{Frame, Text};
+///
+/// let text = Text::from("42[\"hello\"]".to_owned());
+/// let frame = Frame::Text(text.clone()); // the same bytes, not a copy
+/// assert_eq!(frame.text(), Some(text.as_str()));
+/// ```
+pub type Text = tungstenite::Utf8Bytes;
 
 /// A frame ready for the wire. Text frames are shared by reference between
 /// every recipient of a broadcast (encode once, fan out bytes).
 #[derive(Debug, Clone)]
 pub enum Frame {
-    Text(Utf8Bytes),
+    Text(Text),
     Binary(Bytes),
     /// A broadcast with its permessage-deflate form, both made once for
     /// every recipient (behind one `Arc`, so the queue's entries stay small).
@@ -36,7 +50,7 @@ pub enum Frame {
 /// A text frame and its compressed payload (RFC 7692, no context takeover).
 #[derive(Debug)]
 pub struct Packed {
-    pub text: Utf8Bytes,
+    pub text: Text,
     /// `None` when it is not worth compressing (below the threshold, or it
     /// does not shrink).
     pub deflated: Option<Bytes>,

@@ -32,7 +32,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 pub use driver::drive;
-pub use link::{Frame, Link, Packed, PushError, QueueLimits};
+pub use link::{Frame, Link, Packed, PushError, QueueLimits, Text};
 pub use pace::{Pace, PaceLimits, Verdict};
 
 /// Engine.IO session parameters, announced in the OPEN packet.

@@ -8,7 +8,7 @@
 //! and this decoder parses frames straight out of it, unmasking in place, so
 //! a complete message costs no copy and no allocation; only an incomplete
 //! frame's bytes are kept per connection. tungstenite is still used by the
-//! tests' clients and for its `Utf8Bytes`.
+//! tests' clients and for its `Utf8Bytes` (the protocol's [`super::Text`]).
 //!
 //! Accepted: masked client frames, text and binary messages (fragmented or
 //! not, up to `max_message` bytes in total, checked from the frame header
