@@ -7,7 +7,7 @@
 //! lives as long as the connection, and every level of async calls keeps
 //! its own copy of the values passed down. So the task is two phases:
 //! [`open`] (admission, TLS handshake, request head, REST, the 101) runs
-//! boxed and is freed when it hands over a [`Session`]; the task itself
+//! boxed and is freed when it hands over a [`Connection`]; the task itself
 //! holds only that box, the shard's [`Shared`] and then [`run`]'s state.
 
 use std::cell::Cell;
@@ -21,7 +21,7 @@ use futures_rustls::server::TlsStream;
 use glommio::net::TcpStream;
 use rustls::ServerConnection;
 
-use super::admission::{Refusal, Ticket};
+use super::admission::{Ticket, Turnaway};
 use super::handoff::{self, Handoff};
 use crate::chat::Chat;
 use crate::mailbox::Mesh;
@@ -49,7 +49,7 @@ pub(crate) struct Accepted {
     pub stream: TcpStream,
     pub peer: SocketAddr,
     pub id: u64,
-    pub admit: Result<Ticket, Refusal>,
+    pub admit: Result<Ticket, Turnaway>,
     /// Set for a connection handed over by another shard.
     pub handed: Option<Handed>,
 }
@@ -64,7 +64,7 @@ pub(crate) struct Handed {
 }
 
 /// A WebSocket session ready to run, holding its admission ticket.
-pub(crate) struct Session {
+pub(crate) struct Connection {
     upgraded: Upgraded<Stream>,
     _ticket: Ticket,
 }
@@ -77,7 +77,7 @@ pub(crate) enum Stream {
 
 /// Everything up to a WebSocket session; `None` when the connection was
 /// refused, served as REST, or failed before the upgrade.
-pub(crate) async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
+pub(crate) async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Connection> {
     let Accepted {
         mut stream,
         peer,
@@ -163,7 +163,7 @@ pub(crate) async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
         other,
     );
     match opened.await {
-        Opened::Upgraded(upgraded) => Some(Session {
+        Opened::Upgraded(upgraded) => Some(Connection {
             upgraded,
             _ticket: ticket,
         }),
@@ -202,8 +202,8 @@ pub(crate) async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
 }
 
 /// The WebSocket session, to its end (the ticket is released after it).
-pub(crate) fn run(s: Session, sh: &Shared) -> impl Future<Output = ()> + '_ {
-    let Session { upgraded, _ticket } = s;
+pub(crate) fn run(s: Connection, sh: &Shared) -> impl Future<Output = ()> + '_ {
+    let Connection { upgraded, _ticket } = s;
     let session = transport::run(upgraded, &sh.endpoint, &*sh.chat, &sh.links);
     futures::FutureExt::map(session, move |()| drop(_ticket))
 }
