@@ -3,15 +3,13 @@
 //! hyper). Generic over the stream so a TLS session and a plain socket take
 //! the same path.
 //!
-//! Memory: a connection task's future is as large as its largest state and
-//! lives as long as the connection, and every level of async calls keeps
-//! its own copy of the values passed down. So the task is two phases:
-//! [`open`] (admission, TLS handshake, request head, REST, the 101) runs
-//! boxed and is freed when it hands over a [`Connection`]; the task itself
-//! holds only that box, the shard's [`Shared`] and then [`run`]'s state.
+//! The connection's task is [`transport::serve`], the same two-phase task
+//! the examples run: [`open`] is its first phase (admission, TLS
+//! handshake, then `transport::open`: request heads, REST, polling, the
+//! 101), boxed and freed when the WebSocket session starts; the task holds
+//! only that box and the shard's [`Shared`], then the session's state.
 
 use std::cell::Cell;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -63,21 +61,17 @@ pub(crate) struct Handed {
     pub tls: Option<Box<ServerConnection>>,
 }
 
-/// A WebSocket session ready to run, holding its admission ticket.
-pub(crate) struct Connection {
-    upgraded: Upgraded<Stream>,
-    _ticket: Ticket,
-}
-
 pub(crate) enum Stream {
     Plain(TcpStream),
     // Boxed: a TLS session's state is large.
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-/// Everything up to a WebSocket session; `None` when the connection was
-/// refused, served as REST, or failed before the upgrade.
-pub(crate) async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Connection> {
+/// Everything up to a WebSocket session (the first phase of
+/// [`transport::serve`]): the session and its admission ticket, held as
+/// long as the session runs; `None` when the connection was refused,
+/// served as REST or polling, handed over, or failed before the upgrade.
+pub(crate) async fn open(a: Accepted, sh: Rc<Shared>) -> Option<(Upgraded<Stream>, Ticket)> {
     let Accepted {
         mut stream,
         peer,
@@ -163,10 +157,7 @@ pub(crate) async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Connection> {
         other,
     );
     match opened.await {
-        Opened::Upgraded(upgraded) => Some(Connection {
-            upgraded,
-            _ticket: ticket,
-        }),
+        Opened::Upgraded(upgraded) => Some((upgraded, ticket)),
         Opened::Done => None,
         Opened::Elsewhere {
             stream,
@@ -199,13 +190,6 @@ pub(crate) async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Connection> {
             None
         }
     }
-}
-
-/// The WebSocket session, to its end (the ticket is released after it).
-pub(crate) fn run(s: Connection, sh: &Shared) -> impl Future<Output = ()> + '_ {
-    let Connection { upgraded, _ticket } = s;
-    let session = transport::run(upgraded, &sh.endpoint, &*sh.chat, &sh.links);
-    futures::FutureExt::map(session, move |()| drop(_ticket))
 }
 
 impl AsyncRead for Stream {

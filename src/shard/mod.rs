@@ -296,17 +296,13 @@ fn spawn_conn(accepted: conn::Accepted, shared: &Rc<conn::Shared>, gate: &Gate, 
     // the log filter's process-wide lock on each enter and exit, a cost
     // for debugging sessions only. (The connection logs are at debug.)
     let span = tracing::debug_span!("conn", conn = id, shard, user = tracing::field::Empty);
-    // Two phases (see `conn`): the opening is boxed outside the task,
-    // so the task holds a pointer to it, and the task is boxed before
-    // the gate wraps it, so the wrapper holds a pointer too.
+    // Two phases (`transport::serve`, see `conn`): the opening is boxed
+    // outside the task, so the task holds a pointer to it, and the task is
+    // boxed before the gate wraps it, so the wrapper holds a pointer too.
     let opening = Box::pin(conn::open(accepted, shared.clone()));
     let sh = shared.clone();
     let fut = Box::pin(tracing::Instrument::instrument(
-        async move {
-            if let Some(session) = opening.await {
-                conn::run(session, &sh).await;
-            }
-        },
+        async move { crate::transport::serve(opening, &sh.endpoint, &*sh.chat, &sh.links).await },
         span,
     ));
     if let Ok(t) = gate.spawn(fut) {
