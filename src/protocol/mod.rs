@@ -2,14 +2,14 @@
 //! other transport, is `crate::transport::polling`, on the same state).
 //!
 //! - [`packet`]: the wire forms (parse and encode).
-//! - [`link`]: a connection's bounded outbound queue, shared with the shard.
-//! - [`pace`]: a connection's command rate limiter (on its link).
+//! - `link`: a connection's bounded outbound queue, shared with the shard.
+//! - `pace`: a connection's command rate limiter (on its link).
 //! - [`ws`], [`wsio`]: WebSocket framing by hand, and a connection's
 //!   socket I/O through its shard's shared buffers.
-//! - [`deflate`]: permessage-deflate, its negotiation and codec.
+//! - `deflate`: permessage-deflate, its negotiation and codec.
 //! - `engine`: a session's state apart from its transport: heartbeats,
 //!   namespace CONNECT, events and binary attachments.
-//! - [`driver`]: one WebSocket connection's life: OPEN, reads into the
+//! - `driver`: one WebSocket connection's life: OPEN, reads into the
 //!   state, batched writes, close codes.
 //!
 //! The application plugs in through [`Handler`]; the chat server is one, the

@@ -17,7 +17,7 @@
 //! a message whose first frame has RSV1 set is compressed: its frames are
 //! joined (up to the compressed bound of the limit) and inflated as a whole
 //! by the shard's inflater, the limit applied to the inflated size
-//! ([`super::deflate::inflate`]), the text checked as UTF-8 once inflated.
+//! (`deflate::inflate`), the text checked as UTF-8 once inflated.
 //! Refused as protocol errors (close 1002): reserved bits (RSV2, RSV3;
 //! RSV1 without the extension, or on a control or continuation frame),
 //! unknown opcodes, unmasked frames, fragmented or
@@ -26,7 +26,7 @@
 //! is invalid on the wire. Text that is not UTF-8, in a message or a close
 //! reason, is [`WsError::InvalidUtf8`] (close 1007), found as soon as it is
 //! certain: at the fragment, or the part of a frame that has arrived, that
-//! makes it invalid ([`utf8`]).
+//! makes it invalid (`utf8`).
 
 mod encode;
 mod header;

@@ -352,7 +352,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
     /// Moves every frame queued on `link` to the socket, many frames per
     /// send. Returns when the link is empty or the socket is full (the
     /// waker is registered either way). What is left over counts against
-    /// the link's byte budget ([`Link::set_backlog`]): past it, the link is
+    /// the link's byte budget (`Link::set_backlog`): past it, the link is
     /// closing as a slow consumer.
     pub fn poll_write(&mut self, cx: &mut Context<'_>, link: &Link) -> io::Result<()> {
         let r = self.poll_write_inner(cx, link);

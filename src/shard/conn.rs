@@ -81,17 +81,17 @@ pub(crate) async fn open(a: Accepted, sh: Rc<Shared>) -> Option<(Upgraded<Stream
     } = a;
     let ticket = match admit {
         Ok(t) => t,
-        Err(refusal) => {
+        Err(turnaway) => {
             sh.chat
                 .metrics()
                 .refusals
-                .refused(refusal.reason(), peer.ip(), || {
-                    format!("connection: {}", refusal.message())
+                .refused(turnaway.reason(), peer.ip(), || {
+                    format!("connection: {}", turnaway.message())
                 });
             // Over TLS the client would not understand a plain answer: it
             // is just closed.
             if sh.tls.is_none() {
-                let _ = transport::http::write_response(&mut stream, &refusal.response()).await;
+                let _ = transport::http::write_response(&mut stream, &turnaway.response()).await;
             }
             return None;
         }

@@ -2,9 +2,9 @@
 //! serves it: the handshake (`GET` without `sid`: the OPEN packet, with
 //! `"upgrades":["websocket"]`), `GET` to receive (it waits until a packet
 //! is queued; the ping is one, so at most a ping interval), `POST` to send
-//! (`ok`), the payload format ([`payload`]), the reference's error codes,
+//! (`ok`), the payload format (`payload`), the reference's error codes,
 //! CORS for browsers (`cors`), the requests (`request`), and the upgrade
-//! to WebSocket ([`session`]).
+//! to WebSocket (`session`).
 //!
 //! Sessions live on the shard that answered their handshake, in its
 //! [`Polls`]; the shard is the `sid`'s suffix ([`shard_of_sid`]), so a
