@@ -46,4 +46,4 @@ pub(crate) mod shard;
 pub mod store;
 pub(crate) mod tls;
 pub mod transport;
-pub(crate) mod within;
+pub mod within;
