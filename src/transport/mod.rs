@@ -271,7 +271,7 @@ where
         // by the shard that holds it.
         let q = req.query_pairs();
         if let Some((_, sid)) = q.iter().find(|(k, _)| k == "sid")
-            && let Some(shard) = polls.owner(sid)
+            && let Some(shard) = polls.holder(sid)
             && shard != polls.shard()
         {
             return Opened::Elsewhere {

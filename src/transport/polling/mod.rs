@@ -9,7 +9,7 @@
 //! Sessions live on the shard that answered their handshake, in its
 //! [`Polls`]; the shard is the `sid`'s suffix ([`shard_of_sid`]), so a
 //! request that lands on another shard (SO_REUSEPORT) is handed to the
-//! owner before anything is read from the session (see
+//! holder before anything is read from the session (see
 //! `crate::shard::handoff`).
 
 mod cors;
@@ -119,9 +119,10 @@ impl<S> Polls<S> {
         self.shard
     }
 
-    /// The shard a request for `sid` belongs to: another one's is handed
-    /// over; `None` (no such shard) is answered as an unknown sid here.
-    pub fn owner(&self, sid: &str) -> Option<usize> {
+    /// The shard that holds `sid`'s session: a request for another one's
+    /// is handed over; `None` (no such shard) is answered as an unknown
+    /// sid here.
+    pub fn holder(&self, sid: &str) -> Option<usize> {
         shard_of_sid(sid).filter(|s| *s < self.shards)
     }
 
