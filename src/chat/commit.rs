@@ -18,14 +18,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tungstenite::Utf8Bytes;
+use crate::protocol::Text as Utf8Bytes;
 
 use super::mail::{Committed, Mail, Origin, shard_of_conn};
 use super::message::reply_frame;
 use super::{Chat, ChatError, ErrorCode};
+use crate::mailbox::Mesh;
 use crate::protocol::deflate::{self, Settings};
 use crate::protocol::{Frame, Packed};
-use crate::shard::mailbox::Mesh;
 use crate::store::MessageRecord;
 use crate::store::writer::Outcome;
 

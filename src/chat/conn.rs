@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::protocol::Text as Utf8Bytes;
 use serde_json::{Value, json};
-use tungstenite::Utf8Bytes;
 
 use super::commands::{self, Command};
 use super::mail::{Mail, Origin, Publish, ReplyTo, shard_of_conn};

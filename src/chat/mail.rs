@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::protocol::Text as Utf8Bytes;
 use futures::channel::oneshot;
-use tungstenite::Utf8Bytes;
 
 use super::ChatError;
 use crate::protocol::Frame;

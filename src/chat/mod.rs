@@ -40,9 +40,9 @@ pub(crate) use mail::Mail;
 
 use crate::auth::Authenticator;
 use crate::ids::IdGen;
+use crate::mailbox::Mailbox;
 use crate::metrics::ShardMetrics;
 use crate::protocol::Link;
-use crate::shard::mailbox::Mailbox;
 use crate::store::StoreHandle;
 
 /// Limits applied by the chat layer (all configurable, docs/configuration.md).

@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::protocol::Text as Utf8Bytes;
 use serde_json::json;
-use tungstenite::Utf8Bytes;
 
 use super::mail::{Mail, Publish, ReplyTo, shard_of_conn};
 use super::message::{self, event_frame, reply_frame};

@@ -156,7 +156,7 @@ impl Chat {
     fn presence(&self, user: &str, u: &UserState, online: bool) {
         let status = if online { "online" } else { "offline" };
         let body = json!({"userId": user, "status": status, "lastSeen": u.since}).to_string();
-        let frame: tungstenite::Utf8Bytes = event_frame("presence_update", &body).into();
+        let frame: crate::protocol::Text = event_frame("presence_update", &body).into();
         for channel in &u.channels {
             let mail = Mail::ChannelEmit {
                 channel: channel.clone(),

@@ -1,6 +1,6 @@
 //! The Origin allow-list (`ALLOWED_ORIGINS`, or the original server's
 //! `CORS_ORIGIN`): it guards WebSocket upgrades here, and decides the CORS
-//! headers of HTTP answers ([`super::cors`]).
+//! headers of HTTP answers (`transport::cors`).
 //!
 //! Browsers send the page's origin with every WebSocket upgrade and let
 //! any page connect anywhere; checking it is what stops a page on another
