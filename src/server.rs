@@ -99,7 +99,6 @@ pub fn run_until(
     let mesh = Mesh::new(shards, MESH_RING_BATCHES);
     let (store, store_threads) = store::handle::start(
         &StoreSettings {
-            data_dir: config.data_dir.clone(),
             writer: WriterSettings {
                 max_batch: config.broadcast_batch_size,
                 window: Duration::from_micros(config.store_commit_window_us),
@@ -110,7 +109,7 @@ pub fn run_until(
             metrics: metrics.store(),
         },
         open,
-        chat::commit::sink(mesh.clone(), config.compression()),
+        chat::commit::MeshFanout::new(mesh.clone(), config.compression()),
     )
     .context("starting the store threads")?;
 

@@ -8,11 +8,14 @@
 //!   or DB_HOST; messages in monthly partitions.
 //! - [`writer`]: the one writer thread: group commit of messages, in commit
 //!   order, which is also where a channel's next `seq` is assigned.
+//! - [`fanout`]: the seam after the writer: [`Fanout`], a committed batch
+//!   delivered to every shard (in one process, chat's mesh).
 //! - [`handle`]: what shards hold: the writer's bounded queue and the reader
 //!   threads.
 //! - [`lock`]: one process per store: the lock taken at start (a file lock
 //!   in DATA_DIR; MySQL's is the writer connection's named lock).
 
+pub mod fanout;
 pub mod handle;
 pub mod lock;
 pub mod mysql;
@@ -23,6 +26,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+pub use fanout::Fanout;
 pub use handle::{Busy, StoreHandle, StoreSettings, StoreThreads};
 
 /// `public` (anyone may join), `private` (members only), `direct`
