@@ -12,6 +12,9 @@
 //!   delivered to every shard (in one process, chat's mesh).
 //! - [`handle`]: what shards hold: the writer's bounded queue and the reader
 //!   threads.
+//! - `open`: the store the server runs on, opened in one call
+//!   ([`open()`]: lock, migrations, background thread, store threads),
+//!   held by a `StoreGuard`.
 //! - [`lock`]: one process per store: the lock taken at start (a file lock
 //!   in DATA_DIR; MySQL's is the writer connection's named lock).
 
@@ -19,6 +22,7 @@ pub mod fanout;
 pub mod handle;
 pub mod lock;
 pub mod mysql;
+mod open;
 pub mod sqlite;
 pub mod writer;
 
@@ -28,6 +32,7 @@ use serde::Serialize;
 
 pub use fanout::Fanout;
 pub use handle::{Busy, StoreHandle, StoreSettings, StoreThreads};
+pub(crate) use open::open;
 
 /// `public` (anyone may join), `private` (members only), `direct`
 /// (members only, usually two).
