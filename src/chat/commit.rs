@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use tungstenite::Utf8Bytes;
 
+use super::json;
 use super::mail::{Committed, Mail, Origin, Stored, shard_of_conn};
 use super::message::reply_frame;
 use super::{Chat, ChatError, ErrorCode};
@@ -32,7 +33,7 @@ use crate::store::{Fanout, MessageRecord};
 
 /// The `message` event of a stored message, with its offset.
 pub(crate) fn message_frame(m: &MessageRecord) -> String {
-    frame_of(&m.to_json(), m.pos)
+    frame_of(&json::message(m), m.pos)
 }
 
 fn frame_of(json: &str, pos: u64) -> String {
@@ -76,7 +77,7 @@ pub(crate) fn encode(
         // A stored message's JSON is encoded once, for its broadcast and
         // its sender's ack.
         let (json, result) = match outcome {
-            Outcome::Stored(m) => (Some(m.to_json()), Ok(m)),
+            Outcome::Stored(m) => (Some(json::message(&m)), Ok(m)),
             Outcome::Duplicate(m) => (None, Ok(m)),
             Outcome::Failed(_) => {
                 let e = ChatError::new(
@@ -103,7 +104,7 @@ pub(crate) fn encode(
             Origin::Conn(r) => {
                 let body = result.as_ref().map(|m| match &json {
                     Some(j) => format!(r#"{{"ok":true,"message":{j}}}"#),
-                    None => format!(r#"{{"ok":true,"message":{}}}"#, m.to_json()),
+                    None => format!(r#"{{"ok":true,"message":{}}}"#, json::message(m)),
                 });
                 reply_frame(r.ack, body.as_deref().map_err(|e| *e))
                     .map(|f| (r.conn, Utf8Bytes::from(f)))

@@ -24,7 +24,9 @@ use std::collections::HashMap;
 use mysql::prelude::Queryable;
 use mysql::{Opts, TxOpts, Value};
 
-use super::{ChannelRecord, MessageRecord, Page, Result, Store, StoreError};
+use super::{
+    ChannelRecord, MessageRecord, Page, Result, Store, StoreError, count_replay, merge_replay,
+};
 use error::{is_duplicate, map_error};
 use link::{Link, store_opts};
 pub use link::{MAX_BACKOFF, describe};
@@ -272,16 +274,10 @@ impl Store for MysqlStore {
         let sql = "SELECT COUNT(*) FROM (SELECT 1 FROM messages
                     WHERE channel_id = ? AND pos > ? AND deleted_at IS NULL LIMIT ?) AS t";
         self.link.run(|c| {
-            let mut total = 0usize;
-            for channel in channels {
-                if total >= limit {
-                    break;
-                }
-                let left = (limit - total) as u64;
-                let n = first::<u64>(c, sql, (channel.as_str(), after_pos, left))?.unwrap_or(0);
-                total += n as usize;
-            }
-            Ok(total)
+            count_replay(channels, limit, |channel, left| {
+                let n = first::<u64>(c, sql, (channel, after_pos, left as u64))?.unwrap_or(0);
+                Ok(n as usize)
+            })
         })
     }
 
@@ -295,20 +291,15 @@ impl Store for MysqlStore {
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel_id = ? AND pos > ? AND seq <= ? AND deleted_at IS NULL
              ORDER BY pos LIMIT ?"
         );
-        let mut all_rows = self.link.run(|c| {
-            let mut out = Vec::new();
-            for (channel, max_seq) in channels {
+        self.link.run(|c| {
+            merge_replay(channels, limit, |channel, max_seq| {
                 let rows = c.exec_opt::<MessageRow, _, _>(
                     &sql,
-                    (channel.as_str(), after_pos, *max_seq, limit as u64),
+                    (channel, after_pos, max_seq, limit as u64),
                 )?;
-                out.extend(all(rows)?.into_iter().map(to_message));
-            }
-            Ok(out)
-        })?;
-        all_rows.sort_by_key(|m| m.pos);
-        all_rows.truncate(limit);
-        Ok(all_rows)
+                Ok(all(rows)?.into_iter().map(to_message).collect())
+            })
+        })
     }
 
     fn channel(&mut self, id: &str) -> Result<Option<ChannelRecord>> {
