@@ -1,7 +1,7 @@
 //! The production store: MySQL or MariaDB (the `mysql` crate speaks to
 //! both), chosen by DATABASE_URL or DB_HOST. Same tables and meaning as the
 //! SQLite store; one connection per store thread (the writer's and each
-//! reader's: that is the pool), each kept alive by a [`link::Link`] that
+//! reader's: that is the pool), each kept alive by a [`connection::Connection`] that
 //! reconnects with backoff. Migrations in migrations/mysql are applied by
 //! refinery at start and by `gatrix-chat migrate`; monthly partitions of
 //! `messages` are kept by [`partitions`] (at start, daily, and by
@@ -11,8 +11,8 @@
 //! crate prepares and caches each distinct SQL text per connection); SQL
 //! text is built only from constants.
 
+mod connection;
 mod error;
-mod link;
 pub(crate) mod lock;
 mod migrate;
 pub(crate) mod partitions;
@@ -27,9 +27,9 @@ use mysql::{Opts, TxOpts, Value};
 use super::{
     ChannelRecord, MessageRecord, Page, Result, Store, StoreError, count_replay, merge_replay,
 };
+use connection::{Connection, store_opts};
+pub use connection::{MAX_BACKOFF, describe};
 use error::{is_duplicate, map_error};
-use link::{Link, store_opts};
-pub use link::{MAX_BACKOFF, describe};
 pub use migrate::migrate;
 pub use partitions::{Partition, PartitionPolicy, Plan};
 use rows::{
@@ -40,7 +40,7 @@ pub use rows::{MAX_INSERT_ROWS, MAX_LOOKUP_KEYS};
 
 /// One connection to MySQL/MariaDB.
 pub struct MysqlStore {
-    link: Link,
+    conn: Connection,
 }
 
 impl MysqlStore {
@@ -49,7 +49,7 @@ impl MysqlStore {
     /// connection is re-established by later calls.
     pub fn open(opts: &Opts) -> Result<Self> {
         Ok(Self {
-            link: Link::open(store_opts(opts))?,
+            conn: Connection::open(store_opts(opts))?,
         })
     }
 
@@ -60,13 +60,13 @@ impl MysqlStore {
     pub fn open_writer(opts: &Opts) -> anyhow::Result<Self> {
         let name = lock::lock_name(opts.get_db_name().unwrap_or(""));
         Ok(Self {
-            link: Link::open_locked(store_opts(opts), &name)?,
+            conn: Connection::open_locked(store_opts(opts), &name)?,
         })
     }
 
     /// The partitions of `messages`, oldest first.
     pub fn partitions(&mut self) -> Result<Vec<Partition>> {
-        self.link.run(partitions::list)
+        self.conn.run(partitions::list)
     }
 
     /// Brings the partitions in line with `policy` at `now_unix_ms` (or,
@@ -85,7 +85,7 @@ impl MysqlStore {
                     .into(),
             ));
         }
-        self.link.run(|c| {
+        self.conn.run(|c| {
             let plan = partitions::plan(&existing, now_unix_ms, policy);
             if !dry_run && !plan.is_empty() {
                 // Gives up rather than queue behind a long transaction:
@@ -101,15 +101,15 @@ impl MysqlStore {
 
 impl Store for MysqlStore {
     fn lock_epoch(&self) -> u64 {
-        self.link.lock_epoch()
+        self.conn.lock_epoch()
     }
 
     fn ping(&mut self) -> Result<()> {
-        self.link.run(|c| c.ping())
+        self.conn.run(|c| c.ping())
     }
 
     fn last_seq(&mut self, channel: &str) -> Result<u64> {
-        self.link.run(|c| {
+        self.conn.run(|c| {
             Ok(first::<Option<u64>>(
                 c,
                 "SELECT MAX(seq) FROM messages WHERE channel_id = ?",
@@ -124,7 +124,7 @@ impl Store for MysqlStore {
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE user_id = ? AND client_message_id = ? LIMIT 1"
         );
-        self.link
+        self.conn
             .run(|c| Ok(first::<MessageRow>(c, &sql, (user, cmid))?.map(to_message)))
     }
 
@@ -137,7 +137,7 @@ impl Store for MysqlStore {
         let mut unique: Vec<&(String, String)> = keys.iter().collect();
         unique.sort_unstable();
         unique.dedup();
-        self.link.run(|c| {
+        self.conn.run(|c| {
             let mut found = HashMap::new();
             for chunk in unique.chunks(MAX_LOOKUP_KEYS) {
                 let sql = lookup_sql(chunk.len());
@@ -165,8 +165,8 @@ impl Store for MysqlStore {
     /// otherwise (lock mode 2, Galera's increments) the positions are read
     /// back by id instead.
     fn insert_messages(&mut self, messages: &mut [MessageRecord]) -> Result<()> {
-        let consecutive = self.link.consecutive_ids;
-        self.link.run(|c| {
+        let consecutive = self.conn.consecutive_ids;
+        self.conn.run(|c| {
             let mut tx = c.start_transaction(TxOpts::default())?;
             for range in chunks(messages) {
                 let rows = &mut messages[range];
@@ -211,7 +211,7 @@ impl Store for MysqlStore {
     }
 
     fn edit_message(&mut self, id: u64, content: &str, at: &str) -> Result<Option<MessageRecord>> {
-        let n = self.link.run(|c| {
+        let n = self.conn.run(|c| {
             c.exec_drop(
                 "UPDATE messages SET content = ?, edited_at = ? WHERE id = ? AND deleted_at IS NULL",
                 (content, at, id),
@@ -223,7 +223,7 @@ impl Store for MysqlStore {
 
     fn delete_message(&mut self, id: u64, at: &str) -> Result<Option<MessageRecord>> {
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?");
-        self.link.run(|c| {
+        self.conn.run(|c| {
             c.exec_drop(
                 "UPDATE messages SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
                 (at, id),
@@ -238,7 +238,7 @@ impl Store for MysqlStore {
     fn message(&mut self, id: u64) -> Result<Option<MessageRecord>> {
         let sql =
             format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ? AND deleted_at IS NULL");
-        self.link
+        self.conn
             .run(|c| Ok(first::<MessageRow>(c, &sql, (id,))?.map(to_message)))
     }
 
@@ -258,7 +258,7 @@ impl Store for MysqlStore {
              ORDER BY seq {order} LIMIT ?"
         );
         let take = limit as u64 + 1;
-        let rows: Vec<MessageRecord> = self.link.run(|c| {
+        let rows: Vec<MessageRecord> = self.conn.run(|c| {
             Ok(
                 all(c.exec_opt::<MessageRow, _, _>(&sql, (channel, bound, take))?)?
                     .into_iter()
@@ -273,7 +273,7 @@ impl Store for MysqlStore {
         // The inner LIMIT bounds the rows counted, whatever the channel holds.
         let sql = "SELECT COUNT(*) FROM (SELECT 1 FROM messages
                     WHERE channel_id = ? AND pos > ? AND deleted_at IS NULL LIMIT ?) AS t";
-        self.link.run(|c| {
+        self.conn.run(|c| {
             count_replay(channels, limit, |channel, left| {
                 let n = first::<u64>(c, sql, (channel, after_pos, left as u64))?.unwrap_or(0);
                 Ok(n as usize)
@@ -291,7 +291,7 @@ impl Store for MysqlStore {
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel_id = ? AND pos > ? AND seq <= ? AND deleted_at IS NULL
              ORDER BY pos LIMIT ?"
         );
-        self.link.run(|c| {
+        self.conn.run(|c| {
             merge_replay(channels, limit, |channel, max_seq| {
                 let rows = c.exec_opt::<MessageRow, _, _>(
                     &sql,
@@ -305,7 +305,7 @@ impl Store for MysqlStore {
     fn channel(&mut self, id: &str) -> Result<Option<ChannelRecord>> {
         let sql =
             format!("SELECT {CHANNEL_COLUMNS} FROM channels WHERE id = ? AND deleted_at IS NULL");
-        self.link
+        self.conn
             .run(|c| Ok(first::<ChannelRow>(c, &sql, (id,))?.map(to_channel)))
     }
 
@@ -314,7 +314,7 @@ impl Store for MysqlStore {
             "SELECT c.id, c.name, c.type, c.description, c.owner_id, c.created_at, c.updated_at
              FROM channels c JOIN channel_members m ON m.channel_id = c.id
              WHERE m.user_id = ? AND c.deleted_at IS NULL ORDER BY c.created_at, c.id";
-        self.link.run(|c| {
+        self.conn.run(|c| {
             Ok(all(c.exec_opt::<ChannelRow, _, _>(sql, (user,))?)?
                 .into_iter()
                 .map(to_channel)
@@ -323,7 +323,7 @@ impl Store for MysqlStore {
     }
 
     fn member_ids(&mut self, channel: &str) -> Result<Vec<String>> {
-        self.link.run(|c| {
+        self.conn.run(|c| {
             all(c.exec_opt(
                 "SELECT user_id FROM channel_members WHERE channel_id = ?",
                 (channel,),
@@ -332,7 +332,7 @@ impl Store for MysqlStore {
     }
 
     fn create_channel(&mut self, ch: &ChannelRecord, members: &[String]) -> Result<()> {
-        self.link.run(|c| {
+        self.conn.run(|c| {
             let mut tx = c.start_transaction(TxOpts::default())?;
             tx.exec_drop(
                 "INSERT INTO channels (id, name, type, description, owner_id, created_at, updated_at)
@@ -365,7 +365,7 @@ impl Store for MysqlStore {
         description: Option<Option<&str>>,
         at: &str,
     ) -> Result<Option<ChannelRecord>> {
-        self.link.run(|c| {
+        self.conn.run(|c| {
             let mut tx = c.start_transaction(TxOpts::default())?;
             if let Some(n) = name {
                 tx.exec_drop(
@@ -385,7 +385,7 @@ impl Store for MysqlStore {
     }
 
     fn delete_channel(&mut self, id: &str, at: &str) -> Result<bool> {
-        self.link.run(|c| {
+        self.conn.run(|c| {
             c.exec_drop(
                 "UPDATE channels SET deleted_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
                 (at, at, id),
@@ -395,11 +395,11 @@ impl Store for MysqlStore {
     }
 
     fn add_member(&mut self, channel: &str, user: &str, at: &str) -> Result<bool> {
-        self.link.run(|c| insert_member(c, channel, user, at))
+        self.conn.run(|c| insert_member(c, channel, user, at))
     }
 
     fn remove_member(&mut self, channel: &str, user: &str) -> Result<bool> {
-        self.link.run(|c| {
+        self.conn.run(|c| {
             c.exec_drop(
                 "DELETE FROM channel_members WHERE channel_id = ? AND user_id = ? AND role <> 'owner'",
                 (channel, user),

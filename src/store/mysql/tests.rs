@@ -115,7 +115,7 @@ fn positions_are_consecutive_commit_order_across_partitions() {
         }
     }
     // The same through the read-back path.
-    s.link.consecutive_ids = false;
+    s.conn.consecutive_ids = false;
     let mut batch = vec![
         msg(next_id + 1, "c", seq + 1, "a"),
         msg(next_id + 2, "c", seq + 2, "b"),
