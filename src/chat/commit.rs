@@ -56,7 +56,7 @@ impl MeshFanout {
 }
 
 impl Fanout<(Origin, Instant)> for MeshFanout {
-    fn fan_out(&mut self, outcomes: Vec<(Outcome, (Origin, Instant))>) {
+    fn send(&mut self, outcomes: Vec<(Outcome, (Origin, Instant))>) {
         let batch = Arc::new(encode(outcomes, self.compression));
         for shard in 0..self.mesh.shards() {
             self.mesh

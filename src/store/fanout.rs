@@ -12,7 +12,7 @@ use super::writer::Outcome;
 
 /// "Here is a committed batch, in commit order: deliver it to every shard."
 ///
-/// The store writer calls [`Fanout::fan_out`] once per commit, on its own
+/// The store writer calls [`Fanout::send`] once per commit, on its own
 /// thread, with every outcome of that commit. The contract, which every
 /// implementation keeps:
 ///
@@ -63,7 +63,7 @@ use super::writer::Outcome;
 /// struct Counter(Sender<Vec<u64>>);
 ///
 /// impl Fanout<u32> for Counter {
-///     fn fan_out(&mut self, batch: Vec<(Outcome, u32)>) {
+///     fn send(&mut self, batch: Vec<(Outcome, u32)>) {
 ///         let seqs = batch
 ///             .into_iter()
 ///             .filter_map(|(outcome, _reply)| match outcome {
@@ -124,12 +124,12 @@ use super::writer::Outcome;
 pub trait Fanout<R> {
     /// One committed batch: every outcome of one commit, in commit order,
     /// each with where its answer goes.
-    fn fan_out(&mut self, batch: Vec<(Outcome, R)>);
+    fn send(&mut self, batch: Vec<(Outcome, R)>);
 }
 
 /// A closure over the batch is a fan-out (tests, tools).
 impl<R, F: FnMut(Vec<(Outcome, R)>)> Fanout<R> for F {
-    fn fan_out(&mut self, batch: Vec<(Outcome, R)>) {
+    fn send(&mut self, batch: Vec<(Outcome, R)>) {
         self(batch)
     }
 }

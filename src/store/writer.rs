@@ -106,7 +106,7 @@ pub fn run<R>(
         let started = Instant::now();
         let outcomes = commit(store, &mut seqs, &mut batch);
         metrics.commit_latency.observe_duration(started.elapsed());
-        fanout.fan_out(outcomes);
+        fanout.send(outcomes);
     }
 }
 
