@@ -187,7 +187,7 @@ pub fn run_until(
 fn store_settings(config: &Config, metrics: &Metrics) -> StoreSettings {
     StoreSettings {
         writer: WriterSettings {
-            max_batch: config.broadcast_batch_size,
+            max_batch: config.commit_batch_max,
             window: Duration::from_micros(config.store_commit_window_us),
         },
         writer_queue: config.store_writer_queue,

@@ -1,6 +1,6 @@
-//! What the REST layer asks of chat on its shard: authentication, the
-//! store, and commands that must pass through a channel's owner (sends,
-//! cache invalidation, broadcasts of edits and deletions).
+//! What the REST layer asks of chat on its shard (through
+//! `rest::context::ChatApi`): commands that must pass through a channel's
+//! owner (sends, cache invalidation, broadcasts of edits and deletions).
 
 use std::sync::Arc;
 
@@ -8,8 +8,7 @@ use futures::channel::oneshot;
 
 use super::mail::{Mail, Origin, Publish};
 use super::message::event_frame;
-use super::{Chat, ChatError, ChatStore};
-use crate::auth::{AuthError, Claims};
+use super::{Chat, ChatError};
 use crate::store::MessageRecord;
 
 /// A message to send through REST, validated like `send_message`.
@@ -23,24 +22,6 @@ pub(crate) struct RestSend {
 }
 
 impl Chat {
-    pub(crate) fn authenticate(&self, token: &str) -> Result<Claims, AuthError> {
-        self.auth.verify(token)
-    }
-
-    pub(crate) fn store(&self) -> &ChatStore {
-        &self.store
-    }
-
-    /// A fresh unique id (channels created through REST use it too).
-    pub(crate) fn next_id(&self) -> u64 {
-        self.ids.next()
-    }
-
-    /// The content limit shared by `send_message` and REST sends.
-    pub(crate) fn max_message_length(&self) -> usize {
-        self.limits.max_message_length
-    }
-
     /// Sends a message as `send_message` does (membership checked by the
     /// owner, stored, broadcast); resolves once it is durable or refused.
     pub(crate) fn publish(

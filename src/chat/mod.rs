@@ -1,10 +1,14 @@
-//! Chat: the commands of PROTOCOL.md §3 on top of the protocol layer.
+//! Chat: the commands of docs/protocol.md#client--server-events on top of
+//! the protocol layer.
 //!
 //! One [`Chat`] per shard. It plays three roles, each for the keys it owns:
 //! - connection side ([`conn`]): the shard's own connections, their
 //!   subscriptions, limits, and delivery of broadcast frames to them;
 //! - channel owner ([`owner`]): for channels with hash(channelId) % N == this
-//!   shard: seq, dedupe, subscriber counts per shard, typing, fan-out;
+//!   shard: the channel cache, who may join and send, message ids,
+//!   subscriber counts per shard, typing, fan-out of events, the hand-off
+//!   of a send to the store writer (which dedupes and assigns seq and pos
+//!   at commit: `store::writer`);
 //! - user owner ([`presence`]): for users with hash(userId) % N == this
 //!   shard: connection counts, channel memberships, presence updates.
 //!
@@ -78,7 +82,8 @@ pub(crate) struct Chat {
     limits: ChatLimits,
     /// This shard's metric handles.
     metrics: ShardMetrics,
-    ids: IdGen,
+    /// The shard's id generator, shared with REST (`rest::Context`).
+    ids: Rc<IdGen>,
     /// One clock for every connection's rate limiter: creating a clock
     /// calibrates it (cpuid, TSC), far too slow to do per connection.
     clock: governor::clock::DefaultClock,
@@ -120,8 +125,8 @@ impl Chat {
         sessions: Arc<recovery::Sessions>,
         limits: ChatLimits,
         metrics: ShardMetrics,
+        ids: Rc<IdGen>,
     ) -> Rc<Self> {
-        let shard = mail.shard();
         let cache_trim_at = Cell::new(limits.channel_cache_max);
         Rc::new(Self {
             mail,
@@ -130,7 +135,7 @@ impl Chat {
             sessions,
             limits,
             metrics,
-            ids: IdGen::new(shard),
+            ids,
             clock: governor::clock::DefaultClock::default(),
             conns: RefCell::default(),
             subs: RefCell::default(),

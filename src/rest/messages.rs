@@ -123,7 +123,7 @@ pub(crate) async fn history(
 /// only deduplicated there and answers 201 with the first message.
 pub(crate) async fn send(call: &Call<'_>, body: &[u8]) -> Result<Reply, ApiError> {
     let p = call::object(body)?;
-    let max = call.chat.max_message_length();
+    let max = call.ctx.max_message_length;
     let Command::Send(m) = commands::parse("send_message", &[Value::Object(p)], max)? else {
         return Err(ApiError::internal());
     };
@@ -153,7 +153,7 @@ pub(crate) async fn send(call: &Call<'_>, body: &[u8]) -> Result<Reply, ApiError
             return Ok(message_reply(StatusCode::OK, &first));
         }
     }
-    let rx = call.chat.publish(RestSend {
+    let rx = call.ctx.chat.publish(RestSend {
         channel: m.channel,
         user: call.user.clone(),
         content: m.content,
@@ -202,7 +202,7 @@ pub(crate) fn edited_content(p: &Map<String, Value>, max: usize) -> Result<Strin
 /// get `message_updated` with the whole message (with `editedAt`).
 pub(crate) async fn edit(call: &Call<'_>, id: &str, body: &[u8]) -> Result<Reply, ApiError> {
     let id = call::message_id(id)?;
-    let content = edited_content(&call::object(body)?, call.chat.max_message_length())?;
+    let content = edited_content(&call::object(body)?, call.ctx.max_message_length)?;
     let user = call.user.clone();
     let m = call
         .write(move |s| {
@@ -219,7 +219,8 @@ pub(crate) async fn edit(call: &Call<'_>, id: &str, body: &[u8]) -> Result<Reply
         })
         .await?;
     let json = message_json(&m);
-    call.chat
+    call.ctx
+        .chat
         .emit_to_channel(&m.channel_id, "message_updated", &json);
     Ok(reply::wrapped(StatusCode::OK, "message", &json))
 }
@@ -245,7 +246,8 @@ pub(crate) async fn delete(call: &Call<'_>, id: &str) -> Result<Reply, ApiError>
         })
         .await?;
     let body = json!({"id": m.id.to_string(), "channelId": &m.channel_id, "seq": m.seq});
-    call.chat
+    call.ctx
+        .chat
         .emit_to_channel(&m.channel_id, "message_deleted", &body.to_string());
     Ok(reply::no_content())
 }

@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub links: Rc<Links>,
     pub draining: Rc<Cell<bool>>,
     pub rest: RestSettings,
+    /// What REST requests are answered with.
+    pub rest_context: Rc<crate::rest::Context>,
     pub tls: Option<Arc<Tls>>,
     /// This shard's long-polling sessions.
     pub polls: Polls<Stream>,
@@ -142,7 +144,7 @@ pub(crate) async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
             &req,
             read,
             crate::rest::Serving {
-                chat: sh.chat.clone(),
+                context: sh.rest_context.clone(),
                 draining: sh.draining.clone(),
                 settings: sh.rest,
                 origins: sh.endpoint.origins.clone(),

@@ -92,6 +92,7 @@ pub(crate) async fn run(
     }
     metrics.refusals = metrics.refusals.with_interval(setup.refusal_log_interval);
     let mail = Mailbox::new(setup.mesh.clone(), shard);
+    let ids = Rc::new(crate::ids::IdGen::new(shard));
     let chat = Chat::new(
         mail.clone(),
         setup.auth.clone(),
@@ -99,7 +100,16 @@ pub(crate) async fn run(
         setup.sessions.clone(),
         setup.chat_limits.clone(),
         metrics.clone(),
+        ids.clone(),
     );
+    let rest_context = Rc::new(crate::rest::Context {
+        auth: setup.auth.clone(),
+        store: setup.store.clone(),
+        ids,
+        metrics: metrics.clone(),
+        max_message_length: setup.chat_limits.max_message_length,
+        chat: crate::rest::ChatApi::new(chat.clone()),
+    });
     let links = Rc::new(Links::default());
     let gate = Gate::new();
     let draining = Rc::new(Cell::new(false));
@@ -185,6 +195,7 @@ pub(crate) async fn run(
         links: links.clone(),
         draining: draining.clone(),
         rest: setup.rest,
+        rest_context,
         tls: setup.tls.clone(),
         polls,
         handoff: setup.handoff.clone(),

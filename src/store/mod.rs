@@ -284,3 +284,17 @@ pub trait Store: Send {
     fn add_member(&mut self, channel: &str, user: &str, at: &str) -> Result<bool>;
     fn remove_member(&mut self, channel: &str, user: &str) -> Result<bool>;
 }
+
+// Here rather than in `config`, which depends on no other module.
+impl crate::config::Config {
+    /// The store in use, in words and without a password: `SQLite
+    /// ./data/gatrix-chat.db` or `MySQL mysql://user@host:3306/db`.
+    pub fn store_description(&self) -> String {
+        use crate::config::Backend;
+        match self.backend() {
+            Ok(Backend::Sqlite(dir)) => format!("SQLite {}", sqlite::db_path(&dir).display()),
+            Ok(Backend::Mysql(opts)) => format!("MySQL {}", mysql::describe(&opts)),
+            Err(_) => "MySQL (DATABASE_URL is not usable)".to_owned(),
+        }
+    }
+}
