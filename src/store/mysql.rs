@@ -11,6 +11,7 @@
 //! crate prepares and caches each distinct SQL text per connection); SQL
 //! text is built only from constants.
 
+mod batch;
 mod connection;
 mod error;
 pub(crate) mod lock;
@@ -22,7 +23,7 @@ pub(crate) mod upkeep;
 use std::collections::HashMap;
 
 use mysql::prelude::Queryable;
-use mysql::{Opts, TxOpts, Value};
+use mysql::{Opts, TxOpts};
 
 use super::{
     ChannelRecord, MessageRecord, Page, Result, Store, StoreError, count_replay, merge_replay,
@@ -33,8 +34,7 @@ use error::{is_duplicate, map_error};
 pub use migrate::migrate;
 pub use partitions::{Partition, PartitionPolicy, Plan};
 use rows::{
-    CHANNEL_COLUMNS, ChannelRow, MESSAGE_COLUMNS, MessageRow, all, chunks, first, insert_sql,
-    lookup_sql, to_channel, to_message,
+    CHANNEL_COLUMNS, ChannelRow, MESSAGE_COLUMNS, MessageRow, all, first, to_channel, to_message,
 };
 pub use rows::{MAX_INSERT_ROWS, MAX_LOOKUP_KEYS};
 
@@ -128,8 +128,7 @@ impl Store for MysqlStore {
             .run(|c| Ok(first::<MessageRow>(c, &sql, (user, cmid))?.map(to_message)))
     }
 
-    /// One query per [`MAX_LOOKUP_KEYS`] pairs, by the
-    /// (user_id, client_message_id) index.
+    /// One query per [`MAX_LOOKUP_KEYS`] pairs ([`batch::find_by_client_ids`]).
     fn find_by_client_ids(
         &mut self,
         keys: &[(String, String)],
@@ -137,77 +136,14 @@ impl Store for MysqlStore {
         let mut unique: Vec<&(String, String)> = keys.iter().collect();
         unique.sort_unstable();
         unique.dedup();
-        self.conn.run(|c| {
-            let mut found = HashMap::new();
-            for chunk in unique.chunks(MAX_LOOKUP_KEYS) {
-                let sql = lookup_sql(chunk.len());
-                let params: Vec<Value> = chunk
-                    .iter()
-                    .flat_map(|(u, m)| [u.as_str().into(), m.as_str().into()])
-                    .collect();
-                for row in all(c.exec_opt::<MessageRow, _, _>(sql, params)?)? {
-                    let m = to_message(row);
-                    if let Some(cmid) = m.client_message_id.clone() {
-                        // Ascending pos: the first message wins.
-                        found.entry((m.user_id.clone(), cmid)).or_insert(m);
-                    }
-                }
-            }
-            Ok(found)
-        })
+        self.conn.run(|c| batch::find_by_client_ids(c, &unique))
     }
 
-    /// One transaction: multi-row INSERTs, then each row's `pos`. With one
-    /// writer, a multi-row INSERT's AUTO_INCREMENT values are consecutive
-    /// from LAST_INSERT_ID() (InnoDB reserves them at once for a statement
-    /// whose row count is known, in autoinc lock modes 0 and 1 — MariaDB's
-    /// default is 1 — with auto_increment_increment 1). On a server set up
-    /// otherwise (lock mode 2, Galera's increments) the positions are read
-    /// back by id instead.
+    /// One transaction of multi-row INSERTs ([`batch::insert_messages`]).
     fn insert_messages(&mut self, messages: &mut [MessageRecord]) -> Result<()> {
         let consecutive = self.conn.consecutive_ids;
-        self.conn.run(|c| {
-            let mut tx = c.start_transaction(TxOpts::default())?;
-            for range in chunks(messages) {
-                let rows = &mut messages[range];
-                let mut params: Vec<Value> = Vec::with_capacity(rows.len() * 9);
-                for m in rows.iter() {
-                    params.extend([
-                        m.id.into(),
-                        m.channel_id.as_str().into(),
-                        m.seq.into(),
-                        m.user_id.as_str().into(),
-                        m.content.as_str().into(),
-                        m.kind.as_str().into(),
-                        m.client_message_id.as_deref().into(),
-                        m.reply_to.as_deref().into(),
-                        m.created_at.as_str().into(),
-                    ]);
-                }
-                tx.exec_drop(insert_sql(rows.len()), params)?;
-                match tx.last_insert_id() {
-                    Some(first_pos) if consecutive => {
-                        for (i, m) in rows.iter_mut().enumerate() {
-                            m.pos = first_pos + i as u64;
-                        }
-                    }
-                    _ => {
-                        let marks = vec!["?"; rows.len()].join(", ");
-                        let ids: Vec<Value> = rows.iter().map(|m| m.id.into()).collect();
-                        let pos: HashMap<u64, u64> = all(tx.exec_opt(
-                            format!("SELECT id, pos FROM messages WHERE id IN ({marks})"),
-                            ids,
-                        )?)?
-                        .into_iter()
-                        .collect();
-                        for m in rows.iter_mut() {
-                            m.pos = pos.get(&m.id).copied().unwrap_or(0);
-                        }
-                    }
-                }
-            }
-            tx.commit()
-        })
+        self.conn
+            .run(|c| batch::insert_messages(c, messages, consecutive))
     }
 
     fn edit_message(&mut self, id: u64, content: &str, at: &str) -> Result<Option<MessageRecord>> {

@@ -3,6 +3,7 @@
 //! where they may create databases (scripts/test starts one). The store test suite in tests/ covers the behaviour shared with
 //! SQLite; these cover what only this backend does.
 
+use super::rows::{chunks, insert_sql};
 use super::*;
 use mysql::Conn;
 
