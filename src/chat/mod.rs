@@ -20,6 +20,7 @@ pub(crate) mod commands;
 pub(crate) mod commit;
 mod conn;
 mod error;
+pub(crate) mod json;
 mod load;
 pub(crate) mod mail;
 pub(crate) mod message;

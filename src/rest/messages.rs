@@ -19,6 +19,7 @@ use super::channels::readable;
 use super::reply::{self, ApiError, Reply};
 use crate::chat::RestSend;
 use crate::chat::commands::{self, Command};
+use crate::chat::json::message as message_json;
 use crate::chat::message::now;
 use crate::store::{MessageRecord, Page};
 
@@ -28,7 +29,7 @@ pub(crate) const DEFAULT_LIMIT: usize = 50;
 pub(crate) const MAX_LIMIT: usize = 100;
 
 fn message_reply(status: StatusCode, m: &MessageRecord) -> Reply {
-    reply::wrapped(status, "message", &m.to_json())
+    reply::wrapped(status, "message", &message_json(m))
 }
 
 /// `?before=&after=&limit=` of a history request.
@@ -108,7 +109,7 @@ pub(crate) async fn history(
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&m.to_json());
+        out.push_str(&message_json(m));
     }
     out.push_str(r#"],"hasMore":"#);
     out.push_str(if more { "true" } else { "false" });
@@ -217,7 +218,7 @@ pub(crate) async fn edit(call: &Call<'_>, id: &str, body: &[u8]) -> Result<Reply
             s.edit_message(id, &content, &now())?.ok_or_else(gone)
         })
         .await?;
-    let json = m.to_json();
+    let json = message_json(&m);
     call.ctx
         .chat
         .emit_to_channel(&m.channel_id, "message_updated", &json);

@@ -58,7 +58,6 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         crate::store::sqlite::migrate(dir.path()).unwrap();
         let settings = StoreSettings {
-            data_dir: dir.path().into(),
             writer: WriterSettings {
                 max_batch: 100,
                 window: Duration::ZERO,
@@ -72,7 +71,7 @@ impl World {
         let (store, threads) = crate::store::handle::start(
             &settings,
             move || Ok(Box::new(SqliteStore::open(&path)?) as Box<dyn Store>),
-            super::commit::sink(mesh.clone(), COMPRESSION),
+            super::commit::MeshFanout::new(mesh.clone(), COMPRESSION),
         )
         .unwrap();
         std::mem::forget(threads); // they end with the test process
