@@ -9,9 +9,11 @@
 //!   attachments included);
 //! - answers `message-with-ack` with an ack of its arguments.
 //!
-//! Run: `cargo run --example socketio_conformance`. Only the WebSocket
-//! transport is served; the suite's long-polling cases get the reference's
-//! "Transport unknown" 400. tests/conformance.rs drives this same code.
+//! Each connection runs the server's own connection task
+//! (`transport::serve`, as on a shard) with this handler: WebSocket, and
+//! long-polling with its upgrade (the sessions on this one executor).
+//! Run: `cargo run --example socketio_conformance`. tests/conformance.rs
+//! drives this same code.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -194,9 +196,24 @@ pub fn serve(addr: SocketAddr, ready: impl FnOnce(SocketAddr) + Send + 'static) 
                         let _ = transport::http::write_response(&mut s, &r).await;
                         None
                     };
-                    let polls = Some(&*polls);
-                    transport::serve(stream, peer, id, &ep, &*handler, &links, polls, not_found)
-                        .await;
+                    // The server's own connection task: the opening (no
+                    // admission, no TLS, 404 for other paths), then the
+                    // session with this handler.
+                    let (ep, links, polls) = (&*ep, &*links, Some(&*polls));
+                    let opening = Box::pin(async move {
+                        let opened = transport::open(
+                            stream,
+                            Vec::new(),
+                            peer,
+                            id,
+                            ep,
+                            links,
+                            polls,
+                            not_found,
+                        );
+                        opened.await.here().await.map(|upgraded| (upgraded, ()))
+                    });
+                    transport::serve(opening, ep, &*handler, links).await;
                 })
                 .detach();
             }

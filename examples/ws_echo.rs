@@ -93,10 +93,10 @@ async fn echo<S: AsyncRead + AsyncWrite + Unpin>(mut io: WsIo<S>, link: Rc<Link>
             pushed.map_err(|_| End::Close(CloseReason::SlowConsumer))
         });
         match read {
-            Ok(ReadEnd::Pending | ReadEnd::Yielded) => {}
-            Ok(ReadEnd::Eof) | Err(Ok(IoFailure::Io(_))) => return Poll::Ready(End::Gone),
-            Err(Ok(IoFailure::Ws(e))) => return Poll::Ready(End::Close(e.close_reason())),
-            Err(Err(end)) => return Poll::Ready(end),
+            ReadEnd::Pending | ReadEnd::Yielded => {}
+            ReadEnd::Eof | ReadEnd::Failed(IoFailure::Io(_)) => return Poll::Ready(End::Gone),
+            ReadEnd::Failed(IoFailure::Ws(e)) => return Poll::Ready(End::Close(e.close_reason())),
+            ReadEnd::Stopped(end) => return Poll::Ready(end),
         }
         if io.poll_write(cx, &link).is_err() {
             return Poll::Ready(End::Gone);

@@ -1,5 +1,5 @@
 //! Who is connecting: JWT verification for the Socket.IO handshake
-//! (PROTOCOL.md §2).
+//! (docs/protocol.md#authentication).
 //!
 //! A client proves its user id with a JWT. The server accepts exactly the
 //! algorithms its keys were configured for: HS256 with `JWT_SECRET`, RS256 or
@@ -101,11 +101,6 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    /// The error code a refused client receives (PROTOCOL.md §2).
-    pub fn code(&self) -> &'static str {
-        "UNAUTHORIZED"
-    }
-
     /// Why, as the refused client is told ([`TokenRefusal`]).
     pub fn refusal(&self) -> TokenRefusal {
         use AuthError as E;
@@ -130,24 +125,6 @@ impl AuthError {
             _ => None,
         };
         TokenRefusal { reason, claim }
-    }
-
-    /// A short fixed label for logs and metrics (bounded cardinality).
-    pub fn reason(&self) -> &'static str {
-        match self {
-            AuthError::Missing => "missing",
-            AuthError::TooLong => "too_long",
-            AuthError::Malformed => "malformed",
-            AuthError::AlgorithmNotAllowed(_) => "algorithm",
-            AuthError::BadSignature => "signature",
-            AuthError::Expired => "expired",
-            AuthError::NotYetValid => "not_yet_valid",
-            AuthError::MissingClaim(_) | AuthError::BadClaim(_) => "claims",
-            AuthError::WrongAudience => "audience",
-            AuthError::WrongIssuer => "issuer",
-            AuthError::BadSubject => "subject",
-            AuthError::NoKey | AuthError::Key { .. } | AuthError::Signing(_) => "config",
-        }
     }
 }
 

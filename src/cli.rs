@@ -141,11 +141,34 @@ impl Cli {
 }
 
 /// Loads `.env` and the config from every layer: defaults < file <
-/// environment < flags. Does not validate: callers call
-/// [`Config::validate`].
+/// environment < flags. Does not validate: callers call [`validate`].
 pub fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
     config::load_dotenv()?;
     Config::load(cli.config.as_deref(), &cli.overrides())
+}
+
+/// Every problem of `config`, so `config check` can report them all at
+/// once: the settings' own checks ([`Config::problems`]), then those that
+/// need another module (config depends on none): that the TLS files, when
+/// readable, parse and belong together.
+pub fn problems(config: &Config) -> Vec<ConfigError> {
+    let mut found = config.problems();
+    let tls_files_readable = !found
+        .iter()
+        .any(|p| matches!(p.key(), Some("tls_cert_file" | "tls_key_file")));
+    if tls_files_readable && let Some(problem) = crate::tls::config_problem(config) {
+        found.push(problem);
+    }
+    found
+}
+
+/// The first of [`problems`]: what `serve`, `migrate` and `db` refuse to
+/// start on.
+pub fn validate(config: &Config) -> Result<(), ConfigError> {
+    match problems(config).into_iter().next() {
+        Some(problem) => Err(problem),
+        None => Ok(()),
+    }
 }
 
 /// Runs `config check` or `config print` (whichever `cli.command` is) on
@@ -200,7 +223,7 @@ fn config_command(
         return EXIT_OK;
     }
 
-    let mut problems: Vec<String> = config.problems().iter().map(ToString::to_string).collect();
+    let mut problems: Vec<String> = problems(&config).iter().map(ToString::to_string).collect();
     if problems.is_empty() {
         if config.jwt_secret.is_none() && config.jwt_public_key_file.is_none() {
             let _ = writeln!(

@@ -28,6 +28,7 @@ mod derived;
 mod dev_secret;
 mod environment;
 mod error;
+mod keys;
 mod load;
 mod ops;
 mod original;
@@ -38,82 +39,15 @@ pub use dev_secret::DEV_SECRET_FILE;
 pub use environment::Environment;
 pub use error::ConfigError;
 pub use load::load_dotenv;
-pub use ops::{DEFAULT_METRICS_LISTEN, METRICS_ON_PUBLIC_PORT};
+pub use ops::{DEFAULT_CORS_MAX_AGE_SECS, DEFAULT_METRICS_LISTEN, METRICS_ON_PUBLIC_PORT};
 pub use original::{log_filter_from_env, original_names_in_use, original_warnings};
 pub use validate::{MAX_WORKERS, MIN_SECRET_BYTES};
 
 /// Every configuration key, as written in TOML and `--set` (the environment
-/// variable is the upper-case form). Only these are read from the
-/// environment, so unrelated variables such as `PATH` never leak in.
-pub const KEYS: &[&str] = &[
-    "host",
-    "port",
-    "cluster_workers",
-    "shard_cpus",
-    "ws_max_connections",
-    "ws_max_connections_per_ip",
-    "ws_connection_rate_per_ip",
-    "ws_connection_burst_per_ip",
-    "broadcast_batch_size",
-    "environment",
-    "jwt_secret",
-    "jwt_public_key_file",
-    "jwt_audience",
-    "jwt_issuer",
-    "data_dir",
-    "ping_interval_ms",
-    "ping_timeout_ms",
-    "connect_timeout_ms",
-    "handshake_timeout_ms",
-    "max_payload",
-    "max_payload_before_connect",
-    "max_http_header_bytes",
-    "ws_compression",
-    "ws_compression_threshold",
-    "max_message_length",
-    "max_channels_per_connection",
-    "rate_limit_per_sec",
-    "rate_limit_burst",
-    "rate_limit_disconnect_after",
-    "outbound_queue_messages",
-    "outbound_queue_bytes",
-    "typing_timeout_ms",
-    "presence_interval_ms",
-    "channel_cache_idle_ms",
-    "channel_cache_max",
-    "shutdown_timeout_ms",
-    "io_memory_kib",
-    "io_ring_depth",
-    "store_writer_queue",
-    "store_commit_window_us",
-    "store_readers",
-    "recovery_window_ms",
-    "recovery_max_replay",
-    "recovery_max_sessions",
-    "rest_max_body_bytes",
-    "rest_keepalive_timeout_ms",
-    "log_format",
-    "refusal_log_interval_ms",
-    "database_url",
-    "db_host",
-    "db_port",
-    "db_name",
-    "db_user",
-    "db_password",
-    "db_pool_size",
-    "db_tls",
-    "db_tls_ca_file",
-    "message_retention_days",
-    "db_partition_months_ahead",
-    "metrics_enabled",
-    "metrics_listen",
-    "allowed_origins",
-    "cors_origin",
-    "allow_missing_origin",
-    "cors_max_age_secs",
-    "tls_cert_file",
-    "tls_key_file",
-];
+/// variable is the upper-case form), from the key table (`keys`). Only these
+/// are read from the environment, so unrelated variables such as `PATH`
+/// never leak in.
+pub const KEYS: [&str; keys::TABLE.len()] = keys::names();
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,10 +94,14 @@ pub struct Config {
     /// New connections one address may open at once before that rate
     /// applies: a NAT'd office reconnecting after a restart.
     pub ws_connection_burst_per_ip: u32,
-    /// Most items drained from a mailbox or committed by the store in one
-    /// batch: larger batches amortise wakeups and fsyncs, smaller ones bound
-    /// the latency a single batch can add.
-    pub broadcast_batch_size: usize,
+    /// Most messages the store writer commits in one transaction (group
+    /// commit), and so the most one committed batch sent to the shards
+    /// carries: larger batches amortise fsyncs, smaller ones bound the
+    /// latency a single batch can add. Its key is `broadcast_batch_size`
+    /// (`BROADCAST_BATCH_SIZE`), the Node.js server's name, which meant
+    /// something else there (docs/configuration.md).
+    #[serde(rename = "broadcast_batch_size")]
+    pub commit_batch_max: usize,
     /// `production` refuses to start without a real JWT secret (or public
     /// key): no generated development secret, no placeholder, none under
     /// 32 bytes. `development` (the default) allows them with a warning.

@@ -109,12 +109,14 @@ pub fn ws_decode(early: &[u8], reads: &[&[u8]], max: usize) -> WsOutcome {
             Ok::<(), ()>(())
         });
         match r {
-            Ok(ReadEnd::Yielded) => {}
-            Ok(ReadEnd::Eof) => break None,
-            Ok(ReadEnd::Pending) => unreachable!("the scripted socket is never pending"),
-            Err(Ok(IoFailure::Ws(e))) => break Some(e),
-            Err(Ok(IoFailure::Io(e))) => unreachable!("the scripted socket does not fail: {e}"),
-            Err(Err(())) => unreachable!("the callback does not fail"),
+            ReadEnd::Yielded => {}
+            ReadEnd::Eof => break None,
+            ReadEnd::Pending => unreachable!("the scripted socket is never pending"),
+            ReadEnd::Failed(IoFailure::Ws(e)) => break Some(e),
+            ReadEnd::Failed(IoFailure::Io(e)) => {
+                unreachable!("the scripted socket does not fail: {e}")
+            }
+            ReadEnd::Stopped(()) => unreachable!("the callback does not fail"),
         }
     };
     let outcome = WsOutcome { messages, error };

@@ -12,7 +12,9 @@
 //! - [`rest`]: the REST API and the probes over hyper (HTTP/1.1,
 //!   keep-alive), for requests that are not a Socket.IO upgrade.
 //! - [`shard`]: one pinned glommio executor per core: listener, connections,
-//!   cross-shard [`shard::mailbox`], admission limits, shutdown.
+//!   admission limits, shutdown.
+//! - [`mailbox`]: the lock-free rings between shards (and from other
+//!   threads to a shard), generic over the message.
 //! - [`server`]: the main thread: starts the shards and waits for signals.
 //! - [`config`], [`cli`]: settings (file < env < flags) and the command line.
 //! - [`auth`]: JWT verification; [`ids`]: session tokens and message ids.
@@ -34,6 +36,7 @@ pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ids;
+pub mod mailbox;
 pub mod metrics;
 pub(crate) mod notify;
 pub mod protocol;
@@ -43,4 +46,4 @@ pub(crate) mod shard;
 pub mod store;
 pub(crate) mod tls;
 pub mod transport;
-pub(crate) mod within;
+pub mod within;

@@ -28,7 +28,7 @@ fn main() {
 }
 
 fn serve(cli: &Cli) -> i32 {
-    let mut config = match cli::load_config(cli).and_then(|c| c.validate().map(|()| c)) {
+    let mut config = match cli::load_config(cli).and_then(|c| cli::validate(&c).map(|()| c)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("gatrix-chat: configuration error: {e}");

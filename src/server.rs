@@ -1,27 +1,29 @@
 //! Start-up and shutdown of the whole server: the main thread's part.
 //!
-//! config → limits → auth → store (SQLite or MySQL: migrations, then its
-//! threads) → shards (one pinned glommio executor each) → signals. `run`
-//! returns once every shard has drained (or its deadline passed); the binary
-//! then exits 0.
+//! config → limits → auth → port → metrics → mesh → store (`store::open`:
+//! SQLite or MySQL, its lock, migrations and threads) → shards (one pinned
+//! glommio executor each; each says on a channel whether it listens) →
+//! ready → signals. `run` returns once every shard has drained (or its
+//! deadline passed) and the store has stopped; the binary then exits 0.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use anyhow::Context as _;
-use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
-
-use std::time::Duration;
+use crossbeam_channel::Receiver;
+use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement, PoolThreadHandles};
 
 use crate::auth::Authenticator;
 use crate::chat;
 use crate::chat::ChatLimits;
+use crate::chat::commit::MeshFanout;
 use crate::config::{Config, LogFormat};
+use crate::mailbox::Mesh;
 use crate::metrics::Metrics;
 use crate::notify::{Heartbeats, Notifier};
 use crate::protocol::{self, QueueLimits};
-use crate::shard::mailbox::Mesh;
 use crate::shard::{self, Admission, ShardSetup, Shutdown};
 use crate::store;
 use crate::store::handle::StoreSettings;
@@ -30,8 +32,8 @@ use crate::tls::Tls;
 use crate::transport::Endpoint;
 use crate::transport::origin::OriginPolicy;
 
-mod open_store;
-use open_store::{Background, open_store};
+mod signals;
+use signals::watch_signals;
 
 /// Batches a ring between two shards holds before its sender waits.
 const MESH_RING_BATCHES: usize = 1024;
@@ -86,55 +88,19 @@ pub fn run_until(
     notifier.status("starting: opening the store");
     raise_fd_limit(config.ws_max_connections);
     let auth = Arc::new(Authenticator::from_config(&config).context("JWT settings")?);
-    let requested = config.listen_addr()?;
     // Port 0: reserve one port for all shards with a bound, non-listening
     // SO_REUSEPORT socket held until every shard has bound it.
-    let (listen, reservation) = reserve_port(requested)?;
-
+    let (listen, reservation) = reserve_port(config.listen_addr()?)?;
     let metrics = Metrics::new();
     let metrics_addr = config.metrics_addr()?;
-    let backend = config.backend()?;
-    // Held to the end of this function: until the writer has stopped.
-    let (open, upkeep, _store_lock) = open_store(&config, &backend)?;
     let mesh = Mesh::new(shards, MESH_RING_BATCHES);
-    let (store, store_threads) = store::handle::start(
-        &StoreSettings {
-            data_dir: config.data_dir.clone(),
-            writer: WriterSettings {
-                max_batch: config.broadcast_batch_size,
-                window: Duration::from_micros(config.store_commit_window_us),
-            },
-            writer_queue: config.store_writer_queue,
-            readers: config.store_reader_threads(),
-            reader_queue: config.store_writer_queue,
-            metrics: metrics.store(),
-        },
-        open,
-        chat::commit::sink(mesh.clone(), config.compression()),
-    )
-    .context("starting the store threads")?;
-
-    let max_payload = config.max_payload;
-    let endpoint = Endpoint {
-        opts: protocol::Options {
-            ping_interval: config.ping_interval(),
-            ping_timeout: config.ping_timeout(),
-            connect_timeout: config.connect_timeout(),
-            max_payload,
-            max_payload_before_connect: config.max_payload_before_connect,
-        },
-        queue: QueueLimits {
-            max_frames: config.outbound_queue_messages,
-            max_bytes: config.outbound_queue_bytes,
-        },
-        max_header_bytes: config.max_http_header_bytes,
-        handshake_timeout: config.handshake_timeout(),
-        origins: OriginPolicy::new(config.origin_list(), config.allow_missing_origin)
-            .with_cors_max_age(config.cors_max_age_secs),
-        // Each shard sets its own.
-        refusals: None,
-        compression: config.compression(),
-    };
+    // The store (lock, migrations, its threads), committing into the mesh;
+    // stopped once every shard, and so every store handle, is gone.
+    let (store, store_guard) = store::open(
+        &config,
+        &store_settings(&config, &metrics),
+        MeshFanout::new(mesh.clone(), config.compression()),
+    )?;
     let watchdog = notifier
         .is_enabled()
         .then(crate::notify::watchdog_interval)
@@ -143,23 +109,8 @@ pub fn run_until(
     let setup = ShardSetup {
         listen,
         backlog: LISTEN_BACKLOG,
-        endpoint,
-        chat_limits: ChatLimits {
-            max_message_length: config.max_message_length,
-            max_channels_per_connection: config.max_channels_per_connection,
-            rate_per_sec: config.rate_limit_per_sec,
-            rate_burst: config.rate_limit_burst,
-            rate_disconnect_after: config.rate_limit_disconnect_after,
-            typing_timeout: config.typing_timeout(),
-            presence_interval: config.presence_interval(),
-            recovery_window: config.recovery_window(),
-            channel_cache_idle: config.channel_cache_idle(),
-            channel_cache_max: config.channel_cache_max,
-            // A replay must fit in the outbound queue anyway.
-            recovery_max_replay: config
-                .recovery_max_replay
-                .min(config.outbound_queue_messages),
-        },
+        endpoint: endpoint(&config),
+        chat_limits: chat_limits(&config),
         auth,
         mesh,
         // Only `post_external` is used: one lock-free queue per shard.
@@ -183,7 +134,6 @@ pub fn run_until(
         tls: tls.clone(),
         heartbeat: watchdog.map(|w| (heartbeats.clone(), crate::notify::beat_period(w))),
     };
-
     // /metrics on its own address, bound before any shard starts: a bad
     // METRICS_LISTEN stops the start, and a unit that is READY can be
     // scraped.
@@ -192,44 +142,10 @@ pub fn run_until(
             .map_err(|e| metrics_bind_error(addr, &e))?;
         tracing::info!(%local, "metrics on http://{local}/metrics");
     }
-
-    let placement = placement(&config, shards)?;
-    let next_index = Arc::new(AtomicUsize::new(0));
-    let bound = Arc::new(AtomicUsize::new(0));
-    let bind_failed = Arc::new(AtomicUsize::new(0));
-    let handles = LocalExecutorPoolBuilder::new(placement)
-        .name("gatrix-shard")
-        .io_memory(config.io_memory_bytes())
-        .ring_depth(config.io_ring_depth)
-        .on_all_shards({
-            let (bound, bind_failed) = (bound.clone(), bind_failed.clone());
-            move || {
-                let index = next_index.fetch_add(1, Ordering::SeqCst);
-                let setup = setup.clone();
-                let (bound, bind_failed) = (bound.clone(), bind_failed.clone());
-                async move {
-                    // `run` binds first; count the shard as bound once it
-                    // got past that point or failed.
-                    let result = shard::run(index, setup, |ok| {
-                        if !ok {
-                            bind_failed.fetch_add(1, Ordering::SeqCst);
-                        }
-                        bound.fetch_add(1, Ordering::SeqCst);
-                    })
-                    .await;
-                    if let Err(e) = &result {
-                        tracing::error!(shard = index, error = %e, "shard failed");
-                    }
-                    result.is_ok()
-                }
-            }
-        })
-        .map_err(|e| anyhow::anyhow!("starting the shard executors: {e}"))?;
-
-    while bound.load(Ordering::SeqCst) < shards && !shutdown.is_triggered() {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    let (handles, bound) = start_shards(&config, setup)?;
+    let failed = bind_failures(&bound, shards);
     drop(reservation);
+
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
         %listen,
@@ -239,7 +155,6 @@ pub fn run_until(
         metrics = %config.metrics_location(),
         "gatrix-chat listening on {scheme}://{listen}"
     );
-    let failed = bind_failed.load(Ordering::SeqCst);
     if failed == 0 && !shutdown.is_triggered() {
         // Every shard listens and the store is migrated: systemd may start
         // what depends on this unit.
@@ -258,18 +173,109 @@ pub fn run_until(
 
     let results = handles.join_all();
     // Every shard (and so every store handle) is gone: the writer commits
-    // what is still queued and stops.
-    store_threads.join();
-    match upkeep {
-        Background::Partitions(u) => u.stop(),
-        Background::Checkpoints(c) => c.stop(),
-    }
+    // what is still queued and stops, then the store's other threads.
+    store_guard.stop();
     let failed = results.iter().filter(|r| !matches!(r, Ok(true))).count();
     if failed > 0 {
         anyhow::bail!("{failed} of {shards} shards failed (see the log above)");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The store threads' queues and batches.
+fn store_settings(config: &Config, metrics: &Metrics) -> StoreSettings {
+    StoreSettings {
+        writer: WriterSettings {
+            max_batch: config.commit_batch_max,
+            window: Duration::from_micros(config.store_commit_window_us),
+        },
+        writer_queue: config.store_writer_queue,
+        readers: config.store_reader_threads(),
+        reader_queue: config.store_writer_queue,
+        metrics: metrics.store(),
+    }
+}
+
+/// What every shard's transport serves with.
+fn endpoint(config: &Config) -> Endpoint {
+    Endpoint {
+        opts: protocol::Options {
+            ping_interval: config.ping_interval(),
+            ping_timeout: config.ping_timeout(),
+            connect_timeout: config.connect_timeout(),
+            max_payload: config.max_payload,
+            max_payload_before_connect: config.max_payload_before_connect,
+        },
+        queue: QueueLimits {
+            max_frames: config.outbound_queue_messages,
+            max_bytes: config.outbound_queue_bytes,
+        },
+        max_header_bytes: config.max_http_header_bytes,
+        handshake_timeout: config.handshake_timeout(),
+        origins: OriginPolicy::new(config.origin_list(), config.allow_missing_origin)
+            .with_cors_max_age(config.cors_max_age_secs),
+        // Each shard sets its own.
+        refusals: None,
+        compression: config.compression(),
+    }
+}
+
+/// What every shard's chat allows.
+fn chat_limits(config: &Config) -> ChatLimits {
+    ChatLimits {
+        max_message_length: config.max_message_length,
+        max_channels_per_connection: config.max_channels_per_connection,
+        rate_per_sec: config.rate_limit_per_sec,
+        rate_burst: config.rate_limit_burst,
+        rate_disconnect_after: config.rate_limit_disconnect_after,
+        typing_timeout: config.typing_timeout(),
+        presence_interval: config.presence_interval(),
+        recovery_window: config.recovery_window(),
+        channel_cache_idle: config.channel_cache_idle(),
+        channel_cache_max: config.channel_cache_max,
+        // A replay must fit in the outbound queue anyway.
+        recovery_max_replay: config
+            .recovery_max_replay
+            .min(config.outbound_queue_messages),
+    }
+}
+
+/// Starts one executor per shard. Each shard says on the returned channel
+/// whether it could bind its listener (the first thing it does); a shard
+/// whose executor never ran drops its sender unsaid.
+fn start_shards(
+    config: &Config,
+    setup: ShardSetup,
+) -> anyhow::Result<(PoolThreadHandles<bool>, Receiver<bool>)> {
+    let (bound_tx, bound) = crossbeam_channel::bounded::<bool>(config.shards());
+    let next_index = Arc::new(AtomicUsize::new(0));
+    let handles = LocalExecutorPoolBuilder::new(placement(config, config.shards())?)
+        .name("gatrix-shard")
+        .io_memory(config.io_memory_bytes())
+        .ring_depth(config.io_ring_depth)
+        .on_all_shards(move || {
+            let index = next_index.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let result = shard::run(index, setup, |ok| {
+                    let _ = bound_tx.send(ok);
+                })
+                .await;
+                if let Err(e) = &result {
+                    tracing::error!(shard = index, error = %e, "shard failed");
+                }
+                result.is_ok()
+            }
+        })
+        .map_err(|e| anyhow::anyhow!("starting the shard executors: {e}"))?;
+    Ok((handles, bound))
+}
+
+/// Waits until each of the `shards` has said whether it listens; returns
+/// how many do not (a shard that never said counts).
+fn bind_failures(bound: &Receiver<bool>, shards: usize) -> usize {
+    // Ends early only when every sender is gone: no shard is left to say.
+    shards - bound.iter().take(shards).filter(|ok| *ok).count()
 }
 
 /// Where the shards run: with `shard_cpus`, one shard pinned to each listed
@@ -356,50 +362,5 @@ fn raise_fd_limit(wanted: usize) {
             open_files_limit = limit,
             "WS_MAX_CONNECTIONS exceeds the open-files limit: raise LimitNOFILE (systemd) or ulimit -n"
         );
-    }
-}
-
-/// A thread that turns SIGTERM/SIGINT into a drain (a second signal exits
-/// at once) and SIGHUP into a reload of the TLS certificate.
-fn watch_signals(
-    shutdown: Arc<Shutdown>,
-    notifier: Arc<Notifier>,
-    tls: Option<Arc<Tls>>,
-) -> anyhow::Result<signal_hook::iterator::Handle> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .context("installing signal handlers")?;
-    let handle = signals.handle();
-    std::thread::Builder::new()
-        .name("gatrix-signals".into())
-        .spawn(move || {
-            for sig in signals.forever() {
-                if sig == SIGHUP {
-                    reload(tls.as_deref());
-                    continue;
-                }
-                if shutdown.is_triggered() {
-                    tracing::warn!(signal = sig, "second signal: exiting now");
-                    std::process::exit(1);
-                }
-                tracing::info!(signal = sig, "shutting down: draining connections");
-                notifier.stopping("draining connections");
-                shutdown.trigger();
-            }
-        })
-        .context("starting the signal thread")?;
-    Ok(handle)
-}
-
-/// SIGHUP: reload the TLS certificate and key; a bad file keeps the old ones.
-fn reload(tls: Option<&Tls>) {
-    match tls {
-        None => tracing::info!("SIGHUP: nothing to reload (TLS is off)"),
-        Some(tls) => match tls.reload() {
-            Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded; new connections use it"),
-            Err(e) => {
-                tracing::error!("SIGHUP: TLS reload failed, keeping the current certificate: {e:#}")
-            }
-        },
     }
 }

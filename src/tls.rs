@@ -25,6 +25,8 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::config::{Config, ConfigError};
+
 /// The public port's TLS: the acceptor every shard uses, and the files to
 /// reload from.
 pub struct Tls {
@@ -109,10 +111,17 @@ impl std::fmt::Display for TlsFileError {
 
 impl std::error::Error for TlsFileError {}
 
-/// Checks that the files parse and belong together (`config check` and
-/// start-up validation).
-pub(crate) fn check_files(cert_file: &Path, key_file: &Path) -> Result<(), TlsFileError> {
-    load(cert_file, key_file).map(|_| ())
+/// Whether the configured files parse and belong together, as a
+/// configuration error naming the setting (`config check` and start-up
+/// validation, through `cli::problems`); `None` without TLS.
+pub(crate) fn config_problem(config: &Config) -> Option<ConfigError> {
+    let (cert_file, key_file) = config.tls_files()?;
+    let e = load(cert_file, key_file).err()?;
+    Some(ConfigError::invalid(
+        e.key,
+        e.problem,
+        "give a PEM certificate chain (leaf first) and the PEM private key of its leaf",
+    ))
 }
 
 /// Parses a PEM certificate chain and its private key into what rustls

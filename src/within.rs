@@ -7,14 +7,18 @@ use std::time::Duration;
 /// time runs out first (then `f` is dropped, cancelling it). Must run on a
 /// glommio executor (a shard): the timer is the shard's.
 ///
-/// ```no_run
-/// # async fn example() {
-/// use std::time::Duration;
-/// let answer = gatrix_chat::within::within(Duration::from_millis(10), async { 42 }).await;
-/// assert_eq!(answer, Some(42));
-/// # }
 /// ```
-pub(crate) async fn within<F: Future>(limit: Duration, f: F) -> Option<F::Output> {
+/// use std::time::Duration;
+///
+/// use gatrix_chat::within::within;
+///
+/// glommio::LocalExecutor::default().run(async {
+///     assert_eq!(within(Duration::from_secs(5), async { 42 }).await, Some(42));
+///     let never = std::future::pending::<u8>();
+///     assert_eq!(within(Duration::from_millis(10), never).await, None);
+/// });
+/// ```
+pub async fn within<F: Future>(limit: Duration, f: F) -> Option<F::Output> {
     futures_lite::future::or(async { Some(f.await) }, async {
         glommio::timer::sleep(limit).await;
         None

@@ -98,3 +98,34 @@ fn without_notify_socket_nothing_changes() {
     assert_eq!(http_get(server.port(), "/ready").unwrap().status, 200);
     assert!(server.stop().success());
 }
+
+#[test]
+fn shards_that_cannot_listen_stop_the_start_without_ready() {
+    // A socket without SO_REUSEPORT holds the port: no shard can bind it.
+    // Each shard says so (the main thread waits for every answer), and the
+    // server tells systemd why instead of READY=1, then exits 1.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    let mut server =
+        TestServer::start_unready(&[("NOTIFY_SOCKET", path.to_str().unwrap()), ("PORT", &port)]);
+    let seen = until(
+        &sock,
+        "STATUS=2 of 2 shards could not listen",
+        Duration::from_secs(20),
+    );
+    assert!(
+        seen.iter().all(|m| !m.contains("READY=1")),
+        "READY=1 although no shard listens: {seen:?}"
+    );
+    let status = server.wait_exit();
+    assert_eq!(status.code(), Some(1), "{}", server.log());
+    assert!(
+        server.log().contains("2 of 2 shards failed"),
+        "{}",
+        server.log()
+    );
+    drop(taken);
+}

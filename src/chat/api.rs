@@ -1,6 +1,7 @@
-//! What the REST layer asks of chat on its shard: authentication, the
-//! store, and commands that must pass through a channel's owner (sends,
-//! cache invalidation, broadcasts of edits and deletions).
+//! What the REST layer asks of chat on its shard (through
+//! `rest::context::ChatApi`): commands that must pass through a channel's
+//! owner shard (sends, cache invalidation, broadcasts of edits and
+//! deletions).
 
 use std::sync::Arc;
 
@@ -9,29 +10,10 @@ use futures::channel::oneshot;
 use super::commands::SendMessage;
 use super::mail::{Publish, Requester, ToChannelOwner};
 use super::message::event_frame;
-use super::{Chat, ChatError, ChatStore};
-use crate::auth::{AuthError, Claims};
+use super::{Chat, ChatError};
 use crate::store::MessageRecord;
 
 impl Chat {
-    pub(crate) fn authenticate(&self, token: &str) -> Result<Claims, AuthError> {
-        self.hub.auth.verify(token)
-    }
-
-    pub(crate) fn store(&self) -> &ChatStore {
-        &self.hub.store
-    }
-
-    /// A fresh unique id (channels created through REST use it too).
-    pub(crate) fn next_id(&self) -> u64 {
-        self.hub.ids.next()
-    }
-
-    /// The content limit shared by `send_message` and REST sends.
-    pub(crate) fn max_message_length(&self) -> usize {
-        self.hub.limits.max_message_length
-    }
-
     /// Sends `message` from `user` as `send_message` does (membership
     /// checked by the channel owner, stored, broadcast); resolves once it
     /// is durable or refused.

@@ -1,9 +1,10 @@
 //! After the store: what the writer's outcomes become.
 //!
-//! [`sink`] runs on the writer thread, in commit order. It encodes each new
-//! message's broadcast once (`42["message",{…},"<pos>"]`, the last element
-//! being the recovery offset) and its sender's ack, answers REST senders
-//! directly, and sends the whole batch, shared, to every shard.
+//! [`MeshFanout`], the store writer's [`Fanout`] in one process, runs on
+//! the writer thread, in commit order. It encodes each new message's
+//! broadcast once (`42["message",{…},"<pos>"]`, the last element being the
+//! recovery offset) and its sender's ack, answers REST senders directly
+//! ([`encode`]), and sends the whole batch, shared, to every shard.
 //!
 //! A broadcast frame at least `WS_COMPRESSION_THRESHOLD` long is also
 //! compressed here, once (permessage-deflate without context takeover, so
@@ -18,80 +19,105 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tungstenite::Utf8Bytes;
+use crate::protocol::Text as Utf8Bytes;
 
 use super::conn::ConnSide;
-use super::mail::{Committed, Mail, Requester, shard_of_conn};
+use super::json;
+use super::mail::{Committed, Mail, Requester, Stored, shard_of_conn};
 use super::message::reply_frame;
 use super::{ChatError, ErrorCode};
+use crate::mailbox::Mesh;
 use crate::protocol::deflate::{self, Settings};
 use crate::protocol::{Frame, Packed};
-use crate::shard::mailbox::Mesh;
-use crate::store::MessageRecord;
 use crate::store::writer::Outcome;
+use crate::store::{Fanout, MessageRecord};
 
 /// The `message` event of a stored message, with its offset.
 pub(crate) fn message_frame(m: &MessageRecord) -> String {
-    frame_of(&m.to_json(), m.pos)
+    frame_of(&json::message(m), m.pos)
 }
 
 fn frame_of(json: &str, pos: u64) -> String {
     format!(r#"42["message",{json},"{pos}"]"#)
 }
 
-/// The writer's sink: turns outcomes into one shared batch for all shards.
-pub(crate) fn sink(
+/// The store writer's [`Fanout`] in one process: the in-process mesh.
+/// Each commit's outcomes become one shared batch ([`encode`]), posted to
+/// every shard's external queue (unbounded and FIFO: never refused, never
+/// reordered), once per batch.
+pub(crate) struct MeshFanout {
     mesh: Arc<Mesh<Mail>>,
     compression: Settings,
-) -> impl FnMut(Vec<(Outcome, (Requester, Instant))>) + Send + 'static {
-    move |outcomes| {
-        let mut batch = Vec::with_capacity(outcomes.len());
-        for (outcome, (origin, received)) in outcomes {
-            // A stored message's JSON is encoded once, for its broadcast
-            // and its sender's ack.
-            let (channel, seq, pos, json, result) = match outcome {
-                Outcome::Stored(m) => {
-                    let json = Some(m.to_json());
-                    (Arc::from(m.channel_id.as_str()), m.seq, m.pos, json, Ok(m))
-                }
-                Outcome::Duplicate(m) => (Arc::from(m.channel_id.as_str()), 0, 0, None, Ok(m)),
-                Outcome::Failed(_) => {
-                    let e = ChatError::new(
-                        ErrorCode::Unavailable,
-                        "the message may not have been stored; retry with the same clientMessageId",
-                    );
-                    (Arc::from(""), 0, 0, None, Err(e))
-                }
-            };
-            let reply = match origin {
-                Requester::Rest(tx) => {
-                    let _ = tx.send(result);
-                    None
-                }
-                Requester::Conn(r) => {
-                    let body = result.as_ref().map(|m| match &json {
-                        Some(j) => format!(r#"{{"ok":true,"message":{j}}}"#),
-                        None => format!(r#"{{"ok":true,"message":{}}}"#, m.to_json()),
-                    });
-                    reply_frame(r.ack, body.as_deref().map_err(|e| *e))
-                        .map(|f| (r.conn, Utf8Bytes::from(f)))
-                }
-            };
-            let frame = json.map(|j| broadcast(frame_of(&j, pos), compression));
-            batch.push(Committed {
-                channel,
-                seq,
-                pos,
-                frame,
-                reply,
-                received,
-            });
-        }
-        let batch = Arc::new(batch);
-        for shard in 0..mesh.shards() {
-            mesh.post_external(shard, Mail::Committed(batch.clone()));
+}
+
+impl MeshFanout {
+    pub(crate) fn new(mesh: Arc<Mesh<Mail>>, compression: Settings) -> Self {
+        Self { mesh, compression }
+    }
+}
+
+impl Fanout<(Requester, Instant)> for MeshFanout {
+    fn send(&mut self, outcomes: Vec<(Outcome, (Requester, Instant))>) {
+        let batch = Arc::new(encode(outcomes, self.compression));
+        for shard in 0..self.mesh.shards() {
+            self.mesh
+                .post_external(shard, Mail::Committed(batch.clone()));
         }
     }
+}
+
+/// One commit's outcomes as every shard applies them: each new message's
+/// broadcast and each connection sender's ack encoded once; a REST sender
+/// is answered here, directly.
+pub(crate) fn encode(
+    outcomes: Vec<(Outcome, (Requester, Instant))>,
+    compression: Settings,
+) -> Vec<Committed> {
+    let mut batch = Vec::with_capacity(outcomes.len());
+    for (outcome, (requester, received)) in outcomes {
+        // A stored message's JSON is encoded once, for its broadcast and
+        // its sender's ack.
+        let (json, result) = match outcome {
+            Outcome::Stored(m) => (Some(json::message(&m)), Ok(m)),
+            Outcome::Duplicate(m) => (None, Ok(m)),
+            Outcome::Failed(_) => {
+                let e = ChatError::new(
+                    ErrorCode::Unavailable,
+                    "the message may not have been stored; retry with the same clientMessageId",
+                );
+                (None, Err(e))
+            }
+        };
+        let stored = match (&json, &result) {
+            (Some(j), Ok(m)) => Some(Stored {
+                channel: Arc::from(m.channel_id.as_str()),
+                seq: m.seq,
+                pos: m.pos,
+                frame: broadcast(frame_of(j, m.pos), compression),
+            }),
+            _ => None,
+        };
+        let reply = match requester {
+            Requester::Rest(tx) => {
+                let _ = tx.send(result);
+                None
+            }
+            Requester::Conn(r) => {
+                let body = result.as_ref().map(|m| match &json {
+                    Some(j) => format!(r#"{{"ok":true,"message":{j}}}"#),
+                    None => format!(r#"{{"ok":true,"message":{}}}"#, json::message(m)),
+                });
+                reply_frame(r.ack, body.as_deref().map_err(|e| *e))
+                    .map(|f| (r.conn, Utf8Bytes::from(f)))
+            }
+        };
+        batch.push(Committed {
+            stored,
+            reply,
+            received,
+        });
+    }
+    batch
 }
 
 /// A broadcast frame, with its compressed form when it is worth one.
@@ -119,19 +145,19 @@ impl ConnSide {
         // Metrics: one clock read and at most two atomic adds per batch.
         let (now, mut owned, mut queued) = (Instant::now(), 0u64, 0u64);
         for c in batch {
-            if let Some(frame) = &c.frame {
-                self.last_pos.set(self.last_pos.get().max(c.pos));
-                match seen.get_mut(&c.channel) {
-                    Some(s) => *s = (*s).max(c.seq),
+            if let Some(m) = &c.stored {
+                self.last_pos.set(self.last_pos.get().max(m.pos));
+                match seen.get_mut(&m.channel) {
+                    Some(s) => *s = (*s).max(m.seq),
                     None => {
-                        seen.insert(c.channel.clone(), c.seq);
+                        seen.insert(m.channel.clone(), m.seq);
                     }
                 }
-                owned += u64::from(self.hub.owner_shard(&c.channel) == me);
-                if let Some(list) = subs.get(&c.channel) {
+                owned += u64::from(self.hub.owner_shard(&m.channel) == me);
+                if let Some(list) = subs.get(&m.channel) {
                     for link in list {
                         // On overflow the link closes itself as a slow consumer.
-                        queued += u64::from(link.push(frame.clone()).is_ok());
+                        queued += u64::from(link.push(m.frame.clone()).is_ok());
                     }
                     let latency = now.saturating_duration_since(c.received);
                     self.hub.metrics.broadcast_latency.observe_duration(latency);

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use tungstenite::Utf8Bytes;
+use crate::protocol::Text as Utf8Bytes;
 
 use super::ChatError;
 use super::conn::{ConnSide, JoinState, answer};

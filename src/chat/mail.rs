@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::protocol::Text as Utf8Bytes;
 use futures::channel::oneshot;
-use tungstenite::Utf8Bytes;
 
 use super::ChatError;
 use super::commands::SendMessage;
@@ -43,17 +43,24 @@ pub(crate) struct LoadedChannel {
 /// One committed (or refused) message, as every shard sees it.
 #[derive(Debug)]
 pub(crate) struct Committed {
-    pub channel: Arc<str>,
-    /// The seq and commit position of a newly stored message (0 for a
-    /// repeat or a failure).
-    pub seq: u64,
-    pub pos: u64,
-    /// The `message` broadcast, encoded once, when the message is new.
-    pub frame: Option<Frame>,
+    /// The message this outcome stored: none for a repeat of an earlier
+    /// message (its sender only gets the ack) or a failed commit.
+    pub stored: Option<Stored>,
     /// The sender's ack or error frame, for the shard of `conn`.
     pub reply: Option<(u64, Utf8Bytes)>,
     /// When the send arrived at the server (chat_broadcast_latency).
     pub received: Instant,
+}
+
+/// A newly stored message: where it goes, its place in the commit order,
+/// and its `message` broadcast, encoded once.
+#[derive(Debug)]
+pub(crate) struct Stored {
+    pub channel: Arc<str>,
+    pub seq: u64,
+    /// The commit position: the recovery offset.
+    pub pos: u64,
+    pub frame: Frame,
 }
 
 /// Everything a shard's chat receives, by the role it is for: each role

@@ -81,7 +81,10 @@ impl Hub {
             Requester::Conn(r) => match result {
                 Ok(m) => self.send_reply(
                     r,
-                    Ok(&format!(r#"{{"ok":true,"message":{}}}"#, m.to_json())),
+                    Ok(&format!(
+                        r#"{{"ok":true,"message":{}}}"#,
+                        super::json::message(&m)
+                    )),
                 ),
                 Err(e) => self.send_reply(r, Err(&e)),
             },

@@ -21,7 +21,7 @@
 //!
 //! The channel owner neither numbers nor dedupes messages: the store
 //! writer does, at commit (`store/writer.rs`: `seq` per channel, the
-//! `clientMessageId` lookup), and its sink ([`commit::sink`]) sends each
+//! `clientMessageId` lookup), and its [`crate::store::Fanout`] ([`commit::MeshFanout`] in one process) sends each
 //! committed batch, in commit order, to every shard.
 //!
 //! Roles talk only through [`Mail`] over the shard mailboxes, even on one
@@ -35,6 +35,7 @@ pub(crate) mod commit;
 mod conn;
 mod deliver;
 mod error;
+pub(crate) mod json;
 mod load;
 pub(crate) mod mail;
 pub(crate) mod message;
@@ -56,9 +57,9 @@ use presence::UserOwner;
 
 use crate::auth::Authenticator;
 use crate::ids::IdGen;
+use crate::mailbox::Mailbox;
 use crate::metrics::ShardMetrics;
 use crate::protocol::{CloseReason, DisconnectReason, Event, Handler, Handshake, Link, Refusal};
-use crate::shard::mailbox::Mailbox;
 use crate::store::StoreHandle;
 use serde_json::Value;
 
@@ -111,7 +112,8 @@ pub(super) struct Hub {
     limits: ChatLimits,
     /// This shard's metric handles.
     metrics: ShardMetrics,
-    ids: IdGen,
+    /// The shard's id generator, shared with REST (`rest::Context`).
+    ids: Rc<IdGen>,
 }
 
 /// Fixed seeds: every shard must map a key to the same owner shard.
@@ -142,15 +144,15 @@ impl Chat {
         sessions: Arc<recovery::Sessions>,
         limits: ChatLimits,
         metrics: ShardMetrics,
+        ids: Rc<IdGen>,
     ) -> Rc<Self> {
-        let shard = mail.shard();
         let hub = Rc::new(Hub {
             mail,
             auth,
             store,
             limits,
             metrics,
-            ids: IdGen::new(shard),
+            ids,
         });
         Rc::new(Self {
             conns: ConnSide::new(hub.clone(), sessions),

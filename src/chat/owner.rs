@@ -15,8 +15,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::protocol::Text as Utf8Bytes;
 use serde_json::json;
-use tungstenite::Utf8Bytes;
 
 use super::mail::{Publish, ReplyTo, ToChannelOwner, ToConnShard, ToUserOwner, shard_of_conn};
 use super::message::{self, event_frame};

@@ -204,7 +204,7 @@ impl UserOwner {
     fn presence(&self, user: &str, u: &UserState, online: bool) {
         let status = if online { "online" } else { "offline" };
         let body = json!({"userId": user, "status": status, "lastSeen": u.since}).to_string();
-        let frame: tungstenite::Utf8Bytes = event_frame("presence_update", &body).into();
+        let frame: crate::protocol::Text = event_frame("presence_update", &body).into();
         for channel in &u.channels {
             let mail = ToChannelOwner::ChannelEmit {
                 channel: channel.clone(),

@@ -410,3 +410,28 @@ fn a_broken_dot_env_is_reported_without_its_values() {
         Ok(())
     });
 }
+
+#[test]
+fn tls_files_that_do_not_parse_are_a_problem_naming_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(&cert, "x").unwrap();
+    // Both readable but not PEM: refused, naming the certificate.
+    let both = Config {
+        tls_cert_file: Some(cert.clone()),
+        tls_key_file: Some(cert.clone()),
+        ..Config::default()
+    };
+    let p: Vec<String> = problems(&both).iter().map(ToString::to_string).collect();
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("TLS_CERT_FILE (tls_cert_file)"), "{p:?}");
+    assert!(validate(&both).is_err());
+    // An unreadable one is reported once, by the config's own check.
+    let missing = Config {
+        tls_key_file: Some(dir.path().join("missing.pem")),
+        ..both
+    };
+    let p: Vec<String> = problems(&missing).iter().map(ToString::to_string).collect();
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("TLS_KEY_FILE (tls_key_file)"), "{p:?}");
+}

@@ -10,15 +10,14 @@ use std::path::PathBuf;
 use mysql::{Opts, OptsBuilder, SslOpts};
 
 use super::{Config, ConfigError, MASK};
-use crate::store::mysql::PartitionPolicy;
 
 /// The store the configuration selects.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Backend {
     /// The embedded store, in this DATA_DIR.
     Sqlite(PathBuf),
-    /// MySQL/MariaDB. `Opts` holds the password: log
-    /// [`crate::store::mysql::describe`] of it, never its `Debug`.
+    /// MySQL/MariaDB. `Opts` holds the password: log `store::mysql::describe`
+    /// of it, never its `Debug`.
     Mysql(Opts),
 }
 
@@ -71,14 +70,6 @@ impl Config {
             self.db_pool_size - 1
         } else {
             self.store_readers
-        }
-    }
-
-    /// What partition upkeep keeps (MySQL).
-    pub fn partition_policy(&self) -> PartitionPolicy {
-        PartitionPolicy {
-            months_ahead: self.db_partition_months_ahead,
-            retention_days: self.message_retention_days,
         }
     }
 

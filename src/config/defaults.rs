@@ -14,7 +14,7 @@ impl Default for Config {
             ws_max_connections_per_ip: 1_000,
             ws_connection_rate_per_ip: 50,
             ws_connection_burst_per_ip: 500,
-            broadcast_batch_size: 100,
+            commit_batch_max: 100,
             environment: Environment::Development,
             jwt_secret: None,
             jwt_public_key_file: None,
@@ -70,7 +70,7 @@ impl Default for Config {
             allowed_origins: String::new(),
             cors_origin: String::new(),
             allow_missing_origin: true,
-            cors_max_age_secs: crate::transport::origin::DEFAULT_CORS_MAX_AGE_SECS,
+            cors_max_age_secs: DEFAULT_CORS_MAX_AGE_SECS,
             tls_cert_file: None,
             tls_key_file: None,
         }

@@ -36,14 +36,6 @@ impl Config {
         Some(format!("HOST {} is {ip}", self.host.trim()))
     }
 
-    /// The permessage-deflate settings, for the upgrade and the writer.
-    pub fn compression(&self) -> crate::protocol::deflate::Settings {
-        crate::protocol::deflate::Settings {
-            enabled: self.ws_compression,
-            threshold: self.ws_compression_threshold,
-        }
-    }
-
     // The `*_ms` settings as `Duration`s, so callers never convert units.
 
     pub fn ping_interval(&self) -> Duration {
@@ -139,18 +131,6 @@ impl Config {
         }
     }
 
-    /// The store in use, in words and without a password: `SQLite
-    /// ./data/gatrix-chat.db` or `MySQL mysql://user@host:3306/db`.
-    pub fn store_description(&self) -> String {
-        match self.backend() {
-            Ok(Backend::Sqlite(dir)) => {
-                format!("SQLite {}", crate::store::sqlite::db_path(&dir).display())
-            }
-            Ok(Backend::Mysql(opts)) => format!("MySQL {}", crate::store::mysql::describe(&opts)),
-            Err(_) => "MySQL (DATABASE_URL is not usable)".to_owned(),
-        }
-    }
-
     /// The certificate and key files, when TLS is on.
     pub fn tls_files(&self) -> Option<(&std::path::Path, &std::path::Path)> {
         match (&self.tls_cert_file, &self.tls_key_file) {
@@ -188,21 +168,10 @@ impl Config {
             // than panic.
             Err(e) => format!("# could not render the config as TOML: {e}\n"),
         };
-        let unset = [
-            ("jwt_secret", self.jwt_secret.is_none()),
-            ("jwt_public_key_file", self.jwt_public_key_file.is_none()),
-            ("jwt_audience", self.jwt_audience.is_none()),
-            ("jwt_issuer", self.jwt_issuer.is_none()),
-            ("database_url", self.database_url.is_none()),
-            ("db_host", self.db_host.is_none()),
-            ("db_password", self.db_password.is_none()),
-            ("db_tls_ca_file", self.db_tls_ca_file.is_none()),
-            ("tls_cert_file", self.tls_cert_file.is_none()),
-            ("tls_key_file", self.tls_key_file.is_none()),
-        ];
-        for (key, is_unset) in unset {
-            if is_unset {
-                out.push_str(&format!("# {key} is not set\n"));
+        let mut probe = self.clone();
+        for key in keys::TABLE {
+            if key.optional().is_some_and(|f| f.is_unset(&mut probe)) {
+                out.push_str(&format!("# {} is not set\n", key.name));
             }
         }
         out

@@ -66,7 +66,7 @@ impl From<figment::Error> for ConfigError {
 
 impl ConfigError {
     /// An [`ConfigError::Invalid`] for `key`, deriving the environment name.
-    pub(super) fn invalid(
+    pub(crate) fn invalid(
         key: &'static str,
         problem: impl Into<String>,
         fix: impl Into<String>,

@@ -13,45 +13,8 @@ use figment::providers::{Format, Serialized, Toml};
 use figment::value::{Dict, Empty, Map, Tag, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 
-use super::{Config, ConfigError, KEYS, original};
-
-/// Keys whose values are free text, taken verbatim from the environment and
-/// from `--set`.
-const TEXT_KEYS: &[&str] = &[
-    "host",
-    "jwt_secret",
-    "jwt_public_key_file",
-    "jwt_audience",
-    "jwt_issuer",
-    "data_dir",
-    "log_format",
-    "database_url",
-    "db_host",
-    "db_name",
-    "db_user",
-    "db_password",
-    "db_tls_ca_file",
-    "metrics_listen",
-    "allowed_origins",
-    "cors_origin",
-    "tls_cert_file",
-    "tls_key_file",
-];
-
-/// Keys that may be unset. An empty value (`JWT_ISSUER=`) unsets them, which
-/// lets the environment clear a value the TOML file set.
-const OPTIONAL_KEYS: &[&str] = &[
-    "jwt_secret",
-    "jwt_public_key_file",
-    "jwt_audience",
-    "jwt_issuer",
-    "database_url",
-    "db_host",
-    "db_password",
-    "db_tls_ca_file",
-    "tls_cert_file",
-    "tls_key_file",
-];
+use super::keys::{self, Key};
+use super::{Config, ConfigError, original};
 
 /// Loads `.env` from the working directory (not its parents) into the
 /// process environment. Variables already set are kept: the real
@@ -128,30 +91,11 @@ impl Config {
         Ok(config)
     }
 
-    /// An empty optional string means "not set", whichever layer it came
+    /// An empty optional value means "not set", whichever layer it came
     /// from (`jwt_secret = ""` in TOML is a placeholder, not a secret).
     fn normalize(&mut self) {
-        for value in [
-            &mut self.jwt_secret,
-            &mut self.jwt_audience,
-            &mut self.jwt_issuer,
-            &mut self.database_url,
-            &mut self.db_host,
-            &mut self.db_password,
-        ] {
-            if value.as_deref() == Some("") {
-                *value = None;
-            }
-        }
-        for path in [
-            &mut self.jwt_public_key_file,
-            &mut self.db_tls_ca_file,
-            &mut self.tls_cert_file,
-            &mut self.tls_key_file,
-        ] {
-            if path.as_deref() == Some(Path::new("")) {
-                *path = None;
-            }
+        for field in keys::TABLE.iter().filter_map(Key::optional) {
+            field.unset_if_empty(self);
         }
     }
 }
@@ -160,11 +104,11 @@ impl Config {
 /// an alias of the Node.js server's (`original`).
 fn environment(vars: &original::Vars) -> Result<Layer, ConfigError> {
     let mut dict = Dict::new();
-    for key in KEYS {
-        if let Some(raw) = original::env_value(vars, key)?
+    for key in keys::TABLE {
+        if let Some(raw) = original::env_value(vars, key.name)?
             && let Some(value) = typed_value(key, &raw)
         {
-            dict.insert((*key).to_owned(), value);
+            dict.insert(key.name.to_owned(), value);
         }
     }
     Ok(Layer {
@@ -179,10 +123,10 @@ fn command_line(overrides: &[(String, String)]) -> Result<Layer, ConfigError> {
     let mut dict = Dict::new();
     for (key, raw) in overrides {
         let key = key.trim().to_ascii_lowercase();
-        if !KEYS.contains(&key.as_str()) {
+        let Some(known) = keys::find(&key) else {
             return Err(ConfigError::UnknownKey { key });
-        }
-        if let Some(value) = typed_value(&key, raw) {
+        };
+        if let Some(value) = typed_value(known, raw) {
             dict.insert(key, value);
         }
     }
@@ -195,13 +139,13 @@ fn command_line(overrides: &[(String, String)]) -> Result<Layer, ConfigError> {
 
 /// The value for `key`, or `None` to leave lower layers in charge (an empty
 /// value for a required key, e.g. `PORT=` from an unset compose variable).
-fn typed_value(key: &str, raw: &str) -> Option<Value> {
+fn typed_value(key: &Key, raw: &str) -> Option<Value> {
     if raw.is_empty() {
-        return OPTIONAL_KEYS
-            .contains(&key)
-            .then_some(Value::Empty(Tag::Default, Empty::None));
+        return key
+            .optional()
+            .map(|_| Value::Empty(Tag::Default, Empty::None));
     }
-    if TEXT_KEYS.contains(&key) {
+    if key.is_text() {
         return Some(Value::from(raw.to_owned()));
     }
     // Parsing into a figment value is infallible: unparsable text stays a

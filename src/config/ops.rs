@@ -5,7 +5,10 @@ use std::fs::File;
 
 use super::derived::split_origins;
 use super::{Config, ConfigError};
-use crate::transport::origin::origin_problem;
+
+/// `CORS_MAX_AGE_SECS`'s default: how long a browser may reuse a
+/// preflight's answer (configuration.md says why 600).
+pub const DEFAULT_CORS_MAX_AGE_SECS: u32 = 600;
 
 /// The largest `CORS_MAX_AGE_SECS`: Firefox's cap (Chromium's is 7200);
 /// a larger value could only be a typo.
@@ -73,7 +76,8 @@ impl Config {
             )),
             _ => {}
         }
-        let mut readable = true;
+        // Whether they parse and match is the TLS module's check, made by
+        // `cli::problems` when these pass.
         for (key, path) in [
             ("tls_cert_file", &self.tls_cert_file),
             ("tls_key_file", &self.tls_key_file),
@@ -81,7 +85,6 @@ impl Config {
             if let Some(path) = path
                 && let Err(e) = File::open(path)
             {
-                readable = false;
                 found.push(ConfigError::invalid(
                     key,
                     format!("{} cannot be read: {e}", path.display()),
@@ -89,15 +92,43 @@ impl Config {
                 ));
             }
         }
-        if let Some((cert, key)) = self.tls_files().filter(|_| readable)
-            && let Err(e) = crate::tls::check_files(cert, key)
-        {
-            found.push(ConfigError::invalid(
-                e.key,
-                e.problem,
-                "give a PEM certificate chain (leaf first) and the PEM private key of its leaf",
-            ));
+    }
+}
+
+/// Why an `ALLOWED_ORIGINS` entry is not an origin (`scheme://host[:port]`,
+/// nothing after), or `None` when it is one.
+fn origin_problem(origin: &str) -> Option<&'static str> {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return Some("has no scheme (write https://host[:port])");
+    };
+    if scheme.is_empty()
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    {
+        return Some("has an invalid scheme");
+    }
+    if rest.is_empty() {
+        return Some("has no host");
+    }
+    if rest.contains(['/', '?', '#', '@', ' ']) {
+        return Some("has more than scheme://host[:port] (no path, query or user)");
+    }
+    // An IPv6 host is in brackets; a port is digits after the last colon.
+    let host_end = if rest.starts_with('[') {
+        match rest.find(']') {
+            Some(i) => i + 1,
+            None => return Some("has an unclosed IPv6 bracket"),
         }
+    } else {
+        rest.find(':').unwrap_or(rest.len())
+    };
+    match &rest[host_end..] {
+        "" => None,
+        port => match port.strip_prefix(':').map(str::parse::<u16>) {
+            Some(Ok(_)) => None,
+            _ => Some("has an invalid port"),
+        },
     }
 }
 
@@ -190,9 +221,8 @@ mod tests {
                 ..Config::default()
             },
         ] {
+            // (`transport::origin`'s tests: the policy of either allows any.)
             assert!(c.validate().is_ok(), "{:?}", problems(c.clone()));
-            let p = crate::transport::origin::OriginPolicy::new(c.origin_list(), true);
-            assert!(p.allows_any());
         }
         // Both set: the same list is fine, another is an error.
         let c = Config {
@@ -255,15 +285,36 @@ mod tests {
         });
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].contains("TLS_KEY_FILE (tls_key_file)") && p[0].contains("missing.pem"));
-        // Both readable but not PEM: refused, naming the certificate.
+        // Both readable: what they hold is `cli::problems`'s check.
         let both = Config {
             tls_cert_file: Some(cert.clone()),
             tls_key_file: Some(cert.clone()),
             ..Config::default()
         };
         assert!(both.tls_files().is_some());
-        let p = problems(both);
-        assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].starts_with("TLS_CERT_FILE (tls_cert_file)"), "{p:?}");
+    }
+
+    #[test]
+    fn entries_must_be_bare_origins() {
+        for ok in [
+            "https://a.example",
+            "http://localhost:8080",
+            "https://[::1]:3000",
+            "app://game",
+        ] {
+            assert_eq!(origin_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "a.example",
+            "https://",
+            "https://a.example/",
+            "https://a.example/path",
+            "https://a.example:port",
+            "https://a.example:99999",
+            "https://[::1",
+            "://a.example",
+        ] {
+            assert!(origin_problem(bad).is_some(), "{bad}");
+        }
     }
 }

@@ -75,6 +75,17 @@ pub struct Settings {
     pub threshold: usize,
 }
 
+// Here rather than in `config`, which depends on no other module.
+impl crate::config::Config {
+    /// The permessage-deflate settings, for the upgrade and the writer.
+    pub fn compression(&self) -> Settings {
+        Settings {
+            enabled: self.ws_compression,
+            threshold: self.ws_compression_threshold,
+        }
+    }
+}
+
 thread_local! {
     // Taken out while in use and put back after, like wsio's buffers.
     static INFLATER: Cell<Option<Decompress>> = const { Cell::new(None) };

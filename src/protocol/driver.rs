@@ -25,7 +25,10 @@ use super::{CloseReason, Handler, Handshake, Link, Options};
 /// still queued) before the socket is dropped regardless.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-struct Session<'a, S, H: Handler> {
+/// One WebSocket connection's Engine.IO session: its socket I/O and its
+/// state apart from the transport (the same `State` a long-polling
+/// session has; see `transport::polling::session::PollSession`).
+struct WsSession<'a, S, H: Handler> {
     io: WsIo<S>,
     st: State<'a, H>,
 }
@@ -69,7 +72,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + 'a,
     H: Handler,
 {
-    let mut s = Session { io, st };
+    let mut s = WsSession { io, st };
     async move {
         let reason = s.run().await;
         s.st.end(reason);
@@ -78,7 +81,7 @@ where
     }
 }
 
-impl<S, H> Session<'_, S, H>
+impl<S, H> WsSession<'_, S, H>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     H: Handler,
@@ -118,10 +121,10 @@ where
             }
         });
         match read {
-            Ok(ReadEnd::Pending | ReadEnd::Yielded) => {}
-            Ok(ReadEnd::Eof) => return Poll::Ready(Err(CloseReason::ClientClosed)),
-            Err(Err(reason)) => return Poll::Ready(Err(reason)),
-            Err(Ok(failure)) => return Poll::Ready(Err(failure.close_reason())),
+            ReadEnd::Pending | ReadEnd::Yielded => {}
+            ReadEnd::Eof => return Poll::Ready(Err(CloseReason::ClientClosed)),
+            ReadEnd::Stopped(reason) => return Poll::Ready(Err(reason)),
+            ReadEnd::Failed(failure) => return Poll::Ready(Err(failure.close_reason())),
         }
         // Polled (not just read) again: a CONNECT's write_now registered a
         // no-op waker on the link, and this one must be there instead.

@@ -17,16 +17,30 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use tungstenite::Utf8Bytes;
 
 use super::CloseReason;
 use super::pace::{Pace, Verdict};
+
+/// A text frame's payload: UTF-8, and shared by reference (cloning it
+/// copies a pointer, not the text), so a broadcast is encoded once and
+/// queued on every recipient's link. It is tungstenite's `Utf8Bytes`;
+/// layers above the protocol name it `Text`, so that only the protocol
+/// depends on where it comes from.
+///
+/// ```
+/// use gatrix_chat::protocol::{Frame, Text};
+///
+/// let text = Text::from("42[\"hello\"]".to_owned());
+/// let frame = Frame::Text(text.clone()); // the same bytes, not a copy
+/// assert_eq!(frame.text(), Some(text.as_str()));
+/// ```
+pub type Text = tungstenite::Utf8Bytes;
 
 /// A frame ready for the wire. Text frames are shared by reference between
 /// every recipient of a broadcast (encode once, fan out bytes).
 #[derive(Debug, Clone)]
 pub enum Frame {
-    Text(Utf8Bytes),
+    Text(Text),
     Binary(Bytes),
     /// A broadcast with its permessage-deflate form, both made once for
     /// every recipient (behind one `Arc`, so the queue's entries stay small).
@@ -36,7 +50,7 @@ pub enum Frame {
 /// A text frame and its compressed payload (RFC 7692, no context takeover).
 #[derive(Debug)]
 pub struct Packed {
-    pub text: Utf8Bytes,
+    pub text: Text,
     /// `None` when it is not worth compressing (below the threshold, or it
     /// does not shrink).
     pub deflated: Option<Bytes>,
@@ -86,6 +100,52 @@ pub struct QueueLimits {
 }
 
 /// One connection's outbound side and identity. Owned by its shard (`Rc`).
+///
+/// Anything on the shard pushes frames; the connection's driver takes them
+/// out and writes them. A push past [`QueueLimits`] is refused and closes
+/// the link as a slow consumer (the driver then closes the connection with
+/// 4008); after that every push is refused:
+///
+/// ```
+/// use gatrix_chat::protocol::{CloseReason, Frame, Link, PushError, QueueLimits};
+///
+/// let limits = QueueLimits { max_frames: 3, max_bytes: 10 };
+/// let link = Link::new(1, "sid".into(), "127.0.0.1:4000".parse().unwrap(), limits);
+/// link.push_text("hello".into()).unwrap();
+/// link.push(Frame::Text("world".into())).unwrap();
+/// assert_eq!(link.queued_frames(), 2);
+///
+/// // 10 bytes are queued: one more byte is past `max_bytes`.
+/// assert_eq!(link.push_text("!".into()), Err(PushError::Overflow));
+/// assert_eq!(link.closing(), Some(CloseReason::SlowConsumer));
+/// assert_eq!(link.push_text("?".into()), Err(PushError::Closed));
+/// ```
+///
+/// The first close reason wins, whoever asks:
+///
+/// ```
+/// use gatrix_chat::protocol::{CloseReason, Link, QueueLimits};
+///
+/// let limits = QueueLimits { max_frames: 8, max_bytes: 1 << 10 };
+/// let link = Link::new(2, "sid".into(), "127.0.0.1:4000".parse().unwrap(), limits);
+/// link.close(CloseReason::ServerShutdown);
+/// link.close(CloseReason::RateLimited);
+/// assert_eq!(link.closing(), Some(CloseReason::ServerShutdown));
+/// ```
+///
+/// Recovery replays missed frames ahead of live ones: frames pushed after
+/// [`Link::hold`] wait until [`Link::release`] puts the replay in front.
+///
+/// ```
+/// use gatrix_chat::protocol::{Frame, Link, QueueLimits};
+///
+/// let limits = QueueLimits { max_frames: 8, max_bytes: 1 << 10 };
+/// let link = Link::new(3, "sid".into(), "127.0.0.1:4000".parse().unwrap(), limits);
+/// link.hold();
+/// link.push_text("live".into()).unwrap();
+/// link.release(vec![Frame::Text("missed 1".into()), Frame::Text("missed 2".into())]);
+/// assert_eq!(link.queued_frames(), 3); // the driver sends "missed 1", "missed 2", "live"
+/// ```
 pub struct Link {
     /// Process-unique connection id (shard in the high bits).
     pub id: u64,

@@ -2,14 +2,14 @@
 //! other transport, is `crate::transport::polling`, on the same state).
 //!
 //! - [`packet`]: the wire forms (parse and encode).
-//! - [`link`]: a connection's bounded outbound queue, shared with the shard.
-//! - [`pace`]: a connection's command rate limiter (on its link).
+//! - `link`: a connection's bounded outbound queue, shared with the shard.
+//! - `pace`: a connection's command rate limiter (on its link).
 //! - [`ws`], [`wsio`]: WebSocket framing by hand, and a connection's
 //!   socket I/O through its shard's shared buffers.
-//! - [`deflate`]: permessage-deflate, its negotiation and codec.
+//! - `deflate`: permessage-deflate, its negotiation and codec.
 //! - `engine`: a session's state apart from its transport: heartbeats,
 //!   namespace CONNECT, events and binary attachments.
-//! - [`driver`]: one WebSocket connection's life: OPEN, reads into the
+//! - `driver`: one WebSocket connection's life: OPEN, reads into the
 //!   state, batched writes, close codes.
 //!
 //! The application plugs in through [`Handler`]; the chat server is one, the
@@ -32,7 +32,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 pub use driver::drive;
-pub use link::{Frame, Link, Packed, PushError, QueueLimits};
+pub use link::{Frame, Link, Packed, PushError, QueueLimits, Text};
 pub use pace::{Pace, PaceLimits, Verdict};
 
 /// Engine.IO session parameters, announced in the OPEN packet.
@@ -201,6 +201,78 @@ pub struct Event {
 /// The application side of a connection. All calls happen on the
 /// connection's shard, in the order the client's packets arrived; none may
 /// block or await (replies go through the [`Link`] whenever they are ready).
+///
+/// The engine calls it, generic over the handler (no dynamic call per
+/// packet): [`drive`] for a WebSocket, `transport::polling` for
+/// long-polling, both started by [`crate::transport::serve`]. A toy handler
+/// that answers every event's acknowledgement with its arguments, driven
+/// here by hand as the engine would:
+///
+/// ```
+/// use std::rc::Rc;
+///
+/// use gatrix_chat::protocol::packet::encode_ack;
+/// use gatrix_chat::protocol::{
+///     DisconnectReason, Event, Handler, Handshake, Link, QueueLimits, Refusal,
+/// };
+/// use serde_json::{Value, json};
+///
+/// struct Echo;
+///
+/// /// A connected namespace: where replies go.
+/// struct Socket {
+///     link: Rc<Link>,
+///     nsp: String,
+/// }
+///
+/// impl Handler for Echo {
+///     type Socket = Socket;
+///
+///     fn connect(
+///         &self,
+///         link: &Rc<Link>,
+///         _handshake: &Handshake,
+///         nsp: &str,
+///         _auth: Option<Value>,
+///     ) -> Result<Socket, Refusal> {
+///         if nsp != "/" {
+///             return Err(Refusal::InvalidNamespace);
+///         }
+///         Ok(Socket { link: link.clone(), nsp: nsp.to_owned() })
+///     }
+///
+///     fn event(&self, socket: &Socket, event: Event) {
+///         if let Some(id) = event.ack_id {
+///             let args = Value::Array(event.args).to_string();
+///             let inner = &args[1..args.len() - 1];
+///             // A full queue closes the connection; nothing else to do.
+///             let _ = socket.link.push_text(encode_ack(&socket.nsp, id, inner));
+///         }
+///     }
+///
+///     fn disconnect(&self, _socket: Socket, _reason: DisconnectReason) {}
+/// }
+///
+/// let peer = "127.0.0.1:4000".parse().unwrap();
+/// let limits = QueueLimits { max_frames: 8, max_bytes: 1 << 10 };
+/// let link = Rc::new(Link::new(1, "sid".into(), peer, limits));
+/// let handshake = Handshake { peer, query: Vec::new(), bearer: None };
+///
+/// assert!(matches!(
+///     Echo.connect(&link, &handshake, "/admin", None),
+///     Err(Refusal::InvalidNamespace)
+/// ));
+/// let socket = Echo.connect(&link, &handshake, "/", None).unwrap();
+/// let event = Event {
+///     name: "ping".into(),
+///     args: vec![json!(1)],
+///     ack_id: Some(7),
+///     attachments: Vec::new(),
+/// };
+/// Echo.event(&socket, event); // queues `437[1]`
+/// assert_eq!(link.queued_frames(), 1);
+/// Echo.disconnect(socket, DisconnectReason::ClientDisconnect);
+/// ```
 pub trait Handler: 'static {
     /// State of one connected namespace socket.
     type Socket;

@@ -8,7 +8,7 @@
 //! and this decoder parses frames straight out of it, unmasking in place, so
 //! a complete message costs no copy and no allocation; only an incomplete
 //! frame's bytes are kept per connection. tungstenite is still used by the
-//! tests' clients and for its `Utf8Bytes`.
+//! tests' clients and for its `Utf8Bytes` (the protocol's [`super::Text`]).
 //!
 //! Accepted: masked client frames, text and binary messages (fragmented or
 //! not, up to `max_message` bytes in total, checked from the frame header
@@ -17,7 +17,7 @@
 //! a message whose first frame has RSV1 set is compressed: its frames are
 //! joined (up to the compressed bound of the limit) and inflated as a whole
 //! by the shard's inflater, the limit applied to the inflated size
-//! ([`super::deflate::inflate`]), the text checked as UTF-8 once inflated.
+//! (`deflate::inflate`), the text checked as UTF-8 once inflated.
 //! Refused as protocol errors (close 1002): reserved bits (RSV2, RSV3;
 //! RSV1 without the extension, or on a control or continuation frame),
 //! unknown opcodes, unmasked frames, fragmented or
@@ -26,7 +26,7 @@
 //! is invalid on the wire. Text that is not UTF-8, in a message or a close
 //! reason, is [`WsError::InvalidUtf8`] (close 1007), found as soon as it is
 //! certain: at the fragment, or the part of a frame that has arrived, that
-//! makes it invalid ([`utf8`]).
+//! makes it invalid (`utf8`).
 
 mod encode;
 mod header;

@@ -51,15 +51,36 @@ fn take_buf(cell: &'static std::thread::LocalKey<Cell<Vec<u8>>>, size: usize) ->
     b
 }
 
-/// What reading ended with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadEnd {
+/// What reading ended with: for now (`Pending`, `Yielded`), or for good.
+/// `E` is what the message callback stops the connection with.
+#[derive(Debug)]
+pub enum ReadEnd<E> {
     /// The socket has no more bytes for now (the waker is registered).
     Pending,
-    /// The client closed the TCP stream.
-    Eof,
     /// Several reads were made; the task was woken to continue later.
     Yielded,
+    /// The client closed the TCP stream.
+    Eof,
+    /// The socket failed, or sent what cannot be decoded.
+    Failed(IoFailure),
+    /// The message callback returned this error.
+    Stopped(E),
+}
+
+/// Why reading stopped before the socket had no more for now (inside
+/// [`WsIo::read`]; its caller sees the [`ReadEnd`]).
+enum Stop<E> {
+    Failed(IoFailure),
+    Stopped(E),
+}
+
+impl<E> From<Stop<E>> for ReadEnd<E> {
+    fn from(stop: Stop<E>) -> Self {
+        match stop {
+            Stop::Failed(f) => ReadEnd::Failed(f),
+            Stop::Stopped(e) => ReadEnd::Stopped(e),
+        }
+    }
 }
 
 /// Why the connection cannot go on.
@@ -156,9 +177,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
         &mut self,
         cx: &mut Context<'_>,
         on: impl FnMut(&mut Self, Msg<'_>) -> Result<(), E>,
-    ) -> Result<ReadEnd, Result<IoFailure, E>> {
+    ) -> ReadEnd<E> {
         let r = self.read_messages(cx, on);
-        if let Err(Ok(IoFailure::Ws(_))) = r {
+        if let ReadEnd::Failed(IoFailure::Ws(_)) = r {
             self.out_of_sync = true;
         }
         r
@@ -168,10 +189,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
         &mut self,
         cx: &mut Context<'_>,
         mut on: impl FnMut(&mut Self, Msg<'_>) -> Result<(), E>,
-    ) -> Result<ReadEnd, Result<IoFailure, E>> {
+    ) -> ReadEnd<E> {
         // Bytes that came with the upgrade request, before any read.
-        if !self.partial.is_empty() {
-            self.decode_partial(&mut on)?;
+        if !self.partial.is_empty()
+            && let Err(stop) = self.decode_partial(&mut on)
+        {
+            return stop.into();
         }
         for _ in 0..READS_PER_WAKE {
             let r = if self.partial.is_empty() {
@@ -181,13 +204,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
             };
             match r {
                 Poll::Ready(Ok(true)) => {}
-                Poll::Ready(Ok(false)) => return Ok(ReadEnd::Eof),
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => return Ok(ReadEnd::Pending),
+                Poll::Ready(Ok(false)) => return ReadEnd::Eof,
+                Poll::Ready(Err(stop)) => return stop.into(),
+                Poll::Pending => return ReadEnd::Pending,
             }
         }
         cx.waker().wake_by_ref();
-        Ok(ReadEnd::Yielded)
+        ReadEnd::Yielded
     }
 
     /// One read into the shared buffer; complete messages are decoded in
@@ -196,7 +219,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
         &mut self,
         cx: &mut Context<'_>,
         on: &mut impl FnMut(&mut Self, Msg<'_>) -> Result<(), E>,
-    ) -> Poll<Result<bool, Result<IoFailure, E>>> {
+    ) -> Poll<Result<bool, Stop<E>>> {
         let mut buf = take_buf(&READ_BUF, READ_CHUNK);
         let r = self.read_shared_with(cx, on, &mut buf);
         READ_BUF.with(|c| c.set(buf));
@@ -208,10 +231,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
         cx: &mut Context<'_>,
         on: &mut impl FnMut(&mut Self, Msg<'_>) -> Result<(), E>,
         buf: &mut [u8],
-    ) -> Poll<Result<bool, Result<IoFailure, E>>> {
+    ) -> Poll<Result<bool, Stop<E>>> {
         let n = match Pin::new(&mut self.stream).poll_read(cx, buf) {
             Poll::Pending => return Poll::Pending,
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(Ok(IoFailure::Io(e)))),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(Stop::Failed(IoFailure::Io(e)))),
             Poll::Ready(Ok(0)) => return Poll::Ready(Ok(false)),
             Poll::Ready(Ok(n)) => n,
         };
@@ -221,11 +244,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
                 Ok(Some((msg, used))) => {
                     at += used;
                     if let Some(m) = msg {
-                        on(self, m).map_err(Err)?;
+                        on(self, m).map_err(Stop::Stopped)?;
                     }
                 }
                 Ok(None) => break,
-                Err(e) => return Poll::Ready(Err(Ok(IoFailure::Ws(e)))),
+                Err(e) => return Poll::Ready(Err(Stop::Failed(IoFailure::Ws(e)))),
             }
         }
         if at < n {
@@ -253,7 +276,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
         &mut self,
         cx: &mut Context<'_>,
         on: &mut impl FnMut(&mut Self, Msg<'_>) -> Result<(), E>,
-    ) -> Poll<Result<bool, Result<IoFailure, E>>> {
+    ) -> Poll<Result<bool, Stop<E>>> {
         let mut buf = take_buf(&READ_BUF, READ_CHUNK);
         let r = Pin::new(&mut self.stream).poll_read(cx, &mut buf);
         if let Poll::Ready(Ok(n)) = r {
@@ -262,7 +285,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
         READ_BUF.with(|c| c.set(buf));
         match r {
             Poll::Pending => return Poll::Pending,
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(Ok(IoFailure::Io(e)))),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(Stop::Failed(IoFailure::Io(e)))),
             Poll::Ready(Ok(0)) => return Poll::Ready(Ok(false)),
             Poll::Ready(Ok(_)) => {}
         }
@@ -274,7 +297,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
     fn decode_partial<E>(
         &mut self,
         on: &mut impl FnMut(&mut Self, Msg<'_>) -> Result<(), E>,
-    ) -> Result<(), Result<IoFailure, E>> {
+    ) -> Result<(), Stop<E>> {
         let mut buf = std::mem::take(&mut self.partial);
         let mut at = 0;
         let r = loop {
@@ -284,11 +307,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
                     if let Some(m) = msg
                         && let Err(e) = on(self, m)
                     {
-                        break Err(Err(e));
+                        break Err(Stop::Stopped(e));
                     }
                 }
                 Ok(None) => break Ok(()),
-                Err(e) => break Err(Ok(IoFailure::Ws(e))),
+                Err(e) => break Err(Stop::Failed(IoFailure::Ws(e))),
             }
         };
         if at < buf.len() {
@@ -329,7 +352,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
     /// Moves every frame queued on `link` to the socket, many frames per
     /// send. Returns when the link is empty or the socket is full (the
     /// waker is registered either way). What is left over counts against
-    /// the link's byte budget ([`Link::set_backlog`]): past it, the link is
+    /// the link's byte budget (`Link::set_backlog`): past it, the link is
     /// closing as a slow consumer.
     pub fn poll_write(&mut self, cx: &mut Context<'_>, link: &Link) -> io::Result<()> {
         let r = self.poll_write_inner(cx, link);

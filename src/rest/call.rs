@@ -1,15 +1,15 @@
 //! One authenticated REST request as the route handlers see it ([`Call`]):
-//! who asks, on which shard's [`Chat`], and the two ways to reach the
+//! who asks, the shard's REST [`Context`], and the two ways to reach the
 //! store. Plus the small JSON readers the handlers validate bodies with.
 
 use serde_json::{Map, Value};
 
+use super::context::Context;
 use super::reply::ApiError;
-use crate::chat::Chat;
 use crate::store::Store;
 
 pub(crate) struct Call<'a> {
-    pub chat: &'a Chat,
+    pub ctx: &'a Context,
     /// The caller's user id (the token's `sub`).
     pub user: String,
 }
@@ -22,7 +22,7 @@ impl Call<'_> {
         T: Send + 'static,
         F: FnOnce(&mut dyn Store) -> Result<T, ApiError> + Send + 'static,
     {
-        let rx = self.chat.store().read(f)?;
+        let rx = self.ctx.store.read(f)?;
         rx.await.map_err(|_| gone())?
     }
 
@@ -34,7 +34,7 @@ impl Call<'_> {
         T: Send + 'static,
         F: FnOnce(&mut dyn Store) -> Result<T, ApiError> + Send + 'static,
     {
-        let rx = self.chat.store().write(f)?;
+        let rx = self.ctx.store.write(f)?;
         rx.await.map_err(|_| gone())?
     }
 }

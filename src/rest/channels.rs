@@ -129,7 +129,7 @@ pub(crate) async fn create(call: &Call<'_>, body: &[u8]) -> Result<Reply, ApiErr
     let new = parse_new(body, &call.user)?;
     let at = now();
     let record = ChannelRecord {
-        id: call.chat.next_id().to_string(),
+        id: call.ctx.ids.next().to_string(),
         name: new.name,
         kind: new.kind,
         description: new.description,
@@ -181,7 +181,7 @@ pub(crate) async fn update(call: &Call<'_>, id: String, body: &[u8]) -> Result<R
         })
         .await?;
     // Canceled only when the owner's shard is stopping: answer anyway.
-    let _ = call.chat.invalidate_channel(&id).await;
+    let _ = call.ctx.chat.invalidate_channel(&id).await;
     channel_reply(StatusCode::OK, &c)
 }
 
@@ -199,7 +199,7 @@ pub(crate) async fn delete(call: &Call<'_>, id: String) -> Result<Reply, ApiErro
     })
     .await?;
     // Canceled only when the owner's shard is stopping: answer anyway.
-    let _ = call.chat.invalidate_channel(&id).await;
+    let _ = call.ctx.chat.invalidate_channel(&id).await;
     Ok(reply::no_content())
 }
 

@@ -18,6 +18,7 @@ use super::call::{self, Call};
 use super::channels::readable;
 use super::reply::{self, ApiError, Reply};
 use crate::chat::commands::{self, Command};
+use crate::chat::json::message as message_json;
 use crate::chat::message::now;
 use crate::store::{MessageRecord, Page};
 
@@ -27,7 +28,7 @@ pub(crate) const DEFAULT_LIMIT: usize = 50;
 pub(crate) const MAX_LIMIT: usize = 100;
 
 fn message_reply(status: StatusCode, m: &MessageRecord) -> Reply {
-    reply::wrapped(status, "message", &m.to_json())
+    reply::wrapped(status, "message", &message_json(m))
 }
 
 /// `?before=&after=&limit=` of a history request.
@@ -107,7 +108,7 @@ pub(crate) async fn history(
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&m.to_json());
+        out.push_str(&message_json(m));
     }
     out.push_str(r#"],"hasMore":"#);
     out.push_str(if more { "true" } else { "false" });
@@ -121,7 +122,7 @@ pub(crate) async fn history(
 /// only deduplicated there and answers 201 with the first message.
 pub(crate) async fn send(call: &Call<'_>, body: &[u8]) -> Result<Reply, ApiError> {
     let p = call::object(body)?;
-    let max = call.chat.max_message_length();
+    let max = call.ctx.max_message_length;
     let Command::Send(m) = commands::parse("send_message", &[Value::Object(p)], max)? else {
         return Err(ApiError::internal());
     };
@@ -151,7 +152,7 @@ pub(crate) async fn send(call: &Call<'_>, body: &[u8]) -> Result<Reply, ApiError
             return Ok(message_reply(StatusCode::OK, &first));
         }
     }
-    let rx = call.chat.publish(&call.user, m);
+    let rx = call.ctx.chat.publish(&call.user, m);
     let stored = rx
         .await
         .map_err(|_| ApiError::unavailable("the server is shutting down"))??;
@@ -193,7 +194,7 @@ pub(crate) fn edited_content(p: &Map<String, Value>, max: usize) -> Result<Strin
 /// get `message_updated` with the whole message (with `editedAt`).
 pub(crate) async fn edit(call: &Call<'_>, id: &str, body: &[u8]) -> Result<Reply, ApiError> {
     let id = call::message_id(id)?;
-    let content = edited_content(&call::object(body)?, call.chat.max_message_length())?;
+    let content = edited_content(&call::object(body)?, call.ctx.max_message_length)?;
     let user = call.user.clone();
     let m = call
         .write(move |s| {
@@ -209,8 +210,9 @@ pub(crate) async fn edit(call: &Call<'_>, id: &str, body: &[u8]) -> Result<Reply
             s.edit_message(id, &content, &now())?.ok_or_else(gone)
         })
         .await?;
-    let json = m.to_json();
-    call.chat
+    let json = message_json(&m);
+    call.ctx
+        .chat
         .emit_to_channel(&m.channel_id, "message_updated", &json);
     Ok(reply::wrapped(StatusCode::OK, "message", &json))
 }
@@ -236,7 +238,8 @@ pub(crate) async fn delete(call: &Call<'_>, id: &str) -> Result<Reply, ApiError>
         })
         .await?;
     let body = json!({"id": m.id.to_string(), "channelId": &m.channel_id, "seq": m.seq});
-    call.chat
+    call.ctx
+        .chat
         .emit_to_channel(&m.channel_id, "message_deleted", &body.to_string());
     Ok(reply::no_content())
 }

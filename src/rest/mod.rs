@@ -1,4 +1,4 @@
-//! The REST API (PROTOCOL.md §4) and the probes, on the public port.
+//! The REST API (docs/api.md) and the probes, on the public port.
 //!
 //! [`crate::transport::serve`] reads a connection's first request head; a
 //! request that is not a Socket.IO upgrade comes here with the socket and
@@ -6,7 +6,8 @@
 //! over from those bytes ([`io`]), with keep-alive, and answers each
 //! request on this shard: [`router`] authenticates and dispatches to
 //! [`channels`] and [`messages`], which reach the store through store
-//! threads and the channel's owner through [`Chat`]; [`reply`] maps every
+//! threads and the channel's owner through [`ChatApi`], both in the
+//! shard's REST [`Context`]; [`reply`] maps every
 //! failure to the protocol's error shape.
 //!
 //! A connection ends when the client closes it, after an idle timeout,
@@ -16,6 +17,7 @@
 
 mod call;
 mod channels;
+mod context;
 mod io;
 mod messages;
 mod reply;
@@ -43,9 +45,9 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 
-use crate::chat::Chat;
 use crate::config::Config;
 use crate::transport::origin::OriginPolicy;
+pub(crate) use context::{ChatApi, Context};
 use io::{Activity, Rewind};
 use reply::Reply;
 
@@ -98,7 +100,7 @@ const WATCH_TICK: Duration = Duration::from_millis(500);
 
 /// What every request on one connection shares.
 struct Conn {
-    chat: Rc<Chat>,
+    ctx: Rc<Context>,
     /// The client's address, for the log of refused tokens.
     peer: std::net::IpAddr,
     /// The shard is draining: `/ready` says 503.
@@ -127,10 +129,10 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Service {
     }
 }
 
-/// What a shard serves REST requests with (its chat, its drain flag, the
-/// limits and the CORS policy), for [`serve`].
+/// What a shard serves REST requests with (its REST context, its drain
+/// flag, the limits and the CORS policy), for [`serve`].
 pub(crate) struct Serving {
-    pub chat: Rc<Chat>,
+    pub context: Rc<Context>,
     pub draining: Rc<Cell<bool>>,
     pub settings: RestSettings,
     pub origins: OriginPolicy,
@@ -153,7 +155,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let Serving {
-        chat,
+        context,
         draining,
         settings,
         origins,
@@ -169,7 +171,7 @@ where
     }
     let activity = Rc::new(Activity::new());
     let conn = Rc::new(Conn {
-        chat,
+        ctx: context,
         peer,
         draining: draining.clone(),
         settings,

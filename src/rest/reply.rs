@@ -1,6 +1,6 @@
 //! What a REST handler answers: JSON responses, and [`ApiError`], the
 //! `{"error":{"code":…,"message":…}}` shape with its HTTP status
-//! (PROTOCOL.md §4). Chat, store and auth failures become an `ApiError`
+//! (docs/api.md#errors). Chat, store and auth failures become an `ApiError`
 //! here, in one place, so every route maps them alike.
 
 use bytes::Bytes;

@@ -1,4 +1,4 @@
-//! From a hyper request to a handler: the route table (PROTOCOL.md §4),
+//! From a hyper request to a handler: the route table (docs/api.md),
 //! CORS (preflights, and the headers of every answer, errors included),
 //! the per-connection rate limit, bearer authentication, the bounded body,
 //! and the two probes (`/health`, `/ready`).
@@ -182,7 +182,7 @@ async fn route(conn: &Conn, req: Request<Incoming>) -> Result<Reply, ApiError> {
         // Unauthenticated like the probes; 404 when metrics are off or
         // served on METRICS_LISTEN instead.
         Route::Metrics => {
-            return match conn.chat.metrics().exposition() {
+            return match conn.ctx.metrics.exposition() {
                 Some(text) => Ok(reply::text(
                     StatusCode::OK,
                     crate::metrics::CONTENT_TYPE,
@@ -199,7 +199,7 @@ async fn route(conn: &Conn, req: Request<Incoming>) -> Result<Reply, ApiError> {
         _ => {}
     }
     if conn.limiter.check().is_err() {
-        conn.chat.metrics().rate_limited.inc();
+        conn.ctx.metrics.rate_limited.inc();
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "RATE_LIMITED",
@@ -208,7 +208,7 @@ async fn route(conn: &Conn, req: Request<Incoming>) -> Result<Reply, ApiError> {
     }
     let user = authenticate(conn, &req)?;
     let call = Call {
-        chat: &conn.chat,
+        ctx: &conn.ctx,
         user,
     };
     let (method, query) = (req.method().clone(), req.uri().query().map(str::to_owned));
@@ -256,7 +256,7 @@ fn authenticate(conn: &Conn, req: &Request<Incoming>) -> Result<String, ApiError
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim())
         .filter(|t| !t.is_empty());
-    let (message, e) = match token.map(|t| conn.chat.authenticate(t)) {
+    let (message, e) = match token.map(|t| conn.ctx.auth.verify(t)) {
         Some(Ok(claims)) => return Ok(claims.sub),
         None => (
             "send Authorization: Bearer <token>",
@@ -266,7 +266,7 @@ fn authenticate(conn: &Conn, req: &Request<Incoming>) -> Result<String, ApiError
     };
     // The client gets the reason's code (`reason`, as on a Socket.IO
     // CONNECT), the log the sentence; never the token.
-    let metrics = conn.chat.metrics();
+    let metrics = &conn.ctx.metrics;
     // As before: a request without a token is no auth failure there (it
     // is a `token_missing` refusal).
     if token.is_some() {
@@ -315,7 +315,7 @@ async fn ready(conn: &Conn) -> Result<Reply, ApiError> {
     if conn.draining.get() {
         return Err(ApiError::unavailable("draining"));
     }
-    let rx = conn.chat.store().read(|s| s.ping().is_ok())?;
+    let rx = conn.ctx.store.read(|s| s.ping().is_ok())?;
     let answered = crate::within::within(READY_STORE_TIMEOUT, rx).await;
     match answered {
         Some(Ok(true)) => Ok(reply::json(StatusCode::OK, r#"{"status":"ready"}"#.into())),

@@ -38,7 +38,7 @@ pub(crate) struct ConnectionRate {
 
 /// Why a connection was turned away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub(crate) enum Turnaway {
     ServerFull,
     IpFull,
     /// New connections from this address come too fast; retry after this
@@ -48,7 +48,7 @@ pub(crate) enum Refusal {
     },
 }
 
-impl Refusal {
+impl Turnaway {
     pub(crate) fn message(self) -> &'static str {
         match self {
             Self::ServerFull => "server at its connection limit (WS_MAX_CONNECTIONS)",
@@ -100,10 +100,10 @@ impl Admission {
         })
     }
 
-    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Refusal> {
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Turnaway> {
         if self.total.fetch_add(1, Ordering::AcqRel) >= self.max_total {
             self.total.fetch_sub(1, Ordering::AcqRel);
-            return Err(Refusal::ServerFull);
+            return Err(Turnaway::ServerFull);
         }
         if let Err(refusal) = self.check_rate(ip) {
             self.total.fetch_sub(1, Ordering::AcqRel);
@@ -114,7 +114,7 @@ impl Admission {
         if *n >= self.max_per_ip {
             drop(per_ip);
             self.total.fetch_sub(1, Ordering::AcqRel);
-            return Err(Refusal::IpFull);
+            return Err(Turnaway::IpFull);
         }
         *n += 1;
         Ok(Ticket {
@@ -126,14 +126,14 @@ impl Admission {
     /// Takes one of `ip`'s new-connection tokens. A connection then turned
     /// away for the per-IP cap has taken one too: a client retrying in a
     /// tight loop is slowed down by the rate as well.
-    fn check_rate(&self, ip: IpAddr) -> Result<(), Refusal> {
+    fn check_rate(&self, ip: IpAddr) -> Result<(), Turnaway> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.rate.retain_recent();
             self.rate.shrink_to_fit();
         }
         self.rate.check_key(&ip).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            Refusal::TooFast {
+            Turnaway::TooFast {
                 retry_after_secs: whole_secs(wait),
             }
         })
@@ -180,9 +180,9 @@ mod tests {
         let (x, y): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         let t1 = a.admit(x).unwrap();
         let _t2 = a.admit(x).unwrap();
-        assert_eq!(a.admit(x).err(), Some(Refusal::IpFull));
+        assert_eq!(a.admit(x).err(), Some(Turnaway::IpFull));
         let _t3 = a.admit(y).unwrap();
-        assert_eq!(a.admit(y).err(), Some(Refusal::ServerFull));
+        assert_eq!(a.admit(y).err(), Some(Turnaway::ServerFull));
         drop(t1);
         assert_eq!(a.active(), 2);
         assert!(a.admit(x).is_ok());
@@ -206,7 +206,7 @@ mod tests {
         let refusal = a.admit(x).err().unwrap();
         assert_eq!(
             refusal,
-            Refusal::TooFast {
+            Turnaway::TooFast {
                 retry_after_secs: 1
             }
         );

@@ -3,15 +3,13 @@
 //! hyper). Generic over the stream so a TLS session and a plain socket take
 //! the same path.
 //!
-//! Memory: a connection task's future is as large as its largest state and
-//! lives as long as the connection, and every level of async calls keeps
-//! its own copy of the values passed down. So the task is two phases:
-//! [`open`] (admission, TLS handshake, request head, REST, the 101) runs
-//! boxed and is freed when it hands over a [`Session`]; the task itself
-//! holds only that box, the shard's [`Shared`] and then [`run`]'s state.
+//! The connection's task is [`transport::serve`], the same two-phase task
+//! the examples run: [`open`] is its first phase (admission, TLS
+//! handshake, then `transport::open`: request heads, REST, polling, the
+//! 101), boxed and freed when the WebSocket session starts; the task holds
+//! only that box and the shard's [`Shared`], then the session's state.
 
 use std::cell::Cell;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -21,10 +19,10 @@ use futures_rustls::server::TlsStream;
 use glommio::net::TcpStream;
 use rustls::ServerConnection;
 
-use super::admission::{Refusal, Ticket};
+use super::admission::{Ticket, Turnaway};
 use super::handoff::{self, Handoff};
-use super::mailbox::Mesh;
 use crate::chat::Chat;
+use crate::mailbox::Mesh;
 use crate::rest::RestSettings;
 use crate::tls::Tls;
 use crate::transport::polling::Polls;
@@ -37,6 +35,8 @@ pub(crate) struct Shared {
     pub links: Rc<Links>,
     pub draining: Rc<Cell<bool>>,
     pub rest: RestSettings,
+    /// What REST requests are answered with.
+    pub rest_context: Rc<crate::rest::Context>,
     pub tls: Option<Arc<Tls>>,
     /// This shard's long-polling sessions.
     pub polls: Polls<Stream>,
@@ -49,7 +49,7 @@ pub(crate) struct Accepted {
     pub stream: TcpStream,
     pub peer: SocketAddr,
     pub id: u64,
-    pub admit: Result<Ticket, Refusal>,
+    pub admit: Result<Ticket, Turnaway>,
     /// Set for a connection handed over by another shard.
     pub handed: Option<Handed>,
 }
@@ -63,21 +63,17 @@ pub(crate) struct Handed {
     pub tls: Option<Box<ServerConnection>>,
 }
 
-/// A WebSocket session ready to run, holding its admission ticket.
-pub(crate) struct Session {
-    upgraded: Upgraded<Stream>,
-    _ticket: Ticket,
-}
-
 pub(crate) enum Stream {
     Plain(TcpStream),
     // Boxed: a TLS session's state is large.
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-/// Everything up to a WebSocket session; `None` when the connection was
-/// refused, served as REST, or failed before the upgrade.
-pub(crate) async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
+/// Everything up to a WebSocket session (the first phase of
+/// [`transport::serve`]): the session and its admission ticket, held as
+/// long as the session runs; `None` when the connection was refused,
+/// served as REST or polling, handed over, or failed before the upgrade.
+pub(crate) async fn open(a: Accepted, sh: Rc<Shared>) -> Option<(Upgraded<Stream>, Ticket)> {
     let Accepted {
         mut stream,
         peer,
@@ -87,17 +83,17 @@ pub(crate) async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
     } = a;
     let ticket = match admit {
         Ok(t) => t,
-        Err(refusal) => {
+        Err(turnaway) => {
             sh.chat
                 .metrics()
                 .refusals
-                .refused(refusal.reason(), peer.ip(), || {
-                    format!("connection: {}", refusal.message())
+                .refused(turnaway.reason(), peer.ip(), || {
+                    format!("connection: {}", turnaway.message())
                 });
             // Over TLS the client would not understand a plain answer: it
             // is just closed.
             if sh.tls.is_none() {
-                let _ = transport::http::write_response(&mut stream, &refusal.response()).await;
+                let _ = transport::http::write_response(&mut stream, &turnaway.response()).await;
             }
             return None;
         }
@@ -142,7 +138,7 @@ pub(crate) async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
             &req,
             read,
             crate::rest::Serving {
-                chat: sh.chat.clone(),
+                context: sh.rest_context.clone(),
                 draining: sh.draining.clone(),
                 settings: sh.rest,
                 origins: sh.endpoint.origins.clone(),
@@ -163,10 +159,7 @@ pub(crate) async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
         other,
     );
     match opened.await {
-        Opened::Upgraded(upgraded) => Some(Session {
-            upgraded,
-            _ticket: ticket,
-        }),
+        Opened::Upgraded(upgraded) => Some((upgraded, ticket)),
         Opened::Done => None,
         Opened::Elsewhere {
             stream,
@@ -199,13 +192,6 @@ pub(crate) async fn open(a: Accepted, sh: Rc<Shared>) -> Option<Session> {
             None
         }
     }
-}
-
-/// The WebSocket session, to its end (the ticket is released after it).
-pub(crate) fn run(s: Session, sh: &Shared) -> impl Future<Output = ()> + '_ {
-    let Session { upgraded, _ticket } = s;
-    let session = transport::run(upgraded, &sh.endpoint, &*sh.chat, &sh.links);
-    futures::FutureExt::map(session, move |()| drop(_ticket))
 }
 
 impl AsyncRead for Stream {

@@ -4,11 +4,11 @@
 //! shard, but a long-polling session lives on one shard (its link, its
 //! namespace sockets, its place in the chat state are `Rc`s there). Its
 //! sid ends with that shard's number, so the shard that read a request
-//! for it knows the owner at once, asks no one, and gives it the socket:
+//! for it knows the holder at once, asks no one, and gives it the socket:
 //! a duplicate of the file descriptor, the bytes already read (the request
 //! itself, the start of a POST's body) and the connection's admission
-//! ticket, through a lock-free queue of the owner ([`Mesh::post_external`],
-//! a `SegQueue` and a waker). The owner serves the request as if it had
+//! ticket, through a lock-free queue of the holder ([`Mesh::post_external`],
+//! a `SegQueue` and a waker). The holder serves the request as if it had
 //! accepted the connection, and keeps the connection (keep-alive) after.
 //! Nothing crosses shards on the message path, and a request costs one
 //! hand-over at most: clients that keep their connection (browsers,
@@ -17,7 +17,7 @@
 //! A TLS session is handed over too: its whole state (keys, sequence
 //! numbers, records received and not yet decrypted, plaintext not yet
 //! read) is rustls's `ServerConnection`, which is `Send`; it travels boxed
-//! with the descriptor, and the owner wraps the socket in it again without
+//! with the descriptor, and the holder wraps the socket in it again without
 //! a new handshake ([`resume`]). A moved session keeps its own keys and
 //! certificate: a SIGHUP reload only changes what new handshakes get.
 //!

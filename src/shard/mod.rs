@@ -5,12 +5,11 @@
 //! new connections), a [`Gate`] that every connection task enters (shutdown
 //! waits on it), the mailbox receiver and flusher tasks, and a ticker for
 //! timed chat work. State is `Rc`/`RefCell`; other shards are reached only
-//! through [`mailbox`].
+//! through [`crate::mailbox`].
 
 pub(crate) mod admission;
 mod conn;
 pub(crate) mod handoff;
-pub(crate) mod mailbox;
 pub(crate) mod shutdown;
 
 use std::cell::Cell;
@@ -25,10 +24,10 @@ use glommio::net::TcpListener;
 use glommio::sync::Gate;
 
 use crate::chat::{Chat, Mail};
+use crate::mailbox::{Mailbox, Mesh};
 use crate::protocol::CloseReason;
 use crate::transport::{Endpoint, Links};
 pub(crate) use admission::Admission;
-use mailbox::{Mailbox, Mesh};
 pub(crate) use shutdown::Shutdown;
 
 /// Everything a shard is started with (shared by all shards, `Send`).
@@ -92,6 +91,7 @@ pub(crate) async fn run(
     }
     metrics.refusals = metrics.refusals.with_interval(setup.refusal_log_interval);
     let mail = Mailbox::new(setup.mesh.clone(), shard);
+    let ids = Rc::new(crate::ids::IdGen::new(shard));
     let chat = Chat::new(
         mail.clone(),
         setup.auth.clone(),
@@ -99,7 +99,16 @@ pub(crate) async fn run(
         setup.sessions.clone(),
         setup.chat_limits.clone(),
         metrics.clone(),
+        ids.clone(),
     );
+    let rest_context = Rc::new(crate::rest::Context {
+        auth: setup.auth.clone(),
+        store: setup.store.clone(),
+        ids,
+        metrics: metrics.clone(),
+        max_message_length: setup.chat_limits.max_message_length,
+        chat: crate::rest::ChatApi::new(chat.clone()),
+    });
     let links = Rc::new(Links::default());
     let gate = Gate::new();
     let draining = Rc::new(Cell::new(false));
@@ -185,6 +194,7 @@ pub(crate) async fn run(
         links: links.clone(),
         draining: draining.clone(),
         rest: setup.rest,
+        rest_context,
         tls: setup.tls.clone(),
         polls,
         handoff: setup.handoff.clone(),
@@ -297,17 +307,13 @@ fn spawn_conn(accepted: conn::Accepted, shared: &Rc<conn::Shared>, gate: &Gate, 
     // the log filter's process-wide lock on each enter and exit, a cost
     // for debugging sessions only. (The connection logs are at debug.)
     let span = tracing::debug_span!("conn", conn = id, shard, user = tracing::field::Empty);
-    // Two phases (see `conn`): the opening is boxed outside the task,
-    // so the task holds a pointer to it, and the task is boxed before
-    // the gate wraps it, so the wrapper holds a pointer too.
+    // Two phases (`transport::serve`, see `conn`): the opening is boxed
+    // outside the task, so the task holds a pointer to it, and the task is
+    // boxed before the gate wraps it, so the wrapper holds a pointer too.
     let opening = Box::pin(conn::open(accepted, shared.clone()));
     let sh = shared.clone();
     let fut = Box::pin(tracing::Instrument::instrument(
-        async move {
-            if let Some(session) = opening.await {
-                conn::run(session, &sh).await;
-            }
-        },
+        async move { crate::transport::serve(opening, &sh.endpoint, &*sh.chat, &sh.links).await },
         span,
     ));
     if let Ok(t) = gate.spawn(fut) {

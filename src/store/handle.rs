@@ -2,21 +2,19 @@
 //! bounded queues to the writer and to the readers. Nothing here blocks: a
 //! full queue is an immediate error, which callers answer as UNAVAILABLE.
 
-use std::path::PathBuf;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, TrySendError, bounded};
 use futures::channel::oneshot;
 
-use super::writer::{self, Job, Outcome, WriterSettings};
-use super::{MessageRecord, Store, StoreError};
+use super::writer::{self, Job, WriterSettings};
+use super::{Fanout, MessageRecord, Store, StoreError};
 
 use super::writer::StoreJob as ReadJob;
 
 /// Queue lengths and thread counts of the store.
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
-    pub data_dir: PathBuf,
     pub writer: WriterSettings,
     /// Messages and writes waiting for the writer before sends are refused.
     pub writer_queue: usize,
@@ -52,17 +50,17 @@ impl StoreThreads {
 }
 
 /// Opens one store connection per thread with `open` and starts the writer
-/// and the readers. The writer hands its outcomes, in commit order, to
-/// `sink`, on the writer thread.
-pub fn start<R, O, S>(
+/// and the readers. The writer hands each commit's outcomes, in commit
+/// order, to `fanout`, on the writer thread.
+pub fn start<R, O, F>(
     settings: &StoreSettings,
     open: O,
-    sink: S,
+    fanout: F,
 ) -> Result<(StoreHandle<R>, StoreThreads), StoreError>
 where
     R: Send + 'static,
     O: Fn() -> Result<Box<dyn Store>, StoreError>,
-    S: FnMut(Vec<(Outcome, R)>) + Send + 'static,
+    F: Fanout<R> + Send + 'static,
 {
     let (wtx, wrx) = bounded::<Job<R>>(settings.writer_queue.max(1));
     let (rtx, rrx) = bounded::<ReadJob>(settings.reader_queue.max(1));
@@ -73,7 +71,7 @@ where
     threads.push(
         std::thread::Builder::new()
             .name("gatrix-store-writer".into())
-            .spawn(move || writer::run(store.as_mut(), wrx, ws, &metrics, sink))
+            .spawn(move || writer::run(store.as_mut(), wrx, ws, &metrics, fanout))
             .map_err(|e| StoreError::Other(e.to_string()))?,
     );
     for i in 0..settings.readers.max(1) {
@@ -145,10 +143,5 @@ impl<R: Send + 'static> StoreHandle<R> {
     /// Runs `f` on a reader thread; `f` delivers its own result.
     pub fn read_then(&self, f: impl FnOnce(&mut dyn Store) + Send + 'static) -> Result<(), Busy> {
         self.readers.try_send(Box::new(f)).map_err(|_| Busy)
-    }
-
-    /// Messages waiting for the writer.
-    pub fn writer_depth(&self) -> usize {
-        self.writer.len()
     }
 }

@@ -8,14 +8,21 @@
 //!   or DB_HOST; messages in monthly partitions.
 //! - [`writer`]: the one writer thread: group commit of messages, in commit
 //!   order, which is also where a channel's next `seq` is assigned.
+//! - [`fanout`]: the seam after the writer: [`Fanout`], a committed batch
+//!   delivered to every shard (in one process, chat's mesh).
 //! - [`handle`]: what shards hold: the writer's bounded queue and the reader
 //!   threads.
+//! - `open`: the store the server runs on, opened in one call
+//!   ([`open()`]: lock, migrations, background thread, store threads),
+//!   held by a `StoreGuard`.
 //! - [`lock`]: one process per store: the lock taken at start (a file lock
 //!   in DATA_DIR; MySQL's is the writer connection's named lock).
 
+pub mod fanout;
 pub mod handle;
 pub mod lock;
 pub mod mysql;
+mod open;
 pub mod sqlite;
 pub mod writer;
 
@@ -23,7 +30,9 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+pub use fanout::Fanout;
 pub use handle::{Busy, StoreHandle, StoreSettings, StoreThreads};
+pub(crate) use open::open;
 
 /// `public` (anyone may join), `private` (members only), `direct`
 /// (members only, usually two).
@@ -69,6 +78,7 @@ pub struct ChannelRecord {
 
 /// A message as stored. `id` is a snowflake (above 2^53: a string in JSON);
 /// `pos` is its commit position on this instance, the recovery offset.
+/// What clients see of it is chat's (`chat::json`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessageRecord {
     pub id: u64,
@@ -83,44 +93,6 @@ pub struct MessageRecord {
     pub created_at: String,
     pub edited_at: Option<String>,
     pub deleted_at: Option<String>,
-}
-
-/// The client-facing JSON of a message (PROTOCOL.md §3).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct MessageJson<'a> {
-    id: String,
-    channel_id: &'a str,
-    seq: u64,
-    user_id: &'a str,
-    content: &'a str,
-    #[serde(rename = "type")]
-    kind: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_message_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reply_to: Option<&'a str>,
-    created_at: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    edited_at: Option<&'a str>,
-}
-
-impl MessageRecord {
-    pub fn to_json(&self) -> String {
-        let j = MessageJson {
-            id: self.id.to_string(),
-            channel_id: &self.channel_id,
-            seq: self.seq,
-            user_id: &self.user_id,
-            content: &self.content,
-            kind: &self.kind,
-            client_message_id: self.client_message_id.as_deref(),
-            reply_to: self.reply_to.as_deref(),
-            created_at: &self.created_at,
-            edited_at: self.edited_at.as_deref(),
-        };
-        serde_json::to_string(&j).unwrap_or_default()
-    }
 }
 
 /// A page request for history: at most one of `before`/`after`.
@@ -154,6 +126,42 @@ pub fn finish_page(
         rows.reverse();
     }
     (rows, more)
+}
+
+/// The backends' [`Store::replay`]: reads each channel's first `limit`
+/// rows by `pos` (`read(channel, max_seq)`), then keeps the first `limit`
+/// of them all in commit order. Bounded: at most `limit` rows per channel
+/// are held.
+pub(crate) fn merge_replay<E>(
+    channels: &[(String, u64)],
+    limit: usize,
+    mut read: impl FnMut(&str, u64) -> std::result::Result<Vec<MessageRecord>, E>,
+) -> std::result::Result<Vec<MessageRecord>, E> {
+    let mut rows = Vec::new();
+    for (channel, max_seq) in channels {
+        rows.extend(read(channel, *max_seq)?);
+    }
+    rows.sort_by_key(|m| m.pos);
+    rows.truncate(limit);
+    Ok(rows)
+}
+
+/// The backends' [`Store::replay_count`]: counts channel by channel
+/// (`count(channel, left)`, counting no further than `left`) and stops
+/// once `limit` is reached.
+pub(crate) fn count_replay<E>(
+    channels: &[String],
+    limit: usize,
+    mut count: impl FnMut(&str, usize) -> std::result::Result<usize, E>,
+) -> std::result::Result<usize, E> {
+    let mut total = 0usize;
+    for channel in channels {
+        if total >= limit {
+            break;
+        }
+        total += count(channel, limit - total)?;
+    }
+    Ok(total)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -275,4 +283,18 @@ pub trait Store: Send {
     /// Adds a member; false if already one.
     fn add_member(&mut self, channel: &str, user: &str, at: &str) -> Result<bool>;
     fn remove_member(&mut self, channel: &str, user: &str) -> Result<bool>;
+}
+
+// Here rather than in `config`, which depends on no other module.
+impl crate::config::Config {
+    /// The store in use, in words and without a password: `SQLite
+    /// ./data/gatrix-chat.db` or `MySQL mysql://user@host:3306/db`.
+    pub fn store_description(&self) -> String {
+        use crate::config::Backend;
+        match self.backend() {
+            Ok(Backend::Sqlite(dir)) => format!("SQLite {}", sqlite::db_path(&dir).display()),
+            Ok(Backend::Mysql(opts)) => format!("MySQL {}", mysql::describe(&opts)),
+            Err(_) => "MySQL (DATABASE_URL is not usable)".to_owned(),
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! The production store: MySQL or MariaDB (the `mysql` crate speaks to
 //! both), chosen by DATABASE_URL or DB_HOST. Same tables and meaning as the
 //! SQLite store; one connection per store thread (the writer's and each
-//! reader's: that is the pool), each kept alive by a [`link::Link`] that
+//! reader's: that is the pool), each kept alive by a [`connection::Connection`] that
 //! reconnects with backoff. Migrations in migrations/mysql are applied by
 //! refinery at start and by `gatrix-chat migrate`; monthly partitions of
 //! `messages` are kept by [`partitions`] (at start, daily, and by
@@ -11,8 +11,9 @@
 //! crate prepares and caches each distinct SQL text per connection); SQL
 //! text is built only from constants.
 
+mod batch;
+mod connection;
 mod error;
-mod link;
 pub(crate) mod lock;
 mod migrate;
 pub(crate) mod partitions;
@@ -22,23 +23,24 @@ pub(crate) mod upkeep;
 use std::collections::HashMap;
 
 use mysql::prelude::Queryable;
-use mysql::{Opts, TxOpts, Value};
+use mysql::{Opts, TxOpts};
 
-use super::{ChannelRecord, MessageRecord, Page, Result, Store, StoreError};
+use super::{
+    ChannelRecord, MessageRecord, Page, Result, Store, StoreError, count_replay, merge_replay,
+};
+use connection::{Connection, store_opts};
+pub use connection::{MAX_BACKOFF, describe};
 use error::{is_duplicate, map_error};
-use link::{Link, store_opts};
-pub use link::{MAX_BACKOFF, describe};
 pub use migrate::migrate;
 pub use partitions::{Partition, PartitionPolicy, Plan};
 use rows::{
-    CHANNEL_COLUMNS, ChannelRow, MESSAGE_COLUMNS, MessageRow, all, chunks, first, insert_sql,
-    lookup_sql, to_channel, to_message,
+    CHANNEL_COLUMNS, ChannelRow, MESSAGE_COLUMNS, MessageRow, all, first, to_channel, to_message,
 };
 pub use rows::{MAX_INSERT_ROWS, MAX_LOOKUP_KEYS};
 
 /// One connection to MySQL/MariaDB.
 pub struct MysqlStore {
-    link: Link,
+    conn: Connection,
 }
 
 impl MysqlStore {
@@ -47,7 +49,7 @@ impl MysqlStore {
     /// connection is re-established by later calls.
     pub fn open(opts: &Opts) -> Result<Self> {
         Ok(Self {
-            link: Link::open(store_opts(opts))?,
+            conn: Connection::open(store_opts(opts))?,
         })
     }
 
@@ -58,13 +60,13 @@ impl MysqlStore {
     pub fn open_writer(opts: &Opts) -> anyhow::Result<Self> {
         let name = lock::lock_name(opts.get_db_name().unwrap_or(""));
         Ok(Self {
-            link: Link::open_locked(store_opts(opts), &name)?,
+            conn: Connection::open_locked(store_opts(opts), &name)?,
         })
     }
 
     /// The partitions of `messages`, oldest first.
     pub fn partitions(&mut self) -> Result<Vec<Partition>> {
-        self.link.run(partitions::list)
+        self.conn.run(partitions::list)
     }
 
     /// Brings the partitions in line with `policy` at `now_unix_ms` (or,
@@ -83,7 +85,7 @@ impl MysqlStore {
                     .into(),
             ));
         }
-        self.link.run(|c| {
+        self.conn.run(|c| {
             let plan = partitions::plan(&existing, now_unix_ms, policy);
             if !dry_run && !plan.is_empty() {
                 // Gives up rather than queue behind a long transaction:
@@ -99,15 +101,15 @@ impl MysqlStore {
 
 impl Store for MysqlStore {
     fn lock_epoch(&self) -> u64 {
-        self.link.lock_epoch()
+        self.conn.lock_epoch()
     }
 
     fn ping(&mut self) -> Result<()> {
-        self.link.run(|c| c.ping())
+        self.conn.run(|c| c.ping())
     }
 
     fn last_seq(&mut self, channel: &str) -> Result<u64> {
-        self.link.run(|c| {
+        self.conn.run(|c| {
             Ok(first::<Option<u64>>(
                 c,
                 "SELECT MAX(seq) FROM messages WHERE channel_id = ?",
@@ -122,12 +124,11 @@ impl Store for MysqlStore {
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE user_id = ? AND client_message_id = ? LIMIT 1"
         );
-        self.link
+        self.conn
             .run(|c| Ok(first::<MessageRow>(c, &sql, (user, cmid))?.map(to_message)))
     }
 
-    /// One query per [`MAX_LOOKUP_KEYS`] pairs, by the
-    /// (user_id, client_message_id) index.
+    /// One query per [`MAX_LOOKUP_KEYS`] pairs ([`batch::find_by_client_ids`]).
     fn find_by_client_ids(
         &mut self,
         keys: &[(String, String)],
@@ -135,81 +136,18 @@ impl Store for MysqlStore {
         let mut unique: Vec<&(String, String)> = keys.iter().collect();
         unique.sort_unstable();
         unique.dedup();
-        self.link.run(|c| {
-            let mut found = HashMap::new();
-            for chunk in unique.chunks(MAX_LOOKUP_KEYS) {
-                let sql = lookup_sql(chunk.len());
-                let params: Vec<Value> = chunk
-                    .iter()
-                    .flat_map(|(u, m)| [u.as_str().into(), m.as_str().into()])
-                    .collect();
-                for row in all(c.exec_opt::<MessageRow, _, _>(sql, params)?)? {
-                    let m = to_message(row);
-                    if let Some(cmid) = m.client_message_id.clone() {
-                        // Ascending pos: the first message wins.
-                        found.entry((m.user_id.clone(), cmid)).or_insert(m);
-                    }
-                }
-            }
-            Ok(found)
-        })
+        self.conn.run(|c| batch::find_by_client_ids(c, &unique))
     }
 
-    /// One transaction: multi-row INSERTs, then each row's `pos`. With one
-    /// writer, a multi-row INSERT's AUTO_INCREMENT values are consecutive
-    /// from LAST_INSERT_ID() (InnoDB reserves them at once for a statement
-    /// whose row count is known, in autoinc lock modes 0 and 1 — MariaDB's
-    /// default is 1 — with auto_increment_increment 1). On a server set up
-    /// otherwise (lock mode 2, Galera's increments) the positions are read
-    /// back by id instead.
+    /// One transaction of multi-row INSERTs ([`batch::insert_messages`]).
     fn insert_messages(&mut self, messages: &mut [MessageRecord]) -> Result<()> {
-        let consecutive = self.link.consecutive_ids;
-        self.link.run(|c| {
-            let mut tx = c.start_transaction(TxOpts::default())?;
-            for range in chunks(messages) {
-                let rows = &mut messages[range];
-                let mut params: Vec<Value> = Vec::with_capacity(rows.len() * 9);
-                for m in rows.iter() {
-                    params.extend([
-                        m.id.into(),
-                        m.channel_id.as_str().into(),
-                        m.seq.into(),
-                        m.user_id.as_str().into(),
-                        m.content.as_str().into(),
-                        m.kind.as_str().into(),
-                        m.client_message_id.as_deref().into(),
-                        m.reply_to.as_deref().into(),
-                        m.created_at.as_str().into(),
-                    ]);
-                }
-                tx.exec_drop(insert_sql(rows.len()), params)?;
-                match tx.last_insert_id() {
-                    Some(first_pos) if consecutive => {
-                        for (i, m) in rows.iter_mut().enumerate() {
-                            m.pos = first_pos + i as u64;
-                        }
-                    }
-                    _ => {
-                        let marks = vec!["?"; rows.len()].join(", ");
-                        let ids: Vec<Value> = rows.iter().map(|m| m.id.into()).collect();
-                        let pos: HashMap<u64, u64> = all(tx.exec_opt(
-                            format!("SELECT id, pos FROM messages WHERE id IN ({marks})"),
-                            ids,
-                        )?)?
-                        .into_iter()
-                        .collect();
-                        for m in rows.iter_mut() {
-                            m.pos = pos.get(&m.id).copied().unwrap_or(0);
-                        }
-                    }
-                }
-            }
-            tx.commit()
-        })
+        let consecutive = self.conn.consecutive_ids;
+        self.conn
+            .run(|c| batch::insert_messages(c, messages, consecutive))
     }
 
     fn edit_message(&mut self, id: u64, content: &str, at: &str) -> Result<Option<MessageRecord>> {
-        let n = self.link.run(|c| {
+        let n = self.conn.run(|c| {
             c.exec_drop(
                 "UPDATE messages SET content = ?, edited_at = ? WHERE id = ? AND deleted_at IS NULL",
                 (content, at, id),
@@ -221,7 +159,7 @@ impl Store for MysqlStore {
 
     fn delete_message(&mut self, id: u64, at: &str) -> Result<Option<MessageRecord>> {
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?");
-        self.link.run(|c| {
+        self.conn.run(|c| {
             c.exec_drop(
                 "UPDATE messages SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
                 (at, id),
@@ -236,7 +174,7 @@ impl Store for MysqlStore {
     fn message(&mut self, id: u64) -> Result<Option<MessageRecord>> {
         let sql =
             format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ? AND deleted_at IS NULL");
-        self.link
+        self.conn
             .run(|c| Ok(first::<MessageRow>(c, &sql, (id,))?.map(to_message)))
     }
 
@@ -256,7 +194,7 @@ impl Store for MysqlStore {
              ORDER BY seq {order} LIMIT ?"
         );
         let take = limit as u64 + 1;
-        let rows: Vec<MessageRecord> = self.link.run(|c| {
+        let rows: Vec<MessageRecord> = self.conn.run(|c| {
             Ok(
                 all(c.exec_opt::<MessageRow, _, _>(&sql, (channel, bound, take))?)?
                     .into_iter()
@@ -271,17 +209,11 @@ impl Store for MysqlStore {
         // The inner LIMIT bounds the rows counted, whatever the channel holds.
         let sql = "SELECT COUNT(*) FROM (SELECT 1 FROM messages
                     WHERE channel_id = ? AND pos > ? AND deleted_at IS NULL LIMIT ?) AS t";
-        self.link.run(|c| {
-            let mut total = 0usize;
-            for channel in channels {
-                if total >= limit {
-                    break;
-                }
-                let left = (limit - total) as u64;
-                let n = first::<u64>(c, sql, (channel.as_str(), after_pos, left))?.unwrap_or(0);
-                total += n as usize;
-            }
-            Ok(total)
+        self.conn.run(|c| {
+            count_replay(channels, limit, |channel, left| {
+                let n = first::<u64>(c, sql, (channel, after_pos, left as u64))?.unwrap_or(0);
+                Ok(n as usize)
+            })
         })
     }
 
@@ -295,26 +227,21 @@ impl Store for MysqlStore {
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel_id = ? AND pos > ? AND seq <= ? AND deleted_at IS NULL
              ORDER BY pos LIMIT ?"
         );
-        let mut all_rows = self.link.run(|c| {
-            let mut out = Vec::new();
-            for (channel, max_seq) in channels {
+        self.conn.run(|c| {
+            merge_replay(channels, limit, |channel, max_seq| {
                 let rows = c.exec_opt::<MessageRow, _, _>(
                     &sql,
-                    (channel.as_str(), after_pos, *max_seq, limit as u64),
+                    (channel, after_pos, max_seq, limit as u64),
                 )?;
-                out.extend(all(rows)?.into_iter().map(to_message));
-            }
-            Ok(out)
-        })?;
-        all_rows.sort_by_key(|m| m.pos);
-        all_rows.truncate(limit);
-        Ok(all_rows)
+                Ok(all(rows)?.into_iter().map(to_message).collect())
+            })
+        })
     }
 
     fn channel(&mut self, id: &str) -> Result<Option<ChannelRecord>> {
         let sql =
             format!("SELECT {CHANNEL_COLUMNS} FROM channels WHERE id = ? AND deleted_at IS NULL");
-        self.link
+        self.conn
             .run(|c| Ok(first::<ChannelRow>(c, &sql, (id,))?.map(to_channel)))
     }
 
@@ -323,7 +250,7 @@ impl Store for MysqlStore {
             "SELECT c.id, c.name, c.type, c.description, c.owner_id, c.created_at, c.updated_at
              FROM channels c JOIN channel_members m ON m.channel_id = c.id
              WHERE m.user_id = ? AND c.deleted_at IS NULL ORDER BY c.created_at, c.id";
-        self.link.run(|c| {
+        self.conn.run(|c| {
             Ok(all(c.exec_opt::<ChannelRow, _, _>(sql, (user,))?)?
                 .into_iter()
                 .map(to_channel)
@@ -332,7 +259,7 @@ impl Store for MysqlStore {
     }
 
     fn member_ids(&mut self, channel: &str) -> Result<Vec<String>> {
-        self.link.run(|c| {
+        self.conn.run(|c| {
             all(c.exec_opt(
                 "SELECT user_id FROM channel_members WHERE channel_id = ?",
                 (channel,),
@@ -341,7 +268,7 @@ impl Store for MysqlStore {
     }
 
     fn create_channel(&mut self, ch: &ChannelRecord, members: &[String]) -> Result<()> {
-        self.link.run(|c| {
+        self.conn.run(|c| {
             let mut tx = c.start_transaction(TxOpts::default())?;
             tx.exec_drop(
                 "INSERT INTO channels (id, name, type, description, owner_id, created_at, updated_at)
@@ -374,7 +301,7 @@ impl Store for MysqlStore {
         description: Option<Option<&str>>,
         at: &str,
     ) -> Result<Option<ChannelRecord>> {
-        self.link.run(|c| {
+        self.conn.run(|c| {
             let mut tx = c.start_transaction(TxOpts::default())?;
             if let Some(n) = name {
                 tx.exec_drop(
@@ -394,7 +321,7 @@ impl Store for MysqlStore {
     }
 
     fn delete_channel(&mut self, id: &str, at: &str) -> Result<bool> {
-        self.link.run(|c| {
+        self.conn.run(|c| {
             c.exec_drop(
                 "UPDATE channels SET deleted_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
                 (at, at, id),
@@ -404,11 +331,11 @@ impl Store for MysqlStore {
     }
 
     fn add_member(&mut self, channel: &str, user: &str, at: &str) -> Result<bool> {
-        self.link.run(|c| insert_member(c, channel, user, at))
+        self.conn.run(|c| insert_member(c, channel, user, at))
     }
 
     fn remove_member(&mut self, channel: &str, user: &str) -> Result<bool> {
-        self.link.run(|c| {
+        self.conn.run(|c| {
             c.exec_drop(
                 "DELETE FROM channel_members WHERE channel_id = ? AND user_id = ? AND role <> 'owner'",
                 (channel, user),

@@ -213,16 +213,12 @@ impl Store for SqliteStore {
             "SELECT COUNT(*) FROM (SELECT 1 FROM messages
               WHERE channel_id = ?1 AND pos > ?2 AND deleted_at IS NULL LIMIT ?3)",
         )?;
-        let mut total = 0usize;
-        for channel in channels {
-            if total >= limit {
-                break;
-            }
-            let left = (limit - total) as i64;
-            let n: i64 = stmt.query_row(params![channel, after_pos as i64, left], |r| r.get(0))?;
-            total += n as usize;
-        }
-        Ok(total)
+        Ok(super::count_replay(channels, limit, |channel, left| {
+            let n: i64 = stmt.query_row(params![channel, after_pos as i64, left as i64], |r| {
+                r.get(0)
+            })?;
+            Ok::<_, rusqlite::Error>(n as usize)
+        })?)
     }
 
     fn replay(
@@ -236,19 +232,13 @@ impl Store for SqliteStore {
              ORDER BY pos LIMIT ?4"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let mut all = Vec::new();
-        for (channel, max_seq) in channels {
-            let rows = stmt.query_map(
-                params![channel, after_pos as i64, *max_seq as i64, limit as i64],
+        Ok(super::merge_replay(channels, limit, |channel, max_seq| {
+            stmt.query_map(
+                params![channel, after_pos as i64, max_seq as i64, limit as i64],
                 message_row,
-            )?;
-            for r in rows {
-                all.push(r?);
-            }
-        }
-        all.sort_by_key(|m| m.pos);
-        all.truncate(limit);
-        Ok(all)
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })?)
     }
 
     fn channel(&mut self, id: &str) -> Result<Option<ChannelRecord>> {

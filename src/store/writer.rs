@@ -8,15 +8,16 @@
 //! time, so a repeated clientMessageId (checked against the store in the
 //! same pass) never burns a seq, and a failed batch assigns nothing.
 //!
-//! Outcomes go to a sink in commit order; the chat layer's sink encodes
-//! each broadcast once and sends it to every shard.
+//! Each commit's outcomes go, in commit order, to the [`Fanout`]: in one
+//! process the chat layer's mesh, which encodes each broadcast once and
+//! sends it to every shard.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
 
-use super::{MessageRecord, Store, StoreError};
+use super::{Fanout, MessageRecord, Store, StoreError};
 
 /// Any work to run on a store thread with its connection.
 pub type StoreJob = Box<dyn FnOnce(&mut dyn Store) + Send>;
@@ -49,13 +50,14 @@ pub struct WriterSettings {
     pub window: Duration,
 }
 
-/// Runs until every sender of `jobs` is gone.
+/// Runs until every sender of `jobs` is gone; hands each commit's outcomes
+/// to `fanout`, once per batch.
 pub fn run<R>(
     store: &mut dyn Store,
     jobs: Receiver<Job<R>>,
     settings: WriterSettings,
     metrics: &crate::metrics::StoreMetrics,
-    mut sink: impl FnMut(Vec<(Outcome, R)>),
+    mut fanout: impl Fanout<R>,
 ) {
     let mut seqs: HashMap<String, u64> = HashMap::new();
     let mut epoch = store.lock_epoch();
@@ -104,7 +106,7 @@ pub fn run<R>(
         let started = Instant::now();
         let outcomes = commit(store, &mut seqs, &mut batch);
         metrics.commit_latency.observe_duration(started.elapsed());
-        sink(outcomes);
+        fanout.send(outcomes);
     }
 }
 

@@ -236,7 +236,7 @@ mod tests {
         assert_eq!(
             header(&h, "access-control-max-age"),
             Some(
-                super::super::origin::DEFAULT_CORS_MAX_AGE_SECS
+                crate::config::DEFAULT_CORS_MAX_AGE_SECS
                     .to_string()
                     .as_str()
             )

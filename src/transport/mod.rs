@@ -16,10 +16,14 @@ pub mod origin;
 pub mod polling;
 mod upgrade;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::Either;
 use futures_lite::{AsyncRead, AsyncWrite};
 use tungstenite::handshake::derive_accept_key;
 
@@ -60,7 +64,7 @@ impl Endpoint {
     }
 }
 
-/// A WebSocket session after the 101, ready to [`run`].
+/// A WebSocket session after the 101, ready to run ([`serve`]).
 pub struct Upgraded<S> {
     io: WsIo<S>,
     link: Rc<Link>,
@@ -82,7 +86,7 @@ impl<S> Upgraded<S> {
 /// boxed opening future, as the `Option<Upgraded>` before it was.)
 #[allow(clippy::large_enum_variant)]
 pub enum Opened<S> {
-    /// A new WebSocket session, ready to [`run`].
+    /// A new WebSocket session, ready to run ([`serve`]).
     Upgraded(Upgraded<S>),
     /// The connection was served (REST, polling, refused, upgraded into a
     /// polling session) or failed.
@@ -96,50 +100,59 @@ pub enum Opened<S> {
     },
 }
 
-/// Serves one accepted connection to its end: [`open`], then [`run`].
-/// Requests for anything but the Socket.IO endpoint go to `other` with the
-/// stream and every byte read from it so far (REST, health, metrics).
-///
-/// Memory: a connection task's future is as large as its largest state and
-/// lives as long as the connection, so everything before the WebSocket
-/// session (the request head, the REST server, the 101 reply) runs in a
-/// boxed future that is freed when the session starts. (The box gets a
-/// statement of its own: a temporary lives to the end of its statement,
-/// so `Box::pin(open(..)).await` would keep the unboxed future's space in
-/// this one across the await.) Without routing (one shard), a request
-/// for another shard's session is answered as an unknown sid.
-#[allow(clippy::too_many_arguments)]
-pub async fn serve<S, H, O>(
-    stream: S,
-    peer: SocketAddr,
-    conn_id: u64,
-    ep: &Endpoint,
-    handler: &H,
-    links: &Links,
-    polls: Option<&polling::Polls<S>>,
-    other: O,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-    H: Handler,
-    O: AsyncFnMut(S, Request, Vec<u8>) -> Option<(S, Vec<u8>)>,
-{
-    let opening = Box::pin(open(
-        stream,
-        Vec::new(),
-        peer,
-        conn_id,
-        ep,
-        links,
-        polls,
-        other,
-    ));
-    match opening.await {
-        Opened::Upgraded(upgraded) => run(upgraded, ep, handler, links).await,
-        Opened::Done => {}
-        Opened::Elsewhere { mut stream, .. } => {
-            let _ = http::write_response(&mut stream, &unknown_sid()).await;
+impl<S: AsyncWrite + Unpin> Opened<S> {
+    /// The new session, on a server that has no other shard to hand a
+    /// request to (the examples): a request for another shard's session is
+    /// answered as an unknown sid.
+    pub async fn here(self) -> Option<Upgraded<S>> {
+        match self {
+            Opened::Upgraded(upgraded) => Some(upgraded),
+            Opened::Done => None,
+            Opened::Elsewhere { mut stream, .. } => {
+                let _ = http::write_response(&mut stream, &unknown_sid()).await;
+                None
+            }
         }
     }
+}
+
+/// One connection's task, in two phases: the server's shards (`shard::conn`)
+/// and the examples go through it alike.
+///
+/// 1. `opening`: everything before a WebSocket session. On a shard:
+///    admission, the TLS handshake, then [`open`] (request heads, REST,
+///    long-polling, refusals, the 101). It gives the new session and what
+///    must live as long as it (the admission ticket), or `None` when the
+///    connection was served otherwise, refused, handed over or failed.
+/// 2. The session ([`protocol::drive`]) to its end; then the handler is
+///    told why it ended ([`Handler::closed`]), the link unregistered, and
+///    `keep` dropped.
+///
+/// Memory: a connection task's future is as large as its largest state
+/// and lives as long as the connection. So the opening comes boxed (by the
+/// caller, in a statement of its own: a temporary lives to the end of its
+/// statement, so `serve(Box::pin(open(..)), ..)` inside an `.await` would
+/// keep the unboxed future's space in the task) and is freed when the
+/// session starts; the two phases share the task's space (`then`: the
+/// first phase's state, then the second's, never both); and no phase is an
+/// `async fn` keeping a second copy of its arguments (as at
+/// [`protocol::drive`]).
+pub fn serve<'a, S, H, K, F>(
+    opening: Pin<Box<F>>,
+    ep: &'a Endpoint,
+    handler: &'a H,
+    links: &'a Links,
+) -> impl Future<Output = ()> + 'a
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'a,
+    H: Handler,
+    K: 'a,
+    F: Future<Output = Option<(Upgraded<S>, K)>> + 'a,
+{
+    opening.then(move |opened| match opened {
+        Some((upgraded, keep)) => Either::Left(run(upgraded, keep, ep, handler, links)),
+        None => Either::Right(std::future::ready(())),
+    })
 }
 
 /// The reference's answer to a `sid` it does not hold.
@@ -147,24 +160,27 @@ pub fn unknown_sid() -> Response {
     polling::engine_error(400, 1, "Session ID unknown")
 }
 
-/// Runs an upgraded session to its end and unregisters its link. (Not an
-/// `async fn`, for the reason given at [`protocol::drive`].)
-pub fn run<'a, S, H>(
+/// Runs an upgraded session to its end, unregisters its link, then drops
+/// `keep`.
+fn run<'a, S, H, K>(
     u: Upgraded<S>,
+    keep: K,
     ep: &'a Endpoint,
     handler: &'a H,
     links: &'a Links,
-) -> impl std::future::Future<Output = ()> + 'a
+) -> impl Future<Output = ()> + 'a
 where
     S: AsyncRead + AsyncWrite + Unpin + 'a,
     H: Handler,
+    K: 'a,
 {
     let (id, peer) = (u.link.id, u.link.peer);
     let session = protocol::drive(u.io, u.link, u.handshake, &ep.opts, handler);
-    futures::FutureExt::map(session, move |reason| {
+    session.map(move |reason| {
         handler.closed(reason);
         links.map.borrow_mut().remove(&id);
         tracing::debug!(conn = id, %peer, reason = reason.as_str(), "connection closed");
+        drop(keep);
     })
 }
 
@@ -255,7 +271,7 @@ where
         // by the shard that holds it.
         let q = req.query_pairs();
         if let Some((_, sid)) = q.iter().find(|(k, _)| k == "sid")
-            && let Some(shard) = polls.owner(sid)
+            && let Some(shard) = polls.holder(sid)
             && shard != polls.shard()
         {
             return Opened::Elsewhere {

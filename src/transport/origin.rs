@@ -1,6 +1,6 @@
 //! The Origin allow-list (`ALLOWED_ORIGINS`, or the original server's
 //! `CORS_ORIGIN`): it guards WebSocket upgrades here, and decides the CORS
-//! headers of HTTP answers ([`super::cors`]).
+//! headers of HTTP answers (`transport::cors`).
 //!
 //! Browsers send the page's origin with every WebSocket upgrade and let
 //! any page connect anywhere; checking it is what stops a page on another
@@ -14,10 +14,7 @@
 use std::sync::Arc;
 
 use super::http::{Request, Response};
-
-/// `CORS_MAX_AGE_SECS`'s default: how long a browser may reuse a
-/// preflight's answer (configuration.md says why 600).
-pub const DEFAULT_CORS_MAX_AGE_SECS: u32 = 600;
+use crate::config::DEFAULT_CORS_MAX_AGE_SECS;
 
 /// Which requests may proceed, by their `Origin` header. Cloned with the
 /// endpoint for every accepted connection: the list is shared.
@@ -102,43 +99,6 @@ impl OriginPolicy {
     }
 }
 
-/// Why an `ALLOWED_ORIGINS` entry is not an origin (`scheme://host[:port]`,
-/// nothing after), or `None` when it is one.
-pub fn origin_problem(origin: &str) -> Option<&'static str> {
-    let Some((scheme, rest)) = origin.split_once("://") else {
-        return Some("has no scheme (write https://host[:port])");
-    };
-    if scheme.is_empty()
-        || !scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-    {
-        return Some("has an invalid scheme");
-    }
-    if rest.is_empty() {
-        return Some("has no host");
-    }
-    if rest.contains(['/', '?', '#', '@', ' ']) {
-        return Some("has more than scheme://host[:port] (no path, query or user)");
-    }
-    // An IPv6 host is in brackets; a port is digits after the last colon.
-    let host_end = if rest.starts_with('[') {
-        match rest.find(']') {
-            Some(i) => i + 1,
-            None => return Some("has an unclosed IPv6 bracket"),
-        }
-    } else {
-        rest.find(':').unwrap_or(rest.len())
-    };
-    match &rest[host_end..] {
-        "" => None,
-        port => match port.strip_prefix(':').map(str::parse::<u16>) {
-            Some(Ok(_)) => None,
-            _ => Some("has an invalid port"),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,26 +160,19 @@ mod tests {
     }
 
     #[test]
-    fn entries_must_be_bare_origins() {
-        for ok in [
-            "https://a.example",
-            "http://localhost:8080",
-            "https://[::1]:3000",
-            "app://game",
+    fn a_star_in_either_setting_allows_any_origin() {
+        use crate::config::Config;
+        for c in [
+            Config {
+                cors_origin: "*".into(),
+                ..Config::default()
+            },
+            Config {
+                allowed_origins: "https://a.example,*".into(),
+                ..Config::default()
+            },
         ] {
-            assert_eq!(origin_problem(ok), None, "{ok}");
-        }
-        for bad in [
-            "a.example",
-            "https://",
-            "https://a.example/",
-            "https://a.example/path",
-            "https://a.example:port",
-            "https://a.example:99999",
-            "https://[::1",
-            "://a.example",
-        ] {
-            assert!(origin_problem(bad).is_some(), "{bad}");
+            assert!(OriginPolicy::new(c.origin_list(), true).allows_any());
         }
     }
 }

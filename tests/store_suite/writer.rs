@@ -19,7 +19,6 @@ pub(super) fn start_writer(
     Batches,
 ) {
     let settings = StoreSettings {
-        data_dir: std::env::temp_dir(),
         writer: WriterSettings { max_batch, window },
         writer_queue: 10_000,
         readers: 1,

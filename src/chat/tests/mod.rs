@@ -12,8 +12,8 @@ use std::time::Duration;
 use super::{Chat, ChatLimits, Mail};
 use crate::auth::{Authenticator, mint_hs256};
 use crate::config::Config;
+use crate::mailbox::{Mailbox, Mesh};
 use crate::protocol::{Event, Handler, Handshake, Link, QueueLimits};
-use crate::shard::mailbox::{Mailbox, Mesh};
 use crate::store::handle::StoreSettings;
 use crate::store::sqlite::SqliteStore;
 use crate::store::writer::WriterSettings;
@@ -58,7 +58,6 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         crate::store::sqlite::migrate(dir.path()).unwrap();
         let settings = StoreSettings {
-            data_dir: dir.path().into(),
             writer: WriterSettings {
                 max_batch: 100,
                 window: Duration::ZERO,
@@ -72,7 +71,7 @@ impl World {
         let (store, threads) = crate::store::handle::start(
             &settings,
             move || Ok(Box::new(SqliteStore::open(&path)?) as Box<dyn Store>),
-            super::commit::sink(mesh.clone(), COMPRESSION),
+            super::commit::MeshFanout::new(mesh.clone(), COMPRESSION),
         )
         .unwrap();
         std::mem::forget(threads); // they end with the test process
@@ -103,6 +102,7 @@ impl World {
                     sessions.clone(),
                     limits.clone(),
                     crate::metrics::ShardMetrics::detached(),
+                    Rc::new(crate::ids::IdGen::new(b.shard())),
                 )
             })
             .collect();

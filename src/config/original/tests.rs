@@ -198,3 +198,15 @@ fn log_level_maps_winston_levels_unless_rust_log_is_set() {
         Ok(())
     });
 }
+
+#[test]
+fn every_alias_is_for_a_key_of_the_table() {
+    for alias in ALIASES {
+        assert!(
+            super::super::keys::find(alias.key).is_some(),
+            "{} is read for {:?}, which is not a key",
+            alias.name,
+            alias.key
+        );
+    }
+}

@@ -153,7 +153,7 @@ fn each_rule_refuses_its_bad_value() {
         (
             "broadcast_batch_size",
             Config {
-                broadcast_batch_size: 0,
+                commit_batch_max: 0,
                 ..d()
             },
         ),

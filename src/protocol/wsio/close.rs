@@ -57,9 +57,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsIo<S> {
                 Ok(())
             });
             match r {
-                Ok(ReadEnd::Pending) => return Poll::Pending,
-                Ok(ReadEnd::Yielded) if !seen_close => return Poll::Pending, // woken again
-                Err(Ok(IoFailure::Ws(_))) => {}                              // now out of sync
+                ReadEnd::Pending => return Poll::Pending,
+                ReadEnd::Yielded if !seen_close => return Poll::Pending, // woken again
+                ReadEnd::Failed(IoFailure::Ws(_)) => {}                  // now out of sync
                 _ => return Poll::Ready(()),
             }
         }

@@ -80,18 +80,35 @@ fn masked_text(payload: &[u8]) -> Vec<u8> {
     masked(0x81, payload, [1, 2, 3, 4])
 }
 
+/// A [`ReadEnd`] that is not a failure (the tests' `unwrap`).
+#[derive(Debug, PartialEq, Eq)]
+enum Read {
+    Pending,
+    Yielded,
+    Eof,
+}
+
+/// The end of a read that must not fail: panics on a failure.
+fn ok<E: std::fmt::Debug>(end: ReadEnd<E>) -> Read {
+    match end {
+        ReadEnd::Pending => Read::Pending,
+        ReadEnd::Yielded => Read::Yielded,
+        ReadEnd::Eof => Read::Eof,
+        ReadEnd::Failed(f) => panic!("read failed: {f:?}"),
+        ReadEnd::Stopped(e) => panic!("read stopped: {e:?}"),
+    }
+}
+
 /// Reads everything scripted, answering pings; returns the end.
-fn read_all(io: &mut WsIo<Mock>, cx: &mut Context<'_>) -> ReadEnd {
+fn read_all(io: &mut WsIo<Mock>, cx: &mut Context<'_>) -> Read {
     loop {
-        let end = io
-            .read(cx, |io, m| {
-                if let Msg::Ping(p) = m {
-                    io.queue_pong(p);
-                }
-                Ok::<(), ()>(())
-            })
-            .unwrap();
-        if end != ReadEnd::Yielded {
+        let end = ok(io.read(cx, |io, m| {
+            if let Msg::Ping(p) = m {
+                io.queue_pong(p);
+            }
+            Ok::<(), ()>(())
+        }));
+        if end != Read::Yielded {
             return end;
         }
     }
@@ -149,7 +166,7 @@ fn a_frame_announcement_reserves_only_what_arrived() {
     let mut stream = Mock::default();
     stream.reads.push_back(frame[..15].to_vec());
     let mut io = WsIo::new(stream, Vec::new(), 1 << 20);
-    assert_eq!(read_all(&mut io, &mut cx), ReadEnd::Pending);
+    assert_eq!(read_all(&mut io, &mut cx), Read::Pending);
     assert_eq!(io.partial.len(), 15);
     assert!(io.partial.capacity() < 64, "{}", io.partial.capacity());
     // Then it grows with the bytes received, up to the frame and no more.
@@ -198,18 +215,16 @@ fn frames_split_across_reads_and_early_bytes_are_decoded() {
     stream.reads.push_back(second[4000..].to_vec());
     let mut io = WsIo::new(stream, first[..10].to_vec(), 1 << 20);
     let mut got = Vec::new();
-    let mut end = ReadEnd::Yielded;
-    while end == ReadEnd::Yielded {
-        end = io
-            .read(&mut cx, |_, m| {
-                if let Msg::Text(t) = m {
-                    got.push((t.len(), t.as_bytes()[0]));
-                }
-                Ok::<(), ()>(())
-            })
-            .unwrap();
+    let mut end = Read::Yielded;
+    while end == Read::Yielded {
+        end = ok(io.read(&mut cx, |_, m| {
+            if let Msg::Text(t) = m {
+                got.push((t.len(), t.as_bytes()[0]));
+            }
+            Ok::<(), ()>(())
+        }));
     }
-    assert_eq!(end, ReadEnd::Pending);
+    assert_eq!(end, Read::Pending);
     assert_eq!(got, vec![(200, b'a'), (70_000 % 65_535, b'b')]);
     assert!(io.partial.capacity() == 0, "no buffer kept once idle");
 }
@@ -268,20 +283,18 @@ fn random_fragmentation_and_read_sizes_decode_exactly() {
         let mut got = Vec::new();
         let mut seen_pings = 0;
         loop {
-            let end = io
-                .read(&mut cx, |io, m| {
-                    match m {
-                        Msg::Text(t) => got.push(t.into_owned()),
-                        Msg::Ping(p) => {
-                            seen_pings += 1;
-                            io.queue_pong(p);
-                        }
-                        other => panic!("unexpected {other:?}"),
+            let end = ok(io.read(&mut cx, |io, m| {
+                match m {
+                    Msg::Text(t) => got.push(t.into_owned()),
+                    Msg::Ping(p) => {
+                        seen_pings += 1;
+                        io.queue_pong(p);
                     }
-                    Ok::<(), ()>(())
-                })
-                .unwrap();
-            if end == ReadEnd::Pending {
+                    other => panic!("unexpected {other:?}"),
+                }
+                Ok::<(), ()>(())
+            }));
+            if end == Read::Pending {
                 break;
             }
         }

@@ -3,7 +3,7 @@
 //!
 //! A named lock lives as long as the connection that took it, so it is
 //! lost when that connection drops (a network cut, a database restart,
-//! `wait_timeout`, `KILL`). The writer's [`super::link::Link`] therefore
+//! `wait_timeout`, `KILL`). The writer's [`super::connection::Connection`] therefore
 //! takes it again on every reconnect, before any statement: when another
 //! process holds it by then, the writer does not write (every write fails
 //! with UNAVAILABLE and an error is logged at each attempt, backing off to

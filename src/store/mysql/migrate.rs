@@ -4,7 +4,7 @@
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts};
 
-use super::link::store_opts;
+use super::connection::store_opts;
 
 mod embedded {
     refinery::embed_migrations!("migrations/mysql");

@@ -36,6 +36,17 @@ pub struct PartitionPolicy {
     pub retention_days: u32,
 }
 
+// Here rather than in `config`, which depends on no other module.
+impl crate::config::Config {
+    /// What partition upkeep keeps (MySQL).
+    pub fn partition_policy(&self) -> PartitionPolicy {
+        PartitionPolicy {
+            months_ahead: self.db_partition_months_ahead,
+            retention_days: self.message_retention_days,
+        }
+    }
+}
+
 /// One partition of `messages`, as the server reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partition {

@@ -3,6 +3,7 @@
 //! where they may create databases (scripts/test starts one). The store test suite in tests/ covers the behaviour shared with
 //! SQLite; these cover what only this backend does.
 
+use super::rows::{chunks, insert_sql};
 use super::*;
 use mysql::Conn;
 
@@ -115,7 +116,7 @@ fn positions_are_consecutive_commit_order_across_partitions() {
         }
     }
     // The same through the read-back path.
-    s.link.consecutive_ids = false;
+    s.conn.consecutive_ids = false;
     let mut batch = vec![
         msg(next_id + 1, "c", seq + 1, "a"),
         msg(next_id + 2, "c", seq + 2, "b"),

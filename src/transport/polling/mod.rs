@@ -2,14 +2,14 @@
 //! serves it: the handshake (`GET` without `sid`: the OPEN packet, with
 //! `"upgrades":["websocket"]`), `GET` to receive (it waits until a packet
 //! is queued; the ping is one, so at most a ping interval), `POST` to send
-//! (`ok`), the payload format ([`payload`]), the reference's error codes,
+//! (`ok`), the payload format (`payload`), the reference's error codes,
 //! CORS for browsers (`cors`), the requests (`request`), and the upgrade
-//! to WebSocket ([`session`]).
+//! to WebSocket (`session`).
 //!
 //! Sessions live on the shard that answered their handshake, in its
 //! [`Polls`]; the shard is the `sid`'s suffix ([`shard_of_sid`]), so a
 //! request that lands on another shard (SO_REUSEPORT) is handed to the
-//! owner before anything is read from the session (see
+//! holder before anything is read from the session (see
 //! `crate::shard::handoff`).
 
 mod cors;
@@ -119,9 +119,10 @@ impl<S> Polls<S> {
         self.shard
     }
 
-    /// The shard a request for `sid` belongs to: another one's is handed
-    /// over; `None` (no such shard) is answered as an unknown sid here.
-    pub fn owner(&self, sid: &str) -> Option<usize> {
+    /// The shard that holds `sid`'s session: a request for another one's
+    /// is handed over; `None` (no such shard) is answered as an unknown
+    /// sid here.
+    pub fn holder(&self, sid: &str) -> Option<usize> {
         shard_of_sid(sid).filter(|s| *s < self.shards)
     }
 

@@ -366,11 +366,11 @@ where
         _ => Err(ProbeStop::Abort),
     });
     match read {
-        Ok(ReadEnd::Pending | ReadEnd::Yielded) => {}
-        Ok(ReadEnd::Eof) | Err(Ok(_)) if !upgraded => return Err(ProbeStop::Abort),
-        Ok(ReadEnd::Eof) => return Err(ProbeStop::Session(CloseReason::ClientClosed)),
-        Err(Ok(failure)) => return Err(ProbeStop::Session(failure.close_reason())),
-        Err(Err(stop)) => return Err(stop),
+        ReadEnd::Pending | ReadEnd::Yielded => {}
+        ReadEnd::Eof | ReadEnd::Failed(_) if !upgraded => return Err(ProbeStop::Abort),
+        ReadEnd::Eof => return Err(ProbeStop::Session(CloseReason::ClientClosed)),
+        ReadEnd::Failed(failure) => return Err(ProbeStop::Session(failure.close_reason())),
+        ReadEnd::Stopped(stop) => return Err(stop),
     }
     if upgraded {
         return Ok(true);

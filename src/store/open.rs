@@ -1,18 +1,71 @@
-//! The store the server runs on: its one-process lock, its migrations,
-//! how each store thread opens its connection, and the store's own
-//! background thread.
+//! The store the server runs on, opened in one call ([`open`]): its
+//! one-process lock, its migrations, its background thread, and its store
+//! threads (the writer and the readers), behind one [`StoreGuard`]. The
+//! server knows none of them by name.
 
 use anyhow::Context as _;
 
+use super::handle::{self, StoreHandle, StoreSettings, StoreThreads};
+use super::lock::DirLock;
+use super::mysql::upkeep::Upkeep;
+use super::mysql::{self, MysqlStore};
+use super::sqlite::{Checkpointer, SqliteStore};
+use super::{Fanout, Store, StoreError};
 use crate::config::{Backend, Config};
-use crate::store::lock::DirLock;
-use crate::store::mysql::upkeep::Upkeep;
-use crate::store::mysql::{self, MysqlStore};
-use crate::store::sqlite::{Checkpointer, SqliteStore};
-use crate::store::{self, Store, StoreError};
+
+/// Opens the configured store ([`Config::backend`]: SQLite in DATA_DIR, or
+/// MySQL): takes its one-process lock, applies its migrations, starts its
+/// background thread and then its writer (which hands every commit to
+/// `fanout`) and readers. Returns the handle shards use and the guard that
+/// owns it all; [`StoreGuard::stop`] it once every handle is gone.
+pub(crate) fn open<R, F>(
+    config: &Config,
+    settings: &StoreSettings,
+    fanout: F,
+) -> anyhow::Result<(StoreHandle<R>, StoreGuard)>
+where
+    R: Send + 'static,
+    F: Fanout<R> + Send + 'static,
+{
+    let backend = config.backend()?;
+    let (open, background, lock) = prepare(config, &backend)?;
+    let (store, threads) =
+        handle::start(settings, open, fanout).context("starting the store threads")?;
+    let guard = StoreGuard {
+        threads,
+        background,
+        _lock: lock,
+    };
+    Ok((store, guard))
+}
+
+/// What keeps the store running: its threads and its lock. Dropped
+/// without [`StoreGuard::stop`] (a failed start), the threads are left to
+/// end with the process.
+pub(crate) struct StoreGuard {
+    threads: StoreThreads,
+    background: Background,
+    /// SQLite's lock on DATA_DIR (MySQL's is the writer connection's),
+    /// released last.
+    _lock: Option<DirLock>,
+}
+
+impl StoreGuard {
+    /// Stops the store, once every [`StoreHandle`] is dropped: the writer
+    /// commits what is still queued and ends, the readers end, then the
+    /// background thread (SQLite: after a final checkpoint), then the lock
+    /// is released.
+    pub(crate) fn stop(self) {
+        self.threads.join();
+        match self.background {
+            Background::Partitions(u) => u.stop(),
+            Background::Checkpoints(c) => c.stop(),
+        }
+    }
+}
 
 /// The store's own background thread, stopped after the writer.
-pub(super) enum Background {
+enum Background {
     /// MySQL: daily partition upkeep.
     Partitions(Upkeep),
     /// SQLite: WAL checkpoints.
@@ -20,24 +73,24 @@ pub(super) enum Background {
 }
 
 /// Opens one store connection; called once per store thread.
-pub(super) type OpenStore = Box<dyn Fn() -> Result<Box<dyn Store>, StoreError>>;
+type OpenStore = Box<dyn Fn() -> Result<Box<dyn Store>, StoreError>>;
 
-/// Takes the store's one-process lock ([`store::lock`]), applies the
+/// Takes the store's one-process lock ([`super::lock`]), applies the
 /// migrations and returns how to open a connection to it, plus its
 /// background thread (MySQL: the daily partition upkeep, after one pass
 /// now; SQLite: the WAL checkpointer) and SQLite's lock, to hold while the
 /// store is in use. The first connection `OpenStore` opens is the
-/// writer's (`store::handle::start` opens it first): with MySQL, the one
+/// writer's ([`handle::start`] opens it first): with MySQL, the one
 /// made here that holds the lock.
-pub(super) fn open_store(
+fn prepare(
     config: &Config,
     backend: &Backend,
 ) -> anyhow::Result<(OpenStore, Background, Option<DirLock>)> {
     match backend {
         Backend::Sqlite(data_dir) => {
-            let lock = store::lock::lock_data_dir(data_dir)?;
+            let lock = super::lock::lock_data_dir(data_dir)?;
             tracing::debug!(lock = %lock.path().display(), "store locked");
-            let applied = store::sqlite::migrate(data_dir)
+            let applied = super::sqlite::migrate(data_dir)
                 .with_context(|| format!("opening the store in DATA_DIR {}", data_dir.display()))?;
             if applied > 0 {
                 tracing::info!(applied, data_dir = %data_dir.display(), "store migrated");

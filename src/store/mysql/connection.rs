@@ -78,7 +78,7 @@ pub fn describe(opts: &Opts) -> String {
     }
 }
 
-pub(crate) struct Link {
+pub(crate) struct Connection {
     opts: Opts,
     conn: Option<Conn>,
     last_used: Instant,
@@ -93,18 +93,18 @@ pub(crate) struct Link {
     lock: Option<StoreLock>,
 }
 
-/// The one-process lock a writer's link holds (see [`super::lock`]).
+/// The one-process lock a writer's connection holds (see [`super::lock`]).
 #[derive(Debug)]
 struct StoreLock {
     name: String,
-    /// How many connections of this link have taken it.
+    /// How many database connections of this one have taken it.
     taken: u64,
     /// Who held it at the last attempt, when that attempt was refused.
     refused_by: Option<String>,
 }
 
-impl Link {
-    /// A link that connects on first use.
+impl Connection {
+    /// A connection that connects on first use (see [`Connection::conn`]).
     fn unconnected(opts: Opts) -> Self {
         Self {
             opts,
@@ -120,19 +120,19 @@ impl Link {
 
     /// Connects now and takes the store lock `name` on the connection (and
     /// again on every reconnect). Fails with [`StoreLocked`] when another
-    /// connection holds it, and as [`Link::open`] does otherwise.
+    /// connection holds it, and as [`Connection::open`] does otherwise.
     pub(crate) fn open_locked(opts: Opts, name: &str) -> anyhow::Result<Self> {
-        let mut link = Self::unconnected(opts);
-        link.lock = Some(StoreLock {
+        let mut connection = Self::unconnected(opts);
+        connection.lock = Some(StoreLock {
             name: name.to_owned(),
             taken: 0,
             refused_by: None,
         });
-        match link.conn() {
-            Ok(_) => Ok(link),
-            Err(e) => match link.lock.as_mut().and_then(|l| l.refused_by.take()) {
+        match connection.conn() {
+            Ok(_) => Ok(connection),
+            Err(e) => match connection.lock.as_mut().and_then(|l| l.refused_by.take()) {
                 Some(holder) => Err(StoreLocked {
-                    store: format!("{} (MySQL named lock {name:?})", describe(&link.opts)),
+                    store: format!("{} (MySQL named lock {name:?})", describe(&connection.opts)),
                     holder,
                     fix: "stop it first, or point this process at another database; when the \
                           holder is gone but its connection lingers, end it with KILL <id> on \
@@ -145,8 +145,8 @@ impl Link {
         }
     }
 
-    /// How many times this link took the store lock (0 without one): a
-    /// change means the connection was replaced and another process may
+    /// How many times this connection took the store lock (0 without one): a
+    /// change means the database connection was replaced and another process may
     /// have written meanwhile.
     pub(crate) fn lock_epoch(&self) -> u64 {
         self.lock.as_ref().map_or(0, |l| l.taken)
@@ -155,9 +155,9 @@ impl Link {
     /// Connects now; fails with `Unavailable` when the database cannot be
     /// reached or refuses the account.
     pub(crate) fn open(opts: Opts) -> Result<Self> {
-        let mut link = Self::unconnected(opts);
-        link.conn()?;
-        Ok(link)
+        let mut connection = Self::unconnected(opts);
+        connection.conn()?;
+        Ok(connection)
     }
 
     /// The connection, (re)connecting first when there is none and the
@@ -300,23 +300,23 @@ mod tests {
     fn a_down_database_is_retried_with_capped_backoff() {
         // Port 1 on loopback: refused at once.
         let opts = store_opts(&Opts::from_url("mysql://u:p@127.0.0.1:1/db").unwrap());
-        let Err(e) = Link::open(opts.clone()) else {
+        let Err(e) = Connection::open(opts.clone()) else {
             panic!("connected to port 1?")
         };
         assert!(matches!(e, StoreError::Unavailable(_)), "{e}");
-        let mut link = Link::unconnected(opts);
-        assert!(link.conn().is_err());
-        let retry_at = link.retry_at.expect("backoff armed");
+        let mut connection = Connection::unconnected(opts);
+        assert!(connection.conn().is_err());
+        let retry_at = connection.retry_at.expect("backoff armed");
         // Within the backoff, no attempt is made: the error says so.
-        match link.conn() {
+        match connection.conn() {
             Err(StoreError::Unavailable(m)) => assert!(m.contains("next attempt"), "{m}"),
             _ => panic!("expected Unavailable"),
         }
-        assert_eq!(link.retry_at, Some(retry_at));
+        assert_eq!(connection.retry_at, Some(retry_at));
         for _ in 0..10 {
-            link.retry_at = Some(Instant::now());
-            let _ = link.conn();
+            connection.retry_at = Some(Instant::now());
+            let _ = connection.conn();
         }
-        assert_eq!(link.backoff, MAX_BACKOFF);
+        assert_eq!(connection.backoff, MAX_BACKOFF);
     }
 }

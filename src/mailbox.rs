@@ -1,15 +1,58 @@
-//! Cross-shard mailboxes: per ordered pair of shards a bounded lock-free
-//! ring (crossbeam `ArrayQueue`) carrying batches, plus one `AtomicWaker`
-//! per receiving shard.
+//! Mailboxes between threads-per-core executors ("shards"): per ordered
+//! pair of shards a bounded lock-free ring (crossbeam `ArrayQueue`)
+//! carrying batches, plus one `AtomicWaker` per receiving shard. Generic
+//! over the message: the chat's shards exchange `Mail` on one [`Mesh`],
+//! and hand connections over on another. It names no shard, chat or
+//! protocol type, so any layer may use it without an import cycle.
 //!
 //! Senders never await on the message path: [`Mailbox::post`] appends to a
-//! local per-peer batch and a flusher task pushes whole batches into the
-//! rings (one atomic push and at most one cross-thread wake per batch). A
-//! full ring is back-pressure: the flusher retries shortly, while posts keep
-//! collecting locally. Posting to one's own shard skips the ring entirely.
+//! local per-peer batch and a flusher task ([`Mailbox::run_flusher`])
+//! pushes whole batches into the rings (one atomic push and at most one
+//! cross-thread wake per batch). A full ring is back-pressure: the flusher
+//! retries shortly, while posts keep collecting locally. Posting to one's
+//! own shard skips the ring entirely. Threads that are not shards post
+//! through [`Mesh::post_external`].
 //!
 //! (glommio's own channel mesh was tried first; it corrupted the heap at
 //! executor exit on this glommio version, so the rings are ours.)
+//!
+//! ```
+//! use gatrix_chat::mailbox::{Mailbox, Mesh};
+//!
+//! // Two shards, rings of 16 batches each way. Each shard builds its end
+//! // on its own executor; here both live on one, for brevity.
+//! let mesh = Mesh::<String>::new(2, 16);
+//! glommio::LocalExecutorBuilder::default()
+//!     .io_memory(256 << 10)
+//!     .spawn(move || async move {
+//!         let (a, b) = (Mailbox::new(mesh.clone(), 0), Mailbox::new(mesh, 1));
+//!         // Shard 0's flusher moves what it posts into the rings.
+//!         let flusher = glommio::spawn_local({
+//!             let a = a.clone();
+//!             async move { a.run_flusher().await }
+//!         });
+//!         a.post(1, "hello".into());
+//!         a.post(1, "world".into());
+//!         let mut got = Vec::new();
+//!         b.recv(&mut got).await; // one batch, in order
+//!         assert_eq!(got, ["hello", "world"]);
+//!
+//!         // To one's own shard: no ring, no flusher.
+//!         a.post(0, "to myself".into());
+//!         // From a thread that is no shard (the store's, say).
+//!         let mesh = a.mesh().clone();
+//!         std::thread::spawn(move || mesh.post_external(0, "from a thread".into()))
+//!             .join()
+//!             .unwrap();
+//!         let mut mine = Vec::new();
+//!         a.recv(&mut mine).await; // local posts first
+//!         assert_eq!(mine, ["to myself", "from a thread"]);
+//!         flusher.cancel().await;
+//!     })
+//!     .unwrap()
+//!     .join()
+//!     .unwrap();
+//! ```
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -23,7 +66,7 @@ use crossbeam_queue::{ArrayQueue, SegQueue};
 use futures::task::AtomicWaker;
 
 /// The rings between all shards, built once at start-up.
-pub(crate) struct Mesh<T> {
+pub struct Mesh<T> {
     /// `rings[to][from]`.
     rings: Vec<Vec<ArrayQueue<Vec<T>>>>,
     /// Per shard, messages from threads that are not shards (the store's
@@ -35,7 +78,7 @@ pub(crate) struct Mesh<T> {
 
 impl<T: Send> Mesh<T> {
     /// `capacity` is in batches per ordered pair of shards.
-    pub(crate) fn new(shards: usize, capacity: usize) -> Arc<Self> {
+    pub fn new(shards: usize, capacity: usize) -> Arc<Self> {
         Arc::new(Self {
             rings: (0..shards)
                 .map(|_| {
@@ -49,19 +92,22 @@ impl<T: Send> Mesh<T> {
         })
     }
 
-    pub(crate) fn shards(&self) -> usize {
+    /// How many shards the mesh connects.
+    pub fn shards(&self) -> usize {
         self.wakers.len()
     }
 
-    /// Sends `msg` to shard `to` from any thread (store threads).
-    pub(crate) fn post_external(&self, to: usize, msg: T) {
+    /// Sends `msg` to shard `to` from any thread (store threads). The
+    /// queue is unbounded: the caller bounds what it sends. Panics if `to`
+    /// is not a shard of the mesh.
+    pub fn post_external(&self, to: usize, msg: T) {
         self.external[to].push(msg);
         self.wakers[to].wake();
     }
 }
 
 /// One shard's end of the mesh: its outgoing batches and its inbox.
-pub(crate) struct Mailbox<T> {
+pub struct Mailbox<T> {
     mesh: Arc<Mesh<T>>,
     me: usize,
     /// Batches being collected per destination shard.
@@ -76,7 +122,7 @@ pub(crate) struct Mailbox<T> {
 }
 
 impl<T: Send> Mailbox<T> {
-    pub(crate) fn new(mesh: Arc<Mesh<T>>, me: usize) -> Rc<Self> {
+    pub fn new(mesh: Arc<Mesh<T>>, me: usize) -> Rc<Self> {
         let n = mesh.shards();
         Rc::new(Self {
             mesh,
@@ -89,22 +135,26 @@ impl<T: Send> Mailbox<T> {
         })
     }
 
-    pub(crate) fn shard(&self) -> usize {
+    /// This end's shard.
+    pub fn shard(&self) -> usize {
         self.me
     }
 
-    pub(crate) fn shards(&self) -> usize {
+    /// How many shards the mesh connects.
+    pub fn shards(&self) -> usize {
         self.mesh.shards()
     }
 
     /// The mesh, for handing to other threads ([`Mesh::post_external`]).
-    pub(crate) fn mesh(&self) -> &Arc<Mesh<T>> {
+    pub fn mesh(&self) -> &Arc<Mesh<T>> {
         &self.mesh
     }
 
     /// Sends `msg` to shard `to`. Never blocks; messages to one shard keep
-    /// their order.
-    pub(crate) fn post(&self, to: usize, msg: T) {
+    /// their order. They leave with the next batch of the flusher
+    /// ([`Mailbox::run_flusher`]), or at once to this very shard. Panics if
+    /// `to` is not a shard of the mesh.
+    pub fn post(&self, to: usize, msg: T) {
         if to == self.me {
             self.local.borrow_mut().push_back(msg);
             if let Some(w) = self.receiver.borrow_mut().take() {
@@ -122,7 +172,7 @@ impl<T: Send> Mailbox<T> {
 
     /// Waits for messages and moves every available one into `out`, local
     /// ones first, then each peer's batches.
-    pub(crate) async fn recv(&self, out: &mut Vec<T>) {
+    pub async fn recv(&self, out: &mut Vec<T>) {
         poll_fn(|cx| {
             self.drain(out);
             if !out.is_empty() {
@@ -173,7 +223,7 @@ impl<T: Send> Mailbox<T> {
 
     /// The flusher task: moves collected batches into the rings. Runs for
     /// the shard's life.
-    pub(crate) async fn run_flusher(&self) {
+    pub async fn run_flusher(&self) {
         loop {
             poll_fn(|cx| {
                 if self.dirty.get() {

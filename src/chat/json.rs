@@ -1,0 +1,44 @@
+//! The JSON a client sees for a message (docs/protocol.md, `message`): in
+//! a `message` event, a send's ack, a recovery replay, history and the REST
+//! answers. The store returns records; their client-facing form is chat's.
+
+use serde::Serialize;
+
+use crate::store::MessageRecord;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageJson<'a> {
+    id: String,
+    channel_id: &'a str,
+    seq: u64,
+    user_id: &'a str,
+    content: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_message_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_to: Option<&'a str>,
+    created_at: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    edited_at: Option<&'a str>,
+}
+
+/// `m` as clients see it: the id as a string (snowflakes pass 2^53), the
+/// optional fields only when set, `pos` and `deletedAt` never.
+pub(crate) fn message(m: &MessageRecord) -> String {
+    let j = MessageJson {
+        id: m.id.to_string(),
+        channel_id: &m.channel_id,
+        seq: m.seq,
+        user_id: &m.user_id,
+        content: &m.content,
+        kind: &m.kind,
+        client_message_id: m.client_message_id.as_deref(),
+        reply_to: m.reply_to.as_deref(),
+        created_at: &m.created_at,
+        edited_at: m.edited_at.as_deref(),
+    };
+    serde_json::to_string(&j).unwrap_or_default()
+}
