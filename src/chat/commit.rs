@@ -24,22 +24,13 @@ use crate::protocol::Text as Utf8Bytes;
 use super::conn::ConnSide;
 use super::json;
 use super::mail::{Committed, Mail, Requester, Stored, shard_of_conn};
-use super::message::reply_frame;
+use super::message::{message_frame_of, reply_frame};
 use super::{ChatError, ErrorCode};
 use crate::mailbox::Mesh;
 use crate::protocol::deflate::{self, Settings};
 use crate::protocol::{Frame, Packed};
+use crate::store::Fanout;
 use crate::store::writer::Outcome;
-use crate::store::{Fanout, MessageRecord};
-
-/// The `message` event of a stored message, with its offset.
-pub(crate) fn message_frame(m: &MessageRecord) -> String {
-    frame_of(&json::message(m), m.pos)
-}
-
-fn frame_of(json: &str, pos: u64) -> String {
-    format!(r#"42["message",{json},"{pos}"]"#)
-}
 
 /// The store writer's [`Fanout`] in one process: the in-process mesh.
 /// Each commit's outcomes become one shared batch ([`encode`]), posted to
@@ -93,7 +84,7 @@ pub(crate) fn encode(
                 channel: Arc::from(m.channel_id.as_str()),
                 seq: m.seq,
                 pos: m.pos,
-                frame: broadcast(frame_of(j, m.pos), compression),
+                frame: broadcast(message_frame_of(j, m.pos), compression),
             }),
             _ => None,
         };

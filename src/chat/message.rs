@@ -1,7 +1,6 @@
-//! The frames chat builds (events, acks and errors) and the helpers that
-//! send a command's answer to where it came from. A stored message's
-//! `message` frame is built in `commit.rs` (`message_frame`), on the
-//! writer's side.
+//! The frames chat builds (a stored message's `message` event, other
+//! events, acks and errors) and the helpers that send a command's answer
+//! to where it came from.
 
 use time::OffsetDateTime;
 use time::macros::format_description;
@@ -36,6 +35,19 @@ pub(crate) fn now() -> String {
         }
         last.1.clone()
     })
+}
+
+/// The `message` event of a stored message, with its offset (the
+/// recovery replay's frames).
+pub(crate) fn message_frame(m: &MessageRecord) -> String {
+    message_frame_of(&super::json::message(m), m.pos)
+}
+
+/// The `message` event of a stored message whose JSON is already encoded
+/// (the broadcast, built once by the writer's fan-out): the message, then
+/// its commit position as the recovery offset.
+pub(super) fn message_frame_of(json: &str, pos: u64) -> String {
+    format!(r#"42["message",{json},"{pos}"]"#)
 }
 
 /// `42["<event>",<body>]` on the main namespace.

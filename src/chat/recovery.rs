@@ -36,9 +36,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::ChatConn;
-use super::commit::message_frame;
 use super::conn::{ConnSide, JoinState};
 use super::mail::{ReplayStep, ToConnShard};
+use super::message::message_frame;
 use crate::protocol::{CloseReason, Frame, Link};
 use crate::store::MessageRecord;
 pub(crate) use sessions::Claim;
