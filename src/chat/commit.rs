@@ -19,7 +19,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::protocol::Text as Utf8Bytes;
+use crate::protocol::Text;
 
 use super::conn::ConnSide;
 use super::json;
@@ -98,8 +98,7 @@ pub(crate) fn encode(
                     Some(j) => format!(r#"{{"ok":true,"message":{j}}}"#),
                     None => format!(r#"{{"ok":true,"message":{}}}"#, json::message(m)),
                 });
-                reply_frame(r.ack, body.as_deref().map_err(|e| *e))
-                    .map(|f| (r.conn, Utf8Bytes::from(f)))
+                reply_frame(r.ack, body.as_deref().map_err(|e| *e)).map(|f| (r.conn, Text::from(f)))
             }
         };
         batch.push(Committed {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::protocol::Text as Utf8Bytes;
+use crate::protocol::Text;
 
 use super::ChatError;
 use super::conn::{ConnSide, JoinState, answer};
@@ -96,7 +96,7 @@ impl ConnSide {
 
     /// A broadcast frame for this shard's subscribers of a channel. The
     /// same bytes go to every recipient.
-    fn deliver(&self, channel: &str, frame: Utf8Bytes, except: Option<u64>) {
+    fn deliver(&self, channel: &str, frame: Text, except: Option<u64>) {
         let subs = self.subs.borrow();
         let Some(list) = subs.get(channel) else {
             return;
@@ -109,7 +109,7 @@ impl ConnSide {
         }
     }
 
-    fn to_conn(&self, conn: u64, frame: Utf8Bytes) {
+    fn to_conn(&self, conn: u64, frame: Text) {
         debug_assert_eq!(shard_of_conn(conn), self.hub.mail.shard());
         if let Some(c) = self.conns.borrow().get(&conn) {
             let _ = c.link.push(Frame::Text(frame));

@@ -1,11 +1,11 @@
 //! What shards (and store threads) say to shards about chat. Everything
 //! here is `Send`: it crosses the mailbox rings. Frames are encoded once by
-//! whoever produces them and shared (`Utf8Bytes` is reference-counted).
+//! whoever produces them and shared (`Text` is reference-counted).
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::protocol::Text as Utf8Bytes;
+use crate::protocol::Text;
 use futures::channel::oneshot;
 
 use super::ChatError;
@@ -47,7 +47,7 @@ pub(crate) struct Committed {
     /// message (its sender only gets the ack) or a failed commit.
     pub stored: Option<Stored>,
     /// The sender's ack or error frame, for the shard of `conn`.
-    pub reply: Option<(u64, Utf8Bytes)>,
+    pub reply: Option<(u64, Text)>,
     /// When the send arrived at the server (chat_broadcast_latency).
     pub received: Instant,
 }
@@ -105,7 +105,7 @@ pub(crate) enum ToChannelOwner {
     /// A frame for every subscriber of a channel (presence, edits).
     ChannelEmit {
         channel: Arc<str>,
-        frame: Utf8Bytes,
+        frame: Text,
     },
     /// The channel changed in the store (REST): reload before the next use.
     /// `done` is answered once later commands wait for the reload, so the
@@ -143,12 +143,12 @@ pub(crate) enum ToConnShard {
     /// the connection `except`.
     Deliver {
         channel: Arc<str>,
-        frame: Utf8Bytes,
+        frame: Text,
         except: Option<u64>,
     },
     /// A ready frame for one connection (an ack, an error, a presence
     /// update for the user's own connections).
-    Frame { conn: u64, frame: Utf8Bytes },
+    Frame { conn: u64, frame: Text },
     /// From a store reader: a recovering connection's gap size or a page
     /// of its missed messages.
     Replayed { conn: u64, step: ReplayStep },

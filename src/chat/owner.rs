@@ -15,7 +15,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::protocol::Text as Utf8Bytes;
+use crate::protocol::Text;
 use serde_json::json;
 
 use super::mail::{Publish, ReplyTo, ToChannelOwner, ToConnShard, ToUserOwner, shard_of_conn};
@@ -173,7 +173,7 @@ impl ChannelOwner {
         &self,
         st: &ChannelState,
         channel: &Arc<str>,
-        frame: Utf8Bytes,
+        frame: Text,
         except: Option<u64>,
     ) {
         for (shard, &n) in st.shard_subs.iter().enumerate() {
@@ -382,7 +382,7 @@ impl ChannelOwner {
         }
     }
 
-    pub(super) fn emit(&self, channel: &Arc<str>, frame: Utf8Bytes) {
+    pub(super) fn emit(&self, channel: &Arc<str>, frame: Text) {
         if let Some(st) = self.channels.borrow().get(channel) {
             self.fan_out(st, channel, frame, None);
         }
