@@ -5,6 +5,7 @@ use std::task::{Context, Poll};
 use futures_lite::{AsyncRead, AsyncWrite};
 
 use super::*;
+use crate::protocol::Link;
 use crate::protocol::ws::tests::masked;
 use crate::protocol::{CloseReason, Frame, QueueLimits};
 
