@@ -7,21 +7,21 @@
 //! - [`protocol`]: Engine.IO v4 / Socket.IO v5: the codec, the session
 //!   state whatever the transport, the WebSocket driver and its bounded outbound queue ([`protocol::Link`]),
 //!   and the [`protocol::Handler`] interface the application implements.
-//! - [`chat`]: the chat commands (join, leave, send, typing, presence) as a
+//! - `chat`: the chat commands (join, leave, send, typing, presence) as a
 //!   `Handler`, split by role: connection side, channel owner, user owner.
-//! - [`rest`]: the REST API and the probes over hyper (HTTP/1.1,
+//! - `rest`: the REST API and the probes over hyper (HTTP/1.1,
 //!   keep-alive), for requests that are not a Socket.IO upgrade.
-//! - [`shard`]: one pinned glommio executor per core: listener, connections,
+//! - `shard`: one pinned glommio executor per core: listener, connections,
 //!   admission limits, shutdown.
 //! - [`mailbox`]: the lock-free rings between shards (and from other
 //!   threads to a shard), generic over the message.
 //! - [`server`]: the main thread: starts the shards and waits for signals.
 //! - [`config`], [`cli`]: settings (file < env < flags) and the command line.
-//! - [`auth`]: JWT verification; [`ids`]: session tokens and message ids.
+//! - `auth`: JWT verification; [`ids`]: session tokens and message ids.
 //! - `fuzzing` (feature `fuzzing` only): the fuzz targets' entry points
 //!   (fuzz/, docs/fuzzing.md).
-//! - [`metrics`]: Prometheus metrics, per-shard handles; [`notify`]: systemd
-//!   sd_notify and watchdog; [`tls`]: HTTPS/WSS on the public port;
+//! - [`metrics`]: Prometheus metrics, per-shard handles; `notify`: systemd
+//!   sd_notify and watchdog; `tls`: HTTPS/WSS on the public port;
 //!   [`within`]: a future with a deadline on the shard's timer.
 
 // Items the binary, the tests, the examples and the fuzz targets do not

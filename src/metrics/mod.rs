@@ -10,7 +10,7 @@
 //!
 //! The exposition (OpenMetrics text, by prometheus-client) is rendered on
 //! a scrape: on the main port through the REST router, or, with
-//! `METRICS_LISTEN`, on a listener of its own ([`listen`]).
+//! `METRICS_LISTEN`, on a listener of its own (`listen`).
 
 mod histogram;
 pub(crate) mod listen;
