@@ -86,9 +86,6 @@ pub(crate) struct Connection {
     retry_at: Option<Instant>,
     backoff: Duration,
     last_error: String,
-    /// Whether a multi-row INSERT's AUTO_INCREMENT values are consecutive
-    /// from LAST_INSERT_ID() on this connection (see `MysqlStore`).
-    pub consecutive_ids: bool,
     /// The writer's: the store lock, taken on every (re)connect.
     lock: Option<StoreLock>,
 }
@@ -113,7 +110,6 @@ impl Connection {
             retry_at: None,
             backoff: FIRST_BACKOFF,
             last_error: String::new(),
-            consecutive_ids: false,
             lock: None,
         }
     }
@@ -201,21 +197,13 @@ impl Connection {
             )));
         }
         let attempt = Conn::new(self.opts.clone()).and_then(|mut conn| {
-            let (increment, lock_mode): (u64, u64) = mysql::prelude::Queryable::query_first(
-                &mut conn,
-                "SELECT @@auto_increment_increment, @@innodb_autoinc_lock_mode",
-            )?
-            .unwrap_or((1, 2));
-            Ok((conn, increment == 1 && lock_mode < 2))
-        });
-        let attempt = attempt.and_then(|(mut conn, consecutive)| {
             let acquired = match &self.lock {
                 Some(l) => lock::acquire(&mut conn, &l.name)?,
                 None => Acquired::Held,
             };
-            Ok((conn, consecutive, acquired))
+            Ok((conn, acquired))
         });
-        if let Ok((_, _, Acquired::Taken(holder))) = &attempt
+        if let Ok((_, Acquired::Taken(holder))) = &attempt
             && let Some(l) = &mut self.lock
         {
             // Never write without the lock: refuse, loudly, and try again
@@ -239,7 +227,7 @@ impl Connection {
             )));
         }
         match attempt {
-            Ok((conn, consecutive, _)) => {
+            Ok((conn, _)) => {
                 if let Some(l) = &mut self.lock {
                     l.taken += 1;
                     l.refused_by = None;
@@ -248,7 +236,6 @@ impl Connection {
                     tracing::info!(database = %describe(&self.opts), "database reconnected");
                 }
                 self.conn = Some(conn);
-                self.consecutive_ids = consecutive;
                 self.retry_at = None;
                 self.backoff = FIRST_BACKOFF;
                 Ok(())

@@ -20,11 +20,11 @@ pub fn migrate(opts: &Opts) -> anyhow::Result<usize> {
     // driver reports only the first statement's error: check the result.
     let mut tables: Vec<String> = conn.query(
         "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()
-         AND TABLE_NAME IN ('channels', 'channel_members', 'messages')",
+         AND TABLE_NAME IN ('channels', 'channel_members', 'messages', 'sequencer')",
     )?;
     tables.sort_unstable();
     anyhow::ensure!(
-        tables == ["channel_members", "channels", "messages"],
+        tables == ["channel_members", "channels", "messages", "sequencer"],
         "the schema is incomplete after the migrations (found tables {tables:?}): \
          a statement of migrations/mysql failed; see the database's error log"
     );

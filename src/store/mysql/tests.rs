@@ -27,9 +27,9 @@ fn msg(id: u64, channel: &str, seq: u64, content: &str) -> MessageRecord {
 #[test]
 fn insert_statements_have_one_row_of_placeholders_per_message() {
     let sql = insert_sql(3);
-    assert_eq!(sql.matches('?').count(), 27);
+    assert_eq!(sql.matches('?').count(), 30);
     assert!(sql.ends_with(
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ));
 }
 
@@ -115,8 +115,6 @@ fn positions_are_consecutive_commit_order_across_partitions() {
             assert_eq!(stored.content, "😀 héllo");
         }
     }
-    // The same through the read-back path.
-    s.conn.consecutive_ids = false;
     let mut batch = vec![
         msg(next_id + 1, "c", seq + 1, "a"),
         msg(next_id + 2, "c", seq + 2, "b"),
@@ -133,6 +131,10 @@ fn positions_are_consecutive_commit_order_across_partitions() {
         Err(StoreError::Conflict(_))
     ));
     assert!(s.message(next_id + 3).unwrap().is_none());
+    // A failed batch gives out no position: no gap after it.
+    let mut after = vec![msg(next_id + 4, "c", seq + 3, "z")];
+    s.insert_messages(&mut after).unwrap();
+    assert_eq!(after[0].pos, last_pos + 3);
 }
 
 #[test]
