@@ -48,13 +48,21 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
 
 pub struct SqliteStore {
     conn: Connection,
+    /// The writer's: each channel's last seq as this connection last
+    /// committed it, so a commit reads no counter it already knows. Safe
+    /// only because SQLite has one writer (the process lock, one writer
+    /// thread): nothing else raises a counter behind it.
+    last_seqs: HashMap<String, u64>,
 }
 
 impl SqliteStore {
     pub fn open(data_dir: &Path) -> Result<Self> {
         let conn = open_connection(&db_path(data_dir))
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            last_seqs: HashMap::new(),
+        })
     }
 
     /// A connection that never checkpoints: for a server whose
@@ -182,6 +190,10 @@ impl Store for SqliteStore {
         }
         keep_last_seqs(&tx, &last)?;
         tx.commit()?;
+        for (channel, seq) in last {
+            let known = self.last_seqs.entry(channel).or_insert(0);
+            *known = (*known).max(seq);
+        }
         Ok(())
     }
 
@@ -198,12 +210,18 @@ impl Store for SqliteStore {
         let mut out = append::dedupe(batch, &earlier);
         let mut last: HashMap<String, u64> = HashMap::new();
         for channel in append::channels(&out.rows) {
-            last.insert(channel.to_owned(), last_seq(&tx, channel)?);
+            let seq = match self.last_seqs.get(channel) {
+                Some(&seq) => seq,
+                None => last_seq(&tx, channel)?,
+            };
+            last.insert(channel.to_owned(), seq);
         }
         append::assign_seqs(&mut out.rows, &mut last);
         insert_rows(&tx, &mut out.rows)?;
         keep_last_seqs(&tx, &last)?;
         tx.commit()?;
+        // Only once committed: a failed batch gave out nothing.
+        self.last_seqs.extend(last);
         Ok(out)
     }
 

@@ -31,11 +31,15 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, TxOpts, Value};
 
 use super::batch::find_by_client_ids;
-use super::rows::{MAX_LOOKUP_KEYS, all, chunks, first, insert_sql};
+use super::rows::{all, chunks, first, insert_sql};
 use crate::store::{Appended, MessageRecord, append};
 
 /// The sequencing partition every writer uses (one, for now).
 pub(super) const PARTITION: u32 = 0;
+
+/// Most channels whose counters one statement locks or raises: a batch
+/// (COMMIT_BATCH_MAX, 100 by default) usually needs one of each.
+const CHANNELS_PER_STATEMENT: usize = 128;
 
 /// The writer's commit ([`crate::store::Store::append`]) on MySQL.
 pub(super) fn append(c: &mut Conn, batch: &[&MessageRecord]) -> mysql::Result<Appended> {
@@ -102,7 +106,7 @@ fn lock_partition(tx: &mut impl Queryable) -> mysql::Result<u64> {
 /// exists, so that is for data written around the server.
 fn lock_channels(tx: &mut impl Queryable, ids: &[&str]) -> mysql::Result<HashMap<String, u64>> {
     let mut last = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(MAX_LOOKUP_KEYS) {
+    for chunk in ids.chunks(CHANNELS_PER_STATEMENT) {
         let marks = vec!["?"; chunk.len()].join(", ");
         let sql = format!(
             "SELECT id, last_seq FROM channels WHERE id IN ({marks}) ORDER BY id FOR UPDATE"
@@ -158,7 +162,9 @@ fn insert(
 }
 
 /// Step 4: raises each channel's counter to its new last seq (never
-/// lowers it) and the partition's to `last_pos`.
+/// lowers it) and the partition's to `last_pos`: one UPDATE per
+/// [`CHANNELS_PER_STATEMENT`] channels (a statement per channel was most
+/// of a commit's time with many channels in a batch).
 fn keep_counters(
     tx: &mut impl Queryable,
     last: &HashMap<String, u64>,
@@ -166,11 +172,18 @@ fn keep_counters(
 ) -> mysql::Result<()> {
     let mut ids: Vec<(&String, &u64)> = last.iter().collect();
     ids.sort_unstable();
-    for (id, seq) in ids {
-        tx.exec_drop(
-            "UPDATE channels SET last_seq = GREATEST(last_seq, ?) WHERE id = ?",
-            (*seq, id.as_str()),
-        )?;
+    for chunk in ids.chunks(CHANNELS_PER_STATEMENT) {
+        let cases = " WHEN ? THEN ?".repeat(chunk.len());
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!(
+            "UPDATE channels SET last_seq = GREATEST(last_seq, CASE id{cases} END) WHERE id IN ({marks})"
+        );
+        let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 3);
+        for (id, seq) in chunk {
+            params.extend([id.as_str().into(), (**seq).into()]);
+        }
+        params.extend(chunk.iter().map(|(id, _)| id.as_str().into()));
+        tx.exec_drop(sql, params)?;
     }
     tx.exec_drop(
         "UPDATE sequencer SET last_pos = ? WHERE partition_id = ?",
