@@ -39,6 +39,17 @@ pub fn migrate(opts: &Opts) -> anyhow::Result<usize> {
     Ok(report.applied_migrations().len())
 }
 
+/// Applies the migrations up to `version` only: a database as an earlier
+/// gatrix-chat left it, for the tests of a later migration.
+#[cfg(test)]
+pub(super) fn migrate_to(opts: &Opts, version: i32) -> anyhow::Result<()> {
+    let mut conn = Conn::new(store_opts(opts))?;
+    embedded::migrations::runner()
+        .set_target(refinery::Target::Version(version))
+        .run(&mut conn)?;
+    Ok(())
+}
+
 /// The Node.js server's migration table (knex's `tableName` there).
 const ORIGINAL_MIGRATIONS_TABLE: &str = "chat_migrations";
 
