@@ -2,7 +2,7 @@
 //! connection per store thread. Migrations in migrations/sqlite are applied
 //! by refinery at start and by `gatrix-chat migrate`.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -200,7 +200,13 @@ impl Store for SqliteStore {
     /// Single-writer (the process lock): the counters need no locking, the
     /// transaction only makes the batch all or nothing.
     fn append(&mut self, batch: &[&MessageRecord]) -> Result<Appended> {
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: the write lock first, waiting (busy timeout) for the
+        // checkpointer's RESTART. A deferred transaction that has read
+        // cannot wait for it: its upgrade fails at once, "database is
+        // locked".
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut earlier = HashMap::new();
         for (user, cmid) in append::client_keys(batch) {
             if let Some(m) = find_by_client_id(&tx, &user, &cmid)? {
