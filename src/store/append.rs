@@ -76,11 +76,72 @@ pub(crate) fn channels(rows: &[MessageRecord]) -> Vec<&str> {
 }
 
 /// Step 2: gives each row the next seq of its channel; `last` holds each
-/// channel's last seq (from the store) and ends with the new ones.
+/// channel's last seq (from the store; a channel missing from it starts
+/// at 1) and ends with the new ones.
 pub(crate) fn assign_seqs(rows: &mut [MessageRecord], last: &mut HashMap<String, u64>) {
     for row in rows {
-        let seq = last.entry(row.channel_id.clone()).or_insert(0);
-        *seq += 1;
-        row.seq = *seq;
+        // The backends read every channel's counter first: no key to copy.
+        if let Some(seq) = last.get_mut(&row.channel_id) {
+            *seq += 1;
+            row.seq = *seq;
+        } else {
+            row.seq = 1;
+            last.insert(row.channel_id.clone(), 1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(id: u64, channel: &str, user: &str, cmid: Option<&str>) -> MessageRecord {
+        MessageRecord {
+            id,
+            pos: 0,
+            channel_id: channel.into(),
+            seq: 0,
+            user_id: user.into(),
+            content: String::new(),
+            kind: "text".into(),
+            client_message_id: cmid.map(Into::into),
+            reply_to: None,
+            created_at: String::new(),
+            edited_at: None,
+            deleted_at: None,
+        }
+    }
+
+    #[test]
+    fn repeats_take_no_seq_and_channels_continue_from_their_counters() {
+        let batch = [
+            msg(1, "b", "u", Some("x")),
+            msg(2, "a", "u", None),
+            msg(3, "b", "u", Some("x")),
+            msg(4, "b", "u", Some("y")),
+            msg(5, "a", "v", Some("x")),
+        ];
+        let refs: Vec<&MessageRecord> = batch.iter().collect();
+        let keys = client_keys(&refs);
+        assert_eq!(keys.len(), 3, "{keys:?}");
+        let earlier = HashMap::from([(("u".to_owned(), "y".to_owned()), msg(9, "b", "u", None))]);
+        let mut out = dedupe(&refs, &earlier);
+        let ids: Vec<u64> = out.rows.iter().map(|m| m.id).collect();
+        assert_eq!(ids, [1, 2, 5]);
+        assert_eq!(channels(&out.rows), ["a", "b"]);
+        let mut last = HashMap::from([("a".to_owned(), 7), ("b".to_owned(), 0)]);
+        assign_seqs(&mut out.rows, &mut last);
+        let seqs: Vec<u64> = out.rows.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [1, 8, 9]);
+        assert_eq!(
+            last,
+            HashMap::from([("a".to_owned(), 9), ("b".to_owned(), 1)])
+        );
+        let placed: Vec<std::result::Result<usize, u64>> = out
+            .placed
+            .into_iter()
+            .map(|p| p.map_err(|m| m.id))
+            .collect();
+        assert_eq!(placed, [Ok(0), Ok(1), Ok(0), Err(9), Ok(2)]);
     }
 }
