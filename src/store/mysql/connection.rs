@@ -35,9 +35,13 @@ const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Prepared statements kept per connection: the fixed ones plus, on the
 /// writer's, one multi-row INSERT per batch size up to
-/// [`super::MAX_INSERT_ROWS`] and one lookup per key count up to
-/// [`super::MAX_LOOKUP_KEYS`].
-const STMT_CACHE: usize = super::MAX_INSERT_ROWS + super::MAX_LOOKUP_KEYS + 64;
+/// [`super::MAX_INSERT_ROWS`], one lookup per key count up to
+/// [`super::MAX_LOOKUP_KEYS`], and a channel lock and a channel counter
+/// update per channel count up to `sequence::CHANNELS_PER_STATEMENT`.
+const STMT_CACHE: usize = super::MAX_INSERT_ROWS
+    + super::MAX_LOOKUP_KEYS
+    + 2 * super::sequence::CHANNELS_PER_STATEMENT
+    + 64;
 
 /// Session settings, so behaviour does not depend on the server's defaults:
 /// utf8mb4 on the wire; strict mode (a value that does not fit is an error,

@@ -39,7 +39,7 @@ pub(super) const PARTITION: u32 = 0;
 
 /// Most channels whose counters one statement locks or raises: a batch
 /// (COMMIT_BATCH_MAX, 100 by default) usually needs one of each.
-const CHANNELS_PER_STATEMENT: usize = 128;
+pub(super) const CHANNELS_PER_STATEMENT: usize = 128;
 
 /// The writer's commit ([`crate::store::Store::append`]) on MySQL.
 pub(super) fn append(c: &mut Conn, batch: &[&MessageRecord]) -> mysql::Result<Appended> {
