@@ -173,7 +173,7 @@ fn a_second_server_on_the_same_database_exits_2_and_the_first_keeps_serving() {
 fn a_lost_lock_taken_by_another_process_stops_writes_until_it_is_free() {
     let db = mysql_db();
     let first = TestServer::start_with(&[("DATABASE_URL", &db)]);
-    // `quiet` gets one message (its seq cached by the writer) and then
+    // `quiet` gets one message and then
     // none through this server until the end; `busy` takes the sends
     // refused meanwhile.
     let quiet = first.create_channel("alice", "quiet", "public", &[]);
@@ -204,13 +204,26 @@ fn a_lost_lock_taken_by_another_process_stops_writes_until_it_is_free() {
         .expect("GET_LOCK")
         .flatten();
     assert_eq!(got, Some(1), "the test could not take the lock");
+    // As a writer does since schema 2: its pos and seq from the counters,
+    // raised in the same transaction.
+    other
+        .query_drop("START TRANSACTION")
+        .expect("START TRANSACTION");
+    other
+        .query_drop("UPDATE sequencer SET last_pos = last_pos + 1 WHERE partition_id = 0")
+        .expect("take a pos as another process");
+    other
+        .exec_drop("UPDATE channels SET last_seq = 2 WHERE id = ?", (&quiet,))
+        .expect("take seq 2 as another process");
     other
         .exec_drop(
-            "INSERT INTO messages (id, channel_id, seq, user_id, content, type, created_at)
-             VALUES (?, ?, 2, 'bob', 'from another process', 'text', '2026-01-01T00:00:00.000Z')",
+            "INSERT INTO messages (id, pos, channel_id, seq, user_id, content, type, created_at)
+             SELECT ?, last_pos, ?, 2, 'bob', 'from another process', 'text', '2026-01-01T00:00:00.000Z'
+             FROM sequencer WHERE partition_id = 0",
             (id - 1, &quiet),
         )
         .expect("insert as another process");
+    other.query_drop("COMMIT").expect("COMMIT");
 
     // Sends are refused while the other holds the lock: never acked.
     for i in 0..3 {
@@ -242,8 +255,8 @@ fn a_lost_lock_taken_by_another_process_stops_writes_until_it_is_free() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    // The writer forgot `quiet`'s cached seq (1) when it took the lock
-    // again: the next follows the other process's message.
+    // The writer takes `quiet`'s seq from its counter in each commit
+    // (nothing cached): the next follows the other process's message.
     let ack = send(&mut ws, 300, &quiet, "quiet-3");
     assert_eq!(ack["ok"], true, "{ack}");
     assert_eq!(ack["message"]["seq"], 3, "{ack}");

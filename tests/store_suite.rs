@@ -30,6 +30,8 @@ use time::macros::format_description;
 trait Backend {
     /// A new connection to the database.
     fn open(&self) -> Box<dyn Store>;
+    /// Every message gone, as retention takes them (counters stay).
+    fn expire_all_messages(&self);
 }
 
 struct Sqlite {
@@ -50,6 +52,14 @@ impl Backend for Sqlite {
             gatrix_chat::store::sqlite::SqliteStore::open(self.dir.path()).expect("open SQLite"),
         )
     }
+
+    /// SQLite has no retention: an operator's DELETE.
+    fn expire_all_messages(&self) {
+        let path = gatrix_chat::store::sqlite::db_path(self.dir.path());
+        rusqlite::Connection::open(path)
+            .and_then(|c| c.execute("DELETE FROM messages", []))
+            .expect("delete the messages");
+    }
 }
 
 struct Mysql {
@@ -68,6 +78,10 @@ impl Mysql {
 impl Backend for Mysql {
     fn open(&self) -> Box<dyn Store> {
         mysql_backend::open(&self.url)
+    }
+
+    fn expire_all_messages(&self) {
+        mysql_backend::expire_all(&self.url);
     }
 }
 
@@ -92,6 +106,20 @@ mod mysql_backend {
             .expect("open MySQL")
             .maintain_partitions(policy, super::now_ms(), false)
             .expect("make partitions");
+    }
+
+    /// Retention as upkeep applies it, 100 days from now with 30 days
+    /// kept: this month's partition (every message here) is dropped.
+    pub fn expire_all(url: &str) {
+        let policy = PartitionPolicy {
+            months_ahead: 2,
+            retention_days: 30,
+        };
+        let (_, plan) = MysqlStore::open(&opts(url))
+            .expect("open MySQL")
+            .maintain_partitions(policy, super::now_ms() + 100 * 86_400_000, false)
+            .expect("drop partitions");
+        assert!(!plan.drop.is_empty(), "retention dropped nothing");
     }
 
     pub fn open(url: &str) -> Box<dyn Store> {
@@ -160,6 +188,28 @@ suite!(
     ids_differing_in_trailing_spaces_are_distinct,
     writer_seqs_are_gapless_under_repeated_client_ids,
     writer_failed_batch_stores_nothing,
+    seq_outlives_the_messages,
+    writer_commit_rate,
+);
+
+/// Checks only MySQL runs: several writers on one database.
+macro_rules! mysql_only {
+    ($($check:ident),* $(,)?) => {
+        mod mysql_only {
+            $(
+                #[test]
+                #[ignore = "needs MariaDB: run scripts/test"]
+                fn $check() {
+                    super::run(&super::Mysql::new(), super::$check);
+                }
+            )*
+        }
+    };
+}
+
+mysql_only!(
+    two_writers_give_out_one_gapless_order,
+    two_writers_store_a_client_message_id_once,
 );
 
 // ---------------------------------------------------------------------------
@@ -277,6 +327,8 @@ fn channel_ids(channels: &[ChannelRecord]) -> Vec<&str> {
 
 #[path = "store_suite/channels.rs"]
 mod channels;
+#[path = "store_suite/instances.rs"]
+mod instances;
 #[path = "store_suite/messages.rs"]
 mod messages;
 #[path = "store_suite/reads.rs"]
@@ -286,6 +338,7 @@ mod text;
 #[path = "store_suite/writer.rs"]
 mod writer;
 use channels::*;
+use instances::*;
 use messages::*;
 use reads::*;
 use text::*;

@@ -7,7 +7,8 @@
 //! - [`mysql`]: the production store (MySQL/MariaDB), chosen by DATABASE_URL
 //!   or DB_HOST; messages in monthly partitions.
 //! - [`writer`]: the one writer thread: group commit of messages, in commit
-//!   order, which is also where a channel's next `seq` is assigned.
+//!   order; each commit's [`Store::append`] takes `seq` and `pos` from
+//!   counters in the database ([`append`]: the steps shared by backends).
 //! - [`fanout`]: the seam after the writer: [`Fanout`], a committed batch
 //!   delivered to every shard (in one process, chat's mesh).
 //! - [`handle`]: what shards hold: the writer's bounded queue and the reader
@@ -18,6 +19,7 @@
 //! - [`lock`]: one process per store: the lock taken at start (a file lock
 //!   in DATA_DIR; MySQL's is the writer connection's named lock).
 
+pub mod append;
 pub mod fanout;
 pub mod handle;
 pub mod lock;
@@ -30,6 +32,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+pub use append::Appended;
 pub use fanout::Fanout;
 pub use handle::{Busy, StoreHandle, StoreSettings, StoreThreads};
 pub(crate) use open::open;
@@ -200,17 +203,9 @@ pub trait Store: Send {
     /// Cheap round trip, for readiness.
     fn ping(&mut self) -> Result<()>;
 
-    /// How many times this connection took the store's one-process lock
-    /// ([`lock`]); always 0 where the lock is not the connection's (SQLite's
-    /// is the process's). When it changes, the connection was replaced and
-    /// another process may have written meanwhile: the writer forgets what
-    /// it cached (each channel's last seq).
-    fn lock_epoch(&self) -> u64 {
-        0
-    }
-
     // ---- messages (the writer)
-    /// The highest seq of a channel, 0 when it has none.
+    /// The last seq given out in a channel (`channels.last_seq`, which
+    /// outlives the messages), 0 when it has none.
     fn last_seq(&mut self, channel: &str) -> Result<u64>;
     fn find_by_client_id(
         &mut self,
@@ -235,9 +230,16 @@ pub trait Store: Send {
         }
         Ok(found)
     }
-    /// Inserts all of `messages` in one transaction and fills in their
-    /// `pos`; on error nothing is inserted.
+    /// Inserts all of `messages` (their seqs given) in one transaction and
+    /// fills in their `pos`; on error nothing is inserted.
     fn insert_messages(&mut self, messages: &mut [MessageRecord]) -> Result<()>;
+    /// The writer's commit: in one transaction, leaves out the messages
+    /// whose (user, clientMessageId) is stored or earlier in the batch,
+    /// gives the others the next `seq` of their channel and the next `pos`
+    /// from counters read in the transaction (on MySQL locked until it
+    /// commits, so several writers on one database stay gapless and in
+    /// commit order), and inserts them. On error nothing is stored.
+    fn append(&mut self, batch: &[&MessageRecord]) -> Result<Appended>;
     fn edit_message(&mut self, id: u64, content: &str, at: &str) -> Result<Option<MessageRecord>>;
     fn delete_message(&mut self, id: u64, at: &str) -> Result<Option<MessageRecord>>;
 

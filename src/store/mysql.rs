@@ -18,6 +18,7 @@ pub(crate) mod lock;
 mod migrate;
 pub(crate) mod partitions;
 mod rows;
+mod sequence;
 pub(crate) mod upkeep;
 
 use std::collections::HashMap;
@@ -26,7 +27,8 @@ use mysql::prelude::Queryable;
 use mysql::{Opts, TxOpts};
 
 use super::{
-    ChannelRecord, MessageRecord, Page, Result, Store, StoreError, count_replay, merge_replay,
+    Appended, ChannelRecord, MessageRecord, Page, Result, Store, StoreError, count_replay,
+    merge_replay,
 };
 use connection::{Connection, store_opts};
 pub use connection::{MAX_BACKOFF, describe};
@@ -100,20 +102,20 @@ impl MysqlStore {
 }
 
 impl Store for MysqlStore {
-    fn lock_epoch(&self) -> u64 {
-        self.conn.lock_epoch()
-    }
-
     fn ping(&mut self) -> Result<()> {
         self.conn.run(|c| c.ping())
     }
 
     fn last_seq(&mut self, channel: &str) -> Result<u64> {
         self.conn.run(|c| {
+            // The counter, or for a channel without a row its highest
+            // message (as the writer's commit reads it).
             Ok(first::<Option<u64>>(
                 c,
-                "SELECT MAX(seq) FROM messages WHERE channel_id = ?",
-                (channel,),
+                "SELECT GREATEST(
+                    COALESCE((SELECT last_seq FROM channels WHERE id = ?), 0),
+                    COALESCE((SELECT MAX(seq) FROM messages WHERE channel_id = ?), 0))",
+                (channel, channel),
             )?
             .flatten()
             .unwrap_or(0))
@@ -139,11 +141,15 @@ impl Store for MysqlStore {
         self.conn.run(|c| batch::find_by_client_ids(c, &unique))
     }
 
-    /// One transaction of multi-row INSERTs ([`batch::insert_messages`]).
+    /// One transaction of multi-row INSERTs ([`sequence::insert_messages`]).
     fn insert_messages(&mut self, messages: &mut [MessageRecord]) -> Result<()> {
-        let consecutive = self.conn.consecutive_ids;
-        self.conn
-            .run(|c| batch::insert_messages(c, messages, consecutive))
+        self.conn.run(|c| sequence::insert_messages(c, messages))
+    }
+
+    /// Seqs and positions from counters locked in the transaction
+    /// ([`sequence`]).
+    fn append(&mut self, batch: &[&MessageRecord]) -> Result<Appended> {
+        self.conn.run(|c| sequence::append(c, batch))
     }
 
     fn edit_message(&mut self, id: u64, content: &str, at: &str) -> Result<Option<MessageRecord>> {

@@ -2,12 +2,15 @@
 //! connection per store thread. Migrations in migrations/sqlite are applied
 //! by refinery at start and by `gatrix-chat migrate`.
 
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::collections::HashMap;
 
-use super::{ChannelRecord, ChannelType, MessageRecord, Page, Result, Store, StoreError};
+use super::{
+    Appended, ChannelRecord, ChannelType, MessageRecord, Page, Result, Store, StoreError, append,
+};
 
 mod checkpoint;
 mod embedded {
@@ -45,13 +48,21 @@ fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
 
 pub struct SqliteStore {
     conn: Connection,
+    /// The writer's: each channel's last seq as this connection last
+    /// committed it, so a commit reads no counter it already knows. Safe
+    /// only because SQLite has one writer (the process lock, one writer
+    /// thread): nothing else raises a counter behind it.
+    last_seqs: HashMap<String, u64>,
 }
 
 impl SqliteStore {
     pub fn open(data_dir: &Path) -> Result<Self> {
         let conn = open_connection(&db_path(data_dir))
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            last_seqs: HashMap::new(),
+        })
     }
 
     /// A connection that never checkpoints: for a server whose
@@ -99,6 +110,62 @@ fn channel_row(r: &Row<'_>) -> rusqlite::Result<ChannelRecord> {
     })
 }
 
+/// The last seq given out in `channel`: its counter, or for a channel
+/// without a row (messages are not tied to one here) its highest message.
+fn last_seq(conn: &Connection, channel: &str) -> Result<u64> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT MAX(COALESCE((SELECT last_seq FROM channels WHERE id = ?1), 0),
+                        COALESCE((SELECT MAX(seq) FROM messages WHERE channel_id = ?1), 0))",
+        )?
+        .query_row([channel], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+fn find_by_client_id(conn: &Connection, user: &str, cmid: &str) -> Result<Option<MessageRecord>> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE user_id = ?1 AND client_message_id = ?2"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([user, cmid], message_row)
+        .optional()?)
+}
+
+/// Inserts `messages` (inside the caller's transaction) and fills in their
+/// `pos`.
+fn insert_rows(conn: &Connection, messages: &mut [MessageRecord]) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO messages (id, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for m in messages.iter_mut() {
+        stmt.execute(params![
+            m.id as i64,
+            m.channel_id,
+            m.seq as i64,
+            m.user_id,
+            m.content,
+            m.kind,
+            m.client_message_id,
+            m.reply_to,
+            m.created_at,
+        ])?;
+        m.pos = conn.last_insert_rowid() as u64;
+    }
+    Ok(())
+}
+
+/// Raises each channel's counter to its new last seq (never lowers it).
+fn keep_last_seqs(conn: &Connection, last: &HashMap<String, u64>) -> Result<()> {
+    let mut stmt =
+        conn.prepare_cached("UPDATE channels SET last_seq = MAX(last_seq, ?2) WHERE id = ?1")?;
+    for (channel, seq) in last {
+        stmt.execute(params![channel, *seq as i64])?;
+    }
+    Ok(())
+}
+
 impl Store for SqliteStore {
     fn ping(&mut self) -> Result<()> {
         self.conn.query_row("SELECT 1", [], |_| Ok(()))?;
@@ -106,49 +173,62 @@ impl Store for SqliteStore {
     }
 
     fn last_seq(&mut self, channel: &str) -> Result<u64> {
-        let n: i64 = self.conn.query_row(
-            "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE channel_id = ?1",
-            [channel],
-            |r| r.get(0),
-        )?;
-        Ok(n as u64)
+        last_seq(&self.conn, channel)
     }
 
     fn find_by_client_id(&mut self, user: &str, cmid: &str) -> Result<Option<MessageRecord>> {
-        let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE user_id = ?1 AND client_message_id = ?2"
-        );
-        Ok(self
-            .conn
-            .prepare_cached(&sql)?
-            .query_row([user, cmid], message_row)
-            .optional()?)
+        find_by_client_id(&self.conn, user, cmid)
     }
 
     fn insert_messages(&mut self, messages: &mut [MessageRecord]) -> Result<()> {
         let tx = self.conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO messages (id, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            for m in messages.iter_mut() {
-                stmt.execute(params![
-                    m.id as i64,
-                    m.channel_id,
-                    m.seq as i64,
-                    m.user_id,
-                    m.content,
-                    m.kind,
-                    m.client_message_id,
-                    m.reply_to,
-                    m.created_at,
-                ])?;
-                m.pos = tx.last_insert_rowid() as u64;
+        insert_rows(&tx, messages)?;
+        let mut last: HashMap<String, u64> = HashMap::new();
+        for m in messages.iter() {
+            let seq = last.entry(m.channel_id.clone()).or_insert(0);
+            *seq = (*seq).max(m.seq);
+        }
+        keep_last_seqs(&tx, &last)?;
+        tx.commit()?;
+        for (channel, seq) in last {
+            let known = self.last_seqs.entry(channel).or_insert(0);
+            *known = (*known).max(seq);
+        }
+        Ok(())
+    }
+
+    /// Single-writer (the process lock): the counters need no locking, the
+    /// transaction only makes the batch all or nothing.
+    fn append(&mut self, batch: &[&MessageRecord]) -> Result<Appended> {
+        // IMMEDIATE: the write lock first, waiting (busy timeout) for the
+        // checkpointer's RESTART. A deferred transaction that has read
+        // cannot wait for it: its upgrade fails at once, "database is
+        // locked".
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut earlier = HashMap::new();
+        for (user, cmid) in append::client_keys(batch) {
+            if let Some(m) = find_by_client_id(&tx, &user, &cmid)? {
+                earlier.insert((user, cmid), m);
             }
         }
+        let mut out = append::dedupe(batch, &earlier);
+        let mut last: HashMap<String, u64> = HashMap::new();
+        for channel in append::channels(&out.rows) {
+            let seq = match self.last_seqs.get(channel) {
+                Some(&seq) => seq,
+                None => last_seq(&tx, channel)?,
+            };
+            last.insert(channel.to_owned(), seq);
+        }
+        append::assign_seqs(&mut out.rows, &mut last);
+        insert_rows(&tx, &mut out.rows)?;
+        keep_last_seqs(&tx, &last)?;
         tx.commit()?;
-        Ok(())
+        // Only once committed: a failed batch gave out nothing.
+        self.last_seqs.extend(last);
+        Ok(out)
     }
 
     fn edit_message(&mut self, id: u64, content: &str, at: &str) -> Result<Option<MessageRecord>> {

@@ -3,21 +3,22 @@
 //! Messages queue on a bounded channel (full = the caller answers
 //! UNAVAILABLE at once). The thread takes what is queued, up to
 //! BROADCAST_BATCH_SIZE messages or until the commit window passes, and
-//! commits them in one transaction (group commit). Because it is the one
-//! writer, it is also where a channel's next `seq` is assigned: at commit
-//! time, so a repeated clientMessageId (checked against the store in the
-//! same pass) never burns a seq, and a failed batch assigns nothing.
+//! commits them in one transaction (group commit): [`Store::append`], which
+//! assigns each channel's next `seq` and the commit position `pos` inside
+//! that transaction, from counters in the database (nothing is cached
+//! here, so another writer on the same database cannot make them stale),
+//! and checks clientMessageIds in the same transaction, so a repeat never
+//! burns a seq and a failed batch assigns nothing.
 //!
 //! Each commit's outcomes go, in commit order, to the [`Fanout`]: in one
 //! process the chat layer's mesh, which encodes each broadcast once and
 //! sends it to every shard.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
 
-use super::{Fanout, MessageRecord, Store, StoreError};
+use super::{Appended, Fanout, MessageRecord, Store};
 
 /// Any work to run on a store thread with its connection.
 pub type StoreJob = Box<dyn FnOnce(&mut dyn Store) + Send>;
@@ -59,8 +60,6 @@ pub fn run<R>(
     metrics: &crate::metrics::StoreMetrics,
     mut fanout: impl Fanout<R>,
 ) {
-    let mut seqs: HashMap<String, u64> = HashMap::new();
-    let mut epoch = store.lock_epoch();
     let mut batch: Vec<(Box<MessageRecord>, R)> = Vec::with_capacity(settings.max_batch);
     let mut next: Option<Job<R>> = None;
     loop {
@@ -95,88 +94,30 @@ pub fn run<R>(
                 None => break,
             }
         }
-        if store.lock_epoch() != epoch {
-            // A new connection took the store lock again: channels may have
-            // new messages from another process since their seqs were read.
-            epoch = store.lock_epoch();
-            seqs.clear();
-        }
         metrics.queue_depth.set(jobs.len() as i64);
         metrics.batch_size.observe(batch.len() as u64);
         let started = Instant::now();
-        let outcomes = commit(store, &mut seqs, &mut batch);
+        let outcomes = commit(store, &mut batch);
         metrics.commit_latency.observe_duration(started.elapsed());
         fanout.send(outcomes);
     }
 }
 
-/// Sequences and commits one batch. On any store error nothing is kept:
-/// every message fails and the touched channels' seqs are reloaded later.
-fn commit<R>(
-    store: &mut dyn Store,
-    seqs: &mut HashMap<String, u64>,
-    batch: &mut Vec<(Box<MessageRecord>, R)>,
-) -> Vec<(Outcome, R)> {
-    let mut rows: Vec<MessageRecord> = Vec::with_capacity(batch.len());
-    // Per message: Ok(index into rows) or Err(the earlier message).
-    let mut plan: Vec<Result<usize, MessageRecord>> = Vec::with_capacity(batch.len());
-    let mut in_batch: HashMap<(String, String), usize> = HashMap::new();
-    let mut tentative: HashMap<String, u64> = HashMap::new();
-
-    let sequenced: Result<(), StoreError> = (|| {
-        // Earlier messages with this batch's clientMessageIds, in one lookup.
-        let keys: Vec<(String, String)> = batch
-            .iter()
-            .filter_map(|(m, _)| {
-                let cmid = m.client_message_id.as_ref()?;
-                Some((m.user_id.clone(), cmid.clone()))
-            })
-            .collect();
-        let earlier = if keys.is_empty() {
-            HashMap::new()
-        } else {
-            store.find_by_client_ids(&keys)?
-        };
-        for (m, _) in batch.iter() {
-            if let Some(cmid) = &m.client_message_id {
-                let key = (m.user_id.clone(), cmid.clone());
-                if let Some(&i) = in_batch.get(&key) {
-                    plan.push(Ok(i)); // same message again in this batch
-                    continue;
-                }
-                if let Some(first) = earlier.get(&key) {
-                    plan.push(Err(first.clone()));
-                    continue;
-                }
-                in_batch.insert(key, rows.len());
-            }
-            let last = match tentative
-                .get(&m.channel_id)
-                .or_else(|| seqs.get(&m.channel_id))
-            {
-                Some(&s) => s,
-                None => store.last_seq(&m.channel_id)?,
-            };
-            let mut row = (**m).clone();
-            row.seq = last + 1;
-            tentative.insert(m.channel_id.clone(), row.seq);
-            plan.push(Ok(rows.len()));
-            rows.push(row);
-        }
-        if !rows.is_empty() {
-            store.insert_messages(&mut rows)?;
-        }
-        Ok(())
-    })();
-
+/// Sequences and commits one batch ([`Store::append`]). On any store
+/// error nothing is kept: every message fails.
+fn commit<R>(store: &mut dyn Store, batch: &mut Vec<(Box<MessageRecord>, R)>) -> Vec<(Outcome, R)> {
+    let appended = {
+        let records: Vec<&MessageRecord> = batch.iter().map(|(m, _)| &**m).collect();
+        store.append(&records)
+    };
     let drained = batch.drain(..).map(|(_, r)| r);
-    match sequenced {
-        Ok(()) => {
-            seqs.extend(tentative);
+    match appended {
+        Ok(Appended { rows, placed }) => {
             // A repeat inside the batch points at its first row: the first
             // occurrence is Stored, the repeats are Duplicates of it.
             let mut seen = vec![false; rows.len()];
-            plan.into_iter()
+            placed
+                .into_iter()
                 .zip(drained)
                 .map(|(p, r)| match p {
                     Ok(i) if !seen[i] => {
@@ -189,10 +130,8 @@ fn commit<R>(
                 .collect()
         }
         Err(e) => {
-            for channel in tentative.keys() {
-                seqs.remove(channel);
-            }
-            tracing::warn!(error = %e, messages = plan.len().max(1), "message batch not stored");
+            let n = drained.len();
+            tracing::warn!(error = %e, messages = n, "message batch not stored");
             drained
                 .map(|r| (Outcome::Failed(e.to_string()), r))
                 .collect()
@@ -241,28 +180,24 @@ mod tests {
 
     #[test]
     fn seqs_are_gapless_per_channel_and_repeats_burn_none() {
-        let (_d, mut s) = store();
-        let mut seqs = HashMap::new();
+        let (d, mut s) = store();
         let mut batch = vec![
             (msg(1, "a", "u", Some("x")), 0u32),
             (msg(2, "b", "u", None), 1),
             (msg(3, "a", "u", Some("x")), 2),
             (msg(4, "a", "v", Some("x")), 3),
         ];
-        let out = commit(&mut s, &mut seqs, &mut batch);
+        let out = commit(&mut s, &mut batch);
         assert_eq!(seqs_of(&out), ["a#1", "b#1", "dup a#1", "a#2"]);
         let mut batch = vec![
             (msg(5, "a", "u", Some("x")), 0u32),
             (msg(6, "a", "u", None), 1),
         ];
-        let out = commit(&mut s, &mut seqs, &mut batch);
+        let out = commit(&mut s, &mut batch);
         assert_eq!(seqs_of(&out), ["dup a#1", "a#3"]);
         // A new writer (restart) continues from the store.
-        let out = commit(
-            &mut s,
-            &mut HashMap::new(),
-            &mut vec![(msg(7, "a", "u", None), 0u32)],
-        );
+        let mut s = SqliteStore::open(d.path()).unwrap();
+        let out = commit(&mut s, &mut vec![(msg(7, "a", "u", None), 0u32)]);
         assert_eq!(seqs_of(&out), ["a#4"]);
         let positions: Vec<u64> = out
             .iter()
@@ -274,16 +209,14 @@ mod tests {
     #[test]
     fn a_failed_batch_stores_nothing_and_assigns_nothing() {
         let (_d, mut s) = store();
-        let mut seqs = HashMap::new();
-        commit(&mut s, &mut seqs, &mut vec![(msg(1, "a", "u", None), 0u32)]);
+        commit(&mut s, &mut vec![(msg(1, "a", "u", None), 0u32)]);
         // Id 1 again violates the unique id: the whole batch fails.
         let out = commit(
             &mut s,
-            &mut seqs,
             &mut vec![(msg(2, "a", "u", None), 0u32), (msg(1, "a", "u", None), 1)],
         );
         assert_eq!(seqs_of(&out), ["failed", "failed"]);
-        let out = commit(&mut s, &mut seqs, &mut vec![(msg(3, "a", "u", None), 0u32)]);
+        let out = commit(&mut s, &mut vec![(msg(3, "a", "u", None), 0u32)]);
         assert_eq!(seqs_of(&out), ["a#2"]);
     }
 }

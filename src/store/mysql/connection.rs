@@ -35,9 +35,13 @@ const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Prepared statements kept per connection: the fixed ones plus, on the
 /// writer's, one multi-row INSERT per batch size up to
-/// [`super::MAX_INSERT_ROWS`] and one lookup per key count up to
-/// [`super::MAX_LOOKUP_KEYS`].
-const STMT_CACHE: usize = super::MAX_INSERT_ROWS + super::MAX_LOOKUP_KEYS + 64;
+/// [`super::MAX_INSERT_ROWS`], one lookup per key count up to
+/// [`super::MAX_LOOKUP_KEYS`], and a channel lock and a channel counter
+/// update per channel count up to `sequence::CHANNELS_PER_STATEMENT`.
+const STMT_CACHE: usize = super::MAX_INSERT_ROWS
+    + super::MAX_LOOKUP_KEYS
+    + 2 * super::sequence::CHANNELS_PER_STATEMENT
+    + 64;
 
 /// Session settings, so behaviour does not depend on the server's defaults:
 /// utf8mb4 on the wire; strict mode (a value that does not fit is an error,
@@ -86,9 +90,6 @@ pub(crate) struct Connection {
     retry_at: Option<Instant>,
     backoff: Duration,
     last_error: String,
-    /// Whether a multi-row INSERT's AUTO_INCREMENT values are consecutive
-    /// from LAST_INSERT_ID() on this connection (see `MysqlStore`).
-    pub consecutive_ids: bool,
     /// The writer's: the store lock, taken on every (re)connect.
     lock: Option<StoreLock>,
 }
@@ -113,7 +114,6 @@ impl Connection {
             retry_at: None,
             backoff: FIRST_BACKOFF,
             last_error: String::new(),
-            consecutive_ids: false,
             lock: None,
         }
     }
@@ -201,21 +201,13 @@ impl Connection {
             )));
         }
         let attempt = Conn::new(self.opts.clone()).and_then(|mut conn| {
-            let (increment, lock_mode): (u64, u64) = mysql::prelude::Queryable::query_first(
-                &mut conn,
-                "SELECT @@auto_increment_increment, @@innodb_autoinc_lock_mode",
-            )?
-            .unwrap_or((1, 2));
-            Ok((conn, increment == 1 && lock_mode < 2))
-        });
-        let attempt = attempt.and_then(|(mut conn, consecutive)| {
             let acquired = match &self.lock {
                 Some(l) => lock::acquire(&mut conn, &l.name)?,
                 None => Acquired::Held,
             };
-            Ok((conn, consecutive, acquired))
+            Ok((conn, acquired))
         });
-        if let Ok((_, _, Acquired::Taken(holder))) = &attempt
+        if let Ok((_, Acquired::Taken(holder))) = &attempt
             && let Some(l) = &mut self.lock
         {
             // Never write without the lock: refuse, loudly, and try again
@@ -239,7 +231,7 @@ impl Connection {
             )));
         }
         match attempt {
-            Ok((conn, consecutive, _)) => {
+            Ok((conn, _)) => {
                 if let Some(l) = &mut self.lock {
                     l.taken += 1;
                     l.refused_by = None;
@@ -248,7 +240,6 @@ impl Connection {
                     tracing::info!(database = %describe(&self.opts), "database reconnected");
                 }
                 self.conn = Some(conn);
-                self.consecutive_ids = consecutive;
                 self.retry_at = None;
                 self.backoff = FIRST_BACKOFF;
                 Ok(())

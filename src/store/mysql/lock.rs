@@ -7,9 +7,8 @@
 //! takes it again on every reconnect, before any statement: when another
 //! process holds it by then, the writer does not write (every write fails
 //! with UNAVAILABLE and an error is logged at each attempt, backing off to
-//! one every 5 s) until the lock is free again. Its cached seqs are
-//! dropped whenever the lock is taken again, since another process may
-//! have written meanwhile.
+//! one every 5 s) until the lock is free again. It caches no seq: each
+//! commit reads the counters another process may have raised meanwhile.
 //!
 //! Named locks are per server, not replicated: behind a Galera cluster or
 //! a proxy that multiplexes connections (ProxySQL) they do not hold. The

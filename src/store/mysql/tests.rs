@@ -27,9 +27,9 @@ fn msg(id: u64, channel: &str, seq: u64, content: &str) -> MessageRecord {
 #[test]
 fn insert_statements_have_one_row_of_placeholders_per_message() {
     let sql = insert_sql(3);
-    assert_eq!(sql.matches('?').count(), 27);
+    assert_eq!(sql.matches('?').count(), 30);
     assert!(sql.ends_with(
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ));
 }
 
@@ -49,9 +49,17 @@ fn batches_are_split_by_rows_and_by_bytes() {
 }
 
 /// A new, migrated database on the server GATRIX_TEST_MYSQL_URL names
+/// ([`scratch_empty`], migrated).
+fn scratch() -> Opts {
+    let opts = scratch_empty();
+    migrate(&opts).unwrap();
+    opts
+}
+
+/// A new, empty database on the server GATRIX_TEST_MYSQL_URL names
 /// (`mysql://user:pass@host:port`, as scripts/test exports it; the user may
 /// create `gatrix_%` databases); fails the test when it is not set.
-fn scratch() -> Opts {
+fn scratch_empty() -> Opts {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let url = std::env::var("GATRIX_TEST_MYSQL_URL")
@@ -75,7 +83,6 @@ fn scratch() -> Opts {
     let opts: Opts = mysql::OptsBuilder::from_opts(server)
         .db_name(Some(name))
         .into();
-    migrate(&opts).unwrap();
     opts
 }
 
@@ -115,8 +122,6 @@ fn positions_are_consecutive_commit_order_across_partitions() {
             assert_eq!(stored.content, "😀 héllo");
         }
     }
-    // The same through the read-back path.
-    s.conn.consecutive_ids = false;
     let mut batch = vec![
         msg(next_id + 1, "c", seq + 1, "a"),
         msg(next_id + 2, "c", seq + 2, "b"),
@@ -133,6 +138,10 @@ fn positions_are_consecutive_commit_order_across_partitions() {
         Err(StoreError::Conflict(_))
     ));
     assert!(s.message(next_id + 3).unwrap().is_none());
+    // A failed batch gives out no position: no gap after it.
+    let mut after = vec![msg(next_id + 4, "c", seq + 3, "z")];
+    s.insert_messages(&mut after).unwrap();
+    assert_eq!(after[0].pos, last_pos + 3);
 }
 
 #[test]
@@ -211,4 +220,69 @@ fn client_ids_are_looked_up_in_one_go() {
     let many: Vec<_> = (0..200).map(|i| key("u", &format!("k{i}"))).collect();
     assert_eq!(s.find_by_client_ids(&many).unwrap().len(), 2, "chunked");
     assert_eq!(s.find_by_client_id("v", "k3").unwrap().unwrap().id, 3);
+}
+
+#[test]
+#[ignore = "needs MariaDB: run scripts/test"]
+fn schema_2_counters_start_at_the_maxima_of_a_schema_1_database() {
+    let opts = scratch_empty();
+    migrate::migrate_to(&opts, 1).unwrap();
+    let mut c = Conn::new(opts.clone()).unwrap();
+    for ch in ["a", "b", "empty"] {
+        c.exec_drop(
+            "INSERT INTO channels (id, name, type, owner_id, created_at, updated_at)
+             VALUES (?, ?, 'public', 'u', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
+            (ch, ch),
+        )
+        .unwrap();
+    }
+    // Schema 1: pos from AUTO_INCREMENT. "ghost" has messages but no row.
+    let v1 = [
+        ("a", 1),
+        ("b", 1),
+        ("a", 2),
+        ("ghost", 5),
+        ("a", 3),
+        ("b", 2),
+    ];
+    for (i, (ch, seq)) in v1.iter().enumerate() {
+        c.exec_drop(
+            "INSERT INTO messages (id, channel_id, seq, user_id, content, type, created_at)
+             VALUES (?, ?, ?, 'u', 'x', 'text', '2026-01-01T00:00:00.000Z')",
+            (1000 + i as u64, ch, seq),
+        )
+        .unwrap();
+    }
+    assert_eq!(migrate(&opts).unwrap(), 1, "V2 applied");
+
+    let last: Vec<(String, u64)> = c
+        .query("SELECT id, last_seq FROM channels ORDER BY id")
+        .unwrap();
+    let expected = [("a", 3), ("b", 2), ("empty", 0)].map(|(c, s)| (c.to_owned(), s));
+    assert_eq!(last, expected);
+    let pos: Vec<(u32, u64)> = c
+        .query("SELECT partition_id, last_pos FROM sequencer")
+        .unwrap();
+    assert_eq!(pos, [(0, 6)]);
+    let (_, create): (String, String) = c
+        .query_first("SHOW CREATE TABLE messages")
+        .unwrap()
+        .unwrap();
+    assert!(!create.contains("AUTO_INCREMENT"), "{create}");
+
+    // The writer continues every counter.
+    let mut s = MysqlStore::open(&opts).unwrap();
+    let new = [
+        msg(2000, "a", 0, "x"),
+        msg(2001, "ghost", 0, "y"),
+        msg(2002, "empty", 0, "z"),
+    ];
+    let batch: Vec<&MessageRecord> = new.iter().collect();
+    let out = s.append(&batch).unwrap();
+    let got: Vec<(&str, u64, u64)> = out
+        .rows
+        .iter()
+        .map(|m| (m.channel_id.as_str(), m.seq, m.pos))
+        .collect();
+    assert_eq!(got, [("a", 4, 7), ("ghost", 6, 8), ("empty", 1, 9)]);
 }
