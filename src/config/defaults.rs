@@ -14,7 +14,7 @@ impl Default for Config {
             ws_max_connections_per_ip: 1_000,
             ws_connection_rate_per_ip: 50,
             ws_connection_burst_per_ip: 500,
-            commit_batch_max: 100,
+            commit_batch_max: 500,
             environment: Environment::Development,
             jwt_secret: None,
             jwt_public_key_file: None,

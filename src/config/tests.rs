@@ -14,7 +14,7 @@ fn defaults_match_the_documented_values() {
     assert_eq!(c.ws_connection_rate_per_ip, 50);
     assert_eq!(c.ws_connection_burst_per_ip, 500);
     assert_eq!(c.rest_keepalive_timeout_ms, 10_000);
-    assert_eq!(c.commit_batch_max, 100);
+    assert_eq!(c.commit_batch_max, 500);
     assert_eq!(c.jwt_secret, None);
     assert_eq!(c.jwt_public_key_file, None);
     assert_eq!(c.data_dir, PathBuf::from("./data"));

@@ -36,7 +36,7 @@ impl Config {
         let nonzero: [(&'static str, u64, &str); 19] = [
             ("ws_max_connections", self.ws_max_connections as u64, "connections such as 10000"),
             ("ws_max_connections_per_ip", self.ws_max_connections_per_ip as u64, "connections such as 1000"),
-            ("broadcast_batch_size", self.commit_batch_max as u64, "items such as 100"),
+            ("broadcast_batch_size", self.commit_batch_max as u64, "items such as 500"),
             ("ping_interval_ms", self.ping_interval_ms, "milliseconds such as 25000"),
             ("ping_timeout_ms", self.ping_timeout_ms, "milliseconds such as 20000"),
             ("connect_timeout_ms", self.connect_timeout_ms, "milliseconds such as 45000"),
