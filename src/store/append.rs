@@ -2,9 +2,9 @@
 //! backend: [`Store::append`](super::Store::append) runs these steps inside
 //! its transaction, with the counters it read (and, on MySQL, locked) there.
 //!
-//! 1. [`dedupe`]: a (user, clientMessageId) already stored, or already
+//! 1. `dedupe`: a (user, clientMessageId) already stored, or already
 //!    earlier in the batch, is not inserted again (so it burns no seq).
-//! 2. [`assign_seqs`]: each channel's next seqs, after its last one.
+//! 2. `assign_seqs`: each channel's next seqs, after its last one.
 //!
 //! `pos` is the backend's: SQLite's AUTOINCREMENT, MySQL's sequencer row.
 

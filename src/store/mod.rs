@@ -14,7 +14,7 @@
 //! - [`handle`]: what shards hold: the writer's bounded queue and the reader
 //!   threads.
 //! - `open`: the store the server runs on, opened in one call
-//!   ([`open()`]: lock, migrations, background thread, store threads),
+//!   (`open()`: lock, migrations, background thread, store threads),
 //!   held by a `StoreGuard`.
 //! - [`lock`]: one process per store: the lock taken at start (a file lock
 //!   in DATA_DIR; MySQL's is the writer connection's named lock).

@@ -1,10 +1,10 @@
 //! The production store: MySQL or MariaDB (the `mysql` crate speaks to
 //! both), chosen by DATABASE_URL or DB_HOST. Same tables and meaning as the
 //! SQLite store; one connection per store thread (the writer's and each
-//! reader's: that is the pool), each kept alive by a [`connection::Connection`] that
+//! reader's: that is the pool), each kept alive by a `connection::Connection` that
 //! reconnects with backoff. Migrations in migrations/mysql are applied by
 //! refinery at start and by `gatrix-chat migrate`; monthly partitions of
-//! `messages` are kept by [`partitions`] (at start, daily, and by
+//! `messages` are kept by `partitions` (at start, daily, and by
 //! `gatrix-chat db partitions`).
 //!
 //! Every statement with a value in it is a prepared statement (the `mysql`
@@ -56,7 +56,7 @@ impl MysqlStore {
     }
 
     /// Connects as the writer: takes the store's one-process lock (see
-    /// [`lock`]) before anything else, and again on every reconnect.
+    /// `lock`) before anything else, and again on every reconnect.
     /// Fails with [`crate::store::lock::StoreLocked`] when another process
     /// holds it.
     pub fn open_writer(opts: &Opts) -> anyhow::Result<Self> {
@@ -130,7 +130,7 @@ impl Store for MysqlStore {
             .run(|c| Ok(first::<MessageRow>(c, &sql, (user, cmid))?.map(to_message)))
     }
 
-    /// One query per [`MAX_LOOKUP_KEYS`] pairs ([`batch::find_by_client_ids`]).
+    /// One query per [`MAX_LOOKUP_KEYS`] pairs (`batch::find_by_client_ids`).
     fn find_by_client_ids(
         &mut self,
         keys: &[(String, String)],
@@ -141,13 +141,13 @@ impl Store for MysqlStore {
         self.conn.run(|c| batch::find_by_client_ids(c, &unique))
     }
 
-    /// One transaction of multi-row INSERTs ([`sequence::insert_messages`]).
+    /// One transaction of multi-row INSERTs (`sequence::insert_messages`).
     fn insert_messages(&mut self, messages: &mut [MessageRecord]) -> Result<()> {
         self.conn.run(|c| sequence::insert_messages(c, messages))
     }
 
     /// Seqs and positions from counters locked in the transaction
-    /// ([`sequence`]).
+    /// (`sequence`).
     fn append(&mut self, batch: &[&MessageRecord]) -> Result<Appended> {
         self.conn.run(|c| sequence::append(c, batch))
     }
