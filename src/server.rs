@@ -106,6 +106,7 @@ pub fn run_until(
         .then(crate::notify::watchdog_interval)
         .flatten();
     let heartbeats = Heartbeats::new(shards);
+    let sessions = recovery_sessions(&config, &mesh)?;
     let setup = ShardSetup {
         listen,
         backlog: LISTEN_BACKLOG,
@@ -116,7 +117,7 @@ pub fn run_until(
         // Only `post_external` is used: one lock-free queue per shard.
         handoff: Mesh::new(shards, 1),
         store,
-        sessions: chat::recovery::Sessions::new(config.recovery_max_sessions),
+        sessions,
         admission: Admission::new(
             config.ws_max_connections,
             config.ws_max_connections_per_ip,
@@ -181,6 +182,32 @@ pub fn run_until(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Where recovery sessions live: in Redis when it is configured (a client
+/// may come back through any instance; its thread connects by itself,
+/// so an unreachable Redis does not stop the start), else in the process.
+fn recovery_sessions(
+    config: &Config,
+    mesh: &Arc<Mesh<chat::Mail>>,
+) -> anyhow::Result<chat::recovery::SessionStore> {
+    use chat::recovery::{SessionStore, Sessions, Shared};
+    let Some(url) = config.redis_url() else {
+        return Ok(SessionStore::Local(Sessions::new(
+            config.recovery_max_sessions,
+        )));
+    };
+    // Checked by the configuration already; its error may quote the URL.
+    let client = redis::Client::open(url.as_str())
+        .map_err(|e| anyhow::anyhow!("Redis address: {:?}", e.kind()))?;
+    let shared = Shared::start(
+        client,
+        mesh.clone(),
+        config.recovery_window(),
+        config.recovery_max_sessions,
+    )
+    .context("starting the Redis sessions thread")?;
+    Ok(SessionStore::Shared(shared))
 }
 
 /// The store threads' queues and batches.

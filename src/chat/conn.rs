@@ -7,13 +7,14 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
 use super::commands::{self, Command};
 use super::mail::{Publish, ReplyTo, Requester, ToChannelOwner, ToUserOwner};
 use super::message::reply_frame;
-use super::recovery::Sessions;
+use super::recovery::SessionStore;
 use super::{ChatError, ErrorCode, Hub};
 use crate::protocol::{
     CloseReason, DisconnectReason, Event, Handshake, Link, Pace, PaceLimits, Refusal, Verdict,
@@ -45,6 +46,10 @@ pub(crate) struct ChatConn {
     /// not kept again, or the client would retry the same failing recovery
     /// forever; it starts fresh and catches up through history.
     pub(super) resumable: Cell<bool>,
+    /// With Redis: which connection holds the pid (a random token), so
+    /// that a stale connection elsewhere on the same pid cannot overwrite
+    /// the session once this one has claimed it. Empty without Redis.
+    pub(super) owner: Box<str>,
 }
 
 /// The connection side of one shard: its authenticated connections,
@@ -52,7 +57,9 @@ pub(crate) struct ChatConn {
 /// [`ConnSide::committed`]), and their recovery (`recovery.rs`).
 pub(super) struct ConnSide {
     pub(super) hub: Rc<Hub>,
-    pub(super) sessions: Arc<Sessions>,
+    pub(super) sessions: SessionStore,
+    /// With Redis: when this shard last renewed its sessions' TTLs.
+    pub(super) refreshed: Cell<Instant>,
     /// One clock for every connection's rate limiter: creating a clock
     /// calibrates it (cpuid, TSC), far too slow to do per connection.
     clock: governor::clock::DefaultClock,
@@ -69,10 +76,11 @@ pub(super) struct ConnSide {
 }
 
 impl ConnSide {
-    pub(super) fn new(hub: Rc<Hub>, sessions: Arc<Sessions>) -> Self {
+    pub(super) fn new(hub: Rc<Hub>, sessions: SessionStore) -> Self {
         Self {
             hub,
             sessions,
+            refreshed: Cell::new(Instant::now()),
             clock: governor::clock::DefaultClock::default(),
             conns: RefCell::default(),
             subs: RefCell::default(),
@@ -84,11 +92,6 @@ impl ConnSide {
     /// Number of connections, for logs.
     pub(super) fn len(&self) -> usize {
         self.conns.borrow().len()
-    }
-
-    /// Forgets expired recovery sessions (one shard does it for all).
-    pub(super) fn sweep_sessions(&self) {
-        self.sessions.sweep();
     }
 
     pub(super) fn connect(
@@ -151,9 +154,13 @@ impl ConnSide {
         // The channels come back once the store has counted the gap (it
         // may be too large to replay: then this is a fresh session).
         let claim = super::recovery::Claim::from_auth(auth.as_ref());
+        let owner: Box<str> = match &self.sessions {
+            SessionStore::Shared(_) => super::recovery::new_owner().into(),
+            SessionStore::Local(_) => Box::default(),
+        };
         let restored = claim
             .as_ref()
-            .and_then(|c| self.reclaim(c, &claims.sub, link));
+            .and_then(|c| self.reclaim(c, &claims.sub, &owner, link));
         let (pid, start_pos, recovery) = match (claim, restored) {
             (Some(c), Some((r, after))) => (c.pid, after, Some(r)),
             _ => (crate::ids::random_token(15), self.last_pos.get(), None),
@@ -166,8 +173,12 @@ impl ConnSide {
             start_pos: Cell::new(start_pos),
             recovery: RefCell::new(recovery),
             resumable: Cell::new(true),
+            owner,
         });
         self.conns.borrow_mut().insert(link.id, conn.clone());
+        // Redis: a fresh session is written now (a claimed one once
+        // restored), so that it survives this instance.
+        self.write_session(&conn);
         self.hub.metrics.connections.inc();
         // The connection's span (shard::run) names its user from now on.
         tracing::Span::current().record("user", &*conn.user);
@@ -222,6 +233,8 @@ impl ConnSide {
         // will not.
         if reason != DisconnectReason::ClientDisconnect && conn.resumable.get() {
             self.keep_session(&conn, channels.iter().map(|(c, _)| c.clone()).collect());
+        } else {
+            self.forget_session(&conn);
         }
         self.end_recovery(&conn);
         for (channel, state) in channels {
@@ -283,6 +296,8 @@ impl ConnSide {
                             ));
                         }
                         chans.insert(channel.clone(), JoinState::Joining);
+                        drop(chans);
+                        self.write_session(conn);
                     }
                 }
                 self.send_join(conn, channel, reply_to);
@@ -292,6 +307,7 @@ impl ConnSide {
                     answer(conn, ack, Ok(r#"{"ok":true}"#));
                     return Ok(());
                 };
+                self.write_session(conn);
                 self.unsubscribe(conn, channel, state, Some(reply_to));
             }
             Command::Send(mut message) => {

@@ -121,8 +121,8 @@ pub(crate) enum ToChannelOwner {
     },
 }
 
-/// To the shard of a connection: from channel owners, the user owner and
-/// the store readers (a recovery's replay).
+/// To the shard of a connection: from channel owners, the user owner, the
+/// store readers (a recovery's replay) and the Redis sessions thread.
 #[derive(Debug)]
 pub(crate) enum ToConnShard {
     /// The owner counted the subscription: start delivering to it.
@@ -199,6 +199,9 @@ pub(crate) enum ReplayStep {
     Counted(Result<usize, String>),
     /// The next page of missed messages, in commit order.
     Page(Result<Vec<MessageRecord>, String>),
+    /// From the Redis thread: the claimed session, or None (none, another
+    /// user's, Redis unreachable).
+    Claimed(Option<super::recovery::Entry>),
 }
 
 /// A send on its way to the channel owner: the message, who sends it, and

@@ -141,7 +141,7 @@ impl Chat {
         mail: Rc<Mailbox<Mail>>,
         auth: Arc<Authenticator>,
         store: ChatStore,
-        sessions: Arc<recovery::Sessions>,
+        sessions: recovery::SessionStore,
         limits: ChatLimits,
         metrics: ShardMetrics,
         ids: Rc<IdGen>,
@@ -173,7 +173,8 @@ impl Chat {
     }
 
     /// Periodic work: typing indicators that expired, coalesced presence
-    /// changes due, idle cached channels, expired recovery sessions.
+    /// changes due, idle cached channels, expired recovery sessions, and
+    /// (Redis) the TTLs of this shard's live sessions.
     pub(crate) fn tick(&self) {
         self.channels.expire_typing();
         self.users.settle();
@@ -183,6 +184,7 @@ impl Chat {
         if self.hub.mail.shard() == 0 {
             self.conns.sweep_sessions();
         }
+        self.conns.refresh_sessions();
     }
 
     /// This shard's metric handles.

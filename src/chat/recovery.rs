@@ -25,25 +25,36 @@
 //! and live, and nothing comes twice. A replay is never partial: one that
 //! cannot complete closes the connection, and its session is not kept.
 //!
-//! Sessions live in memory, shared by the shards (touched only at connect
-//! and disconnect): a restart of the server is not recoverable; clients
-//! then catch up through history by seq (docs/protocol.md).
+//! Without Redis, sessions live in memory, shared by the shards (touched
+//! only at connect and disconnect): a restart of the server is not
+//! recoverable; clients then catch up through history by seq
+//! (docs/protocol.md). With Redis they live there ([`shared`], [`keep`]),
+//! so a client may come back through any instance, even after the one
+//! that held it died: the reconnect claims the session from the Redis
+//! thread first (the CONNECT reply held meanwhile), then the gap is
+//! counted and replayed from the store as above.
 
+mod entry;
+mod keep;
+mod reclaim;
 mod sessions;
+mod shared;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::ChatConn;
 use super::conn::{ConnSide, JoinState};
 use super::mail::{ReplayStep, ToConnShard};
 use super::message::message_frame;
-use crate::protocol::{CloseReason, Frame, Link};
+use crate::protocol::{CloseReason, Frame};
 use crate::store::MessageRecord;
+pub(crate) use entry::{Entry, new_owner};
+pub(crate) use keep::SessionStore;
 pub(crate) use sessions::Claim;
 use sessions::Resumable;
 pub(crate) use sessions::Sessions;
+pub(crate) use shared::Shared;
 
 /// Messages one store read of a replay returns at most (each channel reads
 /// at most this many rows): what a replay holds in memory besides the
@@ -52,6 +63,8 @@ pub(crate) const REPLAY_PAGE: usize = 64;
 
 /// A recovery under way on one connection.
 pub(super) enum Recovery {
+    /// Redis: the session is being claimed; the CONNECT reply is held.
+    Claiming { offset: Option<u64> },
     /// The store counts the gap; the CONNECT reply is held meanwhile.
     Counting {
         channels: Box<[Arc<str>]>,
@@ -75,42 +88,6 @@ pub(super) enum Recovery {
 }
 
 impl ConnSide {
-    /// At CONNECT, before the reply is queued: takes back the claimed
-    /// session and asks the store how large its gap is, holding the
-    /// link (so the CONNECT reply) until it answers. Returns the recovery
-    /// and where its replay starts, or None for a fresh session (no such
-    /// session, or a store too busy to count).
-    pub(super) fn reclaim(
-        &self,
-        claim: &Claim,
-        user: &str,
-        link: &Link,
-    ) -> Option<(Recovery, u64)> {
-        let s = self.sessions.take(&claim.pid, user)?;
-        let after_pos = claim.offset.unwrap_or(s.start_pos);
-        let channels: Vec<String> = s.channels.iter().map(|c| c.to_string()).collect();
-        let (mesh, me, id) = (self.hub.mail.mesh().clone(), self.hub.mail.shard(), link.id);
-        // One more than the cap tells "over" from "at".
-        let limit = self.hub.limits.recovery_max_replay.saturating_add(1);
-        let started = self.hub.store.read_then(move |s| {
-            let result = s
-                .replay_count(&channels, after_pos, limit)
-                .map_err(|e| e.to_string());
-            let step = ReplayStep::Counted(result);
-            mesh.post_external(me, ToConnShard::Replayed { conn: id, step }.into());
-        });
-        if started.is_err() {
-            tracing::warn!(conn = id, "store busy: recovery refused, fresh session");
-            return None;
-        }
-        link.hold();
-        let recovery = Recovery::Counting {
-            channels: s.channels,
-            after_pos,
-        };
-        Some((recovery, after_pos))
-    }
-
     /// The store answered a recovery step.
     pub(super) fn replayed(&self, conn: u64, step: ReplayStep) {
         let Some(conn) = self.conns.borrow().get(&conn).cloned() else {
@@ -119,6 +96,7 @@ impl ConnSide {
         match step {
             ReplayStep::Counted(result) => self.counted(&conn, result),
             ReplayStep::Page(result) => self.page(&conn, result),
+            ReplayStep::Claimed(got) => self.claimed(&conn, got),
         }
     }
 
@@ -171,6 +149,8 @@ impl ConnSide {
             after_pos,
             confirmed: Vec::new(),
         });
+        // Redis: the restored channels and those joined meanwhile.
+        self.write_session(conn);
         if joins.is_empty() {
             return self.finish_joins(conn);
         }
@@ -204,6 +184,10 @@ impl ConnSide {
         *conn.pid.borrow_mut() = new;
         conn.start_pos.set(self.last_pos.get());
         conn.link.release(Vec::new());
+        // Redis: the claimed session goes (if this connection won it), the
+        // fresh one is written.
+        self.delete_session(conn, &old);
+        self.write_session(conn);
     }
 
     /// An owner answered one of a recovering connection's joins
@@ -356,38 +340,5 @@ impl ConnSide {
         if conn.recovery.borrow_mut().take().is_some() {
             conn.link.release(Vec::new());
         }
-    }
-
-    /// At disconnect: keep the session for the recovery window. A session
-    /// still being counted keeps the channels it was restoring.
-    pub(super) fn keep_session(&self, conn: &ChatConn, mut channels: Vec<Arc<str>>) {
-        if let Some(Recovery::Counting { channels: c, .. }) = &*conn.recovery.borrow() {
-            for ch in c.iter() {
-                if !channels.contains(ch) {
-                    channels.push(ch.clone());
-                }
-            }
-        }
-        // A join parsed its own copy of each name: keep the shard's shared
-        // one instead, so that a kept session allocates nothing per channel.
-        {
-            let (seen, subs) = (self.seen.borrow(), self.subs.borrow());
-            for ch in &mut channels {
-                let shared = seen
-                    .get_key_value(&**ch)
-                    .map(|(k, _)| k)
-                    .or_else(|| subs.get_key_value(&**ch).map(|(k, _)| k));
-                if let Some(k) = shared {
-                    *ch = k.clone();
-                }
-            }
-        }
-        let session = Resumable {
-            user: conn.user.clone(),
-            channels: channels.into_boxed_slice(),
-            start_pos: conn.start_pos.get(),
-            expires: Instant::now() + self.hub.limits.recovery_window,
-        };
-        self.sessions.save(&conn.pid.borrow(), session);
     }
 }

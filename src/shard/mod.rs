@@ -42,7 +42,7 @@ pub(crate) struct ShardSetup {
     /// Connections handed to the shard that holds their polling session.
     pub handoff: Arc<Mesh<handoff::Handoff>>,
     pub store: crate::chat::ChatStore,
-    pub sessions: Arc<crate::chat::recovery::Sessions>,
+    pub sessions: crate::chat::recovery::SessionStore,
     pub admission: Arc<Admission>,
     pub shutdown: Arc<Shutdown>,
     pub drain_timeout: Duration,

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 
 /// Length of a pid the server makes (`random_token(15)`: 20 base64 chars).
 /// A claimed pid of another length cannot name a session.
-const PID_LEN: usize = 20;
+pub(super) const PID_LEN: usize = 20;
 
 /// A pid as a key: inline bytes, no allocation per session.
 type Pid = [u8; PID_LEN];

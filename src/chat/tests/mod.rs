@@ -90,7 +90,7 @@ impl World {
             channel_cache_max: max,
             recovery_max_replay: 90,
         };
-        let sessions = super::recovery::Sessions::new(1_000);
+        let sessions = super::recovery::SessionStore::Local(super::recovery::Sessions::new(1_000));
         let boxes: Vec<_> = (0..shards).map(|i| Mailbox::new(mesh.clone(), i)).collect();
         let chats = boxes
             .iter()

@@ -1,0 +1,303 @@
+//! Recovery sessions in Redis, so that a client may come back through any
+//! instance: one thread with its own connection does every Redis command;
+//! shards hand it requests over a bounded queue and never wait for it
+//! (a claim's answer comes back through [`Mesh::post_external`]).
+//!
+//! The lifetime of a session (docs/architecture.md, "Recovery across
+//! instances"): written at CONNECT, join and leave, with a TTL of the
+//! recovery window plus one refresh period; the instance holding the
+//! connection renews the TTLs of its live sessions every refresh period,
+//! one pipeline per shard. Nothing is written at disconnect, so a session
+//! outlives the instance that held it: it expires between one window and
+//! one window plus a period after its connection ended, however it ended
+//! (`kill -9` included).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use redis::Script;
+
+use super::entry::{self, Entry};
+use crate::chat::Mail;
+use crate::chat::mail::{ReplayStep, ToConnShard, shard_of_conn};
+use crate::mailbox::Mesh;
+
+/// Requests the Redis thread holds at most; a full queue answers a claim
+/// "not recovered" at once and drops a write (the session then recovers
+/// what it had at the previous write, or not at all).
+const QUEUE: usize = 65_536;
+
+/// The scripts (sent once per connection, then called by their hash).
+static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(entry::CLAIM));
+static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(entry::PUT));
+
+/// Commands per pipeline when refreshing TTLs.
+const REFRESH_CHUNK: usize = 1_000;
+
+/// Longest wait for Redis on one command: a stopped Redis holds claims
+/// (and so their CONNECT replies) this long at most, then they are not
+/// recovered.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Reconnect backoff bounds.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The refresh period for a recovery window: a quarter of it, between
+/// 250 ms and 30 s. A session's TTL is the window plus this.
+pub(crate) fn refresh_period(window: Duration) -> Duration {
+    (window / 4).clamp(Duration::from_millis(250), Duration::from_secs(30))
+}
+
+/// What a shard asks of the Redis thread.
+pub(crate) enum Request {
+    /// Write (or, with `value` None, delete) a session if it is absent or
+    /// still `owner`'s.
+    Put {
+        pid: Box<str>,
+        owner: Box<str>,
+        value: Option<Vec<u8>>,
+    },
+    /// Claim `pid` for `user` under a new owner; the answer goes to the
+    /// connection `conn` as [`ReplayStep::Claimed`].
+    Claim {
+        pid: Box<str>,
+        user: Box<str>,
+        owner: Box<str>,
+        conn: u64,
+    },
+    /// Renew the TTLs of these (live) sessions.
+    Refresh(Vec<Box<str>>),
+    /// A connection ended and its session is kept for the window: counted
+    /// against `recovery_max_sessions` (beyond it, the oldest is deleted).
+    Dropped { pid: Box<str>, owner: Box<str> },
+}
+
+/// The shards' handle on the Redis thread.
+pub(crate) struct Shared {
+    tx: Sender<Request>,
+    pub(crate) period: Duration,
+}
+
+impl Shared {
+    /// Starts the thread. `max_dropped` is `recovery_max_sessions`.
+    pub(crate) fn start(
+        client: redis::Client,
+        mesh: Arc<Mesh<Mail>>,
+        window: Duration,
+        max_dropped: usize,
+    ) -> std::io::Result<Arc<Self>> {
+        let period = refresh_period(window);
+        let ttl = window + period;
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        let worker = Worker::new(client, mesh, ttl, max_dropped);
+        std::thread::Builder::new()
+            .name("redis-sessions".into())
+            .spawn(move || worker.run(&rx))?;
+        Ok(Arc::new(Self { tx, period }))
+    }
+
+    /// Queues a request; false if the queue is full (or the thread gone).
+    pub(crate) fn send(&self, r: Request) -> bool {
+        match self.tx.try_send(r) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!("recovery sessions: Redis queue full, request dropped");
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
+struct Worker {
+    client: redis::Client,
+    con: Option<redis::Connection>,
+    retry_at: Instant,
+    backoff: Duration,
+    mesh: Arc<Mesh<Mail>>,
+    ttl_ms: u64,
+    /// Sessions whose connection ended, oldest first, with when: at most
+    /// `max_dropped`, forgotten after the TTL.
+    dropped: VecDeque<(Box<str>, Box<str>, Instant)>,
+    max_dropped: usize,
+    /// Redis errors since the last one logged (logged on a state change).
+    errors: u64,
+}
+
+impl Worker {
+    fn new(
+        client: redis::Client,
+        mesh: Arc<Mesh<Mail>>,
+        ttl: Duration,
+        max_dropped: usize,
+    ) -> Self {
+        Self {
+            client,
+            con: None,
+            retry_at: Instant::now(),
+            backoff: BACKOFF_MIN,
+            mesh,
+            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            dropped: VecDeque::new(),
+            max_dropped,
+            errors: 0,
+        }
+    }
+
+    fn run(mut self, rx: &Receiver<Request>) {
+        // Ends when every shard (every sender) is gone.
+        while let Ok(r) = rx.recv() {
+            self.handle(r);
+        }
+    }
+
+    fn handle(&mut self, r: Request) {
+        match r {
+            Request::Claim {
+                pid,
+                user,
+                owner,
+                conn,
+            } => {
+                let got = self.claim(&pid, &user, &owner);
+                let step = ReplayStep::Claimed(got);
+                self.mesh.post_external(
+                    shard_of_conn(conn),
+                    ToConnShard::Replayed { conn, step }.into(),
+                );
+            }
+            Request::Put { pid, owner, value } => self.put(&pid, &owner, value.as_deref()),
+            Request::Refresh(pids) => self.refresh(&pids),
+            Request::Dropped { pid, owner } => {
+                let now = Instant::now();
+                let ttl = Duration::from_millis(self.ttl_ms);
+                while self
+                    .dropped
+                    .front()
+                    .is_some_and(|(_, _, at)| now.duration_since(*at) > ttl)
+                {
+                    self.dropped.pop_front();
+                }
+                self.dropped.push_back((pid, owner, now));
+                while self.dropped.len() > self.max_dropped {
+                    if let Some((pid, owner, _)) = self.dropped.pop_front() {
+                        self.put(&pid, &owner, None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The session of `pid`, if it is `user`'s, now `owner`'s; None if
+    /// there is none, it is another user's, or Redis failed.
+    fn claim(&mut self, pid: &str, user: &str, owner: &str) -> Option<Entry> {
+        let (script, ttl) = (&*CLAIM, self.ttl_ms);
+        let raw: Option<Vec<u8>> = self.with(|con| {
+            script
+                .key(entry::key(pid))
+                .arg(entry::user_part(user))
+                .arg(owner)
+                .arg(ttl)
+                .invoke(con)
+        })?;
+        match entry::decode(&raw?) {
+            Ok(e) if e.user == user => Some(e),
+            _ => {
+                tracing::warn!("recovery sessions: an unreadable session in Redis; not recovered");
+                None
+            }
+        }
+    }
+
+    fn put(&mut self, pid: &str, owner: &str, value: Option<&[u8]>) {
+        let (script, ttl) = (&*PUT, self.ttl_ms);
+        let _: Option<i64> = self.with(|con| {
+            script
+                .key(entry::key(pid))
+                .arg(owner)
+                .arg(value.unwrap_or_default())
+                .arg(ttl)
+                .invoke(con)
+        });
+    }
+
+    fn refresh(&mut self, pids: &[Box<str>]) {
+        let ttl = self.ttl_ms;
+        for chunk in pids.chunks(REFRESH_CHUNK) {
+            let done = self.with(|con| {
+                let mut p = redis::pipe();
+                for pid in chunk {
+                    p.pexpire(entry::key(pid), ttl as i64).ignore();
+                }
+                p.exec(con)
+            });
+            if done.is_none() {
+                return; // Redis away: the next period tries again
+            }
+        }
+    }
+
+    /// Runs `f` on the connection, (re)connecting first if due. None when
+    /// Redis is unreachable or failed: the connection is dropped and
+    /// retried after a backoff; meanwhile requests fail at once.
+    fn with<T>(
+        &mut self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Option<T> {
+        if self.con.is_none() {
+            if Instant::now() < self.retry_at {
+                return None;
+            }
+            match self.connect() {
+                Ok(con) => {
+                    if self.errors > 0 {
+                        tracing::info!(
+                            errors = self.errors,
+                            "recovery sessions: Redis reachable again"
+                        );
+                    }
+                    self.errors = 0;
+                    self.backoff = BACKOFF_MIN;
+                    self.con = Some(con);
+                }
+                Err(e) => {
+                    self.failed(&e);
+                    return None;
+                }
+            }
+        }
+        let con = self.con.as_mut()?;
+        match f(con) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.failed(&e);
+                None
+            }
+        }
+    }
+
+    fn connect(&self) -> redis::RedisResult<redis::Connection> {
+        let con = self.client.get_connection_with_timeout(IO_TIMEOUT)?;
+        con.set_read_timeout(Some(IO_TIMEOUT))?;
+        con.set_write_timeout(Some(IO_TIMEOUT))?;
+        Ok(con)
+    }
+
+    fn failed(&mut self, e: &redis::RedisError) {
+        if self.errors == 0 {
+            // The first error of an outage is logged; the count comes
+            // with the recovery.
+            tracing::warn!(error = %e, "recovery sessions: Redis failed; sessions are not recovered meanwhile");
+        }
+        self.errors += 1;
+        self.con = None;
+        self.retry_at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests;

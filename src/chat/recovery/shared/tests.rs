@@ -1,0 +1,270 @@
+//! The Redis sessions thread against a real, throwaway redis-server (one
+//! per test, free port, temp dir, no persistence, killed at drop).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::super::entry::{self, CLAIMED, Entry, SETTLED};
+use super::{Request, Shared, Worker};
+use crate::chat::Mail;
+use crate::chat::mail::{ReplayStep, ToConnShard, conn_id};
+use crate::mailbox::{Mailbox, Mesh};
+
+struct TestRedis {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl TestRedis {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install -y redis-server)");
+        let r = Self {
+            child,
+            port,
+            _dir: dir,
+        };
+        // Ready when it answers PING.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(mut c) = r.client().get_connection()
+                && redis::cmd("PING").query::<String>(&mut c).is_ok()
+            {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn client(&self) -> redis::Client {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).expect("url")
+    }
+
+    fn con(&self) -> redis::Connection {
+        self.client().get_connection().expect("connect")
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+fn worker(redis: &TestRedis, ttl: Duration, max_dropped: usize) -> Worker {
+    Worker::new(redis.client(), Mesh::new(1, 1), ttl, max_dropped)
+}
+
+const PID: &str = "AAAAAAAAAAAAAAAAAAAA";
+
+fn value(owner: &str, user: &str, channels: &[&str]) -> Vec<u8> {
+    entry::encode(owner, user, 5, channels.iter().copied())
+}
+
+fn stored(redis: &TestRedis, pid: &str) -> Option<Vec<u8>> {
+    redis::cmd("GET")
+        .arg(entry::key(pid))
+        .query(&mut redis.con())
+        .expect("GET")
+}
+
+#[test]
+#[ignore = "needs redis-server: run scripts/test"]
+fn a_claim_takes_a_settled_session_of_its_user_once() {
+    let redis = TestRedis::start();
+    let mut w = worker(&redis, Duration::from_secs(60), 100);
+    w.put(
+        PID,
+        "holder01",
+        Some(&value("holder01", "alice", &["a", "b"])),
+    );
+    // Another user's claim finds nothing and changes nothing.
+    assert_eq!(w.claim(PID, "eve", "claimEve"), None);
+    assert_eq!(w.claim(PID, "alic", "claimEve"), None);
+    assert_eq!(
+        stored(&redis, PID),
+        Some(value("holder01", "alice", &["a", "b"]))
+    );
+    let got = w.claim(PID, "alice", "claimer1");
+    let want = Entry {
+        user: "alice".into(),
+        start_pos: 5,
+        channels: vec!["a".into(), "b".into()],
+    };
+    assert_eq!(got, Some(want.clone()));
+    let now = stored(&redis, PID).expect("kept, claimed");
+    assert_eq!(&now[..8], b"claimer1");
+    assert_eq!(now[8], CLAIMED);
+    // Claimed: a second reconnect gets nothing.
+    assert_eq!(w.claim(PID, "alice", "claimer2"), None);
+    // The old holder (a stale connection elsewhere) cannot overwrite it,
+    // nor delete it.
+    w.put(PID, "holder01", Some(&value("holder01", "alice", &["x"])));
+    w.put(PID, "holder01", None);
+    assert_eq!(
+        stored(&redis, PID).as_deref().map(|v| &v[..9]),
+        Some(&b"claimer1~"[..])
+    );
+    // Restored by the claimant (settled): claimable again, by a later
+    // reconnect.
+    w.put(
+        PID,
+        "claimer1",
+        Some(&value("claimer1", "alice", &["a", "b", "c"])),
+    );
+    assert_eq!(stored(&redis, PID).map(|v| v[8]), Some(SETTLED));
+    let again = w.claim(PID, "alice", "claimer2").expect("claimable again");
+    assert_eq!(again.channels, ["a", "b", "c"]);
+    // The holder deletes it (a `41`).
+    w.put(PID, "claimer2", None);
+    assert_eq!(stored(&redis, PID), None);
+    assert_eq!(w.claim(PID, "alice", "claimer3"), None);
+}
+
+#[test]
+#[ignore = "needs redis-server: run scripts/test"]
+fn of_reconnects_racing_on_one_pid_exactly_one_wins() {
+    let redis = TestRedis::start();
+    for round in 0..20 {
+        let pid = format!("{round:0>20}");
+        worker(&redis, Duration::from_secs(60), 100).put(
+            &pid,
+            "holder01",
+            Some(&value("holder01", "bob", &["c"])),
+        );
+        let won: usize = std::thread::scope(|s| {
+            let racers: Vec<_> = (0..4)
+                .map(|i| {
+                    let (pid, redis) = (&pid, &redis);
+                    s.spawn(move || {
+                        let mut w = worker(redis, Duration::from_secs(60), 100);
+                        w.claim(pid, "bob", &format!("racer{i:03}")).is_some()
+                    })
+                })
+                .collect();
+            racers
+                .into_iter()
+                .map(|r| usize::from(r.join().expect("racer")))
+                .sum()
+        });
+        assert_eq!(won, 1, "round {round}");
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server: run scripts/test"]
+fn ttls_are_renewed_and_the_dropped_are_capped() {
+    let redis = TestRedis::start();
+    let ttl = Duration::from_secs(60);
+    let mut w = worker(&redis, ttl, 2);
+    let pttl = |pid: &str| -> i64 {
+        redis::cmd("PTTL")
+            .arg(entry::key(pid))
+            .query(&mut redis.con())
+            .expect("PTTL")
+    };
+    let pids: Vec<String> = (0..3).map(|n| format!("{n:0>20}")).collect();
+    for p in &pids {
+        w.put(p, "owner001", Some(&value("owner001", "u", &[])));
+        assert!((50_000..=60_000).contains(&pttl(p)), "{}", pttl(p));
+    }
+    // Shortened behind the worker's back, renewed by a refresh.
+    redis::cmd("PEXPIRE")
+        .arg(entry::key(&pids[0]))
+        .arg(1_000)
+        .exec(&mut redis.con())
+        .expect("PEXPIRE");
+    w.refresh(&[pids[0].as_str().into()]);
+    assert!(pttl(&pids[0]) > 50_000);
+    // Three connections end with a cap of two: the oldest is deleted.
+    for p in &pids {
+        w.handle(Request::Dropped {
+            pid: p.as_str().into(),
+            owner: "owner001".into(),
+        });
+    }
+    assert_eq!(stored(&redis, &pids[0]), None);
+    assert!(stored(&redis, &pids[1]).is_some() && stored(&redis, &pids[2]).is_some());
+    assert_eq!(w.dropped.len(), 2);
+    // A session dropped but since claimed by another connection is not
+    // deleted by the cap: it is not this owner's any more.
+    assert!(w.claim(&pids[1], "u", "claimer1").is_some());
+    for n in 3..5 {
+        w.handle(Request::Dropped {
+            pid: format!("{n:0>20}").into(),
+            owner: "owner001".into(),
+        });
+    }
+    assert!(stored(&redis, &pids[1]).is_some());
+    assert_eq!(stored(&redis, &pids[2]), None);
+}
+
+#[test]
+#[ignore = "needs redis-server: run scripts/test"]
+fn without_redis_a_claim_is_answered_not_recovered() {
+    let redis = TestRedis::start();
+    let mesh = Mesh::<Mail>::new(1, 1);
+    let mailbox = Mailbox::new(mesh.clone(), 0);
+    let shared = Shared::start(redis.client(), mesh, Duration::from_secs(60), 100).expect("thread");
+    let conn = conn_id(0, 7);
+    let claim = |shared: &Arc<Shared>| {
+        assert!(shared.send(Request::Claim {
+            pid: PID.into(),
+            user: "alice".into(),
+            owner: "claimer1".into(),
+            conn,
+        }));
+        answer(&mailbox, conn)
+    };
+    assert!(shared.send(Request::Put {
+        pid: PID.into(),
+        owner: "holder01".into(),
+        value: Some(value("holder01", "alice", &["a"])),
+    }));
+    // Through the thread and the shard's mailbox: recovered.
+    assert_eq!(
+        claim(&shared).map(|e| e.channels),
+        Some(vec!["a".to_owned()])
+    );
+    // Redis gone: answered (not recovered), not left waiting.
+    drop(redis);
+    assert_eq!(claim(&shared), None);
+}
+
+/// Waits for the claim answer to `conn` in the shard's mailbox.
+fn answer(mailbox: &Mailbox<Mail>, conn: u64) -> Option<Entry> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut got = Vec::new();
+        mailbox.drain_for_tests(&mut got);
+        for m in got {
+            if let Mail::ConnShard(ToConnShard::Replayed {
+                conn: c,
+                step: ReplayStep::Claimed(e),
+            }) = m
+                && c == conn
+            {
+                return e;
+            }
+        }
+        assert!(Instant::now() < deadline, "no claim answer");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
