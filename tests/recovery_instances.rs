@@ -32,8 +32,12 @@ struct Redis {
 
 impl Redis {
     fn start() -> Self {
+        Self::start_on(common::free_port())
+    }
+
+    /// An empty redis-server on `port` (a restart that lost everything).
+    fn start_on(port: u16) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = common::free_port();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -293,4 +297,37 @@ fn with_redis_gone_a_reconnect_starts_fresh() {
     join(&mut bob, &channel);
     send_all(&mut bob, &channel, 10, &one("still here"));
     assert_eq!(next_message(&mut alice).0, "still here");
+}
+
+/// Redis restarts empty while alice is connected: her instance writes its
+/// live sessions again once it reaches Redis, so her session (with its
+/// channel) is there for a later drop, and she recovers.
+#[test]
+#[ignore = "needs MariaDB and redis-server: run scripts/test"]
+fn sessions_are_written_again_after_redis_restarts_empty() {
+    let db = mysql_db();
+    let redis = Redis::start();
+    let port = redis.port;
+    // A window of 4 s: the sessions are refreshed every second.
+    let a = instance(&db, &redis, "chat-a", None, "4000");
+    let channel = a.create_channel("owner", "general", "public", &[]);
+    let alice_token = a.token("alice");
+    let (mut alice, pid) = connect_with(&a, &json!({ "token": alice_token }));
+    join(&mut alice, &channel);
+    let has_channel =
+        |v: Option<&[u8]>| v.is_some_and(|v| String::from_utf8_lossy(v).ends_with(&channel));
+    redis.await_session(&pid, "written with the channel", has_channel);
+    drop(redis);
+    let redis = Redis::start_on(port);
+    redis.await_session(&pid, "written again", has_channel);
+    let mut bob = connect(&a, "bob");
+    join(&mut bob, &channel);
+    send_all(&mut bob, &channel, 10, &one("seen"));
+    let (_, offset) = next_message(&mut alice);
+    drop(alice);
+    send_all(&mut bob, &channel, 20, &one("missed"));
+    let auth = json!({ "token": alice_token, "pid": pid, "offset": offset.to_string() });
+    let (mut alice, got) = connect_with(&a, &auth);
+    assert_eq!(got, pid, "recovered after the Redis restart");
+    assert_eq!(next_message(&mut alice).0, "missed");
 }

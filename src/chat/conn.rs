@@ -60,6 +60,9 @@ pub(super) struct ConnSide {
     pub(super) sessions: SessionStore,
     /// With Redis: when this shard last renewed its sessions' TTLs.
     pub(super) refreshed: Cell<Instant>,
+    /// With Redis: every live session is to be written again at the next
+    /// refresh (Redis came back, or a write was dropped on a full queue).
+    pub(super) rewrite_due: Cell<bool>,
     /// One clock for every connection's rate limiter: creating a clock
     /// calibrates it (cpuid, TSC), far too slow to do per connection.
     clock: governor::clock::DefaultClock,
@@ -81,6 +84,7 @@ impl ConnSide {
             hub,
             sessions,
             refreshed: Cell::new(Instant::now()),
+            rewrite_due: Cell::new(false),
             clock: governor::clock::DefaultClock::default(),
             conns: RefCell::default(),
             subs: RefCell::default(),

@@ -34,6 +34,7 @@ impl ConnSide {
             } => self.deliver(&channel, frame, except),
             ToConnShard::Frame { conn, frame } => self.to_conn(conn, frame),
             ToConnShard::Replayed { conn, step } => self.replayed(conn, step),
+            ToConnShard::RewriteSessions => self.rewrite_due.set(true),
         }
     }
 

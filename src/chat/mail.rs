@@ -152,6 +152,9 @@ pub(crate) enum ToConnShard {
     /// From a store reader: a recovering connection's gap size or a page
     /// of its missed messages.
     Replayed { conn: u64, step: ReplayStep },
+    /// From the Redis sessions thread, after Redis came back: write every
+    /// live session of the shard again.
+    RewriteSessions,
 }
 
 /// To a user's owner shard (presence): from connections' shards and

@@ -40,26 +40,17 @@ impl ConnSide {
         let Some(shared) = self.shared() else {
             return;
         };
-        if matches!(
-            &*conn.recovery.borrow(),
-            Some(Recovery::Claiming { .. } | Recovery::Counting { .. })
-        ) {
+        if restoring(conn) {
             return;
         }
-        let value = {
-            let chans = conn.channels.borrow();
-            entry::encode(
-                &conn.owner,
-                &conn.user,
-                conn.start_pos.get(),
-                chans.keys().map(|c| &**c),
-            )
-        };
-        shared.send(Request::Put {
+        let sent = shared.send(Request::Put {
             pid: conn.pid.borrow().as_str().into(),
             owner: conn.owner.clone(),
-            value: Some(value),
+            value: Some(current(conn)),
         });
+        if !sent {
+            self.rewrite_due.set(true);
+        }
     }
 
     /// Redis: deletes the session of `pid` if the connection still holds
@@ -75,7 +66,8 @@ impl ConnSide {
     }
 
     /// Redis: renews the TTLs of this shard's live sessions, once per
-    /// refresh period (called on every tick).
+    /// refresh period (called on every tick); or writes them all again
+    /// when that is due.
     pub(in crate::chat) fn refresh_sessions(&self) {
         let Some(shared) = self.shared() else {
             return;
@@ -85,6 +77,19 @@ impl ConnSide {
             return;
         }
         self.refreshed.set(now);
+        if self.rewrite_due.replace(false) {
+            let puts: Vec<_> = self
+                .conns
+                .borrow()
+                .values()
+                .filter(|c| c.resumable.get() && !restoring(c))
+                .map(|c| (c.pid.borrow().as_str().into(), c.owner.clone(), current(c)))
+                .collect();
+            if !puts.is_empty() && !shared.send(Request::PutMany(puts)) {
+                self.rewrite_due.set(true);
+            }
+            return;
+        }
         let pids: Vec<Box<str>> = self
             .conns
             .borrow()
@@ -175,4 +180,24 @@ impl ConnSide {
         let pid = conn.pid.borrow().clone();
         self.delete_session(conn, &pid);
     }
+}
+
+/// Whether a claim or a count is under way: the session is not the
+/// connection's to write yet.
+fn restoring(conn: &ChatConn) -> bool {
+    matches!(
+        &*conn.recovery.borrow(),
+        Some(Recovery::Claiming { .. } | Recovery::Counting { .. })
+    )
+}
+
+/// The connection's session as it is now, encoded.
+fn current(conn: &ChatConn) -> Vec<u8> {
+    let chans = conn.channels.borrow();
+    entry::encode(
+        &conn.owner,
+        &conn.user,
+        conn.start_pos.get(),
+        chans.keys().map(|c| &**c),
+    )
 }

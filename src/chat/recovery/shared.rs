@@ -70,6 +70,10 @@ pub(crate) enum Request {
     },
     /// Renew the TTLs of these (live) sessions.
     Refresh(Vec<Box<str>>),
+    /// Write these sessions (pid, owner, value) as [`Request::Put`] does,
+    /// pipelined: a shard's live sessions after Redis came back or after
+    /// a write of the shard was dropped.
+    PutMany(Vec<(Box<str>, Box<str>, Vec<u8>)>),
     /// A connection ended and its session is kept for the window: counted
     /// against `recovery_max_sessions` (beyond it, the oldest is deleted).
     Dropped { pid: Box<str>, owner: Box<str> },
@@ -171,6 +175,7 @@ impl Worker {
             }
             Request::Put { pid, owner, value } => self.put(&pid, &owner, value.as_deref()),
             Request::Refresh(pids) => self.refresh(&pids),
+            Request::PutMany(puts) => self.put_many(&puts),
             Request::Dropped { pid, owner } => {
                 let now = Instant::now();
                 let ttl = Duration::from_millis(self.ttl_ms);
@@ -240,6 +245,27 @@ impl Worker {
         }
     }
 
+    fn put_many(&mut self, puts: &[(Box<str>, Box<str>, Vec<u8>)]) {
+        let ttl = self.ttl_ms;
+        for chunk in puts.chunks(REFRESH_CHUNK) {
+            let done = self.with(|con| {
+                let mut p = redis::pipe();
+                // The pipeline calls the script by its hash: a Redis that
+                // restarted has to learn it first.
+                p.load_script(&PUT).ignore();
+                for (pid, owner, value) in chunk {
+                    let mut call = PUT.key(entry::key(pid));
+                    call.arg(&**owner).arg(value.as_slice()).arg(ttl);
+                    p.invoke_script(&call).ignore();
+                }
+                p.exec(con)
+            });
+            if done.is_none() {
+                return; // Redis away: all are written again when it is back
+            }
+        }
+    }
+
     /// Runs `f` on the connection, (re)connecting first if due. None when
     /// Redis is unreachable or failed: the connection is dropped and
     /// retried after a backoff; meanwhile requests fail at once.
@@ -256,8 +282,15 @@ impl Worker {
                     if self.errors > 0 {
                         tracing::info!(
                             errors = self.errors,
-                            "recovery sessions: Redis reachable again"
+                            "recovery sessions: Redis reachable again; live sessions rewritten"
                         );
+                        // Writes and refreshes failed meanwhile, and Redis
+                        // may have restarted empty: every shard writes its
+                        // live sessions again.
+                        for shard in 0..self.mesh.shards() {
+                            self.mesh
+                                .post_external(shard, ToConnShard::RewriteSessions.into());
+                        }
                     }
                     self.errors = 0;
                     self.backoff = BACKOFF_MIN;

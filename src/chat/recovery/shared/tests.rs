@@ -19,8 +19,11 @@ struct TestRedis {
 
 impl TestRedis {
     fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -266,5 +269,54 @@ fn answer(mailbox: &Mailbox<Mail>, conn: u64) -> Option<Entry> {
         }
         assert!(Instant::now() < deadline, "no claim answer");
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server: run scripts/test"]
+fn after_redis_comes_back_empty_the_shards_write_their_sessions_again() {
+    let redis = TestRedis::start();
+    let port = redis.port;
+    let mesh = Mesh::<Mail>::new(2, 1);
+    let boxes = [Mailbox::new(mesh.clone(), 0), Mailbox::new(mesh.clone(), 1)];
+    let shared = Shared::start(redis.client(), mesh, Duration::from_secs(60), 100).expect("thread");
+    let refresh = || shared.send(Request::Refresh(vec![PID.into()]));
+    assert!(refresh());
+    // Redis restarts empty on the same port: the next commands fail, then
+    // one reconnects and every shard is told to write its sessions again.
+    drop(redis);
+    let redis = TestRedis::start_on(port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut told = [false, false];
+    while told != [true, true] {
+        assert!(Instant::now() < deadline, "shards told {told:?}");
+        assert!(refresh());
+        std::thread::sleep(Duration::from_millis(50));
+        for (i, b) in boxes.iter().enumerate() {
+            let mut got = Vec::new();
+            b.drain_for_tests(&mut got);
+            told[i] |= got
+                .iter()
+                .any(|m| matches!(m, Mail::ConnShard(ToConnShard::RewriteSessions)));
+        }
+    }
+    // The rewrite: pipelined, the script loaded into the new Redis first.
+    let puts: Vec<_> = (0..3)
+        .map(|n| {
+            let pid: Box<str> = format!("{n:0>20}").into();
+            (pid, "owner001".into(), value("owner001", "u", &["c"]))
+        })
+        .collect();
+    assert!(shared.send(Request::PutMany(puts)));
+    let last = format!("{:0>20}", 2);
+    while stored(&redis, &last).is_none() {
+        assert!(Instant::now() < deadline, "not rewritten");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for n in 0..3 {
+        assert_eq!(
+            stored(&redis, &format!("{n:0>20}")),
+            Some(value("owner001", "u", &["c"]))
+        );
     }
 }
