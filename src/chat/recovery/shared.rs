@@ -12,7 +12,7 @@
 //! one window plus a period after its connection ended, however it ended
 //! (`kill -9` included).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
@@ -129,6 +129,12 @@ struct Worker {
     max_dropped: usize,
     /// Redis errors since the last one logged (logged on a state change).
     errors: u64,
+    /// Sessions whose last write failed (pid → owner): Redis may hold an
+    /// older version (fewer channels). Deleted when Redis is back, before
+    /// the shards write their live ones again, so a connection that ended
+    /// meanwhile leaves no session that would restore the wrong channels.
+    /// At most [`QUEUE`].
+    unsure: HashMap<Box<str>, Box<str>>,
 }
 
 impl Worker {
@@ -148,6 +154,7 @@ impl Worker {
             dropped: VecDeque::new(),
             max_dropped,
             errors: 0,
+            unsure: HashMap::new(),
         }
     }
 
@@ -219,7 +226,7 @@ impl Worker {
 
     fn put(&mut self, pid: &str, owner: &str, value: Option<&[u8]>) {
         let (script, ttl) = (&*PUT, self.ttl_ms);
-        let _: Option<i64> = self.with(|con| {
+        let done: Option<i64> = self.with(|con| {
             script
                 .key(entry::key(pid))
                 .arg(owner)
@@ -227,6 +234,36 @@ impl Worker {
                 .arg(ttl)
                 .invoke(con)
         });
+        if done.is_none() {
+            self.unsure(pid, owner);
+        }
+    }
+
+    fn unsure(&mut self, pid: &str, owner: &str) {
+        if self.unsure.len() < QUEUE {
+            self.unsure.insert(pid.into(), owner.into());
+        }
+    }
+
+    /// Deletes the sessions whose write failed (if still their owner's),
+    /// on a connection just made.
+    fn forget_unsure(&mut self, con: &mut redis::Connection) -> redis::RedisResult<()> {
+        let unsure: Vec<_> = self.unsure.drain().collect();
+        for chunk in unsure.chunks(REFRESH_CHUNK) {
+            let mut p = redis::pipe();
+            p.load_script(&PUT).ignore();
+            for (pid, owner) in chunk {
+                let mut call = PUT.key(entry::key(pid));
+                call.arg(&**owner).arg("").arg(self.ttl_ms);
+                p.invoke_script(&call).ignore();
+            }
+            if let Err(e) = p.exec(con) {
+                // Still unsure: tried again at the next reconnect.
+                self.unsure.extend(unsure);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     fn refresh(&mut self, pids: &[Box<str>]) {
@@ -247,7 +284,7 @@ impl Worker {
 
     fn put_many(&mut self, puts: &[(Box<str>, Box<str>, Vec<u8>)]) {
         let ttl = self.ttl_ms;
-        for chunk in puts.chunks(REFRESH_CHUNK) {
+        for (n, chunk) in puts.chunks(REFRESH_CHUNK).enumerate() {
             let done = self.with(|con| {
                 let mut p = redis::pipe();
                 // The pipeline calls the script by its hash: a Redis that
@@ -261,7 +298,12 @@ impl Worker {
                 p.exec(con)
             });
             if done.is_none() {
-                return; // Redis away: all are written again when it is back
+                // Redis away: what was not written is deleted when it is
+                // back, and the live ones written again.
+                for (pid, owner, _) in &puts[n * REFRESH_CHUNK..] {
+                    self.unsure(pid, owner);
+                }
+                return;
             }
         }
     }
@@ -277,7 +319,12 @@ impl Worker {
             if Instant::now() < self.retry_at {
                 return None;
             }
-            match self.connect() {
+            match self.connect().and_then(|mut con| {
+                if self.errors > 0 {
+                    self.forget_unsure(&mut con)?;
+                }
+                Ok(con)
+            }) {
                 Ok(con) => {
                     if self.errors > 0 {
                         tracing::info!(

@@ -320,3 +320,38 @@ fn after_redis_comes_back_empty_the_shards_write_their_sessions_again() {
         );
     }
 }
+
+#[test]
+#[ignore = "needs redis-server: run scripts/test"]
+fn a_session_whose_write_failed_is_deleted_when_redis_is_back() {
+    let redis = TestRedis::start();
+    let port = redis.port;
+    let mut w = worker(&redis, Duration::from_secs(60), 100);
+    w.put(PID, "owner001", Some(&value("owner001", "u", &["a"])));
+    // Redis stops (keeping its data, as a pause would): the join of "b"
+    // is not written; the old version would restore "a" only.
+    // (IO_TIMEOUT: the write waits 2 s for the stopped Redis.)
+    let stopped = redis;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(stopped.child.id() as i32),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .expect("SIGSTOP");
+    w.put(PID, "owner001", Some(&value("owner001", "u", &["a", "b"])));
+    assert_eq!(w.unsure.len(), 1);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(stopped.child.id() as i32),
+        nix::sys::signal::Signal::SIGCONT,
+    )
+    .expect("SIGCONT");
+    assert_eq!(stopped.port, port);
+    // Back: before anything else, the unsure session is deleted, so a
+    // claim finds nothing rather than the wrong channels.
+    // (After the worker's backoff: until then it does not try.)
+    while Instant::now() < w.retry_at {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(w.claim(PID, "u", "claimer1"), None);
+    assert_eq!(stored(&stopped, PID), None);
+    assert!(w.unsure.is_empty());
+}
