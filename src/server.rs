@@ -192,7 +192,11 @@ fn recovery_sessions(
     mesh: &Arc<Mesh<chat::Mail>>,
 ) -> anyhow::Result<chat::recovery::SessionStore> {
     use chat::recovery::{SessionStore, Sessions, Shared};
-    let Some(url) = config.redis_url() else {
+    // A zero window recovers nothing: nothing to write to Redis either.
+    let url = config
+        .redis_url()
+        .filter(|_| !config.recovery_window().is_zero());
+    let Some(url) = url else {
         return Ok(SessionStore::Local(Sessions::new(
             config.recovery_max_sessions,
         )));
