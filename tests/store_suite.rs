@@ -234,11 +234,12 @@ impl Clock {
     }
 }
 
-/// Message ids as the server makes them (snowflakes of about now: above
-/// 2^53, in the current month's partition on MySQL): the `n`th of a check.
+/// Message ids for `insert_messages` (which stores the ids it is given):
+/// the `n`th id of this month's range (`gatrix_chat::ids`), so in the
+/// current month's partition on MySQL.
 fn id(n: u64) -> u64 {
-    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *BASE.get_or_init(|| gatrix_chat::ids::first_id_at(now_ms())) + n
+    let month = gatrix_chat::ids::month_index_of_unix_ms(now_ms());
+    gatrix_chat::ids::first_id_of_month(month) + n
 }
 
 fn channel(id: &str, kind: ChannelType, owner: &str, at: &str) -> ChannelRecord {

@@ -25,6 +25,7 @@ pub mod handle;
 pub mod lock;
 pub mod mysql;
 mod open;
+pub mod sequencing;
 pub mod sqlite;
 pub mod writer;
 
@@ -79,8 +80,10 @@ pub struct ChannelRecord {
     pub updated_at: String,
 }
 
-/// A message as stored. `id` is a snowflake (above 2^53: a string in JSON);
-/// `pos` is its commit position on this instance, the recovery offset.
+/// A message as stored. `id` is made by the commit from `pos`, its
+/// sequencing partition and the month of `created_at` (`crate::ids`: below
+/// 2^53); `pos` is its commit position in its partition, the recovery
+/// offset.
 /// What clients see of it is chat's (`chat::json`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessageRecord {

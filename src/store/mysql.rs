@@ -43,16 +43,31 @@ pub use rows::{MAX_INSERT_ROWS, MAX_LOOKUP_KEYS};
 /// One connection to MySQL/MariaDB.
 pub struct MysqlStore {
     conn: Connection,
+    /// SEQUENCER_PARTITIONS: how the writer's commits map channels to
+    /// `sequencer` rows (`sequencing::partition_of`).
+    partitions: u32,
 }
 
 impl MysqlStore {
-    /// Connects to the database `opts` points at (already migrated). Fails
-    /// with `Unavailable` when it cannot be reached; once open, a lost
-    /// connection is re-established by later calls.
+    /// Connects to the database `opts` points at (already migrated), with
+    /// one sequencing partition. Fails with `Unavailable` when it cannot be
+    /// reached; once open, a lost connection is re-established by later
+    /// calls.
     pub fn open(opts: &Opts) -> Result<Self> {
         Ok(Self {
             conn: Connection::open(store_opts(opts))?,
+            partitions: 1,
         })
+    }
+
+    /// Commits from now on with `partitions` sequencing partitions
+    /// (1..=32): makes their `sequencer` rows when missing.
+    pub fn set_sequencer_partitions(&mut self, partitions: u32) -> Result<()> {
+        let partitions = partitions.clamp(1, crate::store::sequencing::MAX_SEQUENCER_PARTITIONS);
+        self.conn
+            .run(|c| sequence::ensure_partitions(c, partitions))?;
+        self.partitions = partitions;
+        Ok(())
     }
 
     /// Connects as the writer: takes the store's one-process lock (see
@@ -63,6 +78,7 @@ impl MysqlStore {
         let name = lock::lock_name(opts.get_db_name().unwrap_or(""));
         Ok(Self {
             conn: Connection::open_locked(store_opts(opts), &name)?,
+            partitions: 1,
         })
     }
 
@@ -143,13 +159,16 @@ impl Store for MysqlStore {
 
     /// One transaction of multi-row INSERTs (`sequence::insert_messages`).
     fn insert_messages(&mut self, messages: &mut [MessageRecord]) -> Result<()> {
-        self.conn.run(|c| sequence::insert_messages(c, messages))
+        let partitions = self.partitions;
+        self.conn
+            .run(|c| sequence::insert_messages(c, messages, partitions))
     }
 
     /// Seqs and positions from counters locked in the transaction
     /// (`sequence`).
     fn append(&mut self, batch: &[&MessageRecord]) -> Result<Appended> {
-        self.conn.run(|c| sequence::append(c, batch))
+        let partitions = self.partitions;
+        self.conn.run(|c| sequence::append(c, batch, partitions))
     }
 
     fn edit_message(&mut self, id: u64, content: &str, at: &str) -> Result<Option<MessageRecord>> {

@@ -37,10 +37,12 @@ const IO_TIMEOUT: Duration = Duration::from_secs(60);
 /// writer's, one multi-row INSERT per batch size up to
 /// [`super::MAX_INSERT_ROWS`], one lookup per key count up to
 /// [`super::MAX_LOOKUP_KEYS`], and a channel lock and a channel counter
-/// update per channel count up to `sequence::CHANNELS_PER_STATEMENT`.
+/// update per channel count up to `sequence::CHANNELS_PER_STATEMENT`,
+/// and a partition lock per partition count up to 32.
 const STMT_CACHE: usize = super::MAX_INSERT_ROWS
     + super::MAX_LOOKUP_KEYS
     + 2 * super::sequence::CHANNELS_PER_STATEMENT
+    + crate::store::sequencing::MAX_SEQUENCER_PARTITIONS as usize
     + 64;
 
 /// Session settings, so behaviour does not depend on the server's defaults:

@@ -29,9 +29,7 @@ pub(crate) fn lock_name(db: &str) -> String {
         return name;
     }
     // FNV-1a: stable across builds and processes (unlike std's hasher).
-    let hash = db.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = crate::store::sequencing::fnv1a64(db.as_bytes());
     let suffix = format!("~{hash:016x}");
     let keep = MAX_NAME - suffix.len();
     let mut short: String = name.chars().take(keep).collect();
