@@ -272,6 +272,24 @@ pub trait Store: Send {
         limit: usize,
     ) -> Result<Vec<MessageRecord>>;
 
+    // ---- reads by position (the bus's gap fill and polling fallback)
+    /// The last position given out in sequencing partition `partition`
+    /// (MySQL: its `sequencer` row; SQLite, one partition: AUTOINCREMENT's
+    /// counter), 0 when none or no such partition. Every message up to it
+    /// is committed and visible (the counter is raised in the same
+    /// transaction as the rows).
+    fn last_pos(&mut self, partition: u32) -> Result<u64>;
+    /// The committed messages of sequencing partition `partition` with
+    /// `pos > after_pos`, in pos order, at most `limit`. Deleted messages
+    /// are included (`deleted_at` set), so that every stored position is
+    /// seen; positions whose month retention dropped are missing.
+    fn partition_messages(
+        &mut self,
+        partition: u32,
+        after_pos: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>>;
+
     // ---- channels and members
     fn channel(&mut self, id: &str) -> Result<Option<ChannelRecord>>;
     fn channels_of(&mut self, user: &str) -> Result<Vec<ChannelRecord>>;

@@ -263,6 +263,35 @@ impl Store for MysqlStore {
         })
     }
 
+    fn last_pos(&mut self, partition: u32) -> Result<u64> {
+        self.conn.run(|c| {
+            Ok(first::<u64>(
+                c,
+                "SELECT last_pos FROM sequencer WHERE partition_id = ?",
+                (partition,),
+            )?
+            .unwrap_or(0))
+        })
+    }
+
+    /// One range read of `(partition_id, pos)` in each monthly partition.
+    fn partition_messages(
+        &mut self,
+        partition: u32,
+        after_pos: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE partition_id = ? AND pos > ?
+             ORDER BY pos LIMIT ?"
+        );
+        self.conn.run(|c| {
+            let rows =
+                c.exec_opt::<MessageRow, _, _>(&sql, (partition, after_pos, limit as u64))?;
+            Ok(all(rows)?.into_iter().map(to_message).collect())
+        })
+    }
+
     fn channel(&mut self, id: &str) -> Result<Option<ChannelRecord>> {
         let sql =
             format!("SELECT {CHANNEL_COLUMNS} FROM channels WHERE id = ? AND deleted_at IS NULL");

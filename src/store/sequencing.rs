@@ -52,6 +52,18 @@ mod tests {
     const PINNED_32: [u32; 6] = [11, 2, 20, 13, 8, 5];
 
     #[test]
+    fn the_config_allows_exactly_the_partitions_an_id_holds() {
+        let mysql = |n| crate::config::Config {
+            sequencer_partitions: n,
+            database_url: Some("mysql://u@h:3306/db".into()),
+            ..Default::default()
+        };
+        assert!(mysql(MAX_SEQUENCER_PARTITIONS).problems().is_empty());
+        assert_eq!(mysql(MAX_SEQUENCER_PARTITIONS + 1).problems().len(), 1);
+        assert_eq!(MAX_SEQUENCER_PARTITIONS, 1 << crate::ids::PARTITION_BITS);
+    }
+
+    #[test]
     fn channels_spread_over_partitions() {
         let mut counts = [0u32; 4];
         for i in 0..4000 {

@@ -349,6 +349,36 @@ impl Store for SqliteStore {
         })?)
     }
 
+    fn last_pos(&mut self, partition: u32) -> Result<u64> {
+        // One sequencing partition: 0.
+        if partition == 0 {
+            last_pos(&self.conn)
+        } else {
+            Ok(0)
+        }
+    }
+
+    fn partition_messages(
+        &mut self,
+        partition: u32,
+        after_pos: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>> {
+        if partition != 0 {
+            return Ok(Vec::new());
+        }
+        let sql =
+            format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE pos > ?1 ORDER BY pos LIMIT ?2");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map(
+                params![i64::try_from(after_pos).unwrap_or(i64::MAX), limit as i64],
+                message_row,
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
     fn channel(&mut self, id: &str) -> Result<Option<ChannelRecord>> {
         let sql =
             format!("SELECT {CHANNEL_COLUMNS} FROM channels WHERE id = ?1 AND deleted_at IS NULL");

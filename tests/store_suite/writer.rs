@@ -18,6 +18,20 @@ pub(super) fn start_writer(
     gatrix_chat::store::StoreThreads,
     Batches,
 ) {
+    start_partitioned_writer(db, 1, max_batch, window)
+}
+
+/// [`start_writer`] with `partitions` sequencing partitions.
+pub(super) fn start_partitioned_writer(
+    db: &dyn Backend,
+    partitions: u32,
+    max_batch: usize,
+    window: Duration,
+) -> (
+    gatrix_chat::store::StoreHandle<usize>,
+    gatrix_chat::store::StoreThreads,
+    Batches,
+) {
     let settings = StoreSettings {
         writer: WriterSettings { max_batch, window },
         writer_queue: 10_000,
@@ -28,7 +42,7 @@ pub(super) fn start_writer(
     let (tx, rx) = unbounded();
     let (handle, threads) = handle::start(
         &settings,
-        || Ok(db.open()),
+        || Ok(db.open_partitioned(partitions)),
         move |batch: Vec<(Outcome, usize)>| {
             let _ = tx.send(batch);
         },
