@@ -70,14 +70,16 @@ impl MysqlStore {
         Ok(())
     }
 
-    /// Connects as the writer: takes the store's one-process lock (see
-    /// `lock`) before anything else, and again on every reconnect.
-    /// Fails with [`crate::store::lock::StoreLocked`] when another process
-    /// holds it.
-    pub fn open_writer(opts: &Opts) -> anyhow::Result<Self> {
-        let name = lock::lock_name(opts.get_db_name().unwrap_or(""));
+    /// Connects as the writer: takes the store's process lock (see
+    /// `lock`: with `server_id`, when Redis is configured, the instance's
+    /// own; else the whole database's) before anything else, and again on
+    /// every reconnect. Fails with [`crate::store::lock::StoreLocked`]
+    /// when another process holds it (or, for an instance, when a server
+    /// without Redis holds the database).
+    pub fn open_writer(opts: &Opts, server_id: Option<&str>) -> anyhow::Result<Self> {
+        let lock = lock::WriterLock::for_database(opts.get_db_name().unwrap_or(""), server_id);
         Ok(Self {
-            conn: Connection::open_locked(store_opts(opts), &name)?,
+            conn: Connection::open_locked(store_opts(opts), lock)?,
             partitions: 1,
         })
     }

@@ -106,12 +106,16 @@ fn prepare(
         Backend::Mysql(opts) => {
             let database = mysql::describe(opts);
             // Locked before migrating: a second process changes nothing.
-            let mut writer = MysqlStore::open_writer(opts).with_context(|| {
-                format!(
-                    "opening the MySQL store at {database} (DATABASE_URL, DB_HOST or \
+            // With Redis, several instances share the database: each
+            // locks its SERVER_ID only.
+            let server_id = config.redis_url().map(|_| config.server_id());
+            let mut writer =
+                MysqlStore::open_writer(opts, server_id.as_deref()).with_context(|| {
+                    format!(
+                        "opening the MySQL store at {database} (DATABASE_URL, DB_HOST or \
                          CHAT_DB_HOST is set; unset them to use SQLite in DATA_DIR)"
-                )
-            })?;
+                    )
+                })?;
             let applied = mysql::migrate(opts).with_context(|| {
                 format!(
                     "migrating the MySQL store at {database} (DATABASE_URL, DB_HOST or \
