@@ -106,7 +106,7 @@ pub fn run_until(
         .then(crate::notify::watchdog_interval)
         .flatten();
     let heartbeats = Heartbeats::new(shards);
-    let sessions = recovery_sessions(&config, &mesh)?;
+    let sessions = recovery_sessions(&config, &mesh, &metrics)?;
     let setup = ShardSetup {
         listen,
         backlog: LISTEN_BACKLOG,
@@ -190,6 +190,7 @@ pub fn run_until(
 fn recovery_sessions(
     config: &Config,
     mesh: &Arc<Mesh<chat::Mail>>,
+    metrics: &Metrics,
 ) -> anyhow::Result<chat::recovery::SessionStore> {
     use chat::recovery::{SessionStore, Sessions, Shared};
     // A zero window recovers nothing: nothing to write to Redis either.
@@ -209,6 +210,7 @@ fn recovery_sessions(
         mesh.clone(),
         config.recovery_window(),
         config.recovery_max_sessions,
+        metrics.recovery(),
     )
     .context("starting the Redis sessions thread")?;
     Ok(SessionStore::Shared(shared))

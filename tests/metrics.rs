@@ -35,6 +35,8 @@ const NAMES: &[&str] = &[
     "chat_store_queue_depth",
     "chat_mailbox_depth",
     "chat_build_info",
+    "chat_recovery_redis_errors_total",
+    "chat_recovery_redis_dropped_total",
 ];
 
 /// One scrape: (series name, labels text, value) per sample line.

@@ -14,6 +14,7 @@
 
 mod histogram;
 pub(crate) mod listen;
+mod recovery;
 pub(crate) mod refusals;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 pub use histogram::AtomicHistogram;
+pub use recovery::RecoveryMetrics;
 pub use refusals::{Refusals, Refused};
 
 use crate::protocol::CloseReason;
@@ -116,6 +118,7 @@ pub struct Metrics {
     refusals: Family<ReasonLabels, Counter>,
     mailbox_depth: Family<ShardLabel, Gauge>,
     store: StoreMetrics,
+    recovery: RecoveryMetrics,
 }
 
 impl Metrics {
@@ -133,6 +136,7 @@ impl Metrics {
         let refusals = Family::default();
         let mailbox_depth = Family::default();
         let store = StoreMetrics::new();
+        let recovery = RecoveryMetrics::default();
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -218,6 +222,7 @@ impl Metrics {
             "Always 1; the labels name the running build",
             build_info,
         );
+        recovery.register(r);
         Arc::new(Self {
             registry,
             connections,
@@ -232,6 +237,7 @@ impl Metrics {
             refusals,
             mailbox_depth,
             store,
+            recovery,
         })
     }
 
@@ -274,6 +280,11 @@ impl Metrics {
             mailbox_depth: self.mailbox_depth.get_or_create_owned(&l),
             exposition: None,
         }
+    }
+
+    /// The Redis recovery sessions thread's handles.
+    pub fn recovery(&self) -> RecoveryMetrics {
+        self.recovery.clone()
     }
 
     /// The store writer's handles.

@@ -23,6 +23,7 @@ use super::entry::{self, Entry};
 use crate::chat::Mail;
 use crate::chat::mail::{ReplayStep, ToConnShard, shard_of_conn};
 use crate::mailbox::Mesh;
+use crate::metrics::RecoveryMetrics;
 
 /// Requests the Redis thread holds at most; a full queue answers a claim
 /// "not recovered" at once and drops a write (the session then recovers
@@ -82,6 +83,7 @@ pub(crate) enum Request {
 /// The shards' handle on the Redis thread.
 pub(crate) struct Shared {
     tx: Sender<Request>,
+    metrics: RecoveryMetrics,
     pub(crate) period: Duration,
 }
 
@@ -92,15 +94,21 @@ impl Shared {
         mesh: Arc<Mesh<Mail>>,
         window: Duration,
         max_dropped: usize,
+        metrics: RecoveryMetrics,
     ) -> std::io::Result<Arc<Self>> {
         let period = refresh_period(window);
         let ttl = window + period;
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
-        let worker = Worker::new(client, mesh, ttl, max_dropped);
+        let mut worker = Worker::new(client, mesh, ttl, max_dropped);
+        worker.metrics = metrics.clone();
         std::thread::Builder::new()
             .name("redis-sessions".into())
             .spawn(move || worker.run(&rx))?;
-        Ok(Arc::new(Self { tx, period }))
+        Ok(Arc::new(Self {
+            tx,
+            metrics,
+            period,
+        }))
     }
 
     /// Queues a request; false if the queue is full (or the thread gone).
@@ -108,6 +116,7 @@ impl Shared {
         match self.tx.try_send(r) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
+                self.metrics.redis_dropped.inc();
                 tracing::warn!("recovery sessions: Redis queue full, request dropped");
                 false
             }
@@ -135,6 +144,7 @@ struct Worker {
     /// meanwhile leaves no session that would restore the wrong channels.
     /// At most [`QUEUE`].
     unsure: HashMap<Box<str>, Box<str>>,
+    metrics: RecoveryMetrics,
 }
 
 impl Worker {
@@ -155,6 +165,7 @@ impl Worker {
             max_dropped,
             errors: 0,
             unsure: HashMap::new(),
+            metrics: RecoveryMetrics::default(),
         }
     }
 
@@ -373,6 +384,7 @@ impl Worker {
             tracing::warn!(error = %e, "recovery sessions: Redis failed; sessions are not recovered meanwhile");
         }
         self.errors += 1;
+        self.metrics.redis_errors.inc();
         self.con = None;
         self.retry_at = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);

@@ -10,6 +10,7 @@ use super::{Request, Shared, Worker};
 use crate::chat::Mail;
 use crate::chat::mail::{ReplayStep, ToConnShard, conn_id};
 use crate::mailbox::{Mailbox, Mesh};
+use crate::metrics::RecoveryMetrics;
 
 struct TestRedis {
     child: Child,
@@ -225,7 +226,15 @@ fn without_redis_a_claim_is_answered_not_recovered() {
     let redis = TestRedis::start();
     let mesh = Mesh::<Mail>::new(1, 1);
     let mailbox = Mailbox::new(mesh.clone(), 0);
-    let shared = Shared::start(redis.client(), mesh, Duration::from_secs(60), 100).expect("thread");
+    let metrics = RecoveryMetrics::default();
+    let shared = Shared::start(
+        redis.client(),
+        mesh,
+        Duration::from_secs(60),
+        100,
+        metrics.clone(),
+    )
+    .expect("thread");
     let conn = conn_id(0, 7);
     let claim = |shared: &Arc<Shared>| {
         assert!(shared.send(Request::Claim {
@@ -246,9 +255,11 @@ fn without_redis_a_claim_is_answered_not_recovered() {
         claim(&shared).map(|e| e.channels),
         Some(vec!["a".to_owned()])
     );
-    // Redis gone: answered (not recovered), not left waiting.
+    // Redis gone: answered (not recovered), not left waiting, counted.
+    assert_eq!(metrics.redis_errors.get(), 0);
     drop(redis);
     assert_eq!(claim(&shared), None);
+    assert!(metrics.redis_errors.get() >= 1);
 }
 
 /// Waits for the claim answer to `conn` in the shard's mailbox.
@@ -279,7 +290,15 @@ fn after_redis_comes_back_empty_the_shards_write_their_sessions_again() {
     let port = redis.port;
     let mesh = Mesh::<Mail>::new(2, 1);
     let boxes = [Mailbox::new(mesh.clone(), 0), Mailbox::new(mesh.clone(), 1)];
-    let shared = Shared::start(redis.client(), mesh, Duration::from_secs(60), 100).expect("thread");
+    let metrics = RecoveryMetrics::default();
+    let shared = Shared::start(
+        redis.client(),
+        mesh,
+        Duration::from_secs(60),
+        100,
+        metrics.clone(),
+    )
+    .expect("thread");
     let refresh = || shared.send(Request::Refresh(vec![PID.into()]));
     assert!(refresh());
     // Redis restarts empty on the same port: the next commands fail, then
