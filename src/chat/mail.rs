@@ -203,8 +203,12 @@ pub(crate) enum ReplayStep {
     /// The next page of missed messages, in commit order.
     Page(Result<Vec<MessageRecord>, String>),
     /// From the Redis thread: the claimed session, or None (none, another
-    /// user's, Redis unreachable).
-    Claimed(Option<super::recovery::Entry>),
+    /// user's, Redis unreachable), for the claim made under `owner` (a
+    /// `41` and a new CONNECT on the same link make another claim).
+    Claimed {
+        owner: Box<str>,
+        entry: Option<super::recovery::Entry>,
+    },
 }
 
 /// A send on its way to the channel owner: the message, who sends it, and

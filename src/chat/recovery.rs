@@ -96,7 +96,13 @@ impl ConnSide {
         match step {
             ReplayStep::Counted(result) => self.counted(&conn, result),
             ReplayStep::Page(result) => self.page(&conn, result),
-            ReplayStep::Claimed(got) => self.claimed(&conn, got),
+            ReplayStep::Claimed { owner, entry } => {
+                // An answer to an earlier CONNECT of the link is not this
+                // one's.
+                if owner == conn.owner {
+                    self.claimed(&conn, entry);
+                }
+            }
         }
     }
 

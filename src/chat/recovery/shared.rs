@@ -184,8 +184,8 @@ impl Worker {
                 owner,
                 conn,
             } => {
-                let got = self.claim(&pid, &user, &owner);
-                let step = ReplayStep::Claimed(got);
+                let entry = self.claim(&pid, &user, &owner);
+                let step = ReplayStep::Claimed { owner, entry };
                 self.mesh.post_external(
                     shard_of_conn(conn),
                     ToConnShard::Replayed { conn, step }.into(),

@@ -271,10 +271,12 @@ fn answer(mailbox: &Mailbox<Mail>, conn: u64) -> Option<Entry> {
         for m in got {
             if let Mail::ConnShard(ToConnShard::Replayed {
                 conn: c,
-                step: ReplayStep::Claimed(e),
+                step: ReplayStep::Claimed { entry: e, owner },
             }) = m
                 && c == conn
             {
+                // The claim's own owner token comes back with it.
+                assert_eq!(&*owner, "claimer1");
                 return e;
             }
         }
