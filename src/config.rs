@@ -32,6 +32,7 @@ mod keys;
 mod load;
 mod ops;
 mod original;
+mod recovery;
 mod redis;
 mod validate;
 
@@ -221,6 +222,15 @@ pub struct Config {
     /// the oldest is forgotten first, so a flood of dropped connections
     /// cannot grow memory without bound.
     pub recovery_max_sessions: usize,
+    /// With Redis: requests the recovery sessions thread holds at most;
+    /// beyond it a reconnect is not recovered and a session write is
+    /// dropped (written again at the next refresh), so a slow Redis never
+    /// makes a shard wait.
+    pub recovery_redis_queue: usize,
+    /// With Redis: the longest the recovery sessions thread waits for one
+    /// Redis command (and to connect); a reconnect's CONNECT reply waits
+    /// at most this for a hung Redis, then it is not recovered.
+    pub recovery_redis_timeout_ms: u64,
     /// Largest REST request body accepted (413 above it).
     pub rest_max_body_bytes: usize,
     /// How long a REST keep-alive connection may sit with no byte moving

@@ -205,14 +205,14 @@ fn recovery_sessions(
     // Checked by the configuration already; its error may quote the URL.
     let client = redis::Client::open(url.as_str())
         .map_err(|e| anyhow::anyhow!("Redis address: {:?}", e.kind()))?;
-    let shared = Shared::start(
-        client,
-        mesh.clone(),
-        config.recovery_window(),
-        config.recovery_max_sessions,
-        metrics.recovery(),
-    )
-    .context("starting the Redis sessions thread")?;
+    let settings = chat::recovery::SharedSettings {
+        window: config.recovery_window(),
+        max_dropped: config.recovery_max_sessions,
+        queue: config.recovery_redis_queue,
+        timeout: Duration::from_millis(config.recovery_redis_timeout_ms),
+    };
+    let shared = Shared::start(client, mesh.clone(), &settings, metrics.recovery())
+        .context("starting the Redis sessions thread")?;
     Ok(SessionStore::Shared(shared))
 }
 

@@ -54,7 +54,7 @@ pub(crate) use keep::SessionStore;
 pub(crate) use sessions::Claim;
 use sessions::Resumable;
 pub(crate) use sessions::Sessions;
-pub(crate) use shared::Shared;
+pub(crate) use shared::{Settings as SharedSettings, Shared};
 
 /// Messages one store read of a replay returns at most (each channel reads
 /// at most this many rows): what a replay holds in memory besides the

@@ -50,6 +50,8 @@ impl Default for Config {
             recovery_window_ms: 120_000,
             recovery_max_replay: 512,
             recovery_max_sessions: 100_000,
+            recovery_redis_queue: 65_536,
+            recovery_redis_timeout_ms: 2_000,
             rest_max_body_bytes: 65_536,
             rest_keepalive_timeout_ms: 10_000,
             log_format: LogFormat::Human,

@@ -164,6 +164,8 @@ pub(crate) const TABLE: &[Key] = &[
     parsed("recovery_window_ms"),
     parsed("recovery_max_replay"),
     parsed("recovery_max_sessions"),
+    parsed("recovery_redis_queue"),
+    parsed("recovery_redis_timeout_ms"),
     parsed("rest_max_body_bytes"),
     parsed("rest_keepalive_timeout_ms"),
     text("log_format"),

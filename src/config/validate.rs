@@ -152,6 +152,7 @@ impl Config {
         self.production_problems(&mut found);
         self.database_problems(&mut found);
         self.redis_problems(&mut found);
+        self.recovery_problems(&mut found);
         self.ops_problems(&mut found);
         self.cpu_problems(&mut found);
         found

@@ -25,22 +25,12 @@ use crate::chat::mail::{ReplayStep, ToConnShard, shard_of_conn};
 use crate::mailbox::Mesh;
 use crate::metrics::RecoveryMetrics;
 
-/// Requests the Redis thread holds at most; a full queue answers a claim
-/// "not recovered" at once and drops a write (the session then recovers
-/// what it had at the previous write, or not at all).
-const QUEUE: usize = 65_536;
-
 /// The scripts (sent once per connection, then called by their hash).
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(entry::CLAIM));
 static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(entry::PUT));
 
 /// Commands per pipeline when refreshing TTLs.
 const REFRESH_CHUNK: usize = 1_000;
-
-/// Longest wait for Redis on one command: a stopped Redis holds claims
-/// (and so their CONNECT replies) this long at most, then they are not
-/// recovered.
-const IO_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Reconnect backoff bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -87,19 +77,32 @@ pub(crate) struct Shared {
     pub(crate) period: Duration,
 }
 
+/// The thread's settings (docs/configuration.md).
+pub(crate) struct Settings {
+    /// `recovery_window_ms`.
+    pub window: Duration,
+    /// `recovery_max_sessions`: sessions of ended connections kept.
+    pub max_dropped: usize,
+    /// `recovery_redis_queue`: requests the thread holds at most; a full
+    /// queue answers a claim "not recovered" at once and drops a write.
+    pub queue: usize,
+    /// `recovery_redis_timeout_ms`: the longest wait for Redis on one
+    /// command (and to connect): a stopped Redis holds claims (so their
+    /// CONNECT replies) this long at most, then they are not recovered.
+    pub timeout: Duration,
+}
+
 impl Shared {
-    /// Starts the thread. `max_dropped` is `recovery_max_sessions`.
+    /// Starts the thread.
     pub(crate) fn start(
         client: redis::Client,
         mesh: Arc<Mesh<Mail>>,
-        window: Duration,
-        max_dropped: usize,
+        settings: &Settings,
         metrics: RecoveryMetrics,
     ) -> std::io::Result<Arc<Self>> {
-        let period = refresh_period(window);
-        let ttl = window + period;
-        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
-        let mut worker = Worker::new(client, mesh, ttl, max_dropped);
+        let period = refresh_period(settings.window);
+        let (tx, rx) = crossbeam_channel::bounded(settings.queue.max(1));
+        let mut worker = Worker::new(client, mesh, settings);
         worker.metrics = metrics.clone();
         std::thread::Builder::new()
             .name("redis-sessions".into())
@@ -142,18 +145,16 @@ struct Worker {
     /// older version (fewer channels). Deleted when Redis is back, before
     /// the shards write their live ones again, so a connection that ended
     /// meanwhile leaves no session that would restore the wrong channels.
-    /// At most [`QUEUE`].
+    /// At most `queue` of them.
     unsure: HashMap<Box<str>, Box<str>>,
+    queue: usize,
+    timeout: Duration,
     metrics: RecoveryMetrics,
 }
 
 impl Worker {
-    fn new(
-        client: redis::Client,
-        mesh: Arc<Mesh<Mail>>,
-        ttl: Duration,
-        max_dropped: usize,
-    ) -> Self {
+    fn new(client: redis::Client, mesh: Arc<Mesh<Mail>>, settings: &Settings) -> Self {
+        let ttl = settings.window + refresh_period(settings.window);
         Self {
             client,
             con: None,
@@ -162,9 +163,11 @@ impl Worker {
             mesh,
             ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
             dropped: VecDeque::new(),
-            max_dropped,
+            max_dropped: settings.max_dropped,
             errors: 0,
             unsure: HashMap::new(),
+            queue: settings.queue.max(1),
+            timeout: settings.timeout,
             metrics: RecoveryMetrics::default(),
         }
     }
@@ -251,7 +254,7 @@ impl Worker {
     }
 
     fn unsure(&mut self, pid: &str, owner: &str) {
-        if self.unsure.len() < QUEUE {
+        if self.unsure.len() < self.queue {
             self.unsure.insert(pid.into(), owner.into());
         }
     }
@@ -371,9 +374,9 @@ impl Worker {
     }
 
     fn connect(&self) -> redis::RedisResult<redis::Connection> {
-        let con = self.client.get_connection_with_timeout(IO_TIMEOUT)?;
-        con.set_read_timeout(Some(IO_TIMEOUT))?;
-        con.set_write_timeout(Some(IO_TIMEOUT))?;
+        let con = self.client.get_connection_with_timeout(self.timeout)?;
+        con.set_read_timeout(Some(self.timeout))?;
+        con.set_write_timeout(Some(self.timeout))?;
         Ok(con)
     }
 
