@@ -29,6 +29,7 @@
 #![warn(unreachable_pub)]
 
 pub(crate) mod auth;
+pub(crate) mod bus;
 pub(crate) mod chat;
 pub mod cli;
 pub mod config;

@@ -12,6 +12,7 @@
 //! a scrape: on the main port through the REST router, or, with
 //! `METRICS_LISTEN`, on a listener of its own (`listen`).
 
+mod bus;
 mod histogram;
 pub(crate) mod listen;
 pub(crate) mod refusals;
@@ -24,6 +25,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+pub use bus::BusMetrics;
 pub use histogram::AtomicHistogram;
 pub use refusals::{Refusals, Refused};
 
@@ -116,6 +118,7 @@ pub struct Metrics {
     refusals: Family<ReasonLabels, Counter>,
     mailbox_depth: Family<ShardLabel, Gauge>,
     store: StoreMetrics,
+    bus: BusMetrics,
 }
 
 impl Metrics {
@@ -133,6 +136,7 @@ impl Metrics {
         let refusals = Family::default();
         let mailbox_depth = Family::default();
         let store = StoreMetrics::new();
+        let bus = BusMetrics::default();
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -218,6 +222,7 @@ impl Metrics {
             "Always 1; the labels name the running build",
             build_info,
         );
+        bus.register(r);
         Arc::new(Self {
             registry,
             connections,
@@ -232,6 +237,7 @@ impl Metrics {
             refusals,
             mailbox_depth,
             store,
+            bus,
         })
     }
 
@@ -272,8 +278,14 @@ impl Metrics {
                     .collect(),
             ),
             mailbox_depth: self.mailbox_depth.get_or_create_owned(&l),
+            bus: self.bus.clone(),
             exposition: None,
         }
+    }
+
+    /// The bus's handles (several instances through Redis).
+    pub fn bus(&self) -> BusMetrics {
+        self.bus.clone()
     }
 
     /// The store writer's handles.
@@ -307,6 +319,8 @@ pub struct ShardMetrics {
     /// Refused connections, upgrades and tokens: counted and logged.
     pub refusals: Refusals,
     pub mailbox_depth: Gauge,
+    /// The process's bus state (for `/ready`).
+    pub bus: BusMetrics,
     /// The whole registry, when the main port serves `/metrics` (set with
     /// [`ShardMetrics::serving`]); `None` answers 404 there.
     exposition: Option<Arc<Metrics>>,
@@ -391,6 +405,8 @@ mod tests {
             "chat_store_batch_size_count 0",
             "chat_store_commit_latency_seconds_count 0",
             "chat_store_queue_depth 0",
+            "chat_bus_connected 0",
+            "chat_bus_publishes_dropped_total 0",
             "chat_build_info{version=\"",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");

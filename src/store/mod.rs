@@ -269,6 +269,30 @@ pub trait Store: Send {
         limit: usize,
     ) -> Result<Vec<MessageRecord>>;
 
+    // ---- by commit position (several instances: the bus's gap fill and
+    // polling read what the log in Redis lacks)
+    /// The last `pos` given out in sequencing `partition` (committed).
+    /// Only the MySQL store runs several instances.
+    fn last_pos(&mut self, partition: u32) -> Result<u64> {
+        let _ = partition;
+        Err(StoreError::Other(
+            "reads by pos need the MySQL store".into(),
+        ))
+    }
+    /// The messages of `partition` committed with `pos > after`, in `pos`
+    /// order, at most `limit` (deleted ones too: every `pos` is there).
+    fn committed_after(
+        &mut self,
+        partition: u32,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>> {
+        let _ = (partition, after, limit);
+        Err(StoreError::Other(
+            "reads by pos need the MySQL store".into(),
+        ))
+    }
+
     // ---- channels and members
     fn channel(&mut self, id: &str) -> Result<Option<ChannelRecord>>;
     fn channels_of(&mut self, user: &str) -> Result<Vec<ChannelRecord>>;

@@ -244,6 +244,32 @@ impl Store for MysqlStore {
         })
     }
 
+    fn last_pos(&mut self, partition: u32) -> Result<u64> {
+        self.conn.run(|c| {
+            Ok(first::<u64>(
+                c,
+                "SELECT last_pos FROM sequencer WHERE partition_id = ?",
+                (partition,),
+            )?
+            .unwrap_or(0))
+        })
+    }
+
+    fn committed_after(
+        &mut self,
+        _partition: u32,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>> {
+        // One sequencing partition: every message is partition 0's.
+        let sql =
+            format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE pos > ? ORDER BY pos LIMIT ?");
+        self.conn.run(|c| {
+            let rows = c.exec_opt::<MessageRow, _, _>(&sql, (after, limit as u64))?;
+            Ok(all(rows)?.into_iter().map(to_message).collect())
+        })
+    }
+
     fn channel(&mut self, id: &str) -> Result<Option<ChannelRecord>> {
         let sql =
             format!("SELECT {CHANNEL_COLUMNS} FROM channels WHERE id = ? AND deleted_at IS NULL");
