@@ -314,7 +314,7 @@ fn three_instances_rest_writes_reach_every_instance() {
 #[test]
 #[ignore = "needs MariaDB, redis-server and socket.io-client: run scripts/test"]
 fn three_instances_kill_9_of_one_under_load_loses_nothing_acked() {
-    run_scenarios(3, &["kill9.test.js"], Duration::from_secs(300));
+    run_scenarios(3, &["kill9.test.js"], Duration::from_secs(240));
 }
 
 /// Redis stopped for 30 s under load and started again (empty): sends keep
@@ -322,7 +322,7 @@ fn three_instances_kill_9_of_one_under_load_loses_nothing_acked() {
 #[test]
 #[ignore = "needs MariaDB, redis-server and socket.io-client: run scripts/test"]
 fn three_instances_redis_stopped_30s_under_load() {
-    run_scenarios(3, &["redis_outage.test.js"], Duration::from_secs(300));
+    run_scenarios(3, &["redis_outage.test.js"], Duration::from_secs(240));
 }
 
 /// Redis frozen with SIGSTOP for 15 s under load, then SIGCONT: sends keep
@@ -330,7 +330,7 @@ fn three_instances_redis_stopped_30s_under_load() {
 #[test]
 #[ignore = "needs MariaDB, redis-server and socket.io-client: run scripts/test"]
 fn three_instances_redis_paused_under_load() {
-    run_scenarios(3, &["redis_pause.test.js"], Duration::from_secs(300));
+    run_scenarios(3, &["redis_pause.test.js"], Duration::from_secs(240));
 }
 
 /// The same scenarios (but kill -9) against one instance with Redis: what
@@ -347,6 +347,6 @@ fn one_instance_with_redis_scenarios() {
             "rest.test.js",
             "redis_pause.test.js",
         ],
-        Duration::from_secs(300),
+        Duration::from_secs(240),
     );
 }

@@ -21,6 +21,7 @@ import {
   sendOnce,
   sendUntilAcked,
   underLoad,
+  waitConnectionsTotal,
 } from "./lib.js";
 
 const VICTIM = 1;
@@ -61,6 +62,8 @@ test("kill -9 of one instance under load: its clients recover elsewhere, nothing
   for (const s of everyone.filter((s) => !victims.includes(s))) {
     assert.equal(s.recoveries + s.fresh, 0, `${s.sub} on a live instance reconnected`);
   }
+  // Every client is counted once, on the instance it is on now.
+  await waitConnectionsTotal(everyone.length, others);
 
   // The instance is back: a client on it gets what is sent elsewhere.
   await control(`restart/${VICTIM}`);
