@@ -199,8 +199,8 @@ fn a_message_sent_on_one_instance_reaches_a_subscriber_on_another_in_order() {
     let mut alice = Client::connect(cluster.server(0), "alice");
     join(&mut bob, &channel);
     join(&mut alice, &channel);
-    // Instance 0 skips its third batch: instance 1 reads it from the
-    // database once the gap has waited.
+    // Instance 0 skips its third batch: it is read from the database once
+    // the gap has waited, and re-published.
     let mut sent: Vec<u64> = (0..10)
         .map(|i| send(&mut alice, &channel, &format!("a{i}")))
         .collect();
@@ -214,7 +214,9 @@ fn a_message_sent_on_one_instance_reaches_a_subscriber_on_another_in_order() {
     sent.extend((0..10).map(|i| send(&mut alice, &channel, &format!("c{i}"))));
     assert_eq!(receive(&mut bob, &channel, 10), sent[20..]);
     assert_eq!(sent, (1..=30).collect::<Vec<_>>());
-    assert!(cluster.metric(1, "chat_bus_gap_fills_total") >= 1.0);
+    // Filled by whichever instance noticed the gap first (instance 0's
+    // own applier parks its fourth batch at once).
+    assert!(cluster.metric_total("chat_bus_gap_fills_total") >= 1.0);
     assert!(cluster.metric(1, "chat_bus_polling_fallbacks_total") >= 1.0);
     assert!(
         bob.try_event("message", Duration::from_millis(500))
