@@ -169,7 +169,8 @@ impl Applier {
         while state.orders[p].applied() < to {
             let after = state.orders[p].applied();
             let page = self.settings.page;
-            let Some(rows) = self.with_store(|s| s.committed_after(p as u32, after, page)) else {
+            let Some(rows) = self.with_store(|s| s.partition_messages(p as u32, after, page))
+            else {
                 return;
             };
             let items: Vec<Item> = rows

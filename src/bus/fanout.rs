@@ -21,6 +21,7 @@ use crate::mailbox::Mesh;
 use crate::metrics::BusMetrics;
 use crate::protocol::deflate::Settings;
 use crate::store::Fanout;
+use crate::store::sequencing::partition_of;
 use crate::store::writer::Outcome;
 
 /// What the writer's outcomes carry (chat's requester, the arrival).
@@ -45,8 +46,9 @@ impl Fanout<Reply> for ServerFanout {
 pub(crate) struct BusFanout {
     pub(super) mesh: Arc<Mesh<Mail>>,
     pub(super) compression: Settings,
-    /// The writer's sequencing partition.
-    pub(super) partition: u32,
+    /// SEQUENCER_PARTITIONS: each partition's messages go to its own
+    /// stream (one with Redis today: see `bus::partitions`).
+    pub(super) partitions: u32,
     pub(super) local: Sender<Arc<Batch>>,
     pub(super) publish: Sender<Arc<Batch>>,
     pub(super) metrics: BusMetrics,
@@ -80,14 +82,35 @@ impl Fanout<Reply> for BusFanout {
             }
         }
         self.post_acks(acks);
-        let Some(batch) = Batch::new(self.partition, items) else {
+        if items.is_empty() {
             return;
-        };
+        }
         self.batches += 1;
         if self.skip == Some(self.batches) {
             tracing::warn!(batch = self.batches, "bus: test hook: batch not handed on");
             return;
         }
+        if self.partitions <= 1 {
+            self.hand_on(Batch::new(0, items));
+            return;
+        }
+        // A commit may hold several partitions' messages, each partition's
+        // in its own pos order: one batch (one stream entry) per partition.
+        let mut by_partition: Vec<Vec<Item>> = vec![Vec::new(); self.partitions as usize];
+        for item in items {
+            let p = partition_of(&item.channel, self.partitions) as usize;
+            by_partition[p].push(item);
+        }
+        for (p, items) in by_partition.into_iter().enumerate() {
+            self.hand_on(Batch::new(p as u32, items));
+        }
+    }
+}
+
+impl BusFanout {
+    /// To the publisher and this instance's applier, never waiting.
+    fn hand_on(&self, batch: Option<Batch>) {
+        let Some(batch) = batch else { return };
         let batch = Arc::new(batch);
         if self.publish.try_send(batch.clone()).is_err() {
             self.metrics.publishes_dropped.inc();
@@ -96,9 +119,7 @@ impl Fanout<Reply> for BusFanout {
         // the store.
         let _ = self.local.try_send(batch);
     }
-}
 
-impl BusFanout {
     /// The acks, to the shards of their connections only.
     fn post_acks(&self, acks: Vec<Committed>) {
         if acks.is_empty() {

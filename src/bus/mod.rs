@@ -62,10 +62,11 @@ pub(crate) const KEY_PREFIX: &str = "gatrix:bus:";
 /// release builds ignore it.
 pub(crate) const SKIP_BATCH_ENV: &str = "GATRIX_TEST_BUS_SKIP_BATCH";
 
-/// The sequencing partitions. One until the store runs more; the log
-/// handles any number (one stream each).
-fn partitions(_config: &Config) -> u32 {
-    1
+/// The sequencing partitions: one stream and one order each. With Redis
+/// only one is allowed today (`Config::bus_problems`: the recovery offset
+/// is one `pos`), but nothing here assumes it.
+fn partitions(config: &Config) -> u32 {
+    config.sequencer_partitions.max(1)
 }
 
 /// The bus between [`prepare`] (before the store's writer starts: it is
@@ -98,7 +99,7 @@ pub(crate) fn prepare(
     let fanout = BusFanout {
         mesh: mesh.clone(),
         compression: config.compression(),
-        partition: 0,
+        partitions: partitions(config),
         local: local_tx,
         publish: publish_tx.clone(),
         metrics: metrics.bus(),

@@ -56,7 +56,6 @@ use owner::ChannelOwner;
 use presence::UserOwner;
 
 use crate::auth::Authenticator;
-use crate::ids::IdGen;
 use crate::mailbox::Mailbox;
 use crate::metrics::ShardMetrics;
 use crate::protocol::{CloseReason, DisconnectReason, Event, Handler, Handshake, Link, Refusal};
@@ -112,8 +111,6 @@ pub(super) struct Hub {
     limits: ChatLimits,
     /// This shard's metric handles.
     metrics: ShardMetrics,
-    /// The shard's id generator, shared with REST (`rest::Context`).
-    ids: Rc<IdGen>,
 }
 
 /// Fixed seeds: every shard must map a key to the same owner shard.
@@ -144,7 +141,6 @@ impl Chat {
         sessions: Arc<recovery::Sessions>,
         limits: ChatLimits,
         metrics: ShardMetrics,
-        ids: Rc<IdGen>,
     ) -> Rc<Self> {
         let hub = Rc::new(Hub {
             mail,
@@ -152,7 +148,6 @@ impl Chat {
             store,
             limits,
             metrics,
-            ids,
         });
         Rc::new(Self {
             conns: ConnSide::new(hub.clone(), sessions),

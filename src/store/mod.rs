@@ -25,6 +25,7 @@ pub mod handle;
 pub mod lock;
 pub mod mysql;
 mod open;
+pub mod sequencing;
 pub mod sqlite;
 pub mod writer;
 
@@ -79,8 +80,10 @@ pub struct ChannelRecord {
     pub updated_at: String,
 }
 
-/// A message as stored. `id` is a snowflake (above 2^53: a string in JSON);
-/// `pos` is its commit position on this instance, the recovery offset.
+/// A message as stored. `id` is made by the commit from `pos`, its
+/// sequencing partition and the month of `created_at` (`crate::ids`: below
+/// 2^53); `pos` is its commit position in its partition, the recovery
+/// offset.
 /// What clients see of it is chat's (`chat::json`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessageRecord {
@@ -269,29 +272,23 @@ pub trait Store: Send {
         limit: usize,
     ) -> Result<Vec<MessageRecord>>;
 
-    // ---- by commit position (several instances: the bus's gap fill and
-    // polling read what the log in Redis lacks)
-    /// The last `pos` given out in sequencing `partition` (committed).
-    /// Only the MySQL store runs several instances.
-    fn last_pos(&mut self, partition: u32) -> Result<u64> {
-        let _ = partition;
-        Err(StoreError::Other(
-            "reads by pos need the MySQL store".into(),
-        ))
-    }
-    /// The messages of `partition` committed with `pos > after`, in `pos`
-    /// order, at most `limit` (deleted ones too: every `pos` is there).
-    fn committed_after(
+    // ---- reads by position (the bus's gap fill and polling fallback)
+    /// The last position given out in sequencing partition `partition`
+    /// (MySQL: its `sequencer` row; SQLite, one partition: AUTOINCREMENT's
+    /// counter), 0 when none or no such partition. Every message up to it
+    /// is committed and visible (the counter is raised in the same
+    /// transaction as the rows).
+    fn last_pos(&mut self, partition: u32) -> Result<u64>;
+    /// The committed messages of sequencing partition `partition` with
+    /// `pos > after_pos`, in pos order, at most `limit`. Deleted messages
+    /// are included (`deleted_at` set), so that every stored position is
+    /// seen; positions whose month retention dropped are missing.
+    fn partition_messages(
         &mut self,
         partition: u32,
-        after: u64,
+        after_pos: u64,
         limit: usize,
-    ) -> Result<Vec<MessageRecord>> {
-        let _ = (partition, after, limit);
-        Err(StoreError::Other(
-            "reads by pos need the MySQL store".into(),
-        ))
-    }
+    ) -> Result<Vec<MessageRecord>>;
 
     // ---- channels and members
     fn channel(&mut self, id: &str) -> Result<Option<ChannelRecord>>;

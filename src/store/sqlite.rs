@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{
     Appended, ChannelRecord, ChannelType, MessageRecord, Page, Result, Store, StoreError, append,
@@ -31,6 +31,18 @@ pub fn migrate(data_dir: &Path) -> anyhow::Result<usize> {
     let mut conn = open_connection(&db_path(data_dir))?;
     let report = embedded::migrations::runner().run(&mut conn)?;
     Ok(report.applied_migrations().len())
+}
+
+/// Applies the migrations up to `version` only: a store as an earlier
+/// gatrix-chat left it, for the tests of a later migration.
+#[cfg(test)]
+fn migrate_to(data_dir: &Path, version: i32) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir)?;
+    let mut conn = open_connection(&db_path(data_dir))?;
+    embedded::migrations::runner()
+        .set_target(refinery::Target::Version(version))
+        .run(&mut conn)?;
+    Ok(())
 }
 
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
@@ -133,14 +145,15 @@ fn find_by_client_id(conn: &Connection, user: &str, cmid: &str) -> Result<Option
 }
 
 /// Inserts `messages` (inside the caller's transaction) and fills in their
-/// `pos`.
-fn insert_rows(conn: &Connection, messages: &mut [MessageRecord]) -> Result<()> {
+/// `pos` (AUTOINCREMENT), or with `positioned`, at the `pos` they have.
+fn insert_rows(conn: &Connection, messages: &mut [MessageRecord], positioned: bool) -> Result<()> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO messages (id, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO messages (pos, id, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     for m in messages.iter_mut() {
         stmt.execute(params![
+            positioned.then_some(m.pos as i64),
             m.id as i64,
             m.channel_id,
             m.seq as i64,
@@ -154,6 +167,17 @@ fn insert_rows(conn: &Connection, messages: &mut [MessageRecord]) -> Result<()> 
         m.pos = conn.last_insert_rowid() as u64;
     }
     Ok(())
+}
+
+/// The last position given out: AUTOINCREMENT's counter (the largest
+/// `pos` ever, deleted rows included), 0 on an empty store.
+fn last_pos(conn: &Connection) -> Result<u64> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0)",
+        )?
+        .query_row([], |r| r.get(0))?;
+    Ok(n as u64)
 }
 
 /// Raises each channel's counter to its new last seq (never lowers it).
@@ -182,7 +206,7 @@ impl Store for SqliteStore {
 
     fn insert_messages(&mut self, messages: &mut [MessageRecord]) -> Result<()> {
         let tx = self.conn.transaction()?;
-        insert_rows(&tx, messages)?;
+        insert_rows(&tx, messages, false)?;
         let mut last: HashMap<String, u64> = HashMap::new();
         for m in messages.iter() {
             let seq = last.entry(m.channel_id.clone()).or_insert(0);
@@ -223,7 +247,11 @@ impl Store for SqliteStore {
             last.insert(channel.to_owned(), seq);
         }
         append::assign_seqs(&mut out.rows, &mut last);
-        insert_rows(&tx, &mut out.rows)?;
+        // One sequencing partition (SQLite is single-instance): positions
+        // after AUTOINCREMENT's counter, ids made of them.
+        let mut positions = BTreeMap::from([(0, last_pos(&tx)?)]);
+        append::assign_positions(&mut out.rows, 1, &mut positions, true);
+        insert_rows(&tx, &mut out.rows, true)?;
         keep_last_seqs(&tx, &last)?;
         tx.commit()?;
         // Only once committed: a failed batch gave out nothing.
@@ -319,6 +347,36 @@ impl Store for SqliteStore {
             )?
             .collect::<rusqlite::Result<Vec<_>>>()
         })?)
+    }
+
+    fn last_pos(&mut self, partition: u32) -> Result<u64> {
+        // One sequencing partition: 0.
+        if partition == 0 {
+            last_pos(&self.conn)
+        } else {
+            Ok(0)
+        }
+    }
+
+    fn partition_messages(
+        &mut self,
+        partition: u32,
+        after_pos: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>> {
+        if partition != 0 {
+            return Ok(Vec::new());
+        }
+        let sql =
+            format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE pos > ?1 ORDER BY pos LIMIT ?2");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map(
+                params![i64::try_from(after_pos).unwrap_or(i64::MAX), limit as i64],
+                message_row,
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
     }
 
     fn channel(&mut self, id: &str) -> Result<Option<ChannelRecord>> {
@@ -428,3 +486,6 @@ impl Store for SqliteStore {
         Ok(n > 0)
     }
 }
+
+#[cfg(test)]
+mod tests;
