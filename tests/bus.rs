@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::client::Client;
 use common::cluster::Cluster;
+use common::raw;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -222,4 +223,67 @@ fn a_message_sent_on_one_instance_reaches_a_subscriber_on_another_in_order() {
         bob.try_event("message", Duration::from_millis(500))
             .is_none()
     );
+}
+
+/// Connects `sub` without a recovery claim and joins `channel`: the
+/// socket and its session's pid.
+fn session(server: &common::TestServer, sub: &str, channel: &str) -> (raw::Ws, String) {
+    let (mut ws, _) = raw::open(server);
+    let reply = raw::sio_connect_with(&mut ws, &json!({ "token": server.token(sub) }));
+    let pid = reply["pid"].as_str().expect("pid").to_owned();
+    raw::join_ack(&mut ws, 100, channel);
+    (ws, pid)
+}
+
+#[test]
+#[ignore = "needs MariaDB and redis-server: run scripts/test"]
+fn a_session_made_before_the_first_batch_starts_at_the_databases_last_pos() {
+    let mut cluster = Cluster::start(1, &[]);
+    cluster.wait_all_ready();
+    let channel = cluster
+        .server(0)
+        .create_channel("alice", "restart", "public", &[]);
+    {
+        let mut alice = Client::connect(cluster.server(0), "alice");
+        join(&mut alice, &channel);
+        for i in 0..3 {
+            send(&mut alice, &channel, &format!("before{i}"));
+        }
+    }
+    // A new process: nothing applied yet, the database holds 3 messages.
+    cluster.restart(0);
+    cluster.wait_all_ready();
+    let server = cluster.server(0);
+    let (mut carol, _) = session(server, "carol", &channel);
+    let (bob, pid) = session(server, "bob", &channel);
+    // Dropped without a 41: the session is kept; carol sees bob leave.
+    drop(bob);
+    loop {
+        if let Some((name, data)) = raw::as_event(&raw::recv_text(&mut carol))
+            && name == "user_left"
+            && data["userId"] == "bob"
+        {
+            break;
+        }
+    }
+    let mut alice = Client::connect(server, "alice");
+    join(&mut alice, &channel);
+    assert_eq!(send(&mut alice, &channel, "after"), 4);
+    // Bob never got a message: his claim has no offset, so the replay
+    // starts where his session started, after the 3 older messages.
+    let (mut ws, _) = raw::open(server);
+    let reply = raw::sio_connect_with(
+        &mut ws,
+        &json!({ "token": server.token("bob"), "pid": pid }),
+    );
+    assert_eq!(reply["pid"], pid.as_str(), "recovered: {reply}");
+    let first = loop {
+        if let Some((name, args)) = raw::as_event_args(&raw::recv_text(&mut ws))
+            && name == "message"
+        {
+            break args;
+        }
+    };
+    assert_eq!(first[0]["content"], "after", "{first:?}");
+    assert_eq!(first[0]["seq"], 4);
 }

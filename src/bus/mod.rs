@@ -33,7 +33,7 @@ mod script;
 mod testing;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -150,6 +150,13 @@ impl Pending {
             .collect::<Result<_, _>>()
             .context("reading the last commit position")?;
         let applied: Arc<[AtomicU64]> = applied.into();
+        // Read by each shard as it starts (`ConnSide::new`): where a new
+        // recovery session starts before the first batch is applied.
+        let start = applied.first().map_or(0, |a| a.load(Ordering::Relaxed));
+        metrics
+            .bus()
+            .applied_pos
+            .set(i64::try_from(start).unwrap_or(i64::MAX));
         let stop = Arc::new(AtomicBool::new(false));
         let timeout = Duration::from_millis(config.bus_redis_timeout_ms);
         let bus = metrics.bus();
@@ -221,7 +228,7 @@ impl BusGuard {
     /// publisher): the reader and the applier see the flag within a poll
     /// interval, the publisher ends once both senders are gone.
     pub(crate) fn stop(self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
             let _ = t.join();
         }
