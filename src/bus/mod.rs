@@ -171,6 +171,7 @@ impl Pending {
             },
             zstd_threshold: config.bus_zstd_threshold,
             timeout,
+            gap_wait: Duration::from_millis(config.bus_gap_wait_ms),
             metrics: bus.clone(),
         };
         let reader = Reader {

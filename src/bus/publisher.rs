@@ -6,6 +6,7 @@
 //! reconnect attempt), a batch is dropped and counted, and the readers
 //! fill the gap from the store. Nothing here delays an ack.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,9 @@ pub(crate) struct Publisher {
     pub limits: Limits,
     pub zstd_threshold: usize,
     pub timeout: Duration,
+    /// How long this publisher's batches may stay parked behind a gap
+    /// before the next one is forced past it.
+    pub gap_wait: Duration,
     pub metrics: BusMetrics,
 }
 
@@ -31,6 +35,8 @@ impl Publisher {
     pub(crate) fn run(self) {
         let mut conn: Option<redis::Connection> = None;
         let mut backoff = Backoff::new();
+        // Per partition: since when this publisher's batches are parked.
+        let mut stalled: HashMap<u32, Instant> = HashMap::new();
         for batch in self.batches.iter() {
             let now = Instant::now();
             if conn.is_none() && backoff.ready(now) {
@@ -57,11 +63,29 @@ impl Publisher {
                     continue;
                 }
             };
-            match script::append(c, batch.partition, batch.span(), &payload, self.limits) {
+            // Parked for the gap wait and still parked: the stream lost
+            // entries nobody re-publishes (every reader had them).
+            let p = batch.partition;
+            let force = stalled
+                .get(&p)
+                .is_some_and(|since| since.elapsed() >= self.gap_wait);
+            match script::append(c, p, batch.span(), &payload, self.limits, force) {
+                Ok((Appended::Parked, _)) => {
+                    stalled.entry(p).or_insert_with(Instant::now);
+                    self.metrics.publishes.inc();
+                }
                 Ok((Appended::ParkFull, _)) => {
+                    stalled.entry(p).or_insert_with(Instant::now);
                     self.metrics.publishes_dropped.inc();
                 }
-                Ok(_) => {
+                Ok((Appended::Added | Appended::Repeat, _)) => {
+                    if force {
+                        tracing::warn!(
+                            partition = p,
+                            "bus: the log lost entries; appended past the gap"
+                        );
+                    }
+                    stalled.remove(&p);
                     self.metrics.publishes.inc();
                 }
                 Err(e) => {

@@ -13,7 +13,12 @@
 //!   until its predecessor comes (a gap nobody fills expires; readers find
 //!   the missing `pos` in the store);
 //! - the stream is empty (a new or emptied Redis): appended, whatever its
-//!   `pos`; readers fill what lies before it from the store.
+//!   `pos`; readers fill what lies before it from the store;
+//! - `force` (the publisher's batches have been parked for the gap wait:
+//!   the stream lost entries every reader has already, after a failover or
+//!   a restore, and nobody will re-publish them): appended after the gap,
+//!   the parked batches it passed dropped. Readers that lack the gap read
+//!   it from the store.
 //!
 //! Stream entries may overlap (a gap fill read by `pos` need not end where
 //! a commit ended), never go back and never skip: readers drop what they
@@ -37,6 +42,7 @@ const APPEND: &str = r#"
 local stream, parked = KEYS[1], KEYS[2]
 local first, last, payload = ARGV[1], ARGV[2], ARGV[3]
 local maxlen, ttl, max_parked = ARGV[4], ARGV[5], tonumber(ARGV[6])
+local force = ARGV[7] == '1'
 
 local function stream_last()
   local e = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
@@ -49,7 +55,7 @@ local cur = stream_last()
 if cur and tonumber(last) <= tonumber(cur) then
   return {0, cur}
 end
-if cur and tonumber(first) > tonumber(cur) + 1 then
+if cur and tonumber(first) > tonumber(cur) + 1 and not force then
   if redis.call('HEXISTS', parked, first) == 0 and redis.call('HLEN', parked) >= max_parked then
     return {3, cur}
   end
@@ -64,6 +70,7 @@ while progress do
   progress = false
   for _, f in ipairs(redis.call('HKEYS', parked)) do
     if tonumber(f) <= tonumber(cur) + 1 then
+      -- Released (appended or, covered by what was appended, dropped).
       local v = redis.call('HGET', parked, f)
       redis.call('HDEL', parked, f)
       local sep = string.find(v, ':', 1, true)
@@ -109,12 +116,14 @@ pub(crate) struct Limits {
 
 /// Appends one batch (`first..=last`, its envelope `payload`): one
 /// command. Returns what became of it and the stream's last `pos` after.
+/// `force` appends it after a gap instead of parking it.
 pub(crate) fn append(
     conn: &mut impl redis::ConnectionLike,
     partition: u32,
     (first, last): (u64, u64),
     payload: &[u8],
     limits: Limits,
+    force: bool,
 ) -> redis::RedisResult<(Appended, u64)> {
     let (status, cur): (i64, String) = SCRIPT
         .key(stream_key(partition))
@@ -125,6 +134,7 @@ pub(crate) fn append(
         .arg(limits.stream_max_len)
         .arg(limits.parked_ttl_ms)
         .arg(limits.max_parked)
+        .arg(if force { "1" } else { "0" })
         .invoke(conn)?;
     let what = match status {
         0 => Appended::Repeat,
@@ -172,6 +182,7 @@ mod tests {
             (first, last),
             format!("{first}..{last}").as_bytes(),
             LIMITS,
+            false,
         )
         .unwrap()
     }
@@ -232,6 +243,29 @@ mod tests {
 
     #[test]
     #[ignore = "needs redis-server: run scripts/test"]
+    fn a_forced_batch_goes_past_a_gap_nobody_fills() {
+        let redis = RedisServer::start();
+        let mut c = redis.connection();
+        put(&mut c, 1, 2);
+        assert_eq!(put(&mut c, 5, 5), (Appended::Parked, 2));
+        // The stream lost 3..=4 for good: the next batch is forced.
+        let forced = append(&mut c, 0, (6, 7), b"6..7", LIMITS, true).unwrap();
+        assert_eq!(forced, (Appended::Added, 7));
+        let ids: Vec<u64> = entries(&mut c).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(
+            ids,
+            [2, 7],
+            "5 was passed: readers read 3..=5 from the store"
+        );
+        let parked: usize = redis::cmd("HLEN").arg(parked_key(0)).query(&mut c).unwrap();
+        assert_eq!(parked, 0);
+        // And the stream goes on in order.
+        assert_eq!(put(&mut c, 8, 8), (Appended::Added, 8));
+        assert_eq!(put(&mut c, 4, 5), (Appended::Repeat, 8));
+    }
+
+    #[test]
+    #[ignore = "needs redis-server: run scripts/test"]
     fn parking_is_bounded_and_expires() {
         let redis = RedisServer::start();
         let mut c = redis.connection();
@@ -255,7 +289,7 @@ mod tests {
             ..LIMITS
         };
         for p in base..base + 500 {
-            append(&mut c, 0, (p, p), b"x", limits).unwrap();
+            append(&mut c, 0, (p, p), b"x", limits, false).unwrap();
         }
         let e = entries(&mut c);
         assert_eq!(e.last().unwrap().0, base + 499);
