@@ -101,6 +101,12 @@ impl Reader {
                         for entry in stream.ids {
                             if let Some(pos) = entry_pos(&entry.id) {
                                 cursors[p] = cursors[p].max(pos);
+                                // Applied already (this instance's own
+                                // batches, mostly): not even decoded.
+                                if pos <= self.applied[p].load(Ordering::Relaxed) {
+                                    self.metrics.duplicates_dropped.inc();
+                                    continue;
+                                }
                             }
                             let bytes: Option<Vec<u8>> = entry.get("b");
                             let batch = bytes
