@@ -92,7 +92,17 @@ fn messages_go_through_the_log_in_order() {
     join(&mut bob, &channel);
     join(&mut alice, &channel);
     let sent: Vec<u64> = (0..20)
-        .map(|i| send(&mut alice, &channel, &format!("m{i}")))
+        .map(|i| {
+            let seq = send(&mut alice, &channel, &format!("m{i}"));
+            // A delivering sender gets its own `message` before its ack
+            // (kept while the batch applies at once: docs/protocol.md).
+            let own = alice.try_event_where("message", Duration::ZERO, |m| m["seq"] == seq);
+            assert!(
+                own.is_some(),
+                "the ack of seq {seq} came before its message"
+            );
+            seq
+        })
         .collect();
     assert_eq!(sent, (1..=20).collect::<Vec<_>>());
     assert_eq!(receive(&mut bob, &channel, 20), sent);

@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, select};
 
 use super::batch::{Batch, Item};
+use super::fanout::{Local, post_acks};
 use super::order::{Order, Verdict};
 use super::reader::Event;
-use crate::chat::mail::Mail;
+use crate::chat::mail::{Committed, Mail};
 use crate::mailbox::Mesh;
 use crate::metrics::BusMetrics;
 use crate::protocol::deflate::Settings;
@@ -44,7 +45,7 @@ pub(crate) struct ApplierSettings {
 
 pub(crate) struct Applier {
     pub mesh: Arc<Mesh<Mail>>,
-    pub local: Receiver<Arc<Batch>>,
+    pub local: Receiver<Local>,
     pub events: Receiver<Event>,
     pub publish: Sender<Arc<Batch>>,
     pub open_store: OpenStore,
@@ -92,12 +93,12 @@ impl Applier {
             let timeout = wake.saturating_duration_since(now);
             select! {
                 recv(local) -> b => match b {
-                    Ok(b) => self.offer(&mut state, Arc::unwrap_or_clone(b)),
+                    Ok(l) => self.offer(&mut state, Arc::unwrap_or_clone(l.batch), l.acks),
                     // The writer stopped: only the stop flag is left.
                     Err(_) => local = crossbeam_channel::never(),
                 },
                 recv(events) -> e => match e {
-                    Ok(Event::Batch(b)) => self.offer(&mut state, b),
+                    Ok(Event::Batch(b)) => self.offer(&mut state, b, Vec::new()),
                     Ok(Event::Up) => {
                         state.up = true;
                         self.metrics.polling.set(0);
@@ -186,25 +187,36 @@ impl Applier {
                 // instance knows; the script ignores it otherwise.
                 let _ = self.publish.try_send(Arc::new(batch.clone()));
             }
-            self.offer(state, batch);
+            self.offer(state, batch, Vec::new());
             if state.orders[p].applied() <= after {
                 return; // nothing moved (cannot happen: pos is gapless)
             }
         }
     }
 
-    fn offer(&self, state: &mut State, batch: Batch) {
+    /// Offers a batch; applies what it can. `acks` (this instance's
+    /// commit) follow the batch's messages if it is applied at once, and
+    /// go alone, now, otherwise.
+    fn offer(&self, state: &mut State, batch: Batch, mut acks: Vec<Committed>) {
         let p = batch.partition as usize;
         let Some(order) = state.orders.get_mut(p) else {
+            post_acks(&self.mesh, acks);
             return; // a partition this instance does not run
         };
         let mut out = Vec::new();
-        if order.offer(batch, Instant::now(), &mut out) == Verdict::Duplicate {
+        let verdict = order.offer(batch, Instant::now(), &mut out);
+        if verdict == Verdict::Duplicate {
             self.metrics.duplicates_dropped.inc();
         }
+        if verdict != Verdict::Applied {
+            post_acks(&self.mesh, std::mem::take(&mut acks));
+        }
+        // When applied, the batch is `out`'s first: its acks after it.
         for b in out {
             self.metrics.batches_applied.inc();
-            let committed = Arc::new(b.into_committed());
+            let mut committed = b.into_committed();
+            committed.append(&mut acks);
+            let committed = Arc::new(committed);
             for shard in 0..self.mesh.shards() {
                 self.mesh
                     .post_external(shard, Mail::Committed(committed.clone()));

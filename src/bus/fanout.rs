@@ -2,12 +2,13 @@
 //! [`Fanout`] when Redis is configured.
 //!
 //! Per commit, on the writer thread: the outcomes are encoded once
-//! ([`encode`]: frames and acks), the senders' acks are posted to their
-//! shards at once (never waiting for Redis or another instance), and the
-//! stored messages, one shared [`Batch`], go to this instance's applier
-//! (the fast path) and to the publisher, both over bounded channels that
-//! are never waited on: a full one drops the batch, and the gap fill reads
-//! it from the store.
+//! ([`encode`]: frames and acks), and the stored messages, one shared
+//! [`Batch`], go to this instance's applier (the fast path, with the
+//! senders' acks) and to the publisher, both over bounded channels that are
+//! never waited on: a full one drops the batch, and the gap fill reads it
+//! from the store. An ack never waits for Redis or another instance: the
+//! applier sends it after the batch's messages when it can apply the batch
+//! at once, alone and at once otherwise.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -49,7 +50,7 @@ pub(crate) struct BusFanout {
     /// SEQUENCER_PARTITIONS: each partition's messages go to its own
     /// stream (one with Redis today: see `bus::partitions`).
     pub(super) partitions: u32,
-    pub(super) local: Sender<Arc<Batch>>,
+    pub(super) local: Sender<Local>,
     pub(super) publish: Sender<Arc<Batch>>,
     pub(super) metrics: BusMetrics,
     /// Test only (debug builds): the batch number whose hand-off is left
@@ -81,19 +82,21 @@ impl Fanout<Reply> for BusFanout {
                 });
             }
         }
-        self.post_acks(acks);
         if items.is_empty() {
+            post_acks(&self.mesh, acks);
             return;
         }
         self.batches += 1;
         if self.skip == Some(self.batches) {
             tracing::warn!(batch = self.batches, "bus: test hook: batch not handed on");
+            post_acks(&self.mesh, acks);
             return;
         }
         if self.partitions <= 1 {
-            self.hand_on(Batch::new(0, items));
+            self.hand_on(Batch::new(0, items), acks);
             return;
         }
+        post_acks(&self.mesh, acks);
         // A commit may hold several partitions' messages, each partition's
         // in its own pos order: one batch (one stream entry) per partition.
         let mut by_partition: Vec<Vec<Item>> = vec![Vec::new(); self.partitions as usize];
@@ -102,41 +105,56 @@ impl Fanout<Reply> for BusFanout {
             by_partition[p].push(item);
         }
         for (p, items) in by_partition.into_iter().enumerate() {
-            self.hand_on(Batch::new(p as u32, items));
+            self.hand_on(Batch::new(p as u32, items), Vec::new());
         }
     }
 }
 
 impl BusFanout {
-    /// To the publisher and this instance's applier, never waiting.
-    fn hand_on(&self, batch: Option<Batch>) {
-        let Some(batch) = batch else { return };
+    /// To the publisher and this instance's applier (with the batch's
+    /// acks), never waiting.
+    fn hand_on(&self, batch: Option<Batch>, acks: Vec<Committed>) {
+        let Some(batch) = batch else {
+            post_acks(&self.mesh, acks);
+            return;
+        };
         let batch = Arc::new(batch);
         if self.publish.try_send(batch.clone()).is_err() {
             self.metrics.publishes_dropped.inc();
         }
         // Full: the applier is behind; it reads this batch from the log or
-        // the store.
-        let _ = self.local.try_send(batch);
+        // the store, and the acks go now.
+        if let Err(e) = self.local.try_send(Local { batch, acks }) {
+            post_acks(&self.mesh, e.into_inner().acks);
+        }
     }
+}
 
-    /// The acks, to the shards of their connections only.
-    fn post_acks(&self, acks: Vec<Committed>) {
-        if acks.is_empty() {
-            return;
+/// This instance's commit, for its applier: the batch and its senders'
+/// acks, which follow the batch's messages when the applier can apply it
+/// at once (a delivering sender sees its `message` before its ack, as in
+/// one process) and go alone, at once, when it cannot.
+pub(super) struct Local {
+    pub batch: Arc<Batch>,
+    pub acks: Vec<Committed>,
+}
+
+/// `acks` (answers to connections, no message), to the shards of their
+/// connections only.
+pub(super) fn post_acks(mesh: &Mesh<Mail>, acks: Vec<Committed>) {
+    if acks.is_empty() {
+        return;
+    }
+    let mut shards = vec![false; mesh.shards()];
+    for a in &acks {
+        if let Some((conn, _)) = &a.reply
+            && let Some(s) = shards.get_mut(shard_of_conn(*conn))
+        {
+            *s = true;
         }
-        let mut shards = vec![false; self.mesh.shards()];
-        for a in &acks {
-            if let Some((conn, _)) = &a.reply
-                && let Some(s) = shards.get_mut(shard_of_conn(*conn))
-            {
-                *s = true;
-            }
-        }
-        let acks = Arc::new(acks);
-        for (shard, _) in shards.iter().enumerate().filter(|(_, has)| **has) {
-            self.mesh
-                .post_external(shard, Mail::Committed(acks.clone()));
-        }
+    }
+    let acks = Arc::new(acks);
+    for (shard, _) in shards.iter().enumerate().filter(|(_, has)| **has) {
+        mesh.post_external(shard, Mail::Committed(acks.clone()));
     }
 }

@@ -74,7 +74,7 @@ fn partitions(config: &Config) -> u32 {
 /// migrated, before any shard runs).
 pub(crate) struct Pending {
     client: redis::Client,
-    local: Receiver<Arc<Batch>>,
+    local: Receiver<fanout::Local>,
     publish_tx: crossbeam_channel::Sender<Arc<Batch>>,
     publish_rx: Receiver<Arc<Batch>>,
 }
