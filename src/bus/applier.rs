@@ -65,6 +65,8 @@ struct State {
     behind: Vec<Option<(u64, Instant)>>,
     up: bool,
     next_tick: Instant,
+    /// No gap fill before this (after a failed read of the store).
+    retry_at: Instant,
 }
 
 impl Applier {
@@ -79,6 +81,7 @@ impl Applier {
             behind: vec![None; self.applied.len()],
             up: false,
             next_tick: Instant::now(),
+            retry_at: Instant::now(),
         };
         self.metrics.polling.set(1);
         let (mut local, mut events) = (self.local.clone(), self.events.clone());
@@ -87,7 +90,7 @@ impl Applier {
             let mut wake = state.next_tick.min(now + STOP_CHECK);
             for o in &state.orders {
                 if let Some(d) = o.gap_deadline(self.settings.gap_wait) {
-                    wake = wake.min(d);
+                    wake = wake.min(d.max(state.retry_at));
                 }
             }
             let timeout = wake.saturating_duration_since(now);
@@ -117,8 +120,15 @@ impl Applier {
             }
             let now = Instant::now();
             for p in 0..state.orders.len() {
-                if let Some((_, to)) = state.orders[p].gap(now, self.settings.gap_wait) {
-                    self.fill(&mut state, p, to);
+                if now >= state.retry_at
+                    && let Some((_, to)) = state.orders[p].gap(now, self.settings.gap_wait)
+                {
+                    let filled = self.fill(&mut state, p, to);
+                    // The store unreachable, or the gap still open: again
+                    // in a poll interval, not in a loop.
+                    if !filled || state.orders[p].gap(now, self.settings.gap_wait).is_some() {
+                        state.retry_at = now + self.settings.poll_interval;
+                    }
                 }
             }
             if now >= state.next_tick {
@@ -163,7 +173,9 @@ impl Applier {
 
     /// Reads partition `p`'s messages after what was applied, up to `to`,
     /// from the store, applies them and (Redis up) re-publishes them.
-    fn fill(&mut self, state: &mut State, p: usize, to: u64) {
+    /// False when the store could not be read: retried a poll interval
+    /// later, not in a loop.
+    fn fill(&mut self, state: &mut State, p: usize, to: u64) -> bool {
         if state.up {
             self.metrics.gap_fills.inc();
         }
@@ -172,15 +184,30 @@ impl Applier {
             let page = self.settings.page;
             let Some(rows) = self.with_store(|s| s.partition_messages(p as u32, after, page))
             else {
-                return;
+                return false;
             };
+            let Some(first) = rows.first().map(|m| m.pos) else {
+                return true; // nothing after `after` yet, as this read sees
+            };
+            if first > after + 1 {
+                // Positions the store no longer has (retention dropped
+                // their month): nothing to deliver, nothing to wait for.
+                let gone = first.min(to + 1) - 1;
+                tracing::warn!(
+                    partition = p,
+                    from = after + 1,
+                    to = gone,
+                    "bus: positions gone from the store, skipped"
+                );
+                self.skip_through(state, p, gone);
+            }
             let items: Vec<Item> = rows
                 .iter()
                 .take_while(|m| m.pos <= to)
                 .map(|m| Item::of_record(m, self.settings.compression))
                 .collect();
             let Some(batch) = Batch::new(p as u32, items) else {
-                return; // not committed yet, as far as this read sees
+                return true;
             };
             if state.up {
                 // Only when it was missing from the log, as far as this
@@ -189,9 +216,18 @@ impl Applier {
             }
             self.offer(state, batch, Vec::new());
             if state.orders[p].applied() <= after {
-                return; // nothing moved (cannot happen: pos is gapless)
+                return true; // nothing moved (cannot happen: pos is gapless)
             }
         }
+        true
+    }
+
+    /// Counts the positions up to `to` as applied, and applies what that
+    /// unblocks.
+    fn skip_through(&self, state: &mut State, p: usize, to: u64) {
+        let mut out = Vec::new();
+        state.orders[p].skip_through(to, Instant::now(), &mut out);
+        self.apply(p, out, Vec::new(), state.orders[p].applied());
     }
 
     /// Offers a batch; applies what it can. `acks` (this instance's
@@ -211,7 +247,13 @@ impl Applier {
         if verdict != Verdict::Applied {
             post_acks(&self.mesh, std::mem::take(&mut acks));
         }
-        // When applied, the batch is `out`'s first: its acks after it.
+        let applied = order.applied();
+        self.apply(p, out, acks, applied);
+    }
+
+    /// Posts `out` to every shard, in order (`acks` after the first), now
+    /// that partition `p` is applied up to `applied`.
+    fn apply(&self, p: usize, out: Vec<Batch>, mut acks: Vec<Committed>, applied: u64) {
         for b in out {
             self.metrics.batches_applied.inc();
             let mut committed = b.into_committed();
@@ -222,7 +264,6 @@ impl Applier {
                     .post_external(shard, Mail::Committed(committed.clone()));
             }
         }
-        let applied = order.applied();
         self.applied[p].store(applied, Ordering::Relaxed);
         self.metrics.applied_pos.set(applied as i64);
     }

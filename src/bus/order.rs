@@ -124,6 +124,15 @@ impl<B: Span> Order<B> {
         }
     }
 
+    /// Counts every position up to `to` as applied (the store no longer
+    /// has them), and applies the parked batches that unblocks.
+    pub(crate) fn skip_through(&mut self, to: u64, now: Instant, out: &mut Vec<B>) {
+        if to >= self.next {
+            self.next = to + 1;
+            self.unpark(now, out);
+        }
+    }
+
     /// The gap to fill from the store, once it has been open for `wait`:
     /// the `pos` after [`Order::applied`] up to the one before the first
     /// parked batch.
@@ -243,6 +252,20 @@ mod tests {
             o.gap(Instant::now() + Duration::from_secs(9), Duration::ZERO),
             Some((6, 6))
         );
+    }
+
+    #[test]
+    fn positions_gone_from_the_store_are_skipped() {
+        let mut o = Order::new(0, 8);
+        offer(&mut o, 6, 7);
+        let mut out = Vec::new();
+        o.skip_through(3, Instant::now(), &mut out);
+        assert!(out.is_empty(), "4..=5 still missing");
+        assert_eq!(o.applied(), 3);
+        o.skip_through(5, Instant::now(), &mut out);
+        assert_eq!(out, vec![Run(6, 7)]);
+        o.skip_through(2, Instant::now(), &mut out);
+        assert_eq!(o.applied(), 7, "never backwards");
     }
 
     #[test]
