@@ -58,6 +58,7 @@ impl Config {
     }
 
     pub(super) fn redis_problems(&self, found: &mut Vec<ConfigError>) {
+        self.bus_problems(found);
         if let Some(url) = self.redis_url() {
             let key = if self.redis_url.is_some() {
                 "redis_url"

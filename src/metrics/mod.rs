@@ -12,6 +12,7 @@
 //! a scrape: on the main port through the REST router, or, with
 //! `METRICS_LISTEN`, on a listener of its own (`listen`).
 
+mod bus;
 mod histogram;
 pub(crate) mod listen;
 mod recovery;
@@ -25,6 +26,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+pub use bus::BusMetrics;
 pub use histogram::AtomicHistogram;
 pub use recovery::RecoveryMetrics;
 pub use refusals::{Refusals, Refused};
@@ -119,6 +121,7 @@ pub struct Metrics {
     mailbox_depth: Family<ShardLabel, Gauge>,
     store: StoreMetrics,
     recovery: RecoveryMetrics,
+    bus: BusMetrics,
 }
 
 impl Metrics {
@@ -137,6 +140,7 @@ impl Metrics {
         let mailbox_depth = Family::default();
         let store = StoreMetrics::new();
         let recovery = RecoveryMetrics::default();
+        let bus = BusMetrics::default();
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -223,6 +227,7 @@ impl Metrics {
             build_info,
         );
         recovery.register(r);
+        bus.register(r);
         Arc::new(Self {
             registry,
             connections,
@@ -238,6 +243,7 @@ impl Metrics {
             mailbox_depth,
             store,
             recovery,
+            bus,
         })
     }
 
@@ -278,6 +284,7 @@ impl Metrics {
                     .collect(),
             ),
             mailbox_depth: self.mailbox_depth.get_or_create_owned(&l),
+            bus: self.bus.clone(),
             exposition: None,
         }
     }
@@ -285,6 +292,11 @@ impl Metrics {
     /// The Redis recovery sessions thread's handles.
     pub fn recovery(&self) -> RecoveryMetrics {
         self.recovery.clone()
+    }
+
+    /// The bus's handles (several instances through Redis).
+    pub fn bus(&self) -> BusMetrics {
+        self.bus.clone()
     }
 
     /// The store writer's handles.
@@ -318,6 +330,8 @@ pub struct ShardMetrics {
     /// Refused connections, upgrades and tokens: counted and logged.
     pub refusals: Refusals,
     pub mailbox_depth: Gauge,
+    /// The process's bus state (for `/ready`).
+    pub bus: BusMetrics,
     /// The whole registry, when the main port serves `/metrics` (set with
     /// [`ShardMetrics::serving`]); `None` answers 404 there.
     exposition: Option<Arc<Metrics>>,
@@ -402,6 +416,8 @@ mod tests {
             "chat_store_batch_size_count 0",
             "chat_store_commit_latency_seconds_count 0",
             "chat_store_queue_depth 0",
+            "chat_bus_connected 0",
+            "chat_bus_publishes_dropped_total 0",
             "chat_build_info{version=\"",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
