@@ -8,8 +8,9 @@
 //! with Redis gone, it starts fresh.
 //!
 //! Messages sent while the client is away are sent on A itself, and the
-//! live one after the recovery on B: this tests recovery, which reads
-//! MySQL, not the delivery of one instance's commits on another.
+//! live one after the recovery on B, so the replay (from MySQL) is what
+//! is tested; while A runs, a message sent on A after the recovery then
+//! reaches the client on B through the bus, its offset after the replay's.
 
 mod common;
 
@@ -189,7 +190,9 @@ fn recovered_on_another_instance(end: End) {
     for (i, m) in missed.iter().enumerate() {
         send_all(&mut bob, &channel, 20 + i as u64, &one(m));
     }
-    drop(bob);
+    // Kept on A while it runs: its next message reaches alice on B
+    // through the log.
+    let mut bob_on_a = matches!(end, End::Runs).then_some(bob);
     let mut a = a;
     match end {
         End::Runs => {}
@@ -225,6 +228,12 @@ fn recovered_on_another_instance(end: End) {
     redis.await_session(&pid, "restored on B", |v| {
         v.is_some_and(|v| v.get(8) == Some(&b'=') && String::from_utf8_lossy(v).ends_with(&channel))
     });
+    if let Some(bob) = &mut bob_on_a {
+        send_all(bob, &channel, 60, &one("from A"));
+        let (content, off) = next_message(&mut alice);
+        assert_eq!(content, "from A", "A's next message, on B");
+        assert!(off > last, "offsets not increasing: {off} after {last}");
+    }
 }
 
 #[test]
