@@ -200,8 +200,9 @@ fn u(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
 }
 
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| (*s).to_owned()).collect()
+/// Command-line words (none of the test's arguments has a space).
+fn words(line: &str) -> Vec<String> {
+    line.split_whitespace().map(str::to_owned).collect()
 }
 
 #[test]
@@ -214,35 +215,14 @@ fn fanout_over_two_instances_splits_same_and_cross_instance() {
     // channel i: each message reaches 2 members on its sender's instance
     // and 2 on the other.
     let (out, doc) = bench(
-        &strings(&[
-            "--server",
-            &addr,
-            "--url",
-            &addr,
-            "--svg",
-            svg.to_str().unwrap(),
-            "fanout",
-            "-c",
-            "2",
-            "-m",
-            "4",
-            "-s",
-            "2",
-            "-r",
-            "100",
-            "-d",
-            "1",
-            "--drain",
-            "3",
-            "--server-pid",
-            &pid,
-            "--server-pid",
-            &pid,
-            "--metrics",
-            &metrics,
-            "--metrics",
-            &metrics,
-        ]),
+        &[
+            words(&format!(
+                "--server {addr} --url {addr} fanout -c 2 -m 4 -s 2 -r 100 -d 1 --drain 3 \
+                 --server-pid {pid} --server-pid {pid} --metrics {metrics} --metrics {metrics}"
+            )),
+            vec!["--svg".into(), svg.to_string_lossy().into_owned()],
+        ]
+        .concat(),
         s.dir.path(),
     );
     let text = String::from_utf8_lossy(&out.stdout);
@@ -300,19 +280,9 @@ fn ingest_spreads_connections_and_reads_the_writer() {
     let s = Server::start();
     let (addr, metrics) = (s.addr(), s.metrics_url());
     let (out, doc) = bench(
-        &strings(&[
-            "--server",
-            &format!("{addr},{addr}"),
-            "ingest",
-            "-n",
-            "4",
-            "-w",
-            "4",
-            "-d",
-            "1",
-            "--metrics",
-            &metrics,
-        ]),
+        &words(&format!(
+            "--server {addr},{addr} ingest -n 4 -w 4 -d 1 --metrics {metrics}"
+        )),
         s.dir.path(),
     );
     let text = String::from_utf8_lossy(&out.stdout);
@@ -357,31 +327,22 @@ fn redis_commands_and_bytes_over_the_run() {
     };
     let redis_addr = format!("127.0.0.1:{}", r.port);
     let (_, doc) = bench(
-        &strings(&[
-            "--server",
-            &s.addr(),
-            "fanout",
-            "-c",
-            "1",
-            "-m",
-            "2",
-            "-s",
-            "1",
-            "-r",
-            "50",
-            "-d",
-            "1",
-            "--drain",
-            "1",
-            "--redis",
-            &redis_addr,
-        ]),
+        &words(&format!(
+            "--server {} fanout -c 1 -m 2 -s 1 -r 50 -d 1 --drain 1 --redis {redis_addr}",
+            s.addr()
+        )),
         s.dir.path(),
     );
     stop.store(true, Relaxed);
     load.join().expect("load thread");
     // One instance: no split.
     assert!(doc.get("instances").is_none() && doc.get("latency_cross_instance").is_none());
+    // No --server-pid: the CPU fields are there, null.
+    assert!(doc["server_cpu_s"].is_null() && doc["server_cpu_us_per_delivery"].is_null());
+    assert!(
+        doc.as_object().unwrap().contains_key("server_cpu_s"),
+        "{doc}"
+    );
     let red = &doc["redis"];
     let acked = u(&doc["acked"]);
     assert!(acked > 0, "{doc}");

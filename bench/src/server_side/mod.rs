@@ -158,15 +158,19 @@ impl Finished {
     }
 
     fn cpu(&self, r: &mut Report, messages: u64, deliveries: Option<u64>) {
-        if self.pids.is_empty() {
-            return;
-        }
-        let per_pid = &self.cpu;
-        let total: Option<f64> = per_pid.iter().copied().sum();
         let (unit, n) = match deliveries {
             Some(d) => ("delivery", d),
             None => ("message", messages),
         };
+        if self.pids.is_empty() {
+            // The fields stay in the JSON (null), as before several pids.
+            r.json.insert("server_cpu_s".into(), Value::Null);
+            r.json
+                .insert(format!("server_cpu_us_per_{unit}"), Value::Null);
+            return;
+        }
+        let per_pid = &self.cpu;
+        let total: Option<f64> = per_pid.iter().copied().sum();
         let per = total.filter(|_| n > 0).map(|s| s * 1e6 / n as f64);
         let by_pid: Map<String, Value> = self
             .pids
