@@ -326,10 +326,13 @@ fn redis_commands_and_bytes_over_the_run() {
         })
     };
     let redis_addr = format!("127.0.0.1:{}", r.port);
+    let metrics = s.metrics_url();
     let (_, doc) = bench(
         &words(&format!(
-            "--server {} fanout -c 1 -m 2 -s 1 -r 50 -d 1 --drain 1 --redis {redis_addr}",
-            s.addr()
+            "--server {} fanout -c 1 -m 2 -s 1 -r 50 -d 1 --drain 1 --redis {redis_addr} \
+             --metrics {metrics} --metrics {}",
+            s.addr(),
+            metrics.trim_start_matches("http://"),
         )),
         s.dir.path(),
     );
@@ -359,4 +362,11 @@ fn redis_commands_and_bytes_over_the_run() {
         u(&red["net_input_bytes"]) > 0 && u(&red["net_output_bytes"]) > 0,
         "{red}"
     );
+    // Per writer commit: one instance's commits, its URL given twice
+    // (with and without http://) counted once.
+    let commits = u(&doc["server_metrics"][0]["writer"][0]["commits"]);
+    assert!(commits > 0, "{doc}");
+    assert_eq!(u(&red["writer_commits"]), commits, "{doc}");
+    let per_commit = red["commands_per_commit"].as_f64().unwrap();
+    assert!((per_commit - u(&red["commands"]) as f64 / commits as f64).abs() < 1e-9);
 }

@@ -143,7 +143,7 @@ impl Finished {
         }
         match &self.redis {
             Some(Ok(after)) => {
-                let cost = after.cost(messages);
+                let cost = after.cost(messages, self.commits());
                 r.lines.extend(cost.lines());
                 r.json.insert("redis".into(), cost.json());
             }
@@ -155,6 +155,21 @@ impl Finished {
             None => {}
         }
         r
+    }
+
+    /// Writer commits over the run summed over the instances (an address
+    /// listed twice counted once); None without --metrics or when one could
+    /// not be read.
+    fn commits(&self) -> Option<u64> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut total = 0;
+        for (url, windows) in &self.metrics {
+            let windows = windows.as_ref().ok()?;
+            if seen.insert(url.trim_start_matches("http://")) {
+                total += windows.iter().map(|w| w.commits).sum::<u64>();
+            }
+        }
+        (!seen.is_empty()).then_some(total)
     }
 
     fn cpu(&self, r: &mut Report, messages: u64, deliveries: Option<u64>) {

@@ -129,12 +129,14 @@ pub struct After {
 }
 
 impl After {
-    /// The deltas per 1,000 `messages`.
-    pub fn cost(&self, messages: u64) -> RedisCost {
+    /// The deltas per 1,000 `messages`, and per writer commit when the
+    /// instances' `commits` are known.
+    pub fn cost(&self, messages: u64, commits: Option<u64>) -> RedisCost {
         RedisCost {
             addr: self.addr.clone(),
             delta: self.delta.clone(),
             messages,
+            commits,
         }
     }
 }
@@ -143,11 +145,17 @@ pub struct RedisCost {
     addr: String,
     delta: Snap,
     messages: u64,
+    /// Writer commits of every instance over the run (from --metrics).
+    commits: Option<u64>,
 }
 
 impl RedisCost {
     fn per_1k(&self, n: u64) -> Option<f64> {
         (self.messages > 0).then(|| n as f64 * 1000.0 / self.messages as f64)
+    }
+
+    fn per_commit(&self, n: u64) -> Option<f64> {
+        self.commits.filter(|&c| c > 0).map(|c| n as f64 / c as f64)
     }
 
     /// Commands by calls, most first.
@@ -165,7 +173,8 @@ impl RedisCost {
             .map(|(k, v)| {
                 (
                     k.clone(),
-                    json!({"calls": v, "per_1k_messages": self.per_1k(v)}),
+                    json!({"calls": v, "per_1k_messages": self.per_1k(v),
+                        "per_commit": self.per_commit(v)}),
                 )
             })
             .collect();
@@ -175,6 +184,7 @@ impl RedisCost {
             "net_input_bytes": d.net_in, "net_input_bytes_per_1k_messages": self.per_1k(d.net_in),
             "net_output_bytes": d.net_out, "net_output_bytes_per_1k_messages": self.per_1k(d.net_out),
             "bytes_per_1k_messages": self.per_1k(d.net_in + d.net_out),
+            "writer_commits": self.commits, "commands_per_commit": self.per_commit(d.commands),
             "commandstats": calls,
         })
     }
@@ -247,8 +257,11 @@ mod tests {
             addr: "r:1".into(),
             delta: d,
             messages: 200,
+            commits: Some(50),
         };
         let j = cost.json();
+        assert_eq!(j["commandstats"]["xadd"]["per_commit"], 2.0);
+        assert_eq!(j["commands_per_commit"], 102.0 / 50.0);
         assert_eq!(j["commands_per_1k_messages"], 510.0);
         assert_eq!(j["commandstats"]["xadd"]["per_1k_messages"], 500.0);
         assert_eq!(j["bytes_per_1k_messages"], (3940.0 + 72000.0) * 5.0);
