@@ -32,6 +32,7 @@ mod keys;
 mod load;
 mod ops;
 mod original;
+mod redis;
 mod validate;
 
 pub use database::{Backend, mask_url_password};
@@ -270,6 +271,27 @@ pub struct Config {
     /// current month (MySQL), so new messages never land in the catch-all
     /// partition, whose rows would have to be moved later.
     pub db_partition_months_ahead: u32,
+    /// Redis, which lets several gatrix-chat processes on one MySQL database
+    /// act as one server (docs/architecture.md "Several instances"):
+    /// `redis://[:password@]host:port/db`. Unset, together with
+    /// `redis_host`: one process, no Redis. Wins over the `redis_*` keys.
+    /// Needs the MySQL store: SQLite is one process by design. A secret:
+    /// `config print` masks its password.
+    pub redis_url: Option<String>,
+    /// The original server's way to name Redis (`REDIS_HOST`): host name
+    /// or IP. Used when `redis_url` is not set.
+    pub redis_host: Option<String>,
+    /// TCP port of `redis_host`.
+    pub redis_port: u16,
+    /// Password of `redis_host` (Redis `AUTH`); masked by `config print`.
+    pub redis_password: Option<String>,
+    /// Logical database of `redis_host` (`SELECT`).
+    pub redis_db: u32,
+    /// This instance's name among those sharing one database and one
+    /// Redis: unique per running process (a second process with the same
+    /// id is refused), stable across its restarts if possible. Unset: the
+    /// host name and the process id.
+    pub server_id: Option<String>,
     /// Serve Prometheus metrics on `GET /metrics` (docs/metrics.md).
     /// Counting goes on either way; this only hides the exposition.
     pub metrics_enabled: bool,

@@ -46,7 +46,7 @@ fn start(env: &[(String, String)], ready: bool) -> TestServer {
 
 fn assert_ignored_settings_named(log: &str) {
     for line in [
-        "REDIS_HOST, REDIS_PORT, REDIS_DB, REDIS_CLUSTER_NODES are ignored (Node.js server setting)",
+        "REDIS_CLUSTER_NODES is ignored (Node.js server setting)",
         "CLUSTER_ENABLED, STICKY_SESSION, CHANNEL_SHARDING, MAX_CHANNELS_PER_SHARD are ignored",
         "GATRIX_API_URL, GATRIX_API_SECRET, GATRIX_CONNECTION_TIMEOUT, BACKEND_SERVICE_TOKEN are ignored",
         "UPLOAD_MAX_SIZE, UPLOAD_ALLOWED_TYPES, UPLOAD_PATH are ignored",
@@ -92,6 +92,7 @@ fn the_original_env_example_without_its_database_starts_on_sqlite_and_says_so() 
     let metrics = free_port();
     let env = with(&[
         ("DB_HOST", None),
+        ("REDIS_HOST", None),
         ("METRICS_PORT", Some(&metrics.to_string())),
     ]);
     let server = start(&env, true);
@@ -134,7 +135,11 @@ fn the_original_env_example_without_its_database_starts_on_sqlite_and_says_so() 
 
 #[test]
 fn the_original_env_example_in_production_refuses_its_placeholder_secret() {
-    let env = with(&[("NODE_ENV", Some("production")), ("DB_HOST", None)]);
+    let env = with(&[
+        ("NODE_ENV", Some("production")),
+        ("DB_HOST", None),
+        ("REDIS_HOST", None),
+    ]);
     let mut server = start(&env, false);
     let status = server.wait_exit();
     let log = server.log();
@@ -149,6 +154,26 @@ fn the_original_env_example_in_production_refuses_its_placeholder_secret() {
     assert!(
         !log.contains("your-super-secret"),
         "the secret is not echoed: {log}"
+    );
+}
+
+#[test]
+fn the_original_env_example_without_its_database_but_with_redis_refuses_sqlite() {
+    // REDIS_HOST names the Redis several instances would share; they must
+    // share a MySQL database too, which SQLite is not.
+    let env = with(&[("DB_HOST", None)]);
+    let mut server = start(&env, false);
+    let status = server.wait_exit();
+    let log = server.log();
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(
+        log.contains("REDIS_HOST (redis_host) is set but the store is SQLite"),
+        "{log}"
+    );
+    assert!(log.contains("set DATABASE_URL (or DB_HOST)"), "{log}");
+    assert!(
+        !server.db_path().exists(),
+        "no SQLite store made on the side"
     );
 }
 

@@ -260,14 +260,14 @@ fn config_check_warns_about_each_ignored_original_setting() {
     Jail::expect_with(|jail| {
         jail.clear_env();
         jail.set_env("JWT_SECRET", "a-configured-secret-0123456789abcdef");
-        jail.set_env("REDIS_HOST", "localhost");
+        jail.set_env("REDIS_CLUSTER_ENABLED", "true");
         jail.set_env("CLUSTER_ENABLED", "true");
         jail.set_env("CHAT_PORT", "5200");
         jail.set_env("WS_PING_INTERVAL", "30000");
         let (code, out, err) = run_config(&cli(&[]), ConfigCommand::Check);
         assert_eq!(code, EXIT_OK, "{err}");
         assert!(
-            err.contains("warning: REDIS_HOST is ignored (Node.js server setting): "),
+            err.contains("warning: REDIS_CLUSTER_ENABLED is ignored (Node.js server setting): "),
             "{err}"
         );
         assert!(err.contains("warning: CLUSTER_ENABLED is ignored"), "{err}");

@@ -145,16 +145,21 @@ impl Config {
     }
 
     /// A copy safe to log or print: the JWT secret and the database
-    /// password, when set, are replaced by [`MASK`] (in DATABASE_URL, only
-    /// the password part).
+    /// and Redis passwords, when set, are replaced by [`MASK`] (in
+    /// DATABASE_URL and REDIS_URL, only the password part).
     pub fn masked(&self) -> Config {
         let mut copy = self.clone();
-        for secret in [&mut copy.jwt_secret, &mut copy.db_password] {
+        for secret in [
+            &mut copy.jwt_secret,
+            &mut copy.db_password,
+            &mut copy.redis_password,
+        ] {
             if secret.is_some() {
                 *secret = Some(MASK.to_owned());
             }
         }
         copy.database_url = copy.database_url.as_deref().map(mask_url_password);
+        copy.redis_url = copy.redis_url.as_deref().map(mask_url_password);
         copy
     }
 

@@ -58,9 +58,8 @@ const ALIASES: &[Alias] = &[
 /// The original's names with no counterpart here, grouped by why.
 #[rustfmt::skip]
 const IGNORED: &[(&[&str], &str)] = &[
-    (&["REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB", "REDIS_CLUSTER_ENABLED", "REDIS_CLUSTER_NODES"],
-     "gatrix-chat is one process without Redis (its shards share state in memory); several \
-      processes on one store are not supported yet"),
+    (&["REDIS_CLUSTER_ENABLED", "REDIS_CLUSTER_NODES"],
+     "Redis Cluster is not supported yet: name one Redis with REDIS_URL or REDIS_HOST"),
     (&["CLUSTER_ENABLED", "STICKY_SESSION", "CHANNEL_SHARDING", "MAX_CHANNELS_PER_SHARD"],
      "one process always runs one shard per core (CLUSTER_WORKERS) and places channels itself"),
     (&["GATRIX_API_URL", "GATRIX_API_SECRET", "GATRIX_CONNECTION_TIMEOUT", "BACKEND_SERVICE_TOKEN", "JWT_SERVER_SECRET"],

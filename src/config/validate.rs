@@ -151,6 +151,7 @@ impl Config {
         }
         self.production_problems(&mut found);
         self.database_problems(&mut found);
+        self.redis_problems(&mut found);
         self.ops_problems(&mut found);
         self.cpu_problems(&mut found);
         found
@@ -198,6 +199,7 @@ impl Config {
             ));
         }
         self.database_warnings(&mut warnings);
+        self.redis_warnings(&mut warnings);
         warnings
     }
 }

@@ -129,8 +129,8 @@ fn chat_db_names_without_a_host_are_refused_not_ignored() {
 fn ignored_names_are_each_named_with_why() {
     let w = warnings_for(&vars(&[
         ("REDIS_HOST", "localhost"),
-        ("REDIS_PASSWORD", ""),
-        ("REDIS_CLUSTER_ENABLED", "false"),
+        ("REDIS_CLUSTER_ENABLED", "true"),
+        ("REDIS_CLUSTER_NODES", ""),
         ("CLUSTER_ENABLED", "true"),
         ("GATRIX_API_URL", "http://localhost:3000"),
         ("BROADCAST_BATCH_DELAY", "10"),
@@ -138,11 +138,11 @@ fn ignored_names_are_each_named_with_why() {
     ]));
     assert_eq!(w.len(), 4, "{w:#?}");
     assert!(
-        w[0].starts_with("REDIS_HOST is ignored (Node.js server setting): "),
+        w[0].starts_with("REDIS_CLUSTER_ENABLED is ignored (Node.js server setting): "),
         "{}",
         w[0]
     );
-    assert!(w[0].contains("without Redis"));
+    assert!(w[0].contains("REDIS_URL or REDIS_HOST"));
     assert!(w[1].starts_with("CLUSTER_ENABLED is ignored"), "{}", w[1]);
     assert!(w[2].starts_with("GATRIX_API_URL is ignored"), "{}", w[2]);
     assert!(
