@@ -233,8 +233,11 @@ pub trait Store: Send {
         }
         Ok(found)
     }
-    /// Inserts all of `messages` (their seqs given) in one transaction and
-    /// fills in their `pos`; on error nothing is inserted.
+    /// Inserts all of `messages` (their ids and seqs given: imports and
+    /// tests) in one transaction and fills in their `pos`; on error nothing
+    /// is inserted. A given id is the caller's to keep apart from the ids
+    /// commits make (`crate::ids`): one equal to an id a later commit
+    /// makes fails that commit.
     fn insert_messages(&mut self, messages: &mut [MessageRecord]) -> Result<()>;
     /// The writer's commit: in one transaction, leaves out the messages
     /// whose (user, clientMessageId) is stored or earlier in the batch,
