@@ -249,10 +249,10 @@ fn redis_harness_counts_stops_restarts_and_pauses() {
 #[ignore = "needs MariaDB and redis-server: run scripts/test"]
 fn three_instances_start_on_one_database_and_one_redis() {
     let mut cluster = Cluster::start(3, ENV);
-    cluster.wait_all_ready();
     let pids: Vec<u32> = (0..3).map(|i| cluster.server(i).pid()).collect();
     assert!(pids[0] != pids[1] && pids[1] != pids[2] && pids[0] != pids[2]);
     for i in 0..3 {
+        assert_eq!(cluster.ready(i).0, 200, "/ready of instance {i}");
         assert!(cluster.metrics(i).contains("chat_connections_active"));
     }
     let port = cluster.server(1).port();
@@ -263,7 +263,8 @@ fn three_instances_start_on_one_database_and_one_redis() {
     );
     assert_eq!(cluster.ready(0).0, 200, "instance 0 after instance 1 died");
     cluster.restart(1);
-    cluster.wait_all_ready();
+    assert_eq!(cluster.ready(1).0, 200, "/ready of the restarted instance");
+    assert_ne!(cluster.server(1).pid(), pids[1]);
 }
 
 // ---- the scenarios ----------------------------------------------------------

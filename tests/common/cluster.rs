@@ -24,7 +24,8 @@ use super::{TestServer, http_get, unix_nanos};
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Cluster {
-    /// The instances, by index; `None` while one is killed.
+    /// The instances, by index (a killed one keeps its place, its dir and
+    /// port, for [`Cluster::restart`]).
     servers: Vec<TestServer>,
     /// `running[i]` is false between [`Cluster::kill9`] and
     /// [`Cluster::restart`].
@@ -39,9 +40,20 @@ impl Cluster {
     /// Starts a Redis and `n` instances on a fresh database, one after the
     /// other (the first migrates the database), each with `env` on top of
     /// the cluster's own settings (`DATABASE_URL`, `REDIS_URL`,
-    /// `SERVER_ID=gatrix-test-<i>`, the shared `JWT_SECRET`). Panics with
-    /// the MariaDB or Redis reason when either is missing.
+    /// `SERVER_ID=gatrix-test-<i>`, the shared `JWT_SECRET`), and waits
+    /// until every one answers `/ready` with 200. Panics with the MariaDB
+    /// or Redis reason when either is missing.
     pub fn start(n: usize, env: &[(&str, &str)]) -> Cluster {
+        Self::start_each(n, env, |_| Vec::new())
+    }
+
+    /// [`Cluster::start`], with settings of instance `i`'s own from
+    /// `each(i)` on top of `env` (e.g. a test hook on one instance only).
+    pub fn start_each(
+        n: usize,
+        env: &[(&str, &str)],
+        each: impl Fn(usize) -> Vec<(String, String)>,
+    ) -> Cluster {
         let db_url = mysql_db();
         let redis = Redis::start();
         let secret = format!("cluster-secret-{}-{}", std::process::id(), unix_nanos());
@@ -62,10 +74,13 @@ impl Cluster {
                 ("JWT_SECRET", &cluster.secret),
             ];
             all.extend_from_slice(env);
+            let own = each(i);
+            all.extend(own.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             let server = TestServer::start_with(&all);
             cluster.servers.push(server);
             cluster.running.push(true);
         }
+        cluster.wait_all_ready();
         cluster
     }
 
@@ -112,10 +127,12 @@ impl Cluster {
     }
 
     /// Starts instance `i` again (same port, `SERVER_ID` and settings) and
-    /// waits for `/health`; kills it first if it is running.
+    /// waits until every running instance is ready; kills it first if it
+    /// is running.
     pub fn restart(&mut self, i: usize) {
         self.servers[i].restart();
         self.running[i] = true;
+        self.wait_all_ready();
     }
 
     /// `GET /ready` of instance `i`: (status, body).
