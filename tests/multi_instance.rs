@@ -51,7 +51,7 @@ fn run_scenarios(instances: usize, files: &[&str], timeout: Duration) -> Arc<Mut
         js.display()
     );
     let cluster = Arc::new(Mutex::new(Cluster::start(instances, ENV)));
-    let control = Control::serve(Arc::clone(&cluster));
+    let control = Control::serve(&cluster);
     let acked_dir = tempfile::tempdir().expect("temp dir");
     let acked_file = acked_dir.path().join("acked.jsonl");
     let (urls, secret) = {

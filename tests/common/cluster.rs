@@ -11,7 +11,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -214,33 +215,58 @@ impl Cluster {
 /// program asks the test for faults: `GET /<request>` runs
 /// [`Cluster::control`] and answers 200 with its result once done, 400
 /// for an unknown request, 500 (with the panic's message) when it failed.
-/// One request at a time; the thread ends when the test ends.
+/// One request at a time. It holds the cluster weakly, so that the
+/// cluster is still stopped when the test drops it, and its thread ends
+/// when the `Control` is dropped.
 pub struct Control {
     url: String,
-    _thread: JoinHandle<()>,
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Control {
-    pub fn serve(cluster: Arc<Mutex<Cluster>>) -> Control {
+    pub fn serve(cluster: &Arc<Mutex<Cluster>>) -> Control {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the control port");
-        let url = format!(
-            "http://127.0.0.1:{}",
-            listener.local_addr().expect("control address").port()
-        );
-        let thread = std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                handle(stream, &cluster);
-            }
-        });
+        let port = listener.local_addr().expect("control address").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let cluster: Weak<Mutex<Cluster>> = Arc::downgrade(cluster);
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let (Ok(stream), Some(cluster)) = (stream, cluster.upgrade()) else {
+                        continue;
+                    };
+                    handle(stream, &cluster);
+                }
+            })
+        };
         Control {
-            url,
-            _thread: thread,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            stop,
+            thread: Some(thread),
         }
     }
 
     /// `http://127.0.0.1:<port>`, given to the client as `GATRIX_CONTROL_URL`.
     pub fn url(&self) -> &str {
         &self.url
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        // Wakes the accept loop, which then sees `stop`.
+        let _ = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
