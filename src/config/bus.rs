@@ -9,7 +9,7 @@ impl Config {
         #[rustfmt::skip]
         let nonzero: [(&'static str, u64, &str); 6] = [
             ("bus_poll_interval_ms", self.bus_poll_interval_ms, "milliseconds such as 500"),
-            ("bus_stream_max_len", self.bus_stream_max_len as u64, "batches such as 100000"),
+            ("bus_stream_max_len", self.bus_stream_max_len as u64, "batches such as 10000"),
             ("bus_queue_batches", self.bus_queue_batches as u64, "batches such as 1024"),
             ("bus_max_parked", self.bus_max_parked as u64, "batches such as 1024"),
             ("bus_parked_ttl_ms", self.bus_parked_ttl_ms, "milliseconds such as 60000"),

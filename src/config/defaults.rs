@@ -76,7 +76,7 @@ impl Default for Config {
             server_id: None,
             bus_gap_wait_ms: 200,
             bus_poll_interval_ms: 500,
-            bus_stream_max_len: 100_000,
+            bus_stream_max_len: 10_000,
             bus_zstd_threshold: 4096,
             bus_queue_batches: 1024,
             bus_max_parked: 1024,

@@ -11,7 +11,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,8 @@ use super::{TestServer, http_get, unix_nanos};
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Cluster {
-    /// The instances, by index; `None` while one is killed.
+    /// The instances, by index (a killed one keeps its place, its dir and
+    /// port, for [`Cluster::restart`]).
     servers: Vec<TestServer>,
     /// `running[i]` is false between [`Cluster::kill9`] and
     /// [`Cluster::restart`].
@@ -39,9 +41,20 @@ impl Cluster {
     /// Starts a Redis and `n` instances on a fresh database, one after the
     /// other (the first migrates the database), each with `env` on top of
     /// the cluster's own settings (`DATABASE_URL`, `REDIS_URL`,
-    /// `SERVER_ID=gatrix-test-<i>`, the shared `JWT_SECRET`). Panics with
-    /// the MariaDB or Redis reason when either is missing.
+    /// `SERVER_ID=gatrix-test-<i>`, the shared `JWT_SECRET`), and waits
+    /// until every one answers `/ready` with 200. Panics with the MariaDB
+    /// or Redis reason when either is missing.
     pub fn start(n: usize, env: &[(&str, &str)]) -> Cluster {
+        Self::start_each(n, env, |_| Vec::new())
+    }
+
+    /// [`Cluster::start`], with settings of instance `i`'s own from
+    /// `each(i)` on top of `env` (e.g. a test hook on one instance only).
+    pub fn start_each(
+        n: usize,
+        env: &[(&str, &str)],
+        each: impl Fn(usize) -> Vec<(String, String)>,
+    ) -> Cluster {
         let db_url = mysql_db();
         let redis = Redis::start();
         let secret = format!("cluster-secret-{}-{}", std::process::id(), unix_nanos());
@@ -62,10 +75,13 @@ impl Cluster {
                 ("JWT_SECRET", &cluster.secret),
             ];
             all.extend_from_slice(env);
+            let own = each(i);
+            all.extend(own.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             let server = TestServer::start_with(&all);
             cluster.servers.push(server);
             cluster.running.push(true);
         }
+        cluster.wait_all_ready();
         cluster
     }
 
@@ -112,10 +128,12 @@ impl Cluster {
     }
 
     /// Starts instance `i` again (same port, `SERVER_ID` and settings) and
-    /// waits for `/health`; kills it first if it is running.
+    /// waits until every running instance is ready; kills it first if it
+    /// is running.
     pub fn restart(&mut self, i: usize) {
         self.servers[i].restart();
         self.running[i] = true;
+        self.wait_all_ready();
     }
 
     /// `GET /ready` of instance `i`: (status, body).
@@ -197,33 +215,58 @@ impl Cluster {
 /// program asks the test for faults: `GET /<request>` runs
 /// [`Cluster::control`] and answers 200 with its result once done, 400
 /// for an unknown request, 500 (with the panic's message) when it failed.
-/// One request at a time; the thread ends when the test ends.
+/// One request at a time. It holds the cluster weakly, so that the
+/// cluster is still stopped when the test drops it, and its thread ends
+/// when the `Control` is dropped.
 pub struct Control {
     url: String,
-    _thread: JoinHandle<()>,
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Control {
-    pub fn serve(cluster: Arc<Mutex<Cluster>>) -> Control {
+    pub fn serve(cluster: &Arc<Mutex<Cluster>>) -> Control {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the control port");
-        let url = format!(
-            "http://127.0.0.1:{}",
-            listener.local_addr().expect("control address").port()
-        );
-        let thread = std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                handle(stream, &cluster);
-            }
-        });
+        let port = listener.local_addr().expect("control address").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let cluster: Weak<Mutex<Cluster>> = Arc::downgrade(cluster);
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let (Ok(stream), Some(cluster)) = (stream, cluster.upgrade()) else {
+                        continue;
+                    };
+                    handle(stream, &cluster);
+                }
+            })
+        };
         Control {
-            url,
-            _thread: thread,
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            stop,
+            thread: Some(thread),
         }
     }
 
     /// `http://127.0.0.1:<port>`, given to the client as `GATRIX_CONTROL_URL`.
     pub fn url(&self) -> &str {
         &self.url
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        // Wakes the accept loop, which then sees `stop`.
+        let _ = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -161,7 +161,13 @@ export async function sendUntilAcked(socket, channelId, content, deadlineMs = 90
       return ack.message;
     }
     last = JSON.stringify(ack);
-    assert.equal(ack?.error?.code, "UNAVAILABLE", `send_message ${clientMessageId}: ${last}`);
+    // A FORBIDDEN here after a reconnection means the session (and its
+    // channels) was not recovered: say so.
+    assert.equal(
+      ack?.error?.code,
+      "UNAVAILABLE",
+      `send_message ${clientMessageId} on instance ${socket.instance} (recovered reconnections ${socket.recoveries}, fresh ${socket.fresh}): ${last}`,
+    );
     await sleep(200);
   }
   throw new Error(`send_message ${clientMessageId} not acked within ${deadlineMs} ms: ${last}`);
@@ -282,6 +288,7 @@ export async function waitConnectionsTotal(expected, instances = URLS.map((_, i)
 export async function ackedAtLeast(acked, n, timeoutMs = 60_000) {
   const until = Date.now() + timeoutMs;
   while (acked.length < n) {
+    if (acked.stopped) assert.fail("the senders stopped");
     if (Date.now() > until) assert.fail(`${acked.length} messages acked, not ${n}, after ${timeoutMs} ms`);
     await sleep(20);
   }
@@ -296,10 +303,12 @@ export async function ackedAtLeast(acked, n, timeoutMs = 60_000) {
  */
 export async function underLoad({ senders, channels, intervalMs, send, during }) {
   const acked = [];
-  let stop = false;
+  // Set when the load ends (normally or because a sender failed), so that
+  // `ackedAtLeast` in a `during` still running gives up at once.
+  acked.stopped = false;
   const loops = Promise.all(
     senders.map(async (s, n) => {
-      for (let k = 0; !stop; k++) {
+      for (let k = 0; !acked.stopped; k++) {
         acked.push(await send(s, channels[(n + k) % channels.length], `${s.sub}@${s.instance}: ${k}`));
         await sleep(intervalMs);
       }
@@ -311,7 +320,7 @@ export async function underLoad({ senders, channels, intervalMs, send, during })
       loops.then(() => assert.fail("the senders stopped before the scenario ended")),
     ]);
   } finally {
-    stop = true;
+    acked.stopped = true;
   }
   await loops;
   return acked;
