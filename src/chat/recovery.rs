@@ -82,6 +82,12 @@ pub(super) enum Recovery {
     Replaying {
         /// Each channel up to the seq where live delivery started.
         upto: Arc<[(String, u64)]>,
+        /// And no further than the last position this shard had applied
+        /// then: every later one arrives live. With several instances the
+        /// database (and so the owner's seq at load) can be ahead of what
+        /// this instance's bus has applied; what lies beyond is delivered
+        /// when applied, so replaying it too would deliver it twice.
+        upto_pos: u64,
         /// The last position replayed so far.
         cursor: u64,
     },
@@ -259,6 +265,7 @@ impl ConnSide {
         }
         *conn.recovery.borrow_mut() = Some(Recovery::Replaying {
             upto: upto.into(),
+            upto_pos: self.last_pos.get(),
             cursor: after_pos,
         });
         self.read_page(conn);
@@ -266,10 +273,20 @@ impl ConnSide {
 
     /// Asks the store for the next page of the replay.
     fn read_page(&self, conn: &ChatConn) {
-        let Some(Recovery::Replaying { upto, cursor }) = &*conn.recovery.borrow() else {
-            return;
+        // Copied out: the borrow ends here (replay_failed takes it).
+        let (upto, upto_pos, cursor) = match &*conn.recovery.borrow() {
+            Some(Recovery::Replaying {
+                upto,
+                upto_pos,
+                cursor,
+            }) => (upto.clone(), *upto_pos, *cursor),
+            _ => return,
         };
-        let (upto, cursor) = (upto.clone(), *cursor);
+        if cursor >= upto_pos {
+            // Nothing this shard applied is missed: the rest comes live.
+            conn.recovery.borrow_mut().take();
+            return conn.link.release(Vec::new());
+        }
         let (mesh, me, id) = (
             self.hub.mail.mesh().clone(),
             self.hub.mail.shard(),
@@ -290,15 +307,20 @@ impl ConnSide {
     /// A page of missed messages: queued ahead of everything held since the
     /// CONNECT reply; the last one lets the held frames go.
     fn page(&self, conn: &ChatConn, result: Result<Vec<MessageRecord>, String>) {
-        if !matches!(&*conn.recovery.borrow(), Some(Recovery::Replaying { .. })) {
-            return;
-        }
-        let msgs = match result {
+        let upto_pos = match &*conn.recovery.borrow() {
+            Some(Recovery::Replaying { upto_pos, .. }) => *upto_pos,
+            _ => return,
+        };
+        let mut msgs = match result {
             Ok(msgs) => msgs,
             Err(e) => return self.replay_failed(conn, &e),
         };
-        // A full page may have more behind it; a short one is the end.
-        let more = (msgs.len() == REPLAY_PAGE)
+        // A full page may have more behind it; a short one is the end, and
+        // so is a position this shard had not applied (pages come in
+        // position order).
+        let full = msgs.len() == REPLAY_PAGE;
+        msgs.retain(|m| m.pos <= upto_pos);
+        let more = (full && msgs.len() == REPLAY_PAGE)
             .then(|| msgs.last().map(|m| m.pos))
             .flatten();
         let frames = msgs
