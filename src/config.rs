@@ -292,6 +292,15 @@ pub struct Config {
     /// id is refused), stable across its restarts if possible. Unset: the
     /// host name and the process id.
     pub server_id: Option<String>,
+    /// With Redis: the presence lease period. An instance that dies has
+    /// its users and channel subscriptions announced gone by the others
+    /// within this long (its lease lasts half of it and is renewed every
+    /// sixth).
+    pub presence_lease_ms: u64,
+    /// With Redis: requests and events a shard may queue for the presence
+    /// thread; beyond it events are dropped (counted) and count updates
+    /// retried on the next tick.
+    pub presence_queue: usize,
     /// Serve Prometheus metrics on `GET /metrics` (docs/metrics.md).
     /// Counting goes on either way; this only hides the exposition.
     pub metrics_enabled: bool,

@@ -71,6 +71,8 @@ impl Default for Config {
             redis_password: None,
             redis_db: 0,
             server_id: None,
+            presence_lease_ms: 15_000,
+            presence_queue: 65_536,
             metrics_enabled: true,
             metrics_listen: DEFAULT_METRICS_LISTEN.to_owned(),
             allowed_origins: String::new(),

@@ -185,6 +185,8 @@ pub(crate) const TABLE: &[Key] = &[
     optional_text("redis_password", |c| &mut c.redis_password),
     parsed("redis_db"),
     optional_text("server_id", |c| &mut c.server_id),
+    parsed("presence_lease_ms"),
+    parsed("presence_queue"),
     parsed("metrics_enabled"),
     text("metrics_listen"),
     text("allowed_origins"),

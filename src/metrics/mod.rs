@@ -116,6 +116,7 @@ pub struct Metrics {
     refusals: Family<ReasonLabels, Counter>,
     mailbox_depth: Family<ShardLabel, Gauge>,
     store: StoreMetrics,
+    cluster: crate::chat::cluster::ClusterMetrics,
 }
 
 impl Metrics {
@@ -213,6 +214,8 @@ impl Metrics {
             "Messages and writes waiting for the store writer when it last took a batch",
             store.queue_depth.clone(),
         );
+        let cluster = crate::chat::cluster::ClusterMetrics::default();
+        cluster.register(r);
         r.register(
             "chat_build_info",
             "Always 1; the labels name the running build",
@@ -232,6 +235,7 @@ impl Metrics {
             refusals,
             mailbox_depth,
             store,
+            cluster,
         })
     }
 
@@ -279,6 +283,11 @@ impl Metrics {
     /// The store writer's handles.
     pub fn store(&self) -> StoreMetrics {
         self.store.clone()
+    }
+
+    /// The presence thread's handles (several instances).
+    pub(crate) fn cluster(&self) -> crate::chat::cluster::ClusterMetrics {
+        self.cluster.clone()
     }
 
     /// The whole exposition, OpenMetrics text.

@@ -103,6 +103,7 @@ impl World {
                     limits.clone(),
                     crate::metrics::ShardMetrics::detached(),
                     Rc::new(crate::ids::IdGen::new(b.shard())),
+                    None,
                 )
             })
             .collect();
