@@ -198,6 +198,8 @@ pub(crate) enum ToUserOwner {
         user: Arc<str>,
         online: bool,
         edge: Option<bool>,
+        /// On an edge: the user's presence list as kept in Redis.
+        channels: Vec<Arc<str>>,
     },
     /// Several instances: another instance announced `user`'s presence.
     Remote {

@@ -34,6 +34,10 @@ pub(super) struct UserState {
     pub(super) conns: Vec<u64>,
     pub(super) channels: HashSet<Arc<str>>,
     pub(super) herald: Herald,
+    /// Several instances: the channels of the user's presence list kept
+    /// in Redis (joins seen by other instances), as of the last edge;
+    /// announced to along with `channels`.
+    pub(super) shared: HashSet<Arc<str>>,
     /// When the status last changed (the `lastSeen` of its announcement).
     pub(super) since: String,
 }
@@ -88,7 +92,12 @@ impl UserOwner {
                 channel,
                 added,
             } => self.member(user, channel, added),
-            ToUserOwner::Cluster { user, online, edge } => self.cluster(user, online, edge),
+            ToUserOwner::Cluster {
+                user,
+                online,
+                edge,
+                channels,
+            } => self.cluster(user, online, edge, channels),
             ToUserOwner::Remote {
                 user,
                 online,
@@ -142,11 +151,15 @@ impl UserOwner {
 
     /// `user` became (`added`) or stopped being a member of `channel`.
     pub(super) fn member(&self, user: Arc<str>, channel: Arc<str>, added: bool) {
+        if let Some(c) = &self.hub.cluster {
+            c.member(&user, &channel, added);
+        }
         let mut users = self.users.borrow_mut();
         if added {
             users.entry(user).or_default().channels.insert(channel);
         } else if let Some(u) = users.get_mut(&user) {
             u.channels.remove(&channel);
+            u.shared.remove(&channel);
             if u.channels.is_empty() && u.conns.is_empty() {
                 users.remove(&user);
             }
@@ -203,13 +216,15 @@ impl UserOwner {
         let status = if online { "online" } else { "offline" };
         let body = json!({"userId": user, "status": status, "lastSeen": u.since}).to_string();
         let frame: crate::protocol::Text = event_frame("presence_update", &body).into();
+        let shared = u.shared.iter().filter(|c| !u.channels.contains(*c));
+        let channels: Vec<&Arc<str>> = u.channels.iter().chain(shared).collect();
         self.hub.publish(|| super::cluster::Event::Presence {
             user: user.to_owned(),
             online,
             frame: frame.as_str().to_owned(),
-            channels: u.channels.iter().map(|c| c.to_string()).collect(),
+            channels: channels.iter().map(|c| c.to_string()).collect(),
         });
-        self.deliver(frame, u.channels.iter(), &u.conns);
+        self.deliver(frame, channels.into_iter(), &u.conns);
     }
 
     /// A `presence_update` frame to the subscribers of `channels` on this

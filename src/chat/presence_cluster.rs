@@ -38,7 +38,13 @@ impl UserOwner {
 
     /// The presence thread's answer: `user`'s cluster-wide status, and
     /// whether this instance's change made an edge.
-    pub(super) fn cluster(&self, user: Arc<str>, online: bool, edge: Option<bool>) {
+    pub(super) fn cluster(
+        &self,
+        user: Arc<str>,
+        online: bool,
+        edge: Option<bool>,
+        channels: Vec<Arc<str>>,
+    ) {
         let now = Instant::now();
         let every = self.hub.limits.presence_interval;
         let mut users = self.users.borrow_mut();
@@ -54,7 +60,10 @@ impl UserOwner {
             },
         };
         match edge {
-            Some(e) => self.status_changed(&user, u, e),
+            Some(e) => {
+                u.shared = channels.into_iter().collect();
+                self.status_changed(&user, u, e)
+            }
             // Redis came back: what the recipients were last told may be
             // stale.
             None if reread && !u.herald.pending && u.herald.online != online => {

@@ -51,6 +51,12 @@ pub(crate) enum Request {
         channel: Option<Arc<str>>,
         count: u32,
     },
+    /// `user`'s presence list gained (`added`) or lost `channel`.
+    Member {
+        user: Arc<str>,
+        channel: Arc<str>,
+        added: bool,
+    },
     /// The cluster-wide status of `user`, answered as
     /// [`super::mail::ToUserOwner::Cluster`] without an edge.
     Query { user: Arc<str> },
@@ -213,6 +219,18 @@ impl Cluster {
             self.metrics.deferred.inc();
         }
         ok
+    }
+
+    /// Changes `user`'s presence list in Redis (best effort, like events).
+    pub(crate) fn member(&self, user: &Arc<str>, channel: &Arc<str>, added: bool) {
+        let req = Request::Member {
+            user: user.clone(),
+            channel: channel.clone(),
+            added,
+        };
+        if !self.try_send(req) {
+            self.metrics.dropped.inc();
+        }
     }
 
     /// Asks for `user`'s cluster-wide status; false when the queue is full.

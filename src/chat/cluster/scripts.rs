@@ -8,6 +8,9 @@
 //! - `u:<server>`: hash user → that instance's connections of the user.
 //! - `s:<server>`: hash `<channel>\n<user>` → that instance's connections
 //!   of the user subscribed to the channel.
+//! - `l:<user>`: set of the channels in the user's presence list (protocol.md,
+//!   `presence_update`), whichever instance saw the join; it lives
+//!   [`LIST_TTL_MS`] after its last change or the user's last count change.
 //!
 //! A total counts only instances whose lease is alive. The hashes live
 //! three lease halves past the last renewal, so that a dead instance's
@@ -35,6 +38,9 @@ impl Kind {
     }
 }
 
+/// How long a user's presence list outlives its last use: 30 days.
+pub(crate) const LIST_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
+
 /// The field of a user's subscription to a channel in the `s:` hashes.
 pub(crate) fn sub_field(channel: &str, user: &str) -> String {
     format!("{channel}\n{user}")
@@ -60,12 +66,13 @@ local function total(p, kind, field)
 end
 "#;
 
-/// ARGV: prefix, me, kind, field, count, lease ms (the key's TTL).
-/// Sets this instance's count; answers {total before, total after, lease
-/// was lost (and is taken again)}.
+/// ARGV: prefix, me, kind, field, count, lease ms (the key's TTL), list
+/// TTL ms. Sets this instance's count; answers {total before, total after,
+/// lease was lost (and is taken again), the user's presence list (users
+/// only, on an edge)}.
 const SET: &str = r#"
 local p, me, kind, field = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local count, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
+local count, ttl, list_ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local lost = 0
 if redis.call('EXISTS', p .. 'lease:' .. me) == 0 then
   lost = 1
@@ -81,7 +88,28 @@ if count > 0 then
 else
   redis.call('HDEL', h, field)
 end
-return {before, total(p, kind, field), lost}
+local after = total(p, kind, field)
+local list = {}
+if kind == 'u' then
+  redis.call('PEXPIRE', p .. 'l:' .. field, list_ttl)
+  if (before == 0) ~= (after == 0) then
+    list = redis.call('SMEMBERS', p .. 'l:' .. field)
+  end
+end
+return {before, after, lost, list}
+"#;
+
+/// ARGV: prefix, user, channel, 1 (added) or 0, list TTL ms. Changes the
+/// user's presence list.
+const MEMBER: &str = r#"
+local k = ARGV[1] .. 'l:' .. ARGV[2]
+if ARGV[4] == '1' then
+  redis.call('SADD', k, ARGV[3])
+  redis.call('PEXPIRE', k, tonumber(ARGV[5]))
+else
+  redis.call('SREM', k, ARGV[3])
+end
+return 0
 "#;
 
 /// ARGV: prefix, kind, field. The cluster-wide total.
@@ -154,6 +182,14 @@ pub(crate) struct Totals {
     pub lost: bool,
 }
 
+/// A count change's answer: the totals, and on a user's edge the user's
+/// presence list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Changed {
+    pub totals: Totals,
+    pub list: Vec<String>,
+}
+
 impl Totals {
     /// The cluster-wide edge this change made: `Some(true)` for 0 -> n,
     /// `Some(false)` for n -> 0.
@@ -176,6 +212,7 @@ pub(crate) struct Reaped {
 /// The scripts, loaded (by hash) on first use on each connection.
 pub(crate) struct Scripts {
     set: Script,
+    member: Script,
     query: Script,
     renew: Script,
     reap: Script,
@@ -190,6 +227,7 @@ impl Scripts {
         let with_total = |body: &str| Script::new(&format!("{TOTAL}{body}"));
         Self {
             set: with_total(SET),
+            member: Script::new(MEMBER),
             query: with_total(QUERY),
             renew: Script::new(RENEW),
             reap: with_total(REAP),
@@ -205,8 +243,8 @@ impl Scripts {
         kind: Kind,
         field: &str,
         count: u32,
-    ) -> RedisResult<Totals> {
-        let (before, after, lost): (u64, u64, u8) = self
+    ) -> RedisResult<Changed> {
+        let (before, after, lost, list): (u64, u64, u8, Vec<String>) = self
             .set
             .arg(PREFIX)
             .arg(&self.me)
@@ -214,12 +252,40 @@ impl Scripts {
             .arg(field)
             .arg(count)
             .arg(self.ttl_ms)
+            .arg(LIST_TTL_MS)
             .invoke(c)?;
-        Ok(Totals {
+        let totals = Totals {
             before,
             after,
             lost: lost == 1,
-        })
+        };
+        Ok(Changed { totals, list })
+    }
+
+    /// Adds `channel` to `user`'s presence list, or removes it.
+    pub(crate) fn member(
+        &self,
+        c: &mut Connection,
+        user: &str,
+        channel: &str,
+        added: bool,
+    ) -> RedisResult<()> {
+        let _: i64 = self
+            .member
+            .arg(PREFIX)
+            .arg(user)
+            .arg(channel)
+            .arg(u8::from(added))
+            .arg(LIST_TTL_MS)
+            .invoke(c)?;
+        Ok(())
+    }
+
+    /// `user`'s presence list.
+    pub(crate) fn list(&self, c: &mut Connection, user: &str) -> RedisResult<Vec<String>> {
+        redis::cmd("SMEMBERS")
+            .arg(format!("{PREFIX}l:{user}"))
+            .query(c)
     }
 
     /// The cluster-wide `kind` total of `field`.

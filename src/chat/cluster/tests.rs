@@ -92,20 +92,50 @@ fn counts_make_one_edge_per_cluster_wide_crossing() {
         lost: true,
     };
     // First use takes the lease (`lost`): nothing was held before.
-    assert_eq!(a.set(&mut c, Kind::Users, "alice", 1).unwrap(), t(0, 1));
-    assert_eq!(b.set(&mut c, Kind::Users, "alice", 2).unwrap(), t(1, 3));
+    assert_eq!(
+        a.set(&mut c, Kind::Users, "alice", 1).unwrap().totals,
+        t(0, 1)
+    );
+    assert_eq!(
+        b.set(&mut c, Kind::Users, "alice", 2).unwrap().totals,
+        t(1, 3)
+    );
     let t = |before, after| Totals {
         before,
         after,
         lost: false,
     };
-    assert_eq!(a.set(&mut c, Kind::Users, "alice", 0).unwrap(), t(3, 2));
-    assert_eq!(b.set(&mut c, Kind::Users, "alice", 1).unwrap(), t(2, 1));
+    assert_eq!(
+        a.set(&mut c, Kind::Users, "alice", 0).unwrap().totals,
+        t(3, 2)
+    );
+    assert_eq!(
+        b.set(&mut c, Kind::Users, "alice", 1).unwrap().totals,
+        t(2, 1)
+    );
+    // The presence list comes with a user's edges.
+    a.member(&mut c, "alice", "c1", true).unwrap();
+    a.member(&mut c, "alice", "c2", true).unwrap();
+    a.member(&mut c, "alice", "c2", false).unwrap();
     let last = b.set(&mut c, Kind::Users, "alice", 0).unwrap();
-    assert_eq!(last, t(1, 0));
-    assert_eq!(last.edge(), Some(false));
+    assert_eq!(last.totals, t(1, 0));
+    assert_eq!(last.totals.edge(), Some(false));
+    assert_eq!(last.list, ["c1"]);
+    let again = a.set(&mut c, Kind::Users, "alice", 1).unwrap();
+    assert_eq!(
+        (again.totals.edge(), again.list),
+        (Some(true), vec!["c1".to_owned()])
+    );
+    let more = b.set(&mut c, Kind::Users, "alice", 1).unwrap();
+    assert_eq!(
+        (more.totals.edge(), more.list),
+        (None, vec![]),
+        "no edge, no list"
+    );
+    a.set(&mut c, Kind::Users, "alice", 0).unwrap();
+    b.set(&mut c, Kind::Users, "alice", 0).unwrap();
     // Subscriptions are counted apart from connections.
-    let first = a.set(&mut c, Kind::Subs, "c1\nalice", 1).unwrap();
+    let first = a.set(&mut c, Kind::Subs, "c1\nalice", 1).unwrap().totals;
     assert_eq!(first.edge(), Some(true));
     assert_eq!(a.query(&mut c, Kind::Users, "alice").unwrap(), 0);
     assert_eq!(a.query(&mut c, Kind::Subs, "c1\nalice").unwrap(), 1);
@@ -161,7 +191,7 @@ fn a_lost_lease_is_reported_and_leftovers_are_cleared_at_start() {
     expire_lease(&mut c, "a");
     assert!(a.renew(&mut c).unwrap(), "the lease had gone");
     expire_lease(&mut c, "a");
-    assert!(a.set(&mut c, Kind::Users, "bob", 1).unwrap().lost);
+    assert!(a.set(&mut c, Kind::Users, "bob", 1).unwrap().totals.lost);
     // A restart under the same id: the earlier run's users are gone.
     let again = Scripts::new("a", LEASE_MS);
     let mut reaped = again.reap(&mut c, true).unwrap();
@@ -184,9 +214,10 @@ fn every_key_has_a_ttl() {
     let a = Scripts::new("a", LEASE_MS);
     a.set(&mut c, Kind::Users, "alice", 1).unwrap();
     a.set(&mut c, Kind::Subs, "c1\nalice", 1).unwrap();
+    a.member(&mut c, "alice", "c1", true).unwrap();
     a.renew(&mut c).unwrap();
     let keys: Vec<String> = c.keys(format!("{PREFIX}*")).unwrap();
-    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert_eq!(keys.len(), 5, "{keys:?}");
     for k in keys {
         let ttl: i64 = c.pttl(&k).unwrap();
         assert!(ttl > 0, "{k} has no TTL ({ttl})");

@@ -42,6 +42,8 @@ pub(super) struct Worker {
     queries: HashSet<Arc<str>>,
     /// Events waiting for this round's publish.
     outbox: Vec<Event>,
+    /// Presence list changes waiting for this round, in order.
+    members: Vec<(Arc<str>, Arc<str>, bool)>,
 }
 
 impl Worker {
@@ -67,6 +69,7 @@ impl Worker {
             dirty: HashSet::new(),
             queries: HashSet::new(),
             outbox: Vec::new(),
+            members: Vec::new(),
         }
     }
 
@@ -115,8 +118,10 @@ impl Worker {
             let Some(c) = conn.as_mut() else {
                 // Redis away: events are dropped (at-most-once); counts and
                 // queries wait in `counts` / for the shards' retries.
-                self.metrics.dropped.inc_by(self.outbox.len() as u64);
+                let lost = self.outbox.len() + self.members.len();
+                self.metrics.dropped.inc_by(lost as u64);
                 self.outbox.clear();
+                self.members.clear();
                 self.queries.clear();
                 continue;
             };
@@ -147,7 +152,7 @@ impl Worker {
         c.set_write_timeout(Some(self.settings.lease_ttl()))?;
         if !reconnect {
             let leftovers = self.scripts.reap(&mut c, true)?;
-            self.announce_reaped(leftovers);
+            self.announce_reaped(&mut c, leftovers)?;
         }
         self.scripts.renew(&mut c)?;
         self.metrics.lease.set(1);
@@ -176,6 +181,11 @@ impl Worker {
                 self.counts.insert(key.clone(), count);
                 self.dirty.insert(key);
             }
+            Request::Member {
+                user,
+                channel,
+                added,
+            } => self.members.push((user, channel, added)),
             Request::Query { user } => {
                 self.queries.insert(user);
             }
@@ -186,6 +196,11 @@ impl Worker {
     /// Writes the dirty counts (answering each change's edge), answers the
     /// queries and publishes the events.
     fn flush(&mut self, c: &mut Connection) -> RedisResult<()> {
+        // Lists first: a join's channel is in the list its user's next
+        // edge announces to.
+        for (user, channel, added) in std::mem::take(&mut self.members) {
+            self.scripts.member(c, &user, &channel, added)?;
+        }
         let mut lost = false;
         while let Some(key) = self.dirty.iter().next().cloned() {
             let count = self.counts.get(&key).copied().unwrap_or(0);
@@ -194,13 +209,14 @@ impl Worker {
                 Some(ch) => sub_field(ch, user),
                 None => user.to_string(),
             };
-            let totals = self.scripts.set(c, *kind, &field, count)?;
+            let changed = self.scripts.set(c, *kind, &field, count)?;
+            let totals = changed.totals;
             self.dirty.remove(&key);
             if count == 0 {
                 self.counts.remove(&key);
             }
             lost |= totals.lost;
-            self.answer(&key, totals);
+            self.answer(&key, totals, changed.list);
             if lost && self.dirty.is_empty() {
                 // The lease had expired: the others may have reaped this
                 // instance's counts. Assert them all again, once.
@@ -211,7 +227,7 @@ impl Worker {
         }
         for user in std::mem::take(&mut self.queries) {
             let total = self.scripts.query(c, Kind::Users, &user)?;
-            self.to_user(user, total > 0, None);
+            self.to_user(user, total > 0, None, Vec::new());
         }
         if !self.outbox.is_empty() {
             let mut pipe = redis::pipe();
@@ -259,16 +275,22 @@ impl Worker {
             );
             self.metrics.reaped.inc_by(reaped.instances);
         }
-        self.announce_reaped(reaped);
-        Ok(())
+        self.announce_reaped(c, reaped)
     }
 
     /// A reaped instance's users and subscriptions that are now gone
     /// cluster-wide: announced by this instance's owners, as its own edges.
-    fn announce_reaped(&self, reaped: super::scripts::Reaped) {
+    fn announce_reaped(
+        &self,
+        c: &mut Connection,
+        reaped: super::scripts::Reaped,
+    ) -> RedisResult<()> {
         for (kind, field) in reaped.gone {
             match kind {
-                Kind::Users => self.to_user(field.as_str().into(), false, Some(false)),
+                Kind::Users => {
+                    let list = self.scripts.list(c, &field)?;
+                    self.to_user(field.as_str().into(), false, Some(false), list);
+                }
                 Kind::Subs => {
                     if let Some((channel, user)) = split_sub(&field) {
                         self.sub_edge(channel.into(), user.into(), false);
@@ -276,12 +298,15 @@ impl Worker {
                 }
             }
         }
+        Ok(())
     }
 
     /// Hands a count change's answer to its owner shard.
-    fn answer(&self, key: &Key, totals: Totals) {
+    fn answer(&self, key: &Key, totals: Totals, list: Vec<String>) {
         match key {
-            (Kind::Users, user, _) => self.to_user(user.clone(), totals.after > 0, totals.edge()),
+            (Kind::Users, user, _) => {
+                self.to_user(user.clone(), totals.after > 0, totals.edge(), list)
+            }
             (Kind::Subs, user, Some(channel)) => {
                 if let Some(joined) = totals.edge() {
                     self.sub_edge(channel.clone(), user.clone(), joined);
@@ -291,9 +316,15 @@ impl Worker {
         }
     }
 
-    fn to_user(&self, user: Arc<str>, online: bool, edge: Option<bool>) {
+    fn to_user(&self, user: Arc<str>, online: bool, edge: Option<bool>, list: Vec<String>) {
         let shard = owner_of(&user, self.mesh.shards());
-        let mail = ToUserOwner::Cluster { user, online, edge };
+        let channels = list.into_iter().map(Arc::from).collect();
+        let mail = ToUserOwner::Cluster {
+            user,
+            online,
+            edge,
+            channels,
+        };
         self.mesh.post_external(shard, mail.into());
     }
 
