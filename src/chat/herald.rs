@@ -25,7 +25,13 @@ impl Herald {
             self.pending = true;
             return false;
         }
-        self.announce(online, now)
+        // A real edge out of the interval is announced even if it repeats
+        // the last status recorded: with one process that cannot happen
+        // (edges alternate, and a settle records the real status), but with
+        // several a reaper announces an offline it never told online.
+        self.online = online;
+        self.at = Some(now);
+        true
     }
 
     /// At or after the end of the interval of a pending change: whether the
@@ -127,6 +133,15 @@ mod tests {
         assert!(h.due(t0 + EVERY * 3 / 2, EVERY));
         assert_eq!(h.settle(true, t0 + EVERY * 3 / 2, EVERY), Some(true));
         assert!(!h.due(t0 + 10 * EVERY, EVERY), "nothing pending");
+    }
+
+    #[test]
+    fn an_edge_out_of_the_interval_is_announced_even_as_a_repeat() {
+        let t0 = Instant::now();
+        // A reaping instance never announced the user online.
+        let mut h = Herald::default();
+        assert!(h.changed(false, t0, EVERY));
+        assert!(!h.online);
     }
 
     #[test]

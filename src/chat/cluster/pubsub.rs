@@ -74,7 +74,7 @@ impl Subscriber {
                         return Err(std::io::Error::other("the worker reconnected").into());
                     }
                     // Quiet: make sure the connection is still alive.
-                    ps.ping::<String>()?;
+                    ps.ping::<redis::Value>()?;
                 }
                 Err(e) => return Err(e),
             }
