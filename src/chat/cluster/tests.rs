@@ -30,25 +30,42 @@ impl RedisServer {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install -y redis-server)");
+        let child = Self::spawn(port, dir.path());
         let server = Self {
             child,
             port,
             _dir: dir,
         };
+        server.wait_up();
+        server
+    }
+
+    fn spawn(port: u16, dir: &std::path::Path) -> Child {
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install -y redis-server)")
+    }
+
+    fn wait_up(&self) {
         let deadline = Instant::now() + WAIT;
-        while server.conn_once().is_err() {
+        while self.conn_once().is_err() {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        server
+    }
+
+    /// Kills the server and starts an empty one on the same port: Redis
+    /// lost everything (no persistence).
+    fn restart_empty(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(self.port, self._dir.path());
+        self.wait_up();
     }
 
     fn url(&self) -> String {
@@ -320,6 +337,43 @@ fn two_instances_see_edges_and_each_others_events() {
         unreachable!()
     };
     assert_eq!(edge, Some(false));
+}
+
+#[test]
+#[ignore = "needs redis-server: run scripts/test"]
+fn after_redis_comes_back_empty_the_counts_are_asserted_again_and_shards_told() {
+    let mut r = RedisServer::start();
+    let a = Instance::start(&r, "a");
+    let alice: Arc<str> = "alice".into();
+    let c1: Arc<str> = "c1".into();
+    assert!(a.cluster.count(Kind::Users, &alice, None, 2));
+    assert!(a.cluster.count(Kind::Subs, &alice, Some(&c1), 1));
+    let joined = |m: &Mail| matches!(m, Mail::ChannelOwner(ToChannelOwner::SubEdge { .. }));
+    a.next("subscription edge", joined);
+    r.restart_empty();
+    // The worker notices on its next round (a tick at the latest),
+    // reconnects, and writes its counts again: the edges are made again
+    // (announced: the others' subscribers were told nothing meanwhile).
+    let reconnected = |m: &Mail| matches!(m, Mail::ChannelOwner(ToChannelOwner::Reconnected));
+    let deadline = Instant::now() + WAIT;
+    let mut c = r.conn();
+    let probe = Scripts::new("probe", LEASE_MS);
+    while probe.query(&mut c, Kind::Users, "alice").unwrap() != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "alice's count was not asserted again"
+        );
+        // Something must make the worker use its dead connection: a tick
+        // (a sixth of the lease) or a request.
+        a.cluster.publish(Event::Invalidate {
+            channel: "c0".into(),
+        });
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(probe.query(&mut c, Kind::Subs, "c1\nalice").unwrap(), 1);
+    a.next("the shards' cache drop", reconnected);
+    assert!(a.cluster.metrics.reconnects.get() >= 1);
+    assert_eq!(a.cluster.metrics.lease.get(), 1);
 }
 
 #[test]

@@ -100,7 +100,12 @@ impl Worker {
                 }
             }
             let wake = if conn.is_some() { next_tick } else { retry_at };
-            let wait = wake.saturating_duration_since(Instant::now());
+            // Counts left over from a bounded round: no waiting.
+            let wait = if conn.is_some() && !self.dirty.is_empty() {
+                Duration::ZERO
+            } else {
+                wake.saturating_duration_since(Instant::now())
+            };
             match self.rx.recv_timeout(wait) {
                 Ok(req) => {
                     self.take(req);
@@ -202,7 +207,10 @@ impl Worker {
             self.scripts.member(c, &user, &channel, added)?;
         }
         let mut lost = false;
-        while let Some(key) = self.dirty.iter().next().cloned() {
+        // At most a round per call: a reconnect asserting every count
+        // must not hold back the lease's renewal.
+        let round: Vec<Key> = self.dirty.iter().take(ROUND).cloned().collect();
+        for key in round {
             let count = self.counts.get(&key).copied().unwrap_or(0);
             let (kind, user, channel) = &key;
             let field = match channel {
@@ -217,13 +225,12 @@ impl Worker {
             }
             lost |= totals.lost;
             self.answer(&key, totals, changed.list);
-            if lost && self.dirty.is_empty() {
-                // The lease had expired: the others may have reaped this
-                // instance's counts. Assert them all again, once.
-                lost = false;
-                tracing::warn!("presence: the lease had expired; asserting every count again");
-                self.dirty.extend(self.counts.keys().cloned());
-            }
+        }
+        if lost {
+            // The lease had expired: the others may have reaped this
+            // instance's counts. Assert them all again.
+            tracing::warn!("presence: the lease had expired; asserting every count again");
+            self.dirty.extend(self.counts.keys().cloned());
         }
         for user in std::mem::take(&mut self.queries) {
             let total = self.scripts.query(c, Kind::Users, &user)?;
