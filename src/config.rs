@@ -271,6 +271,10 @@ pub struct Config {
     /// current month (MySQL), so new messages never land in the catch-all
     /// partition, whose rows would have to be moved later.
     pub db_partition_months_ahead: u32,
+    /// Sequencing partitions (1..=32): `pos` counters that channels are
+    /// spread over (`store::sequencing`), each its own `sequencer` row, so
+    /// writers of several instances commit in parallel. SQLite: 1.
+    pub sequencer_partitions: u32,
     /// Redis, which lets several gatrix-chat processes on one MySQL database
     /// act as one server (docs/architecture.md "Several instances"):
     /// `redis://[:password@]host:port/db`. Unset, together with

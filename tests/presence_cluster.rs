@@ -6,9 +6,8 @@
 //! B, and the users of an instance killed with SIGKILL go offline on the
 //! other within its lease period.
 //!
-//! Two processes on one database need the store's lock to be per instance
-//! (SERVER_ID) when Redis is configured: until that lands, the second
-//! process is refused at start and these tests fail there.
+//! Two processes share the database because the store's lock is per
+//! SERVER_ID when Redis is configured (tests/store_lock.rs).
 //!
 //! Needs MariaDB and redis-server: run with
 //! `scripts/test --with-mariadb cargo nextest run --run-ignored all --test presence_cluster`.
@@ -79,7 +78,7 @@ impl Drop for Redis {
 struct Pair {
     a: TestServer,
     b: TestServer,
-    _redis: Redis,
+    redis: Redis,
 }
 
 impl Pair {
@@ -100,10 +99,33 @@ impl Pair {
         let mut b_env = env("b");
         b_env.push(("JWT_SECRET", a.secret().to_owned()));
         let b = TestServer::start_with(&pairs(&b_env));
-        Self {
-            a,
-            b,
-            _redis: redis,
+        Self { a, b, redis }
+    }
+
+    /// Waits until instance `server`'s count of `field` in the `kind`
+    /// hash (`u`: a user's connections, `s`: `<channel>\n<user>`) is in
+    /// Redis: the instance writes it a moment after the ack, and a change
+    /// elsewhere before that is, for the cluster, earlier.
+    fn until_counted(&self, kind: &str, server: &str, field: &str, want: u64) {
+        let mut c = redis::Client::open(self.redis.url())
+            .and_then(|c| c.get_connection())
+            .expect("connect to redis-server");
+        let key = format!("gatrix:presence:{kind}:{server}");
+        let deadline = Instant::now() + CROSS;
+        loop {
+            let n: Option<u64> = redis::cmd("HGET")
+                .arg(&key)
+                .arg(field)
+                .query(&mut c)
+                .expect("HGET");
+            if n == Some(want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{key} {field:?} is {n:?}, not {want}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -138,14 +160,6 @@ fn until(ws: &mut Ws, name: &str, want: impl Fn(&Value) -> bool) -> (Value, Vec<
     }
 }
 
-/// The `presence_update` statuses of `user` among `seen`.
-fn statuses(seen: &[Value], user: &str) -> Vec<String> {
-    seen.iter()
-        .filter(|p| p["userId"] == user)
-        .map(|p| p["status"].as_str().unwrap_or("?").to_owned())
-        .collect()
-}
-
 fn user_event(user: &'static str) -> impl Fn(&Value) -> bool {
     move |d: &Value| d["userId"] == user
 }
@@ -156,65 +170,126 @@ fn close(mut ws: Ws) {
     while ws.read().is_ok() {}
 }
 
+/// What an observer saw: every event, in order.
+struct Seen {
+    ws: Ws,
+    events: Vec<(String, Value)>,
+}
+
+impl Seen {
+    /// How many `name` events of `user` arrived so far.
+    fn count(&self, name: &str, user: &str) -> usize {
+        self.events
+            .iter()
+            .filter(|(e, d)| e == name && d["userId"] == user)
+            .count()
+    }
+
+    /// Reads until `n` `name` events of `user` arrived in all.
+    fn until(&mut self, name: &str, user: &str, n: usize) {
+        let deadline = Instant::now() + CROSS;
+        while self.count(name, user) < n {
+            assert!(
+                Instant::now() < deadline,
+                "no {name} #{n} of {user} within {CROSS:?}: {:?}",
+                self.events
+            );
+            if let Some(event) = as_event(&recv_text(&mut self.ws)) {
+                self.events.push(event);
+            }
+        }
+    }
+
+    /// Reads until `user`'s last presence status is `status`.
+    fn until_status(&mut self, user: &str, status: &str) {
+        let deadline = Instant::now() + CROSS;
+        while self.statuses(user).last() != Some(&status) {
+            assert!(Instant::now() < deadline, "no {status}: {:?}", self.events);
+            let n = self.count("presence_update", user);
+            self.until("presence_update", user, n + 1);
+        }
+    }
+
+    /// `user`'s presence statuses, in order.
+    fn statuses(&self, user: &str) -> Vec<&str> {
+        self.events
+            .iter()
+            .filter(|(e, d)| e == "presence_update" && d["userId"] == user)
+            .map(|(_, d)| d["status"].as_str().unwrap_or("?"))
+            .collect()
+    }
+}
+
 #[test]
 #[ignore = "needs MariaDB and redis-server: run scripts/test"]
 fn presence_and_membership_change_once_cluster_wide() {
     let p = Pair::start();
     let channel = p.a.create_channel("obs", "lobby", "public", &[]);
-    let mut obs_a = p.connect(&p.a, "obs");
-    join(&mut obs_a, &channel);
-    let mut obs_b = p.connect(&p.b, "obs2");
-    join(&mut obs_b, &channel);
-    let mut seen_a = Vec::new();
-    let mut seen_b = Vec::new();
+    let mut observers = Vec::new();
+    for (server, user) in [(&p.a, "obs"), (&p.b, "obs2")] {
+        let mut ws = p.connect(server, user);
+        join(&mut ws, &channel);
+        observers.push(Seen {
+            ws,
+            events: Vec::new(),
+        });
+    }
 
-    // alice joins on A: both observers hear user_joined once; her first
-    // connection's online went to nobody yet (no channel in her list).
+    // alice joins on A: both observers hear user_joined. Her first
+    // connection's online reaches them only if it is announced after her
+    // join put the channel in her list (it comes from Redis, a moment
+    // later). She leaves: user_left and offline (in no fixed order: two
+    // owners announce them).
     let mut first = p.connect(&p.a, "alice");
     join(&mut first, &channel);
-    for (obs, seen) in [(&mut obs_a, &mut seen_a), (&mut obs_b, &mut seen_b)] {
-        let (_, s) = until(obs, "user_joined", user_event("alice"));
-        seen.extend(s);
+    for o in &mut observers {
+        o.until("user_joined", "alice", 1);
     }
     close(first);
-    for (obs, seen) in [(&mut obs_a, &mut seen_a), (&mut obs_b, &mut seen_b)] {
-        let (_, s) = until(obs, "user_left", user_event("alice"));
-        seen.extend(s);
-        let (offline, s) = until(obs, "presence_update", user_event("alice"));
-        seen.extend(s);
-        seen.push(offline);
+    for o in &mut observers {
+        o.until("user_left", "alice", 1);
+        let deadline = Instant::now() + CROSS;
+        while o.statuses("alice").last() != Some(&"offline") {
+            assert!(Instant::now() < deadline, "no offline: {:?}", o.events);
+            o.until(
+                "presence_update",
+                "alice",
+                o.count("presence_update", "alice") + 1,
+            );
+        }
+        o.events.clear();
     }
 
-    // On A, then also on B: one online. Gone from A, then from B: one
-    // offline, announced by B (which never saw her join) to both.
-    let on_a = p.connect(&p.a, "alice");
-    for (obs, seen) in [(&mut obs_a, &mut seen_a), (&mut obs_b, &mut seen_b)] {
-        let (online, s) = until(obs, "presence_update", user_event("alice"));
-        seen.extend(s);
-        seen.push(online);
+    // On A, then also on B, subscribed on both: one online, one
+    // user_joined. Gone from A, then from B: one user_left, one offline,
+    // announced by B.
+    let mut on_a = p.connect(&p.a, "alice");
+    for o in &mut observers {
+        o.until("presence_update", "alice", 1);
     }
-    let on_b = p.connect(&p.b, "alice");
+    join(&mut on_a, &channel);
+    for o in &mut observers {
+        o.until("user_joined", "alice", 1);
+    }
+    let mut on_b = p.connect(&p.b, "alice");
+    join(&mut on_b, &channel);
+    p.until_counted("u", "b", "alice", 1);
+    p.until_counted("s", "b", &format!("{channel}\nalice"), 1);
     close(on_a);
     close(on_b);
-    for (obs, seen) in [(&mut obs_a, &mut seen_a), (&mut obs_b, &mut seen_b)] {
-        let (offline, s) = until(obs, "presence_update", user_event("alice"));
-        seen.extend(s);
-        seen.push(offline);
+    for o in &mut observers {
+        o.until("presence_update", "alice", 2);
+        o.until("user_left", "alice", 1);
     }
-    // A marker from each instance, after: anything announced twice would
-    // have come before it.
+    // A marker after: anything announced twice would most likely have
+    // come before it.
     let mut marker = p.connect(&p.b, "carol");
     join(&mut marker, &channel);
-    for (obs, seen) in [(&mut obs_a, &mut seen_a), (&mut obs_b, &mut seen_b)] {
-        let (_, s) = until(obs, "user_joined", user_event("carol"));
-        seen.extend(s);
-    }
-    for seen in [&seen_a, &seen_b] {
-        assert_eq!(
-            statuses(seen, "alice"),
-            ["offline", "online", "offline"],
-            "{seen:?}"
-        );
+    for o in &mut observers {
+        o.until("user_joined", "carol", 1);
+        assert_eq!(o.statuses("alice"), ["online", "offline"], "{:?}", o.events);
+        assert_eq!(o.count("user_joined", "alice"), 1, "{:?}", o.events);
+        assert_eq!(o.count("user_left", "alice"), 1, "{:?}", o.events);
     }
 }
 
@@ -275,13 +350,19 @@ fn the_users_of_a_killed_instance_go_offline_within_its_lease() {
 
     p.a.kill9();
     let killed = Instant::now();
-    let (_, seen) = until(&mut obs, "user_left", user_event("alice"));
-    let (offline, more) = until(&mut obs, "presence_update", user_event("alice"));
+    let mut obs = Seen {
+        ws: obs,
+        events: Vec::new(),
+    };
+    obs.until("user_left", "alice", 1);
+    obs.until_status("alice", "offline");
     let waited = killed.elapsed();
-    assert_eq!(offline["status"], "offline", "{offline}");
+    // Her online may have come just before (announced after her join).
+    let statuses = obs.statuses("alice");
     assert!(
-        statuses(&seen, "alice").is_empty() && statuses(&more, "alice").is_empty(),
-        "one offline only: {seen:?} {more:?}"
+        statuses == ["offline"] || statuses == ["online", "offline"],
+        "{:?}",
+        obs.events
     );
     // Within the lease period, with the machine's slack (not a speed
     // figure: a ghost would stay forever).

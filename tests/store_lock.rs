@@ -7,6 +7,11 @@
 //! refused with UNAVAILABLE, an error logged) and resumes, with seqs that
 //! continue the other process's, once the lock is free.
 //!
+//! With Redis (several instances on one database) the lock is per
+//! SERVER_ID: a second process with the same SERVER_ID is refused, one
+//! with another SERVER_ID serves beside the first, and an instance with
+//! Redis refuses a database that a server without Redis holds.
+//!
 //! The MariaDB tests are ignored without scripts/test's MariaDB.
 
 mod common;
@@ -188,6 +193,7 @@ fn a_lost_lock_taken_by_another_process_stops_writes_until_it_is_free() {
         .as_str()
         .and_then(|s| s.parse().ok())
         .expect("message id");
+    assert!(id < 1 << 53, "a JSON-safe id: {id}");
 
     // The writer's connection ends (a network cut, a KILL) and "another
     // process" (this test) takes the lock and writes `quiet`'s seq 2.
@@ -204,8 +210,10 @@ fn a_lost_lock_taken_by_another_process_stops_writes_until_it_is_free() {
         .expect("GET_LOCK")
         .flatten();
     assert_eq!(got, Some(1), "the test could not take the lock");
-    // As a writer does since schema 2: its pos and seq from the counters,
-    // raised in the same transaction.
+    // As a writer does since schema 3: its pos and seq from the counters,
+    // raised in the same transaction, its id made of its month and pos.
+    let created = ack["message"]["createdAt"].as_str().expect("createdAt");
+    let month = gatrix_chat::ids::month_index_at(created);
     other
         .query_drop("START TRANSACTION")
         .expect("START TRANSACTION");
@@ -217,10 +225,11 @@ fn a_lost_lock_taken_by_another_process_stops_writes_until_it_is_free() {
         .expect("take seq 2 as another process");
     other
         .exec_drop(
-            "INSERT INTO messages (id, pos, channel_id, seq, user_id, content, type, created_at)
-             SELECT ?, last_pos, ?, 2, 'bob', 'from another process', 'text', '2026-01-01T00:00:00.000Z'
+            "INSERT INTO messages (id, partition_id, pos, channel_id, seq, user_id, content, type, created_at)
+             SELECT (? << 43) | ((last_pos << 5) & 8796093022207), 0, last_pos, ?, 2, 'bob',
+                    'from another process', 'text', ?
              FROM sequencer WHERE partition_id = 0",
-            (id - 1, &quiet),
+            (month, &quiet, created),
         )
         .expect("insert as another process");
     other.query_drop("COMMIT").expect("COMMIT");
@@ -266,4 +275,144 @@ fn a_lost_lock_taken_by_another_process_stops_writes_until_it_is_free() {
         .map(|m| m["seq"].as_u64().expect("seq"))
         .collect();
     assert_eq!(seqs, [1, 2, 3], "each seq once");
+}
+
+/// A throwaway redis-server (Debian's) on a free port in a temp dir, no
+/// persistence, killed when dropped. Nothing here needs it yet beyond
+/// REDIS_URL naming a live one.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = common::free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server not up in 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Redis {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+#[ignore = "needs MariaDB and redis-server: run scripts/test"]
+fn with_redis_the_lock_is_per_server_id() {
+    let db = mysql_db();
+    let redis = Redis::start();
+    let url = redis.url();
+    let env = |id| {
+        [
+            ("DATABASE_URL", db.as_str()),
+            ("REDIS_URL", &url),
+            ("SERVER_ID", id),
+        ]
+    };
+    let a_pairs = env("chat-a");
+    let a = TestServer::start_with(&a_pairs);
+    let channel = a.create_channel("alice", "instances", "public", &[]);
+    let mut on_a = connect(&a, "alice");
+    join(&mut on_a, &channel);
+    assert_first_serves(&a, &channel, &mut on_a, 1);
+
+    // The whole-database lock is not taken: instances share the database.
+    let mut conn = db_connect(&db).expect(NEEDS_MARIADB);
+    let whole: Option<u64> = conn
+        .exec_first("SELECT IS_USED_LOCK(?)", (lock_name(&db),))
+        .expect("IS_USED_LOCK")
+        .flatten();
+    assert_eq!(whole, None, "an instance with Redis took the database lock");
+    let mine: Option<u64> = conn
+        .exec_first(
+            "SELECT IS_USED_LOCK(?)",
+            (format!("{}/chat-a", lock_name(&db)),),
+        )
+        .expect("IS_USED_LOCK")
+        .flatten();
+    let holder = mine.expect("the instance holds its SERVER_ID's lock");
+
+    // The same SERVER_ID again: refused, naming the holder and the fix.
+    let data_dir = a.dir().join("second");
+    for args in [&[][..], &["migrate"][..]] {
+        let (code, err) = gatrix_chat(&a, &data_dir, args, &a_pairs);
+        assert_eq!(
+            code, 2,
+            "gatrix-chat {args:?} with chat-a's SERVER_ID: {err}"
+        );
+        assert!(err.contains("in use by another gatrix-chat"), "{err}");
+        assert!(
+            err.contains(&format!("database connection {holder}")),
+            "{err}"
+        );
+        assert!(err.contains("SERVER_ID"), "{err}");
+    }
+
+    // Another SERVER_ID serves beside it, on the same counters.
+    let b = TestServer::start_with(&env("chat-b"));
+    let mut on_b = connect(&b, "alice");
+    join(&mut on_b, &channel);
+    let ack = send(&mut on_b, 50, &channel, "via-b");
+    assert_eq!(ack["ok"], true, "send on the second instance: {ack}");
+    assert_eq!(ack["message"]["seq"], 2, "{ack}");
+    assert_first_serves(&a, &channel, &mut on_a, 3);
+}
+
+#[test]
+#[ignore = "needs MariaDB and redis-server: run scripts/test"]
+fn an_instance_with_redis_refuses_a_database_held_by_a_server_without() {
+    let db = mysql_db();
+    let redis = Redis::start();
+    let single = TestServer::start_with(&[("DATABASE_URL", &db)]);
+    let channel = single.create_channel("alice", "single", "public", &[]);
+    let mut ws = connect(&single, "alice");
+    join(&mut ws, &channel);
+    assert_first_serves(&single, &channel, &mut ws, 1);
+    let mut conn = db_connect(&db).expect(NEEDS_MARIADB);
+    let holder: Option<u64> = conn
+        .exec_first("SELECT IS_USED_LOCK(?)", (lock_name(&db),))
+        .expect("IS_USED_LOCK")
+        .flatten();
+    let holder = holder.expect("the server without Redis holds the database lock");
+
+    let url = redis.url();
+    let env = [
+        ("DATABASE_URL", db.as_str()),
+        ("REDIS_URL", url.as_str()),
+        ("SERVER_ID", "chat-a"),
+    ];
+    let (code, err) = gatrix_chat(&single, &single.dir().join("second"), &[], &env);
+    assert_eq!(code, 2, "an instance with Redis beside one without: {err}");
+    assert!(err.contains("without Redis"), "{err}");
+    assert!(
+        err.contains(&format!("database connection {holder}")),
+        "{err}"
+    );
+    assert!(err.contains("REDIS_URL"), "{err}");
+    assert_first_serves(&single, &channel, &mut ws, 2);
 }

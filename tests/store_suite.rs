@@ -30,6 +30,9 @@ use time::macros::format_description;
 trait Backend {
     /// A new connection to the database.
     fn open(&self) -> Box<dyn Store>;
+    /// A new connection whose commits use `n` sequencing partitions
+    /// (SEQUENCER_PARTITIONS; SQLite has one).
+    fn open_partitioned(&self, n: u32) -> Box<dyn Store>;
     /// Every message gone, as retention takes them (counters stay).
     fn expire_all_messages(&self);
 }
@@ -51,6 +54,11 @@ impl Backend for Sqlite {
         Box::new(
             gatrix_chat::store::sqlite::SqliteStore::open(self.dir.path()).expect("open SQLite"),
         )
+    }
+
+    fn open_partitioned(&self, n: u32) -> Box<dyn Store> {
+        assert_eq!(n, 1, "SQLite has one sequencing partition");
+        self.open()
     }
 
     /// SQLite has no retention: an operator's DELETE.
@@ -78,6 +86,10 @@ impl Mysql {
 impl Backend for Mysql {
     fn open(&self) -> Box<dyn Store> {
         mysql_backend::open(&self.url)
+    }
+
+    fn open_partitioned(&self, n: u32) -> Box<dyn Store> {
+        mysql_backend::open_partitioned(&self.url, n)
     }
 
     fn expire_all_messages(&self) {
@@ -124,6 +136,13 @@ mod mysql_backend {
 
     pub fn open(url: &str) -> Box<dyn Store> {
         Box::new(MysqlStore::open(&opts(url)).expect("open MySQL"))
+    }
+
+    pub fn open_partitioned(url: &str, n: u32) -> Box<dyn Store> {
+        let mut s = MysqlStore::open(&opts(url)).expect("open MySQL");
+        s.set_sequencer_partitions(n)
+            .expect("make the sequencer rows");
+        Box::new(s)
     }
 }
 
@@ -189,6 +208,7 @@ suite!(
     writer_seqs_are_gapless_under_repeated_client_ids,
     writer_failed_batch_stores_nothing,
     seq_outlives_the_messages,
+    reads_by_position,
     writer_commit_rate,
 );
 
@@ -210,6 +230,7 @@ macro_rules! mysql_only {
 mysql_only!(
     two_writers_give_out_one_gapless_order,
     two_writers_store_a_client_message_id_once,
+    two_partitions_two_writers_each_gapless_in_commit_order,
 );
 
 // ---------------------------------------------------------------------------
@@ -234,11 +255,12 @@ impl Clock {
     }
 }
 
-/// Message ids as the server makes them (snowflakes of about now: above
-/// 2^53, in the current month's partition on MySQL): the `n`th of a check.
+/// Message ids for `insert_messages` (which stores the ids it is given):
+/// the `n`th id of this month's range (`gatrix_chat::ids`), so in the
+/// current month's partition on MySQL.
 fn id(n: u64) -> u64 {
-    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *BASE.get_or_init(|| gatrix_chat::ids::first_id_at(now_ms())) + n
+    let month = gatrix_chat::ids::month_index_of_unix_ms(now_ms());
+    gatrix_chat::ids::first_id_of_month(month) + n
 }
 
 fn channel(id: &str, kind: ChannelType, owner: &str, at: &str) -> ChannelRecord {
@@ -331,6 +353,8 @@ mod channels;
 mod instances;
 #[path = "store_suite/messages.rs"]
 mod messages;
+#[path = "store_suite/partitions.rs"]
+mod partitions;
 #[path = "store_suite/reads.rs"]
 mod reads;
 #[path = "store_suite/text.rs"]
@@ -340,6 +364,7 @@ mod writer;
 use channels::*;
 use instances::*;
 use messages::*;
+use partitions::*;
 use reads::*;
 use text::*;
 use writer::*;

@@ -25,7 +25,7 @@ struct MessageJson<'a> {
     edited_at: Option<&'a str>,
 }
 
-/// `m` as clients see it: the id as a string (snowflakes pass 2^53), the
+/// `m` as clients see it: the id as a string (as it always was), the
 /// optional fields only when set, `pos` and `deletedAt` never.
 pub(crate) fn message(m: &MessageRecord) -> String {
     let j = MessageJson {

@@ -60,7 +60,6 @@ use owner::ChannelOwner;
 use presence::UserOwner;
 
 use crate::auth::Authenticator;
-use crate::ids::IdGen;
 use crate::mailbox::Mailbox;
 use crate::metrics::ShardMetrics;
 use crate::protocol::{CloseReason, DisconnectReason, Event, Handler, Handshake, Link, Refusal};
@@ -116,8 +115,6 @@ pub(super) struct Hub {
     limits: ChatLimits,
     /// This shard's metric handles.
     metrics: ShardMetrics,
-    /// The shard's id generator, shared with REST (`rest::Context`).
-    ids: Rc<IdGen>,
     /// Several instances (Redis configured): the presence threads.
     cluster: Option<Arc<cluster::Cluster>>,
 }
@@ -156,8 +153,6 @@ impl Hub {
 }
 
 impl Chat {
-    // One per shard, at start: the shard's handles, each named.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         mail: Rc<Mailbox<Mail>>,
         auth: Arc<Authenticator>,
@@ -165,7 +160,6 @@ impl Chat {
         sessions: Arc<recovery::Sessions>,
         limits: ChatLimits,
         metrics: ShardMetrics,
-        ids: Rc<IdGen>,
         cluster: Option<Arc<cluster::Cluster>>,
     ) -> Rc<Self> {
         let hub = Rc::new(Hub {
@@ -174,7 +168,6 @@ impl Chat {
             store,
             limits,
             metrics,
-            ids,
             cluster,
         });
         Rc::new(Self {

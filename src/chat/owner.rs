@@ -415,7 +415,8 @@ impl ChannelOwner {
             return self.hub.answer_requester(requester, Err(e));
         }
         let record = Box::new(MessageRecord {
-            id: self.hub.ids.next(),
+            // Given by the commit, from the partition's counters.
+            id: 0,
             pos: 0,
             channel_id: m.channel.to_string(),
             seq: 0,

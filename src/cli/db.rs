@@ -46,10 +46,13 @@ pub fn run_migrate_command(cli: &Cli) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    // Under the store's one-process lock, as the server migrates: never
-    // while a server runs on the store (its code expects the schema it
-    // started with; stop it, migrate, start the new version — which also
-    // migrates by itself).
+    // Under the store's process lock, as the server migrates: never while
+    // a server without Redis runs on the store (its code expects the
+    // schema it started with; stop it, migrate, start the new version —
+    // which also migrates by itself). With Redis, the instance lock of
+    // this SERVER_ID, as `serve` takes it: instances may run meanwhile
+    // (a rolling upgrade's migrations must suit the running version).
+    let server_id = config.redis_url().map(|_| config.server_id());
     let (place, result) = match &backend {
         Backend::Sqlite(dir) => (
             format!("store in {}", dir.display()),
@@ -58,7 +61,8 @@ pub fn run_migrate_command(cli: &Cli) -> i32 {
         ),
         Backend::Mysql(opts) => (
             format!("store at {}", mysql::describe(opts)),
-            MysqlStore::open_writer(opts).and_then(|_lock| mysql::migrate(opts)),
+            MysqlStore::open_writer(opts, server_id.as_deref())
+                .and_then(|_lock| mysql::migrate(opts)),
         ),
     };
     match result {

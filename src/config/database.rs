@@ -23,6 +23,9 @@ pub enum Backend {
 
 /// Most months of partitions kept ahead: more is a typo.
 const MAX_MONTHS_AHEAD: u32 = 120;
+/// The most SEQUENCER_PARTITIONS: 5 bits of a message id (src/ids.rs;
+/// `store::sequencing` checks that the two agree).
+const MAX_SEQUENCER_PARTITIONS: u32 = 32;
 
 impl Config {
     /// Whether the MySQL store is configured.
@@ -122,6 +125,27 @@ impl Config {
                 format!("{} cannot be read: {e}", path.display()),
                 "point it at the PEM certificate of the CA that signed the database's \
                  certificate, or leave it unset",
+            ));
+        }
+        if !(1..=MAX_SEQUENCER_PARTITIONS).contains(&self.sequencer_partitions) {
+            found.push(ConfigError::invalid(
+                "sequencer_partitions",
+                format!(
+                    "is {}, outside 1..={MAX_SEQUENCER_PARTITIONS}",
+                    self.sequencer_partitions
+                ),
+                "set it to 1 (one ordered log) or up to 32 partitions",
+            ));
+        } else if self.sequencer_partitions > 1 && !self.uses_mysql() {
+            found.push(ConfigError::invalid(
+                "sequencer_partitions",
+                format!(
+                    "is {} but the store is SQLite, one process with one writer: its \
+                     messages have one commit order",
+                    self.sequencer_partitions
+                ),
+                "unset SEQUENCER_PARTITIONS (1), or use MySQL (DATABASE_URL or DB_HOST) for \
+                 several instances",
             ));
         }
         if !(1..=MAX_MONTHS_AHEAD).contains(&self.db_partition_months_ahead) {
@@ -323,6 +347,29 @@ mod tests {
                 "db_partition_months_ahead",
                 Config {
                     db_partition_months_ahead: 0,
+                    ..d()
+                },
+            ),
+            (
+                "sequencer_partitions",
+                Config {
+                    sequencer_partitions: 0,
+                    database_url: Some("mysql://u:hunter2@h:3306/db".into()),
+                    ..d()
+                },
+            ),
+            (
+                "sequencer_partitions",
+                Config {
+                    sequencer_partitions: 33,
+                    database_url: Some("mysql://u:hunter2@h:3306/db".into()),
+                    ..d()
+                },
+            ),
+            (
+                "sequencer_partitions",
+                Config {
+                    sequencer_partitions: 2,
                     ..d()
                 },
             ),

@@ -65,6 +65,7 @@ impl Default for Config {
             db_tls_ca_file: None,
             message_retention_days: 0,
             db_partition_months_ahead: 3,
+            sequencer_partitions: 1,
             redis_url: None,
             redis_host: None,
             redis_port: 6379,

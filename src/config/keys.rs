@@ -179,6 +179,7 @@ pub(crate) const TABLE: &[Key] = &[
     optional_path("db_tls_ca_file", |c| &mut c.db_tls_ca_file),
     parsed("message_retention_days"),
     parsed("db_partition_months_ahead"),
+    parsed("sequencer_partitions"),
     optional_text("redis_url", |c| &mut c.redis_url),
     optional_text("redis_host", |c| &mut c.redis_host),
     parsed("redis_port"),

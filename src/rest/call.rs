@@ -77,7 +77,7 @@ pub(crate) fn text(p: &Map<String, Value>, key: &str, max_chars: usize) -> Resul
     }
 }
 
-/// A decimal message id from a path (ids are u64 snowflakes).
+/// A decimal message id from a path (ids are u64, below 2^53).
 pub(crate) fn message_id(s: &str) -> Result<u64, ApiError> {
     let valid = !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
     valid

@@ -129,7 +129,8 @@ pub(crate) async fn create(call: &Call<'_>, body: &[u8]) -> Result<Reply, ApiErr
     let new = parse_new(body, &call.user)?;
     let at = now();
     let record = ChannelRecord {
-        id: call.ctx.ids.next().to_string(),
+        // Random: unique across instances without a shared counter.
+        id: crate::ids::channel_id(),
         name: new.name,
         kind: new.kind,
         description: new.description,

@@ -12,7 +12,6 @@ use futures::channel::oneshot;
 use crate::auth::Authenticator;
 use crate::chat::commands::SendMessage;
 use crate::chat::{Chat, ChatError, ChatStore};
-use crate::ids::IdGen;
 use crate::metrics::ShardMetrics;
 use crate::store::MessageRecord;
 
@@ -21,9 +20,6 @@ pub(crate) struct Context {
     pub auth: Arc<Authenticator>,
     /// The store threads' queues, the ones chat uses.
     pub store: ChatStore,
-    /// The shard's one id generator, shared with chat: channel ids come
-    /// from it as message ids do.
-    pub ids: Rc<IdGen>,
     /// This shard's metric handles.
     pub metrics: ShardMetrics,
     /// The content limit shared by `send_message` and REST sends and edits.

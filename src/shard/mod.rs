@@ -93,7 +93,6 @@ pub(crate) async fn run(
     }
     metrics.refusals = metrics.refusals.with_interval(setup.refusal_log_interval);
     let mail = Mailbox::new(setup.mesh.clone(), shard);
-    let ids = Rc::new(crate::ids::IdGen::new(shard));
     let chat = Chat::new(
         mail.clone(),
         setup.auth.clone(),
@@ -101,13 +100,11 @@ pub(crate) async fn run(
         setup.sessions.clone(),
         setup.chat_limits.clone(),
         metrics.clone(),
-        ids.clone(),
         setup.cluster.clone(),
     );
     let rest_context = Rc::new(crate::rest::Context {
         auth: setup.auth.clone(),
         store: setup.store.clone(),
-        ids,
         metrics: metrics.clone(),
         max_message_length: setup.chat_limits.max_message_length,
         chat: crate::rest::ChatApi::new(chat.clone()),

@@ -5,12 +5,19 @@
 //! 1. `dedupe`: a (user, clientMessageId) already stored, or already
 //!    earlier in the batch, is not inserted again (so it burns no seq).
 //! 2. `assign_seqs`: each channel's next seqs, after its last one.
+//! 3. `assign_positions`: each row's next `pos` in its channel's
+//!    sequencing partition ([`partition_of`]), after the partition's last
+//!    one, and its id, made of the two (`crate::ids`): ids are known only
+//!    once committed.
 //!
-//! `pos` is the backend's: SQLite's AUTOINCREMENT, MySQL's sequencer row.
+//! The last positions are the backend's: SQLite's AUTOINCREMENT counter,
+//! MySQL's `sequencer` rows.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::MessageRecord;
+use super::sequencing::partition_of;
+use crate::ids;
 
 /// A batch of new messages as one commit stored it.
 #[derive(Debug, Default)]
@@ -91,6 +98,40 @@ pub(crate) fn assign_seqs(rows: &mut [MessageRecord], last: &mut HashMap<String,
     }
 }
 
+/// The sequencing partitions `batch` writes to among `n`, ascending, each
+/// once: the order their counter rows are locked in, in every writer.
+pub(crate) fn partitions(batch: &[&MessageRecord], n: u32) -> Vec<u32> {
+    let mut out: Vec<u32> = batch
+        .iter()
+        .map(|m| partition_of(&m.channel_id, n))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Step 3: gives each row, in order, the next position of its partition
+/// among `n` (`last` holds each partition's last position, one for every
+/// partition of the rows, and ends with the new ones) and, with `make_ids`,
+/// its id (month of its `created_at`, partition, pos). Without, the ids
+/// are the caller's (`Store::insert_messages`).
+pub(crate) fn assign_positions(
+    rows: &mut [MessageRecord],
+    n: u32,
+    last: &mut BTreeMap<u32, u64>,
+    make_ids: bool,
+) {
+    for row in rows {
+        let partition = partition_of(&row.channel_id, n);
+        let pos = last.entry(partition).or_insert(0);
+        *pos += 1;
+        row.pos = *pos;
+        if make_ids {
+            row.id = ids::message_id(ids::month_index_at(&row.created_at), partition, row.pos);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +184,40 @@ mod tests {
             .map(|p| p.map_err(|m| m.id))
             .collect();
         assert_eq!(placed, [Ok(0), Ok(1), Ok(0), Err(9), Ok(2)]);
+    }
+
+    #[test]
+    fn positions_are_per_partition_and_ids_are_made_of_them() {
+        // "general" is in partition 1 of 2, "c-1" in 0 (FNV-1a).
+        assert_eq!(partition_of("general", 2), 1);
+        assert_eq!(partition_of("c-1", 2), 0);
+        let mut rows = vec![
+            msg(0, "general", "u", None),
+            msg(0, "c-1", "u", None),
+            msg(0, "general", "u", None),
+        ];
+        for m in &mut rows {
+            m.created_at = "2026-12-05T14:08:20.000Z".into();
+        }
+        let refs: Vec<&MessageRecord> = rows.iter().collect();
+        assert_eq!(partitions(&refs, 2), [0, 1]);
+        assert_eq!(partitions(&refs, 1), [0]);
+        let mut last = BTreeMap::from([(0, 10), (1, 4)]);
+        assign_positions(&mut rows, 2, &mut last, true);
+        let got: Vec<(u64, u64)> = rows.iter().map(|m| (m.pos, m.id)).collect();
+        let month = ids::month_index(2026, 12);
+        assert_eq!(
+            got,
+            [
+                (5, ids::message_id(month, 1, 5)),
+                (11, ids::message_id(month, 0, 11)),
+                (6, ids::message_id(month, 1, 6)),
+            ]
+        );
+        assert_eq!(last, BTreeMap::from([(0, 11), (1, 6)]));
+        // Given ids stay.
+        let mut given = vec![msg(77, "c-1", "u", None)];
+        assign_positions(&mut given, 2, &mut last, false);
+        assert_eq!((given[0].pos, given[0].id), (12, 77));
     }
 }

@@ -28,8 +28,8 @@ pub const LOCK_FILE: &str = "gatrix-chat.lock";
 /// The message names the store, the holder when known, and what to do.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the store {store} is in use by another gatrix-chat ({holder}): one process per store \
-     until several instances are supported; {fix}"
+    "the store {store} is in use by another gatrix-chat ({holder}): one process per store, \
+     or with Redis (MySQL) one per SERVER_ID; {fix}"
 )]
 pub struct StoreLocked {
     /// Where the store is (a directory, or a database without password).

@@ -25,6 +25,7 @@ pub mod handle;
 pub mod lock;
 pub mod mysql;
 mod open;
+pub mod sequencing;
 pub mod sqlite;
 pub mod writer;
 
@@ -79,8 +80,10 @@ pub struct ChannelRecord {
     pub updated_at: String,
 }
 
-/// A message as stored. `id` is a snowflake (above 2^53: a string in JSON);
-/// `pos` is its commit position on this instance, the recovery offset.
+/// A message as stored. `id` is made by the commit from `pos`, its
+/// sequencing partition and the month of `created_at` (`crate::ids`: below
+/// 2^53); `pos` is its commit position in its partition, the recovery
+/// offset.
 /// What clients see of it is chat's (`chat::json`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessageRecord {
@@ -230,8 +233,11 @@ pub trait Store: Send {
         }
         Ok(found)
     }
-    /// Inserts all of `messages` (their seqs given) in one transaction and
-    /// fills in their `pos`; on error nothing is inserted.
+    /// Inserts all of `messages` (their ids and seqs given: imports and
+    /// tests) in one transaction and fills in their `pos`; on error nothing
+    /// is inserted. A given id is the caller's to keep apart from the ids
+    /// commits make (`crate::ids`): one equal to an id a later commit
+    /// makes fails that commit.
     fn insert_messages(&mut self, messages: &mut [MessageRecord]) -> Result<()>;
     /// The writer's commit: in one transaction, leaves out the messages
     /// whose (user, clientMessageId) is stored or earlier in the batch,
@@ -265,6 +271,24 @@ pub trait Store: Send {
     fn replay(
         &mut self,
         channels: &[(String, u64)],
+        after_pos: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>>;
+
+    // ---- reads by position (the bus's gap fill and polling fallback)
+    /// The last position given out in sequencing partition `partition`
+    /// (MySQL: its `sequencer` row; SQLite, one partition: AUTOINCREMENT's
+    /// counter), 0 when none or no such partition. Every message up to it
+    /// is committed and visible (the counter is raised in the same
+    /// transaction as the rows).
+    fn last_pos(&mut self, partition: u32) -> Result<u64>;
+    /// The committed messages of sequencing partition `partition` with
+    /// `pos > after_pos`, in pos order, at most `limit`. Deleted messages
+    /// are included (`deleted_at` set), so that every stored position is
+    /// seen; positions whose month retention dropped are missing.
+    fn partition_messages(
+        &mut self,
+        partition: u32,
         after_pos: u64,
         limit: usize,
     ) -> Result<Vec<MessageRecord>>;

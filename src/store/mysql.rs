@@ -43,26 +43,44 @@ pub use rows::{MAX_INSERT_ROWS, MAX_LOOKUP_KEYS};
 /// One connection to MySQL/MariaDB.
 pub struct MysqlStore {
     conn: Connection,
+    /// SEQUENCER_PARTITIONS: how the writer's commits map channels to
+    /// `sequencer` rows (`sequencing::partition_of`).
+    partitions: u32,
 }
 
 impl MysqlStore {
-    /// Connects to the database `opts` points at (already migrated). Fails
-    /// with `Unavailable` when it cannot be reached; once open, a lost
-    /// connection is re-established by later calls.
+    /// Connects to the database `opts` points at (already migrated), with
+    /// one sequencing partition. Fails with `Unavailable` when it cannot be
+    /// reached; once open, a lost connection is re-established by later
+    /// calls.
     pub fn open(opts: &Opts) -> Result<Self> {
         Ok(Self {
             conn: Connection::open(store_opts(opts))?,
+            partitions: 1,
         })
     }
 
-    /// Connects as the writer: takes the store's one-process lock (see
-    /// `lock`) before anything else, and again on every reconnect.
-    /// Fails with [`crate::store::lock::StoreLocked`] when another process
-    /// holds it.
-    pub fn open_writer(opts: &Opts) -> anyhow::Result<Self> {
-        let name = lock::lock_name(opts.get_db_name().unwrap_or(""));
+    /// Commits from now on with `partitions` sequencing partitions
+    /// (1..=32): makes their `sequencer` rows when missing.
+    pub fn set_sequencer_partitions(&mut self, partitions: u32) -> Result<()> {
+        let partitions = partitions.clamp(1, crate::store::sequencing::MAX_SEQUENCER_PARTITIONS);
+        self.conn
+            .run(|c| sequence::ensure_partitions(c, partitions))?;
+        self.partitions = partitions;
+        Ok(())
+    }
+
+    /// Connects as the writer: takes the store's process lock (see
+    /// `lock`: with `server_id`, when Redis is configured, the instance's
+    /// own; else the whole database's) before anything else, and again on
+    /// every reconnect. Fails with [`crate::store::lock::StoreLocked`]
+    /// when another process holds it (or, for an instance, when a server
+    /// without Redis holds the database).
+    pub fn open_writer(opts: &Opts, server_id: Option<&str>) -> anyhow::Result<Self> {
+        let lock = lock::WriterLock::for_database(opts.get_db_name().unwrap_or(""), server_id);
         Ok(Self {
-            conn: Connection::open_locked(store_opts(opts), &name)?,
+            conn: Connection::open_locked(store_opts(opts), lock)?,
+            partitions: 1,
         })
     }
 
@@ -143,13 +161,16 @@ impl Store for MysqlStore {
 
     /// One transaction of multi-row INSERTs (`sequence::insert_messages`).
     fn insert_messages(&mut self, messages: &mut [MessageRecord]) -> Result<()> {
-        self.conn.run(|c| sequence::insert_messages(c, messages))
+        let partitions = self.partitions;
+        self.conn
+            .run(|c| sequence::insert_messages(c, messages, partitions))
     }
 
     /// Seqs and positions from counters locked in the transaction
     /// (`sequence`).
     fn append(&mut self, batch: &[&MessageRecord]) -> Result<Appended> {
-        self.conn.run(|c| sequence::append(c, batch))
+        let partitions = self.partitions;
+        self.conn.run(|c| sequence::append(c, batch, partitions))
     }
 
     fn edit_message(&mut self, id: u64, content: &str, at: &str) -> Result<Option<MessageRecord>> {
@@ -241,6 +262,35 @@ impl Store for MysqlStore {
                 )?;
                 Ok(all(rows)?.into_iter().map(to_message).collect())
             })
+        })
+    }
+
+    fn last_pos(&mut self, partition: u32) -> Result<u64> {
+        self.conn.run(|c| {
+            Ok(first::<u64>(
+                c,
+                "SELECT last_pos FROM sequencer WHERE partition_id = ?",
+                (partition,),
+            )?
+            .unwrap_or(0))
+        })
+    }
+
+    /// One range read of `(partition_id, pos)` in each monthly partition.
+    fn partition_messages(
+        &mut self,
+        partition: u32,
+        after_pos: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE partition_id = ? AND pos > ?
+             ORDER BY pos LIMIT ?"
+        );
+        self.conn.run(|c| {
+            let rows =
+                c.exec_opt::<MessageRow, _, _>(&sql, (partition, after_pos, limit as u64))?;
+            Ok(all(rows)?.into_iter().map(to_message).collect())
         })
     }
 

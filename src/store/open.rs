@@ -106,19 +106,32 @@ fn prepare(
         Backend::Mysql(opts) => {
             let database = mysql::describe(opts);
             // Locked before migrating: a second process changes nothing.
-            let writer = MysqlStore::open_writer(opts).with_context(|| {
-                format!(
-                    "opening the MySQL store at {database} (DATABASE_URL, DB_HOST or \
+            // With Redis, several instances share the database: each
+            // locks its SERVER_ID only.
+            let server_id = config.redis_url().map(|_| config.server_id());
+            let mut writer =
+                MysqlStore::open_writer(opts, server_id.as_deref()).with_context(|| {
+                    format!(
+                        "opening the MySQL store at {database} (DATABASE_URL, DB_HOST or \
                          CHAT_DB_HOST is set; unset them to use SQLite in DATA_DIR)"
-                )
-            })?;
+                    )
+                })?;
             let applied = mysql::migrate(opts).with_context(|| {
                 format!(
                     "migrating the MySQL store at {database} (DATABASE_URL, DB_HOST or \
                          CHAT_DB_HOST is set; unset them to use SQLite in DATA_DIR)"
                 )
             })?;
-            tracing::info!(%database, applied, pool = config.store_reader_threads() + 1, "MySQL store");
+            writer
+                .set_sequencer_partitions(config.sequencer_partitions)
+                .context("making the sequencer rows of SEQUENCER_PARTITIONS")?;
+            tracing::info!(
+                %database,
+                applied,
+                pool = config.store_reader_threads() + 1,
+                sequencer_partitions = config.sequencer_partitions,
+                "MySQL store"
+            );
             // The catch-all partition takes any message, so a failed pass
             // is not fatal; the daily one retries.
             if let Err(e) = mysql::upkeep::run_once(opts, config.partition_policy()) {

@@ -2,22 +2,25 @@
 //! connection per store thread. Migrations in migrations/sqlite are applied
 //! by refinery at start and by `gatrix-chat migrate`.
 
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use super::{
-    Appended, ChannelRecord, ChannelType, MessageRecord, Page, Result, Store, StoreError, append,
-};
+use super::{Appended, ChannelRecord, MessageRecord, Page, Result, Store, StoreError, append};
 
 mod checkpoint;
+mod rows;
 mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
 }
 
 pub use checkpoint::Checkpointer;
+use rows::{
+    CHANNEL_COLUMNS, MESSAGE_COLUMNS, channel_row, find_by_client_id, insert_rows, keep_last_seqs,
+    last_pos, last_seq, message_row,
+};
 
 /// The database file inside DATA_DIR.
 pub fn db_path(data_dir: &Path) -> PathBuf {
@@ -31,6 +34,18 @@ pub fn migrate(data_dir: &Path) -> anyhow::Result<usize> {
     let mut conn = open_connection(&db_path(data_dir))?;
     let report = embedded::migrations::runner().run(&mut conn)?;
     Ok(report.applied_migrations().len())
+}
+
+/// Applies the migrations up to `version` only: a store as an earlier
+/// gatrix-chat left it, for the tests of a later migration.
+#[cfg(test)]
+fn migrate_to(data_dir: &Path, version: i32) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir)?;
+    let mut conn = open_connection(&db_path(data_dir))?;
+    embedded::migrations::runner()
+        .set_target(refinery::Target::Version(version))
+        .run(&mut conn)?;
+    Ok(())
 }
 
 fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
@@ -76,96 +91,6 @@ impl SqliteStore {
     }
 }
 
-const MESSAGE_COLUMNS: &str = "pos, id, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at, edited_at, deleted_at";
-
-fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRecord> {
-    Ok(MessageRecord {
-        pos: r.get::<_, i64>(0)? as u64,
-        id: r.get::<_, i64>(1)? as u64,
-        channel_id: r.get(2)?,
-        seq: r.get::<_, i64>(3)? as u64,
-        user_id: r.get(4)?,
-        content: r.get(5)?,
-        kind: r.get(6)?,
-        client_message_id: r.get(7)?,
-        reply_to: r.get(8)?,
-        created_at: r.get(9)?,
-        edited_at: r.get(10)?,
-        deleted_at: r.get(11)?,
-    })
-}
-
-const CHANNEL_COLUMNS: &str = "id, name, type, description, owner_id, created_at, updated_at";
-
-fn channel_row(r: &Row<'_>) -> rusqlite::Result<ChannelRecord> {
-    let kind: String = r.get(2)?;
-    Ok(ChannelRecord {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        kind: ChannelType::parse(&kind).unwrap_or(ChannelType::Private),
-        description: r.get(3)?,
-        owner_id: r.get(4)?,
-        created_at: r.get(5)?,
-        updated_at: r.get(6)?,
-    })
-}
-
-/// The last seq given out in `channel`: its counter, or for a channel
-/// without a row (messages are not tied to one here) its highest message.
-fn last_seq(conn: &Connection, channel: &str) -> Result<u64> {
-    let n: i64 = conn
-        .prepare_cached(
-            "SELECT MAX(COALESCE((SELECT last_seq FROM channels WHERE id = ?1), 0),
-                        COALESCE((SELECT MAX(seq) FROM messages WHERE channel_id = ?1), 0))",
-        )?
-        .query_row([channel], |r| r.get(0))?;
-    Ok(n as u64)
-}
-
-fn find_by_client_id(conn: &Connection, user: &str, cmid: &str) -> Result<Option<MessageRecord>> {
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE user_id = ?1 AND client_message_id = ?2"
-    );
-    Ok(conn
-        .prepare_cached(&sql)?
-        .query_row([user, cmid], message_row)
-        .optional()?)
-}
-
-/// Inserts `messages` (inside the caller's transaction) and fills in their
-/// `pos`.
-fn insert_rows(conn: &Connection, messages: &mut [MessageRecord]) -> Result<()> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO messages (id, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
-    for m in messages.iter_mut() {
-        stmt.execute(params![
-            m.id as i64,
-            m.channel_id,
-            m.seq as i64,
-            m.user_id,
-            m.content,
-            m.kind,
-            m.client_message_id,
-            m.reply_to,
-            m.created_at,
-        ])?;
-        m.pos = conn.last_insert_rowid() as u64;
-    }
-    Ok(())
-}
-
-/// Raises each channel's counter to its new last seq (never lowers it).
-fn keep_last_seqs(conn: &Connection, last: &HashMap<String, u64>) -> Result<()> {
-    let mut stmt =
-        conn.prepare_cached("UPDATE channels SET last_seq = MAX(last_seq, ?2) WHERE id = ?1")?;
-    for (channel, seq) in last {
-        stmt.execute(params![channel, *seq as i64])?;
-    }
-    Ok(())
-}
-
 impl Store for SqliteStore {
     fn ping(&mut self) -> Result<()> {
         self.conn.query_row("SELECT 1", [], |_| Ok(()))?;
@@ -182,7 +107,7 @@ impl Store for SqliteStore {
 
     fn insert_messages(&mut self, messages: &mut [MessageRecord]) -> Result<()> {
         let tx = self.conn.transaction()?;
-        insert_rows(&tx, messages)?;
+        insert_rows(&tx, messages, false)?;
         let mut last: HashMap<String, u64> = HashMap::new();
         for m in messages.iter() {
             let seq = last.entry(m.channel_id.clone()).or_insert(0);
@@ -223,7 +148,11 @@ impl Store for SqliteStore {
             last.insert(channel.to_owned(), seq);
         }
         append::assign_seqs(&mut out.rows, &mut last);
-        insert_rows(&tx, &mut out.rows)?;
+        // One sequencing partition (SQLite is single-instance): positions
+        // after AUTOINCREMENT's counter, ids made of them.
+        let mut positions = BTreeMap::from([(0, last_pos(&tx)?)]);
+        append::assign_positions(&mut out.rows, 1, &mut positions, true);
+        insert_rows(&tx, &mut out.rows, true)?;
         keep_last_seqs(&tx, &last)?;
         tx.commit()?;
         // Only once committed: a failed batch gave out nothing.
@@ -319,6 +248,36 @@ impl Store for SqliteStore {
             )?
             .collect::<rusqlite::Result<Vec<_>>>()
         })?)
+    }
+
+    fn last_pos(&mut self, partition: u32) -> Result<u64> {
+        // One sequencing partition: 0.
+        if partition == 0 {
+            last_pos(&self.conn)
+        } else {
+            Ok(0)
+        }
+    }
+
+    fn partition_messages(
+        &mut self,
+        partition: u32,
+        after_pos: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>> {
+        if partition != 0 {
+            return Ok(Vec::new());
+        }
+        let sql =
+            format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE pos > ?1 ORDER BY pos LIMIT ?2");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map(
+                params![i64::try_from(after_pos).unwrap_or(i64::MAX), limit as i64],
+                message_row,
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
     }
 
     fn channel(&mut self, id: &str) -> Result<Option<ChannelRecord>> {
@@ -428,3 +387,6 @@ impl Store for SqliteStore {
         Ok(n > 0)
     }
 }
+
+#[cfg(test)]
+mod tests;

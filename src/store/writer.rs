@@ -209,14 +209,29 @@ mod tests {
     #[test]
     fn a_failed_batch_stores_nothing_and_assigns_nothing() {
         let (_d, mut s) = store();
-        commit(&mut s, &mut vec![(msg(1, "a", "u", None), 0u32)]);
-        // Id 1 again violates the unique id: the whole batch fails.
+        let out = commit(&mut s, &mut vec![(msg(0, "a", "u", None), 0u32)]);
+        assert_eq!(seqs_of(&out), ["a#1"]);
+        // A row (an import: its id given) holding the id that position 4
+        // will make: position 2 is its own.
+        let month = crate::ids::month_index_at("2026-01-01T00:00:00.000Z");
+        let mut trap = [*msg(crate::ids::message_id(month, 0, 4), "t", "u", None)];
+        trap[0].seq = 1;
+        s.insert_messages(&mut trap).unwrap();
+        assert_eq!(trap[0].pos, 2);
+        // Positions 3 and 4: the second row's id is taken, the whole batch
+        // fails.
         let out = commit(
             &mut s,
-            &mut vec![(msg(2, "a", "u", None), 0u32), (msg(1, "a", "u", None), 1)],
+            &mut vec![(msg(0, "a", "u", None), 0u32), (msg(0, "b", "u", None), 1)],
         );
         assert_eq!(seqs_of(&out), ["failed", "failed"]);
-        let out = commit(&mut s, &mut vec![(msg(3, "a", "u", None), 0u32)]);
+        // Nothing was given out: the next message takes a's seq 2 and
+        // position 3.
+        let out = commit(&mut s, &mut vec![(msg(0, "a", "u", None), 0u32)]);
         assert_eq!(seqs_of(&out), ["a#2"]);
+        let Outcome::Stored(m) = &out[0].0 else {
+            panic!("{out:?}")
+        };
+        assert_eq!((m.pos, m.id), (3, crate::ids::message_id(month, 0, 3)));
     }
 }

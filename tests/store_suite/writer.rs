@@ -18,6 +18,20 @@ pub(super) fn start_writer(
     gatrix_chat::store::StoreThreads,
     Batches,
 ) {
+    start_partitioned_writer(db, 1, max_batch, window)
+}
+
+/// [`start_writer`] with `partitions` sequencing partitions.
+pub(super) fn start_partitioned_writer(
+    db: &dyn Backend,
+    partitions: u32,
+    max_batch: usize,
+    window: Duration,
+) -> (
+    gatrix_chat::store::StoreHandle<usize>,
+    gatrix_chat::store::StoreThreads,
+    Batches,
+) {
     let settings = StoreSettings {
         writer: WriterSettings { max_batch, window },
         writer_queue: 10_000,
@@ -28,7 +42,7 @@ pub(super) fn start_writer(
     let (tx, rx) = unbounded();
     let (handle, threads) = handle::start(
         &settings,
-        || Ok(db.open()),
+        || Ok(db.open_partitioned(partitions)),
         move |batch: Vec<(Outcome, usize)>| {
             let _ = tx.send(batch);
         },
@@ -73,6 +87,12 @@ pub(super) fn collect(rx: &Batches, count: usize) -> (Vec<Option<Outcome>>, Vec<
         }
     }
     (outcomes, sizes)
+}
+
+/// The id the commit makes of a message's month and position (one
+/// sequencing partition: 0).
+pub(super) fn made_id(m: &MessageRecord) -> u64 {
+    gatrix_chat::ids::message_id(gatrix_chat::ids::month_index_at(&m.created_at), 0, m.pos)
 }
 
 pub(super) fn new_message(
@@ -170,7 +190,8 @@ pub(super) fn writer_seqs_are_gapless_under_repeated_client_ids(
                     "message {i} repeats {} but was stored",
                     first_of[i]
                 );
-                assert_eq!(m.id, id(i as u64 + 1));
+                assert_eq!(m.content, format!("message {}", i + 1));
+                assert_eq!(m.id, made_id(m), "the id is made of the pos");
                 commit_order.push(m.pos);
                 stored.insert(i, m.clone());
             }
@@ -180,8 +201,8 @@ pub(super) fn writer_seqs_are_gapless_under_repeated_client_ids(
                     "message {i} is new but came back a duplicate"
                 );
                 assert_eq!(
-                    m.id,
-                    id(first_of[i] as u64 + 1),
+                    m.content,
+                    format!("message {}", first_of[i] + 1),
                     "message {i}: not the first message"
                 );
             }
@@ -281,9 +302,30 @@ pub(super) fn writer_failed_batch_stores_nothing(_s: &mut dyn Store, db: &dyn Ba
         "{first:?}"
     );
 
+    // A row imported with its id given (`insert_messages`) holds the id
+    // that the third message of the next batch will be made: that batch
+    // fails as a whole. The import takes the next position; the batch
+    // takes the four after it. The batch is dated 40 days ahead (a month
+    // the retry below is not in, so the retry's ids differ).
+    let ahead = 40 * 86_400_000;
+    let Some(Outcome::Stored(third)) = &first[2] else {
+        panic!("{first:?}")
+    };
+    let month = gatrix_chat::ids::month_index_at(&clock.at(ahead + 102));
+    let mut trap = [message(
+        0,
+        "c-t",
+        1,
+        "importer",
+        None,
+        "imported",
+        &clock.at(50),
+    )];
+    trap[0].id = gatrix_chat::ids::message_id(month, 0, third.pos + 4);
+    db.open().insert_messages(&mut trap).expect("import");
+    assert_eq!(trap[0].pos, third.pos + 1, "the import's position");
+
     let release = hold_writer(&handle);
-    // The third message reuses the id of a stored one, so the batch fails
-    // as a whole.
     let batch = [
         ("c-b", Some("b-1")),
         ("c-a", Some("a-4")),
@@ -291,9 +333,12 @@ pub(super) fn writer_failed_batch_stores_nothing(_s: &mut dyn Store, db: &dyn Ba
         ("c-c", Some("c-1")),
     ];
     for (k, (ch, cmid)) in batch.iter().enumerate() {
-        let n = if k == 2 { 2 } else { 100 + k as u64 };
+        let n = 100 + k as u64;
         handle
-            .append(new_message(n, ch, "u", *cmid, &clock.at(100 + k as i64)), k)
+            .append(
+                new_message(n, ch, "u", *cmid, &clock.at(ahead + 100 + k as i64)),
+                k,
+            )
             .unwrap_or_else(|_| panic!("queue"));
     }
     release.wait();
@@ -310,20 +355,20 @@ pub(super) fn writer_failed_batch_stores_nothing(_s: &mut dyn Store, db: &dyn Ba
         );
     }
     let mut check = db.open();
-    for k in [0, 1, 3] {
-        assert_eq!(
-            check.message(id(100 + k)).expect("message"),
-            None,
-            "kept from a failed batch"
+    for ch in ["c-a", "c-b", "c-c"] {
+        let (history, _) = check.history(ch, Page::After(0), 100).expect("history");
+        assert!(
+            history.iter().all(|m| m.content.starts_with("message ")
+                && m.content["message ".len()..]
+                    .parse::<u64>()
+                    .is_ok_and(|n| n <= 3)),
+            "kept from a failed batch: {history:?}"
         );
     }
-    let Some(Outcome::Stored(second)) = &first[1] else {
-        panic!("{first:?}")
-    };
     assert_eq!(
-        check.message(id(2)).expect("message").as_ref(),
-        Some(second),
-        "the message whose id was reused changed"
+        check.message(trap[0].id).expect("message").as_ref(),
+        Some(&trap[0]),
+        "the message whose id was taken changed"
     );
     assert_eq!(
         check.last_seq("c-a").expect("last_seq"),
@@ -367,5 +412,8 @@ pub(super) fn writer_failed_batch_stores_nothing(_s: &mut dyn Store, db: &dyn Ba
     threads.join();
     let (a, _) = check.history("c-a", Page::After(0), 100).expect("history");
     assert_eq!(seqs(&a), [1, 2, 3, 4]);
-    assert_eq!(a[3].id, id(201));
+    assert_eq!(a[3].content, "message 201");
+    assert_eq!(a[3].id, made_id(&a[3]));
+    // After the import (+1) and the retried c-b (+2): no gap.
+    assert_eq!(a[3].pos, third.pos + 3, "the failed batch left a gap");
 }

@@ -102,7 +102,6 @@ impl World {
                     sessions.clone(),
                     limits.clone(),
                     crate::metrics::ShardMetrics::detached(),
-                    Rc::new(crate::ids::IdGen::new(b.shard())),
                     None,
                 )
             })

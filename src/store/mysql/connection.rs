@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use mysql::{Conn, Opts, OptsBuilder, consts::CapabilityFlags};
 
 use super::error::{is_broken, map_error};
-use super::lock::{self, Acquired};
+use super::lock::{self, Acquired, WriterLock};
 use crate::store::lock::StoreLocked;
 use crate::store::{Result, StoreError};
 
@@ -37,10 +37,12 @@ const IO_TIMEOUT: Duration = Duration::from_secs(60);
 /// writer's, one multi-row INSERT per batch size up to
 /// [`super::MAX_INSERT_ROWS`], one lookup per key count up to
 /// [`super::MAX_LOOKUP_KEYS`], and a channel lock and a channel counter
-/// update per channel count up to `sequence::CHANNELS_PER_STATEMENT`.
+/// update per channel count up to `sequence::CHANNELS_PER_STATEMENT`,
+/// and a partition lock per partition count up to 32.
 const STMT_CACHE: usize = super::MAX_INSERT_ROWS
     + super::MAX_LOOKUP_KEYS
     + 2 * super::sequence::CHANNELS_PER_STATEMENT
+    + crate::store::sequencing::MAX_SEQUENCER_PARTITIONS as usize
     + 64;
 
 /// Session settings, so behaviour does not depend on the server's defaults:
@@ -94,14 +96,24 @@ pub(crate) struct Connection {
     lock: Option<StoreLock>,
 }
 
-/// The one-process lock a writer's connection holds (see [`super::lock`]).
+/// The process lock a writer's connection holds (see [`super::lock`]).
 #[derive(Debug)]
 struct StoreLock {
-    name: String,
+    lock: WriterLock,
     /// How many database connections of this one have taken it.
     taken: u64,
-    /// Who held it at the last attempt, when that attempt was refused.
-    refused_by: Option<String>,
+    /// Who held it (or the lock that excludes it) at the last attempt,
+    /// when that attempt was refused.
+    refused_by: Option<Refusal>,
+}
+
+/// Why the last attempt to take the lock was refused.
+#[derive(Debug, Clone)]
+enum Refusal {
+    /// Another process holds the same lock: who.
+    Taken(String),
+    /// A server without Redis holds the whole-database lock: who.
+    Excluded(String),
 }
 
 impl Connection {
@@ -118,30 +130,51 @@ impl Connection {
         }
     }
 
-    /// Connects now and takes the store lock `name` on the connection (and
+    /// Connects now and takes the store lock on the connection (and
     /// again on every reconnect). Fails with [`StoreLocked`] when another
-    /// connection holds it, and as [`Connection::open`] does otherwise.
-    pub(crate) fn open_locked(opts: Opts, name: &str) -> anyhow::Result<Self> {
+    /// connection holds it (or the lock that excludes it), and as
+    /// [`Connection::open`] does otherwise.
+    pub(crate) fn open_locked(opts: Opts, lock: WriterLock) -> anyhow::Result<Self> {
         let mut connection = Self::unconnected(opts);
+        let name = lock.name.clone();
         connection.lock = Some(StoreLock {
-            name: name.to_owned(),
+            lock,
             taken: 0,
             refused_by: None,
         });
         match connection.conn() {
             Ok(_) => Ok(connection),
-            Err(e) => match connection.lock.as_mut().and_then(|l| l.refused_by.take()) {
-                Some(holder) => Err(StoreLocked {
-                    store: format!("{} (MySQL named lock {name:?})", describe(&connection.opts)),
-                    holder,
-                    fix: "stop it first, or point this process at another database; when the \
-                          holder is gone but its connection lingers, end it with KILL <id> on \
-                          the database"
+            Err(e) => {
+                match connection.lock.as_mut().and_then(|l| l.refused_by.take()) {
+                    Some(Refusal::Taken(holder)) => {
+                        let instance = name.contains('/');
+                        Err(StoreLocked {
+                        store: format!("{} (MySQL named lock {name:?})", describe(&connection.opts)),
+                        holder,
+                        fix: if instance {
+                            "another instance runs with this SERVER_ID: give each instance \
+                             its own SERVER_ID, or stop that one; when the holder is gone but \
+                             its connection lingers, end it with KILL <id> on the database"
+                        } else {
+                            "stop it first, or point this process at another database; when the \
+                             holder is gone but its connection lingers, end it with KILL <id> on \
+                             the database"
+                        }
                         .to_owned(),
+                    }
+                    .into())
+                    }
+                    Some(Refusal::Excluded(holder)) => Err(StoreLocked {
+                        store: describe(&connection.opts),
+                        holder: format!("a gatrix-chat without Redis, {holder}"),
+                        fix: "a server without REDIS_URL does not share its database: stop it, or \
+                          restart it with the same REDIS_URL as the instances"
+                            .to_owned(),
+                    }
+                    .into()),
+                    None => Err(e.into()),
                 }
-                .into()),
-                None => Err(e.into()),
-            },
+            }
         }
     }
 
@@ -202,27 +235,37 @@ impl Connection {
         }
         let attempt = Conn::new(self.opts.clone()).and_then(|mut conn| {
             let acquired = match &self.lock {
-                Some(l) => lock::acquire(&mut conn, &l.name)?,
+                Some(l) => lock::acquire(&mut conn, &l.lock)?,
                 None => Acquired::Held,
             };
             Ok((conn, acquired))
         });
-        if let Ok((_, Acquired::Taken(holder))) = &attempt
+        let refusal = match &attempt {
+            Ok((_, Acquired::Taken(holder))) => Some(Refusal::Taken(holder.clone())),
+            Ok((_, Acquired::Excluded(holder))) => Some(Refusal::Excluded(holder.clone())),
+            _ => None,
+        };
+        if let Some(refusal) = refusal
             && let Some(l) = &mut self.lock
         {
+            let holder = match &refusal {
+                Refusal::Taken(h) => h.clone(),
+                Refusal::Excluded(h) => format!("a gatrix-chat without Redis, {h}"),
+            };
             // Never write without the lock: refuse, loudly, and try again
             // after the backoff (the other process may stop).
             if l.taken > 0 {
                 tracing::error!(
                     database = %describe(&self.opts),
-                    lock = %l.name,
+                    lock = %l.lock.name,
                     %holder,
                     "the store lock was lost with the database connection and another process \
-                     holds it now: not writing (every write fails) until it is free; one \
-                     gatrix-chat per database"
+                     holds it now (or, for an instance with Redis, the whole-database lock): \
+                     not writing (every write fails) until it is free; one gatrix-chat per \
+                     database, or with Redis one per SERVER_ID"
                 );
             }
-            l.refused_by = Some(holder.clone());
+            l.refused_by = Some(refusal);
             self.last_error = format!("the store lock is held by {holder}");
             self.retry_at = Some(now + self.backoff);
             self.backoff = (self.backoff * 2).min(MAX_BACKOFF);

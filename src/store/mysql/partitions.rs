@@ -1,8 +1,8 @@
 //! Monthly partitions of the `messages` table (MySQL store).
 //!
-//! `messages` is partitioned by RANGE of the message id, a snowflake whose top
-//! bits are the milliseconds it was made at (src/ids.rs): an id bound is a
-//! time bound. Partition `pYYYYMM` holds the ids made before the first
+//! `messages` is partitioned by RANGE of the message id, whose top bits are
+//! the month of its `created_at` (src/ids.rs): an id bound is a month
+//! bound. Partition `pYYYYMM` holds the ids made before the first
 //! instant of the following month (UTC), so it holds that month (the oldest
 //! partition also holds everything earlier). A MAXVALUE partition (`pmax`)
 //! catches anything past the last month, so an insert never fails for want
@@ -22,7 +22,7 @@
 
 use mysql::Conn;
 use mysql::prelude::Queryable;
-use time::{Date, Month, OffsetDateTime};
+use time::OffsetDateTime;
 
 use crate::ids;
 
@@ -83,14 +83,10 @@ impl Plan {
 /// `p{year}{month-1}` holds its ids. Months before the id epoch (2024-01)
 /// map to 0.
 pub(crate) fn month_start(year: i32, month: u8) -> u64 {
-    let Ok(month) = Month::try_from(month) else {
+    if !(1..=12).contains(&month) {
         return 0;
-    };
-    let Ok(date) = Date::from_calendar_date(year, month, 1) else {
-        return 0;
-    };
-    let secs = date.midnight().assume_utc().unix_timestamp();
-    ids::first_id_at(u64::try_from(secs).unwrap_or(0) * 1000)
+    }
+    ids::first_id_of_month(ids::month_index(year, month))
 }
 
 /// The month after `(year, month)`.
@@ -109,9 +105,9 @@ fn month_of_unix_ms(unix_ms: u64) -> (i32, u8) {
     (t.year(), u8::from(t.month()))
 }
 
-/// The month an id was made in.
+/// The month an id was made in (a bound: the month it starts).
 fn month_of_id(id: u64) -> (i32, u8) {
-    month_of_unix_ms(ids::unix_ms_of(id))
+    ids::year_month(ids::month_of_id(id))
 }
 
 fn name_of((year, month): (i32, u8)) -> String {
@@ -120,9 +116,8 @@ fn name_of((year, month): (i32, u8)) -> String {
 
 /// The date a bound stands for, for people: `2026-12-01`.
 pub(crate) fn bound_date(bound: u64) -> String {
-    let t = OffsetDateTime::from_unix_timestamp((ids::unix_ms_of(bound) / 1000) as i64)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+    let (year, month) = month_of_id(bound);
+    format!("{year:04}-{month:02}-01")
 }
 
 /// What upkeep should do to `existing` (in partition order) at `now_unix_ms`.
@@ -159,7 +154,11 @@ pub(crate) fn plan(existing: &[Partition], now_unix_ms: u64, policy: PartitionPo
     }
     if policy.retention_days > 0 {
         let keep_ms = u64::from(policy.retention_days) * 86_400_000;
-        let cutoff = ids::first_id_at(now_unix_ms.saturating_sub(keep_ms));
+        // The first id of the month the cutoff instant falls in: a
+        // partition ending at or before it holds only older months.
+        let cutoff = ids::first_id_of_month(ids::month_index_of_unix_ms(
+            now_unix_ms.saturating_sub(keep_ms),
+        ));
         let finite = existing.iter().filter(|p| p.bound.is_some()).count();
         let has_catch_all = existing.len() > finite;
         out.drop = existing
@@ -283,13 +282,12 @@ mod tests {
     }
 
     #[test]
-    fn month_starts_follow_the_snowflake_layout() {
+    fn month_starts_follow_the_id_layout() {
         assert_eq!(month_start(2024, 1), 0, "the id epoch");
         assert_eq!(month_start(2023, 12), 0, "before the epoch");
-        // 2024-02-01 is 31 days after the epoch.
-        assert_eq!(month_start(2024, 2), (31 * 86_400_000) << 22);
-        // 2026-12-01T00:00:00Z = 1796083200 s since 1970.
-        assert_eq!(month_start(2026, 12), ids::first_id_at(1_796_083_200_000));
+        assert_eq!(month_start(2024, 2), 1 << 43);
+        // 2026-12 is 35 months after 2024-01.
+        assert_eq!(month_start(2026, 12), 35 << 43);
         assert_eq!(month_start(2026, 13), 0, "not a month");
         // Bounds grow month by month, and every id made during a month
         // falls between its start and the next month's.
@@ -301,11 +299,16 @@ mod tests {
                 last = b;
             }
         }
-        let id = ids::IdGen::new(5).next();
+        let id = ids::message_id(ids::month_index_at("2026-11-24T10:00:00.000Z"), 5, 123_456);
         let (y, m) = month_of_id(id);
+        assert_eq!((y, m), (2026, 11));
         let (ny, nm) = next_month((y, m));
         assert!(month_start(y, m) <= id && id < month_start(ny, nm));
         assert_eq!(bound_date(month_start(2027, 1)), "2027-01-01");
+        assert!(
+            month_start(2109, 4) < 1 << 53,
+            "JSON-safe to the last month"
+        );
     }
 
     #[test]

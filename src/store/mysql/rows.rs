@@ -97,13 +97,13 @@ pub(super) fn first<T: FromRow>(
 /// prepared statement per row count, cached on the connection.
 pub(super) fn insert_sql(rows: usize) -> String {
     let mut sql = String::from(
-        "INSERT INTO messages (id, pos, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at) VALUES ",
+        "INSERT INTO messages (id, partition_id, pos, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at) VALUES ",
     );
     for i in 0..rows {
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     }
     sql
 }

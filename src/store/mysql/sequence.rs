@@ -3,48 +3,56 @@
 //! on one database (issue 13) stay gapless and in commit order.
 //!
 //! A commit, in this order:
-//! 1. locks its sequencing partition's row of `sequencer`
-//!    (`SELECT last_pos ... FOR UPDATE`): commits of one partition queue
-//!    here, one at a time, until the holder commits;
+//! 1. locks the `sequencer` rows of the sequencing partitions its batch
+//!    writes to (`SELECT ... FOR UPDATE`, ascending partition order, the
+//!    same in every writer): commits of one partition queue here, one at
+//!    a time, until the holder commits;
 //! 2. looks up the batch's (user, clientMessageId) pairs: a consistent
 //!    read whose snapshot is taken after the lock (InnoDB makes a
 //!    REPEATABLE READ transaction's read view at its first consistent
 //!    read, and the transaction does not start WITH CONSISTENT SNAPSHOT),
-//!    so it sees every commit that held the partition before: a repeat
+//!    so it sees every commit that held those partitions before: a repeat
 //!    from another writer is a duplicate here, not a second row;
 //! 3. locks the written channels' rows (`channels.last_seq ... FOR
 //!    UPDATE`) in sorted id order, the same order in every writer, after
-//!    the partition row: no two writers wait for each other in a cycle;
-//! 4. gives out seqs after each channel's `last_seq` and positions after
-//!    `last_pos`, inserts, raises the counters, commits (which releases
-//!    the locks).
+//!    the partition rows: no two writers wait for each other in a cycle;
+//! 4. gives out seqs after each channel's `last_seq`, positions after
+//!    each partition's `last_pos` and the ids made of them
+//!    (`crate::ids`), inserts, raises the counters, commits (which
+//!    releases the locks).
 //!
 //! A unique key cannot enforce (user, clientMessageId) here: every unique
 //! key of `messages`, PARTITIONed BY RANGE (id), must contain `id`. Step 1
 //! serialises the writers of a partition, which is what makes step 2
-//! exact; with more than one partition a user's messages will have to
-//! stay in one partition (later steps of issue 13).
+//! exact for a repeat to the same channel (a retry: one partition). With
+//! several partitions, the same (user, clientMessageId) sent at the same
+//! moment to two channels of different partitions through two instances
+//! can be stored twice; one instance's writer commits one batch at a time,
+//! so that needs two instances.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use mysql::prelude::Queryable;
 use mysql::{Conn, TxOpts, Value};
 
 use super::batch::find_by_client_ids;
 use super::rows::{all, chunks, first, insert_sql};
+use crate::store::sequencing::partition_of;
 use crate::store::{Appended, MessageRecord, append};
-
-/// The sequencing partition every writer uses (one, for now).
-pub(super) const PARTITION: u32 = 0;
 
 /// Most channels whose counters one statement locks or raises: a batch
 /// (COMMIT_BATCH_MAX, 100 by default) usually needs one of each.
 pub(super) const CHANNELS_PER_STATEMENT: usize = 128;
 
-/// The writer's commit ([`crate::store::Store::append`]) on MySQL.
-pub(super) fn append(c: &mut Conn, batch: &[&MessageRecord]) -> mysql::Result<Appended> {
+/// The writer's commit ([`crate::store::Store::append`]) on MySQL, with
+/// `partitions` sequencing partitions.
+pub(super) fn append(
+    c: &mut Conn,
+    batch: &[&MessageRecord],
+    partitions: u32,
+) -> mysql::Result<Appended> {
     let mut tx = c.start_transaction(TxOpts::default())?;
-    let last_pos = lock_partition(&mut tx)?;
+    let mut last_pos = lock_partitions(&mut tx, &append::partitions(batch, partitions))?;
     let keys = append::client_keys(batch);
     let earlier = if keys.is_empty() {
         HashMap::new()
@@ -59,44 +67,85 @@ pub(super) fn append(c: &mut Conn, batch: &[&MessageRecord]) -> mysql::Result<Ap
     }
     let mut last = lock_channels(&mut tx, &append::channels(&out.rows))?;
     append::assign_seqs(&mut out.rows, &mut last);
-    insert(&mut tx, &mut out.rows, last_pos)?;
-    keep_counters(&mut tx, &last, last_pos + out.rows.len() as u64)?;
+    append::assign_positions(&mut out.rows, partitions, &mut last_pos, true);
+    insert(&mut tx, &out.rows, partitions)?;
+    keep_counters(&mut tx, &last, &last_pos)?;
     tx.commit()?;
     Ok(out)
 }
 
-/// [`crate::store::Store::insert_messages`]: rows whose seqs are given;
-/// positions from the partition's counter, channel counters raised to
-/// the seqs inserted.
-pub(super) fn insert_messages(c: &mut Conn, messages: &mut [MessageRecord]) -> mysql::Result<()> {
+/// [`crate::store::Store::insert_messages`]: rows whose ids and seqs are
+/// given; positions from their partitions' counters, channel counters
+/// raised to the seqs inserted.
+pub(super) fn insert_messages(
+    c: &mut Conn,
+    messages: &mut [MessageRecord],
+    partitions: u32,
+) -> mysql::Result<()> {
     let mut tx = c.start_transaction(TxOpts::default())?;
-    let last_pos = lock_partition(&mut tx)?;
-    insert(&mut tx, messages, last_pos)?;
+    let refs: Vec<&MessageRecord> = messages.iter().collect();
+    let mut last_pos = lock_partitions(&mut tx, &append::partitions(&refs, partitions))?;
+    append::assign_positions(messages, partitions, &mut last_pos, false);
+    insert(&mut tx, messages, partitions)?;
     let mut last: HashMap<String, u64> = HashMap::new();
     for m in messages.iter() {
         let seq = last.entry(m.channel_id.clone()).or_insert(0);
         *seq = (*seq).max(m.seq);
     }
-    keep_counters(&mut tx, &last, last_pos + messages.len() as u64)?;
+    keep_counters(&mut tx, &last, &last_pos)?;
     tx.commit()
 }
 
-/// Step 1: the partition's last position, its row locked until commit.
-fn lock_partition(tx: &mut impl Queryable) -> mysql::Result<u64> {
-    first::<u64>(
-        tx,
-        "SELECT last_pos FROM sequencer WHERE partition_id = ? FOR UPDATE",
-        (PARTITION,),
-    )?
-    .ok_or_else(|| {
-        mysql::Error::MySqlError(mysql::MySqlError {
+/// Makes the `sequencer` rows of partitions `0..partitions` that are
+/// missing (a new SEQUENCER_PARTITIONS), each starting at 0.
+pub(super) fn ensure_partitions(c: &mut impl Queryable, partitions: u32) -> mysql::Result<()> {
+    for p in 0..partitions {
+        c.exec_drop(
+            "INSERT IGNORE INTO sequencer (partition_id, last_pos) VALUES (?, 0)",
+            (p,),
+        )?;
+    }
+    Ok(())
+}
+
+/// Step 1: the last position of each of `ids` (ascending), their rows
+/// locked until commit, in that order.
+fn lock_partitions(tx: &mut impl Queryable, ids: &[u32]) -> mysql::Result<BTreeMap<u32, u64>> {
+    let found: BTreeMap<u32, u64> = match ids {
+        [] => BTreeMap::new(),
+        [one] => first::<u64>(
+            tx,
+            "SELECT last_pos FROM sequencer WHERE partition_id = ? FOR UPDATE",
+            (*one,),
+        )?
+        .map(|pos| (*one, pos))
+        .into_iter()
+        .collect(),
+        // One statement: InnoDB locks the rows as its scan of the primary
+        // key meets them, in ascending order.
+        _ => {
+            let marks = vec!["?"; ids.len()].join(", ");
+            let sql = format!(
+                "SELECT partition_id, last_pos FROM sequencer WHERE partition_id IN ({marks})
+                 ORDER BY partition_id FOR UPDATE"
+            );
+            let params: Vec<Value> = ids.iter().map(|p| (*p).into()).collect();
+            all(tx.exec_opt::<(u32, u64), _, _>(sql, params)?)?
+                .into_iter()
+                .collect()
+        }
+    };
+    if let Some(missing) = ids.iter().find(|p| !found.contains_key(p)) {
+        return Err(mysql::Error::MySqlError(mysql::MySqlError {
             state: "HY000".into(),
             code: 0,
             message: format!(
-                "the sequencer has no row for partition {PARTITION}: run `gatrix-chat migrate`"
+                "the sequencer has no row for partition {missing}: run `gatrix-chat migrate` \
+                 and start the server with this SEQUENCER_PARTITIONS"
             ),
-        })
-    })
+        }));
+    }
+    Ok(found)
 }
 
 /// Step 3: each channel's last seq, its row locked until commit; `ids`
@@ -129,22 +178,20 @@ fn lock_channels(tx: &mut impl Queryable, ids: &[&str]) -> mysql::Result<HashMap
     Ok(last)
 }
 
-/// Inserts `messages` with the positions after `last_pos`, in order:
-/// multi-row INSERTs of at most [`super::MAX_INSERT_ROWS`] rows.
+/// Inserts `messages` (ids and positions given), in order: multi-row
+/// INSERTs of at most [`super::MAX_INSERT_ROWS`] rows.
 fn insert(
     tx: &mut impl Queryable,
-    messages: &mut [MessageRecord],
-    last_pos: u64,
+    messages: &[MessageRecord],
+    partitions: u32,
 ) -> mysql::Result<()> {
-    for (i, m) in messages.iter_mut().enumerate() {
-        m.pos = last_pos + 1 + i as u64;
-    }
     for range in chunks(messages) {
         let rows = &messages[range];
-        let mut params: Vec<Value> = Vec::with_capacity(rows.len() * 10);
+        let mut params: Vec<Value> = Vec::with_capacity(rows.len() * 11);
         for m in rows {
             params.extend([
                 m.id.into(),
+                partition_of(&m.channel_id, partitions).into(),
                 m.pos.into(),
                 m.channel_id.as_str().into(),
                 m.seq.into(),
@@ -162,13 +209,13 @@ fn insert(
 }
 
 /// Step 4: raises each channel's counter to its new last seq (never
-/// lowers it) and the partition's to `last_pos`: one UPDATE per
+/// lowers it) and each partition's to its `last_pos`: one UPDATE per
 /// [`CHANNELS_PER_STATEMENT`] channels (a statement per channel was most
 /// of a commit's time with many channels in a batch).
 fn keep_counters(
     tx: &mut impl Queryable,
     last: &HashMap<String, u64>,
-    last_pos: u64,
+    last_pos: &BTreeMap<u32, u64>,
 ) -> mysql::Result<()> {
     let mut ids: Vec<(&String, &u64)> = last.iter().collect();
     ids.sort_unstable();
@@ -185,8 +232,11 @@ fn keep_counters(
         params.extend(chunk.iter().map(|(id, _)| id.as_str().into()));
         tx.exec_drop(sql, params)?;
     }
-    tx.exec_drop(
-        "UPDATE sequencer SET last_pos = ? WHERE partition_id = ?",
-        (last_pos, PARTITION),
-    )
+    for (partition, pos) in last_pos {
+        tx.exec_drop(
+            "UPDATE sequencer SET last_pos = ? WHERE partition_id = ?",
+            (*pos, *partition),
+        )?;
+    }
+    Ok(())
 }

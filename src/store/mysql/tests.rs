@@ -27,9 +27,9 @@ fn msg(id: u64, channel: &str, seq: u64, content: &str) -> MessageRecord {
 #[test]
 fn insert_statements_have_one_row_of_placeholders_per_message() {
     let sql = insert_sql(3);
-    assert_eq!(sql.matches('?').count(), 30);
+    assert_eq!(sql.matches('?').count(), 33);
     assert!(sql.ends_with(
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ));
 }
 
@@ -224,7 +224,7 @@ fn client_ids_are_looked_up_in_one_go() {
 
 #[test]
 #[ignore = "needs MariaDB: run scripts/test"]
-fn schema_2_counters_start_at_the_maxima_of_a_schema_1_database() {
+fn schemas_2_and_3_counters_and_ids_follow_a_schema_1_database() {
     let opts = scratch_empty();
     migrate::migrate_to(&opts, 1).unwrap();
     let mut c = Conn::new(opts.clone()).unwrap();
@@ -245,15 +245,23 @@ fn schema_2_counters_start_at_the_maxima_of_a_schema_1_database() {
         ("a", 3),
         ("b", 2),
     ];
+    // Snowflake ids (above 2^53); the fifth replies to the first, the
+    // sixth to something that is not a stored id.
+    let snowflake = |i: u64| (1u64 << 60) + i;
     for (i, (ch, seq)) in v1.iter().enumerate() {
+        let reply = match i {
+            4 => Some(snowflake(0).to_string()),
+            5 => Some("not-an-id".to_owned()),
+            _ => None,
+        };
         c.exec_drop(
-            "INSERT INTO messages (id, channel_id, seq, user_id, content, type, created_at)
-             VALUES (?, ?, ?, 'u', 'x', 'text', '2026-01-01T00:00:00.000Z')",
-            (1000 + i as u64, ch, seq),
+            "INSERT INTO messages (id, channel_id, seq, user_id, content, type, reply_to, created_at)
+             VALUES (?, ?, ?, 'u', 'x', 'text', ?, '2026-01-01T00:00:00.000Z')",
+            (snowflake(i as u64), ch, seq, reply),
         )
         .unwrap();
     }
-    assert_eq!(migrate(&opts).unwrap(), 1, "V2 applied");
+    assert_eq!(migrate(&opts).unwrap(), 2, "V2 and V3 applied");
 
     let last: Vec<(String, u64)> = c
         .query("SELECT id, last_seq FROM channels ORDER BY id")
@@ -270,6 +278,24 @@ fn schema_2_counters_start_at_the_maxima_of_a_schema_1_database() {
         .unwrap();
     assert!(!create.contains("AUTO_INCREMENT"), "{create}");
 
+    // V3: ids of the new layout (2026-01, partition 0, pos), reply_to
+    // following its message, the rest as they were.
+    let month = crate::ids::month_index(2026, 1);
+    let rows: Vec<(u64, u32, u64, Option<String>)> = c
+        .query("SELECT id, partition_id, pos, reply_to FROM messages ORDER BY pos")
+        .unwrap();
+    let expected: Vec<(u64, u32, u64, Option<String>)> = (1..=6u64)
+        .map(|pos| {
+            let reply = match pos {
+                5 => Some(crate::ids::message_id(month, 0, 1).to_string()),
+                6 => Some("not-an-id".to_owned()),
+                _ => None,
+            };
+            (crate::ids::message_id(month, 0, pos), 0, pos, reply)
+        })
+        .collect();
+    assert_eq!(rows, expected);
+
     // The writer continues every counter.
     let mut s = MysqlStore::open(&opts).unwrap();
     let new = [
@@ -285,4 +311,7 @@ fn schema_2_counters_start_at_the_maxima_of_a_schema_1_database() {
         .map(|m| (m.channel_id.as_str(), m.seq, m.pos))
         .collect();
     assert_eq!(got, [("a", 4, 7), ("ghost", 6, 8), ("empty", 1, 9)]);
+    for m in &out.rows {
+        assert_eq!(m.id, crate::ids::message_id(month, 0, m.pos));
+    }
 }

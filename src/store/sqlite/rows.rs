@@ -1,0 +1,119 @@
+//! Rows of the SQLite store: the column lists, how a row becomes a record,
+//! and the statements the writer's commit is made of.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::store::{ChannelRecord, ChannelType, MessageRecord, Result};
+
+pub(super) const MESSAGE_COLUMNS: &str = "pos, id, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at, edited_at, deleted_at";
+
+pub(super) fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRecord> {
+    Ok(MessageRecord {
+        pos: r.get::<_, i64>(0)? as u64,
+        id: r.get::<_, i64>(1)? as u64,
+        channel_id: r.get(2)?,
+        seq: r.get::<_, i64>(3)? as u64,
+        user_id: r.get(4)?,
+        content: r.get(5)?,
+        kind: r.get(6)?,
+        client_message_id: r.get(7)?,
+        reply_to: r.get(8)?,
+        created_at: r.get(9)?,
+        edited_at: r.get(10)?,
+        deleted_at: r.get(11)?,
+    })
+}
+
+pub(super) const CHANNEL_COLUMNS: &str =
+    "id, name, type, description, owner_id, created_at, updated_at";
+
+pub(super) fn channel_row(r: &Row<'_>) -> rusqlite::Result<ChannelRecord> {
+    let kind: String = r.get(2)?;
+    Ok(ChannelRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        kind: ChannelType::parse(&kind).unwrap_or(ChannelType::Private),
+        description: r.get(3)?,
+        owner_id: r.get(4)?,
+        created_at: r.get(5)?,
+        updated_at: r.get(6)?,
+    })
+}
+
+/// The last seq given out in `channel`: its counter, or for a channel
+/// without a row (messages are not tied to one here) its highest message.
+pub(super) fn last_seq(conn: &Connection, channel: &str) -> Result<u64> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT MAX(COALESCE((SELECT last_seq FROM channels WHERE id = ?1), 0),
+                        COALESCE((SELECT MAX(seq) FROM messages WHERE channel_id = ?1), 0))",
+        )?
+        .query_row([channel], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+pub(super) fn find_by_client_id(
+    conn: &Connection,
+    user: &str,
+    cmid: &str,
+) -> Result<Option<MessageRecord>> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE user_id = ?1 AND client_message_id = ?2"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([user, cmid], message_row)
+        .optional()?)
+}
+
+/// Inserts `messages` (inside the caller's transaction) and fills in their
+/// `pos` (AUTOINCREMENT), or with `positioned`, at the `pos` they have.
+pub(super) fn insert_rows(
+    conn: &Connection,
+    messages: &mut [MessageRecord],
+    positioned: bool,
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO messages (pos, id, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    for m in messages.iter_mut() {
+        stmt.execute(params![
+            positioned.then_some(m.pos as i64),
+            m.id as i64,
+            m.channel_id,
+            m.seq as i64,
+            m.user_id,
+            m.content,
+            m.kind,
+            m.client_message_id,
+            m.reply_to,
+            m.created_at,
+        ])?;
+        m.pos = conn.last_insert_rowid() as u64;
+    }
+    Ok(())
+}
+
+/// The last position given out: AUTOINCREMENT's counter (the largest
+/// `pos` ever, deleted rows included), 0 on an empty store.
+pub(super) fn last_pos(conn: &Connection) -> Result<u64> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0)",
+        )?
+        .query_row([], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+/// Raises each channel's counter to its new last seq (never lowers it).
+pub(super) fn keep_last_seqs(conn: &Connection, last: &HashMap<String, u64>) -> Result<()> {
+    let mut stmt =
+        conn.prepare_cached("UPDATE channels SET last_seq = MAX(last_seq, ?2) WHERE id = ?1")?;
+    for (channel, seq) in last {
+        stmt.execute(params![channel, *seq as i64])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Unit tests of the SQLite store's own migrations and counters; the store
+//! test suite in tests/ covers the behaviour shared with MySQL.
+
+use super::*;
+use crate::ids;
+
+/// Schema 4: stored snowflake ids become ids of the counters' layout
+/// (month of created_at, partition 0, pos), reply_to follows its message,
+/// and the writer goes on from there.
+#[test]
+fn schema_4_renumbers_stored_ids_and_their_replies() {
+    let dir = tempfile::tempdir().unwrap();
+    migrate_to(dir.path(), 3).unwrap();
+    let conn = open_connection(&db_path(dir.path())).unwrap();
+    // Snowflakes, above 2^53 but one: the second's (a snowflake of
+    // 2024-01-01, 14 hours in) is the id the first is renumbered to, a
+    // collision while the renumbering is under way.
+    let (jan, feb) = (ids::month_index(2026, 1), ids::month_index(2026, 2));
+    let first = ids::message_id(jan, 0, 1);
+    let rows: [(i64, &str, Option<&str>, &str); 4] = [
+        ((1 << 60) + 1, "a", None, "2026-01-31T23:59:59.999Z"),
+        (first as i64, "a", None, "2026-02-01T00:00:00.000Z"),
+        (
+            (1 << 60) + 3,
+            "b",
+            Some("1152921504606846977"),
+            "2026-02-02T00:00:00.000Z",
+        ),
+        (
+            (1 << 60) + 4,
+            "b",
+            Some("somewhere"),
+            "2023-05-01T00:00:00.000Z",
+        ),
+    ];
+    for (i, (id, ch, reply, at)) in rows.iter().enumerate() {
+        conn.execute(
+            "INSERT INTO messages (id, channel_id, seq, user_id, content, type, reply_to, created_at)
+             VALUES (?1, ?2, ?3, 'u', 'x', 'text', ?4, ?5)",
+            params![id, ch, i as i64 + 1, reply, at],
+        )
+        .unwrap();
+    }
+    assert_eq!(migrate(dir.path()).unwrap(), 1, "V4 applied");
+    let got: Vec<(i64, i64, Option<String>)> = conn
+        .prepare("SELECT pos, id, reply_to FROM messages ORDER BY pos")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let expected = vec![
+        (1, first as i64, None),
+        (2, ids::message_id(feb, 0, 2) as i64, None),
+        (
+            3,
+            ids::message_id(feb, 0, 3) as i64,
+            Some(first.to_string()),
+        ),
+        (
+            4,
+            ids::message_id(0, 0, 4) as i64,
+            Some("somewhere".to_owned()),
+        ),
+    ];
+    assert_eq!(got, expected);
+
+    // The writer's next message: position 5, its id made of it.
+    let mut s = SqliteStore::open(dir.path()).unwrap();
+    let mut m = MessageRecord {
+        id: 0,
+        pos: 0,
+        channel_id: "a".into(),
+        seq: 0,
+        user_id: "u".into(),
+        content: "new".into(),
+        kind: "text".into(),
+        client_message_id: None,
+        reply_to: None,
+        created_at: "2026-02-03T00:00:00.000Z".into(),
+        edited_at: None,
+        deleted_at: None,
+    };
+    let out = s.append(&[&m]).unwrap();
+    m.pos = 5;
+    m.seq = 3;
+    m.id = ids::message_id(feb, 0, 5);
+    assert_eq!(out.rows, [m]);
+}
