@@ -199,6 +199,21 @@ impl Cluster {
         }))
     }
 
+    /// A handle without threads, for tests of the shards' side: what the
+    /// shards queue is read from the receiver.
+    #[cfg(test)]
+    pub(crate) fn detached(queue: usize) -> (Arc<Self>, crossbeam_channel::Receiver<Request>) {
+        let (tx, rx) = crossbeam_channel::bounded(queue);
+        let cluster = Arc::new(Self {
+            tx,
+            metrics: ClusterMetrics::default(),
+            stop: Arc::new(AtomicBool::new(false)),
+            logged_full: AtomicU64::new(u64::MAX),
+            started: std::time::Instant::now(),
+        });
+        (cluster, rx)
+    }
+
     /// Queues a count update: false when the queue is full (the caller
     /// sends the count again on its next tick).
     pub(crate) fn count(
