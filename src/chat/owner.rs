@@ -20,6 +20,7 @@ use serde_json::json;
 
 use super::mail::{Publish, ReplyTo, ToChannelOwner, ToConnShard, ToUserOwner, shard_of_conn};
 use super::message::{self, event_frame};
+use super::owner_cluster::user_frame;
 use super::typing::Typists;
 use super::{ChatError, ErrorCode, Hub};
 use crate::store::{ChannelType, MessageRecord};
@@ -208,22 +209,6 @@ impl ChannelOwner {
         }
     }
 
-    /// A frame for every subscriber, here and (published) on the other
-    /// instances.
-    pub(super) fn broadcast(
-        &self,
-        st: &ChannelState,
-        channel: &Arc<str>,
-        frame: Text,
-        except: Option<u64>,
-    ) {
-        self.hub.publish(|| super::cluster::Event::Emit {
-            channel: channel.to_string(),
-            frame: frame.as_str().to_owned(),
-        });
-        self.fan_out(st, channel, frame, except);
-    }
-
     pub(super) fn join(&self, channel: Arc<str>, user: Arc<str>, reply: ReplyTo) {
         let mut channels = self.channels.borrow_mut();
         let Some(st) = channels.get_mut(&channel) else {
@@ -259,11 +244,7 @@ impl ChannelOwner {
             {
                 tracing::warn!(%channel, %user, "store queue full: membership not written");
             }
-            self.hub.publish(|| super::cluster::Event::Member {
-                channel: channel.to_string(),
-                user: user.to_string(),
-                added: true,
-            });
+            self.member_published(&channel, &user, true);
         }
         let (last_seq, channel_json) = (info.last_seq, info.json.clone());
         // Counted by connection rather than by the connection's `repeat`:
@@ -367,11 +348,7 @@ impl ChannelOwner {
                     {
                         tracing::warn!(%channel, %user, "store queue full: membership not removed");
                     }
-                    self.hub.publish(|| super::cluster::Event::Member {
-                        channel: channel.to_string(),
-                        user: user.to_string(),
-                        added: false,
-                    });
+                    self.member_published(&channel, &user, false);
                     let member = ToUserOwner::Member {
                         user: user.clone(),
                         channel: channel.clone(),
@@ -443,10 +420,4 @@ impl ChannelOwner {
             self.fan_out(st, channel, frame, None);
         }
     }
-}
-
-/// A `user_joined` or `user_left` frame.
-pub(super) fn user_frame(channel: &str, event: &str, user: &str) -> Text {
-    let body = json!({"channelId": channel, "userId": user}).to_string();
-    event_frame(event, &body).into()
 }

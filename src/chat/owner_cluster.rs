@@ -1,14 +1,46 @@
-//! The channel owner with several instances: user_joined / user_left on
-//! the cluster-wide first subscription and last unsubscription of a user
-//! (answered by the presence thread, [`super::cluster`]), members changed
-//! by another instance, and the cache dropped after Redis came back.
+//! The channel owner with several instances: frames for every instance's
+//! subscribers (`broadcast`), user_joined / user_left on the cluster-wide
+//! first subscription and last unsubscription of a user (answered by the
+//! presence thread, [`super::cluster`]), members changed here published
+//! and by another instance applied, and the cache dropped after Redis came
+//! back.
 
 use std::sync::Arc;
 
+use serde_json::json;
+
 use super::cluster::Kind;
-use super::owner::{Cache, ChannelOwner, user_frame};
+use super::message::event_frame;
+use super::owner::{Cache, ChannelOwner, ChannelState};
+use crate::protocol::Text;
 
 impl ChannelOwner {
+    /// A frame for every subscriber, here and (published) on the other
+    /// instances.
+    pub(super) fn broadcast(
+        &self,
+        st: &ChannelState,
+        channel: &Arc<str>,
+        frame: Text,
+        except: Option<u64>,
+    ) {
+        self.hub.publish(|| super::cluster::Event::Emit {
+            channel: channel.to_string(),
+            frame: frame.as_str().to_owned(),
+        });
+        self.fan_out(st, channel, frame, except);
+    }
+
+    /// A member this instance added or removed, for the other instances'
+    /// caches.
+    pub(super) fn member_published(&self, channel: &str, user: &str, added: bool) {
+        self.hub.publish(|| super::cluster::Event::Member {
+            channel: channel.to_owned(),
+            user: user.to_owned(),
+            added,
+        });
+    }
+
     /// `user`'s first subscription to `channel` on this instance came
     /// (`subscribed`) or its last went: told to the presence thread as a
     /// count of 1 or 0. A full queue leaves it for the tick.
@@ -97,4 +129,10 @@ impl ChannelOwner {
             self.invalidate(channel);
         }
     }
+}
+
+/// A `user_joined` or `user_left` frame.
+pub(super) fn user_frame(channel: &str, event: &str, user: &str) -> Text {
+    let body = json!({"channelId": channel, "userId": user}).to_string();
+    event_frame(event, &body).into()
 }
