@@ -119,6 +119,7 @@ pub struct Metrics {
     mailbox_depth: Family<ShardLabel, Gauge>,
     store: StoreMetrics,
     bus: BusMetrics,
+    cluster: crate::chat::cluster::ClusterMetrics,
 }
 
 impl Metrics {
@@ -217,6 +218,8 @@ impl Metrics {
             "Messages and writes waiting for the store writer when it last took a batch",
             store.queue_depth.clone(),
         );
+        let cluster = crate::chat::cluster::ClusterMetrics::default();
+        cluster.register(r);
         r.register(
             "chat_build_info",
             "Always 1; the labels name the running build",
@@ -238,6 +241,7 @@ impl Metrics {
             mailbox_depth,
             store,
             bus,
+            cluster,
         })
     }
 
@@ -291,6 +295,11 @@ impl Metrics {
     /// The store writer's handles.
     pub fn store(&self) -> StoreMetrics {
         self.store.clone()
+    }
+
+    /// The presence thread's handles (several instances).
+    pub(crate) fn cluster(&self) -> crate::chat::cluster::ClusterMetrics {
+        self.cluster.clone()
     }
 
     /// The whole exposition, OpenMetrics text.
