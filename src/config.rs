@@ -333,6 +333,15 @@ pub struct Config {
     pub bus_parked_ttl_ms: u64,
     /// With Redis: connect, read and write timeout of each bus connection.
     pub bus_redis_timeout_ms: u64,
+    /// With Redis: the presence lease period. An instance that dies has
+    /// its users and channel subscriptions announced gone by the others
+    /// within this long (its lease lasts half of it and is renewed every
+    /// sixth).
+    pub presence_lease_ms: u64,
+    /// With Redis: requests and events a shard may queue for the presence
+    /// thread; beyond it events are dropped (counted) and count updates
+    /// retried on the next tick.
+    pub presence_queue: usize,
     /// Serve Prometheus metrics on `GET /metrics` (docs/metrics.md).
     /// Counting goes on either way; this only hides the exposition.
     pub metrics_enabled: bool,

@@ -115,6 +115,8 @@ pub fn run_until(
         Some(pending) => Some(pending.start(&config, mesh.clone(), &metrics)?),
         None => None,
     };
+    // Several instances: presence and ephemeral events through Redis.
+    let cluster = chat::cluster::Cluster::from_config(&config, &mesh, &metrics)?;
     let watchdog = notifier
         .is_enabled()
         .then(crate::notify::watchdog_interval)
@@ -132,6 +134,7 @@ pub fn run_until(
         handoff: Mesh::new(shards, 1),
         store,
         sessions,
+        cluster,
         admission: Admission::new(
             config.ws_max_connections,
             config.ws_max_connections_per_ip,

@@ -82,6 +82,8 @@ impl Default for Config {
             bus_max_parked: 1024,
             bus_parked_ttl_ms: 60_000,
             bus_redis_timeout_ms: 2000,
+            presence_lease_ms: 15_000,
+            presence_queue: 65_536,
             metrics_enabled: true,
             metrics_listen: DEFAULT_METRICS_LISTEN.to_owned(),
             allowed_origins: String::new(),

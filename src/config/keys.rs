@@ -196,6 +196,8 @@ pub(crate) const TABLE: &[Key] = &[
     parsed("bus_max_parked"),
     parsed("bus_parked_ttl_ms"),
     parsed("bus_redis_timeout_ms"),
+    parsed("presence_lease_ms"),
+    parsed("presence_queue"),
     parsed("metrics_enabled"),
     text("metrics_listen"),
     text("allowed_origins"),

@@ -122,6 +122,7 @@ pub struct Metrics {
     store: StoreMetrics,
     recovery: RecoveryMetrics,
     bus: BusMetrics,
+    cluster: crate::chat::cluster::ClusterMetrics,
 }
 
 impl Metrics {
@@ -221,6 +222,8 @@ impl Metrics {
             "Messages and writes waiting for the store writer when it last took a batch",
             store.queue_depth.clone(),
         );
+        let cluster = crate::chat::cluster::ClusterMetrics::default();
+        cluster.register(r);
         r.register(
             "chat_build_info",
             "Always 1; the labels name the running build",
@@ -244,6 +247,7 @@ impl Metrics {
             store,
             recovery,
             bus,
+            cluster,
         })
     }
 
@@ -302,6 +306,11 @@ impl Metrics {
     /// The store writer's handles.
     pub fn store(&self) -> StoreMetrics {
         self.store.clone()
+    }
+
+    /// The presence thread's handles (several instances).
+    pub(crate) fn cluster(&self) -> crate::chat::cluster::ClusterMetrics {
+        self.cluster.clone()
     }
 
     /// The whole exposition, OpenMetrics text.
