@@ -14,7 +14,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -23,49 +22,24 @@ use common::TestServer;
 use common::chat::{NO_RATE_LIMIT, send_all};
 use common::mysql::mysql_db;
 use common::raw::*;
+use common::redis::Redis;
 
-/// A throwaway redis-server: free port, temp dir, no persistence, killed
-/// at drop.
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-    _dir: tempfile::TempDir,
+/// The session when the window ends or Redis fails.
+#[path = "recovery_instances/windows_and_faults.rs"]
+mod windows_and_faults;
+
+/// Reads of the session keys of a throwaway redis-server
+/// (`common::redis`: free port, temp dir, no persistence, killed at drop).
+trait SessionKeys {
+    /// GET `key` (None: Redis unreachable; Some(None): absent).
+    fn try_get(&self, key: &str) -> Option<Option<Vec<u8>>>;
+
+    /// Waits until the session of `pid` satisfies `ok` (the Redis thread
+    /// writes it after the command that changed it was answered).
+    fn await_session(&self, pid: &str, what: &str, ok: impl Fn(Option<&[u8]>) -> bool);
 }
 
-impl Redis {
-    fn start() -> Self {
-        Self::start_on(common::free_port())
-    }
-
-    /// An empty redis-server on `port` (a restart that lost everything).
-    fn start_on(port: u16) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install -y redis-server)");
-        let r = Redis {
-            child: Some(child),
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while r.try_get("ping").is_none() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        r
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// GET `key` (None: absent or Redis unreachable).
+impl SessionKeys for Redis {
     fn try_get(&self, key: &str) -> Option<Option<Vec<u8>>> {
         let mut con = redis::Client::open(self.url())
             .ok()?
@@ -74,8 +48,6 @@ impl Redis {
         redis::cmd("GET").arg(key).query(&mut con).ok()
     }
 
-    /// Waits until the session of `pid` satisfies `ok` (the Redis thread
-    /// writes it after the command that changed it was answered).
     fn await_session(&self, pid: &str, what: &str, ok: impl Fn(Option<&[u8]>) -> bool) {
         let key = format!("gatrix:session:{pid}");
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -88,19 +60,6 @@ impl Redis {
             assert!(Instant::now() < deadline, "session {pid}: never {what}");
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -265,103 +224,6 @@ fn a_session_dropped_on_a_is_recovered_on_b_after_kill_9_of_a() {
 #[ignore = "needs MariaDB and redis-server: run scripts/test"]
 fn a_session_dropped_on_a_is_recovered_on_b_after_a_stops() {
     recovered_on_another_instance(End::Stop);
-}
-
-/// After the recovery window (and its refresh period) the session is gone
-/// from Redis, even though A died without a word: B starts a fresh one
-/// (a new pid: `recovered` false), and the client catches up by history.
-#[test]
-#[ignore = "needs MariaDB and redis-server: run scripts/test"]
-fn after_the_window_the_session_is_gone() {
-    let db = mysql_db();
-    let redis = Redis::start();
-    // A window of 1 s: TTL 1.25 s (plus the 250 ms refresh period).
-    let mut a = instance(&db, &redis, "chat-a", None, "1000");
-    let secret = a.secret().to_owned();
-    let alice_token = a.token("alice");
-    let channel = a.create_channel("owner", "general", "public", &[]);
-    let (mut alice, pid) = connect_with(&a, &json!({ "token": alice_token }));
-    join(&mut alice, &channel);
-    redis.await_session(&pid, "written with the channel", |v| {
-        v.is_some_and(|v| String::from_utf8_lossy(v).ends_with(&channel))
-    });
-    drop(alice);
-    a.kill9();
-    redis.await_session(&pid, "expired", |v| v.is_none());
-    let b = instance(&db, &redis, "chat-b", Some(&secret), "1000");
-    let auth = json!({ "token": alice_token, "pid": pid, "offset": "0" });
-    let (mut alice, got) = connect_with(&b, &auth);
-    assert_ne!(got, pid, "after the window: a fresh session");
-    let ack = call(
-        &mut alice,
-        7,
-        "send_message",
-        json!({ "channelId": channel, "content": "am I in?" }),
-    );
-    assert_eq!(
-        ack["error"]["code"], "FORBIDDEN",
-        "channels restored: {ack}"
-    );
-}
-
-/// Redis unreachable: a reconnect is answered at once with a fresh
-/// session (`recovered` false), not held; the instance keeps serving.
-#[test]
-#[ignore = "needs MariaDB and redis-server: run scripts/test"]
-fn with_redis_gone_a_reconnect_starts_fresh() {
-    let db = mysql_db();
-    let mut redis = Redis::start();
-    let a = instance(&db, &redis, "chat-a", None, "120000");
-    let channel = a.create_channel("owner", "general", "public", &[]);
-    let alice_token = a.token("alice");
-    let (mut alice, pid) = connect_with(&a, &json!({ "token": alice_token }));
-    join(&mut alice, &channel);
-    redis.await_session(&pid, "written with the channel", |v| {
-        v.is_some_and(|v| String::from_utf8_lossy(v).ends_with(&channel))
-    });
-    drop(alice);
-    redis.stop();
-    let auth = json!({ "token": alice_token, "pid": pid, "offset": "0" });
-    let (mut alice, got) = connect_with(&a, &auth);
-    assert_ne!(got, pid, "Redis gone: a fresh session");
-    join(&mut alice, &channel);
-    let mut bob = connect(&a, "bob");
-    join(&mut bob, &channel);
-    send_all(&mut bob, &channel, 10, &one("still here"));
-    assert_eq!(next_message(&mut alice).0, "still here");
-}
-
-/// Redis restarts empty while alice is connected: her instance writes its
-/// live sessions again once it reaches Redis, so her session (with its
-/// channel) is there for a later drop, and she recovers.
-#[test]
-#[ignore = "needs MariaDB and redis-server: run scripts/test"]
-fn sessions_are_written_again_after_redis_restarts_empty() {
-    let db = mysql_db();
-    let redis = Redis::start();
-    let port = redis.port;
-    // A window of 4 s: the sessions are refreshed every second.
-    let a = instance(&db, &redis, "chat-a", None, "4000");
-    let channel = a.create_channel("owner", "general", "public", &[]);
-    let alice_token = a.token("alice");
-    let (mut alice, pid) = connect_with(&a, &json!({ "token": alice_token }));
-    join(&mut alice, &channel);
-    let has_channel =
-        |v: Option<&[u8]>| v.is_some_and(|v| String::from_utf8_lossy(v).ends_with(&channel));
-    redis.await_session(&pid, "written with the channel", has_channel);
-    drop(redis);
-    let redis = Redis::start_on(port);
-    redis.await_session(&pid, "written again", has_channel);
-    let mut bob = connect(&a, "bob");
-    join(&mut bob, &channel);
-    send_all(&mut bob, &channel, 10, &one("seen"));
-    let (_, offset) = next_message(&mut alice);
-    drop(alice);
-    send_all(&mut bob, &channel, 20, &one("missed"));
-    let auth = json!({ "token": alice_token, "pid": pid, "offset": offset.to_string() });
-    let (mut alice, got) = connect_with(&a, &auth);
-    assert_eq!(got, pid, "recovered after the Redis restart");
-    assert_eq!(next_message(&mut alice).0, "missed");
 }
 
 /// The owner token of a stored session (its first 8 bytes).
