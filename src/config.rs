@@ -21,6 +21,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod bus;
 mod cpus;
 mod database;
 mod defaults;
@@ -296,6 +297,41 @@ pub struct Config {
     /// id is refused), stable across its restarts if possible. Unset: the
     /// host name and the process id.
     pub server_id: Option<String>,
+    /// With Redis: how long a missing commit position may stay missing
+    /// from the log before this instance reads it from the database (and
+    /// re-publishes it). Longer waits less often on a slow writer, shorter
+    /// recovers sooner from a lost entry.
+    pub bus_gap_wait_ms: u64,
+    /// With Redis: how often the database's last commit position is read
+    /// (the lag in `/metrics`, a gap nobody noticed), and while Redis is
+    /// away, how often new messages are read from the database instead.
+    pub bus_poll_interval_ms: u64,
+    /// With Redis: entries (batches) each partition's stream keeps,
+    /// trimmed approximately (`MAXLEN ~`).
+    pub bus_stream_max_len: usize,
+    /// With Redis: a batch's envelope at least this long (bytes) is zstd
+    /// compressed in the log; 0 never compresses.
+    pub bus_zstd_threshold: usize,
+    /// With Redis: batches waiting for the publisher (and, apart, for this
+    /// instance's applier); a full queue drops the batch from the log and
+    /// the gap fill reads it from the database: the writer never waits.
+    pub bus_queue_batches: usize,
+    /// With Redis: batches held while their predecessor is missing, per
+    /// partition, by the log's append script and by each applier.
+    pub bus_max_parked: usize,
+    /// With Redis: how long the append script keeps a parked batch.
+    pub bus_parked_ttl_ms: u64,
+    /// With Redis: connect, read and write timeout of each bus connection.
+    pub bus_redis_timeout_ms: u64,
+    /// With Redis: the presence lease period. An instance that dies has
+    /// its users and channel subscriptions announced gone by the others
+    /// within this long (its lease lasts half of it and is renewed every
+    /// sixth).
+    pub presence_lease_ms: u64,
+    /// With Redis: requests and events a shard may queue for the presence
+    /// thread; beyond it events are dropped (counted) and count updates
+    /// retried on the next tick.
+    pub presence_queue: usize,
     /// Serve Prometheus metrics on `GET /metrics` (docs/metrics.md).
     /// Counting goes on either way; this only hides the exposition.
     pub metrics_enabled: bool,

@@ -15,6 +15,8 @@
 //!   admission limits, shutdown.
 //! - [`mailbox`]: the lock-free rings between shards (and from other
 //!   threads to a shard), generic over the message.
+//! - `bus`: with Redis, several instances on one MySQL database as one
+//!   server: the ordered log of commits every instance applies.
 //! - [`server`]: the main thread: starts the shards and waits for signals.
 //! - [`config`], [`cli`]: settings (file < env < flags) and the command line.
 //! - `auth`: JWT verification; [`ids`]: session tokens and message ids.
@@ -29,6 +31,7 @@
 #![warn(unreachable_pub)]
 
 pub(crate) mod auth;
+pub(crate) mod bus;
 pub(crate) mod chat;
 pub mod cli;
 pub mod config;

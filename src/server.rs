@@ -1,7 +1,9 @@
 //! Start-up and shutdown of the whole server: the main thread's part.
 //!
 //! config → limits → auth → port → metrics → mesh → store (`store::open`:
-//! SQLite or MySQL, its lock, migrations and threads) → shards (one pinned
+//! SQLite or MySQL, its lock, migrations and threads) → the bus (with
+//! Redis: `bus::prepare` gives the writer its fan-out, then its threads
+//! start from the database's last `pos`) → shards (one pinned
 //! glommio executor each; each says on a channel whether it listens) →
 //! ready → signals. `run` returns once every shard has drained (or its
 //! deadline passed) and the store has stopped; the binary then exits 0.
@@ -16,6 +18,7 @@ use crossbeam_channel::Receiver;
 use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement, PoolThreadHandles};
 
 use crate::auth::Authenticator;
+use crate::bus::{self, ServerFanout};
 use crate::chat;
 use crate::chat::ChatLimits;
 use crate::chat::commit::MeshFanout;
@@ -94,13 +97,26 @@ pub fn run_until(
     let metrics = Metrics::new();
     let metrics_addr = config.metrics_addr()?;
     let mesh = Mesh::new(shards, MESH_RING_BATCHES);
+    // With Redis, the writer's commits go through the bus (an ordered log
+    // that every instance applies); without, straight into the mesh.
+    let (fanout, bus) = match bus::prepare(&config, &mesh, &metrics)? {
+        Some((fanout, pending)) => (ServerFanout::Bus(fanout), Some(pending)),
+        None => (
+            ServerFanout::Mesh(MeshFanout::new(mesh.clone(), config.compression())),
+            None,
+        ),
+    };
     // The store (lock, migrations, its threads), committing into the mesh;
     // stopped once every shard, and so every store handle, is gone.
-    let (store, store_guard) = store::open(
-        &config,
-        &store_settings(&config, &metrics),
-        MeshFanout::new(mesh.clone(), config.compression()),
-    )?;
+    let (store, store_guard) = store::open(&config, &store_settings(&config, &metrics), fanout)?;
+    // The bus's threads, from the database's last commit position: after
+    // the migrations, before any shard (and so any commit).
+    let bus = match bus {
+        Some(pending) => Some(pending.start(&config, mesh.clone(), &metrics)?),
+        None => None,
+    };
+    // Several instances: presence and ephemeral events through Redis.
+    let cluster = chat::cluster::Cluster::from_config(&config, &mesh, &metrics)?;
     let watchdog = notifier
         .is_enabled()
         .then(crate::notify::watchdog_interval)
@@ -117,6 +133,7 @@ pub fn run_until(
         handoff: Mesh::new(shards, 1),
         store,
         sessions: chat::recovery::Sessions::new(config.recovery_max_sessions),
+        cluster,
         admission: Admission::new(
             config.ws_max_connections,
             config.ws_max_connections_per_ip,
@@ -175,6 +192,10 @@ pub fn run_until(
     // Every shard (and so every store handle) is gone: the writer commits
     // what is still queued and stops, then the store's other threads.
     store_guard.stop();
+    // After the writer, whose fan-out feeds it.
+    if let Some(bus) = bus {
+        bus.stop();
+    }
     let failed = results.iter().filter(|r| !matches!(r, Ok(true))).count();
     if failed > 0 {
         anyhow::bail!("{failed} of {shards} shards failed (see the log above)");

@@ -34,6 +34,16 @@ const NAMES: &[&str] = &[
     "chat_store_commit_latency_seconds_count",
     "chat_store_queue_depth",
     "chat_mailbox_depth",
+    "chat_bus_connected",
+    "chat_bus_polling",
+    "chat_bus_lag",
+    "chat_bus_applied_pos",
+    "chat_bus_batches_applied_total",
+    "chat_bus_duplicates_dropped_total",
+    "chat_bus_gap_fills_total",
+    "chat_bus_polling_fallbacks_total",
+    "chat_bus_publishes_total",
+    "chat_bus_publishes_dropped_total",
     "chat_build_info",
 ];
 

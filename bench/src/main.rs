@@ -7,6 +7,7 @@ mod proto;
 mod report;
 mod runner;
 mod scenario;
+mod server_side;
 mod svg;
 mod timer;
 mod track;
@@ -31,9 +32,17 @@ struct Cli {
 
 #[derive(Args, Clone)]
 pub struct Common {
-    /// Server address, host:port.
-    #[arg(long, global = true, default_value = "127.0.0.1:3001")]
-    pub server: String,
+    /// Server address, host:port. Repeat it (or give a comma list) for
+    /// several instances of one cluster: connections are spread over them
+    /// round-robin (see docs/benchmarks.md, "Several instances").
+    #[arg(
+        long,
+        visible_alias = "url",
+        global = true,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:3001"
+    )]
+    pub server: Vec<String>,
     /// HS256 secret to mint one JWT per connection (sub = bench-u<N>).
     #[arg(long, global = true, env = "JWT_SECRET")]
     pub jwt_secret: Option<String>,
@@ -86,7 +95,9 @@ enum Scenario {
 }
 
 impl Common {
-    pub fn target(&self) -> Result<Target> {
+    /// One target per `--server`, in the order given (instance i is the
+    /// i-th address; the same address twice is two instances).
+    pub fn targets(&self) -> Result<Vec<Target>> {
         let tokens = match (&self.jwt_secret, &self.token_cmd) {
             (_, Some(cmd)) => {
                 let out = std::process::Command::new("sh")
@@ -104,19 +115,31 @@ impl Common {
             (Some(s), None) => Tokens::Secret(s.as_bytes().to_vec()),
             (None, None) => bail!("give --jwt-secret (or JWT_SECRET) or --token-cmd"),
         };
-        let addr = self
-            .server
-            .to_socket_addrs()
-            .with_context(|| format!("resolving {}", self.server))?
-            .next()
-            .context("no address")?;
-        Ok(Target {
-            host: self.server.clone(),
-            addr,
-            source_ips: self.source_ips.clone(),
-            tokens,
-            deflate: self.deflate,
-        })
+        if self.server.is_empty() {
+            bail!("give at least one --server");
+        }
+        self.server
+            .iter()
+            .map(|server| {
+                let addr = server
+                    .to_socket_addrs()
+                    .with_context(|| format!("resolving {server}"))?
+                    .next()
+                    .context("no address")?;
+                Ok(Target {
+                    host: server.clone(),
+                    addr,
+                    source_ips: self.source_ips.clone(),
+                    tokens: tokens.clone(),
+                    deflate: self.deflate,
+                })
+            })
+            .collect()
+    }
+
+    /// The `--server` addresses as one string, for titles and JSON.
+    pub fn servers(&self) -> String {
+        self.server.join(",")
     }
 
     pub fn user(&self, i: usize) -> String {

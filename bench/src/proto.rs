@@ -58,21 +58,31 @@ pub fn parse_message(s: &str) -> Option<(u64, &str)> {
     Some((find_seq(s)?, find_content(s)?))
 }
 
-/// Message content carrying the scheduled send time (Unix ns), padded to
-/// `size` bytes with `x`.
-pub fn make_content(sched_ns: u64, size: usize) -> String {
-    let mut c = format!("{sched_ns}|");
+/// Message content carrying the scheduled send time (Unix ns) and the
+/// index of the instance (`--server`) the sender is connected to, padded
+/// to `size` bytes with `x`: `<sched_ns>|<instance>|xxx…`.
+pub fn make_content(sched_ns: u64, instance: usize, size: usize) -> String {
+    let mut c = format!("{sched_ns}|{instance}|");
     while c.len() < size {
         c.push('x');
     }
     c
 }
 
-/// The scheduled send time embedded by [`make_content`].
-pub fn content_sched(content: &str) -> Option<u64> {
+/// The scheduled send time and the sender's instance embedded by
+/// [`make_content`] (instance 0 when the content has none).
+pub fn content_meta(content: &str) -> Option<(u64, usize)> {
     let b = content.as_bytes();
     let end = memchr::memchr(b'|', b).unwrap_or(b.len());
-    leading_u64(&b[..end]).filter(|_| b[..end].iter().all(u8::is_ascii_digit))
+    let sched = leading_u64(&b[..end]).filter(|_| b[..end].iter().all(u8::is_ascii_digit))?;
+    let rest = b.get(end + 1..).unwrap_or_default();
+    let inst_end = memchr::memchr(b'|', rest).unwrap_or(0);
+    let instance = if inst_end > 0 && rest[..inst_end].iter().all(u8::is_ascii_digit) {
+        leading_u64(&rest[..inst_end]).map_or(0, |i| i as usize)
+    } else {
+        0
+    };
+    Some((sched, instance))
 }
 
 /// `42<id>["send_message",{...}]` for one message.
@@ -108,9 +118,13 @@ mod tests {
 
     #[test]
     fn content_round_trip() {
-        let c = make_content(1_700_000_000_123_456_789, 100);
+        let c = make_content(1_700_000_000_123_456_789, 2, 100);
         assert_eq!(c.len(), 100);
-        assert_eq!(content_sched(&c), Some(1_700_000_000_123_456_789));
+        assert_eq!(content_meta(&c), Some((1_700_000_000_123_456_789, 2)));
+        // Contents without an instance (older runs, other tools): instance 0.
+        assert_eq!(content_meta("123|xxxx"), Some((123, 0)));
+        assert_eq!(content_meta("123"), Some((123, 0)));
+        assert_eq!(content_meta("abc|1|"), None);
         let f = send_frame(5, "12", &c);
         assert!(f.starts_with("425[\"send_message\",{\"channelId\":\"12\""));
         let v: serde_json::Value = serde_json::from_str(&f[3..]).unwrap();

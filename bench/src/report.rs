@@ -83,6 +83,27 @@ pub fn latency_text(title: &str, h: &Histogram<u64>) -> String {
     out
 }
 
+/// One line for a part of the samples: its count and share of `total`,
+/// p50, p99, p99.9 and max.
+pub fn latency_line(label: &str, h: &Histogram<u64>, total: u64) -> String {
+    let share = if total > 0 {
+        h.len() as f64 * 100.0 / total as f64
+    } else {
+        0.0
+    };
+    if h.is_empty() {
+        return format!("  {label} 0 samples");
+    }
+    format!(
+        "  {label} {} samples ({share:.1}%): p50 {}  p99 {}  p99.9 {}  max {}",
+        h.len(),
+        fmt_ms(h.value_at_percentile(50.0)),
+        fmt_ms(h.value_at_percentile(99.0)),
+        fmt_ms(h.value_at_percentile(99.9)),
+        fmt_ms(h.max())
+    )
+}
+
 /// Percentiles in ms, for JSON.
 pub fn latency_json(h: &Histogram<u64>) -> Value {
     let mut m = serde_json::Map::new();
@@ -161,13 +182,26 @@ fn sub_buckets<T: hdrhistogram::Counter>(h: &Histogram<T>) -> u64 {
 
 /// Write `--json`, `--hgrm` and `--svg` outputs when asked.
 pub fn write_outputs(common: &crate::Common, doc: &Value, h: &Histogram<u64>) {
+    write_outputs_with(common, doc, h, &[]);
+}
+
+/// [`write_outputs`], with more latency series drawn in the SVG next to
+/// `h` (e.g. same- and cross-instance deliveries).
+pub fn write_outputs_with(
+    common: &crate::Common,
+    doc: &Value,
+    h: &Histogram<u64>,
+    more: &[(&str, &Histogram<u64>)],
+) {
     if let Some(p) = &common.svg {
         let title = format!(
             "{} latency by percentile @ {}",
             doc["scenario"].as_str().unwrap_or(""),
-            common.server
+            common.servers()
         );
-        if let Err(e) = std::fs::write(p, crate::svg::percentile_svg(h, &title)) {
+        let mut series = vec![("all", h)];
+        series.extend_from_slice(more);
+        if let Err(e) = std::fs::write(p, crate::svg::percentile_svg(&series, &title)) {
             eprintln!("writing {p}: {e}");
         }
     }

@@ -22,10 +22,22 @@ pub enum Kind {
     Main = 0,
     /// Ack latency of sends.
     Ack = 1,
+    /// End-to-end latency of deliveries whose sender and receiver are on
+    /// the same instance (`--server`).
+    Same = 2,
+    /// End-to-end latency of deliveries across instances.
+    Cross = 3,
+}
+
+/// Histograms per worker: one per [`Kind`].
+pub type Hists = [Histogram<u64>; 4];
+
+fn new_hists() -> Hists {
+    [new_hist(), new_hist(), new_hist(), new_hist()]
 }
 
 thread_local! {
-    static HISTS: RefCell<[Histogram<u64>; 2]> = RefCell::new([new_hist(), new_hist()]);
+    static HISTS: RefCell<Hists> = RefCell::new(new_hists());
 }
 
 pub fn record(kind: Kind, micros: u64) {
@@ -93,7 +105,7 @@ impl Counters {
 }
 
 /// Spawn `threads` workers; connection `i` runs `task(i)` on worker `i % threads`.
-pub fn spawn<F, Fut>(threads: usize, n: usize, task: F) -> Vec<JoinHandle<[Histogram<u64>; 2]>>
+pub fn spawn<F, Fut>(threads: usize, n: usize, task: F) -> Vec<JoinHandle<Hists>>
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + 'static,
@@ -119,7 +131,7 @@ where
                             let _ = h.await;
                         }
                     });
-                    HISTS.with(|h| h.replace([new_hist(), new_hist()]))
+                    HISTS.with(|h| h.replace(new_hists()))
                 })
                 .expect("spawn worker")
         })
@@ -127,8 +139,8 @@ where
 }
 
 /// Join the workers and merge their histograms.
-pub fn join(handles: Vec<JoinHandle<[Histogram<u64>; 2]>>) -> [Histogram<u64>; 2] {
-    let mut out = [new_hist(), new_hist()];
+pub fn join(handles: Vec<JoinHandle<Hists>>) -> Hists {
+    let mut out = new_hists();
     for h in handles {
         if let Ok(hs) = h.join() {
             for (o, h) in out.iter_mut().zip(hs.iter()) {

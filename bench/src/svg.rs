@@ -18,9 +18,14 @@ fn x_of(q: f64) -> f64 {
     LEFT + d / DECADES * (W - LEFT - RIGHT)
 }
 
-/// The plot as an SVG document.
-pub fn percentile_svg(h: &Histogram<u64>, title: &str) -> String {
-    let max_ms = (h.max() as f64 / 1000.0).max(0.001) * 1.1;
+/// Line colours of the series, in order.
+const COLOURS: [&str; 4] = ["#1f77b4", "#2ca02c", "#d62728", "#9467bd"];
+
+/// The plot as an SVG document: one line per `(label, histogram)`; a
+/// legend when there is more than one.
+pub fn percentile_svg(series: &[(&str, &Histogram<u64>)], title: &str) -> String {
+    let max_us = series.iter().map(|(_, h)| h.max()).max().unwrap_or(0);
+    let max_ms = (max_us as f64 / 1000.0).max(0.001) * 1.1;
     let y_of = |ms: f64| H - BOTTOM - ms / max_ms * (H - TOP - BOTTOM);
     let mut s = String::new();
     let _ = writeln!(
@@ -77,23 +82,38 @@ pub fn percentile_svg(h: &Histogram<u64>, title: &str) -> String {
         H / 2.0,
         H / 2.0
     );
-    let mut pts = String::new();
-    if !h.is_empty() {
-        for v in h.iter_quantiles(5) {
-            let ms = h.highest_equivalent(v.value_iterated_to()) as f64 / 1000.0;
-            let _ = write!(
-                pts,
-                "{:.1},{:.1} ",
-                x_of(v.quantile_iterated_to()),
-                y_of(ms)
+    for (i, (label, h)) in series.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let mut pts = String::new();
+        if !h.is_empty() {
+            for v in h.iter_quantiles(5) {
+                let ms = h.highest_equivalent(v.value_iterated_to()) as f64 / 1000.0;
+                let _ = write!(
+                    pts,
+                    "{:.1},{:.1} ",
+                    x_of(v.quantile_iterated_to()),
+                    y_of(ms)
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
+            pts.trim_end()
+        );
+        if series.len() > 1 {
+            let y = TOP + 16.0 + 18.0 * i as f64;
+            let (x0, x1) = (LEFT + 16.0, LEFT + 40.0);
+            let _ = writeln!(
+                s,
+                "<line x1=\"{x0:.1}\" y1=\"{y:.1}\" x2=\"{x1:.1}\" y2=\"{y:.1}\" stroke=\"{colour}\" stroke-width=\"2\"/>\n<text x=\"{:.1}\" y=\"{:.1}\">{} ({} samples)</text>",
+                x1 + 6.0,
+                y + 4.0,
+                escape(label),
+                h.len(),
             );
         }
     }
-    let _ = writeln!(
-        s,
-        "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"{}\"/>",
-        pts.trim_end()
-    );
     s.push_str("</svg>\n");
     s
 }
@@ -115,9 +135,19 @@ mod tests {
         for v in 1..=10_000u64 {
             h.record(v).unwrap();
         }
-        let svg = percentile_svg(&h, "a <test>");
+        let svg = percentile_svg(&[("all", &h)], "a <test>");
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
         assert!(svg.contains("a &lt;test&gt;"));
         assert!(svg.matches(',').count() > 10);
+        assert!(!svg.contains("samples)"), "no legend for one series");
+        let mut cross = new_hist();
+        cross.record(20_000).unwrap();
+        let svg = percentile_svg(&[("all", &h), ("cross <instance>", &cross)], "t");
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert!(svg.contains("cross &lt;instance&gt; (1 samples)"));
+        // The y axis fits the slowest series (its max x 1.1, ~22 ms).
+        let top = format!(">{:.2}</text>", cross.max() as f64 / 1000.0 * 1.1);
+        assert!(top.starts_with(">22.0"), "{top}");
+        assert!(svg.contains(&top));
     }
 }

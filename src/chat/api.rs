@@ -41,6 +41,9 @@ impl Chat {
     /// checked against the old channel (e.g. after a DELETE's 204).
     pub(crate) fn invalidate_channel(&self, channel: &str) -> oneshot::Receiver<()> {
         let (done, rx) = oneshot::channel();
+        self.hub.publish(|| super::cluster::Event::Invalidate {
+            channel: channel.to_owned(),
+        });
         let channel: Arc<str> = channel.into();
         let shard = self.hub.owner_shard(&channel);
         self.hub
@@ -48,10 +51,16 @@ impl Chat {
         rx
     }
 
-    /// Broadcasts `42["<event>",<body>]` to the channel's subscribers.
+    /// Broadcasts `42["<event>",<body>]` to the channel's subscribers, on
+    /// every instance (at most once on the others).
     pub(crate) fn emit_to_channel(&self, channel: &str, event: &str, body_json: &str) {
+        let frame = event_frame(event, body_json);
+        self.hub.publish(|| super::cluster::Event::Emit {
+            channel: channel.to_owned(),
+            frame: frame.clone(),
+        });
         let channel: Arc<str> = channel.into();
-        let frame = event_frame(event, body_json).into();
+        let frame = frame.into();
         let shard = self.hub.owner_shard(&channel);
         self.hub
             .post(shard, ToChannelOwner::ChannelEmit { channel, frame });

@@ -110,8 +110,14 @@ pub(crate) fn encode(
     batch
 }
 
+/// A stored message's broadcast frame, encoded as [`encode`] does: for a
+/// message read back from the store (the bus's gap fill and polling).
+pub(crate) fn stored_frame(m: &crate::store::MessageRecord, compression: Settings) -> Frame {
+    broadcast(message_frame_of(&json::message(m), m.pos), compression)
+}
+
 /// A broadcast frame, with its compressed form when it is worth one.
-fn broadcast(text: String, compression: Settings) -> Frame {
+pub(crate) fn broadcast(text: String, compression: Settings) -> Frame {
     // Only while some connection is sent compressed frames.
     let deflated = (compression.enabled && deflate::any_receivers())
         .then(|| deflate::compress_shared(text.as_bytes(), compression.threshold))

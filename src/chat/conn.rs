@@ -70,6 +70,10 @@ pub(super) struct ConnSide {
 
 impl ConnSide {
     pub(super) fn new(hub: Rc<Hub>, sessions: Arc<Sessions>) -> Self {
+        // With Redis, the bus starts applying after the database's last
+        // pos (set before any shard runs): a session made before the first
+        // batch must not start from 0. Without Redis: 0, as always.
+        let start = u64::try_from(hub.metrics.bus.applied_pos.get()).unwrap_or(0);
         Self {
             hub,
             sessions,
@@ -77,7 +81,7 @@ impl ConnSide {
             conns: RefCell::default(),
             subs: RefCell::default(),
             seen: RefCell::default(),
-            last_pos: Cell::new(0),
+            last_pos: Cell::new(start),
         }
     }
 

@@ -119,6 +119,24 @@ pub(crate) enum ToChannelOwner {
         channel: Arc<str>,
         result: Result<Option<LoadedChannel>, String>,
     },
+    /// Several instances: `user`'s first subscription to the channel
+    /// cluster-wide came (`joined`) or its last one went, by this
+    /// instance's doing or a dead one's: announce user_joined / user_left.
+    SubEdge {
+        channel: Arc<str>,
+        user: Arc<str>,
+        joined: bool,
+    },
+    /// Several instances: another instance changed a member of a cached
+    /// channel (a public channel joined or left).
+    Member {
+        channel: Arc<str>,
+        user: Arc<str>,
+        added: bool,
+    },
+    /// Several instances: Redis came back; invalidations may have been
+    /// missed, so every cached channel is dropped or reloaded.
+    Reconnected,
 }
 
 /// To the shard of a connection: from channel owners, the user owner and
@@ -172,6 +190,27 @@ pub(crate) enum ToUserOwner {
         channel: Arc<str>,
         added: bool,
     },
+    /// Several instances: `user`'s cluster-wide status (`online`: counted
+    /// on some live instance) after this instance's count changed or was
+    /// queried; `edge` when that change was the cluster-wide first
+    /// connection (`true`) or last disconnection (`false`).
+    Cluster {
+        user: Arc<str>,
+        online: bool,
+        edge: Option<bool>,
+        /// On an edge: the user's presence list as kept in Redis.
+        channels: Vec<Arc<str>>,
+    },
+    /// Several instances: another instance announced `user`'s presence.
+    Remote {
+        user: Arc<str>,
+        online: bool,
+        frame: Text,
+        channels: Vec<Arc<str>>,
+    },
+    /// Several instances: Redis came back; the users' statuses are asked
+    /// again, so announcements missed meanwhile are made.
+    Reread,
 }
 
 impl From<ToChannelOwner> for Mail {

@@ -30,17 +30,21 @@
 //! `Chat::emit_to_channel`).
 
 mod api;
+pub(crate) mod cluster;
 pub(crate) mod commands;
 pub(crate) mod commit;
 mod conn;
 mod deliver;
 mod error;
+mod herald;
 pub(crate) mod json;
 mod load;
 pub(crate) mod mail;
 pub(crate) mod message;
 mod owner;
+mod owner_cluster;
 mod presence;
+mod presence_cluster;
 pub(crate) mod recovery;
 mod typing;
 
@@ -111,6 +115,8 @@ pub(super) struct Hub {
     limits: ChatLimits,
     /// This shard's metric handles.
     metrics: ShardMetrics,
+    /// Several instances (Redis configured): the presence threads.
+    cluster: Option<Arc<cluster::Cluster>>,
 }
 
 /// Fixed seeds: every shard must map a key to the same owner shard.
@@ -121,11 +127,24 @@ const OWNER_HASH: ahash::RandomState = ahash::RandomState::with_seeds(
     0x2545_f491_4f6c_dd1d,
 );
 
+/// The shard owning a channel or user id among `shards`: its channel owner
+/// or user owner.
+pub(crate) fn owner_of(key: &str, shards: usize) -> usize {
+    (OWNER_HASH.hash_one(key) % shards as u64) as usize
+}
+
 impl Hub {
     /// The shard owning a channel or user id: its channel owner or user
     /// owner.
     fn owner_shard(&self, key: &str) -> usize {
-        (OWNER_HASH.hash_one(key) % self.mail.shards() as u64) as usize
+        owner_of(key, self.mail.shards())
+    }
+
+    /// Publishes `event` to the other instances, if there are any.
+    fn publish(&self, event: impl FnOnce() -> cluster::Event) {
+        if let Some(c) = &self.cluster {
+            c.publish(event());
+        }
     }
 
     fn post(&self, to: usize, mail: impl Into<Mail>) {
@@ -141,6 +160,7 @@ impl Chat {
         sessions: Arc<recovery::Sessions>,
         limits: ChatLimits,
         metrics: ShardMetrics,
+        cluster: Option<Arc<cluster::Cluster>>,
     ) -> Rc<Self> {
         let hub = Rc::new(Hub {
             mail,
@@ -148,6 +168,7 @@ impl Chat {
             store,
             limits,
             metrics,
+            cluster,
         });
         Rc::new(Self {
             conns: ConnSide::new(hub.clone(), sessions),
@@ -172,6 +193,8 @@ impl Chat {
     pub(crate) fn tick(&self) {
         self.channels.expire_typing();
         self.users.settle();
+        self.users.resend();
+        self.channels.resend();
         self.channels.trim_cache(std::time::Instant::now());
         let channels = self.channels.len();
         self.hub.metrics.channels.set(channels as i64);

@@ -20,6 +20,7 @@ use serde_json::json;
 
 use super::mail::{Publish, ReplyTo, ToChannelOwner, ToConnShard, ToUserOwner, shard_of_conn};
 use super::message::{self, event_frame};
+use super::owner_cluster::user_frame;
 use super::typing::Typists;
 use super::{ChatError, ErrorCode, Hub};
 use crate::store::{ChannelType, MessageRecord};
@@ -59,6 +60,10 @@ pub(super) struct ChannelState {
     pub(super) conns: HashSet<u64>,
     /// Users typing.
     pub(super) typing: Typists,
+    /// Several instances: the connection of each user whose first
+    /// subscription here waits for the cluster's answer; it does not get
+    /// its own user_joined (`owner_cluster.rs`).
+    pub(super) joining: HashMap<Arc<str>, u64>,
     /// The last command on the channel: an entry not in use is evicted
     /// after `channel_cache_idle` without one (`load.rs`, `trim_cache`).
     pub(super) used: Instant,
@@ -85,6 +90,7 @@ impl ChannelState {
             users: HashMap::new(),
             conns: HashSet::new(),
             typing: Typists::default(),
+            joining: HashMap::new(),
             used: now,
         }
     }
@@ -115,6 +121,9 @@ pub(super) struct ChannelOwner {
     /// The cache size at which a new entry trims the cache before the next
     /// tick does.
     pub(super) cache_trim_at: Cell<usize>,
+    /// Several instances: subscriptions (channel, user) whose count could
+    /// not be queued for the presence thread; sent again on the tick.
+    pub(super) unsent: RefCell<HashSet<(Arc<str>, Arc<str>)>>,
 }
 
 impl ChannelOwner {
@@ -124,6 +133,7 @@ impl ChannelOwner {
             hub,
             channels: RefCell::default(),
             cache_trim_at,
+            unsent: RefCell::default(),
         }
     }
 
@@ -165,6 +175,17 @@ impl ChannelOwner {
             ToChannelOwner::ChannelLoaded { channel, result } => {
                 self.channel_loaded(channel, result)
             }
+            ToChannelOwner::SubEdge {
+                channel,
+                user,
+                joined,
+            } => self.sub_edge(channel, user, joined),
+            ToChannelOwner::Member {
+                channel,
+                user,
+                added,
+            } => self.member_changed(channel, user, added),
+            ToChannelOwner::Reconnected => self.reconnected(),
         }
     }
 
@@ -186,11 +207,6 @@ impl ChannelOwner {
                 self.hub.post(shard, mail);
             }
         }
-    }
-
-    fn user_event(&self, st: &ChannelState, channel: &Arc<str>, event: &str, user: &str) {
-        let body = json!({"channelId": &**channel, "userId": user}).to_string();
-        self.fan_out(st, channel, event_frame(event, &body).into(), None);
     }
 
     pub(super) fn join(&self, channel: Arc<str>, user: Arc<str>, reply: ReplyTo) {
@@ -228,6 +244,7 @@ impl ChannelOwner {
             {
                 tracing::warn!(%channel, %user, "store queue full: membership not written");
             }
+            self.member_published(&channel, &user, true);
         }
         let (last_seq, channel_json) = (info.last_seq, info.json.clone());
         // Counted by connection rather than by the connection's `repeat`:
@@ -238,9 +255,16 @@ impl ChannelOwner {
             let n = st.users.entry(user.clone()).or_insert(0);
             *n += 1;
             if *n == 1 {
-                // The joining connection is not delivering yet, so it does
-                // not hear its own user_joined.
-                self.user_event(st, &channel, "user_joined", &user);
+                if self.hub.cluster.is_some() {
+                    // user_joined when the cluster says it is the first.
+                    st.joining.insert(user.clone(), reply.conn);
+                    self.send_sub(&channel, &user, true);
+                } else {
+                    // The joining connection is not delivering yet, so it
+                    // does not hear its own user_joined.
+                    let frame = user_frame(&channel, "user_joined", &user);
+                    self.fan_out(st, &channel, frame, None);
+                }
                 let member = ToUserOwner::Member {
                     user: user.clone(),
                     channel: channel.clone(),
@@ -290,14 +314,21 @@ impl ChannelOwner {
                 if let Some(typist) = st.typing.stop(&user) {
                     let body = json!({"channelId": &*channel, "userId": &*user, "isTyping": false})
                         .to_string();
-                    self.fan_out(
+                    self.broadcast(
                         st,
                         &channel,
                         event_frame("typing", &body).into(),
                         Some(typist),
                     );
                 }
-                self.user_event(st, &channel, "user_left", &user);
+                if self.hub.cluster.is_some() {
+                    // user_left when the cluster says it was the last.
+                    st.joining.remove(&user);
+                    self.send_sub(&channel, &user, false);
+                } else {
+                    let frame = user_frame(&channel, "user_left", &user);
+                    self.fan_out(st, &channel, frame, None);
+                }
                 // An explicit leave by the user's last connection ends a
                 // public channel's membership; a disconnect keeps it, and
                 // private memberships are managed by the channel's creator.
@@ -317,6 +348,7 @@ impl ChannelOwner {
                     {
                         tracing::warn!(%channel, %user, "store queue full: membership not removed");
                     }
+                    self.member_published(&channel, &user, false);
                     let member = ToUserOwner::Member {
                         user: user.clone(),
                         channel: channel.clone(),

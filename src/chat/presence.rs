@@ -10,97 +10,65 @@
 //! connections come and go thousands of times a second (a client cycling
 //! `41`/`40`) costs the members of its channels one event per interval,
 //! and everyone ends up told the user's real final status.
+//!
+//! Several instances (`presence_cluster.rs`): the first connection and
+//! last disconnection are cluster-wide, answered by the presence thread
+//! ([`super::cluster`]); the owner whose instance made the edge announces
+//! it, here and (published) on the other instances.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::json;
 
 use super::Hub;
+use super::herald::Herald;
 use super::mail::{ToChannelOwner, ToConnShard, ToUserOwner, shard_of_conn};
 use super::message::{self, event_frame};
 
 #[derive(Default)]
 pub(super) struct UserState {
-    conns: Vec<u64>,
-    channels: HashSet<Arc<str>>,
-    herald: Herald,
+    pub(super) conns: Vec<u64>,
+    pub(super) channels: HashSet<Arc<str>>,
+    pub(super) herald: Herald,
+    /// Several instances: the channels of the user's presence list kept
+    /// in Redis (joins seen by other instances), as of the last edge;
+    /// announced to along with `channels`.
+    pub(super) shared: HashSet<Arc<str>>,
     /// When the status last changed (the `lastSeen` of its announcement).
-    since: String,
+    pub(super) since: String,
 }
 
-/// What others were last told about one user's status, and when.
-#[derive(Debug, Default)]
-pub(super) struct Herald {
-    /// The status last announced (offline before any).
-    online: bool,
-    /// When it was announced.
-    at: Option<Instant>,
-    /// A change waits for the interval after `at` to end.
-    pending: bool,
-}
-
-impl Herald {
-    /// The user's status changed to `online` at `now`: whether to announce
-    /// it at once. If not, [`Herald::settle`] decides at the interval's end.
-    fn changed(&mut self, online: bool, now: Instant, every: Duration) -> bool {
-        if self.pending {
-            return false;
-        }
-        if self.at.is_some_and(|at| now < at + every) {
-            self.pending = true;
-            return false;
-        }
-        self.announce(online, now)
-    }
-
-    /// At or after the end of the interval of a pending change: whether the
-    /// status `online` (the user's status now) is to be announced; `None`
-    /// while it is not time yet or nothing is pending.
-    fn settle(&mut self, online: bool, now: Instant, every: Duration) -> Option<bool> {
-        let due = self.at.map_or(now, |at| at + every);
-        if !self.pending || now < due {
-            return None;
-        }
-        self.pending = false;
-        self.announce(online, now).then_some(online)
-    }
-
-    /// Records `online` as announced at `now`, unless it is what was last
-    /// announced (the user flapped back): then there is nothing to say.
-    fn announce(&mut self, online: bool, now: Instant) -> bool {
-        if online == self.online {
-            return false;
-        }
-        self.online = online;
-        self.at = Some(now);
-        true
+impl UserState {
+    /// Nothing left to tell anyone here: the entry may go.
+    pub(super) fn idle(&self) -> bool {
+        self.conns.is_empty() && self.channels.is_empty() && !self.herald.pending
     }
 }
 
 /// The user owner of one shard: presence of the users it owns.
 ///
-/// The seam for presence across instances: the rest of chat reaches it
-/// only through [`ToUserOwner`] mail (a connection came or went, a
-/// membership changed), routed to [`UserOwner::online`],
-/// [`UserOwner::offline`] and [`UserOwner::member`], and the tick's
-/// [`UserOwner::settle`]; what it says goes out as `ChannelEmit` and
-/// `Frame` mail. A shared (Redis) version would provide the same four
-/// calls over state every instance sees: each user's connections counted
-/// across instances (with a per-instance expiry, so that a dead instance's
-/// connections go), the user's channel memberships, and one coalesced
-/// announcement per user and interval whichever instance saw the change,
-/// delivered to the channels' subscribers and the user's connections on
-/// every instance.
+/// The rest of chat reaches it only through [`ToUserOwner`] mail (a
+/// connection came or went, a membership changed, and with several
+/// instances the presence thread's answers and the other instances'
+/// announcements), and the tick's [`UserOwner::settle`]; what it says goes
+/// out as `ChannelEmit` and `Frame` mail, and to the other instances.
 pub(super) struct UserOwner {
-    hub: Rc<Hub>,
+    pub(super) hub: Rc<Hub>,
     /// Users this shard owns.
-    users: RefCell<HashMap<Arc<str>, UserState>>,
+    pub(super) users: RefCell<HashMap<Arc<str>, UserState>>,
     /// Users with a presence change waiting for its interval.
-    presence_pending: RefCell<Vec<Arc<str>>>,
+    pub(super) presence_pending: RefCell<Vec<Arc<str>>>,
+    /// Several instances: users whose connection count could not be
+    /// queued for the presence thread; sent again on the tick.
+    pub(super) unsent: RefCell<HashSet<Arc<str>>>,
+    /// Several instances: users whose status is asked again after Redis
+    /// came back; an answer that differs from the last announcement is a
+    /// change.
+    pub(super) rereading: RefCell<HashSet<Arc<str>>>,
 }
 
 impl UserOwner {
@@ -109,6 +77,8 @@ impl UserOwner {
             hub,
             users: RefCell::default(),
             presence_pending: RefCell::default(),
+            unsent: RefCell::default(),
+            rereading: RefCell::default(),
         }
     }
 
@@ -122,6 +92,19 @@ impl UserOwner {
                 channel,
                 added,
             } => self.member(user, channel, added),
+            ToUserOwner::Cluster {
+                user,
+                online,
+                edge,
+                channels,
+            } => self.cluster(user, online, edge, channels),
+            ToUserOwner::Remote {
+                user,
+                online,
+                frame,
+                channels,
+            } => self.remote(user, online, frame, channels),
+            ToUserOwner::Reread => self.reread(),
         }
     }
 
@@ -130,8 +113,13 @@ impl UserOwner {
         let mut users = self.users.borrow_mut();
         let u = users.entry(user.clone()).or_default();
         u.conns.push(conn);
+        if self.hub.cluster.is_some() {
+            let n = u.conns.len();
+            drop(users);
+            return self.send_count(&user, n);
+        }
         if u.conns.len() == 1 {
-            self.status_changed(&user, u);
+            self.status_changed(&user, u, true);
         }
     }
 
@@ -143,8 +131,17 @@ impl UserOwner {
         };
         let before = u.conns.len();
         u.conns.retain(|c| *c != conn);
+        if self.hub.cluster.is_some() {
+            // The entry stays for the answer (`cluster`), which removes it.
+            let n = u.conns.len();
+            drop(users);
+            if n != before {
+                self.send_count(&user, n);
+            }
+            return;
+        }
         if before > 0 && u.conns.is_empty() {
-            self.status_changed(&user, u);
+            self.status_changed(&user, u, false);
             // Nobody is left to tell anything: a pending change goes too.
             if u.channels.is_empty() {
                 users.remove(&user);
@@ -154,22 +151,26 @@ impl UserOwner {
 
     /// `user` became (`added`) or stopped being a member of `channel`.
     pub(super) fn member(&self, user: Arc<str>, channel: Arc<str>, added: bool) {
+        if let Some(c) = &self.hub.cluster {
+            c.member(&user, &channel, added);
+        }
         let mut users = self.users.borrow_mut();
         if added {
             users.entry(user).or_default().channels.insert(channel);
         } else if let Some(u) = users.get_mut(&user) {
             u.channels.remove(&channel);
+            u.shared.remove(&channel);
             if u.channels.is_empty() && u.conns.is_empty() {
                 users.remove(&user);
             }
         }
     }
 
-    /// The user's first connection came or last one went: announce it now,
-    /// or when the coalescing interval ends.
-    fn status_changed(&self, user: &Arc<str>, u: &mut UserState) {
+    /// The user's first connection came or last one went (here, or with
+    /// several instances cluster-wide): announce it now, or when the
+    /// coalescing interval ends.
+    pub(super) fn status_changed(&self, user: &Arc<str>, u: &mut UserState, online: bool) {
         u.since = message::now();
-        let online = !u.conns.is_empty();
         let every = self.hub.limits.presence_interval;
         let was_pending = u.herald.pending;
         if u.herald.changed(online, Instant::now(), every) {
@@ -180,6 +181,8 @@ impl UserOwner {
     }
 
     /// On the tick: announces the coalesced changes whose interval ended.
+    /// With several instances, it asks for the user's cluster-wide status
+    /// first (another instance may have changed it): the answer settles.
     pub(super) fn settle(&self) {
         if self.presence_pending.borrow().is_empty() {
             return;
@@ -191,6 +194,13 @@ impl UserOwner {
             let Some(u) = users.get_mut(user) else {
                 return false; // gone, with nobody left to tell
             };
+            if let Some(c) = &self.hub.cluster {
+                if u.herald.due(now, every) {
+                    // Full queue: asked again on the next tick.
+                    c.query(user);
+                }
+                return u.herald.pending;
+            }
             let online = !u.conns.is_empty();
             if let Some(online) = u.herald.settle(online, now, every) {
                 self.presence(user, u, online);
@@ -200,19 +210,39 @@ impl UserOwner {
     }
 
     /// Sends one `presence_update` to each of the user's channels (through
-    /// their owners) and to the user's own connections.
-    fn presence(&self, user: &str, u: &UserState, online: bool) {
+    /// their owners) and to the user's own connections, and with several
+    /// instances to theirs.
+    pub(super) fn presence(&self, user: &str, u: &UserState, online: bool) {
         let status = if online { "online" } else { "offline" };
         let body = json!({"userId": user, "status": status, "lastSeen": u.since}).to_string();
         let frame: crate::protocol::Text = event_frame("presence_update", &body).into();
-        for channel in &u.channels {
+        let shared = u.shared.iter().filter(|c| !u.channels.contains(*c));
+        let channels: Vec<&Arc<str>> = u.channels.iter().chain(shared).collect();
+        self.hub.publish(|| super::cluster::Event::Presence {
+            user: user.to_owned(),
+            online,
+            frame: frame.as_str().to_owned(),
+            channels: channels.iter().map(|c| c.to_string()).collect(),
+        });
+        self.deliver(frame, channels.into_iter(), &u.conns);
+    }
+
+    /// A `presence_update` frame to the subscribers of `channels` on this
+    /// instance and to `conns`.
+    pub(super) fn deliver<'a>(
+        &self,
+        frame: crate::protocol::Text,
+        channels: impl Iterator<Item = &'a Arc<str>>,
+        conns: &[u64],
+    ) {
+        for channel in channels {
             let mail = ToChannelOwner::ChannelEmit {
                 channel: channel.clone(),
                 frame: frame.clone(),
             };
             self.hub.post(self.hub.owner_shard(channel), mail);
         }
-        for &conn in &u.conns {
+        for &conn in conns {
             self.hub.post(
                 shard_of_conn(conn),
                 ToConnShard::Frame {
@@ -220,63 +250,6 @@ impl UserOwner {
                     frame: frame.clone(),
                 },
             );
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Herald;
-    use std::time::{Duration, Instant};
-
-    const EVERY: Duration = Duration::from_secs(1);
-
-    #[test]
-    fn first_change_is_announced_at_once_then_one_per_interval() {
-        let t0 = Instant::now();
-        let mut h = Herald::default();
-        assert!(h.changed(true, t0, EVERY), "first online");
-        // Offline 10 ms later: waits for the interval's end.
-        assert!(!h.changed(false, t0 + EVERY / 100, EVERY));
-        assert_eq!(h.settle(false, t0 + EVERY / 2, EVERY), None, "not yet");
-        assert_eq!(h.settle(false, t0 + EVERY, EVERY), Some(false));
-        assert!(!h.pending);
-        // Long after: at once again.
-        assert!(h.changed(true, t0 + 5 * EVERY, EVERY));
-    }
-
-    #[test]
-    fn flapping_is_coalesced_into_the_final_status() {
-        let t0 = Instant::now();
-        let mut h = Herald::default();
-        assert!(h.changed(true, t0, EVERY));
-        // Thousands of changes within the interval: none announced.
-        let mut online = true;
-        for i in 1..=2000u32 {
-            online = !online;
-            assert!(!h.changed(online, t0 + EVERY * i / 4000, EVERY));
-        }
-        // Ended online (an even count of flips), as announced: nothing to say.
-        assert!(online);
-        assert_eq!(h.settle(online, t0 + EVERY, EVERY), None);
-        assert!(!h.pending);
-        // Ending offline instead is announced once, at the interval's end.
-        let mut h = Herald::default();
-        assert!(h.changed(true, t0, EVERY));
-        for i in 1..=2001u32 {
-            online = i % 2 == 0;
-            h.changed(online, t0 + EVERY * i / 4002, EVERY);
-        }
-        assert!(!online);
-        assert_eq!(h.settle(online, t0 + EVERY, EVERY), Some(false));
-    }
-
-    #[test]
-    fn zero_interval_announces_every_change() {
-        let t0 = Instant::now();
-        let mut h = Herald::default();
-        for i in 0..10u32 {
-            assert!(h.changed(i % 2 == 0, t0, Duration::ZERO));
         }
     }
 }

@@ -89,7 +89,7 @@ impl ChannelOwner {
         if changed {
             let body =
                 json!({"channelId": &*channel, "userId": &*user, "isTyping": typing}).to_string();
-            self.fan_out(
+            self.broadcast(
                 st,
                 &channel,
                 event_frame("typing", &body).into(),
@@ -111,7 +111,7 @@ impl ChannelOwner {
             for (user, conn) in st.typing.expire(now) {
                 let body = json!({"channelId": &**channel, "userId": &*user, "isTyping": false})
                     .to_string();
-                self.fan_out(st, channel, event_frame("typing", &body).into(), Some(conn));
+                self.broadcast(st, channel, event_frame("typing", &body).into(), Some(conn));
             }
         }
     }

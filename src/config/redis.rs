@@ -12,6 +12,9 @@ use super::{Config, ConfigError};
 /// The longest SERVER_ID: it is part of Redis keys and lock names.
 const MAX_SERVER_ID: usize = 64;
 
+/// The shortest presence lease: renewed every sixth, so every 100 ms.
+const MIN_PRESENCE_LEASE_MS: u64 = 600;
+
 impl Config {
     /// The Redis to use, as a `redis://` URL (holding the password: never
     /// log it, log [`Config::masked`]), or `None` for one process without
@@ -57,7 +60,13 @@ impl Config {
         format!("{host}-{}", std::process::id())
     }
 
+    /// The presence lease period (`presence_lease_ms`).
+    pub fn presence_lease(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.presence_lease_ms)
+    }
+
     pub(super) fn redis_problems(&self, found: &mut Vec<ConfigError>) {
+        self.bus_problems(found);
         if let Some(url) = self.redis_url() {
             let key = if self.redis_url.is_some() {
                 "redis_url"
@@ -83,6 +92,21 @@ impl Config {
                      instances share, or unset REDIS_URL and REDIS_HOST for one process",
                 ));
             }
+        }
+        if self.presence_lease_ms < MIN_PRESENCE_LEASE_MS {
+            found.push(ConfigError::invalid(
+                "presence_lease_ms",
+                format!("must be at least {MIN_PRESENCE_LEASE_MS} ms"),
+                "give milliseconds such as 15000: an instance renews its lease every sixth \
+                 of it, and a short lease loses it to a slow network",
+            ));
+        }
+        if self.presence_queue == 0 {
+            found.push(ConfigError::invalid(
+                "presence_queue",
+                "must not be 0: no presence update could reach Redis",
+                "give requests such as 65536",
+            ));
         }
         if let Some(id) = &self.server_id
             && (id.is_empty() || id.len() > MAX_SERVER_ID || !id.chars().all(server_id_char))

@@ -107,7 +107,10 @@ fn listen_addr_combines_host_and_port() {
         port: 0,
         ..Config::default()
     };
-    assert_eq!(c.listen_addr().unwrap(), "127.0.0.1:0".parse().unwrap());
+    assert_eq!(
+        c.listen_addr().unwrap(),
+        "127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap()
+    );
     let bad = Config {
         host: "no-such-host.invalid".into(),
         ..Config::default()

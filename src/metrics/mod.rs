@@ -12,6 +12,7 @@
 //! a scrape: on the main port through the REST router, or, with
 //! `METRICS_LISTEN`, on a listener of its own (`listen`).
 
+mod bus;
 mod histogram;
 pub(crate) mod listen;
 pub(crate) mod refusals;
@@ -24,6 +25,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+pub use bus::BusMetrics;
 pub use histogram::AtomicHistogram;
 pub use refusals::{Refusals, Refused};
 
@@ -116,6 +118,8 @@ pub struct Metrics {
     refusals: Family<ReasonLabels, Counter>,
     mailbox_depth: Family<ShardLabel, Gauge>,
     store: StoreMetrics,
+    bus: BusMetrics,
+    cluster: crate::chat::cluster::ClusterMetrics,
 }
 
 impl Metrics {
@@ -133,6 +137,7 @@ impl Metrics {
         let refusals = Family::default();
         let mailbox_depth = Family::default();
         let store = StoreMetrics::new();
+        let bus = BusMetrics::default();
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -213,11 +218,14 @@ impl Metrics {
             "Messages and writes waiting for the store writer when it last took a batch",
             store.queue_depth.clone(),
         );
+        let cluster = crate::chat::cluster::ClusterMetrics::default();
+        cluster.register(r);
         r.register(
             "chat_build_info",
             "Always 1; the labels name the running build",
             build_info,
         );
+        bus.register(r);
         Arc::new(Self {
             registry,
             connections,
@@ -232,6 +240,8 @@ impl Metrics {
             refusals,
             mailbox_depth,
             store,
+            bus,
+            cluster,
         })
     }
 
@@ -272,13 +282,24 @@ impl Metrics {
                     .collect(),
             ),
             mailbox_depth: self.mailbox_depth.get_or_create_owned(&l),
+            bus: self.bus.clone(),
             exposition: None,
         }
+    }
+
+    /// The bus's handles (several instances through Redis).
+    pub fn bus(&self) -> BusMetrics {
+        self.bus.clone()
     }
 
     /// The store writer's handles.
     pub fn store(&self) -> StoreMetrics {
         self.store.clone()
+    }
+
+    /// The presence thread's handles (several instances).
+    pub(crate) fn cluster(&self) -> crate::chat::cluster::ClusterMetrics {
+        self.cluster.clone()
     }
 
     /// The whole exposition, OpenMetrics text.
@@ -307,6 +328,8 @@ pub struct ShardMetrics {
     /// Refused connections, upgrades and tokens: counted and logged.
     pub refusals: Refusals,
     pub mailbox_depth: Gauge,
+    /// The process's bus state (for `/ready`).
+    pub bus: BusMetrics,
     /// The whole registry, when the main port serves `/metrics` (set with
     /// [`ShardMetrics::serving`]); `None` answers 404 there.
     exposition: Option<Arc<Metrics>>,
@@ -391,6 +414,8 @@ mod tests {
             "chat_store_batch_size_count 0",
             "chat_store_commit_latency_seconds_count 0",
             "chat_store_queue_depth 0",
+            "chat_bus_connected 0",
+            "chat_bus_publishes_dropped_total 0",
             "chat_build_info{version=\"",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");

@@ -318,7 +318,15 @@ async fn ready(conn: &Conn) -> Result<Reply, ApiError> {
     let rx = conn.ctx.store.read(|s| s.ping().is_ok())?;
     let answered = crate::within::within(READY_STORE_TIMEOUT, rx).await;
     match answered {
-        Some(Ok(true)) => Ok(reply::json(StatusCode::OK, r#"{"status":"ready"}"#.into())),
+        // With Redis, the bus's state too; Redis away is not unready (the
+        // instance polls the database meanwhile).
+        Some(Ok(true)) => Ok(reply::json(
+            StatusCode::OK,
+            match conn.ctx.metrics.bus.ready_json() {
+                Some(bus) => format!(r#"{{"status":"ready","bus":{bus}}}"#),
+                None => r#"{"status":"ready"}"#.into(),
+            },
+        )),
         _ => Err(ApiError::unavailable("the store does not answer")),
     }
 }

@@ -43,6 +43,8 @@ pub(crate) struct ShardSetup {
     pub handoff: Arc<Mesh<handoff::Handoff>>,
     pub store: crate::chat::ChatStore,
     pub sessions: Arc<crate::chat::recovery::Sessions>,
+    /// Several instances (Redis configured): the presence threads.
+    pub cluster: Option<Arc<crate::chat::cluster::Cluster>>,
     pub admission: Arc<Admission>,
     pub shutdown: Arc<Shutdown>,
     pub drain_timeout: Duration,
@@ -98,6 +100,7 @@ pub(crate) async fn run(
         setup.sessions.clone(),
         setup.chat_limits.clone(),
         metrics.clone(),
+        setup.cluster.clone(),
     );
     let rest_context = Rc::new(crate::rest::Context {
         auth: setup.auth.clone(),

@@ -11,12 +11,14 @@
 pub mod chat;
 pub mod client;
 pub mod client_process;
+pub mod cluster;
 pub mod durable;
 pub mod http;
 pub mod mysql;
 pub mod polling;
 pub mod proc;
 pub mod raw;
+pub mod redis;
 pub mod rest;
 pub mod tls;
 
@@ -99,7 +101,13 @@ impl TestServer {
             .expect("create temp dir");
         std::fs::create_dir(dir.path().join("data")).expect("create data dir");
         let port = free_port();
-        let secret = format!("test-secret-{port}-{}", unix_nanos());
+        // A `JWT_SECRET` given in `env` (servers sharing one, as a cluster's
+        // do) is the one tokens are signed with.
+        let secret = env
+            .iter()
+            .find(|(key, _)| *key == "JWT_SECRET")
+            .map(|(_, secret)| (*secret).to_owned())
+            .unwrap_or_else(|| format!("test-secret-{port}-{}", unix_nanos()));
         let mut server = TestServer {
             child: None,
             port,

@@ -122,8 +122,9 @@ class Inbox {
 function open(opts) {
   // `defaultTransports: true` keeps socket.io-client's own transports
   // (long-polling first, then the upgrade); the other tests use WebSocket.
-  const { nsp = "", token: tok, defaultTransports = false, ...rest } = opts;
-  const socket = io(URL + nsp, {
+  // `url` picks another server than GATRIX_URL (an instance of a cluster).
+  const { nsp = "", url = URL, token: tok, defaultTransports = false, ...rest } = opts;
+  const socket = io(url + nsp, {
     ...(defaultTransports ? {} : { transports: ["websocket"] }),
     reconnection: false,
     forceNew: true,
@@ -171,12 +172,13 @@ export function call(socket, event, payload) {
 /**
  * A REST call as `sub` (or without a token when `sub` is undefined):
  * resolves with `{status, body}`, the body parsed as JSON when it is JSON.
+ * `base` picks another server than GATRIX_URL.
  */
-export async function rest(method, path, sub, body) {
+export async function rest(method, path, sub, body, base = URL) {
   const headers = {};
   if (sub !== undefined) headers.Authorization = `Bearer ${token(sub)}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(URL + path, {
+  const response = await fetch(base + path, {
     method,
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),

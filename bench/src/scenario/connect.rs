@@ -49,7 +49,7 @@ fn sockstat() -> Option<(u64, u64)> {
 }
 
 pub fn run(common: &Common, a: &ConnectArgs, nofile: u64) -> Result<()> {
-    let t = common.target()?;
+    let targets = common.targets()?;
     check_nofile(a.connections, nofile)?;
     let rss0 = a.server_pid.and_then(vm_rss_kib);
     let sock0 = sockstat();
@@ -59,7 +59,9 @@ pub fn run(common: &Common, a: &ConnectArgs, nofile: u64) -> Result<()> {
     let t0 = Instant::now();
     let (c2, common2) = (c.clone(), common.clone());
     let workers = runner::spawn(common.threads.max(1), a.connections, move |i| {
-        let (c, t, gate, common) = (c2.clone(), t.clone(), gate.clone(), common2.clone());
+        let (c, gate, common) = (c2.clone(), gate.clone(), common2.clone());
+        // Connection i on instance i mod N.
+        let t = targets[i % targets.len()].clone();
         async move {
             let permit = gate.acquire().await;
             let s = Instant::now();
@@ -96,7 +98,7 @@ pub fn run(common: &Common, a: &ConnectArgs, nofile: u64) -> Result<()> {
     let sock1 = sockstat();
     std::thread::sleep(Duration::from_secs_f64(a.hold));
     c.stop.store(true, Relaxed);
-    let [lat, _] = runner::join(workers);
+    let [lat, ..] = runner::join(workers);
     done.store(true, Relaxed);
     let _ = prog.join();
 
@@ -105,7 +107,7 @@ pub fn run(common: &Common, a: &ConnectArgs, nofile: u64) -> Result<()> {
     let rate = ok as f64 / setup;
     println!(
         "Connect @ {}: {ok} connected, {failed} failed in {setup:.2}s ({rate:.0} connections/s)",
-        common.server
+        common.servers()
     );
     print!(
         "{}",
@@ -140,7 +142,7 @@ pub fn run(common: &Common, a: &ConnectArgs, nofile: u64) -> Result<()> {
         println!("  first error: {e}");
     }
     let doc = json!({
-        "scenario": "connect", "server": common.server, "connections": a.connections,
+        "scenario": "connect", "server": common.servers(), "connections": a.connections,
         "connected": ok, "failed": failed, "setup_s": setup, "connections_per_s": rate,
         "server_rss_kib_before": rss0, "server_rss_kib_after": rss1,
         "server_rss_bytes_per_conn": rss_per,

@@ -7,6 +7,7 @@ use crate::client::{Conn, Target, now_ns};
 use crate::proto;
 use crate::report::{latency_json, latency_text, write_outputs};
 use crate::runner::{self, Counters, Kind, record};
+use crate::server_side::{Probe, ServerArgs};
 use anyhow::Result;
 use clap::Args;
 use serde_json::json;
@@ -33,11 +34,14 @@ pub struct IngestArgs {
     /// Measured duration, seconds.
     #[arg(short = 'd', long, default_value_t = 10.0)]
     pub duration: f64,
+    #[command(flatten)]
+    pub server_side: ServerArgs,
 }
 
 struct Shared {
     c: Arc<Counters>,
-    t: Target,
+    /// One per `--server`: connection i is on instance i mod N.
+    targets: Vec<Target>,
     common: Common,
     a: IngestArgs,
     ids: Vec<String>,
@@ -45,14 +49,14 @@ struct Shared {
 }
 
 pub fn run(common: &Common, a: &IngestArgs, nofile: u64) -> Result<()> {
-    let t = common.target()?;
+    let targets = common.targets()?;
     check_nofile(a.connections, nofile)?;
     let nch = a.channels.unwrap_or(a.connections).max(1);
-    let ids = channels(common, &t, nch)?;
+    let ids = channels(common, &targets[0], nch)?;
     let c = Arc::new(Counters::default());
     let sh = Arc::new(Shared {
         c: c.clone(),
-        t,
+        targets,
         common: common.clone(),
         a: a.clone(),
         ids,
@@ -70,19 +74,33 @@ pub fn run(common: &Common, a: &IngestArgs, nofile: u64) -> Result<()> {
         }
     });
     wait_ready(&c, a.connections as u64, Duration::from_secs(120))?;
+    let probe = Probe::start(&a.server_side)?;
     c.start_ns.store(now_ns(), Relaxed);
     std::thread::sleep(Duration::from_secs_f64(a.duration));
     let acked_in_window = Counters::get(&c.acked);
+    let server = probe.finish().report(a.duration, acked_in_window, None);
     c.stop.store(true, Relaxed);
-    let [_, ack] = runner::join(workers);
+    let [_, ack, ..] = runner::join(workers);
     done.store(true, Relaxed);
     let _ = prog.join();
 
     let rate = acked_in_window as f64 / a.duration;
     println!(
         "Running {:.1}s ingest @ {}\n  {} connections, window {}, {} channels, {} B",
-        a.duration, common.server, a.connections, a.window, nch, a.size
+        a.duration,
+        common.servers(),
+        a.connections,
+        a.window,
+        nch,
+        a.size
     );
+    if common.server.len() > 1 {
+        println!(
+            "  {} instances: connection i on instance i mod {}",
+            common.server.len(),
+            common.server.len()
+        );
+    }
     print!(
         "{}",
         latency_text("Ack latency (closed loop, from each send)", &ack)
@@ -96,24 +114,31 @@ pub fn run(common: &Common, a: &IngestArgs, nofile: u64) -> Result<()> {
         Counters::get(&c.nacked),
         Counters::get(&c.failed)
     );
+    for line in &server.lines {
+        println!("{line}");
+    }
     if let Some(e) = c.first_error.get() {
         println!("  first error: {e}");
     }
-    let doc = json!({
-        "scenario": "ingest", "server": common.server, "connections": a.connections,
+    let mut doc = json!({
+        "scenario": "ingest", "server": common.servers(), "connections": a.connections,
         "window": a.window, "channels": nch, "size": a.size, "duration_s": a.duration,
         "sent": Counters::get(&c.sent), "acked": acked_in_window, "acked_per_s": rate,
         "refused": Counters::get(&c.nacked), "failed_connections": Counters::get(&c.failed),
         "first_error": c.first_error.get(), "ack_latency": latency_json(&ack),
     });
+    if let Some(m) = doc.as_object_mut() {
+        m.extend(server.json);
+    }
     write_outputs(common, &doc, &ack);
     Ok(())
 }
 
 async fn conn_task(sh: &Shared, i: usize) -> Result<()> {
     let ch = &sh.ids[i % sh.ids.len()];
+    let instance = i % sh.targets.len();
     let permit = sh.gate.acquire().await?;
-    let mut conn = Conn::open(&sh.t, i, &sh.common.user(i)).await?;
+    let mut conn = Conn::open(&sh.targets[instance], i, &sh.common.user(i)).await?;
     Counters::add(&sh.c.connected, 1);
     conn.join(ch).await?;
     drop(permit);
@@ -128,7 +153,7 @@ async fn conn_task(sh: &Shared, i: usize) -> Result<()> {
             conn.send(proto::send_frame(
                 id,
                 ch,
-                &proto::make_content(now, sh.a.size),
+                &proto::make_content(now, instance, sh.a.size),
             ))
             .await?;
             pending.insert(id, now);

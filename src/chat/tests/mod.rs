@@ -49,6 +49,21 @@ impl World {
     /// A world whose owners evict idle channels after `idle` and cache at
     /// most `max` (entries not in use).
     fn with_cache(shards: usize, idle: Duration, max: usize) -> Self {
+        Self::build(shards, idle, max, None)
+    }
+
+    /// A world whose shards have a presence thread's handle (several
+    /// instances), without the thread: `cluster.rs` reads the requests.
+    fn with_cluster(shards: usize, cluster: Arc<super::cluster::Cluster>) -> Self {
+        Self::build(shards, CACHE_IDLE, CACHE_MAX, Some(cluster))
+    }
+
+    fn build(
+        shards: usize,
+        idle: Duration,
+        max: usize,
+        cluster: Option<Arc<super::cluster::Cluster>>,
+    ) -> Self {
         let config = Config {
             jwt_secret: Some(SECRET.into()),
             ..Config::default()
@@ -102,6 +117,7 @@ impl World {
                     sessions.clone(),
                     limits.clone(),
                     crate::metrics::ShardMetrics::detached(),
+                    cluster.clone(),
                 )
             })
             .collect();
@@ -422,4 +438,5 @@ fn user_joined_and_left_follow_the_users_first_and_last_connection() {
 }
 
 mod cache;
+mod cluster;
 mod recovery;

@@ -2,18 +2,24 @@
 //! R. Each message carries its *scheduled* send time, so a late send (the
 //! client or server fell behind) counts against latency: no coordinated
 //! omission.
+//!
+//! With several `--server`s (instances of one cluster), sender i connects
+//! to instance i mod N and member m of every channel to instance m mod N;
+//! each content names its sender's instance, so a receiver counts each
+//! delivery as same-instance or cross-instance.
+
+mod summary;
 
 use super::{channels, check_nofile, start_progress, wait_ready};
 use crate::Common;
 use crate::client::{Conn, Target, WIRE_BYTES, now_ns};
 use crate::proto;
-use crate::report::{latency_json, latency_text, write_outputs};
-use crate::runner::{self, Counters, Kind, record};
+use crate::report::write_outputs_with;
+use crate::runner::{self, Counters, Hists, Kind, record};
+use crate::server_side::{Probe, ServerArgs, proc_cpu_secs};
 use crate::track::SeqTracker;
 use anyhow::Result;
 use clap::Args;
-use hdrhistogram::Histogram;
-use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -43,14 +49,25 @@ pub struct FanoutArgs {
     /// Time to wait for the last deliveries after the last send, seconds.
     #[arg(long, default_value_t = 2.0)]
     pub drain: f64,
-    /// Server pid, to report its CPU time per delivery (/proc/PID/stat).
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    #[command(flatten)]
+    pub server_side: ServerArgs,
+}
+
+/// The instance (index into `--server`) of sender `i`.
+pub fn sender_instance(i: usize, instances: usize) -> usize {
+    i % instances.max(1)
+}
+
+/// The instance of receiver `r` (member `r % members` of channel
+/// `r / members`): members are spread over the instances in every channel.
+pub fn receiver_instance(r: usize, members: usize, instances: usize) -> usize {
+    (r % members.max(1)) % instances.max(1)
 }
 
 struct Shared {
     c: Arc<Counters>,
-    t: Target,
+    /// One per `--server`.
+    targets: Vec<Target>,
     common: Common,
     a: FanoutArgs,
     ids: Vec<String>,
@@ -60,28 +77,34 @@ struct Shared {
 }
 
 pub fn run(common: &Common, a: &FanoutArgs, nofile: u64) -> Result<()> {
-    let (doc, lat) = measure(common, a, nofile, false)?;
-    write_outputs(common, &doc, &lat);
+    let (doc, h) = measure(common, a, nofile, false)?;
+    let [lat, _, same, cross] = &h;
+    let series: &[(&str, &hdrhistogram::Histogram<u64>)] = if common.server.len() > 1 {
+        &[("same instance", same), ("cross instance", cross)]
+    } else {
+        &[]
+    };
+    write_outputs_with(common, &doc, lat, series);
     Ok(())
 }
 
-/// One fanout run: its JSON result and end-to-end latency histogram; prints
+/// One fanout run: its JSON result and histograms (by [`Kind`]); prints
 /// the human summary unless `quiet`.
 pub fn measure(
     common: &Common,
     a: &FanoutArgs,
     nofile: u64,
     quiet: bool,
-) -> Result<(serde_json::Value, Histogram<u64>)> {
-    let t = common.target()?;
+) -> Result<(serde_json::Value, Hists)> {
+    let targets = common.targets()?;
     let receivers = a.channels * a.members;
     let total = receivers + a.senders;
     check_nofile(total, nofile)?;
-    let ids = channels(common, &t, a.channels)?;
+    let ids = channels(common, &targets[0], a.channels)?;
     let c = Arc::new(Counters::default());
     let sh = Arc::new(Shared {
         c: c.clone(),
-        t,
+        targets,
         common: common.clone(),
         a: a.clone(),
         final_seq: ids.iter().map(|_| AtomicU64::new(0)).collect(),
@@ -106,113 +129,43 @@ pub fn measure(
         }
     });
     wait_ready(&c, total as u64, Duration::from_secs(120))?;
+    let probe = Probe::start(&a.server_side)?;
     let start = now_ns() + 200_000_000;
-    let cpu0 = a.server_pid.and_then(super::proc_cpu_secs);
-    let own0 = super::proc_cpu_secs(std::process::id());
+    let own0 = proc_cpu_secs(std::process::id());
     let wire0 = WIRE_BYTES.load(Relaxed);
     c.start_ns.store(start, Relaxed);
     std::thread::sleep(Duration::from_secs_f64(0.2 + a.duration + a.drain));
-    let cpu1 = a.server_pid.and_then(super::proc_cpu_secs);
-    let own1 = super::proc_cpu_secs(std::process::id());
+    let own1 = proc_cpu_secs(std::process::id());
     let wire = WIRE_BYTES.load(Relaxed) - wire0;
+    let ended = probe.finish();
     c.stop.store(true, Relaxed);
-    let [lat, ack] = runner::join(workers);
+    let h = runner::join(workers);
     done.store(true, Relaxed);
     let _ = prog.join();
-
-    let get = |x: &AtomicU64| Counters::get(x);
-    let delivered = get(&c.delivered);
-    let rate = delivered as f64 / a.duration;
-    let expected = get(&c.expected);
-    let server_cpu = cpu0.zip(cpu1).map(|(a, b)| b - a);
-    let window = 0.2 + a.duration + a.drain;
-    let bench_cpu = own0.zip(own1).map(|(a, b)| b - a);
-    let cpu_per_delivery = server_cpu
-        .filter(|_| delivered > 0)
-        .map(|s| s * 1e6 / delivered as f64);
-    // Everything the server sent over the phase (deliveries, acks, pings,
-    // frame headers) per delivery.
-    let wire_per_delivery = (delivered > 0).then(|| wire as f64 / delivered as f64);
-    let doc = json!({
-        "scenario": "fanout", "server": common.server,
-        "channels": a.channels, "members": a.members, "senders": a.senders,
-        "rate": a.rate, "size": a.size, "duration_s": a.duration,
-        "sent": get(&c.sent), "acked": get(&c.acked), "refused": get(&c.nacked),
-        "delivered": delivered, "expected": expected, "delivered_per_s": rate,
-        "lost": get(&c.lost), "duplicated": get(&c.duplicated), "out_of_order": get(&c.out_of_order),
-        "failed_connections": get(&c.failed), "first_error": c.first_error.get(),
-        "latency": latency_json(&lat), "ack_latency": latency_json(&ack),
-        "bench_cpu_s": bench_cpu, "window_s": window,
-        "server_cpu_s": server_cpu, "server_cpu_us_per_delivery": cpu_per_delivery,
-        "deflate": common.deflate, "wire_bytes": wire, "wire_bytes_per_delivery": wire_per_delivery,
-    });
+    let server = ended.report(
+        a.duration,
+        Counters::get(&c.acked),
+        Some(Counters::get(&c.delivered)),
+    );
+    let run = summary::Run {
+        common,
+        a,
+        c: &c,
+        h: &h,
+        bench_cpu: own0.zip(own1).map(|(a, b)| b - a),
+        wire,
+        server,
+    };
+    let doc = run.json();
     if !quiet {
-        println!(
-            "Running {:.1}s fanout @ {}\n  {} channels x {} members, {} senders, {} msg/s aggregate ({} deliveries/s target), {} B",
-            a.duration,
-            common.server,
-            a.channels,
-            a.members,
-            a.senders,
-            a.rate,
-            a.rate * a.members as f64,
-            a.size
-        );
-        print!(
-            "{}",
-            latency_text(
-                "End-to-end latency from scheduled send time (corrected for coordinated omission)",
-                &lat
-            )
-        );
-        print!(
-            "{}",
-            latency_text("Send ack latency from scheduled send time", &ack)
-        );
-        println!(
-            "  sent {}, acked {}, refused {}, delivered {} of {} expected ({:.0}/s)\n  lost {}, duplicated {}, out of order {}, failed connections {}",
-            get(&c.sent),
-            get(&c.acked),
-            get(&c.nacked),
-            delivered,
-            expected,
-            rate,
-            get(&c.lost),
-            get(&c.duplicated),
-            get(&c.out_of_order),
-            get(&c.failed)
-        );
-        if let Some(cpu) = bench_cpu {
-            println!(
-                "  benchmark CPU {cpu:.2} s in the {window:.1} s measured phase and drain ({:.0}% of one core)",
-                cpu / window * 100.0
-            );
-        }
-        if let (Some(cpu), Some(per)) = (server_cpu, cpu_per_delivery) {
-            println!(
-                "  server CPU {cpu:.2} s during the measured phase and drain: {per:.3} us per delivery"
-            );
-        }
-        if let Some(per) = wire_per_delivery {
-            println!(
-                "  read from the server {wire} B in the measured phase and drain: {per:.1} B per delivery{}",
-                if common.deflate {
-                    " (permessage-deflate)"
-                } else {
-                    ""
-                }
-            );
-        }
-        if let Some(e) = c.first_error.get() {
-            println!("  first error: {e}");
-        }
+        run.print();
     }
-    Ok((doc, lat))
+    Ok((doc, h))
 }
 
-async fn open_join(sh: &Shared, idx: usize, channel: &str) -> Result<(Conn, u64)> {
+async fn open_join(sh: &Shared, idx: usize, instance: usize, channel: &str) -> Result<(Conn, u64)> {
     let permit = sh.gate.acquire().await?;
-    let mut conn = Conn::open(&sh.t, idx, &sh.common.user(idx)).await?;
+    let mut conn = Conn::open(&sh.targets[instance], idx, &sh.common.user(idx)).await?;
     Counters::add(&sh.c.connected, 1);
     let last = conn.join(channel).await?;
     drop(permit);
@@ -222,7 +175,8 @@ async fn open_join(sh: &Shared, idx: usize, channel: &str) -> Result<(Conn, u64)
 
 async fn sender(sh: &Shared, i: usize) -> Result<()> {
     let ch = i % sh.ids.len();
-    let (mut conn, _) = open_join(sh, i, &sh.ids[ch]).await?;
+    let instance = sender_instance(i, sh.targets.len());
+    let (mut conn, _) = open_join(sh, i, instance, &sh.ids[ch]).await?;
     let start = sh.c.wait_start().await;
     let interval = sh.a.senders as f64 / sh.a.rate * 1e9; // ns between this sender's sends
     let end = start + (sh.a.duration * 1e9) as u64;
@@ -256,7 +210,7 @@ async fn sender(sh: &Shared, i: usize) -> Result<()> {
                 let now = now_ns();
                 while sched <= now && sched < end {
                     let id = conn.take_ack_id();
-                    let content = proto::make_content(sched, sh.a.size);
+                    let content = proto::make_content(sched, instance, sh.a.size);
                     conn.send(proto::send_frame(id, &sh.ids[ch], &content)).await?;
                     pending.insert(id, sched);
                     Counters::add(&sh.c.sent, 1);
@@ -276,7 +230,10 @@ async fn sender(sh: &Shared, i: usize) -> Result<()> {
 async fn receiver(sh: &Shared, r: usize) -> Result<()> {
     let ch = r / sh.a.members;
     let idx = sh.a.senders + r;
-    let (mut conn, last) = open_join(sh, idx, &sh.ids[ch]).await?;
+    let instance = receiver_instance(r, sh.a.members, sh.targets.len());
+    // One instance: every delivery is same-instance, nothing to split.
+    let split = sh.targets.len() > 1;
+    let (mut conn, last) = open_join(sh, idx, instance, &sh.ids[ch]).await?;
     let mut track = SeqTracker::new(last);
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut unreported = 0u64;
@@ -285,8 +242,12 @@ async fn receiver(sh: &Shared, r: usize) -> Result<()> {
             f = conn.next_text() => {
                 let f = f?;
                 if let Some((seq, content)) = proto::parse_message(f) {
-                    if let Some(at) = proto::content_sched(content) {
-                        record(Kind::Main, now_ns().saturating_sub(at) / 1000);
+                    if let Some((at, from)) = proto::content_meta(content) {
+                        let us = now_ns().saturating_sub(at) / 1000;
+                        record(Kind::Main, us);
+                        if split {
+                            record(if from == instance { Kind::Same } else { Kind::Cross }, us);
+                        }
                     }
                     track.observe(seq);
                     unreported += 1;

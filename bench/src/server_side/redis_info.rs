@@ -1,0 +1,269 @@
+//! Redis's cost over a run, from `INFO stats` (total_commands_processed,
+//! total_net_input_bytes, total_net_output_bytes) and `INFO commandstats`
+//! (calls per command), read before and after it on one connection.
+//!
+//! Reading INFO is itself two commands with replies of a few KB, which
+//! the after-run reading sees: two readings back to back before the run
+//! measure that cost, and it is taken off the run's deltas.
+
+use anyhow::{Context, Result};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One reading of the counters.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snap {
+    pub commands: u64,
+    pub net_in: u64,
+    pub net_out: u64,
+    /// Calls per command (`cmdstat_<name>`, name as Redis spells it).
+    pub calls: BTreeMap<String, u64>,
+}
+
+impl Snap {
+    /// Parses the text of `INFO stats` and `INFO commandstats`.
+    pub fn parse(stats: &str, commandstats: &str) -> Snap {
+        let field = |key: &str| {
+            stats
+                .lines()
+                .find_map(|l| {
+                    l.trim_end()
+                        .strip_prefix(key)?
+                        .strip_prefix(':')?
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or(0)
+        };
+        let calls = commandstats
+            .lines()
+            .filter_map(|l| {
+                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
+                Some((name.to_owned(), calls.trim_end().parse().ok()?))
+            })
+            .collect();
+        Snap {
+            commands: field("total_commands_processed"),
+            net_in: field("total_net_input_bytes"),
+            net_out: field("total_net_output_bytes"),
+            calls,
+        }
+    }
+
+    /// `self - before - overhead`, each field at least 0.
+    pub fn delta(&self, before: &Snap, overhead: &Snap) -> Snap {
+        let d = |a: u64, b: u64, o: u64| a.saturating_sub(b).saturating_sub(o);
+        let calls = self
+            .calls
+            .iter()
+            .map(|(k, &v)| {
+                let g = |s: &Snap| s.calls.get(k).copied().unwrap_or(0);
+                (k.clone(), d(v, g(before), g(overhead)))
+            })
+            .filter(|(_, v)| *v > 0)
+            .collect();
+        Snap {
+            commands: d(self.commands, before.commands, overhead.commands),
+            net_in: d(self.net_in, before.net_in, overhead.net_in),
+            net_out: d(self.net_out, before.net_out, overhead.net_out),
+            calls,
+        }
+    }
+}
+
+fn read(con: &mut redis::Connection) -> Result<Snap> {
+    let stats: String = redis::cmd("INFO").arg("stats").query(con)?;
+    let commandstats: String = redis::cmd("INFO").arg("commandstats").query(con)?;
+    Ok(Snap::parse(&stats, &commandstats))
+}
+
+/// The readings taken before the run.
+pub struct Before {
+    addr: String,
+    con: redis::Connection,
+    snap: Snap,
+    /// What one reading costs, as the next reading sees it.
+    overhead: Snap,
+}
+
+impl Before {
+    /// `addr` is `host:port` or a `redis://` / `rediss://` / `unix://` URL.
+    pub fn read(addr: &str) -> Result<Before> {
+        let url = if addr.contains("://") {
+            addr.to_owned()
+        } else {
+            format!("redis://{addr}")
+        };
+        let client =
+            redis::Client::open(url.as_str()).with_context(|| format!("--redis {addr}"))?;
+        let mut con = client
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .with_context(|| format!("connecting to Redis at {addr}"))?;
+        let first = read(&mut con)?;
+        let snap = read(&mut con)?;
+        let overhead = snap.delta(&first, &Snap::default());
+        Ok(Before {
+            addr: addr.to_owned(),
+            con,
+            snap,
+            overhead,
+        })
+    }
+
+    /// Reads the counters after the run.
+    pub fn finish(mut self) -> Result<After> {
+        let after = read(&mut self.con).context("reading Redis INFO after the run")?;
+        Ok(After {
+            delta: after.delta(&self.snap, &self.overhead),
+            addr: self.addr,
+        })
+    }
+}
+
+/// The run's deltas.
+pub struct After {
+    addr: String,
+    delta: Snap,
+}
+
+impl After {
+    /// The deltas per 1,000 `messages`, and per writer commit when the
+    /// instances' `commits` are known.
+    pub fn cost(&self, messages: u64, commits: Option<u64>) -> RedisCost {
+        RedisCost {
+            addr: self.addr.clone(),
+            delta: self.delta.clone(),
+            messages,
+            commits,
+        }
+    }
+}
+
+pub struct RedisCost {
+    addr: String,
+    delta: Snap,
+    messages: u64,
+    /// Writer commits of every instance over the run (from --metrics).
+    commits: Option<u64>,
+}
+
+impl RedisCost {
+    fn per_1k(&self, n: u64) -> Option<f64> {
+        (self.messages > 0).then(|| n as f64 * 1000.0 / self.messages as f64)
+    }
+
+    fn per_commit(&self, n: u64) -> Option<f64> {
+        self.commits.filter(|&c| c > 0).map(|c| n as f64 / c as f64)
+    }
+
+    /// Commands by calls, most first.
+    fn by_calls(&self) -> Vec<(&String, u64)> {
+        let mut v: Vec<_> = self.delta.calls.iter().map(|(k, &v)| (k, v)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        v
+    }
+
+    pub fn json(&self) -> Value {
+        let d = &self.delta;
+        let calls: Map<String, Value> = self
+            .by_calls()
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    json!({"calls": v, "per_1k_messages": self.per_1k(v),
+                        "per_commit": self.per_commit(v)}),
+                )
+            })
+            .collect();
+        json!({
+            "addr": self.addr, "messages": self.messages,
+            "commands": d.commands, "commands_per_1k_messages": self.per_1k(d.commands),
+            "net_input_bytes": d.net_in, "net_input_bytes_per_1k_messages": self.per_1k(d.net_in),
+            "net_output_bytes": d.net_out, "net_output_bytes_per_1k_messages": self.per_1k(d.net_out),
+            "bytes_per_1k_messages": self.per_1k(d.net_in + d.net_out),
+            "writer_commits": self.commits, "commands_per_commit": self.per_commit(d.commands),
+            "commandstats": calls,
+        })
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        let d = &self.delta;
+        let k = |n: u64| match self.per_1k(n) {
+            Some(x) => format!("{x:.1}"),
+            None => "-".into(),
+        };
+        let mut out = vec![format!(
+            "  Redis {} over the run: {} commands, {} B in, {} B out; per 1,000 messages ({}): {} commands, {} B in, {} B out",
+            self.addr,
+            d.commands,
+            d.net_in,
+            d.net_out,
+            self.messages,
+            k(d.commands),
+            k(d.net_in),
+            k(d.net_out)
+        )];
+        let calls: Vec<String> = self
+            .by_calls()
+            .into_iter()
+            .map(|(name, n)| format!("{name} {}", k(n)))
+            .collect();
+        if !calls.is_empty() {
+            out.push(format!(
+                "    commands per 1,000 messages: {}",
+                calls.join(", ")
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_text_and_deltas() {
+        let stats = "# Stats\r\ntotal_connections_received:3\r\ntotal_commands_processed:120\r\n\
+            instantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:5000\r\ntotal_net_output_bytes:90000\r\n";
+        let cs = "# Commandstats\r\ncmdstat_info:calls=10,usec=500,usec_per_call=50.00,rejected_calls=0,failed_calls=0\r\n\
+            cmdstat_xadd:calls=100,usec=900,usec_per_call=9.00,rejected_calls=0,failed_calls=0\r\n";
+        let after = Snap::parse(stats, cs);
+        assert_eq!(
+            (after.commands, after.net_in, after.net_out),
+            (120, 5000, 90000)
+        );
+        assert_eq!(after.calls.get("xadd"), Some(&100));
+        let before = Snap {
+            commands: 16,
+            net_in: 1000,
+            net_out: 10000,
+            calls: [("info".to_owned(), 8)].into(),
+        };
+        let overhead = Snap {
+            commands: 2,
+            net_in: 60,
+            net_out: 8000,
+            calls: [("info".to_owned(), 2)].into(),
+        };
+        let d = after.delta(&before, &overhead);
+        assert_eq!((d.commands, d.net_in, d.net_out), (102, 3940, 72000));
+        // The readings' own INFO calls are taken off: no `info` left.
+        assert_eq!(d.calls, [("xadd".to_owned(), 100)].into());
+        let cost = RedisCost {
+            addr: "r:1".into(),
+            delta: d,
+            messages: 200,
+            commits: Some(50),
+        };
+        let j = cost.json();
+        assert_eq!(j["commandstats"]["xadd"]["per_commit"], 2.0);
+        assert_eq!(j["commands_per_commit"], 102.0 / 50.0);
+        assert_eq!(j["commands_per_1k_messages"], 510.0);
+        assert_eq!(j["commandstats"]["xadd"]["per_1k_messages"], 500.0);
+        assert_eq!(j["bytes_per_1k_messages"], (3940.0 + 72000.0) * 5.0);
+    }
+}

@@ -1,0 +1,67 @@
+//! The presence thread's figures on `/metrics` (docs/metrics.md, "Several
+//! instances: presence and events"). Process-wide: the thread is one.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Cloning shares the counts.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClusterMetrics {
+    /// Events this instance published to the others.
+    pub(crate) published: Counter,
+    /// Events from other instances handed to the shards.
+    pub(crate) received: Counter,
+    /// Events dropped: a shard's queue to the thread was full, or Redis
+    /// was away (at-most-once), or one could not be decoded.
+    pub(crate) dropped: Counter,
+    /// Count updates a full queue deferred to the next tick (never lost).
+    pub(crate) deferred: Counter,
+    /// 1 while this instance holds its presence lease in Redis.
+    pub(crate) lease: Gauge,
+    /// Connections to Redis made again after a failure.
+    pub(crate) reconnects: Counter,
+    /// Dead instances whose users and subscriptions this one cleaned up.
+    pub(crate) reaped: Counter,
+}
+
+impl ClusterMetrics {
+    /// Registers the families (counters without `_total`: the encoder adds it).
+    pub(crate) fn register(&self, r: &mut Registry) {
+        r.register(
+            "chat_cluster_events_published",
+            "Ephemeral events (typing, presence, edits, cache invalidation) published to the other instances",
+            self.published.clone(),
+        );
+        r.register(
+            "chat_cluster_events_received",
+            "Ephemeral events received from the other instances",
+            self.received.clone(),
+        );
+        r.register(
+            "chat_cluster_events_dropped",
+            "Ephemeral events dropped: queue to the presence thread full, Redis away, or undecodable",
+            self.dropped.clone(),
+        );
+        r.register(
+            "chat_cluster_updates_deferred",
+            "Presence count updates deferred to the next tick because the queue to the presence thread was full",
+            self.deferred.clone(),
+        );
+        r.register(
+            "chat_cluster_lease",
+            "1 while this instance holds its presence lease in Redis, else 0",
+            self.lease.clone(),
+        );
+        r.register(
+            "chat_cluster_redis_reconnects",
+            "Connections of the presence threads to Redis made again after a failure",
+            self.reconnects.clone(),
+        );
+        r.register(
+            "chat_cluster_instances_reaped",
+            "Dead instances (lease expired) whose users and subscriptions this instance cleaned up",
+            self.reaped.clone(),
+        );
+    }
+}

@@ -1,0 +1,347 @@
+//! The worker thread: this instance's counts in Redis, its lease, the
+//! reaping of dead instances, and publishing (module doc of `cluster`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use redis::{Connection, RedisResult};
+
+use super::scripts::{Kind, Scripts, Totals, split_sub, sub_field};
+use super::{ClusterMetrics, EVENTS, Envelope, Event, Request, Settings};
+use crate::chat::mail::{ToChannelOwner, ToUserOwner};
+use crate::chat::{Mail, owner_of};
+use crate::mailbox::Mesh;
+
+/// Reconnect backoff, doubling between these.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Requests taken per round before the counts are written, so a flood
+/// cannot starve the lease's renewal.
+const ROUND: usize = 4096;
+
+/// A count this instance holds: what, whose, in which channel.
+type Key = (Kind, Arc<str>, Option<Arc<str>>);
+
+pub(super) struct Worker {
+    settings: Settings,
+    client: redis::Client,
+    rx: Receiver<Request>,
+    mesh: Arc<Mesh<Mail>>,
+    metrics: ClusterMetrics,
+    generation: Arc<AtomicU64>,
+    scripts: Scripts,
+    /// Every count this instance holds, as last asked by the shards: what
+    /// is asserted again after a reconnect or a lost lease.
+    counts: HashMap<Key, u32>,
+    /// Counts not yet written.
+    dirty: HashSet<Key>,
+    /// Users whose cluster-wide status a shard asked for.
+    queries: HashSet<Arc<str>>,
+    /// Events waiting for this round's publish.
+    outbox: Vec<Event>,
+    /// Presence list changes waiting for this round, in order.
+    members: Vec<(Arc<str>, Arc<str>, bool)>,
+}
+
+impl Worker {
+    pub(super) fn new(
+        settings: Settings,
+        client: redis::Client,
+        rx: Receiver<Request>,
+        mesh: Arc<Mesh<Mail>>,
+        metrics: ClusterMetrics,
+        generation: Arc<AtomicU64>,
+    ) -> Self {
+        let ttl = settings.lease_ttl().as_millis() as u64;
+        let scripts = Scripts::new(&settings.server_id, ttl.max(1));
+        Self {
+            settings,
+            client,
+            rx,
+            mesh,
+            metrics,
+            generation,
+            scripts,
+            counts: HashMap::new(),
+            dirty: HashSet::new(),
+            queries: HashSet::new(),
+            outbox: Vec::new(),
+            members: Vec::new(),
+        }
+    }
+
+    pub(super) fn run(mut self) {
+        let mut conn: Option<Connection> = None;
+        let mut backoff = BACKOFF_MIN;
+        let mut retry_at = Instant::now();
+        let mut connected_before = false;
+        let mut next_tick = Instant::now();
+        loop {
+            if conn.is_none() && Instant::now() >= retry_at {
+                match self.connect(connected_before) {
+                    Ok(c) => {
+                        conn = Some(c);
+                        if connected_before {
+                            self.metrics.reconnects.inc();
+                        }
+                        connected_before = true;
+                        backoff = BACKOFF_MIN;
+                        next_tick = Instant::now() + self.settings.tick();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
+                            "presence: cannot reach Redis");
+                        retry_at = Instant::now() + backoff;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
+                }
+            }
+            let wake = if conn.is_some() { next_tick } else { retry_at };
+            // Counts left over from a bounded round: no waiting.
+            let wait = if conn.is_some() && !self.dirty.is_empty() {
+                Duration::ZERO
+            } else {
+                wake.saturating_duration_since(Instant::now())
+            };
+            match self.rx.recv_timeout(wait) {
+                Ok(req) => {
+                    self.take(req);
+                    for _ in 0..ROUND {
+                        match self.rx.try_recv() {
+                            Ok(req) => self.take(req),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                // Every shard is gone: the process is stopping.
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            let Some(c) = conn.as_mut() else {
+                // Redis away: events are dropped (at-most-once); counts and
+                // queries wait in `counts` / for the shards' retries.
+                let lost = self.outbox.len() + self.members.len();
+                self.metrics.dropped.inc_by(lost as u64);
+                self.outbox.clear();
+                self.members.clear();
+                self.queries.clear();
+                continue;
+            };
+            let mut result = self.flush(c);
+            if result.is_ok() && Instant::now() >= next_tick {
+                next_tick = Instant::now() + self.settings.tick();
+                result = self.tick(c);
+            }
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "presence: Redis failed; reconnecting");
+                self.metrics.lease.set(0);
+                conn = None;
+                retry_at = Instant::now() + backoff;
+            }
+        }
+    }
+
+    /// Connects, clears this instance's leftovers from an earlier run under
+    /// the same id (on the first connection), takes the lease, asserts
+    /// every count again, and (on a reconnect) tells the shards to drop
+    /// their channel caches and re-read presence: events were missed.
+    fn connect(&mut self, reconnect: bool) -> RedisResult<Connection> {
+        let mut c = self
+            .client
+            .get_connection_with_timeout(self.settings.lease_ttl())?;
+        // A paused Redis must not hold the thread past the lease.
+        c.set_read_timeout(Some(self.settings.lease_ttl()))?;
+        c.set_write_timeout(Some(self.settings.lease_ttl()))?;
+        if !reconnect {
+            let leftovers = self.scripts.reap(&mut c, true)?;
+            self.announce_reaped(&mut c, leftovers)?;
+        }
+        self.scripts.renew(&mut c)?;
+        self.metrics.lease.set(1);
+        self.dirty.extend(self.counts.keys().cloned());
+        if reconnect {
+            self.generation.fetch_add(1, Ordering::Relaxed);
+            for shard in 0..self.mesh.shards() {
+                self.mesh
+                    .post_external(shard, ToChannelOwner::Reconnected.into());
+                self.mesh.post_external(shard, ToUserOwner::Reread.into());
+            }
+        }
+        tracing::info!(server_id = %self.settings.server_id, "presence: connected to Redis");
+        Ok(c)
+    }
+
+    fn take(&mut self, req: Request) {
+        match req {
+            Request::Count {
+                kind,
+                user,
+                channel,
+                count,
+            } => {
+                let key = (kind, user, channel);
+                self.counts.insert(key.clone(), count);
+                self.dirty.insert(key);
+            }
+            Request::Member {
+                user,
+                channel,
+                added,
+            } => self.members.push((user, channel, added)),
+            Request::Query { user } => {
+                self.queries.insert(user);
+            }
+            Request::Publish(e) => self.outbox.push(e),
+        }
+    }
+
+    /// Writes the dirty counts (answering each change's edge), answers the
+    /// queries and publishes the events.
+    fn flush(&mut self, c: &mut Connection) -> RedisResult<()> {
+        // Lists first: a join's channel is in the list its user's next
+        // edge announces to.
+        for (user, channel, added) in std::mem::take(&mut self.members) {
+            self.scripts.member(c, &user, &channel, added)?;
+        }
+        let mut lost = false;
+        // At most a round per call: a reconnect asserting every count
+        // must not hold back the lease's renewal.
+        let round: Vec<Key> = self.dirty.iter().take(ROUND).cloned().collect();
+        for key in round {
+            let count = self.counts.get(&key).copied().unwrap_or(0);
+            let (kind, user, channel) = &key;
+            let field = match channel {
+                Some(ch) => sub_field(ch, user),
+                None => user.to_string(),
+            };
+            let changed = self.scripts.set(c, *kind, &field, count)?;
+            let totals = changed.totals;
+            self.dirty.remove(&key);
+            if count == 0 {
+                self.counts.remove(&key);
+            }
+            lost |= totals.lost;
+            self.answer(&key, totals, changed.list);
+        }
+        if lost {
+            // The lease had expired: the others may have reaped this
+            // instance's counts. Assert them all again.
+            tracing::warn!("presence: the lease had expired; asserting every count again");
+            self.dirty.extend(self.counts.keys().cloned());
+        }
+        for user in std::mem::take(&mut self.queries) {
+            let total = self.scripts.query(c, Kind::Users, &user)?;
+            self.to_user(user, total > 0, None, Vec::new());
+        }
+        if !self.outbox.is_empty() {
+            let mut pipe = redis::pipe();
+            for event in &self.outbox {
+                let envelope = Envelope {
+                    origin: self.settings.server_id.clone(),
+                    event: event.clone(),
+                };
+                match serde_json::to_string(&envelope) {
+                    Ok(text) => {
+                        pipe.publish(EVENTS, text).ignore();
+                    }
+                    Err(_) => {
+                        self.metrics.dropped.inc();
+                    }
+                }
+            }
+            let n = self.outbox.len() as u64;
+            self.outbox.clear();
+            match pipe.query::<()>(c) {
+                Ok(()) => {
+                    self.metrics.published.inc_by(n);
+                }
+                Err(e) => {
+                    self.metrics.dropped.inc_by(n);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Renews the lease and reaps instances whose lease expired.
+    fn tick(&mut self, c: &mut Connection) -> RedisResult<()> {
+        if self.scripts.renew(c)? {
+            tracing::warn!("presence: the lease had expired; asserting every count again");
+            self.dirty.extend(self.counts.keys().cloned());
+        }
+        let reaped = self.scripts.reap(c, false)?;
+        if reaped.instances > 0 {
+            tracing::info!(
+                instances = reaped.instances,
+                edges = reaped.gone.len(),
+                "presence: reaped instances whose lease expired"
+            );
+            self.metrics.reaped.inc_by(reaped.instances);
+        }
+        self.announce_reaped(c, reaped)
+    }
+
+    /// A reaped instance's users and subscriptions that are now gone
+    /// cluster-wide: announced by this instance's owners, as its own edges.
+    fn announce_reaped(
+        &self,
+        c: &mut Connection,
+        reaped: super::scripts::Reaped,
+    ) -> RedisResult<()> {
+        for (kind, field) in reaped.gone {
+            match kind {
+                Kind::Users => {
+                    let list = self.scripts.list(c, &field)?;
+                    self.to_user(field.as_str().into(), false, Some(false), list);
+                }
+                Kind::Subs => {
+                    if let Some((channel, user)) = split_sub(&field) {
+                        self.sub_edge(channel.into(), user.into(), false);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands a count change's answer to its owner shard.
+    fn answer(&self, key: &Key, totals: Totals, list: Vec<String>) {
+        match key {
+            (Kind::Users, user, _) => {
+                self.to_user(user.clone(), totals.after > 0, totals.edge(), list)
+            }
+            (Kind::Subs, user, Some(channel)) => {
+                if let Some(joined) = totals.edge() {
+                    self.sub_edge(channel.clone(), user.clone(), joined);
+                }
+            }
+            (Kind::Subs, _, None) => {}
+        }
+    }
+
+    fn to_user(&self, user: Arc<str>, online: bool, edge: Option<bool>, list: Vec<String>) {
+        let shard = owner_of(&user, self.mesh.shards());
+        let channels = list.into_iter().map(Arc::from).collect();
+        let mail = ToUserOwner::Cluster {
+            user,
+            online,
+            edge,
+            channels,
+        };
+        self.mesh.post_external(shard, mail.into());
+    }
+
+    fn sub_edge(&self, channel: Arc<str>, user: Arc<str>, joined: bool) {
+        let shard = owner_of(&channel, self.mesh.shards());
+        let mail = ToChannelOwner::SubEdge {
+            channel,
+            user,
+            joined,
+        };
+        self.mesh.post_external(shard, mail.into());
+    }
+}

@@ -1,0 +1,91 @@
+//! The bus's settings (several instances through Redis,
+//! docs/architecture.md "Several instances"): checked whether or not Redis
+//! is configured, so a bad value is found before it matters.
+
+use super::{Config, ConfigError};
+
+impl Config {
+    pub(super) fn bus_problems(&self, found: &mut Vec<ConfigError>) {
+        #[rustfmt::skip]
+        let nonzero: [(&'static str, u64, &str); 6] = [
+            ("bus_poll_interval_ms", self.bus_poll_interval_ms, "milliseconds such as 500"),
+            ("bus_stream_max_len", self.bus_stream_max_len as u64, "batches such as 10000"),
+            ("bus_queue_batches", self.bus_queue_batches as u64, "batches such as 1024"),
+            ("bus_max_parked", self.bus_max_parked as u64, "batches such as 1024"),
+            ("bus_parked_ttl_ms", self.bus_parked_ttl_ms, "milliseconds such as 60000"),
+            ("bus_redis_timeout_ms", self.bus_redis_timeout_ms, "milliseconds such as 2000"),
+        ];
+        if self.redis_url().is_some() && self.sequencer_partitions > 1 {
+            found.push(ConfigError::invalid(
+                "sequencer_partitions",
+                format!(
+                    "is {} with Redis: the recovery offset clients hold is one commit \
+                     position, which is meaningful only with one sequencing partition",
+                    self.sequencer_partitions
+                ),
+                "set SEQUENCER_PARTITIONS=1 while several instances share Redis",
+            ));
+        }
+        for (key, value, example) in nonzero {
+            if value == 0 {
+                found.push(ConfigError::invalid(
+                    key,
+                    "must be at least 1",
+                    format!("set it to a number of {example}"),
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(c: &Config) -> Vec<String> {
+        c.problems()
+            .iter()
+            .filter_map(|e| e.key().map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn several_partitions_with_redis_are_refused() {
+        let base = Config {
+            database_url: Some("mysql://u@h:3306/db".into()),
+            jwt_secret: Some("x".repeat(40)),
+            ..Default::default()
+        };
+        let redis = Config {
+            redis_url: Some("redis://127.0.0.1:6379/0".into()),
+            ..base.clone()
+        };
+        assert!(!keys(&redis).contains(&"sequencer_partitions".to_owned()));
+        let partitioned = Config {
+            sequencer_partitions: 4,
+            ..base.clone()
+        };
+        assert!(!keys(&partitioned).contains(&"sequencer_partitions".to_owned()));
+        let both = Config {
+            sequencer_partitions: 4,
+            ..redis
+        };
+        assert!(keys(&both).contains(&"sequencer_partitions".to_owned()));
+    }
+
+    #[test]
+    fn zero_bus_limits_are_refused() {
+        let c = Config {
+            bus_queue_batches: 0,
+            bus_redis_timeout_ms: 0,
+            ..Default::default()
+        };
+        let k = keys(&c);
+        assert!(k.contains(&"bus_queue_batches".to_owned()), "{k:?}");
+        assert!(k.contains(&"bus_redis_timeout_ms".to_owned()), "{k:?}");
+        assert!(
+            !k.contains(&"bus_gap_wait_ms".to_owned()),
+            "0 fills at once"
+        );
+    }
+}

@@ -1,0 +1,110 @@
+//! The bus's state (several instances through Redis, `crate::bus`): one
+//! set per process, no labels. Without Redis every series stays at 0 and
+//! `/ready` says nothing about a bus.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Shared handles: the bus threads count, `/metrics` and `/ready` read.
+#[derive(Debug, Clone, Default)]
+pub struct BusMetrics {
+    /// Set once at start when Redis is configured.
+    enabled: Arc<AtomicBool>,
+    /// 1 while the log reader is connected to Redis.
+    pub connected: Gauge,
+    /// 1 while the applier polls the store because Redis is away.
+    pub polling: Gauge,
+    /// Commit positions the database is ahead of what this instance
+    /// applied, when last sampled.
+    pub lag: Gauge,
+    /// The last `pos` applied here.
+    pub applied_pos: Gauge,
+    pub batches_applied: Counter,
+    pub duplicates_dropped: Counter,
+    pub gap_fills: Counter,
+    pub polling_fallbacks: Counter,
+    pub publishes: Counter,
+    pub publishes_dropped: Counter,
+}
+
+impl BusMetrics {
+    pub(super) fn register(&self, r: &mut Registry) {
+        r.register(
+            "chat_bus_connected",
+            "1 while the bus's log reader is connected to Redis (0 without Redis)",
+            self.connected.clone(),
+        );
+        r.register(
+            "chat_bus_polling",
+            "1 while the applier reads new commits from the store because Redis is away",
+            self.polling.clone(),
+        );
+        r.register(
+            "chat_bus_lag",
+            "Commit positions the database is ahead of what this instance applied",
+            self.lag.clone(),
+        );
+        r.register(
+            "chat_bus_applied_pos",
+            "The last commit position this instance applied",
+            self.applied_pos.clone(),
+        );
+        r.register(
+            "chat_bus_batches_applied",
+            "Batches applied to the shards, in pos order",
+            self.batches_applied.clone(),
+        );
+        r.register(
+            "chat_bus_duplicates_dropped",
+            "Batches dropped before the shards because every pos was applied already",
+            self.duplicates_dropped.clone(),
+        );
+        r.register(
+            "chat_bus_gap_fills",
+            "Reads from the store of commit positions missing from the log",
+            self.gap_fills.clone(),
+        );
+        r.register(
+            "chat_bus_polling_fallbacks",
+            "Times the applier fell back to polling the store (Redis away)",
+            self.polling_fallbacks.clone(),
+        );
+        r.register(
+            "chat_bus_publishes",
+            "Batches appended to the log by this instance (its commits and its gap fills)",
+            self.publishes.clone(),
+        );
+        r.register(
+            "chat_bus_publishes_dropped",
+            "Batches not appended to the log (Redis away or slow, publisher queue full); \
+             the gap fill covers them",
+            self.publishes_dropped.clone(),
+        );
+    }
+
+    /// The bus runs in this process (Redis is configured).
+    pub fn enable(&self) {
+        self.enabled.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// `/ready`'s `bus` object, or `None` without Redis.
+    pub fn ready_json(&self) -> Option<String> {
+        self.is_enabled().then(|| {
+            format!(
+                r#"{{"connected":{},"polling":{},"lag":{},"appliedPos":{}}}"#,
+                self.connected.get() == 1,
+                self.polling.get() == 1,
+                self.lag.get(),
+                self.applied_pos.get()
+            )
+        })
+    }
+}
