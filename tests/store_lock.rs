@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use common::TestServer;
 use common::mysql::{NEEDS_MARIADB, connect as db_connect, mysql_db};
 use common::raw::{Ws, call, connect, join};
+use common::redis::Redis;
 
 /// How long a refused second process may take to exit.
 const REFUSED_WITHIN: Duration = Duration::from_secs(60);
@@ -275,50 +276,6 @@ fn a_lost_lock_taken_by_another_process_stops_writes_until_it_is_free() {
         .map(|m| m["seq"].as_u64().expect("seq"))
         .collect();
     assert_eq!(seqs, [1, 2, 3], "each seq once");
-}
-
-/// A throwaway redis-server (Debian's) on a free port in a temp dir, no
-/// persistence, killed when dropped. Nothing here needs it yet beyond
-/// REDIS_URL naming a live one.
-struct Redis {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = common::free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server not up in 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Redis {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

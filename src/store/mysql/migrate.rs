@@ -18,15 +18,29 @@ pub fn migrate(opts: &Opts) -> anyhow::Result<usize> {
     let report = embedded::migrations::runner().run(&mut conn)?;
     // refinery sends a migration file as one multi-statement query, and the
     // driver reports only the first statement's error: check the result.
+    // Schema 3 rebuilds `messages` (a new table, then DROP and RENAME): a
+    // failure past its first statement leaves `messages_v3` behind and
+    // `messages` without `partition_id`.
     let mut tables: Vec<String> = conn.query(
         "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()
-         AND TABLE_NAME IN ('channels', 'channel_members', 'messages', 'sequencer')",
+         AND TABLE_NAME IN ('channels', 'channel_members', 'messages', 'sequencer', 'messages_v3')",
     )?;
     tables.sort_unstable();
+    let partition_column: Option<String> = conn.query_first(
+        "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()
+         AND TABLE_NAME = 'messages' AND COLUMN_NAME = 'partition_id'",
+    )?;
     anyhow::ensure!(
-        tables == ["channel_members", "channels", "messages", "sequencer"],
-        "the schema is incomplete after the migrations (found tables {tables:?}): \
-         a statement of migrations/mysql failed; see the database's error log"
+        tables == ["channel_members", "channels", "messages", "sequencer"]
+            && partition_column.is_some(),
+        "the schema is incomplete after the migrations (found tables {tables:?}, \
+         messages.partition_id {}): a statement of migrations/mysql failed; see the \
+         database's error log",
+        if partition_column.is_some() {
+            "present"
+        } else {
+            "missing"
+        }
     );
     let flush: Option<u64> = conn.query_first("SELECT @@innodb_flush_log_at_trx_commit")?;
     if flush.is_some_and(|f| f != 1) {
