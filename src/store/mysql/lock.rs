@@ -51,6 +51,15 @@ pub(crate) fn instance_lock_name(db: &str, server_id: &str) -> String {
     fit(name.clone(), &name)
 }
 
+/// The migration lock's name: `gatrix-chat-migrate:<db>`, fitted as
+/// [`lock_name`] is. Held while one process migrates, so instances started
+/// together on a fresh database migrate one after the other (their own
+/// locks, per SERVER_ID, do not exclude each other).
+pub(crate) fn migration_lock_name(db: &str) -> String {
+    let name = format!("gatrix-chat-migrate:{db}");
+    fit(name.clone(), &name)
+}
+
 /// `name`, or when longer than MySQL allows, its start and a hash of
 /// `hashed`.
 fn fit(name: String, hashed: &str) -> String {

@@ -10,10 +10,31 @@ mod embedded {
     refinery::embed_migrations!("migrations/mysql");
 }
 
+/// How long a process waits for another one's migrations (the migration
+/// lock) before it gives up: far longer than any migration of an empty
+/// database, the case of instances started together.
+const MIGRATION_LOCK_WAIT_SECS: u32 = 300;
+
 /// Applies pending migrations to the database `opts` points at; returns how
 /// many were applied. Also checks that the server keeps commits durable.
+///
+/// Holds the migration lock (a named lock of its connection) throughout:
+/// several instances with Redis, each holding only its own SERVER_ID's
+/// lock, may start at once on a fresh database, and two refinery runners
+/// would both create the tables (the second fails, `Table already exists`).
+/// The second waits, then finds nothing to apply.
 pub fn migrate(opts: &Opts) -> anyhow::Result<usize> {
     let mut conn = Conn::new(store_opts(opts))?;
+    let db: Option<String> = conn.query_first("SELECT DATABASE()")?;
+    let lock = super::lock::migration_lock_name(db.as_deref().unwrap_or_default());
+    let got: Option<Option<i64>> =
+        conn.exec_first("SELECT GET_LOCK(?, ?)", (&lock, MIGRATION_LOCK_WAIT_SECS))?;
+    anyhow::ensure!(
+        got.flatten() == Some(1),
+        "another process has been migrating this database for {MIGRATION_LOCK_WAIT_SECS} s \
+         (named lock {lock}): see its log, or the database's SHOW PROCESSLIST"
+    );
+    // The lock is the connection's: it goes with `conn`, however this ends.
     refuse_the_originals_database(&mut conn)?;
     let report = embedded::migrations::runner().run(&mut conn)?;
     // refinery sends a migration file as one multi-statement query, and the
