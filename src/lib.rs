@@ -47,6 +47,8 @@ pub(crate) mod rest;
 pub mod server;
 pub(crate) mod shard;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod testing;
 pub(crate) mod tls;
 pub mod transport;
 pub mod within;

@@ -14,7 +14,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -22,56 +21,13 @@ use serde_json::{Value, json};
 use common::TestServer;
 use common::mysql::mysql_db;
 use common::raw::{Ws, as_event, call, join, open, recv_text, send_text, sio_connect};
+use common::redis::Redis;
 use common::rest::Api;
 
 /// The lease period the instances run with: a dead one is reaped within it.
 const LEASE_MS: u64 = 3_000;
 /// How long an event may take to cross (generous: the machine is shared).
 const CROSS: Duration = Duration::from_secs(10);
-
-/// A redis-server of the test's own: a free port, a temp dir, no
-/// persistence; killed on drop.
-struct Redis {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = common::free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install -y redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Two instances, A and B, on one database and one Redis. Tokens come
 /// from A (B runs with A's secret).

@@ -29,8 +29,6 @@ mod order;
 mod publisher;
 mod reader;
 mod script;
-#[cfg(test)]
-mod testing;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

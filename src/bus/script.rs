@@ -148,7 +148,7 @@ pub(crate) fn append(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bus::testing::RedisServer;
+    use crate::testing::redis::RedisServer;
 
     const LIMITS: Limits = Limits {
         stream_max_len: 10_000,

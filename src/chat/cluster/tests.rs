@@ -2,7 +2,6 @@
 //! free port, a temp dir, no persistence, killed at drop), and the two
 //! threads of two "instances" talking through it.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,82 +12,10 @@ use super::{ClusterMetrics, Event, Settings};
 use crate::chat::Mail;
 use crate::chat::mail::{ToChannelOwner, ToUserOwner};
 use crate::mailbox::{Mailbox, Mesh};
+use crate::testing::redis::RedisServer;
 
 /// Generous: the machine is shared.
 const WAIT: Duration = Duration::from_secs(20);
-
-struct RedisServer {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Self::spawn(port, dir.path());
-        let server = Self {
-            child,
-            port,
-            _dir: dir,
-        };
-        server.wait_up();
-        server
-    }
-
-    fn spawn(port: u16, dir: &std::path::Path) -> Child {
-        Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install -y redis-server)")
-    }
-
-    fn wait_up(&self) {
-        let deadline = Instant::now() + WAIT;
-        while self.conn_once().is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Kills the server and starts an empty one on the same port: Redis
-    /// lost everything (no persistence).
-    fn restart_empty(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = Self::spawn(self.port, self._dir.path());
-        self.wait_up();
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn conn_once(&self) -> redis::RedisResult<redis::Connection> {
-        let mut c = redis::Client::open(self.url())?.get_connection()?;
-        redis::cmd("PING").query::<String>(&mut c)?;
-        Ok(c)
-    }
-
-    fn conn(&self) -> redis::Connection {
-        self.conn_once().expect("connect to redis-server")
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Simulates an instance's death: its lease ends now.
 fn expire_lease(c: &mut redis::Connection, server: &str) {
@@ -101,7 +28,7 @@ const LEASE_MS: u64 = 60_000;
 #[ignore = "needs redis-server: run scripts/test"]
 fn counts_make_one_edge_per_cluster_wide_crossing() {
     let r = RedisServer::start();
-    let mut c = r.conn();
+    let mut c = r.connection();
     let (a, b) = (Scripts::new("a", LEASE_MS), Scripts::new("b", LEASE_MS));
     let t = |before, after| Totals {
         before,
@@ -162,7 +89,7 @@ fn counts_make_one_edge_per_cluster_wide_crossing() {
 #[ignore = "needs redis-server: run scripts/test"]
 fn a_dead_instance_is_reaped_once_with_the_edges_it_leaves() {
     let r = RedisServer::start();
-    let mut c = r.conn();
+    let mut c = r.connection();
     let (a, b, d) = (
         Scripts::new("a", LEASE_MS),
         Scripts::new("b", LEASE_MS),
@@ -201,7 +128,7 @@ fn a_dead_instance_is_reaped_once_with_the_edges_it_leaves() {
 #[ignore = "needs redis-server: run scripts/test"]
 fn a_lost_lease_is_reported_and_leftovers_are_cleared_at_start() {
     let r = RedisServer::start();
-    let mut c = r.conn();
+    let mut c = r.connection();
     let a = Scripts::new("a", LEASE_MS);
     a.set(&mut c, Kind::Users, "alice", 1).unwrap();
     assert!(!a.renew(&mut c).unwrap());
@@ -227,7 +154,7 @@ fn a_lost_lease_is_reported_and_leftovers_are_cleared_at_start() {
 #[ignore = "needs redis-server: run scripts/test"]
 fn every_key_has_a_ttl() {
     let r = RedisServer::start();
-    let mut c = r.conn();
+    let mut c = r.connection();
     let a = Scripts::new("a", LEASE_MS);
     a.set(&mut c, Kind::Users, "alice", 1).unwrap();
     a.set(&mut c, Kind::Subs, "c1\nalice", 1).unwrap();
@@ -356,7 +283,7 @@ fn after_redis_comes_back_empty_the_counts_are_asserted_again_and_shards_told() 
     // (announced: the others' subscribers were told nothing meanwhile).
     let reconnected = |m: &Mail| matches!(m, Mail::ChannelOwner(ToChannelOwner::Reconnected));
     let deadline = Instant::now() + WAIT;
-    let mut c = r.conn();
+    let mut c = r.connection();
     let probe = Scripts::new("probe", LEASE_MS);
     while probe.query(&mut c, Kind::Users, "alice").unwrap() != 2 {
         assert!(

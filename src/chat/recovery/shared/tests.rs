@@ -1,7 +1,6 @@
 //! The Redis sessions thread against a real, throwaway redis-server (one
 //! per test, free port, temp dir, no persistence, killed at drop).
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,66 +10,7 @@ use crate::chat::Mail;
 use crate::chat::mail::{ReplayStep, ToConnShard, conn_id};
 use crate::mailbox::{Mailbox, Mesh};
 use crate::metrics::RecoveryMetrics;
-
-struct TestRedis {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl TestRedis {
-    fn start() -> Self {
-        Self::start_on(free_port())
-    }
-
-    fn start_on(port: u16) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install -y redis-server)");
-        let r = Self {
-            child,
-            port,
-            _dir: dir,
-        };
-        // Ready when it answers PING.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(mut c) = r.client().get_connection()
-                && redis::cmd("PING").query::<String>(&mut c).is_ok()
-            {
-                return r;
-            }
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn client(&self) -> redis::Client {
-        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).expect("url")
-    }
-
-    fn con(&self) -> redis::Connection {
-        self.client().get_connection().expect("connect")
-    }
-}
-
-impl Drop for TestRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
+use crate::testing::redis::RedisServer;
 
 /// A window of 60 s (TTL 75 s), `max_dropped` ended sessions kept.
 fn settings(max_dropped: usize) -> Settings {
@@ -82,7 +22,7 @@ fn settings(max_dropped: usize) -> Settings {
     }
 }
 
-fn worker(redis: &TestRedis, max_dropped: usize) -> Worker {
+fn worker(redis: &RedisServer, max_dropped: usize) -> Worker {
     Worker::new(redis.client(), Mesh::new(1, 1), &settings(max_dropped))
 }
 
@@ -92,17 +32,17 @@ fn value(owner: &str, user: &str, channels: &[&str]) -> Vec<u8> {
     entry::encode(owner, user, 5, channels.iter().copied())
 }
 
-fn stored(redis: &TestRedis, pid: &str) -> Option<Vec<u8>> {
+fn stored(redis: &RedisServer, pid: &str) -> Option<Vec<u8>> {
     redis::cmd("GET")
         .arg(entry::key(pid))
-        .query(&mut redis.con())
+        .query(&mut redis.connection())
         .expect("GET")
 }
 
 #[test]
 #[ignore = "needs redis-server: run scripts/test"]
 fn a_claim_takes_a_settled_session_of_its_user_once() {
-    let redis = TestRedis::start();
+    let redis = RedisServer::start();
     let mut w = worker(&redis, 100);
     w.put(
         PID,
@@ -155,7 +95,7 @@ fn a_claim_takes_a_settled_session_of_its_user_once() {
 #[test]
 #[ignore = "needs redis-server: run scripts/test"]
 fn of_reconnects_racing_on_one_pid_exactly_one_wins() {
-    let redis = TestRedis::start();
+    let redis = RedisServer::start();
     for round in 0..20 {
         let pid = format!("{round:0>20}");
         worker(&redis, 100).put(&pid, "holder01", Some(&value("holder01", "bob", &["c"])));
@@ -181,12 +121,12 @@ fn of_reconnects_racing_on_one_pid_exactly_one_wins() {
 #[test]
 #[ignore = "needs redis-server: run scripts/test"]
 fn ttls_are_renewed_and_the_dropped_are_capped() {
-    let redis = TestRedis::start();
+    let redis = RedisServer::start();
     let mut w = worker(&redis, 2);
     let pttl = |pid: &str| -> i64 {
         redis::cmd("PTTL")
             .arg(entry::key(pid))
-            .query(&mut redis.con())
+            .query(&mut redis.connection())
             .expect("PTTL")
     };
     let pids: Vec<String> = (0..3).map(|n| format!("{n:0>20}")).collect();
@@ -198,7 +138,7 @@ fn ttls_are_renewed_and_the_dropped_are_capped() {
     redis::cmd("PEXPIRE")
         .arg(entry::key(&pids[0]))
         .arg(1_000)
-        .exec(&mut redis.con())
+        .exec(&mut redis.connection())
         .expect("PEXPIRE");
     w.refresh(&[pids[0].as_str().into()]);
     assert!(pttl(&pids[0]) > 70_000);
@@ -228,7 +168,7 @@ fn ttls_are_renewed_and_the_dropped_are_capped() {
 #[test]
 #[ignore = "needs redis-server: run scripts/test"]
 fn without_redis_a_claim_is_answered_not_recovered() {
-    let redis = TestRedis::start();
+    let redis = RedisServer::start();
     let mesh = Mesh::<Mail>::new(1, 1);
     let mailbox = Mailbox::new(mesh.clone(), 0);
     let metrics = RecoveryMetrics::default();
@@ -287,8 +227,8 @@ fn answer(mailbox: &Mailbox<Mail>, conn: u64) -> Option<Entry> {
 #[test]
 #[ignore = "needs redis-server: run scripts/test"]
 fn after_redis_comes_back_empty_the_shards_write_their_sessions_again() {
-    let redis = TestRedis::start();
-    let port = redis.port;
+    let redis = RedisServer::start();
+    let port = redis.port();
     let mesh = Mesh::<Mail>::new(2, 1);
     let boxes = [Mailbox::new(mesh.clone(), 0), Mailbox::new(mesh.clone(), 1)];
     let metrics = RecoveryMetrics::default();
@@ -299,7 +239,7 @@ fn after_redis_comes_back_empty_the_shards_write_their_sessions_again() {
     // Redis restarts empty on the same port: the next commands fail, then
     // one reconnects and every shard is told to write its sessions again.
     drop(redis);
-    let redis = TestRedis::start_on(port);
+    let redis = RedisServer::start_on(port);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut told = [false, false];
     while told != [true, true] {
@@ -338,27 +278,19 @@ fn after_redis_comes_back_empty_the_shards_write_their_sessions_again() {
 #[test]
 #[ignore = "needs redis-server: run scripts/test"]
 fn a_session_whose_write_failed_is_deleted_when_redis_is_back() {
-    let redis = TestRedis::start();
-    let port = redis.port;
+    let redis = RedisServer::start();
+    let port = redis.port();
     let mut w = worker(&redis, 100);
     w.put(PID, "owner001", Some(&value("owner001", "u", &["a"])));
     // Redis stops (keeping its data, as a pause would): the join of "b"
     // is not written; the old version would restore "a" only.
     // (The write waits its 2 s timeout for the stopped Redis.)
     let stopped = redis;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(stopped.child.id() as i32),
-        nix::sys::signal::Signal::SIGSTOP,
-    )
-    .expect("SIGSTOP");
+    stopped.pause();
     w.put(PID, "owner001", Some(&value("owner001", "u", &["a", "b"])));
     assert_eq!(w.unsure.len(), 1);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(stopped.child.id() as i32),
-        nix::sys::signal::Signal::SIGCONT,
-    )
-    .expect("SIGCONT");
-    assert_eq!(stopped.port, port);
+    stopped.resume();
+    assert_eq!(stopped.port(), port);
     // Back: before anything else, the unsure session is deleted, so a
     // claim finds nothing rather than the wrong channels.
     // (After the worker's backoff: until then it does not try.)
