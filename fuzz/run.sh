@@ -16,7 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 secs=${1:-60}
 shift || true
-all=(ws_decode packet http_head command rest_query rest_body recovery_claim polling_payload ws_deflate)
+all=(ws_decode packet http_head command rest_query rest_body recovery_claim polling_payload ws_deflate bus_envelope session_entry)
 targets=("$@")
 (( ${#targets[@]} > 0 )) || targets=("${all[@]}")
 
@@ -25,7 +25,7 @@ targets=("$@")
 max_len() {
   case $1 in
     ws_decode | http_head) echo 8192 ;;
-    packet | rest_body | polling_payload) echo 4096 ;;
+    packet | rest_body | polling_payload | bus_envelope) echo 4096 ;;
     command) echo 2048 ;;
     *) echo 1024 ;;
   esac

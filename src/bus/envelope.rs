@@ -54,6 +54,8 @@ pub(crate) enum EnvelopeError {
     Archive(RkyvError),
     #[error("a batch without messages")]
     NoMessages,
+    #[error("positions not strictly increasing ({0} after {1})")]
+    Positions(u64, u64),
 }
 
 /// The entry's bytes for `batch`; zstd when the archive is at least
@@ -105,7 +107,17 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
 
 /// The batch an envelope carries, its frames ready for the shards
 /// (compressed for permessage-deflate as the writer's are).
+///
+/// The applier orders batches by their first and last `pos` and trims what
+/// it applied by `pos`: an entry whose positions do not strictly increase
+/// (a damaged one, another version's) is refused here, and its gap filled
+/// from the store, rather than applied out of order.
 pub(crate) fn to_batch(envelope: Envelope, compression: Settings) -> Result<Batch, EnvelopeError> {
+    for pair in envelope.messages.windows(2) {
+        if pair[1].pos <= pair[0].pos {
+            return Err(EnvelopeError::Positions(pair[1].pos, pair[0].pos));
+        }
+    }
     let now = Instant::now();
     let items = envelope
         .messages
@@ -177,6 +189,40 @@ mod tests {
         same(&large, &back);
         let (kind, _) = round_trip(&large, 0);
         assert_eq!(kind, RAW, "a threshold of 0 never compresses");
+    }
+
+    #[test]
+    fn positions_that_do_not_increase_are_refused() {
+        let settings = Settings {
+            enabled: false,
+            threshold: 1024,
+        };
+        let message = |pos| Message {
+            channel: "general".into(),
+            seq: pos,
+            pos,
+            frame: "42[]".into(),
+        };
+        for positions in [[5, 5], [6, 5]] {
+            let envelope = Envelope {
+                partition: 0,
+                messages: positions.iter().map(|&p| message(p)).collect(),
+            };
+            assert!(matches!(
+                to_batch(envelope, settings),
+                Err(EnvelopeError::Positions(..))
+            ));
+        }
+        let envelope = Envelope {
+            partition: 0,
+            messages: vec![message(5), message(7)],
+        };
+        let batch = to_batch(envelope, settings).unwrap();
+        assert_eq!(
+            crate::bus::batch::Span::span(&batch),
+            (5, 7),
+            "a hole (retention) is not an error"
+        );
     }
 
     #[test]

@@ -22,8 +22,8 @@
 
 mod applier;
 mod backoff;
-mod batch;
-mod envelope;
+pub(crate) mod batch;
+pub(crate) mod envelope;
 pub(crate) mod fanout;
 mod order;
 mod publisher;

@@ -34,7 +34,7 @@
 //! thread first (the CONNECT reply held meanwhile), then the gap is
 //! counted and replayed from the store as above.
 
-mod entry;
+pub(crate) mod entry;
 mod keep;
 mod reclaim;
 mod sessions;
