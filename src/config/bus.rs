@@ -26,15 +26,7 @@ impl Config {
                 "set SEQUENCER_PARTITIONS=1 while several instances share Redis",
             ));
         }
-        for (key, value, example) in nonzero {
-            if value == 0 {
-                found.push(ConfigError::invalid(
-                    key,
-                    "must be at least 1",
-                    format!("set it to a number of {example}"),
-                ));
-            }
-        }
+        super::validate::require_nonzero(found, nonzero);
     }
 }
 

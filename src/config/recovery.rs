@@ -11,15 +11,7 @@ impl Config {
             ("recovery_redis_queue", self.recovery_redis_queue as u64, "requests such as 65536"),
             ("recovery_redis_timeout_ms", self.recovery_redis_timeout_ms, "milliseconds such as 2000"),
         ];
-        for (key, value, example) in nonzero {
-            if value == 0 {
-                found.push(ConfigError::invalid(
-                    key,
-                    "must be at least 1",
-                    format!("set it to a number of {example}"),
-                ));
-            }
-        }
+        super::validate::require_nonzero(found, nonzero);
     }
 }
 

@@ -72,11 +72,7 @@ impl Config {
                 "set it to the number of shards wanted, or 0 for one per core",
             ));
         }
-        for (key, value, example) in nonzero.into_iter().chain(nonzero_connections) {
-            if value == 0 {
-                found.push(at_least_1(key, example));
-            }
-        }
+        require_nonzero(&mut found, nonzero.into_iter().chain(nonzero_connections));
         if self.max_payload < 1024 {
             found.push(ConfigError::invalid(
                 "max_payload",
@@ -232,6 +228,19 @@ pub(super) fn resolve_host(host: &str) -> Result<IpAddr, ConfigError> {
             host,
             &format!("it is not an IP address and does not resolve ({e})"),
         )),
+    }
+}
+
+/// Each `(key, value, example)` whose value is 0 is refused: "must be at
+/// least 1", the fix naming `example` ("milliseconds such as 500").
+pub(super) fn require_nonzero<'a>(
+    found: &mut Vec<ConfigError>,
+    keys: impl IntoIterator<Item = (&'static str, u64, &'a str)>,
+) {
+    for (key, value, example) in keys {
+        if value == 0 {
+            found.push(at_least_1(key, example));
+        }
     }
 }
 
