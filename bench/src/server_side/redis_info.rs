@@ -2,9 +2,14 @@
 //! total_net_input_bytes, total_net_output_bytes) and `INFO commandstats`
 //! (calls per command), read before and after it on one connection.
 //!
-//! Reading INFO is itself two commands with replies of a few KB, which
-//! the after-run reading sees: two readings back to back before the run
-//! measure that cost, and it is taken off the run's deltas.
+//! One reading is one `INFO stats commandstats` (Redis 7; older servers:
+//! two INFO commands), so the totals and the calls per command are counted
+//! at the same instant even while other clients run commands. Reading is
+//! itself a command with a reply of a few KB, which the after-run reading
+//! sees: two readings back to back before the run measure its bytes, and
+//! they and the INFO calls are taken off the run's deltas (other clients'
+//! commands between those two readings are not: only INFO's own count is
+//! subtracted).
 
 use anyhow::{Context, Result};
 use serde_json::{Map, Value, json};
@@ -74,9 +79,32 @@ impl Snap {
 }
 
 fn read(con: &mut redis::Connection) -> Result<Snap> {
+    // Both sections in one command: one snapshot (Redis runs commands one
+    // at a time), so no command falls between the totals and the calls.
+    if let Ok(text) = redis::cmd("INFO")
+        .arg("stats")
+        .arg("commandstats")
+        .query::<String>(con)
+    {
+        return Ok(Snap::parse(&text, &text));
+    }
     let stats: String = redis::cmd("INFO").arg("stats").query(con)?;
     let commandstats: String = redis::cmd("INFO").arg("commandstats").query(con)?;
     Ok(Snap::parse(&stats, &commandstats))
+}
+
+/// What one reading costs: its INFO calls (in the totals and the calls)
+/// and the bytes between two readings back to back; the other clients'
+/// commands in between are not the reading's.
+fn reading_cost(first: &Snap, second: &Snap) -> Snap {
+    let d = second.delta(first, &Snap::default());
+    let info = d.calls.get("info").copied().unwrap_or(0);
+    Snap {
+        commands: info,
+        net_in: d.net_in,
+        net_out: d.net_out,
+        calls: [("info".to_owned(), info)].into(),
+    }
 }
 
 /// The readings taken before the run.
@@ -103,7 +131,7 @@ impl Before {
             .with_context(|| format!("connecting to Redis at {addr}"))?;
         let first = read(&mut con)?;
         let snap = read(&mut con)?;
-        let overhead = snap.delta(&first, &Snap::default());
+        let overhead = reading_cost(&first, &snap);
         Ok(Before {
             addr: addr.to_owned(),
             con,
