@@ -322,3 +322,38 @@ fn envelopes_carry_the_origin_and_the_event() {
     assert_eq!((back.origin.as_str(), back.event), ("chat-1", e.event));
     assert!(serde_json::from_str::<super::Envelope>(r#"{"o":"x","k":"nope"}"#).is_err());
 }
+
+#[test]
+#[ignore = "needs redis-server: run scripts/test"]
+fn a_connection_opened_and_closed_within_one_round_makes_both_edges() {
+    let r = RedisServer::start();
+    let a = Instance::start(&r, "a");
+    let alice: Arc<str> = "alice".into();
+    // Queued back to back, most of these land in one round of the worker:
+    // written as absolute counts, a round would see only the last one and
+    // announce nothing in between.
+    const PAIRS: usize = 25;
+    for _ in 0..PAIRS {
+        assert!(a.cluster.count(Kind::Users, &alice, None, 1));
+        assert!(a.cluster.count(Kind::Users, &alice, None, 0));
+    }
+    let mut edges = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while edges.len() < 2 * PAIRS {
+        let mut got = Vec::new();
+        a.inbox.drain_for_tests(&mut got);
+        edges.extend(got.into_iter().filter_map(|m| match m {
+            Mail::UserOwner(ToUserOwner::Cluster { edge: Some(e), .. }) => Some(e),
+            _ => None,
+        }));
+        assert!(
+            Instant::now() < deadline,
+            "{} edges of {} within {WAIT:?}: {edges:?}",
+            edges.len(),
+            2 * PAIRS
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let want: Vec<bool> = (0..2 * PAIRS).map(|i| i % 2 == 0).collect();
+    assert_eq!(edges, want, "online, offline, in turn, none missing");
+}

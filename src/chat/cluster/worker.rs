@@ -79,6 +79,8 @@ impl Worker {
         let mut retry_at = Instant::now();
         let mut connected_before = false;
         let mut next_tick = Instant::now();
+        // A count that would have hidden an edge: taken after the flush.
+        let mut held: Option<Request> = None;
         loop {
             if conn.is_none() && Instant::now() >= retry_at {
                 match self.connect(connected_before) {
@@ -106,12 +108,21 @@ impl Worker {
             } else {
                 wake.saturating_duration_since(Instant::now())
             };
-            match self.rx.recv_timeout(wait) {
+            // A request held back by the last round goes first, at once.
+            let first = match held.take() {
+                Some(req) => Ok(req),
+                None => self.rx.recv_timeout(wait),
+            };
+            match first {
                 Ok(req) => {
-                    self.take(req);
+                    let connected = conn.is_some();
+                    held = self.take(req, connected);
                     for _ in 0..ROUND {
+                        if held.is_some() {
+                            break;
+                        }
                         match self.rx.try_recv() {
-                            Ok(req) => self.take(req),
+                            Ok(req) => held = self.take(req, connected),
                             Err(_) => break,
                         }
                     }
@@ -174,7 +185,17 @@ impl Worker {
         Ok(c)
     }
 
-    fn take(&mut self, req: Request) {
+    /// Takes a shard's request into this round, or hands it back when it
+    /// must wait for the round's flush: a count whose zero-ness differs
+    /// from the one still waiting to be written for the same key. Counts
+    /// are absolute, so overwriting would hide an edge: a connection
+    /// opened and closed within one round (0 -> 1 -> 0 written as 0)
+    /// would announce neither its `user_joined` nor its `user_left`; a
+    /// quick reconnection (1 -> 0 -> 1) neither its offline nor its
+    /// online. Flushing first writes both crossings, and Redis answers
+    /// each one's edge. Without a connection nothing is written (events
+    /// are dropped meanwhile), so the count is simply overwritten.
+    fn take(&mut self, req: Request, connected: bool) -> Option<Request> {
         match req {
             Request::Count {
                 kind,
@@ -183,6 +204,18 @@ impl Worker {
                 count,
             } => {
                 let key = (kind, user, channel);
+                if connected && self.dirty.contains(&key) {
+                    let pending = self.counts.get(&key).copied().unwrap_or(0);
+                    if (pending == 0) != (count == 0) {
+                        let (kind, user, channel) = key;
+                        return Some(Request::Count {
+                            kind,
+                            user,
+                            channel,
+                            count,
+                        });
+                    }
+                }
                 self.counts.insert(key.clone(), count);
                 self.dirty.insert(key);
             }
@@ -196,6 +229,7 @@ impl Worker {
             }
             Request::Publish(e) => self.outbox.push(e),
         }
+        None
     }
 
     /// Writes the dirty counts (answering each change's edge), answers the
