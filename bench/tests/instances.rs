@@ -305,6 +305,9 @@ fn ingest_spreads_connections_and_reads_the_writer() {
 fn redis_commands_and_bytes_over_the_run() {
     let s = Server::start();
     let r = Redis::start();
+    // A second node (as a cluster's second master), with no traffic of
+    // its own: its share of the sum is the readings' residue only.
+    let r2 = Redis::start();
     // Redis traffic during the run: the server does not use this Redis,
     // so a client of the test's own sets keys until the benchmark exits.
     let stop = Arc::new(AtomicBool::new(false));
@@ -325,7 +328,7 @@ fn redis_commands_and_bytes_over_the_run() {
             }
         })
     };
-    let redis_addr = format!("127.0.0.1:{}", r.port);
+    let redis_addr = format!("127.0.0.1:{},127.0.0.1:{}", r.port, r2.port);
     let metrics = s.metrics_url();
     let (_, doc) = bench(
         &words(&format!(
@@ -369,4 +372,23 @@ fn redis_commands_and_bytes_over_the_run() {
     assert_eq!(u(&red["writer_commits"]), commits, "{doc}");
     let per_commit = red["commands_per_commit"].as_f64().unwrap();
     assert!((per_commit - u(&red["commands"]) as f64 / commits as f64).abs() < 1e-9);
+    // Two nodes: the totals are their sum, each reported apart.
+    let nodes = red["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 2, "{red}");
+    assert_eq!(nodes[0]["addr"], format!("127.0.0.1:{}", r.port));
+    let sum = |k: &str| nodes.iter().map(|n| u(&n[k])).sum::<u64>();
+    assert_eq!(u(&red["commands"]), sum("commands"), "{red}");
+    assert_eq!(u(&red["net_input_bytes"]), sum("net_input_bytes"), "{red}");
+    assert!(
+        u(&nodes[0]["commandstats"]["set"]["calls"]) == set
+            && nodes[1]["commandstats"].get("set").is_none(),
+        "{red}"
+    );
+    // The loaded node used CPU over the run (about 1,000 SETs a second).
+    let cpu = |n: &serde_json::Value| n["cpu_seconds"].as_f64().expect("cpu_seconds");
+    assert!(cpu(&nodes[0]) > 0.0, "{red}");
+    assert!(
+        (cpu(red) - cpu(&nodes[0]) - cpu(&nodes[1])).abs() < 1e-9,
+        "{red}"
+    );
 }

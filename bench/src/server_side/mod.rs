@@ -22,9 +22,11 @@ pub struct ServerArgs {
     #[arg(long, value_delimiter = ',')]
     pub metrics: Vec<String>,
     /// The Redis the instances share (`host:port` or a `redis://` URL):
-    /// its commands and bytes per 1,000 messages over the run (INFO).
-    #[arg(long)]
-    pub redis: Option<String>,
+    /// its commands, bytes and CPU per 1,000 messages over the run (INFO);
+    /// repeat it (or a comma list) for each master of a Redis Cluster:
+    /// their sum, and each node's.
+    #[arg(long, value_delimiter = ',')]
+    pub redis: Vec<String>,
 }
 
 /// The counters as read before the run.
@@ -32,7 +34,7 @@ pub struct Probe {
     pids: Vec<u32>,
     cpu0: Vec<Option<f64>>,
     metrics: Vec<(String, metrics::Scrape)>,
-    redis: Option<redis_info::Before>,
+    redis: Vec<redis_info::Before>,
 }
 
 /// The counters read again after the run.
@@ -41,7 +43,7 @@ pub struct Finished {
     /// CPU seconds per pid over the run.
     cpu: Vec<Option<f64>>,
     metrics: Vec<(String, Result<Vec<metrics::Window>>)>,
-    redis: Option<Result<redis_info::After>>,
+    redis: Vec<Result<redis_info::After>>,
 }
 
 /// What the run cost on the server side: JSON fields for the result
@@ -66,9 +68,9 @@ impl Probe {
             .collect::<Result<Vec<_>>>()?;
         let redis = a
             .redis
-            .as_deref()
-            .map(redis_info::Before::read)
-            .transpose()?;
+            .iter()
+            .map(|r| redis_info::Before::read(r))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Probe {
             cpu0: pids.iter().map(|&p| proc_cpu_secs(p)).collect(),
             pids,
@@ -95,7 +97,11 @@ impl Probe {
                     (url, w)
                 })
                 .collect(),
-            redis: self.redis.map(redis_info::Before::finish),
+            redis: self
+                .redis
+                .into_iter()
+                .map(redis_info::Before::finish)
+                .collect(),
         }
     }
 }
@@ -141,18 +147,25 @@ impl Finished {
             r.json
                 .insert("server_metrics".into(), Value::Array(instances));
         }
-        match &self.redis {
-            Some(Ok(after)) => {
-                let cost = after.cost(messages, self.commits());
+        // Every node or none: a sum missing a node would mislead.
+        match self
+            .redis
+            .iter()
+            .map(|r| r.as_ref())
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(nodes) if nodes.is_empty() => {}
+            Ok(nodes) => {
+                let nodes: Vec<redis_info::After> = nodes.into_iter().cloned().collect();
+                let cost = redis_info::cost(&nodes, messages, self.commits());
                 r.lines.extend(cost.lines());
                 r.json.insert("redis".into(), cost.json());
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 r.lines.push(format!("  Redis: {e:#}"));
                 r.json
                     .insert("redis".into(), json!({"error": format!("{e:#}")}));
             }
-            None => {}
         }
         r
     }
