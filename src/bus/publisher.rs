@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use super::backoff::Backoff;
 use super::batch::{Batch, Span};
+use super::envelope;
 use super::script::{self, Appended, Limits};
-use super::{connect, envelope};
 use crate::metrics::BusMetrics;
+use crate::redis_link::{Backoff, Conn, Fault, Target, Timeouts};
 
 pub(crate) struct Publisher {
-    pub client: redis::Client,
+    pub target: Target,
     pub batches: Receiver<Arc<Batch>>,
     pub limits: Limits,
     pub zstd_threshold: usize,
@@ -33,20 +33,20 @@ pub(crate) struct Publisher {
 impl Publisher {
     /// Runs until every sender of `batches` is gone.
     pub(crate) fn run(self) {
-        let mut conn: Option<redis::Connection> = None;
+        let mut conn: Option<Conn> = None;
         let mut backoff = Backoff::new();
         // Per partition: since when this publisher's batches are parked.
         let mut stalled: HashMap<u32, Instant> = HashMap::new();
         for batch in self.batches.iter() {
             let now = Instant::now();
             if conn.is_none() && backoff.ready(now) {
-                match connect(&self.client, self.timeout, self.timeout) {
+                match self.target.connect(Timeouts::all(self.timeout)) {
                     Ok(c) => {
                         backoff.succeeded();
                         conn = Some(c);
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "bus publisher: Redis unreachable");
+                        tracing::warn!(error = %e, fault = %Fault::of(&e), "bus publisher: Redis unreachable");
                         backoff.failed(now);
                     }
                 }
@@ -89,7 +89,7 @@ impl Publisher {
                     self.metrics.publishes.inc();
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "bus publisher: append failed; reconnecting");
+                    tracing::warn!(error = %e, fault = %Fault::of(&e), "bus publisher: append failed; reconnecting");
                     self.metrics.publishes_dropped.inc();
                     conn = None;
                     backoff.failed(Instant::now());

@@ -16,7 +16,7 @@
 //! three lease halves past the last renewal, so that a dead instance's
 //! state is still there when the others reap it ([`Scripts::reap`]).
 
-use redis::{Connection, RedisResult, Script};
+use redis::{ConnectionLike, RedisResult, Script};
 
 /// Every key of this subsystem starts with it.
 pub(crate) const PREFIX: &str = "gatrix:presence:";
@@ -239,7 +239,7 @@ impl Scripts {
     /// Sets this instance's `kind` count of `field`.
     pub(crate) fn set(
         &self,
-        c: &mut Connection,
+        c: &mut dyn ConnectionLike,
         kind: Kind,
         field: &str,
         count: u32,
@@ -265,7 +265,7 @@ impl Scripts {
     /// Adds `channel` to `user`'s presence list, or removes it.
     pub(crate) fn member(
         &self,
-        c: &mut Connection,
+        c: &mut dyn ConnectionLike,
         user: &str,
         channel: &str,
         added: bool,
@@ -282,19 +282,24 @@ impl Scripts {
     }
 
     /// `user`'s presence list.
-    pub(crate) fn list(&self, c: &mut Connection, user: &str) -> RedisResult<Vec<String>> {
+    pub(crate) fn list(&self, c: &mut dyn ConnectionLike, user: &str) -> RedisResult<Vec<String>> {
         redis::cmd("SMEMBERS")
             .arg(format!("{PREFIX}l:{user}"))
             .query(c)
     }
 
     /// The cluster-wide `kind` total of `field`.
-    pub(crate) fn query(&self, c: &mut Connection, kind: Kind, field: &str) -> RedisResult<u64> {
+    pub(crate) fn query(
+        &self,
+        c: &mut dyn ConnectionLike,
+        kind: Kind,
+        field: &str,
+    ) -> RedisResult<u64> {
         self.query.arg(PREFIX).arg(kind.tag()).arg(field).invoke(c)
     }
 
     /// Renews the lease: whether it had been lost.
-    pub(crate) fn renew(&self, c: &mut Connection) -> RedisResult<bool> {
+    pub(crate) fn renew(&self, c: &mut dyn ConnectionLike) -> RedisResult<bool> {
         let lost: u8 = self
             .renew
             .arg(PREFIX)
@@ -306,7 +311,7 @@ impl Scripts {
 
     /// Reaps every instance whose lease expired, or (`own`) this
     /// instance's leftovers from an earlier run under the same id.
-    pub(crate) fn reap(&self, c: &mut Connection, own: bool) -> RedisResult<Reaped> {
+    pub(crate) fn reap(&self, c: &mut dyn ConnectionLike, own: bool) -> RedisResult<Reaped> {
         let target = if own { self.me.as_str() } else { "" };
         let flat: Vec<String> = self.reap.arg(PREFIX).arg(&self.me).arg(target).invoke(c)?;
         Ok(parse_reaped(flat))
