@@ -161,6 +161,7 @@ impl Pending {
         let publisher = Publisher {
             target: self.target.clone(),
             batches: self.publish_rx,
+            partitions: partitions(config),
             limits: Limits {
                 stream_max_len: config.bus_stream_max_len,
                 parked_ttl_ms: config.bus_parked_ttl_ms,

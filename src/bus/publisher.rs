@@ -14,13 +14,15 @@ use crossbeam_channel::Receiver;
 
 use super::batch::{Batch, Span};
 use super::envelope;
-use super::script::{self, Appended, Limits};
+use super::script::{self, Appended, Limits, PartitionKeys};
 use crate::metrics::BusMetrics;
 use crate::redis_link::{Backoff, Conn, Fault, Target, Timeouts};
 
 pub(crate) struct Publisher {
     pub target: Target,
     pub batches: Receiver<Arc<Batch>>,
+    /// The sequencing partitions (their keys' hash tags depend on it).
+    pub partitions: u32,
     pub limits: Limits,
     pub zstd_threshold: usize,
     pub timeout: Duration,
@@ -37,6 +39,7 @@ impl Publisher {
         let mut backoff = Backoff::new();
         // Per partition: since when this publisher's batches are parked.
         let mut stalled: HashMap<u32, Instant> = HashMap::new();
+        let keys = PartitionKeys::all(self.partitions);
         for batch in self.batches.iter() {
             let now = Instant::now();
             if conn.is_none() && backoff.ready(now) {
@@ -66,10 +69,15 @@ impl Publisher {
             // Parked for the gap wait and still parked: the stream lost
             // entries nobody re-publishes (every reader had them).
             let p = batch.partition;
+            let Some(keys) = keys.get(p as usize) else {
+                // Not a partition of this configuration: nowhere to go.
+                self.metrics.publishes_dropped.inc();
+                continue;
+            };
             let force = stalled
                 .get(&p)
                 .is_some_and(|since| since.elapsed() >= self.gap_wait);
-            match script::append(c, p, batch.span(), &payload, self.limits, force) {
+            match script::append(c, keys, batch.span(), &payload, self.limits, force) {
                 Ok((Appended::Parked, _)) => {
                     stalled.entry(p).or_insert_with(Instant::now);
                     self.metrics.publishes.inc();

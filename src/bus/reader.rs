@@ -16,7 +16,7 @@ use redis::streams::{StreamReadOptions, StreamReadReply};
 
 use super::batch::Batch;
 use super::envelope;
-use super::script::stream_key;
+use super::script::PartitionKeys;
 use crate::metrics::BusMetrics;
 use crate::protocol::deflate::Settings;
 use crate::redis_link::{Backoff, Conn, Fault, Target, Timeouts};
@@ -49,7 +49,13 @@ pub(crate) struct Reader {
 
 impl Reader {
     pub(crate) fn run(self) {
-        let keys: Vec<String> = (0..self.applied.len() as u32).map(stream_key).collect();
+        // One XREAD over every stream: on a Redis Cluster that needs them
+        // in one slot, which holds while Redis allows one partition
+        // (`Config::bus_problems`).
+        let keys: Vec<String> = PartitionKeys::all(self.applied.len() as u32)
+            .into_iter()
+            .map(|k| k.stream)
+            .collect();
         // Per partition, the last entry id read (a `pos`).
         let mut cursors: Vec<u64> = vec![0; keys.len()];
         let mut conn: Option<Conn> = None;

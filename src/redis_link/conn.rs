@@ -15,6 +15,40 @@ pub(crate) enum Conn {
     Cluster(Box<redis::cluster::ClusterConnection>),
 }
 
+impl Conn {
+    /// Sends `cmds` pipelined, their answers ignored (an error answer
+    /// fails the call). One round trip on a single server; on a cluster
+    /// the crate's cluster pipeline splits them by node, one round trip
+    /// each, since a plain pipeline goes whole to one node (that of its
+    /// first key) and keys of other slots would be refused there. Not for
+    /// commands without a key or for SCRIPT LOAD: see
+    /// [`Conn::load_script`].
+    pub(crate) fn exec_pipelined(&mut self, cmds: Vec<Cmd>) -> RedisResult<()> {
+        match self {
+            Conn::Single(c) => {
+                let mut p = redis::pipe();
+                for cmd in cmds {
+                    p.add_command(cmd).ignore();
+                }
+                p.exec(c)
+            }
+            Conn::Cluster(c) => {
+                let mut p = redis::cluster::cluster_pipe();
+                for cmd in cmds {
+                    p.add_command(cmd).ignore();
+                }
+                p.exec(c)
+            }
+        }
+    }
+
+    /// Loads `script` (SCRIPT LOAD; on a cluster, on every master), so
+    /// that a pipeline may call it by its hash.
+    pub(crate) fn load_script(&mut self, script: &redis::Script) -> RedisResult<()> {
+        script.prepare_invoke().load(self).map(|_| ())
+    }
+}
+
 impl ConnectionLike for Conn {
     fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
         match self {

@@ -9,6 +9,8 @@
 //!   subscriber's connection.
 //! - [`Backoff`]: the reconnect backoff every thread uses.
 //! - [`Fault`]: what kind of failure a Redis error is, for the logs.
+//! - [`slots`]: Redis Cluster's hash slots, and the hash tags that spread
+//!   the partitions' keys over its masters.
 //!
 //! Only code is shared: each thread keeps its own connection and its own
 //! reconnect loop, so a slow or broken one never stalls another.
@@ -16,6 +18,7 @@
 mod backoff;
 mod conn;
 mod fault;
+pub(crate) mod slots;
 mod target;
 
 pub(crate) use backoff::Backoff;

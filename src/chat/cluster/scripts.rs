@@ -15,11 +15,22 @@
 //! A total counts only instances whose lease is alive. The hashes live
 //! three lease halves past the last renewal, so that a dead instance's
 //! state is still there when the others reap it ([`Scripts::reap`]).
+//!
+//! The scripts build their keys from the prefix (a total reads every
+//! instance's hash), so on a Redis Cluster every key must lie in one hash
+//! slot: the prefix holds the hash tag `{presence}`, and each call names
+//! [`servers_key`] as its one key, which is how the client finds the
+//! master to send it to. All presence state is on that master.
 
 use redis::{ConnectionLike, RedisResult, Script};
 
 /// Every key of this subsystem starts with it.
-pub(crate) const PREFIX: &str = "gatrix:presence:";
+pub(crate) const PREFIX: &str = "gatrix:{presence}:";
+
+/// The key each script call names (KEYS[1]), for a cluster's routing.
+pub(crate) fn servers_key() -> String {
+    format!("{PREFIX}servers")
+}
 
 /// What a count belongs to: a user's connections, or a user's
 /// subscriptions to one channel.
@@ -246,6 +257,7 @@ impl Scripts {
     ) -> RedisResult<Changed> {
         let (before, after, lost, list): (u64, u64, u8, Vec<String>) = self
             .set
+            .key(servers_key())
             .arg(PREFIX)
             .arg(&self.me)
             .arg(kind.tag())
@@ -272,6 +284,7 @@ impl Scripts {
     ) -> RedisResult<()> {
         let _: i64 = self
             .member
+            .key(servers_key())
             .arg(PREFIX)
             .arg(user)
             .arg(channel)
@@ -295,13 +308,19 @@ impl Scripts {
         kind: Kind,
         field: &str,
     ) -> RedisResult<u64> {
-        self.query.arg(PREFIX).arg(kind.tag()).arg(field).invoke(c)
+        self.query
+            .key(servers_key())
+            .arg(PREFIX)
+            .arg(kind.tag())
+            .arg(field)
+            .invoke(c)
     }
 
     /// Renews the lease: whether it had been lost.
     pub(crate) fn renew(&self, c: &mut dyn ConnectionLike) -> RedisResult<bool> {
         let lost: u8 = self
             .renew
+            .key(servers_key())
             .arg(PREFIX)
             .arg(&self.me)
             .arg(self.ttl_ms)
@@ -313,7 +332,13 @@ impl Scripts {
     /// instance's leftovers from an earlier run under the same id.
     pub(crate) fn reap(&self, c: &mut dyn ConnectionLike, own: bool) -> RedisResult<Reaped> {
         let target = if own { self.me.as_str() } else { "" };
-        let flat: Vec<String> = self.reap.arg(PREFIX).arg(&self.me).arg(target).invoke(c)?;
+        let flat: Vec<String> = self
+            .reap
+            .key(servers_key())
+            .arg(PREFIX)
+            .arg(&self.me)
+            .arg(target)
+            .invoke(c)?;
         Ok(parse_reaped(flat))
     }
 }

@@ -259,14 +259,18 @@ impl Worker {
     fn forget_unsure(&mut self, con: &mut Conn) -> redis::RedisResult<()> {
         let unsure: Vec<_> = self.unsure.drain().collect();
         for chunk in unsure.chunks(REFRESH_CHUNK) {
-            let mut p = redis::pipe();
-            p.load_script(&PUT).ignore();
-            for (pid, owner) in chunk {
-                let mut call = PUT.key(entry::key(pid));
-                call.arg(&**owner).arg("").arg(self.ttl_ms);
-                p.invoke_script(&call).ignore();
-            }
-            if let Err(e) = p.exec(con) {
+            let cmds = chunk
+                .iter()
+                .map(|(pid, owner)| {
+                    let mut call = PUT.key(entry::key(pid));
+                    call.arg(&**owner).arg("").arg(self.ttl_ms);
+                    redis::Cmd::invoke_script(&call)
+                })
+                .collect();
+            if let Err(e) = con
+                .load_script(&PUT)
+                .and_then(|()| con.exec_pipelined(cmds))
+            {
                 // Still unsure: tried again at the next reconnect.
                 self.unsure.extend(unsure);
                 return Err(e);
@@ -279,11 +283,11 @@ impl Worker {
         let ttl = self.ttl_ms;
         for chunk in pids.chunks(REFRESH_CHUNK) {
             let done = self.with(|con| {
-                let mut p = redis::pipe();
-                for pid in chunk {
-                    p.pexpire(entry::key(pid), ttl as i64).ignore();
-                }
-                p.exec(con)
+                let cmds = chunk
+                    .iter()
+                    .map(|pid| redis::Cmd::pexpire(entry::key(pid), ttl as i64))
+                    .collect();
+                con.exec_pipelined(cmds)
             });
             if done.is_none() {
                 return; // Redis away: the next period tries again
@@ -295,16 +299,18 @@ impl Worker {
         let ttl = self.ttl_ms;
         for (n, chunk) in puts.chunks(REFRESH_CHUNK).enumerate() {
             let done = self.with(|con| {
-                let mut p = redis::pipe();
+                let cmds = chunk
+                    .iter()
+                    .map(|(pid, owner, value)| {
+                        let mut call = PUT.key(entry::key(pid));
+                        call.arg(&**owner).arg(value.as_slice()).arg(ttl);
+                        redis::Cmd::invoke_script(&call)
+                    })
+                    .collect();
                 // The pipeline calls the script by its hash: a Redis that
                 // restarted has to learn it first.
-                p.load_script(&PUT).ignore();
-                for (pid, owner, value) in chunk {
-                    let mut call = PUT.key(entry::key(pid));
-                    call.arg(&**owner).arg(value.as_slice()).arg(ttl);
-                    p.invoke_script(&call).ignore();
-                }
-                p.exec(con)
+                con.load_script(&PUT)?;
+                con.exec_pipelined(cmds)
             });
             if done.is_none() {
                 // Redis away: what was not written is deleted when it is
