@@ -42,6 +42,29 @@ impl Conn {
         }
     }
 
+    /// Publishes `messages` on `channel` (classic pub/sub): pipelined on
+    /// a single server; on a cluster one PUBLISH each, which the client
+    /// sends to any node (the cluster broadcasts it to every node), since
+    /// its pipelines refuse PUBLISH (no key, no slot) and a plain pipeline
+    /// needs a connection that supports pipelining.
+    pub(crate) fn publish_all(&mut self, channel: &str, messages: Vec<String>) -> RedisResult<()> {
+        match self {
+            Conn::Single(c) => {
+                let mut p = redis::pipe();
+                for m in messages {
+                    p.publish(channel, m).ignore();
+                }
+                p.exec(c)
+            }
+            Conn::Cluster(c) => {
+                for m in messages {
+                    redis::cmd("PUBLISH").arg(channel).arg(m).exec(c)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Loads `script` (SCRIPT LOAD; on a cluster, on every master), so
     /// that a pipeline may call it by its hash.
     pub(crate) fn load_script(&mut self, script: &redis::Script) -> RedisResult<()> {

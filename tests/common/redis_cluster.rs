@@ -248,6 +248,23 @@ impl RedisCluster {
         parse_fields(&text)
     }
 
+    /// Calls per command (`INFO commandstats`, lower-case names as
+    /// `xadd`, `evalsha`) of node `i`.
+    pub fn command_calls(&self, i: usize) -> HashMap<String, u64> {
+        self.info(i, "commandstats")
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let name = key.strip_prefix("cmdstat_")?.to_owned();
+                let calls = value
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix("calls="))?
+                    .parse()
+                    .ok()?;
+                Some((name, calls))
+            })
+            .collect()
+    }
+
     /// `CLUSTER INFO` of node `i` as field → value.
     pub fn cluster_info(&self, i: usize) -> Result<HashMap<String, String>, String> {
         self.cli(i, &["CLUSTER", "INFO"]).map(|t| parse_fields(&t))

@@ -237,16 +237,14 @@ impl Worker {
             self.to_user(user, total > 0, None, Vec::new());
         }
         if !self.outbox.is_empty() {
-            let mut pipe = redis::pipe();
+            let mut texts = Vec::with_capacity(self.outbox.len());
             for event in &self.outbox {
                 let envelope = Envelope {
                     origin: self.settings.server_id.clone(),
                     event: event.clone(),
                 };
                 match serde_json::to_string(&envelope) {
-                    Ok(text) => {
-                        pipe.publish(EVENTS, text).ignore();
-                    }
+                    Ok(text) => texts.push(text),
                     Err(_) => {
                         self.metrics.dropped.inc();
                     }
@@ -254,7 +252,7 @@ impl Worker {
             }
             let n = self.outbox.len() as u64;
             self.outbox.clear();
-            match pipe.query::<()>(c) {
+            match c.publish_all(EVENTS, texts) {
                 Ok(()) => {
                     self.metrics.published.inc_by(n);
                 }
