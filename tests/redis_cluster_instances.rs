@@ -3,7 +3,9 @@
 //! presence subscribers listen on dies: the subscribers (classic pub/sub,
 //! one node's connection each, the first configured node first) move to
 //! another node, so typing crosses instances again, and the bus's
-//! messages keep arriving in seq order through the failover.
+//! messages keep arriving in seq order through the failover. And the
+//! recovery sessions' TTL renewals (pipelined per node) keep a live
+//! connection's session past its TTL.
 //!
 //! Needs MariaDB and redis-server: run with `scripts/test --with-mariadb
 //! cargo nextest run --run-ignored all --test redis_cluster_instances`.
@@ -115,4 +117,50 @@ fn the_subscribers_move_to_another_node_when_theirs_dies_and_messages_keep_their
         })
         .collect();
     assert_eq!(got, after, "bob's messages after the node's death");
+}
+
+/// The session keys on the cluster's masters.
+fn sessions(rc: &RedisCluster) -> Vec<String> {
+    rc.masters()
+        .into_iter()
+        .flat_map(|m| {
+            rc.cli(m, &["--scan", "--pattern", "gatrix:session:*"])
+                .unwrap_or_else(|e| panic!("SCAN on node {m}: {e}"))
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs MariaDB and redis-server: run scripts/test"]
+fn live_sessions_outlive_their_ttl_through_the_renewals() {
+    // A session's TTL is the window plus its refresh period (a quarter,
+    // at least 250 ms): 1,250 ms here, renewed every 250 ms while its
+    // connection lives.
+    let cluster = Cluster::start_on_redis_cluster(1, &[("RECOVERY_WINDOW_MS", "1000")]);
+    let rc = cluster.redis_cluster.as_ref().expect("a Redis Cluster");
+    let mut clients: Vec<Client> = (0..4)
+        .map(|i| Client::connect(cluster.server(0), &format!("user{i}")))
+        .collect();
+    let deadline = Instant::now() + RESUME;
+    while sessions(rc).len() < clients.len() {
+        assert!(
+            Instant::now() < deadline,
+            "sessions not written: {:?}",
+            sessions(rc)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Four TTLs later (a timing wait: the renewal has no event a client
+    // sees), every live connection's session is still there.
+    std::thread::sleep(Duration::from_millis(5_000));
+    for c in &mut clients {
+        // Read what came meanwhile (pings are answered).
+        let _ = c.try_event("-", Duration::from_millis(1));
+    }
+    let left = sessions(rc);
+    assert_eq!(left.len(), clients.len(), "sessions left: {left:?}");
+    assert_eq!(cluster.metric(0, "chat_recovery_redis_errors_total"), 0.0);
 }
