@@ -35,8 +35,11 @@ mod ops;
 mod original;
 mod recovery;
 mod redis;
+mod redis_cluster;
 mod validate;
 
+pub(crate) use self::redis::RedisTarget;
+pub(crate) use self::redis_cluster::{ClusterAddress, ClusterAddressError};
 pub use database::{Backend, mask_url_password};
 pub use dev_secret::DEV_SECRET_FILE;
 pub use environment::Environment;
@@ -302,6 +305,13 @@ pub struct Config {
     pub redis_password: Option<String>,
     /// Logical database of `redis_host` (`SELECT`).
     pub redis_db: u32,
+    /// A Redis Cluster instead of one Redis (the Node.js server's
+    /// `REDIS_CLUSTER_NODES`): `host:port,host:port`, some of its nodes
+    /// (the client learns the rest), with `redis_password`. Wins over
+    /// `redis_host`; `redis_url` wins over it (`redis+cluster://` is its
+    /// form there). `REDIS_CLUSTER_ENABLED=false` in the environment, as
+    /// in the original's `.env.example`, leaves it unset.
+    pub redis_cluster_nodes: Option<String>,
     /// This instance's name among those sharing one database and one
     /// Redis: unique per running process (a second process with the same
     /// id is refused), stable across its restarts if possible. Unset: the

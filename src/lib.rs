@@ -43,6 +43,7 @@ pub mod mailbox;
 pub mod metrics;
 pub(crate) mod notify;
 pub mod protocol;
+pub(crate) mod redis_link;
 pub(crate) mod rest;
 pub mod server;
 pub(crate) mod shard;

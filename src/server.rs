@@ -215,24 +215,22 @@ fn recovery_sessions(
 ) -> anyhow::Result<chat::recovery::SessionStore> {
     use chat::recovery::{SessionStore, Sessions, Shared};
     // A zero window recovers nothing: nothing to write to Redis either.
-    let url = config
-        .redis_url()
-        .filter(|_| !config.recovery_window().is_zero());
-    let Some(url) = url else {
+    // Checked by the configuration already; the error names only the
+    // address's kind, never the URL.
+    let target =
+        crate::redis_link::Target::open(config)?.filter(|_| !config.recovery_window().is_zero());
+    let Some(target) = target else {
         return Ok(SessionStore::Local(Sessions::new(
             config.recovery_max_sessions,
         )));
     };
-    // Checked by the configuration already; its error may quote the URL.
-    let client = redis::Client::open(url.as_str())
-        .map_err(|e| anyhow::anyhow!("Redis address: {:?}", e.kind()))?;
     let settings = chat::recovery::SharedSettings {
         window: config.recovery_window(),
         max_dropped: config.recovery_max_sessions,
         queue: config.recovery_redis_queue,
         timeout: Duration::from_millis(config.recovery_redis_timeout_ms),
     };
-    let shared = Shared::start(client, mesh.clone(), &settings, metrics.recovery())
+    let shared = Shared::start(target, mesh.clone(), &settings, metrics.recovery())
         .context("starting the Redis sessions thread")?;
     Ok(SessionStore::Shared(shared))
 }

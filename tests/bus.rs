@@ -20,7 +20,8 @@ use common::raw;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
-const STREAM: &str = "gatrix:bus:log:0";
+/// Partition 0's stream; its hash tag is `redis_link::slots::spread_tag(0, 1)`.
+const STREAM: &str = "gatrix:bus:{fjl}:log:0";
 
 fn join(c: &mut Client, channel: &str) {
     let ack = c.call("join_channel", json!({ "channelId": channel }));

@@ -52,6 +52,26 @@ fn run_scenarios(
     sends: Sends,
     timeout: Duration,
 ) -> Arc<Mutex<Cluster>> {
+    run_scenarios_on(Redis::One, instances, files, sends, timeout)
+}
+
+/// Which Redis the instances share.
+#[derive(Clone, Copy, PartialEq)]
+enum Redis {
+    /// One redis-server (`common::redis`).
+    One,
+    /// A 6-node Redis Cluster (`common::redis_cluster`).
+    Cluster,
+}
+
+/// [`run_scenarios`] on the Redis `redis`.
+fn run_scenarios_on(
+    redis: Redis,
+    instances: usize,
+    files: &[&str],
+    sends: Sends,
+    timeout: Duration,
+) -> Arc<Mutex<Cluster>> {
     let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
     assert!(
         js.join("node_modules/socket.io-client/package.json")
@@ -59,7 +79,11 @@ fn run_scenarios(
         "socket.io-client is not installed in {}: {NEEDS_ALL} (or `npm ci` there)",
         js.display()
     );
-    let cluster = Arc::new(Mutex::new(Cluster::start(instances, ENV)));
+    let cluster = match redis {
+        Redis::One => Cluster::start(instances, ENV),
+        Redis::Cluster => Cluster::start_on_redis_cluster(instances, ENV),
+    };
+    let cluster = Arc::new(Mutex::new(cluster));
     let control = Control::serve(&cluster);
     let acked_dir = tempfile::tempdir().expect("temp dir");
     let acked_file = acked_dir.path().join("acked.jsonl");
@@ -327,5 +351,45 @@ fn one_instance_with_redis_scenarios() {
         ],
         Sends::Messages,
         Duration::from_secs(240),
+    );
+}
+
+/// The scenarios of fanout, recovery and presence on a 6-node Redis
+/// Cluster (3 masters, 3 replicas; `REDIS_CLUSTER_NODES`) instead of one
+/// Redis: senders and subscribers on every instance, every subscriber gets
+/// seqs 1..N of each channel in order, recovery on another instance is
+/// exact, presence across instances once each; every acked message once in
+/// MySQL; and the bus went through the cluster (its script and XREAD on
+/// the master of partition 0's slot, presence's scripts on that of
+/// `{presence}`).
+#[test]
+#[ignore = "needs MariaDB, redis-server and socket.io-client: run scripts/test"]
+fn three_instances_on_a_redis_cluster() {
+    let cluster = run_scenarios_on(
+        Redis::Cluster,
+        3,
+        &["fanout.test.js", "recovery.test.js", "presence.test.js"],
+        Sends::Messages,
+        Duration::from_secs(300),
+    );
+    let cluster = cluster.lock().expect("cluster");
+    let rc = cluster.redis_cluster.as_ref().expect("a Redis Cluster");
+    let calls = |key: &str| rc.command_calls(rc.master_of_key(key));
+    let bus = calls("gatrix:bus:{fjl}:log:0");
+    for command in ["evalsha", "xread"] {
+        assert!(
+            bus.get(command).is_some_and(|n| *n > 0),
+            "no {command} on the bus's master: {bus:?}"
+        );
+    }
+    let presence = calls("gatrix:{presence}:servers");
+    assert!(
+        presence.get("evalsha").is_some_and(|n| *n > 0),
+        "no presence script on its master: {presence:?}"
+    );
+    assert_eq!(
+        cluster.redis.command_calls().get("evalsha"),
+        None,
+        "the instances used the standalone Redis"
     );
 }

@@ -46,7 +46,7 @@ fn start(env: &[(String, String)], ready: bool) -> TestServer {
 
 fn assert_ignored_settings_named(log: &str) {
     for line in [
-        "REDIS_CLUSTER_NODES is ignored (Node.js server setting)",
+        "REDIS_CLUSTER_NODES is ignored: REDIS_CLUSTER_ENABLED=false",
         "CLUSTER_ENABLED, STICKY_SESSION, CHANNEL_SHARDING, MAX_CHANNELS_PER_SHARD are ignored",
         "GATRIX_API_URL, GATRIX_API_SECRET, GATRIX_CONNECTION_TIMEOUT, BACKEND_SERVICE_TOKEN are ignored",
         "UPLOAD_MAX_SIZE, UPLOAD_ALLOWED_TYPES, UPLOAD_PATH are ignored",

@@ -66,7 +66,7 @@ impl Pair {
         let mut c = redis::Client::open(self.redis.url())
             .and_then(|c| c.get_connection())
             .expect("connect to redis-server");
-        let key = format!("gatrix:presence:{kind}:{server}");
+        let key = format!("gatrix:{{presence}}:{kind}:{server}");
         let deadline = Instant::now() + CROSS;
         loop {
             let n: Option<u64> = redis::cmd("HGET")

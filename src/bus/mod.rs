@@ -15,13 +15,13 @@
 //! - [`applier`]: every batch to every shard in `pos` order ([`order`]),
 //!   gaps read from the database, polling while Redis is away.
 //!
-//! Each thread owns its Redis connection (the `redis` crate's sync API)
-//! and reconnects with backoff ([`backoff`]); shards never wait on Redis.
+//! Each thread owns its Redis connection (the `redis` crate's sync API,
+//! through [`crate::redis_link`]) and reconnects with backoff; shards
+//! never wait on Redis.
 //! Without Redis none of this runs: the writer's fan-out is the in-process
 //! mesh, as in one process.
 
 mod applier;
-mod backoff;
 pub(crate) mod batch;
 pub(crate) mod envelope;
 pub(crate) mod fanout;
@@ -47,6 +47,7 @@ use crate::chat::mail::Mail;
 use crate::config::{Backend, Config};
 use crate::mailbox::Mesh;
 use crate::metrics::Metrics;
+use crate::redis_link::Target;
 use crate::store::Store;
 use crate::store::mysql::MysqlStore;
 pub(crate) use fanout::{BusFanout, ServerFanout};
@@ -71,7 +72,7 @@ fn partitions(config: &Config) -> u32 {
 /// the writer's fan-out) and [`Pending::start`] (after the store is
 /// migrated, before any shard runs).
 pub(crate) struct Pending {
-    client: redis::Client,
+    target: Target,
     local: Receiver<fanout::Local>,
     publish_tx: crossbeam_channel::Sender<Arc<Batch>>,
     publish_rx: Receiver<Arc<Batch>>,
@@ -84,13 +85,11 @@ pub(crate) fn prepare(
     mesh: &Arc<Mesh<Mail>>,
     metrics: &Metrics,
 ) -> anyhow::Result<Option<(BusFanout, Pending)>> {
-    let Some(url) = config.redis_url() else {
+    // Checked at start already (Config::validate); the error names only
+    // the address's kind, never the URL.
+    let Some(target) = Target::open(config)? else {
         return Ok(None);
     };
-    // Checked at start already (Config::validate); the crate's message
-    // may quote the URL, so none here.
-    let client = redis::Client::open(url.as_str())
-        .map_err(|e| anyhow::anyhow!("REDIS_URL is not usable ({:?})", e.kind()))?;
     metrics.bus().enable();
     let (local_tx, local) = bounded(config.bus_queue_batches);
     let (publish_tx, publish_rx) = bounded(config.bus_queue_batches);
@@ -107,7 +106,7 @@ pub(crate) fn prepare(
     Ok(Some((
         fanout,
         Pending {
-            client,
+            target,
             local,
             publish_tx,
             publish_rx,
@@ -160,8 +159,9 @@ impl Pending {
         let bus = metrics.bus();
         let (events_tx, events) = bounded(config.bus_queue_batches);
         let publisher = Publisher {
-            client: self.client.clone(),
+            target: self.target.clone(),
             batches: self.publish_rx,
+            partitions: partitions(config),
             limits: Limits {
                 stream_max_len: config.bus_stream_max_len,
                 parked_ttl_ms: config.bus_parked_ttl_ms,
@@ -173,7 +173,7 @@ impl Pending {
             metrics: bus.clone(),
         };
         let reader = Reader {
-            client: self.client,
+            target: self.target,
             events: events_tx,
             applied: applied.clone(),
             block: Duration::from_millis(config.bus_poll_interval_ms),
@@ -232,17 +232,4 @@ impl BusGuard {
             let _ = t.join();
         }
     }
-}
-
-/// A connection with timeouts: a Redis that stops answering (SIGSTOP, a
-/// dead host) is an error within `io`, never a thread stuck for good.
-pub(crate) fn connect(
-    client: &redis::Client,
-    timeout: Duration,
-    io: Duration,
-) -> redis::RedisResult<redis::Connection> {
-    let c = client.get_connection_with_timeout(timeout)?;
-    c.set_read_timeout(Some(io))?;
-    c.set_write_timeout(Some(timeout))?;
-    Ok(c)
 }

@@ -12,15 +12,17 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use super::backoff::Backoff;
 use super::batch::{Batch, Span};
-use super::script::{self, Appended, Limits};
-use super::{connect, envelope};
+use super::envelope;
+use super::script::{self, Appended, Limits, PartitionKeys};
 use crate::metrics::BusMetrics;
+use crate::redis_link::{Backoff, Conn, Fault, Target, Timeouts};
 
 pub(crate) struct Publisher {
-    pub client: redis::Client,
+    pub target: Target,
     pub batches: Receiver<Arc<Batch>>,
+    /// The sequencing partitions (their keys' hash tags depend on it).
+    pub partitions: u32,
     pub limits: Limits,
     pub zstd_threshold: usize,
     pub timeout: Duration,
@@ -33,20 +35,21 @@ pub(crate) struct Publisher {
 impl Publisher {
     /// Runs until every sender of `batches` is gone.
     pub(crate) fn run(self) {
-        let mut conn: Option<redis::Connection> = None;
+        let mut conn: Option<Conn> = None;
         let mut backoff = Backoff::new();
         // Per partition: since when this publisher's batches are parked.
         let mut stalled: HashMap<u32, Instant> = HashMap::new();
+        let keys = PartitionKeys::all(self.partitions);
         for batch in self.batches.iter() {
             let now = Instant::now();
             if conn.is_none() && backoff.ready(now) {
-                match connect(&self.client, self.timeout, self.timeout) {
+                match self.target.connect(Timeouts::all(self.timeout)) {
                     Ok(c) => {
                         backoff.succeeded();
                         conn = Some(c);
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "bus publisher: Redis unreachable");
+                        tracing::warn!(error = %e, fault = %Fault::of(&e), "bus publisher: Redis unreachable");
                         backoff.failed(now);
                     }
                 }
@@ -66,10 +69,15 @@ impl Publisher {
             // Parked for the gap wait and still parked: the stream lost
             // entries nobody re-publishes (every reader had them).
             let p = batch.partition;
+            let Some(keys) = keys.get(p as usize) else {
+                // Not a partition of this configuration: nowhere to go.
+                self.metrics.publishes_dropped.inc();
+                continue;
+            };
             let force = stalled
                 .get(&p)
                 .is_some_and(|since| since.elapsed() >= self.gap_wait);
-            match script::append(c, p, batch.span(), &payload, self.limits, force) {
+            match script::append(c, keys, batch.span(), &payload, self.limits, force) {
                 Ok((Appended::Parked, _)) => {
                     stalled.entry(p).or_insert_with(Instant::now);
                     self.metrics.publishes.inc();
@@ -89,7 +97,7 @@ impl Publisher {
                     self.metrics.publishes.inc();
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "bus publisher: append failed; reconnecting");
+                    tracing::warn!(error = %e, fault = %Fault::of(&e), "bus publisher: append failed; reconnecting");
                     self.metrics.publishes_dropped.inc();
                     conn = None;
                     backoff.failed(Instant::now());

@@ -14,12 +14,12 @@ use crossbeam_channel::Sender;
 use redis::Commands as _;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 
-use super::backoff::Backoff;
 use super::batch::Batch;
-use super::script::stream_key;
-use super::{connect, envelope};
+use super::envelope;
+use super::script::PartitionKeys;
 use crate::metrics::BusMetrics;
 use crate::protocol::deflate::Settings;
+use crate::redis_link::{Backoff, Conn, Fault, Target, Timeouts};
 
 /// Entries taken per XREAD and stream.
 const READ_COUNT: usize = 256;
@@ -35,7 +35,7 @@ pub(crate) enum Event {
 }
 
 pub(crate) struct Reader {
-    pub client: redis::Client,
+    pub target: Target,
     pub events: Sender<Event>,
     /// Per partition, the last `pos` the applier applied (it moves on
     /// without the log too: gap fills, polling).
@@ -49,10 +49,16 @@ pub(crate) struct Reader {
 
 impl Reader {
     pub(crate) fn run(self) {
-        let keys: Vec<String> = (0..self.applied.len() as u32).map(stream_key).collect();
+        // One XREAD over every stream: on a Redis Cluster that needs them
+        // in one slot, which holds while Redis allows one partition
+        // (`Config::bus_problems`).
+        let keys: Vec<String> = PartitionKeys::all(self.applied.len() as u32)
+            .into_iter()
+            .map(|k| k.stream)
+            .collect();
         // Per partition, the last entry id read (a `pos`).
         let mut cursors: Vec<u64> = vec![0; keys.len()];
-        let mut conn: Option<redis::Connection> = None;
+        let mut conn: Option<Conn> = None;
         let mut backoff = Backoff::new();
         // Down until the first connection: the applier polls meanwhile.
         let mut up = false;
@@ -68,7 +74,11 @@ impl Reader {
                     std::thread::sleep(backoff.remaining(now).min(self.block));
                     continue;
                 }
-                match connect(&self.client, self.timeout, self.block + self.timeout) {
+                let timeouts = Timeouts {
+                    read: self.block + self.timeout,
+                    ..Timeouts::all(self.timeout)
+                };
+                match self.target.connect(timeouts) {
                     Ok(c) => {
                         backoff.succeeded();
                         conn = Some(c);
@@ -79,7 +89,7 @@ impl Reader {
                         self.metrics.connected.set(1);
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "bus reader: Redis unreachable");
+                        tracing::warn!(error = %e, fault = %Fault::of(&e), "bus reader: Redis unreachable");
                         backoff.failed(now);
                     }
                 }
@@ -130,7 +140,7 @@ impl Reader {
                 }
                 Ok(None) => {} // nothing new within the block time
                 Err(e) => {
-                    tracing::warn!(error = %e, "bus reader: Redis lost; the store is polled until it is back");
+                    tracing::warn!(error = %e, fault = %Fault::of(&e), "bus reader: Redis lost; the store is polled until it is back");
                     conn = None;
                     backoff.failed(Instant::now());
                     self.metrics.connected.set(0);

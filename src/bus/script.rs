@@ -28,14 +28,34 @@
 
 use std::sync::LazyLock;
 
-/// The stream key of a partition: `gatrix:bus:log:<partition>`.
-pub(crate) fn stream_key(partition: u32) -> String {
-    format!("{}log:{partition}", super::KEY_PREFIX)
+use crate::redis_link::slots::spread_tag;
+
+/// A partition's keys, under one hash tag (the script touches both, and a
+/// Redis Cluster runs a script only on keys of one slot): the stream
+/// `gatrix:bus:{<tag>}:log:<partition>` and its parked batches
+/// `gatrix:bus:{<tag>}:parked:<partition>`. The tag is the partition's
+/// [`spread_tag`], so partitions spread evenly over a cluster's masters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PartitionKeys {
+    pub(crate) stream: String,
+    pub(crate) parked: String,
 }
 
-/// The parked batches of a partition.
-pub(crate) fn parked_key(partition: u32) -> String {
-    format!("{}parked:{partition}", super::KEY_PREFIX)
+impl PartitionKeys {
+    /// The keys of `partition` of `partitions`.
+    pub(crate) fn new(partition: u32, partitions: u32) -> Self {
+        let tag = spread_tag(partition, partitions);
+        let prefix = super::KEY_PREFIX;
+        Self {
+            stream: format!("{prefix}{{{tag}}}:log:{partition}"),
+            parked: format!("{prefix}{{{tag}}}:parked:{partition}"),
+        }
+    }
+
+    /// The keys of every partition, by partition.
+    pub(crate) fn all(partitions: u32) -> Vec<Self> {
+        (0..partitions).map(|p| Self::new(p, partitions)).collect()
+    }
 }
 
 const APPEND: &str = r#"
@@ -119,15 +139,15 @@ pub(crate) struct Limits {
 /// `force` appends it after a gap instead of parking it.
 pub(crate) fn append(
     conn: &mut impl redis::ConnectionLike,
-    partition: u32,
+    keys: &PartitionKeys,
     (first, last): (u64, u64),
     payload: &[u8],
     limits: Limits,
     force: bool,
 ) -> redis::RedisResult<(Appended, u64)> {
     let (status, cur): (i64, String) = SCRIPT
-        .key(stream_key(partition))
-        .key(parked_key(partition))
+        .key(&keys.stream)
+        .key(&keys.parked)
         .arg(first)
         .arg(last)
         .arg(payload)
@@ -150,6 +170,28 @@ mod tests {
     use super::*;
     use crate::testing::redis::RedisServer;
 
+    /// Partition 0 of 1.
+    fn keys() -> PartitionKeys {
+        PartitionKeys::new(0, 1)
+    }
+
+    #[test]
+    fn a_partitions_keys_share_one_slot_and_partitions_spread() {
+        use crate::redis_link::slots::slot;
+        let k = PartitionKeys::new(3, 8);
+        let tag = spread_tag(3, 8);
+        assert_eq!(k.stream, format!("gatrix:bus:{{{tag}}}:log:3"));
+        assert_eq!(k.parked, format!("gatrix:bus:{{{tag}}}:parked:3"));
+        assert_eq!(slot(k.stream.as_bytes()), slot(k.parked.as_bytes()));
+        let slots: Vec<u16> = PartitionKeys::all(8)
+            .iter()
+            .map(|k| slot(k.stream.as_bytes()))
+            .collect();
+        assert!(slots.windows(2).all(|w| w[0] < w[1]), "{slots:?}");
+        // The one partition of today's deployments (docs/operations.md).
+        assert_eq!(PartitionKeys::new(0, 1).stream, "gatrix:bus:{fjl}:log:0");
+    }
+
     const LIMITS: Limits = Limits {
         stream_max_len: 10_000,
         parked_ttl_ms: 60_000,
@@ -159,7 +201,7 @@ mod tests {
     /// The stream's entries: (id's pos, payload).
     fn entries(conn: &mut redis::Connection) -> Vec<(u64, String)> {
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(stream_key(0))
+            .arg(keys().stream)
             .arg("-")
             .arg("+")
             .query(conn)
@@ -178,7 +220,7 @@ mod tests {
     fn put(conn: &mut redis::Connection, first: u64, last: u64) -> (Appended, u64) {
         append(
             conn,
-            0,
+            &keys(),
             (first, last),
             format!("{first}..{last}").as_bytes(),
             LIMITS,
@@ -219,7 +261,7 @@ mod tests {
                 (13, "12..13".into())
             ]
         );
-        let parked: usize = redis::cmd("HLEN").arg(parked_key(0)).query(&mut c).unwrap();
+        let parked: usize = redis::cmd("HLEN").arg(keys().parked).query(&mut c).unwrap();
         assert_eq!(parked, 0);
     }
 
@@ -249,7 +291,7 @@ mod tests {
         put(&mut c, 1, 2);
         assert_eq!(put(&mut c, 5, 5), (Appended::Parked, 2));
         // The stream lost 3..=4 for good: the next batch is forced.
-        let forced = append(&mut c, 0, (6, 7), b"6..7", LIMITS, true).unwrap();
+        let forced = append(&mut c, &keys(), (6, 7), b"6..7", LIMITS, true).unwrap();
         assert_eq!(forced, (Appended::Added, 7));
         let ids: Vec<u64> = entries(&mut c).into_iter().map(|(p, _)| p).collect();
         assert_eq!(
@@ -257,7 +299,7 @@ mod tests {
             [2, 7],
             "5 was passed: readers read 3..=5 from the store"
         );
-        let parked: usize = redis::cmd("HLEN").arg(parked_key(0)).query(&mut c).unwrap();
+        let parked: usize = redis::cmd("HLEN").arg(keys().parked).query(&mut c).unwrap();
         assert_eq!(parked, 0);
         // And the stream goes on in order.
         assert_eq!(put(&mut c, 8, 8), (Appended::Added, 8));
@@ -274,7 +316,7 @@ mod tests {
             assert_eq!(put(&mut c, p, p), (Appended::Parked, 1));
         }
         assert_eq!(put(&mut c, 11, 11), (Appended::ParkFull, 1));
-        let ttl: i64 = redis::cmd("PTTL").arg(parked_key(0)).query(&mut c).unwrap();
+        let ttl: i64 = redis::cmd("PTTL").arg(keys().parked).query(&mut c).unwrap();
         assert!(ttl > 0 && ttl <= 60_000, "{ttl}");
     }
 
@@ -289,7 +331,7 @@ mod tests {
             ..LIMITS
         };
         for p in base..base + 500 {
-            append(&mut c, 0, (p, p), b"x", limits, false).unwrap();
+            append(&mut c, &keys(), (p, p), b"x", limits, false).unwrap();
         }
         let e = entries(&mut c);
         assert_eq!(e.last().unwrap().0, base + 499);

@@ -267,7 +267,7 @@ fn config_check_warns_about_each_ignored_original_setting() {
         let (code, out, err) = run_config(&cli(&[]), ConfigCommand::Check);
         assert_eq!(code, EXIT_OK, "{err}");
         assert!(
-            err.contains("warning: REDIS_CLUSTER_ENABLED is ignored (Node.js server setting): "),
+            err.contains("warning: REDIS_CLUSTER_ENABLED=true is ignored: no REDIS_CLUSTER_NODES"),
             "{err}"
         );
         assert!(err.contains("warning: CLUSTER_ENABLED is ignored"), "{err}");

@@ -73,6 +73,7 @@ impl Default for Config {
             redis_port: 6379,
             redis_password: None,
             redis_db: 0,
+            redis_cluster_nodes: None,
             server_id: None,
             bus_gap_wait_ms: 200,
             bus_poll_interval_ms: 500,

@@ -58,8 +58,6 @@ const ALIASES: &[Alias] = &[
 /// The original's names with no counterpart here, grouped by why.
 #[rustfmt::skip]
 const IGNORED: &[(&[&str], &str)] = &[
-    (&["REDIS_CLUSTER_ENABLED", "REDIS_CLUSTER_NODES"],
-     "Redis Cluster is not supported yet: name one Redis with REDIS_URL or REDIS_HOST"),
     (&["CLUSTER_ENABLED", "STICKY_SESSION", "CHANNEL_SHARDING", "MAX_CHANNELS_PER_SHARD"],
      "one process always runs one shard per core (CLUSTER_WORKERS) and places channels itself"),
     (&["GATRIX_API_URL", "GATRIX_API_SECRET", "GATRIX_CONNECTION_TIMEOUT", "BACKEND_SERVICE_TOKEN", "JWT_SERVER_SECRET"],
@@ -118,6 +116,11 @@ fn candidates(key: &str) -> Vec<(String, Kind)> {
 /// names; else an empty value of its own name (which unsets an optional
 /// key); else nothing.
 pub(super) fn env_value(vars: &Vars, key: &'static str) -> Result<Option<String>, ConfigError> {
+    // The original's switch: its `.env.example` lists nodes with
+    // REDIS_CLUSTER_ENABLED=false, which must not make a cluster here.
+    if key == "redis_cluster_nodes" && cluster_switch(vars) == Some(false) {
+        return Ok(None);
+    }
     if !ALIASES.iter().any(|a| a.key == key) {
         return Ok(vars.get(&key.to_ascii_uppercase()).cloned());
     }
@@ -198,9 +201,42 @@ pub fn original_warnings() -> Vec<String> {
     warnings_for(&process_vars())
 }
 
+/// REDIS_CLUSTER_ENABLED as the original read it: `Some(true)`,
+/// `Some(false)`, `None` when unset or neither.
+fn cluster_switch(vars: &Vars) -> Option<bool> {
+    let v = vars.get("REDIS_CLUSTER_ENABLED")?.trim();
+    if v.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if v.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 fn warnings_for(vars: &Vars) -> Vec<String> {
     let set = |name: &str| vars.get(name).is_some_and(|v| !v.trim().is_empty());
     let mut warnings = Vec::new();
+    // A Redis Cluster is REDIS_CLUSTER_NODES (or a redis+cluster://
+    // REDIS_URL); the original's switch can only turn it off.
+    match (cluster_switch(vars), set("REDIS_CLUSTER_NODES")) {
+        (Some(false), true) => warnings.push(
+            "REDIS_CLUSTER_NODES is ignored: REDIS_CLUSTER_ENABLED=false (the Node.js \
+             server's switch); unset REDIS_CLUSTER_ENABLED to use the cluster"
+                .to_owned(),
+        ),
+        (Some(true), false) => warnings.push(
+            "REDIS_CLUSTER_ENABLED=true is ignored: no REDIS_CLUSTER_NODES names the \
+             cluster's nodes (host:port,host:port)"
+                .to_owned(),
+        ),
+        (None, _) if set("REDIS_CLUSTER_ENABLED") => warnings.push(
+            "REDIS_CLUSTER_ENABLED is ignored: it is neither true nor false (a cluster is \
+             used when REDIS_CLUSTER_NODES names its nodes)"
+                .to_owned(),
+        ),
+        _ => {}
+    }
     for (names, why) in IGNORED {
         // `false` asks for what is true here anyway (no Redis cluster, no
         // compression, ...): nothing to warn about.

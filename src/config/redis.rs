@@ -1,13 +1,24 @@
 //! Redis and the instance's name: what lets several processes on one MySQL
 //! database act as one server (docs/architecture.md "Several instances").
 //!
-//! REDIS_URL, or the original server's REDIS_HOST / REDIS_PORT /
-//! REDIS_PASSWORD / REDIS_DB, REDIS_URL winning when both are given. No
-//! Redis: one process, as before. Redis needs the MySQL store: with SQLite
+//! REDIS_URL, or the original server's REDIS_CLUSTER_NODES (a Redis
+//! Cluster, [`super::redis_cluster`]) or REDIS_HOST / REDIS_PORT /
+//! REDIS_PASSWORD / REDIS_DB, in that order of precedence. No Redis: one
+//! process, as before. Redis needs the MySQL store: with SQLite
 //! there is one writer file and one process by design, so the combination
 //! is refused at start rather than half-working.
 
+use super::redis_cluster::{self, ClusterAddress, ClusterAddressError};
 use super::{Config, ConfigError};
+
+/// The Redis named by the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RedisTarget {
+    /// One Redis server: its `redis://` URL.
+    Standalone(String),
+    /// A Redis Cluster.
+    Cluster(ClusterAddress),
+}
 
 /// The longest SERVER_ID: it is part of Redis keys and lock names.
 const MAX_SERVER_ID: usize = 64;
@@ -16,12 +27,15 @@ const MAX_SERVER_ID: usize = 64;
 const MIN_PRESENCE_LEASE_MS: u64 = 600;
 
 impl Config {
-    /// The Redis to use, as a `redis://` URL (holding the password: never
-    /// log it, log [`Config::masked`]), or `None` for one process without
-    /// Redis.
+    /// The Redis to use, as a `redis://` URL or a Redis Cluster's
+    /// `redis+cluster://` one (holding the password: never log it, log
+    /// [`Config::masked`]), or `None` for one process without Redis.
     pub fn redis_url(&self) -> Option<String> {
         if let Some(url) = &self.redis_url {
             return Some(url.clone());
+        }
+        if let Some(nodes) = &self.redis_cluster_nodes {
+            return Some(redis_cluster::url_of(nodes, self.redis_password.as_deref()));
         }
         let host = self.redis_host.as_deref()?;
         // IPv6 literals need brackets in a URL.
@@ -41,6 +55,28 @@ impl Config {
             "redis://{auth}{host}:{}/{}",
             self.redis_port, self.redis_db
         ))
+    }
+
+    /// The Redis to use, by kind; `None` without Redis. An error for a
+    /// cluster address that does not parse (refused at start by
+    /// [`Config::validate`], so only a caller that skipped it sees one).
+    pub(crate) fn redis_target(&self) -> Option<Result<RedisTarget, ClusterAddressError>> {
+        let url = self.redis_url()?;
+        Some(match redis_cluster::parse_url(&url) {
+            Some(cluster) => cluster.map(RedisTarget::Cluster),
+            None => Ok(RedisTarget::Standalone(url)),
+        })
+    }
+
+    /// Which key named the Redis: the one its errors are about.
+    fn redis_key(&self) -> &'static str {
+        if self.redis_url.is_some() {
+            "redis_url"
+        } else if self.redis_cluster_nodes.is_some() {
+            "redis_cluster_nodes"
+        } else {
+            "redis_host"
+        }
     }
 
     /// This instance's name: SERVER_ID, or `<host name>-<pid>`.
@@ -68,12 +104,10 @@ impl Config {
     pub(super) fn redis_problems(&self, found: &mut Vec<ConfigError>) {
         self.bus_problems(found);
         if let Some(url) = self.redis_url() {
-            let key = if self.redis_url.is_some() {
-                "redis_url"
-            } else {
-                "redis_host"
-            };
-            if let Err(e) = redis::Client::open(url.as_str()) {
+            let key = self.redis_key();
+            if let Some(cluster) = redis_cluster::parse_url(&url) {
+                self.cluster_problems(key, cluster.err(), found);
+            } else if let Err(e) = redis::Client::open(url.as_str()) {
                 // The crate's message may quote the URL: name only its kind.
                 found.push(ConfigError::invalid(
                     key,
@@ -120,13 +154,54 @@ impl Config {
         }
     }
 
+    /// A Redis Cluster address's problems: its syntax, and a database
+    /// other than 0 (a cluster has only that one).
+    fn cluster_problems(
+        &self,
+        key: &'static str,
+        error: Option<ClusterAddressError>,
+        found: &mut Vec<ConfigError>,
+    ) {
+        if let Some(e) = error {
+            found.push(ConfigError::invalid(
+                key,
+                e.to_string(),
+                "name the cluster as REDIS_CLUSTER_NODES=host:7000,host:7001 (some of its \
+                 nodes; REDIS_PASSWORD for its password) or \
+                 REDIS_URL=redis+cluster://[:password@]host:7000,host:7001",
+            ));
+        }
+        if key == "redis_cluster_nodes" && self.redis_db != 0 {
+            found.push(ConfigError::invalid(
+                "redis_db",
+                format!(
+                    "is {} with REDIS_CLUSTER_NODES: a Redis Cluster has only database 0",
+                    self.redis_db
+                ),
+                "unset REDIS_DB (or set it to 0) for a Redis Cluster",
+            ));
+        }
+    }
+
     pub(super) fn redis_warnings(&self, warnings: &mut Vec<String>) {
-        if self.redis_url.is_some() && self.redis_host.is_some() {
+        if self.redis_url.is_some() && self.redis_cluster_nodes.is_some() {
             warnings.push(
-                "REDIS_HOST (redis_host) is ignored: REDIS_URL (redis_url) is set and wins; \
-                 unset one of them"
+                "REDIS_CLUSTER_NODES (redis_cluster_nodes) is ignored: REDIS_URL (redis_url) \
+                 is set and wins; unset one of them"
                     .to_owned(),
             );
+        }
+        if (self.redis_url.is_some() || self.redis_cluster_nodes.is_some())
+            && self.redis_host.is_some()
+        {
+            let winner = if self.redis_url.is_some() {
+                "REDIS_URL (redis_url)"
+            } else {
+                "REDIS_CLUSTER_NODES (redis_cluster_nodes)"
+            };
+            warnings.push(format!(
+                "REDIS_HOST (redis_host) is ignored: {winner} is set and wins; unset one of them"
+            ));
         }
         if self.redis_url().is_none() && self.redis_password.is_some() {
             warnings.push(
@@ -216,6 +291,85 @@ mod tests {
         let text = found[0].to_string();
         assert!(text.contains("REDIS_URL"), "{text}");
         assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[test]
+    fn a_cluster_is_named_by_its_nodes_or_its_url() {
+        let c = Config {
+            redis_cluster_nodes: Some("r1:7000,r2:7000".into()),
+            redis_password: Some("pw".into()),
+            redis_host: Some("localhost".into()),
+            ..mysql()
+        };
+        let want = ClusterAddress {
+            nodes: vec![("r1".into(), 7000), ("r2".into(), 7000)],
+            username: None,
+            password: Some("pw".into()),
+        };
+        assert_eq!(
+            c.redis_target(),
+            Some(Ok(RedisTarget::Cluster(want.clone())))
+        );
+        let mut found = Vec::new();
+        c.redis_problems(&mut found);
+        assert!(found.is_empty(), "{found:?}");
+        let mut w = Vec::new();
+        c.redis_warnings(&mut w);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("REDIS_CLUSTER_NODES (redis_cluster_nodes) is set and wins"));
+        let url = Config {
+            redis_url: Some("redis+cluster://:pw@r1:7000,r2:7000".into()),
+            ..mysql()
+        };
+        assert_eq!(url.redis_target(), Some(Ok(RedisTarget::Cluster(want))));
+        let single = Config {
+            redis_url: Some("redis://r1:6379/0".into()),
+            ..mysql()
+        };
+        assert_eq!(
+            single.redis_target(),
+            Some(Ok(RedisTarget::Standalone("redis://r1:6379/0".into())))
+        );
+    }
+
+    #[test]
+    fn a_bad_cluster_address_is_refused_naming_the_key_and_the_fix() {
+        let problems = |c: Config| {
+            let mut found = Vec::new();
+            c.redis_problems(&mut found);
+            found.iter().map(ToString::to_string).collect::<Vec<_>>()
+        };
+        let found = problems(Config {
+            redis_cluster_nodes: Some("r1:7000,r2".into()),
+            redis_password: Some("hunter2".into()),
+            ..mysql()
+        });
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("REDIS_CLUSTER_NODES"), "{}", found[0]);
+        assert!(found[0].contains("\"r2\""), "{}", found[0]);
+        assert!(found[0].contains("host:7000"), "{}", found[0]);
+        assert!(!found[0].contains("hunter2"), "{}", found[0]);
+        let found = problems(Config {
+            redis_url: Some("redis+cluster://:hunter2@r1:7000/3".into()),
+            ..mysql()
+        });
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("REDIS_URL") && found[0].contains("database 0"));
+        assert!(!found[0].contains("hunter2"), "{}", found[0]);
+        let found = problems(Config {
+            redis_cluster_nodes: Some("r1:7000".into()),
+            redis_db: 1,
+            ..mysql()
+        });
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("REDIS_DB"), "{}", found[0]);
+        // A cluster needs MySQL as one Redis does.
+        let found = problems(Config {
+            redis_cluster_nodes: Some("r1:7000".into()),
+            ..Config::default()
+        });
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("SQLite"), "{}", found[0]);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::mysql::{connect as db_connect, mysql_db};
 use super::redis::Redis;
+use super::redis_cluster::RedisCluster;
 use super::{TestServer, http_get, unix_nanos};
 
 /// How long an instance may take to report ready after a start, with the
@@ -31,7 +32,13 @@ pub struct Cluster {
     /// `running[i]` is false between [`Cluster::kill9`] and
     /// [`Cluster::restart`].
     running: Vec<bool>,
+    /// The instances' Redis; with [`Cluster::start_on_redis_cluster`] it
+    /// runs but the instances do not use it (their Redis is
+    /// `redis_cluster`).
     pub redis: Redis,
+    /// The 6-node Redis Cluster the instances use, when started by
+    /// [`Cluster::start_on_redis_cluster`].
+    pub redis_cluster: Option<RedisCluster>,
     /// `mysql://…/<db>`: the database all instances share.
     db_url: String,
     secret: String,
@@ -55,6 +62,23 @@ impl Cluster {
         env: &[(&str, &str)],
         each: impl Fn(usize) -> Vec<(String, String)>,
     ) -> Cluster {
+        Self::start_inner(n, env, each, None)
+    }
+
+    /// [`Cluster::start`] on a 6-node Redis Cluster
+    /// ([`RedisCluster`], 3 masters and 3 replicas) instead of one Redis:
+    /// the instances get `REDIS_CLUSTER_NODES` (every node) rather than
+    /// `REDIS_URL`.
+    pub fn start_on_redis_cluster(n: usize, env: &[(&str, &str)]) -> Cluster {
+        Self::start_inner(n, env, |_| Vec::new(), Some(RedisCluster::start()))
+    }
+
+    fn start_inner(
+        n: usize,
+        env: &[(&str, &str)],
+        each: impl Fn(usize) -> Vec<(String, String)>,
+        redis_cluster: Option<RedisCluster>,
+    ) -> Cluster {
         let db_url = mysql_db();
         let redis = Redis::start();
         let secret = format!("cluster-secret-{}-{}", std::process::id(), unix_nanos());
@@ -62,15 +86,19 @@ impl Cluster {
             servers: Vec::with_capacity(n),
             running: Vec::with_capacity(n),
             redis,
+            redis_cluster,
             db_url,
             secret,
         };
         for i in 0..n {
             let server_id = format!("gatrix-test-{i}");
-            let redis_url = cluster.redis.url();
+            let (redis_key, redis_value) = match &cluster.redis_cluster {
+                Some(rc) => ("REDIS_CLUSTER_NODES", rc.nodes_env()),
+                None => ("REDIS_URL", cluster.redis.url()),
+            };
             let mut all: Vec<(&str, &str)> = vec![
                 ("DATABASE_URL", &cluster.db_url),
-                ("REDIS_URL", &redis_url),
+                (redis_key, &redis_value),
                 ("SERVER_ID", &server_id),
                 ("JWT_SECRET", &cluster.secret),
             ];

@@ -19,6 +19,7 @@ pub mod polling;
 pub mod proc;
 pub mod raw;
 pub mod redis;
+pub mod redis_cluster;
 pub mod rest;
 pub mod tls;
 

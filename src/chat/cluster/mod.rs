@@ -35,6 +35,7 @@ pub(crate) use scripts::Kind;
 
 use super::Mail;
 use crate::mailbox::Mesh;
+use crate::redis_link::Target;
 
 /// The pub/sub channel every instance publishes its events on.
 pub(crate) const EVENTS: &str = "gatrix:presence:events";
@@ -103,7 +104,7 @@ pub(crate) struct Envelope {
 /// How to reach Redis and this instance's part in it.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
-    pub url: String,
+    pub target: Target,
     pub server_id: String,
     /// The lease period: a dead instance is reaped within it.
     pub lease: Duration,
@@ -142,11 +143,12 @@ impl Cluster {
         mesh: &Arc<Mesh<Mail>>,
         metrics: &crate::metrics::Metrics,
     ) -> std::io::Result<Option<Arc<Self>>> {
-        let Some(url) = config.redis_url() else {
+        let target = Target::open(config).map_err(std::io::Error::other)?;
+        let Some(target) = target else {
             return Ok(None);
         };
         let settings = Settings {
-            url,
+            target,
             server_id: config.server_id(),
             lease: config.presence_lease(),
             queue: config.presence_queue,
@@ -160,8 +162,6 @@ impl Cluster {
         mesh: Arc<Mesh<Mail>>,
         metrics: ClusterMetrics,
     ) -> std::io::Result<Arc<Self>> {
-        let client = redis::Client::open(settings.url.as_str())
-            .map_err(|e| std::io::Error::other(format!("Redis address: {:?}", e.kind())))?;
         let (tx, rx) = crossbeam_channel::bounded(settings.queue);
         let stop = Arc::new(AtomicBool::new(false));
         // The worker bumps it on each reconnect: the subscriber then
@@ -169,7 +169,7 @@ impl Cluster {
         let generation = Arc::new(AtomicU64::new(0));
         let w = worker::Worker::new(
             settings.clone(),
-            client.clone(),
+            settings.target.clone(),
             rx,
             mesh.clone(),
             metrics.clone(),
@@ -180,7 +180,7 @@ impl Cluster {
             .spawn(move || w.run())?;
         let s = pubsub::Subscriber {
             me: settings.server_id.clone(),
-            client,
+            target: settings.target.clone(),
             mesh,
             metrics: metrics.clone(),
             stop: stop.clone(),

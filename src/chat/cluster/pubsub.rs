@@ -11,13 +11,11 @@ use super::{ClusterMetrics, EVENTS, Envelope, Event};
 use crate::chat::mail::{ToChannelOwner, ToUserOwner};
 use crate::chat::{Mail, owner_of};
 use crate::mailbox::Mesh;
-
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+use crate::redis_link::{Backoff, Fault, Target, Timeouts};
 
 pub(super) struct Subscriber {
     pub me: String,
-    pub client: redis::Client,
+    pub target: Target,
     pub mesh: Arc<Mesh<Mail>>,
     pub metrics: ClusterMetrics,
     pub stop: Arc<AtomicBool>,
@@ -29,27 +27,31 @@ pub(super) struct Subscriber {
 
 impl Subscriber {
     pub(super) fn run(self) {
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = Backoff::new();
         let mut first = true;
+        // Tries since the last subscription that worked.
+        let mut attempt = 0;
         while !self.stop.load(Ordering::Relaxed) {
-            match self.session(first) {
+            match self.session(first, attempt) {
                 Ok(()) => return,
                 Err(e) => {
                     if !first {
-                        tracing::warn!(error = %e, "presence: subscription to Redis lost");
+                        tracing::warn!(error = %e, fault = %Fault::of(&e),
+                            "presence: subscription to Redis lost");
                     }
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    let now = std::time::Instant::now();
+                    backoff.failed(now);
+                    std::thread::sleep(backoff.remaining(now));
                 }
             }
+            attempt += 1;
             first = false;
         }
     }
 
     /// One subscription, until it fails (Err) or the process stops (Ok).
-    fn session(&self, first: bool) -> redis::RedisResult<()> {
-        let mut conn = self.client.get_connection_with_timeout(self.probe * 3)?;
-        conn.set_write_timeout(Some(self.probe * 3))?;
+    fn session(&self, first: bool, attempt: usize) -> redis::RedisResult<()> {
+        let mut conn = self.target.pubsub(attempt, Timeouts::all(self.probe * 3))?;
         let generation = self.generation.load(Ordering::Relaxed);
         let mut ps = conn.as_pubsub();
         ps.subscribe(EVENTS)?;

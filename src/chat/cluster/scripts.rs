@@ -15,11 +15,22 @@
 //! A total counts only instances whose lease is alive. The hashes live
 //! three lease halves past the last renewal, so that a dead instance's
 //! state is still there when the others reap it ([`Scripts::reap`]).
+//!
+//! The scripts build their keys from the prefix (a total reads every
+//! instance's hash), so on a Redis Cluster every key must lie in one hash
+//! slot: the prefix holds the hash tag `{presence}`, and each call names
+//! [`servers_key`] as its one key, which is how the client finds the
+//! master to send it to. All presence state is on that master.
 
-use redis::{Connection, RedisResult, Script};
+use redis::{ConnectionLike, RedisResult, Script};
 
 /// Every key of this subsystem starts with it.
-pub(crate) const PREFIX: &str = "gatrix:presence:";
+pub(crate) const PREFIX: &str = "gatrix:{presence}:";
+
+/// The key each script call names (KEYS[1]), for a cluster's routing.
+pub(crate) fn servers_key() -> String {
+    format!("{PREFIX}servers")
+}
 
 /// What a count belongs to: a user's connections, or a user's
 /// subscriptions to one channel.
@@ -239,13 +250,14 @@ impl Scripts {
     /// Sets this instance's `kind` count of `field`.
     pub(crate) fn set(
         &self,
-        c: &mut Connection,
+        c: &mut dyn ConnectionLike,
         kind: Kind,
         field: &str,
         count: u32,
     ) -> RedisResult<Changed> {
         let (before, after, lost, list): (u64, u64, u8, Vec<String>) = self
             .set
+            .key(servers_key())
             .arg(PREFIX)
             .arg(&self.me)
             .arg(kind.tag())
@@ -265,13 +277,14 @@ impl Scripts {
     /// Adds `channel` to `user`'s presence list, or removes it.
     pub(crate) fn member(
         &self,
-        c: &mut Connection,
+        c: &mut dyn ConnectionLike,
         user: &str,
         channel: &str,
         added: bool,
     ) -> RedisResult<()> {
         let _: i64 = self
             .member
+            .key(servers_key())
             .arg(PREFIX)
             .arg(user)
             .arg(channel)
@@ -282,21 +295,32 @@ impl Scripts {
     }
 
     /// `user`'s presence list.
-    pub(crate) fn list(&self, c: &mut Connection, user: &str) -> RedisResult<Vec<String>> {
+    pub(crate) fn list(&self, c: &mut dyn ConnectionLike, user: &str) -> RedisResult<Vec<String>> {
         redis::cmd("SMEMBERS")
             .arg(format!("{PREFIX}l:{user}"))
             .query(c)
     }
 
     /// The cluster-wide `kind` total of `field`.
-    pub(crate) fn query(&self, c: &mut Connection, kind: Kind, field: &str) -> RedisResult<u64> {
-        self.query.arg(PREFIX).arg(kind.tag()).arg(field).invoke(c)
+    pub(crate) fn query(
+        &self,
+        c: &mut dyn ConnectionLike,
+        kind: Kind,
+        field: &str,
+    ) -> RedisResult<u64> {
+        self.query
+            .key(servers_key())
+            .arg(PREFIX)
+            .arg(kind.tag())
+            .arg(field)
+            .invoke(c)
     }
 
     /// Renews the lease: whether it had been lost.
-    pub(crate) fn renew(&self, c: &mut Connection) -> RedisResult<bool> {
+    pub(crate) fn renew(&self, c: &mut dyn ConnectionLike) -> RedisResult<bool> {
         let lost: u8 = self
             .renew
+            .key(servers_key())
             .arg(PREFIX)
             .arg(&self.me)
             .arg(self.ttl_ms)
@@ -306,9 +330,15 @@ impl Scripts {
 
     /// Reaps every instance whose lease expired, or (`own`) this
     /// instance's leftovers from an earlier run under the same id.
-    pub(crate) fn reap(&self, c: &mut Connection, own: bool) -> RedisResult<Reaped> {
+    pub(crate) fn reap(&self, c: &mut dyn ConnectionLike, own: bool) -> RedisResult<Reaped> {
         let target = if own { self.me.as_str() } else { "" };
-        let flat: Vec<String> = self.reap.arg(PREFIX).arg(&self.me).arg(target).invoke(c)?;
+        let flat: Vec<String> = self
+            .reap
+            .key(servers_key())
+            .arg(PREFIX)
+            .arg(&self.me)
+            .arg(target)
+            .invoke(c)?;
         Ok(parse_reaped(flat))
     }
 }

@@ -178,7 +178,7 @@ impl Instance {
     fn start(r: &RedisServer, id: &str) -> Self {
         let mesh = Mesh::new(1, 4);
         let settings = Settings {
-            url: r.url(),
+            target: r.client().into(),
             server_id: id.to_owned(),
             lease: Duration::from_secs(60),
             queue: 64,

@@ -7,17 +7,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use redis::{Connection, RedisResult};
+use redis::RedisResult;
 
 use super::scripts::{Kind, Scripts, Totals, split_sub, sub_field};
 use super::{ClusterMetrics, EVENTS, Envelope, Event, Request, Settings};
 use crate::chat::mail::{ToChannelOwner, ToUserOwner};
 use crate::chat::{Mail, owner_of};
 use crate::mailbox::Mesh;
+use crate::redis_link::{Backoff, Conn, Fault, Target, Timeouts};
 
-/// Reconnect backoff, doubling between these.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Requests taken per round before the counts are written, so a flood
 /// cannot starve the lease's renewal.
 const ROUND: usize = 4096;
@@ -27,7 +25,7 @@ type Key = (Kind, Arc<str>, Option<Arc<str>>);
 
 pub(super) struct Worker {
     settings: Settings,
-    client: redis::Client,
+    target: Target,
     rx: Receiver<Request>,
     mesh: Arc<Mesh<Mail>>,
     metrics: ClusterMetrics,
@@ -49,7 +47,7 @@ pub(super) struct Worker {
 impl Worker {
     pub(super) fn new(
         settings: Settings,
-        client: redis::Client,
+        target: Target,
         rx: Receiver<Request>,
         mesh: Arc<Mesh<Mail>>,
         metrics: ClusterMetrics,
@@ -59,7 +57,7 @@ impl Worker {
         let scripts = Scripts::new(&settings.server_id, ttl.max(1));
         Self {
             settings,
-            client,
+            target,
             rx,
             mesh,
             metrics,
@@ -74,15 +72,14 @@ impl Worker {
     }
 
     pub(super) fn run(mut self) {
-        let mut conn: Option<Connection> = None;
-        let mut backoff = BACKOFF_MIN;
-        let mut retry_at = Instant::now();
+        let mut conn: Option<Conn> = None;
+        let mut backoff = Backoff::new();
         let mut connected_before = false;
         let mut next_tick = Instant::now();
         // A count that would have hidden an edge: taken after the flush.
         let mut held: Option<Request> = None;
         loop {
-            if conn.is_none() && Instant::now() >= retry_at {
+            if conn.is_none() && backoff.ready(Instant::now()) {
                 match self.connect(connected_before) {
                     Ok(c) => {
                         conn = Some(c);
@@ -90,18 +87,23 @@ impl Worker {
                             self.metrics.reconnects.inc();
                         }
                         connected_before = true;
-                        backoff = BACKOFF_MIN;
+                        backoff.succeeded();
                         next_tick = Instant::now() + self.settings.tick();
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64,
+                        let now = Instant::now();
+                        backoff.failed(now);
+                        tracing::warn!(error = %e, fault = %Fault::of(&e),
+                            retry_in_ms = backoff.remaining(now).as_millis() as u64,
                             "presence: cannot reach Redis");
-                        retry_at = Instant::now() + backoff;
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
                     }
                 }
             }
-            let wake = if conn.is_some() { next_tick } else { retry_at };
+            let wake = if conn.is_some() {
+                next_tick
+            } else {
+                Instant::now() + backoff.remaining(Instant::now())
+            };
             // Counts left over from a bounded round: no waiting.
             let wait = if conn.is_some() && !self.dirty.is_empty() {
                 Duration::ZERO
@@ -147,10 +149,10 @@ impl Worker {
                 result = self.tick(c);
             }
             if let Err(e) = result {
-                tracing::warn!(error = %e, "presence: Redis failed; reconnecting");
+                tracing::warn!(error = %e, fault = %Fault::of(&e), "presence: Redis failed; reconnecting");
                 self.metrics.lease.set(0);
                 conn = None;
-                retry_at = Instant::now() + backoff;
+                backoff.failed(Instant::now());
             }
         }
     }
@@ -159,13 +161,11 @@ impl Worker {
     /// the same id (on the first connection), takes the lease, asserts
     /// every count again, and (on a reconnect) tells the shards to drop
     /// their channel caches and re-read presence: events were missed.
-    fn connect(&mut self, reconnect: bool) -> RedisResult<Connection> {
-        let mut c = self
-            .client
-            .get_connection_with_timeout(self.settings.lease_ttl())?;
+    fn connect(&mut self, reconnect: bool) -> RedisResult<Conn> {
         // A paused Redis must not hold the thread past the lease.
-        c.set_read_timeout(Some(self.settings.lease_ttl()))?;
-        c.set_write_timeout(Some(self.settings.lease_ttl()))?;
+        let mut c = self
+            .target
+            .connect(Timeouts::all(self.settings.lease_ttl()))?;
         if !reconnect {
             let leftovers = self.scripts.reap(&mut c, true)?;
             self.announce_reaped(&mut c, leftovers)?;
@@ -234,7 +234,7 @@ impl Worker {
 
     /// Writes the dirty counts (answering each change's edge), answers the
     /// queries and publishes the events.
-    fn flush(&mut self, c: &mut Connection) -> RedisResult<()> {
+    fn flush(&mut self, c: &mut Conn) -> RedisResult<()> {
         // Lists first: a join's channel is in the list its user's next
         // edge announces to.
         for (user, channel, added) in std::mem::take(&mut self.members) {
@@ -271,16 +271,14 @@ impl Worker {
             self.to_user(user, total > 0, None, Vec::new());
         }
         if !self.outbox.is_empty() {
-            let mut pipe = redis::pipe();
+            let mut texts = Vec::with_capacity(self.outbox.len());
             for event in &self.outbox {
                 let envelope = Envelope {
                     origin: self.settings.server_id.clone(),
                     event: event.clone(),
                 };
                 match serde_json::to_string(&envelope) {
-                    Ok(text) => {
-                        pipe.publish(EVENTS, text).ignore();
-                    }
+                    Ok(text) => texts.push(text),
                     Err(_) => {
                         self.metrics.dropped.inc();
                     }
@@ -288,7 +286,7 @@ impl Worker {
             }
             let n = self.outbox.len() as u64;
             self.outbox.clear();
-            match pipe.query::<()>(c) {
+            match c.publish_all(EVENTS, texts) {
                 Ok(()) => {
                     self.metrics.published.inc_by(n);
                 }
@@ -302,7 +300,7 @@ impl Worker {
     }
 
     /// Renews the lease and reaps instances whose lease expired.
-    fn tick(&mut self, c: &mut Connection) -> RedisResult<()> {
+    fn tick(&mut self, c: &mut Conn) -> RedisResult<()> {
         if self.scripts.renew(c)? {
             tracing::warn!("presence: the lease had expired; asserting every count again");
             self.dirty.extend(self.counts.keys().cloned());
@@ -321,11 +319,7 @@ impl Worker {
 
     /// A reaped instance's users and subscriptions that are now gone
     /// cluster-wide: announced by this instance's owners, as its own edges.
-    fn announce_reaped(
-        &self,
-        c: &mut Connection,
-        reaped: super::scripts::Reaped,
-    ) -> RedisResult<()> {
+    fn announce_reaped(&self, c: &mut Conn, reaped: super::scripts::Reaped) -> RedisResult<()> {
         for (kind, field) in reaped.gone {
             match kind {
                 Kind::Users => {

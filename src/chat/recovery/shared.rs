@@ -24,6 +24,7 @@ use crate::chat::Mail;
 use crate::chat::mail::{ReplayStep, ToConnShard, shard_of_conn};
 use crate::mailbox::Mesh;
 use crate::metrics::RecoveryMetrics;
+use crate::redis_link::{Backoff, Conn, Fault, Target, Timeouts};
 
 /// The scripts (sent once per connection, then called by their hash).
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(entry::CLAIM));
@@ -31,10 +32,6 @@ static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(entry::PUT));
 
 /// Commands per pipeline when refreshing TTLs.
 const REFRESH_CHUNK: usize = 1_000;
-
-/// Reconnect backoff bounds.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// The refresh period for a recovery window: a quarter of it, between
 /// 250 ms and 30 s. A session's TTL is the window plus this.
@@ -95,14 +92,14 @@ pub(crate) struct Settings {
 impl Shared {
     /// Starts the thread.
     pub(crate) fn start(
-        client: redis::Client,
+        target: impl Into<Target>,
         mesh: Arc<Mesh<Mail>>,
         settings: &Settings,
         metrics: RecoveryMetrics,
     ) -> std::io::Result<Arc<Self>> {
         let period = refresh_period(settings.window);
         let (tx, rx) = crossbeam_channel::bounded(settings.queue.max(1));
-        let mut worker = Worker::new(client, mesh, settings);
+        let mut worker = Worker::new(target, mesh, settings);
         worker.metrics = metrics.clone();
         std::thread::Builder::new()
             .name("redis-sessions".into())
@@ -129,10 +126,9 @@ impl Shared {
 }
 
 struct Worker {
-    client: redis::Client,
-    con: Option<redis::Connection>,
-    retry_at: Instant,
-    backoff: Duration,
+    target: Target,
+    con: Option<Conn>,
+    backoff: Backoff,
     mesh: Arc<Mesh<Mail>>,
     ttl_ms: u64,
     /// Sessions whose connection ended, oldest first, with when: at most
@@ -153,13 +149,12 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(client: redis::Client, mesh: Arc<Mesh<Mail>>, settings: &Settings) -> Self {
+    fn new(target: impl Into<Target>, mesh: Arc<Mesh<Mail>>, settings: &Settings) -> Self {
         let ttl = settings.window + refresh_period(settings.window);
         Self {
-            client,
+            target: target.into(),
             con: None,
-            retry_at: Instant::now(),
-            backoff: BACKOFF_MIN,
+            backoff: Backoff::new(),
             mesh,
             ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
             dropped: VecDeque::new(),
@@ -261,17 +256,21 @@ impl Worker {
 
     /// Deletes the sessions whose write failed (if still their owner's),
     /// on a connection just made.
-    fn forget_unsure(&mut self, con: &mut redis::Connection) -> redis::RedisResult<()> {
+    fn forget_unsure(&mut self, con: &mut Conn) -> redis::RedisResult<()> {
         let unsure: Vec<_> = self.unsure.drain().collect();
         for chunk in unsure.chunks(REFRESH_CHUNK) {
-            let mut p = redis::pipe();
-            p.load_script(&PUT).ignore();
-            for (pid, owner) in chunk {
-                let mut call = PUT.key(entry::key(pid));
-                call.arg(&**owner).arg("").arg(self.ttl_ms);
-                p.invoke_script(&call).ignore();
-            }
-            if let Err(e) = p.exec(con) {
+            let cmds = chunk
+                .iter()
+                .map(|(pid, owner)| {
+                    let mut call = PUT.key(entry::key(pid));
+                    call.arg(&**owner).arg("").arg(self.ttl_ms);
+                    redis::Cmd::invoke_script(&call)
+                })
+                .collect();
+            if let Err(e) = con
+                .load_script(&PUT)
+                .and_then(|()| con.exec_pipelined(cmds))
+            {
                 // Still unsure: tried again at the next reconnect.
                 self.unsure.extend(unsure);
                 return Err(e);
@@ -284,11 +283,11 @@ impl Worker {
         let ttl = self.ttl_ms;
         for chunk in pids.chunks(REFRESH_CHUNK) {
             let done = self.with(|con| {
-                let mut p = redis::pipe();
-                for pid in chunk {
-                    p.pexpire(entry::key(pid), ttl as i64).ignore();
-                }
-                p.exec(con)
+                let cmds = chunk
+                    .iter()
+                    .map(|pid| redis::Cmd::pexpire(entry::key(pid), ttl as i64))
+                    .collect();
+                con.exec_pipelined(cmds)
             });
             if done.is_none() {
                 return; // Redis away: the next period tries again
@@ -300,16 +299,18 @@ impl Worker {
         let ttl = self.ttl_ms;
         for (n, chunk) in puts.chunks(REFRESH_CHUNK).enumerate() {
             let done = self.with(|con| {
-                let mut p = redis::pipe();
+                let cmds = chunk
+                    .iter()
+                    .map(|(pid, owner, value)| {
+                        let mut call = PUT.key(entry::key(pid));
+                        call.arg(&**owner).arg(value.as_slice()).arg(ttl);
+                        redis::Cmd::invoke_script(&call)
+                    })
+                    .collect();
                 // The pipeline calls the script by its hash: a Redis that
                 // restarted has to learn it first.
-                p.load_script(&PUT).ignore();
-                for (pid, owner, value) in chunk {
-                    let mut call = PUT.key(entry::key(pid));
-                    call.arg(&**owner).arg(value.as_slice()).arg(ttl);
-                    p.invoke_script(&call).ignore();
-                }
-                p.exec(con)
+                con.load_script(&PUT)?;
+                con.exec_pipelined(cmds)
             });
             if done.is_none() {
                 // Redis away: what was not written is deleted when it is
@@ -325,12 +326,9 @@ impl Worker {
     /// Runs `f` on the connection, (re)connecting first if due. None when
     /// Redis is unreachable or failed: the connection is dropped and
     /// retried after a backoff; meanwhile requests fail at once.
-    fn with<T>(
-        &mut self,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
-    ) -> Option<T> {
+    fn with<T>(&mut self, f: impl FnOnce(&mut Conn) -> redis::RedisResult<T>) -> Option<T> {
         if self.con.is_none() {
-            if Instant::now() < self.retry_at {
+            if !self.backoff.ready(Instant::now()) {
                 return None;
             }
             match self.connect().and_then(|mut con| {
@@ -354,7 +352,7 @@ impl Worker {
                         }
                     }
                     self.errors = 0;
-                    self.backoff = BACKOFF_MIN;
+                    self.backoff.succeeded();
                     self.con = Some(con);
                 }
                 Err(e) => {
@@ -373,24 +371,20 @@ impl Worker {
         }
     }
 
-    fn connect(&self) -> redis::RedisResult<redis::Connection> {
-        let con = self.client.get_connection_with_timeout(self.timeout)?;
-        con.set_read_timeout(Some(self.timeout))?;
-        con.set_write_timeout(Some(self.timeout))?;
-        Ok(con)
+    fn connect(&self) -> redis::RedisResult<Conn> {
+        self.target.connect(Timeouts::all(self.timeout))
     }
 
     fn failed(&mut self, e: &redis::RedisError) {
         if self.errors == 0 {
             // The first error of an outage is logged; the count comes
             // with the recovery.
-            tracing::warn!(error = %e, "recovery sessions: Redis failed; sessions are not recovered meanwhile");
+            tracing::warn!(error = %e, fault = %Fault::of(e), "recovery sessions: Redis failed; sessions are not recovered meanwhile");
         }
         self.errors += 1;
         self.metrics.redis_errors.inc();
         self.con = None;
-        self.retry_at = Instant::now() + self.backoff;
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        self.backoff.failed(Instant::now());
     }
 }
 

@@ -138,11 +138,10 @@ fn ignored_names_are_each_named_with_why() {
     ]));
     assert_eq!(w.len(), 4, "{w:#?}");
     assert!(
-        w[0].starts_with("REDIS_CLUSTER_ENABLED is ignored (Node.js server setting): "),
+        w[0].starts_with("REDIS_CLUSTER_ENABLED=true is ignored: no REDIS_CLUSTER_NODES"),
         "{}",
         w[0]
     );
-    assert!(w[0].contains("REDIS_URL or REDIS_HOST"));
     assert!(w[1].starts_with("CLUSTER_ENABLED is ignored"), "{}", w[1]);
     assert!(w[2].starts_with("GATRIX_API_URL is ignored"), "{}", w[2]);
     assert!(
@@ -209,4 +208,27 @@ fn every_alias_is_for_a_key_of_the_table() {
             alias.key
         );
     }
+}
+
+#[test]
+fn redis_cluster_nodes_are_read_unless_the_original_switch_is_false() {
+    let nodes = ("REDIS_CLUSTER_NODES", "r1:7000,r2:7000");
+    let read = |v: &Vars| env_value(v, "redis_cluster_nodes").unwrap();
+    assert_eq!(read(&vars(&[nodes])).as_deref(), Some("r1:7000,r2:7000"));
+    let on = vars(&[nodes, ("REDIS_CLUSTER_ENABLED", "true")]);
+    assert_eq!(read(&on).as_deref(), Some("r1:7000,r2:7000"));
+    assert!(warnings_for(&on).is_empty(), "{:?}", warnings_for(&on));
+    // The original's .env.example: nodes listed, the switch off.
+    let off = vars(&[nodes, ("REDIS_CLUSTER_ENABLED", "FALSE")]);
+    assert_eq!(read(&off), None);
+    let w = warnings_for(&off);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("REDIS_CLUSTER_NODES is ignored: REDIS_CLUSTER_ENABLED=false"),
+        "{}",
+        w[0]
+    );
+    let w = warnings_for(&vars(&[nodes, ("REDIS_CLUSTER_ENABLED", "yes")]));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("neither true nor false"), "{}", w[0]);
 }

@@ -294,7 +294,7 @@ fn a_session_whose_write_failed_is_deleted_when_redis_is_back() {
     // Back: before anything else, the unsure session is deleted, so a
     // claim finds nothing rather than the wrong channels.
     // (After the worker's backoff: until then it does not try.)
-    while Instant::now() < w.retry_at {
+    while !w.backoff.ready(Instant::now()) {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(w.claim(PID, "u", "claimer1"), None);

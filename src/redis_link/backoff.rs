@@ -1,4 +1,5 @@
-//! Reconnecting to Redis without hammering it: each failure doubles the
+//! Reconnecting to Redis without hammering it, the one backoff of the
+//! bus, the recovery sessions and presence: each failure doubles the
 //! wait before the next attempt, up to a cap; a success resets it.
 
 use std::time::{Duration, Instant};
