@@ -312,6 +312,10 @@ pub struct Config {
     /// form there). `REDIS_CLUSTER_ENABLED=false` in the environment, as
     /// in the original's `.env.example`, leaves it unset.
     pub redis_cluster_nodes: Option<String>,
+    /// Redis Cluster: how often the bus reader reads the slot map again
+    /// (CLUSTER SLOTS) while its reads work, to follow a slot that moved
+    /// before any command meets the move.
+    pub redis_cluster_refresh_ms: u64,
     /// This instance's name among those sharing one database and one
     /// Redis: unique per running process (a second process with the same
     /// id is refused), stable across its restarts if possible. Unset: the

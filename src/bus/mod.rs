@@ -11,7 +11,8 @@
 //! - [`publisher`]: appends each batch to its partition's stream, one
 //!   command ([`script`], Lua: only in `pos` order, idempotent).
 //! - [`envelope`]: a batch's bytes in the log (rkyv, zstd when large).
-//! - [`reader`]: XREAD BLOCK on every stream, decoded for the applier.
+//! - [`reader`]: XREAD BLOCK on the streams, one per Redis node, decoded
+//!   for the applier.
 //! - [`applier`]: every batch to every shard in `pos` order ([`order`]),
 //!   gaps read from the database, polling while Redis is away.
 //!
@@ -178,6 +179,7 @@ impl Pending {
             applied: applied.clone(),
             block: Duration::from_millis(config.bus_poll_interval_ms),
             timeout,
+            refresh: Duration::from_millis(config.redis_cluster_refresh_ms),
             compression: config.compression(),
             metrics: bus.clone(),
             stop: stop.clone(),

@@ -7,13 +7,14 @@ use super::{Config, ConfigError};
 impl Config {
     pub(super) fn bus_problems(&self, found: &mut Vec<ConfigError>) {
         #[rustfmt::skip]
-        let nonzero: [(&'static str, u64, &str); 6] = [
+        let nonzero: [(&'static str, u64, &str); 7] = [
             ("bus_poll_interval_ms", self.bus_poll_interval_ms, "milliseconds such as 500"),
             ("bus_stream_max_len", self.bus_stream_max_len as u64, "batches such as 10000"),
             ("bus_queue_batches", self.bus_queue_batches as u64, "batches such as 1024"),
             ("bus_max_parked", self.bus_max_parked as u64, "batches such as 1024"),
             ("bus_parked_ttl_ms", self.bus_parked_ttl_ms, "milliseconds such as 60000"),
             ("bus_redis_timeout_ms", self.bus_redis_timeout_ms, "milliseconds such as 2000"),
+            ("redis_cluster_refresh_ms", self.redis_cluster_refresh_ms, "milliseconds such as 5000"),
         ];
         if self.redis_url().is_some() && self.sequencer_partitions > 1 {
             found.push(ConfigError::invalid(

@@ -74,6 +74,7 @@ impl Default for Config {
             redis_password: None,
             redis_db: 0,
             redis_cluster_nodes: None,
+            redis_cluster_refresh_ms: 5000,
             server_id: None,
             bus_gap_wait_ms: 200,
             bus_poll_interval_ms: 500,

@@ -188,6 +188,7 @@ pub(crate) const TABLE: &[Key] = &[
     optional_text("redis_password", |c| &mut c.redis_password),
     parsed("redis_db"),
     optional_text("redis_cluster_nodes", |c| &mut c.redis_cluster_nodes),
+    parsed("redis_cluster_refresh_ms"),
     optional_text("server_id", |c| &mut c.server_id),
     parsed("bus_gap_wait_ms"),
     parsed("bus_poll_interval_ms"),

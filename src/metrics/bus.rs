@@ -29,6 +29,13 @@ pub struct BusMetrics {
     pub polling_fallbacks: Counter,
     pub publishes: Counter,
     pub publishes_dropped: Counter,
+    /// Redis Cluster: the masters the reader reads from (one XREAD each).
+    pub reader_nodes: Gauge,
+    /// Rounds of the reader's groups ended (a node failed, a slot moved,
+    /// the slot map changed) and the partitions grouped again.
+    pub reader_regroups: Counter,
+    /// Slot maps read (CLUSTER SLOTS) by the reader.
+    pub slot_map_refreshes: Counter,
 }
 
 impl BusMetrics {
@@ -83,6 +90,23 @@ impl BusMetrics {
             "Batches not appended to the log (Redis away or slow, publisher queue full); \
              the gap fill covers them",
             self.publishes_dropped.clone(),
+        );
+        r.register(
+            "chat_bus_reader_nodes",
+            "Redis nodes the bus's log reader reads from, one blocking XREAD each (1 on one \
+             Redis server)",
+            self.reader_nodes.clone(),
+        );
+        r.register(
+            "chat_bus_reader_regroups",
+            "Times the log reader grouped the partitions by node anew (a node failed or \
+             stopped answering, a slot moved, the slot map changed)",
+            self.reader_regroups.clone(),
+        );
+        r.register(
+            "chat_redis_slot_map_refreshes",
+            "Redis Cluster slot maps read (CLUSTER SLOTS) by the bus's log reader",
+            self.slot_map_refreshes.clone(),
         );
     }
 

@@ -11,6 +11,9 @@
 //! - [`Fault`]: what kind of failure a Redis error is, for the logs.
 //! - [`slots`]: Redis Cluster's hash slots, and the hash tags that spread
 //!   the partitions' keys over its masters.
+//! - [`topology`]: which master serves which slot (CLUSTER SLOTS, read by
+//!   us), for the bus reader's one blocking read per master
+//!   ([`Target::by_node`]).
 //!
 //! Only code is shared: each thread keeps its own connection and its own
 //! reconnect loop, so a slow or broken one never stalls another.
@@ -20,8 +23,9 @@ mod conn;
 mod fault;
 pub(crate) mod slots;
 mod target;
+pub(crate) mod topology;
 
 pub(crate) use backoff::Backoff;
 pub(crate) use conn::Conn;
 pub(crate) use fault::Fault;
-pub(crate) use target::{Target, Timeouts};
+pub(crate) use target::{NodeGroup, Target, Timeouts};

@@ -5,6 +5,7 @@ use std::time::Duration;
 use redis::RedisResult;
 
 use super::Conn;
+use super::topology::{self, Node, SlotMap};
 use crate::config::{ClusterAddress, ClusterAddressError, Config, RedisTarget};
 
 /// How often the cluster client retries a command on its own (a moved
@@ -126,6 +127,75 @@ impl Target {
             Target::Standalone(client) => single(client, timeouts),
             Target::Cluster(seeds) => single(&seeds[attempt % seeds.len()], timeouts),
         }
+    }
+}
+
+/// The keys one node serves, and how to reach it: the bus reader's one
+/// blocking read per node ([`Target::by_node`]).
+pub(crate) struct NodeGroup {
+    /// The master (`None`: the one standalone server).
+    pub node: Option<Node>,
+    client: redis::Client,
+    /// Indexes into the keys given to [`Target::by_node`].
+    pub members: Vec<usize>,
+}
+
+impl NodeGroup {
+    /// A plain connection to the group's node (never the cluster client:
+    /// a slot that moved must come back as MOVED or ASK, for the caller
+    /// to regroup, not be followed silently).
+    pub(crate) fn connect(&self, timeouts: Timeouts) -> RedisResult<redis::Connection> {
+        single(&self.client, timeouts)
+    }
+}
+
+impl Target {
+    /// `keys` grouped by the node that serves them: one group on a single
+    /// server; on a cluster one per master owning some of their slots,
+    /// from a slot map read now (CLUSTER SLOTS from the seeds, then from
+    /// the masters of `known`), which is returned too. A slot no master
+    /// serves (an election under way) is an error: the caller retries
+    /// after its backoff.
+    pub(crate) fn by_node(
+        &self,
+        keys: &[String],
+        known: Option<&SlotMap>,
+        timeout: Duration,
+    ) -> RedisResult<(Vec<NodeGroup>, Option<SlotMap>)> {
+        let seeds = match self {
+            Target::Standalone(client) => {
+                let group = NodeGroup {
+                    node: None,
+                    client: client.clone(),
+                    members: (0..keys.len()).collect(),
+                };
+                return Ok((vec![group], None));
+            }
+            Target::Cluster(seeds) => seeds,
+        };
+        let Some(like) = seeds.first() else {
+            return Err((redis::ErrorKind::ClusterConnectionNotFound, "no seed").into());
+        };
+        let map = topology::read_slot_map(seeds, known, timeout)?;
+        let mut groups: Vec<NodeGroup> = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let Some(node) = map.master_of_key(key) else {
+                return Err((
+                    redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown),
+                    "a slot has no master",
+                )
+                    .into());
+            };
+            match groups.iter_mut().find(|g| g.node.as_ref() == Some(node)) {
+                Some(g) => g.members.push(i),
+                None => groups.push(NodeGroup {
+                    node: Some(node.clone()),
+                    client: topology::node_client(like, node)?,
+                    members: vec![i],
+                }),
+            }
+        }
+        Ok((groups, Some(map)))
     }
 }
 
