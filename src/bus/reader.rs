@@ -3,11 +3,12 @@
 //! applier.
 //!
 //! On a Redis Cluster the partitions' streams (spread hash tags) live on
-//! several masters and one XREAD may only name keys of one slot's node:
-//! the reader groups the partitions by the master owning their slot (a
-//! slot map read by us, `redis_link::topology`) and runs one thread per
+//! several masters, and one XREAD may only name keys of one slot (a
+//! cluster refuses CROSSSLOT even when one node owns every slot named):
+//! the reader groups the partitions by slot, finds each slot's master in
+//! a slot map read by us (`redis_link::topology`), and runs one thread per
 //! group, each with one plain connection to its master, one XREAD BLOCK
-//! over all of its partitions. A MOVED or ASK (the slot left), a broken
+//! over the group's partitions (one each with spread tags). A MOVED or ASK (the slot left), a broken
 //! or silent connection (a failover, a stopped node: the read timeout is
 //! the block time plus the Redis timeout) or a changed slot map (re-read
 //! every `REDIS_CLUSTER_REFRESH_MS`) ends the round: every group stops,
@@ -137,7 +138,7 @@ impl Reader {
                     continue;
                 }
             };
-            self.metrics.reader_nodes.set(groups.len() as i64);
+            self.metrics.reader_connections.set(groups.len() as i64);
             let round = Round {
                 keys: &keys,
                 cursors: &cursors,

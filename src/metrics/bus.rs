@@ -29,8 +29,9 @@ pub struct BusMetrics {
     pub polling_fallbacks: Counter,
     pub publishes: Counter,
     pub publishes_dropped: Counter,
-    /// Redis Cluster: the masters the reader reads from (one XREAD each).
-    pub reader_nodes: Gauge,
+    /// The reader's connections, one blocking XREAD each: one per hash
+    /// slot of the partitions' streams on a Redis Cluster, 1 on one server.
+    pub reader_connections: Gauge,
     /// Rounds of the reader's groups ended (a node failed, a slot moved,
     /// the slot map changed) and the partitions grouped again.
     pub reader_regroups: Counter,
@@ -92,10 +93,10 @@ impl BusMetrics {
             self.publishes_dropped.clone(),
         );
         r.register(
-            "chat_bus_reader_nodes",
-            "Redis nodes the bus's log reader reads from, one blocking XREAD each (1 on one \
-             Redis server)",
-            self.reader_nodes.clone(),
+            "chat_bus_reader_connections",
+            "Connections of the bus's log reader, one blocking XREAD each: one per hash slot of \
+             the partitions' streams on a Redis Cluster, 1 on one Redis server",
+            self.reader_connections.clone(),
         );
         r.register(
             "chat_bus_reader_regroups",

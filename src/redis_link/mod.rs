@@ -12,7 +12,7 @@
 //! - [`slots`]: Redis Cluster's hash slots, and the hash tags that spread
 //!   the partitions' keys over its masters.
 //! - [`topology`]: which master serves which slot (CLUSTER SLOTS, read by
-//!   us), for the bus reader's one blocking read per master
+//!   us), for the bus reader's blocking reads, one per slot on its master
 //!   ([`Target::by_node`]).
 //!
 //! Only code is shared: each thread keeps its own connection and its own

@@ -130,11 +130,15 @@ impl Target {
     }
 }
 
-/// The keys one node serves, and how to reach it: the bus reader's one
-/// blocking read per node ([`Target::by_node`]).
+/// Keys of one hash slot, and how to reach the node serving it: the bus
+/// reader's blocking reads ([`Target::by_node`]). One slot, not one node:
+/// a Redis Cluster refuses a command naming keys of several slots
+/// (CROSSSLOT) even when one node owns them all.
 pub(crate) struct NodeGroup {
     /// The master (`None`: the one standalone server).
     pub node: Option<Node>,
+    /// The keys' slot (`None`: the one standalone server).
+    pub slot: Option<u16>,
     client: redis::Client,
     /// Indexes into the keys given to [`Target::by_node`].
     pub members: Vec<usize>,
@@ -150,9 +154,9 @@ impl NodeGroup {
 }
 
 impl Target {
-    /// `keys` grouped by the node that serves them: one group on a single
-    /// server; on a cluster one per master owning some of their slots,
-    /// from a slot map read now (CLUSTER SLOTS from the seeds, then from
+    /// `keys` grouped by where they can be read together: one group on a
+    /// single server; on a cluster one per slot (with its master), from a
+    /// slot map read now (CLUSTER SLOTS from the seeds, then from
     /// the masters of `known`), which is returned too. A slot no master
     /// serves (an election under way) is an error: the caller retries
     /// after its backoff.
@@ -166,6 +170,7 @@ impl Target {
             Target::Standalone(client) => {
                 let group = NodeGroup {
                     node: None,
+                    slot: None,
                     client: client.clone(),
                     members: (0..keys.len()).collect(),
                 };
@@ -179,17 +184,19 @@ impl Target {
         let map = topology::read_slot_map(seeds, known, timeout)?;
         let mut groups: Vec<NodeGroup> = Vec::new();
         for (i, key) in keys.iter().enumerate() {
-            let Some(node) = map.master_of_key(key) else {
+            let slot = super::slots::slot(key.as_bytes());
+            let Some(node) = map.master_of(slot) else {
                 return Err((
                     redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown),
                     "a slot has no master",
                 )
                     .into());
             };
-            match groups.iter_mut().find(|g| g.node.as_ref() == Some(node)) {
+            match groups.iter_mut().find(|g| g.slot == Some(slot)) {
                 Some(g) => g.members.push(i),
                 None => groups.push(NodeGroup {
                     node: Some(node.clone()),
+                    slot: Some(slot),
                     client: topology::node_client(like, node)?,
                     members: vec![i],
                 }),

@@ -1,8 +1,8 @@
 //! Which master of a Redis Cluster serves which hash slot, read by us
 //! (CLUSTER SLOTS) for what the `redis` crate's cluster client does not
-//! route: the bus reader's blocking XREAD, one per master over the
-//! partitions whose streams that master owns. Blocking reads on several
-//! nodes need a connection per node that the reader holds itself, and a
+//! route: the bus reader's blocking XREADs, one per slot of the
+//! partitions' streams, each on a connection to the slot's master that
+//! the reader holds itself (a blocking read holds its connection), and a
 //! plain connection to one node answers MOVED or ASK when the slot left:
 //! the reader then reads the map again and regroups (the crate's cluster
 //! connection would follow the redirect by itself and hide the move).
