@@ -316,6 +316,11 @@ pub struct Config {
     /// (CLUSTER SLOTS) while its reads work, to follow a slot that moved
     /// before any command meets the move.
     pub redis_cluster_refresh_ms: u64,
+    /// Redis Cluster: the sharded pub/sub channels the ephemeral events
+    /// (typing, presence, cache invalidation) are spread over, an event's
+    /// from its channel or user; each instance holds one subscriber
+    /// connection per master whatever the number.
+    pub redis_pubsub_partitions: u32,
     /// This instance's name among those sharing one database and one
     /// Redis: unique per running process (a second process with the same
     /// id is refused), stable across its restarts if possible. Unset: the

@@ -4,10 +4,13 @@
 //! a steady load of senders and subscribers spread over the instances,
 //! through the cluster's faults in turn: SIGSTOP/SIGCONT of a master,
 //! `kill -9` of a master (failover), `CLUSTER FAILOVER` on a replica, a
-//! migration of a stream's hash slot to another master, `CLIENT KILL TYPE
-//! pubsub`.
+//! migration of a stream's hash slot to another master, then of a sharded
+//! pub/sub channel's (the server's unsolicited `sunsubscribe`), `CLIENT
+//! KILL TYPE pubsub`.
 //!
-//! After each fault: every instance's reader regrouped and reads the log
+//! The periodic slot-map read is off (`REDIS_CLUSTER_REFRESH_MS` of ten
+//! minutes): each fault is found from the connections alone. After each
+//! fault: every instance's reader regrouped and reads the log
 //! again (`chat_bus_reader_regroups_total` moved, `chat_bus_connected` 1,
 //! one XREAD per master); every subscriber's `seq` per channel is
 //! complete, in order, without duplicates (checked message by message);
@@ -266,8 +269,11 @@ fn phase(
     rc.wait_settled();
     println!(
         "{name}: every reader back on the log after {back:?}; the slowest round reached \
-         every subscriber in {:?}; typing crossed after {typing:?}",
-        load.slowest
+         every subscriber in {:?}; typing crossed after {typing:?}; resubscribes {:?}, \
+         probes failed {:?}",
+        load.slowest,
+        per_instance(cluster, "chat_cluster_resubscribes_total"),
+        per_instance(cluster, "chat_cluster_probes_failed_total"),
     );
     back
 }
@@ -283,6 +289,19 @@ fn stream_master(rc: &RedisCluster) -> (usize, String) {
         }
     }
     panic!("no stream on any master");
+}
+
+/// A master with a subscribed shard channel, and the channel.
+fn shard_channel_master(rc: &RedisCluster) -> (usize, String) {
+    for m in rc.masters() {
+        let chs = rc
+            .cli(m, &["PUBSUB", "SHARDCHANNELS", "gatrix:ev:*"])
+            .unwrap_or_else(|e| panic!("PUBSUB SHARDCHANNELS on node {m}: {e}"));
+        if let Some(c) = chs.lines().find(|l| !l.is_empty()) {
+            return (m, c.to_owned());
+        }
+    }
+    panic!("no shard channel subscribed on any master");
 }
 
 /// Moves `slot` from master `from` to master `to`: IMPORTING, MIGRATING,
@@ -328,7 +347,14 @@ fn migrate_slot(rc: &RedisCluster, slot: u16, from: usize, to: usize) {
 fn readers_and_subscribers_resume_after_each_fault_with_every_message_once_in_order() {
     let mut cluster = Cluster::start_on_redis_cluster(
         INSTANCES,
-        &[("SEQUENCER_PARTITIONS", "4"), ("PRESENCE_INTERVAL_MS", "0")],
+        &[
+            ("SEQUENCER_PARTITIONS", "4"),
+            ("PRESENCE_INTERVAL_MS", "0"),
+            // No periodic slot-map read during the test: each fault must
+            // be found by what it does to the connections (an error, a
+            // silent node, MOVED, an unsolicited sunsubscribe).
+            ("REDIS_CLUSTER_REFRESH_MS", "600000"),
+        ],
     );
     let mut load = Load::start(&cluster);
     for _ in 0..5 {
@@ -401,6 +427,38 @@ fn readers_and_subscribers_resume_after_each_fault_with_every_message_once_in_or
             .master_of_slot(slot),
         to
     );
+
+    // A shard channel's slot moves: every instance's subscriber is told
+    // (an unsolicited sunsubscribe) and subscribes on the new owner.
+    let rc = cluster.redis_cluster.as_ref().expect("rc");
+    let (from, shard) = shard_channel_master(rc);
+    let to = rc
+        .masters()
+        .into_iter()
+        .find(|&x| x != from)
+        .expect("another master");
+    let before = per_instance(&cluster, "chat_cluster_resubscribes_total");
+    let t0 = Instant::now();
+    migrate_slot(rc, rc.slot_of(&shard), from, to);
+    loop {
+        let now = per_instance(&cluster, "chat_cluster_resubscribes_total");
+        if now.iter().zip(&before).all(|(n, b)| n > b) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < RESUME,
+            "resubscribes {now:?} (were {before:?}) after {shard}'s slot moved"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let resubscribed = t0.elapsed();
+    let typing = load.typing_crosses();
+    println!(
+        "migration of a shard channel's slot: every subscriber resubscribed after \
+         {resubscribed:?}; typing crossed {typing:?} later"
+    );
+    load.round();
+    load.settle();
 
     // The presence subscribers' connections are killed: they reconnect.
     let rc = cluster.redis_cluster.as_ref().expect("rc");

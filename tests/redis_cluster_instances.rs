@@ -1,9 +1,9 @@
 //! Two gatrix-chat instances on a 6-node Redis Cluster
-//! (`common::redis_cluster`, `REDIS_CLUSTER_NODES`) when the node their
-//! presence subscribers listen on dies: the subscribers (classic pub/sub,
-//! one node's connection each, the first configured node first) move to
-//! another node, so typing crosses instances again, and the bus's
-//! messages keep arriving in seq order through the failover. And the
+//! (`common::redis_cluster`, `REDIS_CLUSTER_NODES`) when a master their
+//! presence subscribers listen on dies: the subscribers (sharded pub/sub,
+//! one connection per master each) subscribe again on the new master, so
+//! typing crosses instances again, and the bus's messages keep arriving
+//! in seq order through the failover. And the
 //! recovery sessions' TTL renewals (pipelined per node) keep a live
 //! connection's session past its TTL.
 //!
@@ -25,13 +25,13 @@ use common::redis_cluster::RedisCluster;
 /// reconnect backoffs, generous for the shared CPU.
 const RESUME: Duration = Duration::from_secs(60);
 
-/// The presence subscribers' connections on node `i` (`CLIENT LIST TYPE
-/// pubsub`).
+/// The sharded subscribers' connections on node `i` (`CLIENT LIST TYPE
+/// pubsub` with shard channels: `ssub=` above 0).
 fn subscribers_on(rc: &RedisCluster, i: usize) -> usize {
     rc.cli(i, &["CLIENT", "LIST", "TYPE", "pubsub"])
         .unwrap_or_else(|e| panic!("CLIENT LIST on node {i}: {e}"))
         .lines()
-        .filter(|l| l.contains("cmd="))
+        .filter(|l| l.contains("cmd=") && !l.contains(" ssub=0 "))
         .count()
 }
 
@@ -64,7 +64,7 @@ fn typing_crosses(alice: &mut Client, bob: &mut Client, channel: &str, within: D
 
 #[test]
 #[ignore = "needs MariaDB and redis-server: run scripts/test"]
-fn the_subscribers_move_to_another_node_when_theirs_dies_and_messages_keep_their_order() {
+fn the_subscribers_move_to_the_new_master_when_theirs_dies_and_messages_keep_their_order() {
     let mut cluster = Cluster::start_on_redis_cluster(2, &[("PRESENCE_INTERVAL_MS", "0")]);
     let channel = cluster
         .server(0)
@@ -88,21 +88,37 @@ fn the_subscribers_move_to_another_node_when_theirs_dies_and_messages_keep_their
     let m = bob.event_where("message", RESUME, |m| m["content"] == "before");
     assert_eq!(m["seq"].as_u64(), Some(before));
 
-    // Both instances' subscribers are on the first configured node.
+    // Each instance holds one sharded subscriber connection per master
+    // (the shard channels spread over the three), none on a replica.
     let rc = cluster.redis_cluster.as_mut().expect("a Redis Cluster");
-    assert_eq!(subscribers_on(rc, 0), 2, "the subscribers start on node 0");
-    rc.kill9(0);
+    let masters = rc.masters();
+    for m in &masters {
+        assert_eq!(subscribers_on(rc, *m), 2, "master {m}: one per instance");
+    }
+    let dead = masters[0];
+    rc.kill9(dead);
     rc.wait_settled();
 
-    // Typing crosses again: both subscribers found another node.
-    typing_crosses(&mut alice, &mut bob, &channel, RESUME);
+    // Typing crosses again: both subscribed on the new master.
+    let deadline = Instant::now() + RESUME;
     let rc = cluster.redis_cluster.as_ref().expect("a Redis Cluster");
-    let moved: usize = (1..6).map(|i| subscribers_on(rc, i)).sum();
-    assert_eq!(moved, 2, "the subscribers on the nodes left");
+    loop {
+        typing_crosses(&mut alice, &mut bob, &channel, RESUME);
+        let now_masters = rc.masters();
+        let on: Vec<usize> = now_masters.iter().map(|m| subscribers_on(rc, *m)).collect();
+        if now_masters.len() == 3 && on.iter().all(|n| *n == 2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "subscribers per master {now_masters:?}: {on:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     for i in 0..2 {
         assert!(
-            cluster.metric(i, "chat_cluster_redis_reconnects_total") >= 1.0,
-            "instance {i} did not count its subscriber's reconnect"
+            cluster.metric(i, "chat_cluster_resubscribes_total") >= 1.0,
+            "instance {i} did not count its subscriber's resubscription"
         );
     }
     // Messages go on in seq order, nothing lost or repeated.

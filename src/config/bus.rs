@@ -28,6 +28,15 @@ impl Config {
             ));
         }
         super::validate::require_nonzero(found, nonzero);
+        if !(1..=u32::from(crate::redis_link::slots::SLOTS)).contains(&self.redis_pubsub_partitions)
+        {
+            found.push(ConfigError::invalid(
+                "redis_pubsub_partitions",
+                format!("is {}", self.redis_pubsub_partitions),
+                "set REDIS_PUBSUB_PARTITIONS from 1 to 16384 (a Redis Cluster's slots); 64 is the \
+                 default",
+            ));
+        }
     }
 }
 
@@ -80,5 +89,33 @@ mod tests {
             !k.contains(&"bus_gap_wait_ms".to_owned()),
             "0 fills at once"
         );
+    }
+
+    #[test]
+    fn cluster_limits_are_checked() {
+        for (partitions, refresh, bad) in [
+            (64, 5000, false),
+            (1, 1, false),
+            (16384, 5000, false),
+            (0, 5000, true),
+            (16385, 5000, true),
+        ] {
+            let c = Config {
+                redis_pubsub_partitions: partitions,
+                redis_cluster_refresh_ms: refresh,
+                ..Default::default()
+            };
+            let k = keys(&c);
+            assert_eq!(
+                k.contains(&"redis_pubsub_partitions".to_owned()),
+                bad,
+                "{partitions}: {k:?}"
+            );
+        }
+        let c = Config {
+            redis_cluster_refresh_ms: 0,
+            ..Default::default()
+        };
+        assert!(keys(&c).contains(&"redis_cluster_refresh_ms".to_owned()));
     }
 }

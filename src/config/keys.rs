@@ -189,6 +189,7 @@ pub(crate) const TABLE: &[Key] = &[
     parsed("redis_db"),
     optional_text("redis_cluster_nodes", |c| &mut c.redis_cluster_nodes),
     parsed("redis_cluster_refresh_ms"),
+    parsed("redis_pubsub_partitions"),
     optional_text("server_id", |c| &mut c.server_id),
     parsed("bus_gap_wait_ms"),
     parsed("bus_poll_interval_ms"),

@@ -65,6 +65,17 @@ impl Conn {
         }
     }
 
+    /// SPUBLISHes each `(shard channel, message)`: one command each, which
+    /// the cluster client sends to the master of the channel's slot
+    /// (sharded pub/sub, Redis 7: only that master and its replicas carry
+    /// it). On a single server, SPUBLISH works alike.
+    pub(crate) fn spublish_each(&mut self, messages: Vec<(String, String)>) -> RedisResult<()> {
+        for (channel, m) in messages {
+            redis::cmd("SPUBLISH").arg(channel).arg(m).exec(self)?;
+        }
+        Ok(())
+    }
+
     /// Loads `script` (SCRIPT LOAD; on a cluster, on every master), so
     /// that a pipeline may call it by its hash.
     pub(crate) fn load_script(&mut self, script: &redis::Script) -> RedisResult<()> {

@@ -21,6 +21,7 @@
 mod backoff;
 mod conn;
 mod fault;
+pub(crate) mod resp;
 pub(crate) mod slots;
 mod target;
 pub(crate) mod topology;

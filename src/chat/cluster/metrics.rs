@@ -23,6 +23,14 @@ pub(crate) struct ClusterMetrics {
     pub(crate) reconnects: Counter,
     /// Dead instances whose users and subscriptions this one cleaned up.
     pub(crate) reaped: Counter,
+    /// Redis Cluster: sharded subscriptions made anew (a slot moved, a
+    /// node failed or stopped answering, the slot map changed).
+    pub(crate) resubscribes: Counter,
+    /// Redis Cluster: PINGs on a quiet subscribed connection left
+    /// unanswered for a probe period (the connection is then dropped).
+    pub(crate) probes_failed: Counter,
+    /// Redis Cluster: slot maps the subscriber read (CLUSTER SLOTS).
+    pub(crate) slot_map_refreshes: Counter,
 }
 
 impl ClusterMetrics {
@@ -62,6 +70,23 @@ impl ClusterMetrics {
             "chat_cluster_instances_reaped",
             "Dead instances (lease expired) whose users and subscriptions this instance cleaned up",
             self.reaped.clone(),
+        );
+        r.register(
+            "chat_cluster_resubscribes",
+            "Redis Cluster: sharded pub/sub subscriptions made anew (a slot moved, a node failed \
+             or stopped answering, the slot map changed)",
+            self.resubscribes.clone(),
+        );
+        r.register(
+            "chat_cluster_probes_failed",
+            "Redis Cluster: PINGs on a quiet sharded subscription left unanswered (the \
+             connection is dropped and the subscription made anew)",
+            self.probes_failed.clone(),
+        );
+        r.register(
+            "chat_cluster_slot_map_refreshes",
+            "Redis Cluster: slot maps (CLUSTER SLOTS) read by the sharded subscriber",
+            self.slot_map_refreshes.clone(),
         );
     }
 }

@@ -9,7 +9,8 @@
 //!   renews ([`scripts`]); answers which change was a cluster-wide 0 <-> 1
 //!   edge; reaps dead instances; publishes events.
 //! - the subscriber (`pubsub.rs`): the events of the other instances, handed
-//!   to the shards.
+//!   to the shards; on a Redis Cluster over sharded pub/sub, one connection
+//!   per master (`sharded.rs`).
 //!
 //! Shards reach the worker through one bounded queue ([`Cluster`]); the
 //! threads answer through [`Mesh::post_external`]. Events are at-most-once:
@@ -21,6 +22,7 @@
 pub(crate) mod metrics;
 mod pubsub;
 pub(crate) mod scripts;
+pub(crate) mod sharded;
 mod worker;
 
 use std::sync::Arc;
@@ -92,6 +94,19 @@ pub(crate) enum Event {
     },
 }
 
+impl Event {
+    /// What picks the event's sharded pub/sub partition: its channel, or
+    /// its user for a presence update.
+    pub(crate) fn routing_key(&self) -> &str {
+        match self {
+            Event::Emit { channel, .. }
+            | Event::Invalidate { channel }
+            | Event::Member { channel, .. } => channel,
+            Event::Presence { user, .. } => user,
+        }
+    }
+}
+
 /// An event on the wire, with the instance that sent it (which ignores it).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Envelope {
@@ -110,6 +125,10 @@ pub(crate) struct Settings {
     pub lease: Duration,
     /// The bounded queue from the shards to the worker.
     pub queue: usize,
+    /// Redis Cluster: the sharded pub/sub partitions of the events.
+    pub pubsub_partitions: u32,
+    /// Redis Cluster: how often the subscriber reads the slot map again.
+    pub refresh: Duration,
 }
 
 impl Settings {
@@ -152,6 +171,8 @@ impl Cluster {
             server_id: config.server_id(),
             lease: config.presence_lease(),
             queue: config.presence_queue,
+            pubsub_partitions: config.redis_pubsub_partitions,
+            refresh: Duration::from_millis(config.redis_cluster_refresh_ms),
         };
         Self::start(settings, mesh.clone(), metrics.cluster()).map(Some)
     }
@@ -186,6 +207,14 @@ impl Cluster {
             stop: stop.clone(),
             generation,
             probe: settings.tick(),
+        };
+        // On a Redis Cluster, sharded pub/sub (one connection per master);
+        // on one server, classic pub/sub (one connection either way, and
+        // Redis before 7 keeps working).
+        let s = sharded::Sharded {
+            inner: s,
+            partitions: settings.pubsub_partitions,
+            refresh: settings.refresh,
         };
         std::thread::Builder::new()
             .name("presence-sub".into())

@@ -57,13 +57,8 @@ impl Subscriber {
         ps.subscribe(EVENTS)?;
         ps.set_read_timeout(Some(self.probe))?;
         if !first {
-            // Events were missed while away: caches may be stale.
             self.metrics.reconnects.inc();
-            for shard in 0..self.mesh.shards() {
-                self.mesh
-                    .post_external(shard, ToChannelOwner::Reconnected.into());
-                self.mesh.post_external(shard, ToUserOwner::Reread.into());
-            }
+            self.resync();
         }
         loop {
             if self.stop.load(Ordering::Relaxed) {
@@ -83,8 +78,18 @@ impl Subscriber {
         }
     }
 
+    /// Events were missed while away: the shards drop their channel caches
+    /// and re-read presence.
+    pub(super) fn resync(&self) {
+        for shard in 0..self.mesh.shards() {
+            self.mesh
+                .post_external(shard, ToChannelOwner::Reconnected.into());
+            self.mesh.post_external(shard, ToUserOwner::Reread.into());
+        }
+    }
+
     /// Hands an event to the shard that owns its channel or user.
-    fn deliver(&self, payload: &[u8]) {
+    pub(super) fn deliver(&self, payload: &[u8]) {
         let envelope: Envelope = match serde_json::from_slice(payload) {
             Ok(e) => e,
             Err(_) => {

@@ -182,6 +182,8 @@ impl Instance {
             server_id: id.to_owned(),
             lease: Duration::from_secs(60),
             queue: 64,
+            pubsub_partitions: 64,
+            refresh: Duration::from_secs(5),
         };
         let cluster = super::Cluster::start(settings, mesh.clone(), ClusterMetrics::default())
             .expect("start the threads");

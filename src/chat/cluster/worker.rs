@@ -42,6 +42,9 @@ pub(super) struct Worker {
     outbox: Vec<Event>,
     /// Presence list changes waiting for this round, in order.
     members: Vec<(Arc<str>, Arc<str>, bool)>,
+    /// Redis Cluster: the shard channels of the events' partitions,
+    /// computed at the first publish (their tags take a search each).
+    shard_channels: Vec<String>,
 }
 
 impl Worker {
@@ -68,6 +71,7 @@ impl Worker {
             queries: HashSet::new(),
             outbox: Vec::new(),
             members: Vec::new(),
+            shard_channels: Vec::new(),
         }
     }
 
@@ -272,21 +276,28 @@ impl Worker {
         }
         if !self.outbox.is_empty() {
             let mut texts = Vec::with_capacity(self.outbox.len());
-            for event in &self.outbox {
+            let outbox = std::mem::take(&mut self.outbox);
+            for event in &outbox {
                 let envelope = Envelope {
                     origin: self.settings.server_id.clone(),
                     event: event.clone(),
                 };
                 match serde_json::to_string(&envelope) {
-                    Ok(text) => texts.push(text),
+                    // On a cluster, the shard channel of its partition.
+                    Ok(text) => texts.push((self.channel_of(event), text)),
                     Err(_) => {
                         self.metrics.dropped.inc();
                     }
                 }
             }
-            let n = self.outbox.len() as u64;
-            self.outbox.clear();
-            match c.publish_all(EVENTS, texts) {
+            let n = outbox.len() as u64;
+            let sent = match c {
+                Conn::Cluster(_) => c.spublish_each(texts),
+                Conn::Single(_) => {
+                    c.publish_all(EVENTS, texts.into_iter().map(|(_, t)| t).collect())
+                }
+            };
+            match sent {
                 Ok(()) => {
                     self.metrics.published.inc_by(n);
                 }
@@ -371,5 +382,18 @@ impl Worker {
             joined,
         };
         self.mesh.post_external(shard, mail.into());
+    }
+}
+
+impl Worker {
+    /// The shard channel of `event` (a Redis Cluster's sharded pub/sub);
+    /// unused on one server.
+    fn channel_of(&mut self, event: &super::Event) -> String {
+        let n = self.settings.pubsub_partitions;
+        if self.shard_channels.is_empty() {
+            self.shard_channels = super::sharded::shard_channels(n);
+        }
+        let p = super::sharded::partition_of(event.routing_key(), n) as usize;
+        self.shard_channels.get(p).cloned().unwrap_or_default()
     }
 }
