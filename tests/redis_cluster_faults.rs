@@ -225,6 +225,7 @@ fn phase(
     load: &mut Load,
     fault: impl FnOnce(&mut RedisCluster),
     heal: impl FnOnce(&mut RedisCluster),
+    degrades: bool,
 ) -> Duration {
     load.settle();
     load.slowest = Duration::ZERO;
@@ -233,9 +234,17 @@ fn phase(
     fault(cluster.redis_cluster.as_mut().expect("a Redis Cluster"));
     let mut back: Option<Duration> = None;
     let mut rounds_after = 0;
+    // Whether an instance's /ready said the bus or pub/sub was degraded.
+    let (mut bus_down, mut pubsub_down) = (false, false);
     loop {
         load.round();
         load.receive(Duration::from_millis(100));
+        for i in 0..INSTANCES {
+            let (status, body) = cluster.ready(i);
+            assert_eq!(status, 200, "instance {i} unready during {name}: {body}");
+            bus_down |= body.contains(r#""connected":false"#);
+            pubsub_down |= body.contains(r#""subscribed":false"#);
+        }
         if back.is_none() {
             let regrouped = per_instance(cluster, "chat_bus_reader_regroups_total")
                 .iter()
@@ -262,15 +271,26 @@ fn phase(
         );
     }
     let back = back.expect("set before the loop ends");
+    if degrades {
+        assert!(bus_down, "{name}: no /ready said the bus was down");
+    }
     heal(cluster.redis_cluster.as_mut().expect("a Redis Cluster"));
     load.settle();
     let typing = load.typing_crosses();
     let rc = cluster.redis_cluster.as_ref().expect("a Redis Cluster");
     rc.wait_settled();
+    for i in 0..INSTANCES {
+        let (_, body) = cluster.ready(i);
+        assert!(
+            body.contains(r#""connected":true"#) && body.contains(r#""subscribed":true"#),
+            "instance {i} after {name}: {body}"
+        );
+    }
     println!(
         "{name}: every reader back on the log after {back:?}; the slowest round reached \
          every subscriber in {:?}; typing crossed after {typing:?}; resubscribes {:?}, \
-         probes failed {:?}",
+         probes failed {:?}; /ready showed the bus down: {bus_down}, pub/sub down: \
+         {pubsub_down}",
         load.slowest,
         per_instance(cluster, "chat_cluster_resubscribes_total"),
         per_instance(cluster, "chat_cluster_probes_failed_total"),
@@ -378,6 +398,7 @@ fn readers_and_subscribers_resume_after_each_fault_with_every_message_once_in_or
         &mut load,
         |rc| rc.pause(m),
         |rc| rc.resume(m),
+        true,
     ));
 
     // A master dies: its replica takes over, the readers follow.
@@ -390,6 +411,7 @@ fn readers_and_subscribers_resume_after_each_fault_with_every_message_once_in_or
         |rc| {
             rc.restart(m);
         },
+        true,
     ));
 
     // A manual failover: the old master turns replica and redirects.
@@ -401,6 +423,7 @@ fn readers_and_subscribers_resume_after_each_fault_with_every_message_once_in_or
         &mut load,
         |rc| rc.failover(r),
         |_| {},
+        false,
     ));
 
     // A stream's slot moves to another master.
@@ -418,6 +441,7 @@ fn readers_and_subscribers_resume_after_each_fault_with_every_message_once_in_or
         &mut load,
         |rc| migrate_slot(rc, slot, from, to),
         |_| {},
+        false,
     ));
     assert_eq!(
         cluster
@@ -438,16 +462,21 @@ fn readers_and_subscribers_resume_after_each_fault_with_every_message_once_in_or
         .find(|&x| x != from)
         .expect("another master");
     let before = per_instance(&cluster, "chat_cluster_resubscribes_total");
+    let moves = per_instance(&cluster, "chat_cluster_slot_moves_total");
     let t0 = Instant::now();
     migrate_slot(rc, rc.slot_of(&shard), from, to);
     loop {
         let now = per_instance(&cluster, "chat_cluster_resubscribes_total");
-        if now.iter().zip(&before).all(|(n, b)| n > b) {
+        let told = per_instance(&cluster, "chat_cluster_slot_moves_total");
+        if now.iter().zip(&before).all(|(n, b)| n > b)
+            && told.iter().zip(&moves).all(|(n, b)| n > b)
+        {
             break;
         }
         assert!(
             t0.elapsed() < RESUME,
-            "resubscribes {now:?} (were {before:?}) after {shard}'s slot moved"
+            "resubscribes {now:?} (were {before:?}), sunsubscribes {told:?} (were {moves:?}) \
+             after {shard}'s slot moved"
         );
         std::thread::sleep(Duration::from_millis(20));
     }

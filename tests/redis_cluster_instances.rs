@@ -121,6 +121,36 @@ fn the_subscribers_move_to_the_new_master_when_theirs_dies_and_messages_keep_the
             "instance {i} did not count its subscriber's resubscription"
         );
     }
+
+    // A manual failover: the demoted master serves no slot, and the
+    // subscribers move to the new master (Redis 7.0 may keep them
+    // subscribed on the replica, which still relays the messages: the
+    // slot map read every REDIS_CLUSTER_REFRESH_MS finds the change).
+    let rc = cluster.redis_cluster.as_mut().expect("a Redis Cluster");
+    rc.restart(dead);
+    rc.wait_settled();
+    let master = rc.masters()[0];
+    let replica = rc.replicas_of(master)[0];
+    rc.failover(replica);
+    let deadline = Instant::now() + RESUME;
+    loop {
+        let masters = rc.masters();
+        let on: Vec<usize> = masters.iter().map(|m| subscribers_on(rc, *m)).collect();
+        let on_replicas: usize = (0..6)
+            .filter(|i| rc.is_running(*i) && !masters.contains(i))
+            .map(|i| subscribers_on(rc, i))
+            .sum();
+        if masters.len() == 3 && on.iter().all(|n| *n == 2) && on_replicas == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after CLUSTER FAILOVER: subscribers per master {masters:?}: {on:?}, on replicas \
+             {on_replicas}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    typing_crosses(&mut alice, &mut bob, &channel, RESUME);
     // Messages go on in seq order, nothing lost or repeated.
     let after: Vec<u64> = (0..3)
         .map(|i| send(&mut alice, &format!("after {i}")))

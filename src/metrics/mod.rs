@@ -289,6 +289,7 @@ impl Metrics {
             ),
             mailbox_depth: self.mailbox_depth.get_or_create_owned(&l),
             bus: self.bus.clone(),
+            pubsub: self.cluster.subscribed.clone(),
             exposition: None,
         }
     }
@@ -341,6 +342,8 @@ pub struct ShardMetrics {
     pub mailbox_depth: Gauge,
     /// The process's bus state (for `/ready`).
     pub bus: BusMetrics,
+    /// 1 while the events' subscriptions are all up (for `/ready`).
+    pub pubsub: Gauge,
     /// The whole registry, when the main port serves `/metrics` (set with
     /// [`ShardMetrics::serving`]); `None` answers 404 there.
     exposition: Option<Arc<Metrics>>,

@@ -323,7 +323,10 @@ async fn ready(conn: &Conn) -> Result<Reply, ApiError> {
         Some(Ok(true)) => Ok(reply::json(
             StatusCode::OK,
             match conn.ctx.metrics.bus.ready_json() {
-                Some(bus) => format!(r#"{{"status":"ready","bus":{bus}}}"#),
+                Some(bus) => format!(
+                    r#"{{"status":"ready","bus":{bus},"pubsub":{{"subscribed":{}}}}}"#,
+                    conn.ctx.metrics.pubsub.get() == 1
+                ),
                 None => r#"{"status":"ready"}"#.into(),
             },
         )),

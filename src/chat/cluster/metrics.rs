@@ -31,6 +31,11 @@ pub(crate) struct ClusterMetrics {
     pub(crate) probes_failed: Counter,
     /// Redis Cluster: slot maps the subscriber read (CLUSTER SLOTS).
     pub(crate) slot_map_refreshes: Counter,
+    /// Redis Cluster: unsolicited `sunsubscribe`s (a shard channel's slot
+    /// left the node).
+    pub(crate) slot_moves: Counter,
+    /// 1 while the subscriber's subscriptions are all up (`/ready`).
+    pub(crate) subscribed: Gauge,
 }
 
 impl ClusterMetrics {
@@ -87,6 +92,17 @@ impl ClusterMetrics {
             "chat_cluster_slot_map_refreshes",
             "Redis Cluster: slot maps (CLUSTER SLOTS) read by the sharded subscriber",
             self.slot_map_refreshes.clone(),
+        );
+        r.register(
+            "chat_cluster_slot_moves",
+            "Redis Cluster: unsolicited sunsubscribes from a node (a shard channel's slot left it)",
+            self.slot_moves.clone(),
+        );
+        r.register(
+            "chat_cluster_subscribed",
+            "1 while every subscription of the events' subscriber is up (0 while one is being \
+             made again, and without Redis)",
+            self.subscribed.clone(),
         );
     }
 }

@@ -35,6 +35,7 @@ impl Subscriber {
             match self.session(first, attempt) {
                 Ok(()) => return,
                 Err(e) => {
+                    self.metrics.subscribed.set(0);
                     if !first {
                         tracing::warn!(error = %e, fault = %Fault::of(&e),
                             "presence: subscription to Redis lost");
@@ -56,6 +57,7 @@ impl Subscriber {
         let mut ps = conn.as_pubsub();
         ps.subscribe(EVENTS)?;
         ps.set_read_timeout(Some(self.probe))?;
+        self.metrics.subscribed.set(1);
         if !first {
             self.metrics.reconnects.inc();
             self.resync();

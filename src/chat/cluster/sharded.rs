@@ -103,6 +103,7 @@ impl Sharded {
                 }
             };
             backoff.succeeded();
+            self.inner.metrics.subscribed.set(1);
             if !first {
                 self.inner.metrics.resubscribes.inc();
                 self.inner.resync();
@@ -126,6 +127,8 @@ impl Sharded {
                 self.watch(&over, seeds, map.as_ref(), &channels, generation, timeout);
                 threads.into_iter().filter_map(|t| t.join().ok()).collect()
             });
+            // Events are missed until the next round subscribed.
+            self.inner.metrics.subscribed.set(0);
             for (node, end) in ends {
                 match end {
                     End::Stopped => {}
@@ -186,9 +189,16 @@ impl Sharded {
             // One `ssubscribe` confirmation per channel; an error (MOVED:
             // the map is already stale) fails the round.
             while expected > 0 {
-                match conn.read()? {
-                    Value::Array(items) if kind(&items) == Some(b"ssubscribe") => expected -= 1,
-                    _ => {}
+                if let Value::Array(items) = conn.read()? {
+                    match kind(&items) {
+                        Some(b"ssubscribe") => expected -= 1,
+                        Some(b"smessage") => {
+                            if let Some(Value::BulkString(payload)) = items.get(2) {
+                                self.inner.deliver(payload);
+                            }
+                        }
+                        _ => {}
+                    }
                 }
             }
             conn.set_read_timeout(self.inner.probe)?;
@@ -212,6 +222,7 @@ impl Sharded {
                     }
                     Some(b"pong") => probing = false,
                     Some(b"sunsubscribe") => {
+                        self.inner.metrics.slot_moves.inc();
                         let ch = match items.get(1) {
                             Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
                             _ => String::new(),
