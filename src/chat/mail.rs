@@ -61,6 +61,25 @@ pub(crate) struct Stored {
     /// The commit position: the recovery offset.
     pub pos: u64,
     pub frame: Frame,
+    /// The same message for Gatrix connections (`gatrix/frames.rs`), built
+    /// by the first shard that has one among the channel's subscribers and
+    /// shared by every other: encoded once per dialect, never per
+    /// connection, and not at all while no Gatrix client listens.
+    pub gatrix: std::sync::OnceLock<Text>,
+}
+
+impl Stored {
+    /// The message as Gatrix connections are sent it.
+    pub(crate) fn gatrix_frame(&self) -> &Text {
+        self.gatrix.get_or_init(|| {
+            let native = match &self.frame {
+                Frame::Text(t) => t.as_str(),
+                Frame::Packed(p) => p.text.as_str(),
+                Frame::Binary(_) => "",
+            };
+            super::gatrix::frames::translate(native).into_owned().into()
+        })
+    }
 }
 
 /// Everything a shard's chat receives, by the role it is for: each role

@@ -104,6 +104,7 @@ impl World {
             channel_cache_idle: idle,
             channel_cache_max: max,
             recovery_max_replay: 90,
+            server_id: "test".into(),
         };
         let sessions = super::recovery::SessionStore::Local(super::recovery::Sessions::new(1_000));
         let boxes: Vec<_> = (0..shards).map(|i| Mailbox::new(mesh.clone(), i)).collect();
@@ -210,7 +211,7 @@ impl World {
         let pid = self.chats[shard].pid(&socket);
         let reply = crate::protocol::packet::encode_connect("/", "sid", pid.as_deref());
         link.push_text(reply).unwrap();
-        self.chats[shard].connected(&socket);
+        self.chats[shard].connected(&socket, "sid");
         self.pump();
         Peer {
             link,
