@@ -141,6 +141,7 @@ impl World {
             owner_id: owner.into(),
             created_at: "2026-01-01T00:00:00.000Z".into(),
             updated_at: "2026-01-01T00:00:00.000Z".into(),
+            num: 0,
         };
         let members: Vec<String> = members.iter().map(|m| m.to_string()).collect();
         s.create_channel(&rec, &members).unwrap();
