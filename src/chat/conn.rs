@@ -77,6 +77,8 @@ pub(super) struct ConnSide {
     /// Local subscribers per channel that speak the Gatrix dialect: sent
     /// the same events translated, once per frame (`gatrix/frames.rs`).
     pub(super) gx_subs: RefCell<HashMap<Arc<str>, Vec<Rc<Link>>>>,
+    /// The numbers of the channels Gatrix connections here use.
+    pub(super) nums: RefCell<super::gatrix::Nums>,
     /// The last seq this shard has seen committed per channel; a join
     /// ack's lastSeq is exact against it.
     pub(super) seen: RefCell<HashMap<Arc<str>, u64>>,
@@ -100,6 +102,7 @@ impl ConnSide {
             conns: RefCell::default(),
             subs: RefCell::default(),
             gx_subs: RefCell::default(),
+            nums: RefCell::default(),
             seen: RefCell::default(),
             last_pos: Cell::new(start),
         }

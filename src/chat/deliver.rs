@@ -21,8 +21,14 @@ impl ConnSide {
                 channel,
                 channel_json,
                 last_seq,
+                num,
                 reply,
-            } => self.conn_joined(channel, &channel_json, last_seq, reply),
+            } => {
+                if num > 0 {
+                    self.nums.borrow_mut().insert(&channel, num);
+                }
+                self.conn_joined(channel, &channel_json, last_seq, reply)
+            }
             ToConnShard::JoinFailed {
                 channel,
                 error,
@@ -36,17 +42,26 @@ impl ConnSide {
             ToConnShard::Frame { conn, frame } => self.to_conn(conn, frame),
             ToConnShard::Replayed { conn, step } => self.replayed(conn, step),
             ToConnShard::RewriteSessions => self.rewrite_due.set(true),
+            ToConnShard::GatrixJoin {
+                reply,
+                num,
+                channel,
+            } => self.gatrix_join_found(reply, num, channel),
         }
     }
 
     pub(super) fn unsubscribe_local(&self, channel: &str, conn: u64) {
         // The connection is in one of the two lists, whichever its dialect.
-        for subs in [&self.subs, &self.gx_subs] {
+        for (subs, gatrix) in [(&self.subs, false), (&self.gx_subs, true)] {
             let mut subs = subs.borrow_mut();
             if let Some(list) = subs.get_mut(channel) {
                 list.retain(|l| l.id != conn);
                 if list.is_empty() {
                     subs.remove(channel);
+                    if gatrix {
+                        // No Gatrix subscriber left: its number is not needed.
+                        self.nums.borrow_mut().forget(channel);
+                    }
                 }
             }
         }
@@ -83,7 +98,8 @@ impl ConnSide {
         let seen = self.seen.borrow().get(&channel).copied().unwrap_or(0);
         let last_seq = last_seq.max(seen);
         if conn.gatrix {
-            let frame = super::gatrix::channel_frame("channel_joined", &channel);
+            let frame =
+                super::gatrix::channel_frame("channel_joined", &channel, &self.nums.borrow());
             let _ = conn.link.push_text(frame);
         }
         let body = format!(r#"{{"ok":true,"channel":{channel_json},"lastSeq":{last_seq}}}"#);
@@ -113,7 +129,8 @@ impl ConnSide {
     /// Gatrix-only frame (`user_status_changed`) reaches only them.
     fn deliver(&self, channel: &str, frame: Text, except: Option<u64>) {
         if let Some(list) = self.gx_subs.borrow().get(channel) {
-            let translated: Text = frames::translate(frame.as_str()).into_owned().into();
+            let translated = frames::translate(frame.as_str(), &self.nums.borrow());
+            let translated: Text = translated.into_owned().into();
             push_all(list, &translated, except);
         }
         if frames::gatrix_only(frame.as_str()) {
@@ -128,7 +145,9 @@ impl ConnSide {
         debug_assert_eq!(shard_of_conn(conn), self.hub.mail.shard());
         if let Some(c) = self.conns.borrow().get(&conn) {
             let frame = match c.gatrix {
-                true => frames::translate(frame.as_str()).into_owned().into(),
+                true => frames::translate(frame.as_str(), &self.nums.borrow())
+                    .into_owned()
+                    .into(),
                 false => frame,
             };
             let _ = c.link.push(Frame::Text(frame));

@@ -46,10 +46,16 @@ async function frontend(userId) {
   return socket;
 }
 
-/** `join_channel` without an ack, as the frontend emits it. */
+/**
+ * `join_channel` without an ack, as the frontend emits it; resolves with
+ * the channel's id in the dialect, a number.
+ */
 async function frontendJoin(socket, channelId) {
   socket.emit("join_channel", { channelId });
-  assert.deepEqual(await socket.inbox.next("channel_joined"), { channelId });
+  const joined = await socket.inbox.next("channel_joined");
+  assert.ok(Number.isSafeInteger(joined.channelId) && joined.channelId > 0, JSON.stringify(joined));
+  if (typeof channelId === "number") assert.equal(joined.channelId, channelId);
+  return joined.channelId;
 }
 
 const created = (channelId) => (m) => m.type === "message_created" && m.channelId === channelId;
@@ -62,26 +68,27 @@ test("two Gatrix users and a native one share a channel", async () => {
   await join(alice, channelId);
   const gx1 = await frontend(u1);
   const gx2 = await frontend(u2);
-  await frontendJoin(gx1, channelId);
-  await frontendJoin(gx2, channelId);
+  // Joined by the native id, shown by its number; joined by the number.
+  const num = await frontendJoin(gx1, channelId);
+  await frontendJoin(gx2, num);
   const joined = await gx1.inbox.next("user_joined", (j) => j.userId === u2);
-  assert.equal(joined.channelId, channelId);
+  assert.equal(joined.channelId, num);
   assert.ok(Number.isSafeInteger(joined.timestamp));
 
   // A send: every subscriber, the sender included, sees message_created
   // with a numeric id; the native subscriber gets the native frame.
-  gx1.emit("send_message", { channelId, content: "hello from gatrix", contentType: "text" });
-  const own = await gx1.inbox.next("message", created(channelId));
+  gx1.emit("send_message", { channelId: num, content: "hello from gatrix", contentType: "text" });
+  const own = await gx1.inbox.next("message", created(num));
   assert.equal(own.userId, u1);
   const m = own.data;
   assert.ok(Number.isSafeInteger(m.id) && m.id > 0, `numeric id: ${JSON.stringify(m)}`);
-  assert.equal(m.channelId, channelId);
+  assert.equal(m.channelId, num);
   assert.equal(m.userId, u1);
   assert.equal(m.content, "hello from gatrix");
   assert.equal(m.contentType, "text");
   assert.equal(m.user.id, u1);
   assert.deepEqual([m.reactions, m.attachments], [[], []]);
-  const other = await gx2.inbox.next("message", created(channelId));
+  const other = await gx2.inbox.next("message", created(num));
   assert.deepEqual(other, own);
   const native = await alice.inbox.nextEvent("message", (n) => n.channelId === channelId);
   assert.equal(native.data.id, String(m.id));
@@ -90,21 +97,21 @@ test("two Gatrix users and a native one share a channel", async () => {
 
   // A native send reaches the Gatrix users as message_created.
   const sent = await send(alice, channelId, "hello from native");
-  const seen = await gx2.inbox.next("message", created(channelId));
+  const seen = await gx2.inbox.next("message", created(num));
   assert.equal(seen.data.id, Number(sent.id));
   assert.equal(seen.userId, aliceId);
 
   // Typing reaches the others (native: `typing`), never the typist.
-  gx1.emit("start_typing", { channelId });
+  gx1.emit("start_typing", { channelId: num });
   const typing = await gx2.inbox.next("user_typing", (t) => t.userId === u1);
-  assert.equal(typing.channelId, channelId);
+  assert.equal(typing.channelId, num);
   assert.ok(Number.isSafeInteger(typing.timestamp));
   await alice.inbox.next("typing", (t) => t.userId === u1 && t.isTyping);
-  gx1.emit("stop_typing", { channelId });
+  gx1.emit("stop_typing", { channelId: num });
   await gx2.inbox.next("user_stop_typing", (t) => t.userId === u1);
   // gx2's typing goes through the same owner, after gx1's: once gx1 has it,
   // an event of gx1's own typing would have arrived first.
-  gx2.emit("start_typing", { channelId });
+  gx2.emit("start_typing", { channelId: num });
   await gx1.inbox.next("user_typing", (t) => t.userId === u2);
   assert.deepEqual(gx1.inbox.peek("user_typing", (t) => t.userId === u1), []);
   assert.deepEqual(gx1.inbox.peek("user_stop_typing", (t) => t.userId === u1), []);
@@ -115,30 +122,46 @@ test("two Gatrix users and a native one share a channel", async () => {
   gx1.emit("update_status", { status: "away", customStatus: "lunch" });
   const status = await gx2.inbox.next("user_status_changed", (s) => s.userId === u1 && s.status === "away");
   assert.equal(status.customStatus, "lunch");
-  gx2.emit("start_typing", { channelId });
+  gx2.emit("start_typing", { channelId: num });
   await alice.inbox.next("typing", (t) => t.userId === u2 && t.isTyping);
   assert.deepEqual(alice.inbox.peek("user_status_changed"), []);
 
   // Quiet events, and an ack when one is asked for.
   gx1.emit("activity");
-  gx1.emit("mark_read", { channelId, messageId: m.id });
+  gx1.emit("mark_read", { channelId: num, messageId: m.id });
   assert.deepEqual(await call(gx1, "activity", {}), { ok: true });
   assert.deepEqual(gx1.inbox.peek("error"), []);
 
   // Leaving: channel_left to the leaver, user_left to the others.
-  gx2.emit("leave_channel", { channelId });
-  assert.deepEqual(await gx2.inbox.next("channel_left"), { channelId });
+  gx2.emit("leave_channel", { channelId: num });
+  assert.deepEqual(await gx2.inbox.next("channel_left"), { channelId: num });
   const left = await gx1.inbox.next("user_left", (l) => l.userId === u2);
-  assert.equal(left.channelId, channelId);
+  assert.equal(left.channelId, num);
+});
+
+test("channels have distinct numbers; an unknown number is NOT_FOUND", async () => {
+  const gx = await frontend(`01HZ${uid("n").toUpperCase()}`);
+  const [a, b] = [await newChannel(), await newChannel()];
+  const na = await frontendJoin(gx, a);
+  const nb = await frontendJoin(gx, b);
+  assert.notEqual(na, nb);
+  // Left, the number is forgotten here; joined by it again, the store
+  // says which channel it is.
+  gx.emit("leave_channel", { channelId: na });
+  assert.deepEqual(await gx.inbox.next("channel_left"), { channelId: na });
+  assert.equal(await frontendJoin(gx, na), na);
+  gx.emit("join_channel", { channelId: Math.max(na, nb) + 1000000 });
+  const error = await gx.inbox.next("error");
+  assert.equal(error.code, "NOT_FOUND");
 });
 
 test("a numeric userId is the user id, as its decimal string", async () => {
   const n = 100000 + Math.floor(Math.random() * 1e9);
   const channelId = await newChannel();
   const gx = await frontend(n);
-  await frontendJoin(gx, channelId);
-  gx.emit("send_message", { channelId, content: "numeric user" });
-  const got = await gx.inbox.next("message", created(channelId));
+  const num = await frontendJoin(gx, channelId);
+  gx.emit("send_message", { channelId: num, content: "numeric user" });
+  const got = await gx.inbox.next("message", created(num));
   assert.equal(got.userId, String(n));
 });
 

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value, json};
 
+use super::Nums;
 use crate::chat::message::event_frame;
 
 /// The one event only Gatrix connections are sent: a native subscriber of
@@ -35,6 +36,19 @@ pub(crate) fn id_value(id: &str) -> Value {
     }
 }
 
+/// A channel id as the dialect shows it: its number when known, else
+/// [`id_value`].
+pub(crate) fn channel_value(id: &str, nums: &Nums) -> Value {
+    nums.num_of(id).map_or_else(|| id_value(id), Value::from)
+}
+
+fn channel_of(v: Option<&Value>, nums: &Nums) -> Value {
+    match v {
+        Some(Value::String(s)) => channel_value(s, nums),
+        other => id_of(other),
+    }
+}
+
 fn id_of(v: Option<&Value>) -> Value {
     match v {
         Some(Value::String(s)) => id_value(s),
@@ -57,14 +71,14 @@ pub(crate) fn now_ms() -> i64 {
 
 /// A native message object in the shape of the frontend's `Message`
 /// (its `types/chat.ts`, the original server's `MessageModel`).
-fn message(native: &Map<String, Value>) -> Value {
+fn message(native: &Map<String, Value>, nums: &Nums) -> Value {
     let user_id = native.get("userId").cloned().unwrap_or(Value::Null);
     let kind = native.get("type").cloned().unwrap_or_else(|| "text".into());
     let created = native.get("createdAt").cloned().unwrap_or(Value::Null);
     let edited = native.get("editedAt").cloned();
     let mut m = json!({
         "id": id_of(native.get("id")),
-        "channelId": id_of(native.get("channelId")),
+        "channelId": channel_of(native.get("channelId"), nums),
         "userId": user_id,
         "content": native.get("content").cloned().unwrap_or_else(|| "".into()),
         "type": kind,
@@ -108,7 +122,7 @@ fn envelope(kind: &str, data: Value, channel: Value, user: Option<Value>) -> Str
 /// A native frame as a Gatrix connection is sent it: the same text for
 /// what both dialects share (acks, `error`, frames already in the
 /// dialect).
-pub(crate) fn translate(frame: &str) -> Cow<'_, str> {
+pub(crate) fn translate<'a>(frame: &'a str, nums: &Nums) -> Cow<'a, str> {
     let Some(args) = frame.strip_prefix("42") else {
         return Cow::Borrowed(frame); // acks and other packets
     };
@@ -118,11 +132,21 @@ pub(crate) fn translate(frame: &str) -> Cow<'_, str> {
     let (Some(Value::String(name)), Some(Value::Object(body))) = (args.first(), args.get(1)) else {
         return Cow::Borrowed(frame);
     };
-    let channel = || id_of(body.get("channelId"));
+    let channel = || channel_of(body.get("channelId"), nums);
     let user = || body.get("userId").cloned().unwrap_or(Value::Null);
     let out = match name.as_str() {
-        "message" => envelope("message_created", message(body), channel(), Some(user())),
-        "message_updated" => envelope("message_updated", message(body), channel(), Some(user())),
+        "message" => envelope(
+            "message_created",
+            message(body, nums),
+            channel(),
+            Some(user()),
+        ),
+        "message_updated" => envelope(
+            "message_updated",
+            message(body, nums),
+            channel(),
+            Some(user()),
+        ),
         "message_deleted" => envelope(
             "message_deleted",
             json!({"messageId": id_of(body.get("id")), "channelId": channel()}),
@@ -188,7 +212,7 @@ mod tests {
     #[test]
     fn a_message_becomes_message_created() {
         let native = r#"42["message",{"id":"299067162755136","channelId":"7","seq":2,"userId":"u1","content":"hi","type":"text","createdAt":"2026-11-24T05:06:50.058Z"},"9"]"#;
-        let (name, b) = body(&translate(native));
+        let (name, b) = body(&translate(native, &Nums::default()));
         assert_eq!(name, "message");
         assert_eq!(b["type"], "message_created");
         assert_eq!(b["channelId"], 7);
@@ -206,6 +230,7 @@ mod tests {
     fn deletions_typing_and_presence() {
         let (_, b) = body(&translate(
             r#"42["message_deleted",{"channelId":"7","id":"5","seq":2}]"#,
+            &Nums::default(),
         ));
         assert_eq!(
             (b["type"].as_str(), &b["data"]["messageId"]),
@@ -213,6 +238,7 @@ mod tests {
         );
         let (name, b) = body(&translate(
             r#"42["typing",{"channelId":"7","isTyping":false,"userId":"u"}]"#,
+            &Nums::default(),
         ));
         assert_eq!(
             (name.as_str(), &b["channelId"], &b["userId"]),
@@ -221,15 +247,35 @@ mod tests {
         assert!(b["timestamp"].as_i64().unwrap() > 0);
         let (name, b) = body(&translate(
             r#"42["presence_update",{"lastSeen":"x","status":"online","userId":"u"}]"#,
+            &Nums::default(),
         ));
         assert_eq!(
             (name.as_str(), b["status"].as_str()),
             (STATUS_EVENT, Some("online"))
         );
         let ack = r#"431[{"ok":true}]"#;
-        assert_eq!(translate(ack), ack);
+        assert_eq!(translate(ack, &Nums::default()), ack);
         let err = r#"42["error",{"code":"FORBIDDEN","message":"no"}]"#;
-        assert_eq!(translate(err), err);
+        assert_eq!(translate(err, &Nums::default()), err);
+    }
+
+    #[test]
+    fn a_numbered_channel_is_shown_by_its_number() {
+        let mut nums = Nums::default();
+        nums.insert(&"3q2-7wX0v9LmQk8aZp1b2w".into(), 12);
+        let native = r#"42["message",{"id":"5","channelId":"3q2-7wX0v9LmQk8aZp1b2w","seq":1,"userId":"u","content":"x","type":"text","createdAt":"t"},"1"]"#;
+        let (_, b) = body(&translate(native, &nums));
+        assert_eq!(
+            (&b["channelId"], &b["data"]["channelId"]),
+            (&Value::from(12), &Value::from(12))
+        );
+        let typing =
+            r#"42["typing",{"channelId":"3q2-7wX0v9LmQk8aZp1b2w","isTyping":true,"userId":"u"}]"#;
+        let (_, b) = body(&translate(typing, &nums));
+        assert_eq!(b["channelId"], 12);
+        let unknown = r#"42["typing",{"channelId":"other","isTyping":true,"userId":"u"}]"#;
+        let (_, b) = body(&translate(unknown, &nums));
+        assert_eq!(b["channelId"], "other");
     }
 
     #[test]

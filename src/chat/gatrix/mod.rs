@@ -7,6 +7,9 @@
 //! (`frames.rs`), once per shard (a committed message once in all).
 
 pub(crate) mod frames;
+mod nums;
+
+pub(crate) use nums::Nums;
 
 use std::rc::Rc;
 
@@ -14,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::commands::{self, Command};
 use super::conn::{ChatConn, ConnSide, JoinState, answer};
-use super::mail::ToChannelOwner;
+use super::mail::{ReplyTo, ToChannelOwner, ToConnShard};
 use super::message::event_frame;
 use super::{ChatError, ErrorCode};
 use crate::protocol::Event;
@@ -30,8 +33,8 @@ pub(super) fn connected_frame(server_id: &str, sid: &str) -> String {
 }
 
 /// `channel_joined` / `channel_left` `{channelId}` to the connection.
-pub(super) fn channel_frame(event: &str, channel: &str) -> String {
-    let body = json!({"channelId": frames::id_value(channel)});
+pub(super) fn channel_frame(event: &str, channel: &str, nums: &Nums) -> String {
+    let body = json!({"channelId": frames::channel_value(channel, nums)});
     event_frame(event, &body.to_string())
 }
 
@@ -47,18 +50,28 @@ impl ConnSide {
     fn gatrix_command(&self, conn: &Rc<ChatConn>, ev: &Event) -> Result<(), ChatError> {
         let max = self.hub.limits.max_message_length;
         let ok = |conn: &ChatConn| answer(conn, ev.ack_id, Ok(r#"{"ok":true}"#));
+        // A channel given by its number, as the dialect shows it, is named
+        // by its id from here on (when this shard knows the number).
+        let args = self.native_ids(&ev.args);
         match ev.name.as_str() {
-            "join_channel" | "send_message" => {
-                let args = with_native_type(&ev.args);
+            "join_channel" => {
+                if let Some(num) = unknown_number(&args) {
+                    return self.gatrix_join_by_number(conn, num, ev.ack_id);
+                }
+                let cmd = commands::parse(&ev.name, &args, max)?;
+                self.command(conn, cmd, ev.ack_id)
+            }
+            "send_message" => {
+                let args = with_native_type(args);
                 let cmd = commands::parse(&ev.name, &args, max)?;
                 self.command(conn, cmd, ev.ack_id)
             }
             "leave_channel" => {
-                let cmd = commands::parse(&ev.name, &ev.args, max)?;
+                let cmd = commands::parse(&ev.name, &args, max)?;
                 if let Command::Leave { channel } = &cmd {
                     // The leave takes effect here and now (deliveries stop
                     // before the owner hears of it), so it is said now.
-                    let frame = channel_frame("channel_left", channel);
+                    let frame = channel_frame("channel_left", channel, &self.nums.borrow());
                     let _ = conn.link.push_text(frame);
                 }
                 self.command(conn, cmd, ev.ack_id)
@@ -76,7 +89,7 @@ impl ConnSide {
                 } else {
                     "typing_stop"
                 };
-                let cmd = commands::parse(native, &ev.args, max)?;
+                let cmd = commands::parse(native, &args, max)?;
                 self.command(conn, cmd, ev.ack_id)
             }
             "update_status" => {
@@ -151,14 +164,91 @@ impl ConnSide {
     }
 }
 
+impl ConnSide {
+    /// `args` with a known channel number replaced by the channel's id.
+    fn native_ids(&self, args: &[Value]) -> Vec<Value> {
+        let mut args = args.to_vec();
+        if let Some(Value::Object(p)) = args.first_mut()
+            && let Some(num) = p.get("channelId").and_then(Value::as_u64)
+            && let Some(id) = self.nums.borrow().id_of(num)
+        {
+            p.insert("channelId".into(), Value::from(&*id));
+        }
+        args
+    }
+
+    /// A join by a number this shard does not know: the store says which
+    /// channel it is (one read per such join), then the join goes on.
+    fn gatrix_join_by_number(
+        &self,
+        conn: &ChatConn,
+        num: u64,
+        ack: Option<u64>,
+    ) -> Result<(), ChatError> {
+        let (mesh, me) = (self.hub.mail.mesh().clone(), self.hub.mail.shard());
+        let reply = ReplyTo {
+            conn: conn.link.id,
+            ack,
+        };
+        let started = self.hub.store.read_then(move |s| {
+            let channel = s.channel_id_by_num(num).map_err(|e| e.to_string());
+            let mail = ToConnShard::GatrixJoin {
+                reply,
+                num,
+                channel,
+            };
+            mesh.post_external(me, mail.into());
+        });
+        started.map_err(|_| ChatError::new(ErrorCode::Unavailable, "the store is busy; retry"))
+    }
+
+    /// The store answered which channel a number is: join it.
+    pub(super) fn gatrix_join_found(
+        &self,
+        reply: ReplyTo,
+        num: u64,
+        channel: Result<Option<String>, String>,
+    ) {
+        let Some(conn) = self.conns.borrow().get(&reply.conn).cloned() else {
+            return; // gone meanwhile
+        };
+        let result = match channel {
+            Ok(Some(id)) => {
+                let id: std::sync::Arc<str> = id.into();
+                self.nums.borrow_mut().insert(&id, num);
+                self.command(&conn, Command::Join { channel: id }, reply.ack)
+            }
+            Ok(None) => Err(ChatError::new(
+                ErrorCode::NotFound,
+                format!("no channel numbered {num}"),
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "store: channel by number");
+                Err(ChatError::new(
+                    ErrorCode::Unavailable,
+                    "the store is down; retry",
+                ))
+            }
+        };
+        if let Err(e) = result {
+            answer(&conn, reply.ack, Err(&e));
+        }
+    }
+}
+
+/// The channel number of a join this shard could not name (still a JSON
+/// number after [`ConnSide::native_ids`]).
+fn unknown_number(args: &[Value]) -> Option<u64> {
+    object(args)?.get("channelId")?.as_u64()
+}
+
 fn object(args: &[Value]) -> Option<&Map<String, Value>> {
     args.first().and_then(Value::as_object)
 }
 
 /// The frontend names a message's type `contentType`; the native command
 /// reads `type`.
-fn with_native_type(args: &[Value]) -> Vec<Value> {
-    let mut args = args.to_vec();
+fn with_native_type(mut args: Vec<Value>) -> Vec<Value> {
     if let Some(Value::Object(p)) = args.first_mut()
         && !p.contains_key("type")
         && let Some(kind) = p.remove("contentType")
