@@ -18,6 +18,7 @@ import {
   jwt,
   newChannel,
   nowSecs,
+  rest,
   send,
   uid,
 } from "./lib.js";
@@ -100,6 +101,19 @@ test("two Gatrix users and a native one share a channel", async () => {
   const seen = await gx2.inbox.next("message", created(num));
   assert.equal(seen.data.id, Number(sent.id));
   assert.equal(seen.userId, aliceId);
+
+  // A REST edit and deletion (native) reach them as message_updated and
+  // message_deleted in the same envelope.
+  const edit = await rest("PUT", `/api/v1/messages/${sent.id}`, aliceId, { content: "edited" });
+  assert.equal(edit.status, 200, JSON.stringify(edit.body));
+  const updated = await gx1.inbox.next("message", (u) => u.type === "message_updated");
+  assert.deepEqual([updated.channelId, updated.data.id, updated.data.content], [num, Number(sent.id), "edited"]);
+  assert.equal(updated.data.isEdited, true);
+  const gone = await rest("DELETE", `/api/v1/messages/${sent.id}`, aliceId);
+  assert.ok(gone.status < 300, JSON.stringify(gone));
+  const deleted = await gx2.inbox.next("message", (d) => d.type === "message_deleted");
+  assert.deepEqual(deleted.data, { messageId: Number(sent.id), channelId: num });
+  await alice.inbox.next("message_deleted", (d) => d.id === sent.id);
 
   // Typing reaches the others (native: `typing`), never the typist.
   gx1.emit("start_typing", { channelId: num });
