@@ -139,6 +139,9 @@ test("two Gatrix users and a native one share a channel", async () => {
   gx2.emit("start_typing", { channelId: num });
   await alice.inbox.next("typing", (t) => t.userId === u2 && t.isTyping);
   assert.deepEqual(alice.inbox.peek("user_status_changed"), []);
+  // Invisible is announced as offline.
+  gx1.emit("update_status", { status: "invisible" });
+  await gx2.inbox.next("user_status_changed", (s) => s.userId === u1 && s.status === "offline");
 
   // Quiet events, and an ack when one is asked for.
   gx1.emit("activity");

@@ -40,34 +40,35 @@ pub(super) fn channel_frame(event: &str, channel: &str, nums: &Nums) -> String {
 
 impl ConnSide {
     /// An event from a Gatrix connection (its rate already counted).
-    pub(super) fn gatrix_event(&self, conn: &Rc<ChatConn>, ev: Event) {
-        let result = self.gatrix_command(conn, &ev);
+    pub(super) fn gatrix_event(&self, conn: &Rc<ChatConn>, mut ev: Event) {
+        // A channel given by its number, as the dialect shows it, is named
+        // by its id from here on (when this shard knows the number).
+        self.native_ids(&mut ev.args);
+        let result = self.gatrix_command(conn, &mut ev);
         if let Err(e) = result {
             answer(conn, ev.ack_id, Err(&e));
         }
     }
 
-    fn gatrix_command(&self, conn: &Rc<ChatConn>, ev: &Event) -> Result<(), ChatError> {
+    fn gatrix_command(&self, conn: &Rc<ChatConn>, ev: &mut Event) -> Result<(), ChatError> {
         let max = self.hub.limits.max_message_length;
         let ok = |conn: &ChatConn| answer(conn, ev.ack_id, Ok(r#"{"ok":true}"#));
-        // A channel given by its number, as the dialect shows it, is named
-        // by its id from here on (when this shard knows the number).
-        let args = self.native_ids(&ev.args);
+        let args = &mut ev.args;
         match ev.name.as_str() {
             "join_channel" => {
-                if let Some(num) = unknown_number(&args) {
+                if let Some(num) = unknown_number(args) {
                     return self.gatrix_join_by_number(conn, num, ev.ack_id);
                 }
-                let cmd = commands::parse(&ev.name, &args, max)?;
+                let cmd = commands::parse(&ev.name, args, max)?;
                 self.command(conn, cmd, ev.ack_id)
             }
             "send_message" => {
-                let args = with_native_type(args);
-                let cmd = commands::parse(&ev.name, &args, max)?;
+                with_native_type(args);
+                let cmd = commands::parse(&ev.name, args, max)?;
                 self.command(conn, cmd, ev.ack_id)
             }
             "leave_channel" => {
-                let cmd = commands::parse(&ev.name, &args, max)?;
+                let cmd = commands::parse(&ev.name, args, max)?;
                 if let Command::Leave { channel } = &cmd {
                     // The leave takes effect here and now (deliveries stop
                     // before the owner hears of it), so it is said now.
@@ -79,7 +80,7 @@ impl ConnSide {
             "start_typing" | "stop_typing" => {
                 // No threads exist here: typing in a thread is accepted and
                 // not relayed (the channel's typing would be wrong).
-                let thread = object(&ev.args).and_then(|p| p.get("threadId"));
+                let thread = object(args).and_then(|p| p.get("threadId"));
                 if thread.is_some_and(|t| !t.is_null()) {
                     ok(conn);
                     return Ok(());
@@ -89,7 +90,7 @@ impl ConnSide {
                 } else {
                     "typing_stop"
                 };
-                let cmd = commands::parse(native, &args, max)?;
+                let cmd = commands::parse(native, args, max)?;
                 self.command(conn, cmd, ev.ack_id)
             }
             "update_status" => {
@@ -120,14 +121,17 @@ impl ConnSide {
     ) -> Result<(), ChatError> {
         let p = p.ok_or_else(|| ChatError::invalid("update_status takes one object argument"))?;
         let status = match p.get("status") {
+            // Invisible is shown to others as offline (the original told
+            // them "invisible", which says the user is there).
+            Some(Value::String(s)) if s == "invisible" => "offline",
             Some(Value::String(s))
                 if matches!(s.as_str(), "online" | "away" | "busy" | "offline") =>
             {
-                s
+                s.as_str()
             }
             _ => {
                 return Err(ChatError::invalid(
-                    "status must be online, away, busy or offline",
+                    "status must be online, away, busy, offline or invisible",
                 ));
             }
         };
@@ -166,15 +170,13 @@ impl ConnSide {
 
 impl ConnSide {
     /// `args` with a known channel number replaced by the channel's id.
-    fn native_ids(&self, args: &[Value]) -> Vec<Value> {
-        let mut args = args.to_vec();
+    fn native_ids(&self, args: &mut [Value]) {
         if let Some(Value::Object(p)) = args.first_mut()
             && let Some(num) = p.get("channelId").and_then(Value::as_u64)
             && let Some(id) = self.nums.borrow().id_of(num)
         {
             p.insert("channelId".into(), Value::from(&*id));
         }
-        args
     }
 
     /// A join by a number this shard does not know: the store says which
@@ -248,12 +250,11 @@ fn object(args: &[Value]) -> Option<&Map<String, Value>> {
 
 /// The frontend names a message's type `contentType`; the native command
 /// reads `type`.
-fn with_native_type(mut args: Vec<Value>) -> Vec<Value> {
+fn with_native_type(args: &mut [Value]) {
     if let Some(Value::Object(p)) = args.first_mut()
         && !p.contains_key("type")
         && let Some(kind) = p.remove("contentType")
     {
         p.insert("type".into(), kind);
     }
-    args
 }
