@@ -290,6 +290,7 @@ fn chat_limits(config: &Config) -> ChatLimits {
         recovery_max_replay: config
             .recovery_max_replay
             .min(config.outbound_queue_messages),
+        server_id: config.server_id().into(),
     }
 }
 

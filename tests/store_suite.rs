@@ -185,6 +185,7 @@ suite!(
     ping_answers,
     channel_create_and_get,
     channel_create_twice_is_a_conflict,
+    channel_numbers_are_unique_and_found,
     channel_update,
     channel_soft_delete,
     channels_of_a_user,
@@ -272,7 +273,22 @@ fn channel(id: &str, kind: ChannelType, owner: &str, at: &str) -> ChannelRecord 
         owner_id: owner.into(),
         created_at: at.into(),
         updated_at: at.into(),
+        num: 0,
     }
+}
+
+/// A channel read back, its number (given by the store) checked and taken
+/// out, to compare with the record created.
+fn unnumbered(c: Option<ChannelRecord>) -> Option<ChannelRecord> {
+    c.map(|c| {
+        assert!(
+            c.num > 0 && c.num < 1 << 53,
+            "channel {} has number {}",
+            c.id,
+            c.num
+        );
+        ChannelRecord { num: 0, ..c }
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -72,6 +72,7 @@ impl Batch {
                     seq: i.seq,
                     pos: i.pos,
                     frame: i.frame,
+                    gatrix: Default::default(),
                 }),
                 reply: None,
                 received: i.received,

@@ -85,6 +85,7 @@ pub(crate) fn encode(
                 seq: m.seq,
                 pos: m.pos,
                 frame: broadcast(message_frame_of(j, m.pos), compression),
+                gatrix: Default::default(),
             }),
             _ => None,
         };
@@ -137,6 +138,7 @@ impl ConnSide {
     pub(super) fn committed(&self, batch: &[Committed]) {
         let me = self.hub.mail.shard();
         let subs = self.subs.borrow();
+        let gx_subs = self.gx_subs.borrow();
         let mut seen = self.seen.borrow_mut();
         // Metrics: one clock read and at most two atomic adds per batch.
         let (now, mut owned, mut queued) = (Instant::now(), 0u64, 0u64);
@@ -157,6 +159,14 @@ impl ConnSide {
                     }
                     let latency = now.saturating_duration_since(c.received);
                     self.hub.metrics.broadcast_latency.observe_duration(latency);
+                }
+                if let Some(list) = gx_subs.get(&m.channel) {
+                    // Gatrix connections: the same message in their
+                    // dialect, encoded once (`Stored::gatrix_frame`).
+                    let frame = m.gatrix_frame(&self.nums.borrow());
+                    for link in list {
+                        queued += u64::from(link.push(Frame::Text(frame.clone())).is_ok());
+                    }
                 }
             }
             if let Some((conn, frame)) = &c.reply

@@ -78,6 +78,11 @@ pub struct ChannelRecord {
     pub owner_id: String,
     pub created_at: String,
     pub updated_at: String,
+    /// The channel's number (schema 5), unique in the store and below 2^53:
+    /// its id in the Gatrix dialect. Given by the store at creation (0 in a
+    /// record not yet created); native clients never see it.
+    #[serde(skip)]
+    pub num: u64,
 }
 
 /// A message as stored. `id` is made by the commit from `pos`, its
@@ -295,6 +300,8 @@ pub trait Store: Send {
 
     // ---- channels and members
     fn channel(&mut self, id: &str) -> Result<Option<ChannelRecord>>;
+    /// The id of the live channel numbered `num` (the Gatrix dialect's id).
+    fn channel_id_by_num(&mut self, num: u64) -> Result<Option<String>>;
     fn channels_of(&mut self, user: &str) -> Result<Vec<ChannelRecord>>;
     fn member_ids(&mut self, channel: &str) -> Result<Vec<String>>;
     fn create_channel(&mut self, channel: &ChannelRecord, members: &[String]) -> Result<()>;

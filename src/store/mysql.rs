@@ -301,9 +301,14 @@ impl Store for MysqlStore {
             .run(|c| Ok(first::<ChannelRow>(c, &sql, (id,))?.map(to_channel)))
     }
 
+    fn channel_id_by_num(&mut self, num: u64) -> Result<Option<String>> {
+        let sql = "SELECT id FROM channels WHERE num = ? AND deleted_at IS NULL";
+        self.conn.run(|c| first::<String>(c, sql, (num,)))
+    }
+
     fn channels_of(&mut self, user: &str) -> Result<Vec<ChannelRecord>> {
         let sql =
-            "SELECT c.id, c.name, c.type, c.description, c.owner_id, c.created_at, c.updated_at
+            "SELECT c.id, c.name, c.type, c.description, c.owner_id, c.created_at, c.updated_at, c.num
              FROM channels c JOIN channel_members m ON m.channel_id = c.id
              WHERE m.user_id = ? AND c.deleted_at IS NULL ORDER BY c.created_at, c.id";
         self.conn.run(|c| {

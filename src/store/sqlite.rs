@@ -290,6 +290,16 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
+    fn channel_id_by_num(&mut self, num: u64) -> Result<Option<String>> {
+        let sql = "SELECT id FROM channels WHERE num = ?1 AND deleted_at IS NULL";
+        let num = i64::try_from(num).unwrap_or(i64::MAX);
+        Ok(self
+            .conn
+            .prepare_cached(sql)?
+            .query_row([num], |r| r.get(0))
+            .optional()?)
+    }
+
     fn channels_of(&mut self, user: &str) -> Result<Vec<ChannelRecord>> {
         let sql = format!(
             "SELECT {} FROM channels c JOIN channel_members m ON m.channel_id = c.id
@@ -316,8 +326,8 @@ impl Store for SqliteStore {
     fn create_channel(&mut self, c: &ChannelRecord, members: &[String]) -> Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT INTO channels (id, name, type, description, owner_id, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO channels (id, name, type, description, owner_id, created_at, updated_at, num)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT COALESCE(MAX(num), 0) + 1 FROM channels))",
             params![
                 c.id,
                 c.name,

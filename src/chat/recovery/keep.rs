@@ -40,7 +40,8 @@ impl ConnSide {
         let Some(shared) = self.shared() else {
             return;
         };
-        if restoring(conn) {
+        // A Gatrix connection is never recovered: nothing to keep.
+        if restoring(conn) || conn.gatrix {
             return;
         }
         let sent = shared.send(Request::Put {
