@@ -48,7 +48,7 @@ use super::conn::{ConnSide, JoinState};
 use super::mail::{ReplayStep, ToConnShard};
 use super::message::message_frame;
 use crate::protocol::{CloseReason, Frame};
-use crate::store::MessageRecord;
+use crate::store::{MessageRecord, ReplayRange};
 pub(crate) use entry::{Entry, new_owner};
 pub(crate) use keep::SessionStore;
 pub(crate) use sessions::Claim;
@@ -293,9 +293,16 @@ impl ConnSide {
             conn.link.id,
         );
         let started = self.hub.store.read_then(move |s| {
-            let result = s
-                .replay(&upto, cursor, REPLAY_PAGE)
-                .map_err(|e| e.to_string());
+            let ranges: Vec<ReplayRange> = upto
+                .iter()
+                .map(|(channel, max_seq)| ReplayRange {
+                    channel: channel.clone(),
+                    after: cursor,
+                    upto_pos,
+                    max_seq: *max_seq,
+                })
+                .collect();
+            let result = s.replay(&ranges, REPLAY_PAGE).map_err(|e| e.to_string());
             let step = ReplayStep::Page(result);
             mesh.post_external(me, ToConnShard::Replayed { conn: id, step }.into());
         });

@@ -64,14 +64,15 @@ impl ConnSide {
     /// Asks the store how many messages of `channels` were committed after
     /// `after_pos` (up to the cap + 1); false if the store is too busy.
     fn count_gap(&self, id: u64, channels: &[Arc<str>], after_pos: u64) -> bool {
-        let channels: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
+        let channels: Vec<(String, u64)> = channels
+            .iter()
+            .map(|c| (c.to_string(), after_pos))
+            .collect();
         let (mesh, me) = (self.hub.mail.mesh().clone(), self.hub.mail.shard());
         // One more than the cap tells "over" from "at".
         let limit = self.hub.limits.recovery_max_replay.saturating_add(1);
         let started = self.hub.store.read_then(move |s| {
-            let result = s
-                .replay_count(&channels, after_pos, limit)
-                .map_err(|e| e.to_string());
+            let result = s.replay_count(&channels, limit).map_err(|e| e.to_string());
             let step = ReplayStep::Counted(result);
             mesh.post_external(me, ToConnShard::Replayed { conn: id, step }.into());
         });
