@@ -88,6 +88,10 @@ pub(crate) struct ChatLimits {
     pub channel_cache_max: usize,
     /// Most messages one recovery replays, across its channels.
     pub recovery_max_replay: usize,
+    /// Where recovery sessions start before the first commit is applied:
+    /// one position per sequencing partition (so also their number). With
+    /// Redis, what the database had when the bus started; else zeros.
+    pub start_positions: recovery::offset::Positions,
 }
 
 /// The store as chat uses it: messages answer to a [`mail::Requester`], and

@@ -36,7 +36,7 @@ use serde::Serialize;
 pub use append::Appended;
 pub use fanout::Fanout;
 pub use handle::{Busy, StoreHandle, StoreSettings, StoreThreads};
-pub(crate) use open::open;
+pub(crate) use open::{last_positions, open};
 
 /// `public` (anyone may join), `private` (members only), `direct`
 /// (members only, usually two).
