@@ -185,6 +185,7 @@ impl ConnSide {
         let me = self.hub.mail.shard();
         let subs = self.subs.borrow();
         let mut seen = self.seen.borrow_mut();
+        let floors = self.floors.borrow();
         // Metrics: one clock read and at most two atomic adds per batch.
         let (now, mut owned, mut queued) = (Instant::now(), 0u64, 0u64);
         for c in batch {
@@ -199,8 +200,17 @@ impl ConnSide {
                 owned += u64::from(self.hub.owner_shard(&m.channel) == me);
                 if let Some(list) = subs.get(&m.channel) {
                     for link in list {
+                        let frame = if floors.is_empty() {
+                            m.frame.clone()
+                        } else {
+                            let applied = self.last_pos.borrow();
+                            match Self::floored(&floors, link.id, m, &applied) {
+                                Some(f) => f,
+                                None => continue,
+                            }
+                        };
                         // On overflow the link closes itself as a slow consumer.
-                        queued += u64::from(link.push(m.frame.clone()).is_ok());
+                        queued += u64::from(link.push(frame).is_ok());
                     }
                     let latency = now.saturating_duration_since(c.received);
                     self.hub.metrics.broadcast_latency.observe_duration(latency);
@@ -218,6 +228,10 @@ impl ConnSide {
         }
         if queued > 0 {
             self.hub.metrics.deliveries.inc_by(queued);
+        }
+        if !floors.is_empty() {
+            drop(floors);
+            self.lift_floors();
         }
     }
 }

@@ -80,6 +80,9 @@ pub(super) struct ConnSide {
     /// `last_pos` as last handed out: shared by the sessions started
     /// until the next batch changes it.
     snapshot: RefCell<Option<Positions>>,
+    /// Restored connections whose offset is ahead of this shard
+    /// (`recovery::floor`).
+    pub(super) floors: RefCell<super::recovery::Floors>,
 }
 
 impl ConnSide {
@@ -99,6 +102,7 @@ impl ConnSide {
             seen: RefCell::default(),
             last_pos: RefCell::new(start),
             snapshot: RefCell::default(),
+            floors: RefCell::default(),
         }
     }
 
@@ -263,6 +267,7 @@ impl ConnSide {
 
     pub(super) fn disconnect(&self, conn: Rc<ChatConn>, reason: DisconnectReason) {
         self.conns.borrow_mut().remove(&conn.link.id);
+        self.floors.borrow_mut().remove(&conn.link.id);
         self.hub.metrics.connections.dec();
         let channels: Vec<(Arc<str>, JoinState)> = conn.channels.borrow_mut().drain().collect();
         // A dropped connection may come back; one that said goodbye (`41`)

@@ -39,6 +39,7 @@
 //! counted and replayed from the store as above.
 
 pub(crate) mod entry;
+mod floor;
 mod keep;
 pub(crate) mod offset;
 mod reclaim;
@@ -56,6 +57,7 @@ use crate::protocol::{CloseReason, Frame};
 use crate::store::sequencing::partition_of;
 use crate::store::{MessageRecord, ReplayRange};
 pub(crate) use entry::{Entry, new_owner};
+pub(crate) use floor::Floors;
 pub(crate) use keep::SessionStore;
 use offset::Positions;
 use sessions::Resumable;
@@ -293,9 +295,16 @@ impl ConnSide {
                 }
             }
         }
+        let upto_pos = self.positions();
+        self.set_floor(
+            conn.link.id,
+            &after_pos,
+            &upto_pos,
+            upto.iter().map(|(c, _, _)| Arc::from(c.as_str())),
+        );
         *conn.recovery.borrow_mut() = Some(Recovery::Replaying {
             upto: upto.into(),
-            upto_pos: self.positions(),
+            upto_pos,
             cursor: after_pos.to_vec(),
         });
         self.read_page(conn);
