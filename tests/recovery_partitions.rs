@@ -92,14 +92,17 @@ fn one(tag: &str) -> Vec<(String, String)> {
 
 /// Reads `n` messages and checks them against `want` (content by
 /// channel, in seq order): exactly those, none twice, each channel's in
-/// seq order, offsets never going back in any partition.
-fn expect_exactly(ws: &mut Ws, want: &HashMap<String, Vec<String>>, from: &[u64]) {
+/// seq order, offsets never going back in any partition. Returns the last
+/// offset.
+fn expect_exactly(ws: &mut Ws, want: &HashMap<String, Vec<String>>, from: &[u64]) -> String {
     let n: usize = want.values().map(Vec::len).sum();
     let mut got: HashMap<String, Vec<String>> = HashMap::new();
     let mut last_seq: HashMap<String, u64> = HashMap::new();
     let mut last = from.to_vec();
+    let mut offset = String::new();
     for _ in 0..n {
         let m = next(ws);
+        offset = m.offset.clone();
         let v = vector(&m.offset);
         assert!(
             v.iter().zip(&last).all(|(a, b)| a >= b),
@@ -118,6 +121,7 @@ fn expect_exactly(ws: &mut Ws, want: &HashMap<String, Vec<String>>, from: &[u64]
         &got, want,
         "exactly the missed messages, then the live ones"
     );
+    offset
 }
 
 /// Sends `count` messages tagged `tag` to every channel (all partitions,
@@ -191,7 +195,18 @@ fn one_instance_recovers_exactly_across_partitions() {
     for (c, l) in live {
         want.entry(c).or_default().extend(l);
     }
-    expect_exactly(&mut alice, &want, &held);
+    let last = expect_exactly(&mut alice, &want, &held);
+
+    // An offset of another length (one position, as from before the
+    // partitions were raised) is no usable offset: a fresh session; the
+    // kept session stays for a claim with a usable one.
+    drop(alice);
+    let auth = json!({ "token": alice_token, "pid": pid, "offset": "5" });
+    let (_fresh, got) = connect_with(&server, &auth);
+    assert_ne!(got, pid, "a single position with four partitions: fresh");
+    let auth = json!({ "token": alice_token, "pid": pid, "offset": last });
+    let (_alice, got) = connect_with(&server, &auth);
+    assert_eq!(got, pid, "then recovered with its own offset");
 }
 
 /// Three instances on one MariaDB and Redis, four partitions: senders on
