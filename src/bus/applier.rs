@@ -212,7 +212,18 @@ impl Applier {
             let items: Vec<Item> = rows
                 .iter()
                 .take_while(|m| m.pos <= to)
-                .map(|m| Item::of_record(m, self.settings.compression))
+                .map(|m| {
+                    // Several partitions: compressed once its offset is in.
+                    let c = self.settings.compression;
+                    let multi = state.positions.len() > 1;
+                    Item::of_record(
+                        m,
+                        Settings {
+                            enabled: c.enabled && !multi,
+                            ..c
+                        },
+                    )
+                })
                 .collect();
             let Some(batch) = Batch::new(p as u32, items) else {
                 return true;

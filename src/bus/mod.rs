@@ -66,6 +66,17 @@ fn partitions(config: &Config) -> u32 {
     config.sequencer_partitions.max(1)
 }
 
+/// How frames read from the log or the store are compressed on arrival:
+/// with several partitions not at all, since the applier renders each
+/// frame's offset (and compresses it) when it applies it.
+fn received_compression(config: &Config) -> crate::protocol::deflate::Settings {
+    let c = config.compression();
+    crate::protocol::deflate::Settings {
+        enabled: c.enabled && partitions(config) <= 1,
+        ..c
+    }
+}
+
 /// The bus between [`prepare`] (before the store's writer starts: it is
 /// the writer's fan-out) and [`Pending::start`] (after the store is
 /// migrated, before any shard runs).
@@ -178,7 +189,7 @@ impl Pending {
             applied: applied.clone(),
             block: Duration::from_millis(config.bus_poll_interval_ms),
             timeout,
-            compression: config.compression(),
+            compression: received_compression(config),
             metrics: bus.clone(),
             stop: stop.clone(),
         };
