@@ -399,3 +399,62 @@ fn an_offset_ahead_in_one_partition_is_not_sent_again() {
     }
     assert_eq!(vector(&got[1].offset)[2], ahead[2] + 2);
 }
+
+/// A client dropped in the middle of a replay holds the replay's offset
+/// (its own, raised per partition to what was replayed), which recovers
+/// exactly the rest.
+#[test]
+#[ignore = "needs MariaDB: run scripts/test"]
+fn a_client_dropped_mid_replay_recovers_exactly_the_rest() {
+    let db = mysql_db();
+    let parts = PARTITIONS.to_string();
+    let mut env: Vec<(&str, &str)> = NO_RATE_LIMIT.to_vec();
+    env.extend([
+        ("DATABASE_URL", db.as_str()),
+        ("SEQUENCER_PARTITIONS", parts.as_str()),
+        ("RECOVERY_WINDOW_MS", "120000"),
+    ]);
+    let server = TestServer::start_with(&env);
+    let channels = one_channel_per_partition(&server);
+    let (alice_token, bob_token) = (server.token("alice"), server.token("bob"));
+    let (mut alice, pid) = connect_with(&server, &json!({ "token": alice_token }));
+    let (mut bob, _) = connect_with(&server, &json!({ "token": bob_token }));
+    for c in &channels {
+        join(&mut alice, c);
+        join(&mut bob, c);
+    }
+    let early = send_round(&mut bob, &channels[..1], "early", 3, 10);
+    let mut offset = String::new();
+    for _ in 0..early.values().map(Vec::len).sum::<usize>() {
+        offset = next(&mut alice).offset;
+    }
+    drop(alice);
+    let mut left = send_round(&mut bob, &channels, "missed", 3, 100);
+    let auth = json!({ "token": alice_token, "pid": pid, "offset": offset });
+    let (mut alice, got) = connect_with(&server, &auth);
+    assert_eq!(got, pid, "recovered");
+    // Five of the twelve, then the client is gone.
+    let mut last = vector(&offset);
+    for _ in 0..5 {
+        let m = next(&mut alice);
+        let v = vector(&m.offset);
+        assert!(
+            v.iter().zip(&last).all(|(a, b)| a >= b),
+            "{v:?} after {last:?}"
+        );
+        last = v;
+        let list = left.get_mut(&m.channel).expect("a channel of hers");
+        assert_eq!(list.first(), Some(&m.content), "in seq order");
+        list.remove(0);
+        offset = m.offset;
+    }
+    drop(alice);
+    left.retain(|_, l| !l.is_empty());
+    let auth = json!({ "token": alice_token, "pid": pid, "offset": offset });
+    let (mut alice, got) = connect_with(&server, &auth);
+    assert_eq!(got, pid, "recovered again");
+    for (c, l) in send_round(&mut bob, &channels, "live", 1, 200) {
+        left.entry(c).or_default().extend(l);
+    }
+    expect_exactly(&mut alice, &left, &last);
+}
