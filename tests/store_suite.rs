@@ -18,7 +18,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, unbounded};
 use gatrix_chat::store::writer::{Outcome, WriterSettings};
 use gatrix_chat::store::{
-    ChannelRecord, ChannelType, MessageRecord, Page, Store, StoreError, StoreSettings, handle,
+    ChannelRecord, ChannelType, MessageRecord, Page, ReplayRange, Store, StoreError, StoreSettings,
+    handle,
 };
 use time::OffsetDateTime;
 use time::macros::format_description;
@@ -202,6 +203,7 @@ suite!(
     delete_message_is_soft,
     replay_caps_seq_per_channel_in_pos_order,
     replay_counts_bounded_and_pages_exactly,
+    replay_bounds_are_per_channel,
     utf8mb4_round_trips,
     values_at_the_api_limits_round_trip,
     ids_are_compared_exactly,

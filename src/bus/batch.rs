@@ -68,6 +68,7 @@ impl Batch {
             .into_iter()
             .map(|i| Committed {
                 stored: Some(Stored {
+                    partition: self.partition,
                     channel: i.channel,
                     seq: i.seq,
                     pos: i.pos,

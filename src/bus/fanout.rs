@@ -61,7 +61,15 @@ pub(crate) struct BusFanout {
 
 impl Fanout<Reply> for BusFanout {
     fn send(&mut self, outcomes: Vec<(Outcome, Reply)>) {
-        let committed = encode(outcomes, self.compression);
+        // With one partition a message's offset is its own pos (a batch's
+        // positions only grow); with several the applier renders each
+        // frame's offset when it applies it (and compresses it then).
+        let mut positions = [0];
+        let compression = Settings {
+            enabled: self.compression.enabled && self.partitions <= 1,
+            ..self.compression
+        };
+        let committed = encode(outcomes, compression, &mut positions);
         let mut acks = Vec::new();
         let mut items = Vec::with_capacity(committed.len());
         for c in committed {

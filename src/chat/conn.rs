@@ -15,6 +15,7 @@ use super::commands;
 use super::mail::ToUserOwner;
 use super::message::reply_frame;
 use super::recovery::SessionStore;
+use super::recovery::offset::Positions;
 use super::{ChatError, ErrorCode, Hub};
 use crate::protocol::{
     CloseReason, DisconnectReason, Event, Handshake, Link, Pace, PaceLimits, Refusal, Verdict,
@@ -38,8 +39,8 @@ pub(crate) struct ChatConn {
     /// Private session id for connection state recovery (a refused
     /// recovery replaces the claimed one).
     pub(super) pid: RefCell<String>,
-    /// Replay position for this session if the client has no offset.
-    pub(super) start_pos: Cell<u64>,
+    /// Replay positions for this session if the client has no offset.
+    pub(super) start_pos: RefCell<Positions>,
     /// Set while a recovered session is being restored.
     pub(super) recovery: RefCell<Option<super::recovery::Recovery>>,
     /// Cleared when a recovery could not be completed: the session is then
@@ -82,17 +83,23 @@ pub(super) struct ConnSide {
     /// The last seq this shard has seen committed per channel; a join
     /// ack's lastSeq is exact against it.
     pub(super) seen: RefCell<HashMap<Arc<str>, u64>>,
-    /// The highest commit position seen, where a new session's replay
-    /// would start.
-    pub(super) last_pos: Cell<u64>,
+    /// The highest commit position seen in each sequencing partition,
+    /// where a new session's replay would start.
+    pub(super) last_pos: RefCell<Vec<u64>>,
+    /// `last_pos` as last handed out: shared by the sessions started
+    /// until the next batch changes it.
+    snapshot: RefCell<Option<Positions>>,
+    /// Restored connections whose offset is ahead of this shard
+    /// (`recovery::floor`).
+    pub(super) floors: RefCell<super::recovery::Floors>,
 }
 
 impl ConnSide {
     pub(super) fn new(hub: Rc<Hub>, sessions: SessionStore) -> Self {
         // With Redis, the bus starts applying after the database's last
-        // pos (set before any shard runs): a session made before the first
-        // batch must not start from 0. Without Redis: 0, as always.
-        let start = u64::try_from(hub.metrics.bus.applied_pos.get()).unwrap_or(0);
+        // positions: a session made before the first batch must not start
+        // from 0. Without Redis: 0, as always.
+        let start = hub.limits.start_positions.to_vec();
         Self {
             hub,
             sessions,
@@ -104,7 +111,32 @@ impl ConnSide {
             gx_subs: RefCell::default(),
             nums: RefCell::default(),
             seen: RefCell::default(),
-            last_pos: Cell::new(start),
+            last_pos: RefCell::new(start),
+            snapshot: RefCell::default(),
+            floors: RefCell::default(),
+        }
+    }
+
+    /// The number of sequencing partitions (the length of every offset).
+    pub(super) fn partitions(&self) -> usize {
+        self.hub.limits.start_positions.len()
+    }
+
+    /// What this shard has applied, per partition, as a shared snapshot.
+    pub(super) fn positions(&self) -> Positions {
+        self.snapshot
+            .borrow_mut()
+            .get_or_insert_with(|| Positions::from(self.last_pos.borrow().as_slice()))
+            .clone()
+    }
+
+    /// A committed message of `partition` at `pos` was applied.
+    pub(super) fn applied(&self, partition: u32, pos: u64) {
+        if let Some(p) = self.last_pos.borrow_mut().get_mut(partition as usize)
+            && *p < pos
+        {
+            *p = pos;
+            self.snapshot.borrow_mut().take();
         }
     }
 
@@ -183,7 +215,8 @@ impl ConnSide {
         // back: same pid, same channels, missed messages replayed.
         // The channels come back once the store has counted the gap (it
         // may be too large to replay: then this is a fresh session).
-        let claim = super::recovery::Claim::from_auth(auth.as_ref()).filter(|_| !gatrix);
+        let claim = super::recovery::Claim::from_auth(auth.as_ref(), self.partitions())
+            .filter(|_| !gatrix);
         let owner: Box<str> = match &self.sessions {
             SessionStore::Shared(_) => super::recovery::new_owner().into(),
             SessionStore::Local(_) => Box::default(),
@@ -193,14 +226,14 @@ impl ConnSide {
             .and_then(|c| self.reclaim(c, &claims.sub, &owner, link));
         let (pid, start_pos, recovery) = match (claim, restored) {
             (Some(c), Some((r, after))) => (c.pid, after, Some(r)),
-            _ => (crate::ids::random_token(15), self.last_pos.get(), None),
+            _ => (crate::ids::random_token(15), self.positions(), None),
         };
         let conn = Rc::new(ChatConn {
             link: link.clone(),
             user: Arc::from(claims.sub.as_str()),
             channels: RefCell::new(HashMap::new()),
             pid: RefCell::new(pid),
-            start_pos: Cell::new(start_pos),
+            start_pos: RefCell::new(start_pos),
             recovery: RefCell::new(recovery),
             resumable: Cell::new(!gatrix),
             owner,
@@ -269,6 +302,7 @@ impl ConnSide {
 
     pub(super) fn disconnect(&self, conn: Rc<ChatConn>, reason: DisconnectReason) {
         self.conns.borrow_mut().remove(&conn.link.id);
+        self.floors.borrow_mut().remove(&conn.link.id);
         self.hub.metrics.connections.dec();
         let channels: Vec<(Arc<str>, JoinState)> = conn.channels.borrow_mut().drain().collect();
         // A dropped connection may come back; one that said goodbye (`41`)

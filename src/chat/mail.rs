@@ -58,7 +58,9 @@ pub(crate) struct Committed {
 pub(crate) struct Stored {
     pub channel: Arc<str>,
     pub seq: u64,
-    /// The commit position: the recovery offset.
+    /// Its sequencing partition (0 with one).
+    pub partition: u32,
+    /// The commit position in its partition.
     pub pos: u64,
     pub frame: Frame,
     /// The same message for Gatrix connections (`gatrix/frames.rs`), built

@@ -93,6 +93,10 @@ pub(crate) struct ChatLimits {
     /// This instance's name (`SERVER_ID`, or host and port): the Gatrix
     /// dialect's `connected` says it.
     pub server_id: Arc<str>,
+    /// Where recovery sessions start before the first commit is applied:
+    /// one position per sequencing partition (so also their number). With
+    /// Redis, what the database had when the bus started; else zeros.
+    pub start_positions: recovery::offset::Positions,
 }
 
 /// The store as chat uses it: messages answer to a [`mail::Requester`], and

@@ -15,17 +15,6 @@ impl Config {
             ("bus_parked_ttl_ms", self.bus_parked_ttl_ms, "milliseconds such as 60000"),
             ("bus_redis_timeout_ms", self.bus_redis_timeout_ms, "milliseconds such as 2000"),
         ];
-        if self.redis_url().is_some() && self.sequencer_partitions > 1 {
-            found.push(ConfigError::invalid(
-                "sequencer_partitions",
-                format!(
-                    "is {} with Redis: the recovery offset clients hold is one commit \
-                     position, which is meaningful only with one sequencing partition",
-                    self.sequencer_partitions
-                ),
-                "set SEQUENCER_PARTITIONS=1 while several instances share Redis",
-            ));
-        }
         super::validate::require_nonzero(found, nonzero);
     }
 }
@@ -41,8 +30,10 @@ mod tests {
             .collect()
     }
 
+    /// The recovery offset is one position per partition
+    /// (`chat::recovery::offset`), so several partitions go with Redis.
     #[test]
-    fn several_partitions_with_redis_are_refused() {
+    fn several_partitions_with_redis_are_allowed() {
         let base = Config {
             database_url: Some("mysql://u@h:3306/db".into()),
             jwt_secret: Some("x".repeat(40)),
@@ -62,7 +53,12 @@ mod tests {
             sequencer_partitions: 4,
             ..redis
         };
-        assert!(keys(&both).contains(&"sequencer_partitions".to_owned()));
+        assert!(!keys(&both).contains(&"sequencer_partitions".to_owned()));
+        let too_many = Config {
+            sequencer_partitions: 33,
+            ..both
+        };
+        assert!(keys(&too_many).contains(&"sequencer_partitions".to_owned()));
     }
 
     #[test]

@@ -101,7 +101,15 @@ pub(super) fn utf8mb4_round_trips(s: &mut dyn Store, db: &dyn Backend) {
         ("renamed 🚀", Some("new 🌙"))
     );
     let replayed = s
-        .replay(&[("c-😀".to_owned(), 100)], 0, 100)
+        .replay(
+            &[ReplayRange {
+                channel: "c-😀".to_owned(),
+                after: 0,
+                upto_pos: u64::MAX,
+                max_seq: 100,
+            }],
+            100,
+        )
         .expect("replay");
     assert_eq!(replayed.len(), rows.len());
     assert_eq!(replayed[1..], rows[1..]);

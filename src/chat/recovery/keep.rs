@@ -136,7 +136,7 @@ impl ConnSide {
                     let value = entry::encode(
                         &conn.owner,
                         &conn.user,
-                        conn.start_pos.get(),
+                        &conn.start_pos.borrow(),
                         channels.iter().map(|c| &**c),
                     );
                     shared.send(Request::Put {
@@ -169,7 +169,7 @@ impl ConnSide {
         let session = Resumable {
             user: conn.user.clone(),
             channels: channels.into_boxed_slice(),
-            start_pos: conn.start_pos.get(),
+            start_pos: conn.start_pos.borrow().clone(),
             expires: Instant::now() + self.hub.limits.recovery_window,
         };
         sessions.save(&conn.pid.borrow(), session);
@@ -198,7 +198,7 @@ fn current(conn: &ChatConn) -> Vec<u8> {
     entry::encode(
         &conn.owner,
         &conn.user,
-        conn.start_pos.get(),
+        &conn.start_pos.borrow(),
         chans.keys().map(|c| &**c),
     )
 }

@@ -91,7 +91,7 @@ impl World {
         let (store, threads) = crate::store::handle::start(
             &settings,
             move || Ok(Box::new(SqliteStore::open(&path)?) as Box<dyn Store>),
-            super::commit::MeshFanout::new(mesh.clone(), COMPRESSION),
+            super::commit::MeshFanout::new(mesh.clone(), COMPRESSION, 1, Default::default()),
         )
         .unwrap();
         std::mem::forget(threads); // they end with the test process
@@ -110,6 +110,7 @@ impl World {
             channel_cache_max: max,
             recovery_max_replay: 90,
             server_id: "test".into(),
+            start_positions: [0].into(),
         };
         let sessions = super::recovery::SessionStore::Local(super::recovery::Sessions::new(1_000));
         let boxes: Vec<_> = (0..shards).map(|i| Mailbox::new(mesh.clone(), i)).collect();
