@@ -227,19 +227,46 @@ fn send_acked(ws: &mut Ws, channel: &str, messages: &[String], content: &str) ->
 /// memory bounded; after SIGCONT, with more sends (the log now has a gap:
 /// batches park, BUS_MAX_PARKED of them at most), every subscriber on
 /// every instance has every message once, in seq order, and MySQL has
-/// every acked one once.
+/// every acked one once. Small batch counts here.
 #[test]
 #[ignore = "needs MariaDB and redis-server: run scripts/test"]
 fn bus_queues_stay_bounded_while_redis_is_frozen_and_lose_nothing() {
-    let queue = BUS_QUEUE.to_string();
-    let parked = BUS_PARKED.to_string();
-    let batch = BATCH_MAX.to_string();
-    let big = BIG.to_string();
-    let mut env: Vec<(&str, &str)> = NO_RATE_LIMIT.to_vec();
-    env.extend([
+    let (queue, parked, batch) = (
+        BUS_QUEUE.to_string(),
+        BUS_PARKED.to_string(),
+        BATCH_MAX.to_string(),
+    );
+    bus_flood(&[
         ("BUS_QUEUE_BATCHES", queue.as_str()),
         ("BUS_MAX_PARKED", parked.as_str()),
         ("COMMIT_BATCH_MAX", batch.as_str()),
+    ]);
+}
+
+/// The same with the default batch counts (BUS_QUEUE_BATCHES and
+/// BUS_MAX_PARKED 1024; batches of BATCH_MAX messages, as a flood of
+/// larger batches makes the test's debug-built readers slow consumers)
+/// and BUS_QUEUE_BYTES of 8 MiB: the bytes bound the publisher's queue,
+/// which 1024 batches alone do not (1024 x 8 x 40 kB, 320 MiB). Before
+/// BUS_QUEUE_BYTES existed this test saw +337 and +378 MiB (with 1024
+/// batches of up to 500 messages: the queue held nearly all that was sent
+/// while Redis was frozen).
+#[test]
+#[ignore = "needs MariaDB and redis-server: run scripts/test"]
+fn bus_queue_bytes_bound_memory_at_the_default_batch_counts() {
+    let batch = BATCH_MAX.to_string();
+    bus_flood(&[
+        ("COMMIT_BATCH_MAX", batch.as_str()),
+        ("BUS_QUEUE_BYTES", "8388608"),
+    ]);
+}
+
+/// The bus tests' body, with `limits` on top of the flood's settings.
+fn bus_flood(limits: &[(&str, &str)]) {
+    let big = BIG.to_string();
+    let mut env: Vec<(&str, &str)> = NO_RATE_LIMIT.to_vec();
+    env.extend_from_slice(limits);
+    env.extend([
         ("MAX_MESSAGE_LENGTH", big.as_str()),
         // Each bus thread stays stuck on one Redis command for the whole
         // freeze: what is queued behind it stays queued (a short timeout
@@ -292,7 +319,7 @@ fn bus_queues_stay_bounded_while_redis_is_frozen_and_lose_nothing() {
     let watch = RssWatch::start(pids.clone());
     let resumed = Arc::new(AtomicBool::new(false));
     let ended = Arc::new(AtomicBool::new(false));
-    let (phase_tx, phase_rx) = std::sync::mpsc::channel::<()>();
+    let (phase_tx, phase_rx) = std::sync::mpsc::channel::<bool>();
     let threads: Vec<_> = senders
         .drain(..)
         .enumerate()
@@ -300,35 +327,44 @@ fn bus_queues_stay_bounded_while_redis_is_frozen_and_lose_nothing() {
             let (channel, content) = (channel.clone(), content.clone());
             let (resumed, ended, phase) = (resumed.clone(), ended.clone(), phase_tx.clone());
             std::thread::spawn(move || {
-                let cmids: Vec<String> = (0..WHILE_FROZEN)
-                    .map(|i| format!("frozen-{s}-{i}"))
-                    .collect();
-                let mut acked = send_acked(&mut ws, &channel, &cmids, &content);
-                let _ = phase.send(());
-                // Read on (the others' messages) so as not to be a slow
-                // consumer meanwhile.
-                drain_until(&mut ws, &resumed);
-                let cmids: Vec<String> = (0..AFTER).map(|i| format!("after-{s}-{i}")).collect();
-                acked.extend(send_acked(&mut ws, &channel, &cmids, &content));
-                let _ = phase.send(());
-                drain_until(&mut ws, &ended);
-                acked
+                let run = std::panic::AssertUnwindSafe(|| {
+                    let cmids: Vec<String> = (0..WHILE_FROZEN)
+                        .map(|i| format!("frozen-{s}-{i}"))
+                        .collect();
+                    let mut acked = send_acked(&mut ws, &channel, &cmids, &content);
+                    let _ = phase.send(true);
+                    // Read on (the others' messages) so as not to be a
+                    // slow consumer meanwhile.
+                    drain_until(&mut ws, &resumed);
+                    let cmids: Vec<String> = (0..AFTER).map(|i| format!("after-{s}-{i}")).collect();
+                    acked.extend(send_acked(&mut ws, &channel, &cmids, &content));
+                    let _ = phase.send(true);
+                    drain_until(&mut ws, &ended);
+                    acked
+                });
+                // A failed sender says so at once: the test then fails
+                // rather than wait for it.
+                std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+                    let _ = phase.send(false);
+                    std::panic::resume_unwind(panic)
+                })
             })
         })
         .collect();
+    drop(phase_tx);
     // Responsive while the floods run.
     assert_responsive(&cluster);
     for _ in 0..threads.len() {
-        phase_rx
-            .recv()
-            .expect("a sender failed while Redis was frozen");
+        let ok = phase_rx.recv().unwrap_or(false);
+        assert!(ok, "a sender failed while Redis was frozen");
         assert_responsive(&cluster);
     }
     let bus_dropped = cluster.metric_total("chat_bus_publishes_dropped_total");
     cluster.redis.resume();
     resumed.store(true, Ordering::Relaxed);
     for _ in 0..threads.len() {
-        phase_rx.recv().expect("a sender failed after SIGCONT");
+        let ok = phase_rx.recv().unwrap_or(false);
+        assert!(ok, "a sender failed after SIGCONT");
     }
     // The last message: after every other one in seq order.
     let mut closer = client(cluster.server(1), "closer", wait);
@@ -349,8 +385,10 @@ fn bus_queues_stay_bounded_while_redis_is_frozen_and_lose_nothing() {
         .collect();
     let peak = watch.finish();
 
-    // Bound: what the bus's queues may hold is small, (3 queues + the
-    // parked) x BATCH_MAX messages of BIG bytes per instance (~5 MiB);
+    // Bound: what the bus's queues may hold is small: with small counts,
+    // (3 queues + the parked) x BATCH_MAX messages of BIG bytes per
+    // instance (~5 MiB); with the default counts, BUS_QUEUE_BYTES (8 MiB)
+    // in the publisher's queue, the one that fills while Redis is stuck;
     // the rest is the server's own churn through the flood (the senders'
     // windows, 4 x 32 x 40 kB in the writer's queue and sockets, each
     // connection's outbound queue, JSON and compression buffers, the

@@ -7,20 +7,18 @@
 //! fill the gap from the store. Nothing here delays an ack.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
-
 use super::backoff::Backoff;
-use super::batch::{Batch, Span};
+use super::batch::Span;
 use super::script::{self, Appended, Limits};
 use super::{connect, envelope};
 use crate::metrics::BusMetrics;
 
 pub(crate) struct Publisher {
     pub client: redis::Client,
-    pub batches: Receiver<Arc<Batch>>,
+    /// Bounded in batches and bytes ([`super::queue`]).
+    pub batches: super::queue::PublishRx,
     pub limits: Limits,
     pub zstd_threshold: usize,
     pub timeout: Duration,
