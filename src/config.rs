@@ -351,6 +351,10 @@ pub struct Config {
     /// instance's applier); a full queue drops the batch from the log and
     /// the gap fill reads it from the database: the writer never waits.
     pub bus_queue_batches: usize,
+    /// With Redis: bytes (message frames) the publisher's queue holds at
+    /// most; beyond it a batch is dropped from the log as when the queue
+    /// is full.
+    pub bus_queue_bytes: usize,
     /// With Redis: batches held while their predecessor is missing, per
     /// partition, by the log's append script and by each applier.
     pub bus_max_parked: usize,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, select};
+use crossbeam_channel::{Receiver, select};
 
 use super::batch::{Batch, Item};
 use super::fanout::{Local, post_acks};
@@ -47,7 +47,7 @@ pub(crate) struct Applier {
     pub mesh: Arc<Mesh<Mail>>,
     pub local: Receiver<Local>,
     pub events: Receiver<Event>,
-    pub publish: Sender<Arc<Batch>>,
+    pub publish: super::queue::PublishTx,
     pub open_store: OpenStore,
     pub store: Option<Box<dyn Store>>,
     /// Per partition, shared with the reader.

@@ -27,6 +27,7 @@ pub(crate) mod envelope;
 pub(crate) mod fanout;
 mod order;
 mod publisher;
+mod queue;
 mod reader;
 mod script;
 
@@ -39,7 +40,6 @@ use anyhow::Context as _;
 use crossbeam_channel::{Receiver, bounded};
 
 use self::applier::{Applier, ApplierSettings, OpenStore};
-use self::batch::Batch;
 use self::publisher::Publisher;
 use self::reader::Reader;
 use self::script::Limits;
@@ -84,8 +84,8 @@ fn received_compression(config: &Config) -> crate::protocol::deflate::Settings {
 pub(crate) struct Pending {
     target: Target,
     local: Receiver<fanout::Local>,
-    publish_tx: crossbeam_channel::Sender<Arc<Batch>>,
-    publish_rx: Receiver<Arc<Batch>>,
+    publish_tx: queue::PublishTx,
+    publish_rx: queue::PublishRx,
 }
 
 /// The writer's fan-out over the bus, and what starts the bus's threads;
@@ -102,7 +102,8 @@ pub(crate) fn prepare(
     };
     metrics.bus().enable();
     let (local_tx, local) = bounded(config.bus_queue_batches);
-    let (publish_tx, publish_rx) = bounded(config.bus_queue_batches);
+    let (publish_tx, publish_rx) =
+        queue::publish_queue(config.bus_queue_batches, config.bus_queue_bytes);
     let fanout = BusFanout {
         mesh: mesh.clone(),
         compression: config.compression(),

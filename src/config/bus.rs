@@ -7,10 +7,11 @@ use super::{Config, ConfigError};
 impl Config {
     pub(super) fn bus_problems(&self, found: &mut Vec<ConfigError>) {
         #[rustfmt::skip]
-        let nonzero: [(&'static str, u64, &str); 6] = [
+        let nonzero: [(&'static str, u64, &str); 7] = [
             ("bus_poll_interval_ms", self.bus_poll_interval_ms, "milliseconds such as 500"),
             ("bus_stream_max_len", self.bus_stream_max_len as u64, "batches such as 10000"),
             ("bus_queue_batches", self.bus_queue_batches as u64, "batches such as 1024"),
+            ("bus_queue_bytes", self.bus_queue_bytes as u64, "bytes such as 67108864"),
             ("bus_max_parked", self.bus_max_parked as u64, "batches such as 1024"),
             ("bus_parked_ttl_ms", self.bus_parked_ttl_ms, "milliseconds such as 60000"),
             ("bus_redis_timeout_ms", self.bus_redis_timeout_ms, "milliseconds such as 2000"),
@@ -65,11 +66,13 @@ mod tests {
     fn zero_bus_limits_are_refused() {
         let c = Config {
             bus_queue_batches: 0,
+            bus_queue_bytes: 0,
             bus_redis_timeout_ms: 0,
             ..Default::default()
         };
         let k = keys(&c);
         assert!(k.contains(&"bus_queue_batches".to_owned()), "{k:?}");
+        assert!(k.contains(&"bus_queue_bytes".to_owned()), "{k:?}");
         assert!(k.contains(&"bus_redis_timeout_ms".to_owned()), "{k:?}");
         assert!(
             !k.contains(&"bus_gap_wait_ms".to_owned()),

@@ -85,6 +85,7 @@ impl Default for Config {
             bus_stream_max_len: 10_000,
             bus_zstd_threshold: 4096,
             bus_queue_batches: 1024,
+            bus_queue_bytes: 67_108_864,
             bus_max_parked: 1024,
             bus_parked_ttl_ms: 60_000,
             bus_redis_timeout_ms: 2000,

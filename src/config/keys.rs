@@ -199,6 +199,7 @@ pub(crate) const TABLE: &[Key] = &[
     parsed("bus_stream_max_len"),
     parsed("bus_zstd_threshold"),
     parsed("bus_queue_batches"),
+    parsed("bus_queue_bytes"),
     parsed("bus_max_parked"),
     parsed("bus_parked_ttl_ms"),
     parsed("bus_redis_timeout_ms"),
