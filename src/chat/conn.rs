@@ -215,8 +215,8 @@ impl ConnSide {
         // back: same pid, same channels, missed messages replayed.
         // The channels come back once the store has counted the gap (it
         // may be too large to replay: then this is a fresh session).
-        let claim = super::recovery::Claim::from_auth(auth.as_ref(), self.partitions())
-            .filter(|_| !gatrix);
+        let claim =
+            super::recovery::Claim::from_auth(auth.as_ref(), self.partitions()).filter(|_| !gatrix);
         let owner: Box<str> = match &self.sessions {
             SessionStore::Shared(_) => super::recovery::new_owner().into(),
             SessionStore::Local(_) => Box::default(),
