@@ -287,7 +287,7 @@ pub trait Store: Send {
     fn replay_count(&mut self, channels: &[(String, u64)], limit: usize) -> Result<usize>;
     /// One page of a recovery replay: of each channel's range (see
     /// [`ReplayRange`]), the first `limit` messages by `pos` of them all
-    /// (see [`merge_replay`]). Per sequencing partition the page is a
+    /// (see `merge_replay`). Per sequencing partition the page is a
     /// prefix of what is left, in `pos` order, so the next page starts, per
     /// partition, after the last `pos` of this one; every read is bounded
     /// by `limit` rows per channel.
