@@ -9,7 +9,9 @@
 # (which starts a throwaway MariaDB and exports GATRIX_TEST_MYSQL_URL), or
 # with MYSQL_URL=mysql://user:pass@host:port naming a server where the user
 # may create gatrix_bench_* databases. RATE=<msgs/s> (default 1000) and
-# SETUPS="one-noredis one-redis two three" choose the runs.
+# SETUPS="one-noredis one-redis two three three-p4" choose the runs
+# (three-p4: three instances with SEQUENCER_PARTITIONS=4, the writers'
+# commits per partition).
 set -u
 OUT=${1:-bench-instances}; mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
@@ -23,12 +25,12 @@ import sys,subprocess,urllib.parse as u
 p=u.urlparse(sys.argv[1]); subprocess.run(["mariadb","-h",p.hostname,"-P",str(p.port),"-u",p.username,"-p"+p.password,"-e","CREATE DATABASE "+sys.argv[2]],check=True)
 P
   echo "$base/$n"; }
-run() { # label n redis
-  local label=$1 n=$2 redis=$3 db; db=$(newdb $label)
+run() { # label n redis [partitions]
+  local label=$1 n=$2 redis=$3 parts=${4:-1} db; db=$(newdb $label)
   local pids=() servers=() metrics=()
   for ((i=0;i<n;i++)); do
     env RATE_LIMIT_PER_SEC=1000000 RATE_LIMIT_BURST=1000000 WS_MAX_CONNECTIONS=100000 WS_MAX_CONNECTIONS_PER_IP=100000 \
-      WS_CONNECTION_RATE_PER_IP=1000000 WS_CONNECTION_BURST_PER_IP=1000000 DATABASE_URL=$db \
+      WS_CONNECTION_RATE_PER_IP=1000000 WS_CONNECTION_BURST_PER_IP=1000000 DATABASE_URL=$db SEQUENCER_PARTITIONS=$parts \
       $( [ $redis = 1 ] && echo REDIS_URL=redis://127.0.0.1:$RPORT ) SERVER_ID=bench-$i \
       HOST=127.0.0.1 PORT=310$i METRICS_LISTEN=127.0.0.1:940$i CLUSTER_WORKERS=1 \
       target/release/gatrix-chat > $OUT/$label-server-$i.log 2>&1 &
@@ -47,4 +49,5 @@ for s in ${SETUPS:-one-noredis one-redis two three}; do case $s in
   one-redis) start_redis; run one-redis 1 1; stop_redis;;
   two) start_redis; run two 2 1; stop_redis;;
   three) start_redis; run three 3 1; stop_redis;;
+  three-p4) start_redis; run three-p4 3 1 4; stop_redis;;
 esac; done

@@ -98,7 +98,7 @@ impl Handler for Conformance {
         })
     }
 
-    fn connected(&self, socket: &Socket) {
+    fn connected(&self, socket: &Socket, _sid: &str) {
         let frame = packet::encode_event(&socket.nsp, None, "auth", &socket.auth.to_string());
         let _ = socket.link.push_text(frame);
     }

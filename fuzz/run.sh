@@ -16,7 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 secs=${1:-60}
 shift || true
-all=(ws_decode packet http_head command rest_query rest_body recovery_claim polling_payload ws_deflate bus_envelope session_entry)
+all=(ws_decode packet http_head command rest_query rest_body recovery_claim recovery_offset polling_payload ws_deflate bus_envelope session_entry)
 targets=("$@")
 (( ${#targets[@]} > 0 )) || targets=("${all[@]}")
 

@@ -22,7 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 
+mod gatrix;
 mod keys;
+
+pub(crate) use gatrix::{GatrixVerifier, refusal_message as gatrix_refusal_message};
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds. Small, because the
 /// issuer and this server are normally NTP-synced machines, and a large
@@ -158,6 +161,8 @@ pub(crate) struct Authenticator {
     /// token's `alg` selects the key and an HS256 token can never be checked
     /// against an RSA public key used as an HMAC secret.
     verifiers: Vec<Verifier>,
+    /// The Gatrix backend's tokens, with `gatrix_compat` (`gatrix.rs`).
+    gatrix: Option<GatrixVerifier>,
 }
 
 #[derive(Clone)]
@@ -193,7 +198,15 @@ impl Authenticator {
         if verifiers.is_empty() {
             return Err(AuthError::NoKey);
         }
-        Ok(Authenticator { verifiers })
+        Ok(Authenticator {
+            verifiers,
+            gatrix: GatrixVerifier::from_config(config),
+        })
+    }
+
+    /// The Gatrix backend's verifier, when `gatrix_compat` is on.
+    pub(crate) fn gatrix(&self) -> Option<&GatrixVerifier> {
+        self.gatrix.as_ref()
     }
 
     /// The algorithms accepted, for the start-up log.

@@ -29,6 +29,7 @@ mod derived;
 mod dev_secret;
 mod environment;
 mod error;
+mod gatrix;
 mod keys;
 mod load;
 mod ops;
@@ -124,6 +125,20 @@ pub struct Config {
     pub jwt_audience: Option<String>,
     /// Required `iss` claim, when several issuers share a key.
     pub jwt_issuer: Option<String>,
+    /// The Gatrix dialect (docs/protocol.md, "The Gatrix dialect"): a
+    /// connection whose token is the Gatrix backend's (`iss` =
+    /// `gatrix_jwt_issuer`) speaks the original's events; native tokens
+    /// keep the native protocol on the same server.
+    pub gatrix_compat: bool,
+    /// The Gatrix backend's JWT secret (its `JWT_SECRET`), HS256 only.
+    pub gatrix_jwt_secret: Option<String>,
+    /// The `iss` of the backend's access tokens.
+    pub gatrix_jwt_issuer: String,
+    /// The `aud` of the backend's access tokens (its refresh tokens carry
+    /// another, and are refused).
+    pub gatrix_jwt_audience: String,
+    /// The claim holding the user id when a backend token has no `sub`.
+    pub gatrix_user_id_claim: String,
     /// Where the embedded store and the generated development secret live.
     pub data_dir: PathBuf,
     /// Engine.IO pingInterval: how often the server pings, which is how dead
@@ -345,6 +360,10 @@ pub struct Config {
     /// instance's applier); a full queue drops the batch from the log and
     /// the gap fill reads it from the database: the writer never waits.
     pub bus_queue_batches: usize,
+    /// With Redis: bytes (message frames) the publisher's queue holds at
+    /// most; beyond it a batch is dropped from the log as when the queue
+    /// is full.
+    pub bus_queue_bytes: usize,
     /// With Redis: batches held while their predecessor is missing, per
     /// partition, by the log's append script and by each applier.
     pub bus_max_parked: usize,

@@ -16,7 +16,7 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use serde_json::Value;
 
 use crate::chat::commands::{self, Command, MAX_ID_LEN, MAX_TYPE_LEN};
-use crate::chat::recovery::Claim;
+use crate::chat::recovery::{Claim, Sent, offset};
 use crate::protocol::packet::{self, EngineType, PacketType};
 use crate::protocol::ws::{Decoder, Msg, WsError};
 use crate::protocol::wsio::{IoFailure, ReadEnd, WsIo};
@@ -350,26 +350,61 @@ pub fn rest_body(body: &[u8], max_content: usize) {
 }
 
 /// Target `recovery_claim`: a Socket.IO CONNECT packet's auth payload read
-/// as a recovery claim (`{pid, offset}`): the offset, when taken, is
-/// exactly the decimal string sent.
+/// as a recovery claim (`{pid, offset}`), with one sequencing partition
+/// and with four: an offset, when taken, is the positions sent (one
+/// decimal u64 with one partition, as always).
 pub fn recovery_claim(connect: &str) {
     let Ok(p) = packet::parse_packet(connect) else {
         return;
     };
-    let Some(claim) = Claim::from_auth(p.data.as_ref()) else {
+    for partitions in [1, 4] {
+        let Some(claim) = Claim::from_auth(p.data.as_ref(), partitions) else {
+            return;
+        };
+        let auth = p.data.as_ref().expect("a claim comes from an auth payload");
+        assert_eq!(
+            auth.get("pid").and_then(Value::as_str),
+            Some(claim.pid.as_str())
+        );
+        let sent = auth.get("offset").and_then(Value::as_str);
+        match claim.offset {
+            Sent::Nothing => assert!(sent.is_none()),
+            Sent::Usable(v) => {
+                let sent = sent.expect("a string offset");
+                assert_eq!(v.len(), partitions);
+                if partitions == 1 {
+                    assert_eq!(sent.parse::<u64>(), Ok(v[0]));
+                }
+                assert_eq!(offset::parse(&offset::render(&v), partitions), Some(v));
+            }
+            Sent::Unusable => assert!(sent.is_some()),
+        }
+    }
+}
+
+/// Target `recovery_offset`: the recovery offset a client sends, read for
+/// 1 to 32 sequencing partitions (the first byte says how many). What it
+/// accepts has exactly that many positions, within the length bound, and
+/// renders to a string that reads back the same; with no leading zeros
+/// that string is the input.
+pub fn recovery_offset(bytes: &[u8]) {
+    let Some((&n, rest)) = bytes.split_first() else {
         return;
     };
-    let auth = p.data.expect("a claim comes from an auth payload");
-    assert_eq!(
-        auth.get("pid").and_then(Value::as_str),
-        Some(claim.pid.as_str())
-    );
-    if let Some(offset) = claim.offset {
-        let sent = auth
-            .get("offset")
-            .and_then(Value::as_str)
-            .expect("a string offset");
-        assert_eq!(sent.parse::<u64>(), Ok(offset));
+    let Ok(s) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let partitions = usize::from(n % 32) + 1;
+    let Some(v) = offset::parse(s, partitions) else {
+        return;
+    };
+    assert_eq!(v.len(), partitions);
+    assert!(s.len() <= offset::MAX_OFFSET_LEN);
+    let again = offset::render(&v);
+    assert_eq!(offset::parse(&again, partitions), Some(v));
+    let leading_zero = s.split('.').any(|p| p.len() > 1 && p.starts_with('0'));
+    if !leading_zero {
+        assert_eq!(again, s);
     }
 }
 

@@ -99,10 +99,18 @@ pub fn run_until(
     let mesh = Mesh::new(shards, MESH_RING_BATCHES);
     // With Redis, the writer's commits go through the bus (an ordered log
     // that every instance applies); without, straight into the mesh.
+    // Without Redis: where this process's recovery offsets start, once
+    // the store is migrated (below).
+    let start = Arc::new(std::sync::OnceLock::new());
     let (fanout, bus) = match bus::prepare(&config, &mesh, &metrics)? {
         Some((fanout, pending)) => (ServerFanout::Bus(fanout), Some(pending)),
         None => (
-            ServerFanout::Mesh(MeshFanout::new(mesh.clone(), config.compression())),
+            ServerFanout::Mesh(MeshFanout::new(
+                mesh.clone(),
+                config.compression(),
+                config.sequencer_partitions,
+                start.clone(),
+            )),
             None,
         ),
     };
@@ -113,7 +121,12 @@ pub fn run_until(
     // the migrations, before any shard (and so any commit).
     let bus = match bus {
         Some(pending) => Some(pending.start(&config, mesh.clone(), &metrics)?),
-        None => None,
+        None => {
+            let last =
+                store::last_positions(&config).context("reading the last commit positions")?;
+            let _ = start.set(last);
+            None
+        }
     };
     // Several instances: presence and ephemeral events through Redis.
     let cluster = chat::cluster::Cluster::from_config(&config, &mesh, &metrics)?;
@@ -127,7 +140,12 @@ pub fn run_until(
         listen,
         backlog: LISTEN_BACKLOG,
         endpoint: endpoint(&config),
-        chat_limits: chat_limits(&config),
+        chat_limits: chat_limits(
+            &config,
+            bus.as_ref()
+                .map(bus::BusGuard::start)
+                .or(start.get().map(Vec::as_slice)),
+        ),
         auth,
         mesh,
         // Only `post_external` is used: one lock-free queue per shard.
@@ -273,8 +291,10 @@ fn endpoint(config: &Config) -> Endpoint {
     }
 }
 
-/// What every shard's chat allows.
-fn chat_limits(config: &Config) -> ChatLimits {
+/// What every shard's chat allows; `start`, the positions commits are
+/// applied after (the database's when this process started).
+fn chat_limits(config: &Config, start: Option<&[u64]>) -> ChatLimits {
+    let partitions = config.sequencer_partitions.max(1) as usize;
     ChatLimits {
         max_message_length: config.max_message_length,
         max_channels_per_connection: config.max_channels_per_connection,
@@ -290,6 +310,11 @@ fn chat_limits(config: &Config) -> ChatLimits {
         recovery_max_replay: config
             .recovery_max_replay
             .min(config.outbound_queue_messages),
+        server_id: config.server_id().into(),
+        start_positions: match start {
+            Some(s) => s.into(),
+            None => vec![0; partitions].into(),
+        },
     }
 }
 

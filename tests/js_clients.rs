@@ -12,6 +12,9 @@ use common::{TestServer, run_client};
 /// Limits the scenarios read back from the environment (see tests/js/lib.js).
 const MAX_MESSAGE_LENGTH: &str = "1000";
 const TYPING_TIMEOUT_MS: &str = "1500";
+/// The Gatrix backend's secret of gatrix.test.js (its tokens are signed
+/// in the test; the server has the Gatrix dialect on beside the native).
+const GATRIX_JWT_SECRET: &str = "gatrix-backend-secret-for-the-js-scenarios";
 
 #[test]
 #[ignore = "needs node_modules / python venv: run scripts/test"]
@@ -43,6 +46,8 @@ fn socket_io_client_scenarios() {
         // The scenarios send bursts; rate limiting has its own tests.
         ("RATE_LIMIT_PER_SEC", "10000"),
         ("RATE_LIMIT_BURST", "10000"),
+        ("GATRIX_COMPAT", "true"),
+        ("GATRIX_JWT_SECRET", GATRIX_JWT_SECRET),
     ]);
     let output = run_client(
         Command::new("node")
@@ -54,7 +59,8 @@ fn socket_io_client_scenarios() {
             .env("GATRIX_URL", server.url())
             .env("JWT_SECRET", server.secret())
             .env("GATRIX_MAX_MESSAGE_LENGTH", MAX_MESSAGE_LENGTH)
-            .env("GATRIX_TYPING_TIMEOUT_MS", TYPING_TIMEOUT_MS),
+            .env("GATRIX_TYPING_TIMEOUT_MS", TYPING_TIMEOUT_MS)
+            .env("GATRIX_JWT_SECRET", GATRIX_JWT_SECRET),
         Duration::from_secs(300),
     );
     println!("{}", String::from_utf8_lossy(&output.stdout));

@@ -33,7 +33,12 @@ const NEEDS_ALL: &str = "needs MariaDB, redis-server and socket.io-client: run s
 const ENV: &[(&str, &str)] = &[
     ("RATE_LIMIT_PER_SEC", "10000"),
     ("RATE_LIMIT_BURST", "10000"),
+    // The Gatrix dialect beside the native one (gatrix.test.js).
+    ("GATRIX_COMPAT", "true"),
+    ("GATRIX_JWT_SECRET", GATRIX_JWT_SECRET),
 ];
+/// The Gatrix backend's secret of cluster/gatrix.test.js.
+const GATRIX_JWT_SECRET: &str = "gatrix-backend-secret-for-the-cluster-scenarios";
 
 /// What the scenarios send: checked against MySQL afterwards, or nothing.
 #[derive(PartialEq)]
@@ -103,7 +108,8 @@ fn run_scenarios_on(
             .env("GATRIX_URLS", urls.join(","))
             .env("JWT_SECRET", &secret)
             .env("GATRIX_CONTROL_URL", control.url())
-            .env("GATRIX_ACKED_FILE", &acked_file),
+            .env("GATRIX_ACKED_FILE", &acked_file)
+            .env("GATRIX_JWT_SECRET", GATRIX_JWT_SECRET),
         timeout + Duration::from_secs(60),
     );
     println!("{}", String::from_utf8_lossy(&output.stdout));
@@ -286,6 +292,20 @@ fn three_instances_rest_writes_reach_every_instance() {
         &["rest.test.js"],
         Sends::Messages,
         Duration::from_secs(180),
+    );
+}
+
+/// The Gatrix dialect on three instances: one number per channel
+/// everywhere, distinct numbers for channels created through different
+/// instances, messages, typing and status changes across instances.
+#[test]
+#[ignore = "needs MariaDB, redis-server and socket.io-client: run scripts/test"]
+fn three_instances_gatrix_dialect() {
+    run_scenarios(
+        3,
+        &["gatrix.test.js"],
+        Sends::Messages,
+        Duration::from_secs(120),
     );
 }
 

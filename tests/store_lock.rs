@@ -10,7 +10,8 @@
 //! With Redis (several instances on one database) the lock is per
 //! SERVER_ID: a second process with the same SERVER_ID is refused, one
 //! with another SERVER_ID serves beside the first, and an instance with
-//! Redis refuses a database that a server without Redis holds.
+//! Redis refuses a database that a server without Redis holds, and a
+//! server without Redis one that instances with Redis use.
 //!
 //! The MariaDB tests are ignored without scripts/test's MariaDB.
 
@@ -372,4 +373,66 @@ fn an_instance_with_redis_refuses_a_database_held_by_a_server_without() {
     );
     assert!(err.contains("REDIS_URL"), "{err}");
     assert_first_serves(&single, &channel, &mut ws, 2);
+}
+
+/// The other way round: an instance with Redis runs (it holds one of the
+/// instance slot locks, `gatrix-chat-instance:<db>#<i>`); a server without
+/// Redis on its database, and `migrate` without Redis, exit 2 naming the
+/// fix (the same REDIS_URL for every process); once the instance stops,
+/// the server without Redis starts and serves, seqs following on.
+#[test]
+#[ignore = "needs MariaDB and redis-server: run scripts/test"]
+fn a_server_without_redis_refuses_a_database_instances_with_redis_hold() {
+    let db = mysql_db();
+    let redis = Redis::start();
+    let url = redis.url();
+    let a = TestServer::start_with(&[
+        ("DATABASE_URL", db.as_str()),
+        ("REDIS_URL", url.as_str()),
+        ("SERVER_ID", "chat-a"),
+    ]);
+    let channel = a.create_channel("alice", "instances", "public", &[]);
+    let mut ws = connect(&a, "alice");
+    join(&mut ws, &channel);
+    assert_first_serves(&a, &channel, &mut ws, 1);
+    let mut conn = db_connect(&db).expect(NEEDS_MARIADB);
+    let name = db.rsplit('/').next().expect("a database in the URL");
+    let slot: Option<u64> = conn
+        .exec_first(
+            "SELECT IS_USED_LOCK(?)",
+            (format!("gatrix-chat-instance:{name}#0"),),
+        )
+        .expect("IS_USED_LOCK")
+        .flatten();
+    let holder = slot.expect("the instance holds the first slot lock");
+
+    let data_dir = a.dir().join("second");
+    for args in [&[][..], &["migrate"][..]] {
+        let (code, err) = gatrix_chat(&a, &data_dir, args, &[("DATABASE_URL", &db)]);
+        assert_eq!(
+            code, 2,
+            "gatrix-chat {args:?} without Redis beside an instance with: {err}"
+        );
+        assert!(err.contains("instances with Redis"), "{err}");
+        assert!(
+            err.contains(&format!("database connection {holder}")),
+            "{err}"
+        );
+        assert!(err.contains("same REDIS_URL"), "{err}");
+    }
+    // Refused before it wrote or held anything.
+    let whole: Option<u64> = conn
+        .exec_first("SELECT IS_USED_LOCK(?)", (lock_name(&db),))
+        .expect("IS_USED_LOCK")
+        .flatten();
+    assert_eq!(whole, None, "the refused server kept the database lock");
+    assert_first_serves(&a, &channel, &mut ws, 2);
+
+    drop(ws);
+    let status = a.stop();
+    assert!(status.success(), "the instance stopped: {status}");
+    let single = TestServer::start_with(&[("DATABASE_URL", db.as_str())]);
+    let mut ws = connect(&single, "alice");
+    join(&mut ws, &channel);
+    assert_first_serves(&single, &channel, &mut ws, 3);
 }

@@ -18,7 +18,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, unbounded};
 use gatrix_chat::store::writer::{Outcome, WriterSettings};
 use gatrix_chat::store::{
-    ChannelRecord, ChannelType, MessageRecord, Page, Store, StoreError, StoreSettings, handle,
+    ChannelRecord, ChannelType, MessageRecord, Page, ReplayRange, Store, StoreError, StoreSettings,
+    handle,
 };
 use time::OffsetDateTime;
 use time::macros::format_description;
@@ -185,6 +186,7 @@ suite!(
     ping_answers,
     channel_create_and_get,
     channel_create_twice_is_a_conflict,
+    channel_numbers_are_unique_and_found,
     channel_update,
     channel_soft_delete,
     channels_of_a_user,
@@ -201,6 +203,7 @@ suite!(
     delete_message_is_soft,
     replay_caps_seq_per_channel_in_pos_order,
     replay_counts_bounded_and_pages_exactly,
+    replay_bounds_are_per_channel,
     utf8mb4_round_trips,
     values_at_the_api_limits_round_trip,
     ids_are_compared_exactly,
@@ -272,7 +275,22 @@ fn channel(id: &str, kind: ChannelType, owner: &str, at: &str) -> ChannelRecord 
         owner_id: owner.into(),
         created_at: at.into(),
         updated_at: at.into(),
+        num: 0,
     }
+}
+
+/// A channel read back, its number (given by the store) checked and taken
+/// out, to compare with the record created.
+fn unnumbered(c: Option<ChannelRecord>) -> Option<ChannelRecord> {
+    c.map(|c| {
+        assert!(
+            c.num > 0 && c.num < 1 << 53,
+            "channel {} has number {}",
+            c.id,
+            c.num
+        );
+        ChannelRecord { num: 0, ..c }
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

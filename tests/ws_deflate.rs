@@ -252,3 +252,58 @@ fn a_zip_bomb_is_closed_1009_without_inflating_past_the_limit() {
     let (mut after, _) = open(&server, BROWSER_OFFER);
     connect(&mut after, &server.token("after"), true);
 }
+
+/// Several instances with four sequencing partitions: each instance's
+/// applier puts the offset into a frame (one position per partition) and
+/// compresses it then, so a compressing and a plain subscriber on the
+/// instance that did not commit it get the same broadcast, with that
+/// offset, above the threshold compressed.
+#[test]
+#[ignore = "needs MariaDB and redis-server: run scripts/test"]
+fn with_partitions_over_redis_the_applier_compresses_the_frame_with_its_offset() {
+    let cluster = common::cluster::Cluster::start(2, &[("SEQUENCER_PARTITIONS", "4")]);
+    let (a, b) = (cluster.server(0), cluster.server(1));
+    let lobby = a.create_channel("owner", "lobby", "public", &[]);
+    let join = json!(["join_channel", {"channelId": lobby}]).to_string();
+    let (mut alice, ext) = open(b, BROWSER_OFFER);
+    assert_eq!(ext.as_deref(), Some(ANSWER));
+    let (mut bob, _) = open(b, "");
+    let (mut carol, _) = open(a, "");
+    connect(&mut alice, &cluster.token("alice"), true);
+    connect(&mut bob, &cluster.token("bob"), false);
+    connect(&mut carol, &cluster.token("carol"), false);
+    alice.send(&compressed_text(&format!("421{join}")));
+    bob.send(&frame(0x81, format!("421{join}").as_bytes()));
+    carol.send(&frame(0x81, format!("421{join}").as_bytes()));
+    assert_eq!(next_ack(&mut alice, 1).1["ok"], true);
+    assert_eq!(next_ack(&mut bob, 1).1["ok"], true);
+    assert_eq!(next_ack(&mut carol, 1).1["ok"], true);
+
+    let content: String = (0..60)
+        .map(|i| format!("line {i} of a long message. "))
+        .collect();
+    let send =
+        json!(["send_message", {"channelId": lobby, "content": content, "clientMessageId": "c1"}]);
+    carol.send(&frame(0x81, format!("422{send}").as_bytes()));
+    assert_eq!(next_ack(&mut carol, 2).1["ok"], true);
+    let (compressed, to_alice) = next_event(&mut alice, "message");
+    let (plain, to_bob) = next_event(&mut bob, "message");
+    assert!(compressed, "alice negotiated deflate: compressed on B");
+    assert!(!plain, "bob did not");
+    assert_eq!(to_alice, to_bob, "the same broadcast, inflated");
+    assert_eq!(to_alice[1]["content"], content);
+    let offset = to_alice[2].as_str().expect("a string offset");
+    let positions: Vec<u64> = offset
+        .split('.')
+        .map(|p| p.parse().expect("decimal positions"))
+        .collect();
+    assert_eq!(positions.len(), 4, "one position per partition: {offset}");
+    // The message's own partition and position are in its id
+    // (architecture.md "Message ids"): its entry of the offset is its pos.
+    let id: u64 = to_alice[1]["id"]
+        .as_str()
+        .and_then(|i| i.parse().ok())
+        .expect("a decimal id");
+    let (partition, pos) = ((id & 31) as usize, (id & ((1 << 43) - 1)) >> 5);
+    assert_eq!(positions[partition], pos, "offset {offset}, id {id}");
+}

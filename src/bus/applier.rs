@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, select};
+use crossbeam_channel::{Receiver, select};
 
 use super::batch::{Batch, Item};
 use super::fanout::{Local, post_acks};
@@ -47,7 +47,7 @@ pub(crate) struct Applier {
     pub mesh: Arc<Mesh<Mail>>,
     pub local: Receiver<Local>,
     pub events: Receiver<Event>,
-    pub publish: Sender<Arc<Batch>>,
+    pub publish: super::queue::PublishTx,
     pub open_store: OpenStore,
     pub store: Option<Box<dyn Store>>,
     /// Per partition, shared with the reader.
@@ -60,6 +60,9 @@ pub(crate) struct Applier {
 /// The applier's moving parts, apart from its inputs.
 struct State {
     orders: Vec<Order<Batch>>,
+    /// What was applied of each partition: with several, each message's
+    /// recovery offset ([`render_offsets`]).
+    positions: Vec<u64>,
     /// Per partition: the database's last `pos` when it was first seen
     /// ahead of what was applied, and when.
     behind: Vec<Option<(u64, Instant)>>,
@@ -77,6 +80,11 @@ impl Applier {
                 .applied
                 .iter()
                 .map(|a| Order::new(a.load(Ordering::Relaxed), s.max_parked))
+                .collect(),
+            positions: self
+                .applied
+                .iter()
+                .map(|a| a.load(Ordering::Relaxed))
                 .collect(),
             behind: vec![None; self.applied.len()],
             up: false,
@@ -204,7 +212,18 @@ impl Applier {
             let items: Vec<Item> = rows
                 .iter()
                 .take_while(|m| m.pos <= to)
-                .map(|m| Item::of_record(m, self.settings.compression))
+                .map(|m| {
+                    // Several partitions: compressed once its offset is in.
+                    let c = self.settings.compression;
+                    let multi = state.positions.len() > 1;
+                    Item::of_record(
+                        m,
+                        Settings {
+                            enabled: c.enabled && !multi,
+                            ..c
+                        },
+                    )
+                })
                 .collect();
             let Some(batch) = Batch::new(p as u32, items) else {
                 return true;
@@ -227,7 +246,8 @@ impl Applier {
     fn skip_through(&self, state: &mut State, p: usize, to: u64) {
         let mut out = Vec::new();
         state.orders[p].skip_through(to, Instant::now(), &mut out);
-        self.apply(p, out, Vec::new(), state.orders[p].applied());
+        let applied = state.orders[p].applied();
+        self.apply(p, out, Vec::new(), applied, &mut state.positions);
     }
 
     /// Offers a batch; applies what it can. `acks` (this instance's
@@ -235,7 +255,10 @@ impl Applier {
     /// go alone, now, otherwise.
     fn offer(&self, state: &mut State, batch: Batch, mut acks: Vec<Committed>) {
         let p = batch.partition as usize;
-        let Some(order) = state.orders.get_mut(p) else {
+        let State {
+            orders, positions, ..
+        } = state;
+        let Some(order) = orders.get_mut(p) else {
             post_acks(&self.mesh, acks);
             return; // a partition this instance does not run
         };
@@ -248,14 +271,24 @@ impl Applier {
             post_acks(&self.mesh, std::mem::take(&mut acks));
         }
         let applied = order.applied();
-        self.apply(p, out, acks, applied);
+        self.apply(p, out, acks, applied, positions);
     }
 
     /// Posts `out` to every shard, in order (`acks` after the first), now
     /// that partition `p` is applied up to `applied`.
-    fn apply(&self, p: usize, out: Vec<Batch>, mut acks: Vec<Committed>, applied: u64) {
-        for b in out {
+    fn apply(
+        &self,
+        p: usize,
+        out: Vec<Batch>,
+        mut acks: Vec<Committed>,
+        applied: u64,
+        positions: &mut [u64],
+    ) {
+        for mut b in out {
             self.metrics.batches_applied.inc();
+            if positions.len() > 1 {
+                render_offsets(&mut b, positions, self.settings.compression);
+            }
             let mut committed = b.into_committed();
             committed.append(&mut acks);
             let committed = Arc::new(committed);
@@ -263,6 +296,9 @@ impl Applier {
                 self.mesh
                     .post_external(shard, Mail::Committed(committed.clone()));
             }
+        }
+        if let Some(at) = positions.get_mut(p) {
+            *at = (*at).max(applied); // also over positions skipped
         }
         self.applied[p].store(applied, Ordering::Relaxed);
         self.metrics.applied_pos.set(applied as i64);
@@ -292,6 +328,26 @@ impl Applier {
                 self.store = None;
                 None
             }
+        }
+    }
+}
+
+/// With several sequencing partitions: each message's offset is what this
+/// instance has applied of every partition once it is applied (instances
+/// interleave partitions differently, so only the applier can say), put
+/// into the frame here, which is then compressed here too: once per
+/// message per instance (with one partition the writer's frame, offset
+/// and compression, goes as it is).
+fn render_offsets(batch: &mut Batch, positions: &mut [u64], compression: Settings) {
+    let p = batch.partition as usize;
+    for item in &mut batch.items {
+        if let Some(at) = positions.get_mut(p) {
+            *at = (*at).max(item.pos);
+        }
+        match crate::chat::message::with_offset(item.text(), positions) {
+            Some(text) => item.frame = crate::chat::commit::broadcast(text, compression),
+            // Not a frame this server makes: as it came.
+            None => tracing::warn!(pos = item.pos, "bus: a message frame without an offset"),
         }
     }
 }

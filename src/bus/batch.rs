@@ -61,6 +61,21 @@ impl Batch {
         (!items.is_empty()).then_some(Self { partition, items })
     }
 
+    /// The bytes of its frames (text and compressed form): what it holds
+    /// in a queue.
+    pub(crate) fn bytes(&self) -> usize {
+        self.items
+            .iter()
+            .map(|i| {
+                let packed = match &i.frame {
+                    Frame::Packed(p) => p.deflated.as_ref().map_or(0, |d| d.len()),
+                    _ => 0,
+                };
+                i.text().len() + packed
+            })
+            .sum()
+    }
+
     /// As every shard applies it ([`crate::chat::mail::Mail::Committed`]);
     /// the senders' acks went out at commit, without waiting for the log.
     pub(crate) fn into_committed(self) -> Vec<Committed> {
@@ -68,10 +83,12 @@ impl Batch {
             .into_iter()
             .map(|i| Committed {
                 stored: Some(Stored {
+                    partition: self.partition,
                     channel: i.channel,
                     seq: i.seq,
                     pos: i.pos,
                     frame: i.frame,
+                    gatrix: Default::default(),
                 }),
                 reply: None,
                 received: i.received,

@@ -16,6 +16,7 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 
 use super::batch::{Batch, Item};
+use super::queue::PublishTx;
 use crate::chat::commit::{MeshFanout, encode};
 use crate::chat::mail::{Committed, Mail, Requester, shard_of_conn};
 use crate::mailbox::Mesh;
@@ -51,7 +52,7 @@ pub(crate) struct BusFanout {
     /// stream (one with Redis today: see `bus::partitions`).
     pub(super) partitions: u32,
     pub(super) local: Sender<Local>,
-    pub(super) publish: Sender<Arc<Batch>>,
+    pub(super) publish: PublishTx,
     pub(super) metrics: BusMetrics,
     /// Test only (debug builds): the batch number whose hand-off is left
     /// out, as if the writer died between commit and append.
@@ -61,7 +62,15 @@ pub(crate) struct BusFanout {
 
 impl Fanout<Reply> for BusFanout {
     fn send(&mut self, outcomes: Vec<(Outcome, Reply)>) {
-        let committed = encode(outcomes, self.compression);
+        // With one partition a message's offset is its own pos (a batch's
+        // positions only grow); with several the applier renders each
+        // frame's offset when it applies it (and compresses it then).
+        let mut positions = [0];
+        let compression = Settings {
+            enabled: self.compression.enabled && self.partitions <= 1,
+            ..self.compression
+        };
+        let committed = encode(outcomes, compression, &mut positions);
         let mut acks = Vec::new();
         let mut items = Vec::with_capacity(committed.len());
         for c in committed {
@@ -119,7 +128,7 @@ impl BusFanout {
             return;
         };
         let batch = Arc::new(batch);
-        if self.publish.try_send(batch.clone()).is_err() {
+        if !self.publish.try_send(batch.clone()) {
             self.metrics.publishes_dropped.inc();
         }
         // Full: the applier is behind; it reads this batch from the log or

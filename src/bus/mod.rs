@@ -28,6 +28,7 @@ pub(crate) mod envelope;
 pub(crate) mod fanout;
 mod order;
 mod publisher;
+mod queue;
 mod reader;
 mod script;
 
@@ -40,7 +41,6 @@ use anyhow::Context as _;
 use crossbeam_channel::{Receiver, bounded};
 
 use self::applier::{Applier, ApplierSettings, OpenStore};
-use self::batch::Batch;
 use self::publisher::Publisher;
 use self::reader::Reader;
 use self::script::Limits;
@@ -62,11 +62,21 @@ pub(crate) const KEY_PREFIX: &str = "gatrix:bus:";
 /// release builds ignore it.
 pub(crate) const SKIP_BATCH_ENV: &str = "GATRIX_TEST_BUS_SKIP_BATCH";
 
-/// The sequencing partitions: one stream and one order each. With Redis
-/// only one is allowed today (`Config::bus_problems`: the recovery offset
-/// is one `pos`), but nothing here assumes it.
+/// The sequencing partitions: one stream and one order each (the recovery
+/// offsets the applier renders are one position per partition).
 fn partitions(config: &Config) -> u32 {
     config.sequencer_partitions.max(1)
+}
+
+/// How frames read from the log or the store are compressed on arrival:
+/// with several partitions not at all, since the applier renders each
+/// frame's offset (and compresses it) when it applies it.
+fn received_compression(config: &Config) -> crate::protocol::deflate::Settings {
+    let c = config.compression();
+    crate::protocol::deflate::Settings {
+        enabled: c.enabled && partitions(config) <= 1,
+        ..c
+    }
 }
 
 /// The bus between [`prepare`] (before the store's writer starts: it is
@@ -75,8 +85,8 @@ fn partitions(config: &Config) -> u32 {
 pub(crate) struct Pending {
     target: Target,
     local: Receiver<fanout::Local>,
-    publish_tx: crossbeam_channel::Sender<Arc<Batch>>,
-    publish_rx: Receiver<Arc<Batch>>,
+    publish_tx: queue::PublishTx,
+    publish_rx: queue::PublishRx,
 }
 
 /// The writer's fan-out over the bus, and what starts the bus's threads;
@@ -93,7 +103,8 @@ pub(crate) fn prepare(
     };
     metrics.bus().enable();
     let (local_tx, local) = bounded(config.bus_queue_batches);
-    let (publish_tx, publish_rx) = bounded(config.bus_queue_batches);
+    let (publish_tx, publish_rx) =
+        queue::publish_queue(config.bus_queue_batches, config.bus_queue_bytes);
     let fanout = BusFanout {
         mesh: mesh.clone(),
         compression: config.compression(),
@@ -148,13 +159,14 @@ impl Pending {
             .collect::<Result<_, _>>()
             .context("reading the last commit position")?;
         let applied: Arc<[AtomicU64]> = applied.into();
-        // Read by each shard as it starts (`ConnSide::new`): where a new
-        // recovery session starts before the first batch is applied.
-        let start = applied.first().map_or(0, |a| a.load(Ordering::Relaxed));
+        // Where a new recovery session starts before the first batch is
+        // applied (`BusGuard::start`, the shards' `ChatLimits`).
+        let start: Vec<u64> = applied.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+        let first = start.first().copied().unwrap_or(0);
         metrics
             .bus()
             .applied_pos
-            .set(i64::try_from(start).unwrap_or(i64::MAX));
+            .set(i64::try_from(first).unwrap_or(i64::MAX));
         let stop = Arc::new(AtomicBool::new(false));
         let timeout = Duration::from_millis(config.bus_redis_timeout_ms);
         let bus = metrics.bus();
@@ -180,7 +192,7 @@ impl Pending {
             block: Duration::from_millis(config.bus_poll_interval_ms),
             timeout,
             refresh: Duration::from_millis(config.redis_cluster_refresh_ms),
-            compression: config.compression(),
+            compression: received_compression(config),
             metrics: bus.clone(),
             stop: stop.clone(),
         };
@@ -214,7 +226,11 @@ impl Pending {
             spawn("gatrix-bus-apply", Box::new(move || applier.run()))?,
         ];
         tracing::info!(server_id = %config.server_id(), "bus started (Redis)");
-        Ok(BusGuard { stop, threads })
+        Ok(BusGuard {
+            stop,
+            threads,
+            start,
+        })
     }
 }
 
@@ -222,9 +238,17 @@ impl Pending {
 pub(crate) struct BusGuard {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    /// Each partition's position the applier started after.
+    start: Vec<u64>,
 }
 
 impl BusGuard {
+    /// Each sequencing partition's position the applier started after:
+    /// where a recovery session made before the first batch starts.
+    pub(crate) fn start(&self) -> &[u64] {
+        &self.start
+    }
+
     /// Stops the bus, after the store's writer (whose fan-out feeds the
     /// publisher): the reader and the applier see the flag within a poll
     /// interval, the publisher ends once both senders are gone.

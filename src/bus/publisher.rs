@@ -7,12 +7,9 @@
 //! fill the gap from the store. Nothing here delays an ack.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
-
-use super::batch::{Batch, Span};
+use super::batch::Span;
 use super::envelope;
 use super::script::{self, Appended, Limits, PartitionKeys};
 use crate::metrics::BusMetrics;
@@ -20,7 +17,8 @@ use crate::redis_link::{Backoff, Conn, Fault, Target, Timeouts};
 
 pub(crate) struct Publisher {
     pub target: Target,
-    pub batches: Receiver<Arc<Batch>>,
+    /// Bounded in batches and bytes ([`super::queue`]).
+    pub batches: super::queue::PublishRx,
     /// The sequencing partitions (their keys' hash tags depend on it).
     pub partitions: u32,
     pub limits: Limits,

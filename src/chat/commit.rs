@@ -2,9 +2,14 @@
 //!
 //! [`MeshFanout`], the store writer's [`Fanout`] in one process, runs on
 //! the writer thread, in commit order. It encodes each new message's
-//! broadcast once (`42["message",{…},"<pos>"]`, the last element being the
-//! recovery offset) and its sender's ack, answers REST senders directly
+//! broadcast once (`42["message",{…},"<offset>"]`, the last element being
+//! the recovery offset) and its sender's ack, answers REST senders directly
 //! ([`encode`]), and sends the whole batch, shared, to every shard.
+//!
+//! The offset is where the order is decided, here: the positions of every
+//! sequencing partition applied so far (`recovery::offset`), kept over the
+//! batches, message i of partition p carrying the positions after messages
+//! 0..=i. With one partition that is the message's own `pos`.
 //!
 //! A broadcast frame at least `WS_COMPRESSION_THRESHOLD` long is also
 //! compressed here, once (permessage-deflate without context takeover, so
@@ -12,11 +17,12 @@
 //! than on the shards: the writer sees each message exactly once, while
 //! every shard with a subscriber would otherwise compress it again (or
 //! race to share one copy); and it is off the shards' event loops, whose
-//! latency every connection feels. Each shard then delivers to its own subscribers ([`ConnSide::committed`]), so every
-//! connection sees messages in commit order, which is what makes one
-//! offset per connection enough for recovery.
+//! latency every connection feels. Each shard then delivers to its own
+//! subscribers ([`ConnSide::committed`]), so every connection sees
+//! messages in commit order, which is what makes the last offset a
+//! connection was sent enough for recovery.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::protocol::Text;
@@ -30,6 +36,7 @@ use crate::mailbox::Mesh;
 use crate::protocol::deflate::{self, Settings};
 use crate::protocol::{Frame, Packed};
 use crate::store::Fanout;
+use crate::store::sequencing::partition_of;
 use crate::store::writer::Outcome;
 
 /// The store writer's [`Fanout`] in one process: the in-process mesh.
@@ -39,17 +46,43 @@ use crate::store::writer::Outcome;
 pub(crate) struct MeshFanout {
     mesh: Arc<Mesh<Mail>>,
     compression: Settings,
+    /// The last position committed in each sequencing partition: the
+    /// offsets ([`encode`]). Empty until the first commit, which takes
+    /// `start`.
+    applied: Vec<u64>,
+    /// What the store had when the process started (set once it is
+    /// migrated, before any commit); zeros if unset.
+    start: Arc<OnceLock<Vec<u64>>>,
+    partitions: usize,
 }
 
 impl MeshFanout {
-    pub(crate) fn new(mesh: Arc<Mesh<Mail>>, compression: Settings) -> Self {
-        Self { mesh, compression }
+    /// `partitions`: SEQUENCER_PARTITIONS; `start`: see [`MeshFanout`].
+    pub(crate) fn new(
+        mesh: Arc<Mesh<Mail>>,
+        compression: Settings,
+        partitions: u32,
+        start: Arc<OnceLock<Vec<u64>>>,
+    ) -> Self {
+        Self {
+            mesh,
+            compression,
+            applied: Vec::new(),
+            start,
+            partitions: partitions.max(1) as usize,
+        }
     }
 }
 
 impl Fanout<(Requester, Instant)> for MeshFanout {
     fn send(&mut self, outcomes: Vec<(Outcome, (Requester, Instant))>) {
-        let batch = Arc::new(encode(outcomes, self.compression));
+        if self.applied.len() != self.partitions {
+            self.applied = match self.start.get() {
+                Some(s) if s.len() == self.partitions => s.clone(),
+                _ => vec![0; self.partitions],
+            };
+        }
+        let batch = Arc::new(encode(outcomes, self.compression, &mut self.applied));
         for shard in 0..self.mesh.shards() {
             self.mesh
                 .post_external(shard, Mail::Committed(batch.clone()));
@@ -59,11 +92,14 @@ impl Fanout<(Requester, Instant)> for MeshFanout {
 
 /// One commit's outcomes as every shard applies them: each new message's
 /// broadcast and each connection sender's ack encoded once; a REST sender
-/// is answered here, directly.
+/// is answered here, directly. `applied` (one position per sequencing
+/// partition) is raised by each stored message, whose offset it then is.
 pub(crate) fn encode(
     outcomes: Vec<(Outcome, (Requester, Instant))>,
     compression: Settings,
+    applied: &mut [u64],
 ) -> Vec<Committed> {
+    let partitions = applied.len() as u32;
     let mut batch = Vec::with_capacity(outcomes.len());
     for (outcome, (requester, received)) in outcomes {
         // A stored message's JSON is encoded once, for its broadcast and
@@ -80,12 +116,23 @@ pub(crate) fn encode(
             }
         };
         let stored = match (&json, &result) {
-            (Some(j), Ok(m)) => Some(Stored {
-                channel: Arc::from(m.channel_id.as_str()),
-                seq: m.seq,
-                pos: m.pos,
-                frame: broadcast(message_frame_of(j, m.pos), compression),
-            }),
+            (Some(j), Ok(m)) => {
+                let partition = match partitions {
+                    0 | 1 => 0,
+                    n => partition_of(&m.channel_id, n),
+                };
+                if let Some(p) = applied.get_mut(partition as usize) {
+                    *p = (*p).max(m.pos);
+                }
+                Some(Stored {
+                    channel: Arc::from(m.channel_id.as_str()),
+                    partition,
+                    seq: m.seq,
+                    pos: m.pos,
+                    frame: broadcast(message_frame_of(j, applied), compression),
+                    gatrix: Default::default(),
+                })
+            }
             _ => None,
         };
         let reply = match requester {
@@ -110,10 +157,11 @@ pub(crate) fn encode(
     batch
 }
 
-/// A stored message's broadcast frame, encoded as [`encode`] does: for a
-/// message read back from the store (the bus's gap fill and polling).
+/// A stored message's broadcast frame, encoded as [`encode`] does with one
+/// partition: for a message read back from the store (the bus's gap fill
+/// and polling; with several partitions the applier puts in the offset).
 pub(crate) fn stored_frame(m: &crate::store::MessageRecord, compression: Settings) -> Frame {
-    broadcast(message_frame_of(&json::message(m), m.pos), compression)
+    broadcast(message_frame_of(&json::message(m), &[m.pos]), compression)
 }
 
 /// A broadcast frame, with its compressed form when it is worth one.
@@ -137,12 +185,14 @@ impl ConnSide {
     pub(super) fn committed(&self, batch: &[Committed]) {
         let me = self.hub.mail.shard();
         let subs = self.subs.borrow();
+        let gx_subs = self.gx_subs.borrow();
         let mut seen = self.seen.borrow_mut();
+        let floors = self.floors.borrow();
         // Metrics: one clock read and at most two atomic adds per batch.
         let (now, mut owned, mut queued) = (Instant::now(), 0u64, 0u64);
         for c in batch {
             if let Some(m) = &c.stored {
-                self.last_pos.set(self.last_pos.get().max(m.pos));
+                self.applied(m.partition, m.pos);
                 match seen.get_mut(&m.channel) {
                     Some(s) => *s = (*s).max(m.seq),
                     None => {
@@ -152,11 +202,28 @@ impl ConnSide {
                 owned += u64::from(self.hub.owner_shard(&m.channel) == me);
                 if let Some(list) = subs.get(&m.channel) {
                     for link in list {
+                        let frame = if floors.is_empty() {
+                            m.frame.clone()
+                        } else {
+                            let applied = self.last_pos.borrow();
+                            match Self::floored(&floors, link.id, m, &applied) {
+                                Some(f) => f,
+                                None => continue,
+                            }
+                        };
                         // On overflow the link closes itself as a slow consumer.
-                        queued += u64::from(link.push(m.frame.clone()).is_ok());
+                        queued += u64::from(link.push(frame).is_ok());
                     }
                     let latency = now.saturating_duration_since(c.received);
                     self.hub.metrics.broadcast_latency.observe_duration(latency);
+                }
+                if let Some(list) = gx_subs.get(&m.channel) {
+                    // Gatrix connections: the same message in their
+                    // dialect, encoded once (`Stored::gatrix_frame`).
+                    let frame = m.gatrix_frame(&self.nums.borrow());
+                    for link in list {
+                        queued += u64::from(link.push(Frame::Text(frame.clone())).is_ok());
+                    }
                 }
             }
             if let Some((conn, frame)) = &c.reply
@@ -171,6 +238,10 @@ impl ConnSide {
         }
         if queued > 0 {
             self.hub.metrics.deliveries.inc_by(queued);
+        }
+        if !floors.is_empty() {
+            drop(floors);
+            self.lift_floors();
         }
     }
 }

@@ -11,10 +11,11 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::commands::{self, Command};
-use super::mail::{Publish, ReplyTo, Requester, ToChannelOwner, ToUserOwner};
+use super::commands;
+use super::mail::ToUserOwner;
 use super::message::reply_frame;
 use super::recovery::SessionStore;
+use super::recovery::offset::Positions;
 use super::{ChatError, ErrorCode, Hub};
 use crate::protocol::{
     CloseReason, DisconnectReason, Event, Handshake, Link, Pace, PaceLimits, Refusal, Verdict,
@@ -38,8 +39,8 @@ pub(crate) struct ChatConn {
     /// Private session id for connection state recovery (a refused
     /// recovery replaces the claimed one).
     pub(super) pid: RefCell<String>,
-    /// Replay position for this session if the client has no offset.
-    pub(super) start_pos: Cell<u64>,
+    /// Replay positions for this session if the client has no offset.
+    pub(super) start_pos: RefCell<Positions>,
     /// Set while a recovered session is being restored.
     pub(super) recovery: RefCell<Option<super::recovery::Recovery>>,
     /// Cleared when a recovery could not be completed: the session is then
@@ -50,6 +51,10 @@ pub(crate) struct ChatConn {
     /// that a stale connection elsewhere on the same pid cannot overwrite
     /// the session once this one has claimed it. Empty without Redis.
     pub(super) owner: Box<str>,
+    /// Speaks the Gatrix dialect (its token was the Gatrix backend's):
+    /// `gatrix/`. Such a connection is never recovered (the Gatrix client
+    /// does not ask) and subscribes in `ConnSide::gx_subs`.
+    pub(super) gatrix: bool,
 }
 
 /// The connection side of one shard: its authenticated connections,
@@ -70,20 +75,31 @@ pub(super) struct ConnSide {
     pub(super) conns: RefCell<HashMap<u64, Rc<ChatConn>>>,
     /// Local subscribers per channel.
     pub(super) subs: RefCell<HashMap<Arc<str>, Vec<Rc<Link>>>>,
+    /// Local subscribers per channel that speak the Gatrix dialect: sent
+    /// the same events translated, once per frame (`gatrix/frames.rs`).
+    pub(super) gx_subs: RefCell<HashMap<Arc<str>, Vec<Rc<Link>>>>,
+    /// The numbers of the channels Gatrix connections here use.
+    pub(super) nums: RefCell<super::gatrix::Nums>,
     /// The last seq this shard has seen committed per channel; a join
     /// ack's lastSeq is exact against it.
     pub(super) seen: RefCell<HashMap<Arc<str>, u64>>,
-    /// The highest commit position seen, where a new session's replay
-    /// would start.
-    pub(super) last_pos: Cell<u64>,
+    /// The highest commit position seen in each sequencing partition,
+    /// where a new session's replay would start.
+    pub(super) last_pos: RefCell<Vec<u64>>,
+    /// `last_pos` as last handed out: shared by the sessions started
+    /// until the next batch changes it.
+    snapshot: RefCell<Option<Positions>>,
+    /// Restored connections whose offset is ahead of this shard
+    /// (`recovery::floor`).
+    pub(super) floors: RefCell<super::recovery::Floors>,
 }
 
 impl ConnSide {
     pub(super) fn new(hub: Rc<Hub>, sessions: SessionStore) -> Self {
         // With Redis, the bus starts applying after the database's last
-        // pos (set before any shard runs): a session made before the first
-        // batch must not start from 0. Without Redis: 0, as always.
-        let start = u64::try_from(hub.metrics.bus.applied_pos.get()).unwrap_or(0);
+        // positions: a session made before the first batch must not start
+        // from 0. Without Redis: 0, as always.
+        let start = hub.limits.start_positions.to_vec();
         Self {
             hub,
             sessions,
@@ -92,8 +108,35 @@ impl ConnSide {
             clock: governor::clock::DefaultClock::default(),
             conns: RefCell::default(),
             subs: RefCell::default(),
+            gx_subs: RefCell::default(),
+            nums: RefCell::default(),
             seen: RefCell::default(),
-            last_pos: Cell::new(start),
+            last_pos: RefCell::new(start),
+            snapshot: RefCell::default(),
+            floors: RefCell::default(),
+        }
+    }
+
+    /// The number of sequencing partitions (the length of every offset).
+    pub(super) fn partitions(&self) -> usize {
+        self.hub.limits.start_positions.len()
+    }
+
+    /// What this shard has applied, per partition, as a shared snapshot.
+    pub(super) fn positions(&self) -> Positions {
+        self.snapshot
+            .borrow_mut()
+            .get_or_insert_with(|| Positions::from(self.last_pos.borrow().as_slice()))
+            .clone()
+    }
+
+    /// A committed message of `partition` at `pos` was applied.
+    pub(super) fn applied(&self, partition: u32, pos: u64) {
+        if let Some(p) = self.last_pos.borrow_mut().get_mut(partition as usize)
+            && *p < pos
+        {
+            *p = pos;
+            self.snapshot.borrow_mut().take();
         }
     }
 
@@ -132,10 +175,17 @@ impl ConnSide {
             // An empty token (`auth: {token: ""}`, an unset variable) is
             // none: TOKEN_MISSING says more than TOKEN_INVALID.
             .filter(|t| !t.is_empty());
-        let verified = match token.as_deref() {
-            Some(t) => self.hub.auth.verify(t),
-            None => Err(crate::auth::AuthError::Missing),
+        // A token with the Gatrix backend's issuer is checked as one, and
+        // the connection speaks its dialect (docs/protocol.md).
+        let gatrix = token
+            .as_deref()
+            .and_then(|t| self.hub.auth.gatrix().filter(|g| g.claims_issuer(t)));
+        let verified = match (token.as_deref(), gatrix) {
+            (Some(t), Some(g)) => g.verify(t),
+            (Some(t), None) => self.hub.auth.verify(t),
+            (None, _) => Err(crate::auth::AuthError::Missing),
         };
+        let gatrix = gatrix.is_some();
         let claims = match verified {
             Ok(c) => c,
             Err(e) => {
@@ -151,8 +201,12 @@ impl ConnSide {
                 let mut data = serde_json::Map::new();
                 data.insert("code".into(), ErrorCode::Unauthorized.as_str().into());
                 e.refusal().add_to(&mut data);
+                let message = match gatrix {
+                    true => crate::auth::gatrix_refusal_message(&e),
+                    false => "unauthorized",
+                };
                 return Err(Refusal::Refused {
-                    message: "unauthorized".into(),
+                    message: message.into(),
                     data: Some(Value::Object(data)),
                 });
             }
@@ -161,7 +215,8 @@ impl ConnSide {
         // back: same pid, same channels, missed messages replayed.
         // The channels come back once the store has counted the gap (it
         // may be too large to replay: then this is a fresh session).
-        let claim = super::recovery::Claim::from_auth(auth.as_ref());
+        let claim =
+            super::recovery::Claim::from_auth(auth.as_ref(), self.partitions()).filter(|_| !gatrix);
         let owner: Box<str> = match &self.sessions {
             SessionStore::Shared(_) => super::recovery::new_owner().into(),
             SessionStore::Local(_) => Box::default(),
@@ -171,17 +226,18 @@ impl ConnSide {
             .and_then(|c| self.reclaim(c, &claims.sub, &owner, link));
         let (pid, start_pos, recovery) = match (claim, restored) {
             (Some(c), Some((r, after))) => (c.pid, after, Some(r)),
-            _ => (crate::ids::random_token(15), self.last_pos.get(), None),
+            _ => (crate::ids::random_token(15), self.positions(), None),
         };
         let conn = Rc::new(ChatConn {
             link: link.clone(),
             user: Arc::from(claims.sub.as_str()),
             channels: RefCell::new(HashMap::new()),
             pid: RefCell::new(pid),
-            start_pos: Cell::new(start_pos),
+            start_pos: RefCell::new(start_pos),
             recovery: RefCell::new(recovery),
-            resumable: Cell::new(true),
+            resumable: Cell::new(!gatrix),
             owner,
+            gatrix,
         });
         self.conns.borrow_mut().insert(link.id, conn.clone());
         // Redis: a fresh session is written now (a claimed one once
@@ -213,6 +269,9 @@ impl ConnSide {
                 return conn.link.close(CloseReason::RateLimited);
             }
         }
+        if conn.gatrix {
+            return self.gatrix_event(conn, ev);
+        }
         let result = commands::parse(&ev.name, &ev.args, self.hub.limits.max_message_length)
             .and_then(|cmd| self.command(conn, cmd, ev.ack_id));
         if let Err(e) = result {
@@ -230,11 +289,20 @@ impl ConnSide {
     }
 
     pub(super) fn pid(&self, conn: &Rc<ChatConn>) -> Option<String> {
-        Some(conn.pid.borrow().clone())
+        (!conn.gatrix).then(|| conn.pid.borrow().clone())
+    }
+
+    /// After the CONNECT reply: a Gatrix connection is told `connected`.
+    pub(super) fn connected(&self, conn: &Rc<ChatConn>, sid: &str) {
+        if conn.gatrix {
+            let frame = super::gatrix::connected_frame(&self.hub.limits.server_id, sid);
+            let _ = conn.link.push_text(frame);
+        }
     }
 
     pub(super) fn disconnect(&self, conn: Rc<ChatConn>, reason: DisconnectReason) {
         self.conns.borrow_mut().remove(&conn.link.id);
+        self.floors.borrow_mut().remove(&conn.link.id);
         self.hub.metrics.connections.dec();
         let channels: Vec<(Arc<str>, JoinState)> = conn.channels.borrow_mut().drain().collect();
         // A dropped connection may come back; one that said goodbye (`41`)
@@ -273,127 +341,5 @@ fn rate_error() -> ChatError {
 pub(super) fn answer(conn: &ChatConn, ack: Option<u64>, result: Result<&str, &ChatError>) {
     if let Some(frame) = reply_frame(ack, result) {
         let _ = conn.link.push_text(frame);
-    }
-}
-
-impl ConnSide {
-    /// Runs a parsed command: checks what this shard can check, then asks
-    /// the owner. Errors returned here are replied to by the caller.
-    fn command(
-        &self,
-        conn: &Rc<ChatConn>,
-        cmd: Command,
-        ack: Option<u64>,
-    ) -> Result<(), ChatError> {
-        let reply_to = ReplyTo {
-            conn: conn.link.id,
-            ack,
-        };
-        match cmd {
-            Command::Join { channel } => {
-                // A repeat join (joined or joining already) only wants the
-                // ack with lastSeq: the owner goes by its own count.
-                {
-                    let mut chans = conn.channels.borrow_mut();
-                    if !chans.contains_key(&channel) {
-                        let max = self.hub.limits.max_channels_per_connection;
-                        if chans.len() >= max {
-                            return Err(ChatError::new(
-                                ErrorCode::Forbidden,
-                                format!("a connection may join at most {max} channels"),
-                            ));
-                        }
-                        chans.insert(channel.clone(), JoinState::Joining);
-                        drop(chans);
-                        self.write_session(conn);
-                    }
-                }
-                self.send_join(conn, channel, reply_to);
-            }
-            Command::Leave { channel } => {
-                let Some(state) = conn.channels.borrow_mut().remove(&channel) else {
-                    answer(conn, ack, Ok(r#"{"ok":true}"#));
-                    return Ok(());
-                };
-                self.write_session(conn);
-                self.unsubscribe(conn, channel, state, Some(reply_to));
-            }
-            Command::Send(mut message) => {
-                // The shard's shared name rather than the parsed copy.
-                message.channel = self.joined(conn, &message.channel)?;
-                let shard = self.hub.owner_shard(&message.channel);
-                self.hub.post(
-                    shard,
-                    ToChannelOwner::Publish(Box::new(Publish {
-                        message,
-                        user: conn.user.clone(),
-                        requester: Requester::Conn(reply_to),
-                        received: std::time::Instant::now(),
-                    })),
-                );
-            }
-            Command::Typing { channel, typing } => {
-                let channel = self.joined(conn, &channel)?;
-                let shard = self.hub.owner_shard(&channel);
-                self.hub.post(
-                    shard,
-                    ToChannelOwner::Typing {
-                        channel,
-                        user: conn.user.clone(),
-                        typing,
-                        reply: reply_to,
-                    },
-                );
-            }
-        }
-        Ok(())
-    }
-
-    /// The connection's own handle on a channel it joined (or is joining:
-    /// the owner sees the Join first, so sending right after is fine).
-    fn joined(&self, conn: &ChatConn, channel: &str) -> Result<Arc<str>, ChatError> {
-        conn.channels
-            .borrow()
-            .get_key_value(channel)
-            .map(|(k, _)| k.clone())
-            .ok_or_else(|| ChatError::new(ErrorCode::Forbidden, "join the channel first"))
-    }
-
-    /// Asks the channel's owner to count this connection in.
-    pub(super) fn send_join(&self, conn: &ChatConn, channel: Arc<str>, reply: ReplyTo) {
-        let shard = self.hub.owner_shard(&channel);
-        let user = conn.user.clone();
-        self.hub.post(
-            shard,
-            ToChannelOwner::Join {
-                channel,
-                user,
-                reply,
-            },
-        );
-    }
-
-    /// Stops delivering `channel` to the connection and tells the owner.
-    fn unsubscribe(
-        &self,
-        conn: &ChatConn,
-        channel: Arc<str>,
-        state: JoinState,
-        reply: Option<ReplyTo>,
-    ) {
-        if state == JoinState::Delivering {
-            self.unsubscribe_local(&channel, conn.link.id);
-        }
-        let shard = self.hub.owner_shard(&channel);
-        let (user, id) = (conn.user.clone(), conn.link.id);
-        self.hub.post(
-            shard,
-            ToChannelOwner::Leave {
-                channel,
-                user,
-                conn: id,
-                reply,
-            },
-        );
     }
 }

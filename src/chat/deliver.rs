@@ -9,6 +9,7 @@ use crate::protocol::Text;
 
 use super::ChatError;
 use super::conn::{ConnSide, JoinState, answer};
+use super::gatrix::frames;
 use super::mail::{ReplyTo, ToConnShard, shard_of_conn};
 use crate::protocol::Frame;
 
@@ -20,8 +21,14 @@ impl ConnSide {
                 channel,
                 channel_json,
                 last_seq,
+                num,
                 reply,
-            } => self.conn_joined(channel, &channel_json, last_seq, reply),
+            } => {
+                if num > 0 {
+                    self.nums.borrow_mut().insert(&channel, num);
+                }
+                self.conn_joined(channel, &channel_json, last_seq, reply)
+            }
             ToConnShard::JoinFailed {
                 channel,
                 error,
@@ -35,15 +42,27 @@ impl ConnSide {
             ToConnShard::Frame { conn, frame } => self.to_conn(conn, frame),
             ToConnShard::Replayed { conn, step } => self.replayed(conn, step),
             ToConnShard::RewriteSessions => self.rewrite_due.set(true),
+            ToConnShard::GatrixJoin {
+                reply,
+                num,
+                channel,
+            } => self.gatrix_join_found(reply, num, channel),
         }
     }
 
     pub(super) fn unsubscribe_local(&self, channel: &str, conn: u64) {
-        let mut subs = self.subs.borrow_mut();
-        if let Some(list) = subs.get_mut(channel) {
-            list.retain(|l| l.id != conn);
-            if list.is_empty() {
-                subs.remove(channel);
+        // The connection is in one of the two lists, whichever its dialect.
+        for (subs, gatrix) in [(&self.subs, false), (&self.gx_subs, true)] {
+            let mut subs = subs.borrow_mut();
+            if let Some(list) = subs.get_mut(channel) {
+                list.retain(|l| l.id != conn);
+                if list.is_empty() {
+                    subs.remove(channel);
+                    if gatrix {
+                        // No Gatrix subscriber left: its number is not needed.
+                        self.nums.borrow_mut().forget(channel);
+                    }
+                }
             }
         }
     }
@@ -64,8 +83,12 @@ impl ConnSide {
             _ => false,
         };
         if newly {
-            self.subs
-                .borrow_mut()
+            let subs = if conn.gatrix {
+                &self.gx_subs
+            } else {
+                &self.subs
+            };
+            subs.borrow_mut()
                 .entry(channel.clone())
                 .or_default()
                 .push(conn.link.clone());
@@ -74,6 +97,11 @@ impl ConnSide {
         // so the connection; every lower one already passed.
         let seen = self.seen.borrow().get(&channel).copied().unwrap_or(0);
         let last_seq = last_seq.max(seen);
+        if conn.gatrix {
+            let frame =
+                super::gatrix::channel_frame("channel_joined", &channel, &self.nums.borrow());
+            let _ = conn.link.push_text(frame);
+        }
         let body = format!(r#"{{"ok":true,"channel":{channel_json},"lastSeq":{last_seq}}}"#);
         answer(&conn, reply.ack, Ok(&body));
     }
@@ -97,23 +125,41 @@ impl ConnSide {
 
     /// A broadcast frame for this shard's subscribers of a channel. The
     /// same bytes go to every recipient.
+    /// Gatrix subscribers are sent it translated, once for all of them; a
+    /// Gatrix-only frame (`user_status_changed`) reaches only them.
     fn deliver(&self, channel: &str, frame: Text, except: Option<u64>) {
-        let subs = self.subs.borrow();
-        let Some(list) = subs.get(channel) else {
+        if let Some(list) = self.gx_subs.borrow().get(channel) {
+            let translated = frames::translate(frame.as_str(), &self.nums.borrow());
+            let translated: Text = translated.into_owned().into();
+            push_all(list, &translated, except);
+        }
+        if frames::gatrix_only(frame.as_str()) {
             return;
-        };
-        for link in list {
-            if Some(link.id) != except {
-                // On overflow the link closes itself as a slow consumer.
-                let _ = link.push(Frame::Text(frame.clone()));
-            }
+        }
+        if let Some(list) = self.subs.borrow().get(channel) {
+            push_all(list, &frame, except);
         }
     }
 
     fn to_conn(&self, conn: u64, frame: Text) {
         debug_assert_eq!(shard_of_conn(conn), self.hub.mail.shard());
         if let Some(c) = self.conns.borrow().get(&conn) {
+            let frame = match c.gatrix {
+                true => frames::translate(frame.as_str(), &self.nums.borrow())
+                    .into_owned()
+                    .into(),
+                false => frame,
+            };
             let _ = c.link.push(Frame::Text(frame));
+        }
+    }
+}
+
+fn push_all(list: &[std::rc::Rc<crate::protocol::Link>], frame: &Text, except: Option<u64>) {
+    for link in list {
+        if Some(link.id) != except {
+            // On overflow the link closes itself as a slow consumer.
+            let _ = link.push(Frame::Text(frame.clone()));
         }
     }
 }

@@ -149,6 +149,7 @@ impl ChannelOwner {
                         json: serde_json::to_string(&l.record).unwrap_or_default().into(),
                         members: l.members.iter().map(|m| Arc::from(m.as_str())).collect(),
                         last_seq,
+                        num: l.record.num,
                     });
                 }
                 // No such channel: nothing is kept for it, unless

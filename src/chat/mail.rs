@@ -58,9 +58,34 @@ pub(crate) struct Committed {
 pub(crate) struct Stored {
     pub channel: Arc<str>,
     pub seq: u64,
-    /// The commit position: the recovery offset.
+    /// Its sequencing partition (0 with one).
+    pub partition: u32,
+    /// The commit position in its partition.
     pub pos: u64,
     pub frame: Frame,
+    /// The same message for Gatrix connections (`gatrix/frames.rs`), built
+    /// by the first shard that has one among the channel's subscribers and
+    /// shared by every other: encoded once per dialect, never per
+    /// connection, and not at all while no Gatrix client listens.
+    pub gatrix: std::sync::OnceLock<Text>,
+}
+
+impl Stored {
+    /// The message as Gatrix connections are sent it.
+    /// Every shard knows the channel's number (it has Gatrix subscribers),
+    /// so whichever builds it builds the same frame.
+    pub(crate) fn gatrix_frame(&self, nums: &super::gatrix::Nums) -> &Text {
+        self.gatrix.get_or_init(|| {
+            let native = match &self.frame {
+                Frame::Text(t) => t.as_str(),
+                Frame::Packed(p) => p.text.as_str(),
+                Frame::Binary(_) => "",
+            };
+            super::gatrix::frames::translate(native, nums)
+                .into_owned()
+                .into()
+        })
+    }
 }
 
 /// Everything a shard's chat receives, by the role it is for: each role
@@ -149,6 +174,8 @@ pub(crate) enum ToConnShard {
         channel: Arc<str>,
         channel_json: Arc<str>,
         last_seq: u64,
+        /// The channel's number, for the Gatrix dialect (0: none).
+        num: u64,
         reply: ReplyTo,
     },
     /// The owner refused the join: forget the pending subscription.
@@ -173,6 +200,13 @@ pub(crate) enum ToConnShard {
     /// From the Redis sessions thread, after Redis came back: write every
     /// live session of the shard again.
     RewriteSessions,
+    /// From a store reader: the channel numbered `num` (the Gatrix
+    /// dialect's id), for a Gatrix connection's join.
+    GatrixJoin {
+        reply: ReplyTo,
+        num: u64,
+        channel: Result<Option<String>, String>,
+    },
 }
 
 /// To a user's owner shard (presence): from connections' shards and

@@ -37,17 +37,42 @@ pub(crate) fn now() -> String {
     })
 }
 
-/// The `message` event of a stored message, with its offset (the
-/// recovery replay's frames).
-pub(crate) fn message_frame(m: &MessageRecord) -> String {
-    message_frame_of(&super::json::message(m), m.pos)
+/// The `message` event of a stored message, with `offset` (the recovery
+/// replay's frames: the replay's cursor).
+pub(crate) fn message_frame(m: &MessageRecord, offset: &[u64]) -> String {
+    message_frame_of(&super::json::message(m), offset)
 }
 
 /// The `message` event of a stored message whose JSON is already encoded
 /// (the broadcast, built once by the writer's fan-out): the message, then
-/// its commit position as the recovery offset.
-pub(super) fn message_frame_of(json: &str, pos: u64) -> String {
-    format!(r#"42["message",{json},"{pos}"]"#)
+/// the recovery offset (`recovery::offset`: with one sequencing partition
+/// the message's commit position).
+pub(super) fn message_frame_of(json: &str, offset: &[u64]) -> String {
+    let mut f = String::with_capacity(json.len() + 20 + offset.len() * 8);
+    f.push_str(r#"42["message","#);
+    f.push_str(json);
+    f.push_str(r#",""#);
+    super::recovery::offset::write_to(&mut f, offset);
+    f.push_str(r#""]"#);
+    f
+}
+
+/// `frame` (a `message` event as [`message_frame_of`] makes it) with its
+/// offset replaced by `offset`: the bus's applier renders each message's
+/// offset at apply time with several sequencing partitions. None if the
+/// frame does not end with a string of digits and dots.
+pub(crate) fn with_offset(frame: &str, offset: &[u64]) -> Option<String> {
+    let body = frame.strip_suffix(r#""]"#)?;
+    let quote = body.rfind('"')?;
+    let old = &body[quote + 1..];
+    if !old.bytes().all(|b| b.is_ascii_digit() || b == b'.') || !body[..quote].ends_with(',') {
+        return None;
+    }
+    let mut f = String::with_capacity(quote + 3 + offset.len() * 8);
+    f.push_str(&body[..=quote]);
+    super::recovery::offset::write_to(&mut f, offset);
+    f.push_str(r#""]"#);
+    Some(f)
 }
 
 /// `42["<event>",<body>]` on the main namespace.
@@ -131,5 +156,21 @@ mod tests {
             reply_frame(Some(1), Ok(r#"{"ok":true}"#)).unwrap(),
             r#"431[{"ok":true}]"#
         );
+    }
+
+    #[test]
+    fn an_offset_is_spliced_into_a_message_frame() {
+        let json = r#"{"content":"a \",\"9\"]","seq":1}"#;
+        let f = message_frame_of(json, &[7]);
+        assert_eq!(f, format!(r#"42["message",{json},"7"]"#));
+        let g = with_offset(&f, &[120, 98, 140, 77]).unwrap();
+        assert_eq!(g, format!(r#"42["message",{json},"120.98.140.77"]"#));
+        assert_eq!(
+            with_offset(&g, &[1]).unwrap(),
+            f.replace("\"7\"]", "\"1\"]")
+        );
+        assert_eq!(with_offset(r#"42["typing",{}]"#, &[1]), None);
+        assert_eq!(with_offset(r#"42["message",{},"x"]"#, &[1]), None);
+        assert_eq!(with_offset("", &[1]), None);
     }
 }

@@ -36,6 +36,8 @@ pub(crate) mod commit;
 mod conn;
 mod deliver;
 mod error;
+mod forward;
+mod gatrix;
 mod herald;
 pub(crate) mod json;
 mod load;
@@ -88,6 +90,13 @@ pub(crate) struct ChatLimits {
     pub channel_cache_max: usize,
     /// Most messages one recovery replays, across its channels.
     pub recovery_max_replay: usize,
+    /// This instance's name (`SERVER_ID`, or host and port): the Gatrix
+    /// dialect's `connected` says it.
+    pub server_id: Arc<str>,
+    /// Where recovery sessions start before the first commit is applied:
+    /// one position per sequencing partition (so also their number). With
+    /// Redis, what the database had when the bus started; else zeros.
+    pub start_positions: recovery::offset::Positions,
 }
 
 /// The store as chat uses it: messages answer to a [`mail::Requester`], and
@@ -240,6 +249,10 @@ impl Handler for Chat {
 
     fn pid(&self, conn: &Rc<ChatConn>) -> Option<String> {
         self.conns.pid(conn)
+    }
+
+    fn connected(&self, conn: &Rc<ChatConn>, sid: &str) {
+        self.conns.connected(conn, sid);
     }
 
     fn disconnect(&self, conn: Rc<ChatConn>, reason: DisconnectReason) {

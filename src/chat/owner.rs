@@ -79,6 +79,8 @@ pub(super) struct ChannelInfo {
     pub(super) members: HashSet<Arc<str>>,
     /// The store's last seq when loaded; later ones are seen by shards.
     pub(super) last_seq: u64,
+    /// The channel's number (`ChannelRecord::num`), for the Gatrix dialect.
+    pub(super) num: u64,
 }
 
 impl ChannelState {
@@ -246,7 +248,7 @@ impl ChannelOwner {
             }
             self.member_published(&channel, &user, true);
         }
-        let (last_seq, channel_json) = (info.last_seq, info.json.clone());
+        let (last_seq, channel_json, num) = (info.last_seq, info.json.clone(), info.num);
         // Counted by connection rather than by the connection's `repeat`:
         // a repeat whose first join was refused is a first join here.
         if st.conns.insert(reply.conn) {
@@ -278,6 +280,7 @@ impl ChannelOwner {
             channel,
             channel_json,
             last_seq,
+            num,
             reply,
         };
         self.hub.post(shard_of_conn(reply.conn), joined);

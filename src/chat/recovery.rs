@@ -1,14 +1,18 @@
 //! Socket.IO connection state recovery.
 //!
 //! Every connection gets a private session id (`pid`) in its CONNECT reply,
-//! and every `message` event carries its commit position as a last,
-//! string argument: the offset. When a connection drops (anything but an
+//! and every `message` event carries, as a last string argument, the
+//! offset: how far in each sequencing partition the connection has been
+//! sent everything ([`offset`]; with one partition the message's commit
+//! position). When a connection drops (anything but an
 //! explicit namespace disconnect), its session (user and channels) is kept
 //! for RECOVERY_WINDOW_MS ([`sessions`]). A client reconnecting with
 //! `{pid, offset}` in its auth gets the same pid back (socket.io-client then
 //! reports `socket.recovered`), its subscriptions restored, and every
-//! message of those channels committed after `offset` replayed from the
-//! store, in commit order, ahead of anything live.
+//! message of those channels committed after `offset` (each channel after
+//! its partition's position) replayed from the store, in commit order per
+//! partition, ahead of anything live. An offset of another length than
+//! the partition count, or garbage, is a fresh session.
 //!
 //! Bounded: the CONNECT reply is held while the store counts the gap (up
 //! to RECOVERY_MAX_REPLAY + 1, reading no message). A larger gap is refused
@@ -35,8 +39,11 @@
 //! counted and replayed from the store as above.
 
 pub(crate) mod entry;
+mod floor;
 mod keep;
+pub(crate) mod offset;
 mod reclaim;
+mod replay;
 mod sessions;
 mod shared;
 
@@ -45,15 +52,16 @@ use std::sync::Arc;
 
 use super::ChatConn;
 use super::conn::{ConnSide, JoinState};
-use super::mail::{ReplayStep, ToConnShard};
-use super::message::message_frame;
-use crate::protocol::{CloseReason, Frame};
-use crate::store::MessageRecord;
+use super::mail::ReplayStep;
+use crate::protocol::Frame;
+use crate::store::sequencing::partition_of;
 pub(crate) use entry::{Entry, new_owner};
+pub(crate) use floor::Floors;
 pub(crate) use keep::SessionStore;
-pub(crate) use sessions::Claim;
+use offset::Positions;
 use sessions::Resumable;
 pub(crate) use sessions::Sessions;
+pub(crate) use sessions::{Claim, Sent};
 pub(crate) use shared::{Settings as SharedSettings, Shared};
 
 /// Messages one store read of a replay returns at most (each channel reads
@@ -64,33 +72,51 @@ pub(crate) const REPLAY_PAGE: usize = 64;
 /// A recovery under way on one connection.
 pub(super) enum Recovery {
     /// Redis: the session is being claimed; the CONNECT reply is held.
-    Claiming { offset: Option<u64> },
+    Claiming { offset: Option<Positions> },
     /// The store counts the gap; the CONNECT reply is held meanwhile.
     Counting {
         channels: Box<[Arc<str>]>,
-        after_pos: u64,
+        after_pos: Positions,
     },
     /// The owners confirm the channels again.
     Joining {
         /// Channels the owners have not answered yet.
         waiting: HashSet<Arc<str>>,
-        after_pos: u64,
+        after_pos: Positions,
         /// Channels confirmed, with the owner's last seq at load.
         confirmed: Vec<(Arc<str>, u64)>,
     },
     /// Pages of missed messages are read and queued.
     Replaying {
-        /// Each channel up to the seq where live delivery started.
-        upto: Arc<[(String, u64)]>,
-        /// And no further than the last position this shard had applied
-        /// then: every later one arrives live. With several instances the
-        /// database (and so the owner's seq at load) can be ahead of what
-        /// this instance's bus has applied; what lies beyond is delivered
-        /// when applied, so replaying it too would deliver it twice.
-        upto_pos: u64,
-        /// The last position replayed so far.
-        cursor: u64,
+        /// Each channel up to the seq where live delivery started, with
+        /// its sequencing partition.
+        upto: Arc<[(String, u64, usize)]>,
+        /// And, per partition, no further than the last position this
+        /// shard had applied then: every later one arrives live. With
+        /// several instances the database (and so the owner's seq at load)
+        /// can be ahead of what this instance's bus has applied; what lies
+        /// beyond is delivered when applied, so replaying it too would
+        /// deliver it twice.
+        upto_pos: Positions,
+        /// The replay's offset: the client's, each partition raised to the
+        /// last position replayed in it. Each replayed message carries it,
+        /// so a client dropped mid-replay holds an exact offset; the next
+        /// page starts after it.
+        cursor: Vec<u64>,
     },
+}
+
+/// Each channel with how far it is replayed from: its partition's entry
+/// of `after` (the store's count and replay take one bound per channel).
+pub(super) fn channel_bounds(channels: &[Arc<str>], after: &[u64]) -> Vec<(String, u64)> {
+    let n = after.len() as u32;
+    channels
+        .iter()
+        .map(|c| {
+            let p = partition_of(c, n) as usize;
+            (c.to_string(), after.get(p).copied().unwrap_or(0))
+        })
+        .collect()
 }
 
 impl ConnSide {
@@ -194,7 +220,7 @@ impl ConnSide {
             other => other.clone(),
         });
         *conn.pid.borrow_mut() = new;
-        conn.start_pos.set(self.last_pos.get());
+        *conn.start_pos.borrow_mut() = self.positions();
         conn.link.release(Vec::new());
         // Redis: the claimed session goes (if this connection won it), the
         // fresh one is written.
@@ -248,6 +274,7 @@ impl ConnSide {
             }
         };
         let mut upto = Vec::with_capacity(confirmed.len());
+        let n = self.partitions() as u32;
         {
             let seen = self.seen.borrow();
             let mut subs = self.subs.borrow_mut();
@@ -259,106 +286,27 @@ impl ConnSide {
                         .or_default()
                         .push(conn.link.clone());
                     let last = owner_seq.max(seen.get(&channel).copied().unwrap_or(0));
-                    upto.push((channel.to_string(), last));
+                    upto.push((
+                        channel.to_string(),
+                        last,
+                        partition_of(&channel, n) as usize,
+                    ));
                 }
             }
         }
+        let upto_pos = self.positions();
+        self.set_floor(
+            conn.link.id,
+            &after_pos,
+            &upto_pos,
+            upto.iter().map(|(c, _, _)| Arc::from(c.as_str())),
+        );
         *conn.recovery.borrow_mut() = Some(Recovery::Replaying {
             upto: upto.into(),
-            upto_pos: self.last_pos.get(),
-            cursor: after_pos,
+            upto_pos,
+            cursor: after_pos.to_vec(),
         });
         self.read_page(conn);
-    }
-
-    /// Asks the store for the next page of the replay.
-    fn read_page(&self, conn: &ChatConn) {
-        // Copied out: the borrow ends here (replay_failed takes it).
-        let (upto, upto_pos, cursor) = match &*conn.recovery.borrow() {
-            Some(Recovery::Replaying {
-                upto,
-                upto_pos,
-                cursor,
-            }) => (upto.clone(), *upto_pos, *cursor),
-            _ => return,
-        };
-        if cursor >= upto_pos {
-            // Nothing this shard applied is missed: the rest comes live.
-            conn.recovery.borrow_mut().take();
-            return conn.link.release(Vec::new());
-        }
-        let (mesh, me, id) = (
-            self.hub.mail.mesh().clone(),
-            self.hub.mail.shard(),
-            conn.link.id,
-        );
-        let started = self.hub.store.read_then(move |s| {
-            let result = s
-                .replay(&upto, cursor, REPLAY_PAGE)
-                .map_err(|e| e.to_string());
-            let step = ReplayStep::Page(result);
-            mesh.post_external(me, ToConnShard::Replayed { conn: id, step }.into());
-        });
-        if started.is_err() {
-            self.replay_failed(conn, "store busy");
-        }
-    }
-
-    /// A page of missed messages: queued ahead of everything held since the
-    /// CONNECT reply; the last one lets the held frames go.
-    fn page(&self, conn: &ChatConn, result: Result<Vec<MessageRecord>, String>) {
-        let upto_pos = match &*conn.recovery.borrow() {
-            Some(Recovery::Replaying { upto_pos, .. }) => *upto_pos,
-            _ => return,
-        };
-        let mut msgs = match result {
-            Ok(msgs) => msgs,
-            Err(e) => return self.replay_failed(conn, &e),
-        };
-        // A full page may have more behind it; a short one is the end, and
-        // so is a position this shard had not applied (pages come in
-        // position order).
-        let full = msgs.len() == REPLAY_PAGE;
-        msgs.retain(|m| m.pos <= upto_pos);
-        let more = (full && msgs.len() == REPLAY_PAGE)
-            .then(|| msgs.last().map(|m| m.pos))
-            .flatten();
-        let frames = msgs
-            .iter()
-            .map(|m| Frame::Text(message_frame(m).into()))
-            .collect();
-        drop(msgs);
-        if conn.link.push_ahead(frames).is_err() {
-            // More than the outbound queue holds: closed as a slow
-            // consumer. The session is not kept: the same recovery would
-            // overflow again.
-            conn.recovery.borrow_mut().take();
-            conn.resumable.set(false);
-            return;
-        }
-        match more {
-            Some(pos) => {
-                if let Some(Recovery::Replaying { cursor, .. }) = &mut *conn.recovery.borrow_mut() {
-                    *cursor = pos;
-                }
-                self.read_page(conn);
-            }
-            None => {
-                conn.recovery.borrow_mut().take();
-                conn.link.release(Vec::new());
-            }
-        }
-    }
-
-    /// A replay that cannot complete closes the connection rather than
-    /// leave a gap; its session is not kept (the client would retry the
-    /// same failing recovery), so the client starts fresh and catches up
-    /// by seq.
-    fn replay_failed(&self, conn: &ChatConn, why: &str) {
-        tracing::warn!(conn = conn.link.id, error = %why, "recovery replay failed; closing");
-        conn.recovery.borrow_mut().take();
-        conn.resumable.set(false);
-        conn.link.close(CloseReason::Internal);
     }
 
     /// At disconnect: a recovery under way stops, and its hold on the link

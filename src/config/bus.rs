@@ -7,26 +7,16 @@ use super::{Config, ConfigError};
 impl Config {
     pub(super) fn bus_problems(&self, found: &mut Vec<ConfigError>) {
         #[rustfmt::skip]
-        let nonzero: [(&'static str, u64, &str); 7] = [
+        let nonzero: [(&'static str, u64, &str); 8] = [
             ("bus_poll_interval_ms", self.bus_poll_interval_ms, "milliseconds such as 500"),
             ("bus_stream_max_len", self.bus_stream_max_len as u64, "batches such as 10000"),
             ("bus_queue_batches", self.bus_queue_batches as u64, "batches such as 1024"),
+            ("bus_queue_bytes", self.bus_queue_bytes as u64, "bytes such as 67108864"),
             ("bus_max_parked", self.bus_max_parked as u64, "batches such as 1024"),
             ("bus_parked_ttl_ms", self.bus_parked_ttl_ms, "milliseconds such as 60000"),
             ("bus_redis_timeout_ms", self.bus_redis_timeout_ms, "milliseconds such as 2000"),
             ("redis_cluster_refresh_ms", self.redis_cluster_refresh_ms, "milliseconds such as 5000"),
         ];
-        if self.redis_url().is_some() && self.sequencer_partitions > 1 {
-            found.push(ConfigError::invalid(
-                "sequencer_partitions",
-                format!(
-                    "is {} with Redis: the recovery offset clients hold is one commit \
-                     position, which is meaningful only with one sequencing partition",
-                    self.sequencer_partitions
-                ),
-                "set SEQUENCER_PARTITIONS=1 while several instances share Redis",
-            ));
-        }
         super::validate::require_nonzero(found, nonzero);
         if !(1..=u32::from(crate::redis_link::slots::SLOTS)).contains(&self.redis_pubsub_partitions)
         {
@@ -51,8 +41,10 @@ mod tests {
             .collect()
     }
 
+    /// The recovery offset is one position per partition
+    /// (`chat::recovery::offset`), so several partitions go with Redis.
     #[test]
-    fn several_partitions_with_redis_are_refused() {
+    fn several_partitions_with_redis_are_allowed() {
         let base = Config {
             database_url: Some("mysql://u@h:3306/db".into()),
             jwt_secret: Some("x".repeat(40)),
@@ -72,18 +64,25 @@ mod tests {
             sequencer_partitions: 4,
             ..redis
         };
-        assert!(keys(&both).contains(&"sequencer_partitions".to_owned()));
+        assert!(!keys(&both).contains(&"sequencer_partitions".to_owned()));
+        let too_many = Config {
+            sequencer_partitions: 33,
+            ..both
+        };
+        assert!(keys(&too_many).contains(&"sequencer_partitions".to_owned()));
     }
 
     #[test]
     fn zero_bus_limits_are_refused() {
         let c = Config {
             bus_queue_batches: 0,
+            bus_queue_bytes: 0,
             bus_redis_timeout_ms: 0,
             ..Default::default()
         };
         let k = keys(&c);
         assert!(k.contains(&"bus_queue_batches".to_owned()), "{k:?}");
+        assert!(k.contains(&"bus_queue_bytes".to_owned()), "{k:?}");
         assert!(k.contains(&"bus_redis_timeout_ms".to_owned()), "{k:?}");
         assert!(
             !k.contains(&"bus_gap_wait_ms".to_owned()),

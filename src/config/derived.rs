@@ -144,13 +144,14 @@ impl Config {
         self.io_memory_kib.saturating_mul(1024)
     }
 
-    /// A copy safe to log or print: the JWT secret and the database
+    /// A copy safe to log or print: the JWT secrets and the database
     /// and Redis passwords, when set, are replaced by [`MASK`] (in
     /// DATABASE_URL and REDIS_URL, only the password part).
     pub fn masked(&self) -> Config {
         let mut copy = self.clone();
         for secret in [
             &mut copy.jwt_secret,
+            &mut copy.gatrix_jwt_secret,
             &mut copy.db_password,
             &mut copy.redis_password,
         ] {

@@ -148,6 +148,7 @@ impl Config {
         self.production_problems(&mut found);
         self.database_problems(&mut found);
         self.redis_problems(&mut found);
+        self.gatrix_problems(&mut found);
         self.recovery_problems(&mut found);
         self.ops_problems(&mut found);
         self.cpu_problems(&mut found);
@@ -197,6 +198,7 @@ impl Config {
         }
         self.database_warnings(&mut warnings);
         self.redis_warnings(&mut warnings);
+        self.gatrix_warnings(&mut warnings);
         warnings
     }
 }

@@ -54,7 +54,7 @@ pub fn session_entry(bytes: &[u8]) {
     let again = entry::encode(
         &owner,
         &e.user,
-        e.start_pos,
+        &e.start_pos,
         e.channels.iter().map(String::as_str),
     );
     assert_eq!(entry::decode(&again), Ok(e));

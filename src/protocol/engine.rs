@@ -247,7 +247,7 @@ impl<'a, H: Handler> State<'a, H> {
                 io.write_now(&self.link);
                 let _ = self.link.push_text(reply);
                 io.write_now(&self.link);
-                self.handler.connected(&socket);
+                self.handler.connected(&socket, &sid);
                 self.sockets.push((p.nsp, socket));
                 self.connect_deadline = None;
                 self.reset_timer();

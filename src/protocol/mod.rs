@@ -292,8 +292,9 @@ pub trait Handler: 'static {
         None
     }
 
-    /// Called right after the CONNECT reply was queued.
-    fn connected(&self, _socket: &Self::Socket) {}
+    /// Called right after the CONNECT reply (with the socket's `sid`) was
+    /// queued.
+    fn connected(&self, _socket: &Self::Socket, _sid: &str) {}
 
     /// A CONNECT or DISCONNECT was refused by the connection's rate limiter
     /// ([`Link::pace_check`]), or closes the connection for it: for

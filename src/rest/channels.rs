@@ -137,6 +137,7 @@ pub(crate) async fn create(call: &Call<'_>, body: &[u8]) -> Result<Reply, ApiErr
         owner_id: call.user.clone(),
         created_at: at.clone(),
         updated_at: at,
+        num: 0, // given by the store
     };
     let (stored, members) = (record.clone(), new.members);
     call.write(move |s| Ok(s.create_channel(&stored, &members)?))

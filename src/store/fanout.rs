@@ -18,11 +18,12 @@ use super::writer::Outcome;
 ///
 /// - **Order.** Batches come in commit order, and within a batch the
 ///   outcomes are in the order their messages were appended; the
-///   [`Outcome::Stored`] ones carry strictly growing `pos`, and per channel
-///   gapless `seq`. Each shard must apply the batches in the order of the
-///   calls, with nothing of one batch reordered: every subscriber sees a
-///   channel's `seq` in order, and one `pos` per connection is a complete
-///   recovery offset only because every shard sees one commit order.
+///   [`Outcome::Stored`] ones carry strictly growing `pos` per sequencing
+///   partition, and per channel gapless `seq`. Each shard must apply the
+///   batches in the order of the calls, with nothing of one batch
+///   reordered: every subscriber sees a channel's `seq` in order, and the
+///   last offset a connection got (one `pos` per partition) is a complete
+///   recovery offset only because every shard sees one order.
 /// - **Exactly once per shard.** Every shard applies every batch once:
 ///   also the shards without a subscriber of its channels (they keep the
 ///   last `seq` and `pos` seen, for join acks and recovery). A transport

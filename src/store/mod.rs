@@ -36,7 +36,7 @@ use serde::Serialize;
 pub use append::Appended;
 pub use fanout::Fanout;
 pub use handle::{Busy, StoreHandle, StoreSettings, StoreThreads};
-pub(crate) use open::open;
+pub(crate) use open::{last_positions, open};
 
 /// `public` (anyone may join), `private` (members only), `direct`
 /// (members only, usually two).
@@ -78,6 +78,11 @@ pub struct ChannelRecord {
     pub owner_id: String,
     pub created_at: String,
     pub updated_at: String,
+    /// The channel's number (schema 5), unique in the store and below 2^53:
+    /// its id in the Gatrix dialect. Given by the store at creation (0 in a
+    /// record not yet created); native clients never see it.
+    #[serde(skip)]
+    pub num: u64,
 }
 
 /// A message as stored. `id` is made by the commit from `pos`, its
@@ -134,20 +139,36 @@ pub fn finish_page(
     (rows, more)
 }
 
+/// One channel's part of a recovery replay ([`Store::replay`]): its
+/// messages with `after < pos <= upto_pos` and `seq <= max_seq`. With
+/// several sequencing partitions each channel has its partition's bounds
+/// (positions of different partitions are not comparable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayRange {
+    pub channel: String,
+    pub after: u64,
+    pub upto_pos: u64,
+    pub max_seq: u64,
+}
+
 /// The backends' [`Store::replay`]: reads each channel's first `limit`
-/// rows by `pos` (`read(channel, max_seq)`), then keeps the first `limit`
-/// of them all in commit order. Bounded: at most `limit` rows per channel
-/// are held.
+/// rows by `pos` (`read(range)`), then keeps the first `limit` of them all
+/// by `pos` (ties by channel). Per partition that is a prefix of what is
+/// left in it: a row is dropped only after every row kept of a smaller
+/// `pos`, and a channel read short of its limit is complete up to its
+/// last row. Bounded: at most `limit` rows per channel are held.
 pub(crate) fn merge_replay<E>(
-    channels: &[(String, u64)],
+    ranges: &[ReplayRange],
     limit: usize,
-    mut read: impl FnMut(&str, u64) -> std::result::Result<Vec<MessageRecord>, E>,
+    mut read: impl FnMut(&ReplayRange) -> std::result::Result<Vec<MessageRecord>, E>,
 ) -> std::result::Result<Vec<MessageRecord>, E> {
     let mut rows = Vec::new();
-    for (channel, max_seq) in channels {
-        rows.extend(read(channel, *max_seq)?);
+    for range in ranges {
+        if range.after < range.upto_pos && range.max_seq > 0 {
+            rows.extend(read(range)?);
+        }
     }
-    rows.sort_by_key(|m| m.pos);
+    rows.sort_by(|a, b| (a.pos, &a.channel_id).cmp(&(b.pos, &b.channel_id)));
     rows.truncate(limit);
     Ok(rows)
 }
@@ -156,16 +177,16 @@ pub(crate) fn merge_replay<E>(
 /// (`count(channel, left)`, counting no further than `left`) and stops
 /// once `limit` is reached.
 pub(crate) fn count_replay<E>(
-    channels: &[String],
+    channels: &[(String, u64)],
     limit: usize,
-    mut count: impl FnMut(&str, usize) -> std::result::Result<usize, E>,
+    mut count: impl FnMut(&str, u64, usize) -> std::result::Result<usize, E>,
 ) -> std::result::Result<usize, E> {
     let mut total = 0usize;
-    for channel in channels {
+    for (channel, after) in channels {
         if total >= limit {
             break;
         }
-        total += count(channel, limit - total)?;
+        total += count(channel, *after, limit - total)?;
     }
     Ok(total)
 }
@@ -259,21 +280,18 @@ pub trait Store: Send {
         page: Page,
         limit: usize,
     ) -> Result<(Vec<MessageRecord>, bool)>;
-    /// How many messages of the given channels were committed after
-    /// `after_pos` (deleted ones left out), counting no further than
-    /// `limit`: a recovery checks its size before reading anything.
-    fn replay_count(&mut self, channels: &[String], after_pos: u64, limit: usize) -> Result<usize>;
-    /// One page of a recovery replay: the first `limit` messages by commit
-    /// position after `after_pos` in the given channels, each channel only
-    /// up to its given seq, in commit order. The next page starts after the
-    /// last `pos` of this one; every read is bounded by `limit` rows per
-    /// channel.
-    fn replay(
-        &mut self,
-        channels: &[(String, u64)],
-        after_pos: u64,
-        limit: usize,
-    ) -> Result<Vec<MessageRecord>>;
+    /// How many messages of the given channels were committed after each
+    /// channel's position (`(channel, after_pos)`; deleted ones left out),
+    /// counting no further than `limit`: a recovery checks its size before
+    /// reading anything.
+    fn replay_count(&mut self, channels: &[(String, u64)], limit: usize) -> Result<usize>;
+    /// One page of a recovery replay: of each channel's range (see
+    /// [`ReplayRange`]), the first `limit` messages by `pos` of them all
+    /// (see `merge_replay`). Per sequencing partition the page is a
+    /// prefix of what is left, in `pos` order, so the next page starts, per
+    /// partition, after the last `pos` of this one; every read is bounded
+    /// by `limit` rows per channel.
+    fn replay(&mut self, ranges: &[ReplayRange], limit: usize) -> Result<Vec<MessageRecord>>;
 
     // ---- reads by position (the bus's gap fill and polling fallback)
     /// The last position given out in sequencing partition `partition`
@@ -295,6 +313,8 @@ pub trait Store: Send {
 
     // ---- channels and members
     fn channel(&mut self, id: &str) -> Result<Option<ChannelRecord>>;
+    /// The id of the live channel numbered `num` (the Gatrix dialect's id).
+    fn channel_id_by_num(&mut self, num: u64) -> Result<Option<String>>;
     fn channels_of(&mut self, user: &str) -> Result<Vec<ChannelRecord>>;
     fn member_ids(&mut self, channel: &str) -> Result<Vec<String>>;
     fn create_channel(&mut self, channel: &ChannelRecord, members: &[String]) -> Result<()>;

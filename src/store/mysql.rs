@@ -27,8 +27,8 @@ use mysql::prelude::Queryable;
 use mysql::{Opts, TxOpts};
 
 use super::{
-    Appended, ChannelRecord, MessageRecord, Page, Result, Store, StoreError, count_replay,
-    merge_replay,
+    Appended, ChannelRecord, MessageRecord, Page, ReplayRange, Result, Store, StoreError,
+    count_replay, merge_replay,
 };
 use connection::{Connection, store_opts};
 pub use connection::{MAX_BACKOFF, describe};
@@ -232,33 +232,28 @@ impl Store for MysqlStore {
         Ok(super::finish_page(rows, limit, page))
     }
 
-    fn replay_count(&mut self, channels: &[String], after_pos: u64, limit: usize) -> Result<usize> {
+    fn replay_count(&mut self, channels: &[(String, u64)], limit: usize) -> Result<usize> {
         // The inner LIMIT bounds the rows counted, whatever the channel holds.
         let sql = "SELECT COUNT(*) FROM (SELECT 1 FROM messages
                     WHERE channel_id = ? AND pos > ? AND deleted_at IS NULL LIMIT ?) AS t";
         self.conn.run(|c| {
-            count_replay(channels, limit, |channel, left| {
+            count_replay(channels, limit, |channel, after_pos, left| {
                 let n = first::<u64>(c, sql, (channel, after_pos, left as u64))?.unwrap_or(0);
                 Ok(n as usize)
             })
         })
     }
 
-    fn replay(
-        &mut self,
-        channels: &[(String, u64)],
-        after_pos: u64,
-        limit: usize,
-    ) -> Result<Vec<MessageRecord>> {
+    fn replay(&mut self, ranges: &[ReplayRange], limit: usize) -> Result<Vec<MessageRecord>> {
         let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel_id = ? AND pos > ? AND seq <= ? AND deleted_at IS NULL
-             ORDER BY pos LIMIT ?"
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel_id = ? AND pos > ? AND pos <= ? AND seq <= ?
+             AND deleted_at IS NULL ORDER BY pos LIMIT ?"
         );
         self.conn.run(|c| {
-            merge_replay(channels, limit, |channel, max_seq| {
+            merge_replay(ranges, limit, |r| {
                 let rows = c.exec_opt::<MessageRow, _, _>(
                     &sql,
-                    (channel, after_pos, max_seq, limit as u64),
+                    (&r.channel, r.after, r.upto_pos, r.max_seq, limit as u64),
                 )?;
                 Ok(all(rows)?.into_iter().map(to_message).collect())
             })
@@ -301,9 +296,14 @@ impl Store for MysqlStore {
             .run(|c| Ok(first::<ChannelRow>(c, &sql, (id,))?.map(to_channel)))
     }
 
+    fn channel_id_by_num(&mut self, num: u64) -> Result<Option<String>> {
+        let sql = "SELECT id FROM channels WHERE num = ? AND deleted_at IS NULL";
+        self.conn.run(|c| first::<String>(c, sql, (num,)))
+    }
+
     fn channels_of(&mut self, user: &str) -> Result<Vec<ChannelRecord>> {
         let sql =
-            "SELECT c.id, c.name, c.type, c.description, c.owner_id, c.created_at, c.updated_at
+            "SELECT c.id, c.name, c.type, c.description, c.owner_id, c.created_at, c.updated_at, c.num
              FROM channels c JOIN channel_members m ON m.channel_id = c.id
              WHERE m.user_id = ? AND c.deleted_at IS NULL ORDER BY c.created_at, c.id";
         self.conn.run(|c| {

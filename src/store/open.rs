@@ -152,3 +152,16 @@ fn prepare(
         }
     }
 }
+
+/// The last position of each of `config`'s sequencing partitions, read
+/// through a connection of its own once the store is migrated: where one
+/// process's recovery offsets start (the bus reads its own).
+pub(crate) fn last_positions(config: &Config) -> anyhow::Result<Vec<u64>> {
+    let mut store: Box<dyn Store> = match config.backend()? {
+        Backend::Sqlite(dir) => Box::new(SqliteStore::open_without_checkpoints(&dir)?),
+        Backend::Mysql(opts) => Box::new(MysqlStore::open(&opts)?),
+    };
+    (0..config.sequencer_partitions.max(1))
+        .map(|p| store.last_pos(p).map_err(Into::into))
+        .collect()
+}

@@ -216,34 +216,46 @@ impl Store for SqliteStore {
         Ok(super::finish_page(rows, limit, page))
     }
 
-    fn replay_count(&mut self, channels: &[String], after_pos: u64, limit: usize) -> Result<usize> {
+    fn replay_count(&mut self, channels: &[(String, u64)], limit: usize) -> Result<usize> {
         // The inner LIMIT bounds the rows counted, whatever the channel holds.
         let mut stmt = self.conn.prepare_cached(
             "SELECT COUNT(*) FROM (SELECT 1 FROM messages
               WHERE channel_id = ?1 AND pos > ?2 AND deleted_at IS NULL LIMIT ?3)",
         )?;
-        Ok(super::count_replay(channels, limit, |channel, left| {
-            let n: i64 = stmt.query_row(params![channel, after_pos as i64, left as i64], |r| {
-                r.get(0)
-            })?;
-            Ok::<_, rusqlite::Error>(n as usize)
-        })?)
+        Ok(super::count_replay(
+            channels,
+            limit,
+            |channel, after_pos, left| {
+                let n: i64 = stmt
+                    .query_row(params![channel, after_pos as i64, left as i64], |r| {
+                        r.get(0)
+                    })?;
+                Ok::<_, rusqlite::Error>(n as usize)
+            },
+        )?)
     }
 
     fn replay(
         &mut self,
-        channels: &[(String, u64)],
-        after_pos: u64,
+        ranges: &[super::ReplayRange],
         limit: usize,
     ) -> Result<Vec<MessageRecord>> {
         let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel_id = ?1 AND pos > ?2 AND seq <= ?3 AND deleted_at IS NULL
-             ORDER BY pos LIMIT ?4"
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE channel_id = ?1 AND pos > ?2 AND pos <= ?3 AND seq <= ?4
+             AND deleted_at IS NULL ORDER BY pos LIMIT ?5"
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        Ok(super::merge_replay(channels, limit, |channel, max_seq| {
+        // SQLite's integers are signed: a bound past i64::MAX is "no bound".
+        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        Ok(super::merge_replay(ranges, limit, |r| {
             stmt.query_map(
-                params![channel, after_pos as i64, max_seq as i64, limit as i64],
+                params![
+                    r.channel,
+                    int(r.after),
+                    int(r.upto_pos),
+                    int(r.max_seq),
+                    limit as i64
+                ],
                 message_row,
             )?
             .collect::<rusqlite::Result<Vec<_>>>()
@@ -290,6 +302,16 @@ impl Store for SqliteStore {
             .optional()?)
     }
 
+    fn channel_id_by_num(&mut self, num: u64) -> Result<Option<String>> {
+        let sql = "SELECT id FROM channels WHERE num = ?1 AND deleted_at IS NULL";
+        let num = i64::try_from(num).unwrap_or(i64::MAX);
+        Ok(self
+            .conn
+            .prepare_cached(sql)?
+            .query_row([num], |r| r.get(0))
+            .optional()?)
+    }
+
     fn channels_of(&mut self, user: &str) -> Result<Vec<ChannelRecord>> {
         let sql = format!(
             "SELECT {} FROM channels c JOIN channel_members m ON m.channel_id = c.id
@@ -316,8 +338,8 @@ impl Store for SqliteStore {
     fn create_channel(&mut self, c: &ChannelRecord, members: &[String]) -> Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT INTO channels (id, name, type, description, owner_id, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO channels (id, name, type, description, owner_id, created_at, updated_at, num)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT COALESCE(MAX(num), 0) + 1 FROM channels))",
             params![
                 c.id,
                 c.name,

@@ -266,8 +266,10 @@ pub(super) fn replay_caps_seq_per_channel_in_pos_order(s: &mut dyn Store, db: &d
         }
     }
     assert!(all.windows(2).all(|w| w[0].pos < w[1].pos));
-    let channels = |caps: &[(&str, u64)]| -> Vec<(String, u64)> {
-        caps.iter().map(|(c, n)| ((*c).to_owned(), *n)).collect()
+    let channels = |caps: &[(&str, u64)], after: u64| -> Vec<ReplayRange> {
+        caps.iter()
+            .map(|(c, n)| range(c, after, u64::MAX, *n))
+            .collect()
     };
     // What replay should give: the not deleted ones of `all`.
     let expected = |all: &[MessageRecord], after: u64, caps: &[(&str, u64)], limit: usize| {
@@ -282,14 +284,14 @@ pub(super) fn replay_caps_seq_per_channel_in_pos_order(s: &mut dyn Store, db: &d
 
     // Everything in two channels, in pos order, the third left out.
     let caps = [("c-a", 100), ("c-c", 100)];
-    let got = s.replay(&channels(&caps), 0, 1000).expect("replay");
+    let got = s.replay(&channels(&caps, 0), 1000).expect("replay");
     assert_eq!(got, expected(&all, 0, &caps, 1000));
     assert_eq!(got.len(), 20);
 
     // After an offset, each channel only up to its seq.
     let after = all[8].pos;
     let caps = [("c-a", 7), ("c-b", 10), ("c-c", 4)];
-    let got = s.replay(&channels(&caps), after, 1000).expect("replay");
+    let got = s.replay(&channels(&caps, after), 1000).expect("replay");
     assert_eq!(got, expected(&all, after, &caps, 1000));
     assert!(got.iter().all(|m| m.pos > after));
     assert!(
@@ -299,7 +301,7 @@ pub(super) fn replay_caps_seq_per_channel_in_pos_order(s: &mut dyn Store, db: &d
 
     // The limit keeps the first by pos, across channels.
     let caps = [("c-a", 100), ("c-b", 100), ("c-c", 100)];
-    let got = s.replay(&channels(&caps), 0, 7).expect("replay");
+    let got = s.replay(&channels(&caps, 0), 7).expect("replay");
     assert_eq!(got, expected(&all, 0, &caps, 7));
     assert_eq!(got, all[..7]);
 
@@ -316,23 +318,23 @@ pub(super) fn replay_caps_seq_per_channel_in_pos_order(s: &mut dyn Store, db: &d
         m.deleted_at = Some(clock.at(9999));
     }
     let got = s
-        .replay(&channels(&[("c-b", 100)]), 0, 1000)
+        .replay(&channels(&[("c-b", 100)], 0), 1000)
         .expect("replay");
     assert_eq!(seqs(&got), [1, 2, 4, 5, 6, 7, 8, 9, 10]);
     assert!(
-        s.replay(&channels(&[("c-a", 0)]), 0, 100)
+        s.replay(&channels(&[("c-a", 0)], 0), 100)
             .expect("replay")
             .is_empty()
     );
     assert!(
-        s.replay(&channels(&[("c-x", 100)]), 0, 100)
+        s.replay(&channels(&[("c-x", 100)], 0), 100)
             .expect("replay")
             .is_empty()
     );
-    assert!(s.replay(&[], 0, 100).expect("replay").is_empty());
+    assert!(s.replay(&[], 100).expect("replay").is_empty());
     let last = all.last().unwrap().pos;
     assert!(
-        s.replay(&channels(&caps), last, 100)
+        s.replay(&channels(&caps, last), 100)
             .expect("replay")
             .is_empty()
     );
@@ -341,7 +343,7 @@ pub(super) fn replay_caps_seq_per_channel_in_pos_order(s: &mut dyn Store, db: &d
     let caps = [("c-a", 5), ("c-b", 5)];
     assert_eq!(
         db.open()
-            .replay(&channels(&caps), all[3].pos, 4)
+            .replay(&channels(&caps, all[3].pos), 4)
             .expect("replay"),
         expected(&all, all[3].pos, &caps, 4)
     );
@@ -363,43 +365,43 @@ pub(super) fn replay_counts_bounded_and_pages_exactly(s: &mut dyn Store, _db: &d
     s.delete_message(victim.id, &clock.at(9999))
         .expect("delete");
     all.retain(|m| m.id != victim.id);
-    let names = |chs: &[&str]| chs.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>();
+    let names = |chs: &[&str], after: u64| {
+        chs.iter()
+            .map(|c| ((*c).to_owned(), after))
+            .collect::<Vec<_>>()
+    };
 
     // The count: deleted ones left out, other channels left out, after
     // the offset only.
-    let ab = names(&["c-a", "c-b"]);
+    let ab = |after| names(&["c-a", "c-b"], after);
     let in_ab = |after: u64| {
         all.iter()
             .filter(|m| m.pos > after && m.channel_id != "c-c")
             .count()
     };
     assert_eq!(in_ab(0), 23);
-    assert_eq!(s.replay_count(&ab, 0, 1000).expect("count"), 23);
+    assert_eq!(s.replay_count(&ab(0), 1000).expect("count"), 23);
     let after = all[10].pos;
     assert_eq!(
-        s.replay_count(&ab, after, 1000).expect("count"),
+        s.replay_count(&ab(after), 1000).expect("count"),
         in_ab(after)
     );
     // It stops at the limit, across channels (never more than asked).
     for limit in [0, 1, 5, 11, 12, 22, 23] {
-        assert_eq!(s.replay_count(&ab, 0, limit).expect("count"), limit);
+        assert_eq!(s.replay_count(&ab(0), limit).expect("count"), limit);
     }
-    assert_eq!(s.replay_count(&names(&["c-x"]), 0, 100).expect("count"), 0);
-    assert_eq!(s.replay_count(&[], 0, 100).expect("count"), 0);
+    assert_eq!(s.replay_count(&names(&["c-x"], 0), 100).expect("count"), 0);
+    assert_eq!(s.replay_count(&[], 100).expect("count"), 0);
     let last = all.last().unwrap().pos;
     assert_eq!(
-        s.replay_count(&names(&["c-a", "c-b", "c-c"]), last, 100)
+        s.replay_count(&names(&["c-a", "c-b", "c-c"], last), 100)
             .expect("count"),
         0
     );
 
     // Paging by the last pos of each page gives every message once, in
     // commit order, whatever the page size.
-    let caps = vec![
-        ("c-a".to_owned(), 100),
-        ("c-b".to_owned(), 9),
-        ("c-c".to_owned(), 100),
-    ];
+    let caps = [("c-a", 100), ("c-b", 9), ("c-c", 100)];
     let expected: Vec<MessageRecord> = all
         .iter()
         .filter(|m| m.channel_id != "c-b" || m.seq <= 9)
@@ -408,7 +410,11 @@ pub(super) fn replay_counts_bounded_and_pages_exactly(s: &mut dyn Store, _db: &d
     for page in [1usize, 2, 5, 7, 100] {
         let (mut got, mut cursor) = (Vec::new(), 0);
         loop {
-            let rows = s.replay(&caps, cursor, page).expect("replay");
+            let ranges: Vec<ReplayRange> = caps
+                .iter()
+                .map(|(c, n)| range(c, cursor, u64::MAX, *n))
+                .collect();
+            let rows = s.replay(&ranges, page).expect("replay");
             assert!(rows.len() <= page, "a page holds at most its limit");
             let Some(last) = rows.last() else { break };
             cursor = last.pos;
@@ -420,4 +426,53 @@ pub(super) fn replay_counts_bounded_and_pages_exactly(s: &mut dyn Store, _db: &d
         }
         assert_eq!(got, expected, "page size {page}");
     }
+}
+
+/// A replay range (`after < pos <= upto_pos`, `seq <= max_seq`).
+fn range(channel: &str, after: u64, upto_pos: u64, max_seq: u64) -> ReplayRange {
+    ReplayRange {
+        channel: channel.to_owned(),
+        after,
+        upto_pos,
+        max_seq,
+    }
+}
+
+/// Each channel its own bounds (as with several sequencing partitions,
+/// whose positions are not comparable): the count and the replay take
+/// each channel's own `after`, and the replay its own `upto_pos`.
+pub(super) fn replay_bounds_are_per_channel(s: &mut dyn Store, _db: &dyn Backend) {
+    let clock = Clock::new();
+    let mut all: Vec<MessageRecord> = Vec::new();
+    for round in 0..4u64 {
+        for (k, ch) in ["c-a", "c-b"].into_iter().enumerate() {
+            all.extend(fill(s, &clock, ch, 1000 * round + 10 * k as u64, 3));
+        }
+    }
+    let of =
+        |ch: &str| -> Vec<&MessageRecord> { all.iter().filter(|m| m.channel_id == ch).collect() };
+    let (a, b) = (of("c-a"), of("c-b"));
+    // c-a after its 3rd message, up to its 10th; c-b after its 8th.
+    let ranges = [
+        range("c-a", a[2].pos, a[9].pos, 100),
+        range("c-b", b[7].pos, u64::MAX, 100),
+    ];
+    let counted = s
+        .replay_count(
+            &[("c-a".to_owned(), a[2].pos), ("c-b".to_owned(), b[7].pos)],
+            1000,
+        )
+        .expect("count");
+    assert_eq!(counted, (12 - 3) + (12 - 8));
+    let got = s.replay(&ranges, 1000).expect("replay");
+    let mut expected: Vec<MessageRecord> = a[3..10]
+        .iter()
+        .chain(&b[8..])
+        .map(|m| (*m).clone())
+        .collect();
+    expected.sort_by_key(|m| m.pos);
+    assert_eq!(got, expected);
+    // An empty range (after at or past upto_pos) gives nothing.
+    let none = [range("c-a", a[5].pos, a[5].pos, 100)];
+    assert!(s.replay(&none, 100).expect("replay").is_empty());
 }

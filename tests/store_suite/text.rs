@@ -28,7 +28,10 @@ pub(super) fn utf8mb4_round_trips(s: &mut dyn Store, db: &dyn Backend) {
         ..channel("c-😀", ChannelType::Public, "ôwner 🦀", &clock.at(0))
     };
     s.create_channel(&c, &["mémbre 🐍".into()]).expect("create");
-    assert_eq!(s.channel("c-😀").expect("channel").as_ref(), Some(&c));
+    assert_eq!(
+        unnumbered(s.channel("c-😀").expect("channel")).as_ref(),
+        Some(&c)
+    );
     assert_eq!(member_set(s, "c-😀"), set(&["ôwner 🦀", "mémbre 🐍"]));
     assert_eq!(
         channel_ids(&s.channels_of("mémbre 🐍").expect("channels_of")),
@@ -98,7 +101,15 @@ pub(super) fn utf8mb4_round_trips(s: &mut dyn Store, db: &dyn Backend) {
         ("renamed 🚀", Some("new 🌙"))
     );
     let replayed = s
-        .replay(&[("c-😀".to_owned(), 100)], 0, 100)
+        .replay(
+            &[ReplayRange {
+                channel: "c-😀".to_owned(),
+                after: 0,
+                upto_pos: u64::MAX,
+                max_seq: 100,
+            }],
+            100,
+        )
         .expect("replay");
     assert_eq!(replayed.len(), rows.len());
     assert_eq!(replayed[1..], rows[1..]);
@@ -143,7 +154,10 @@ pub(super) fn values_at_the_api_limits_round_trip(s: &mut dyn Store, db: &dyn Ba
         .expect("insert a message at the limits");
 
     let mut again = db.open();
-    assert_eq!(again.channel(&channel_id).expect("channel"), Some(c));
+    assert_eq!(
+        unnumbered(again.channel(&channel_id).expect("channel")),
+        Some(c)
+    );
     assert_eq!(
         member_set(again.as_mut(), &channel_id),
         set(&[&owner, &member])
@@ -196,7 +210,7 @@ pub(super) fn ids_are_compared_exactly(s: &mut dyn Store, db: &dyn Backend) {
     let c2 = channel("C-X", ChannelType::Public, "Bob", &clock.at(2));
     s.create_channel(&c2, &[])
         .expect("a channel id differing only in case");
-    assert_eq!(s.channel("C-X").expect("channel"), Some(c2));
+    assert_eq!(unnumbered(s.channel("C-X").expect("channel")), Some(c2));
 
     let mut rows: Vec<MessageRecord> = users
         .iter()

@@ -5,11 +5,15 @@
 //!
 //! Value layout (all ASCII lengths in decimal, names as given):
 //! `<owner: 8 bytes><state: 1 byte><user len>:<user><start pos>:`
-//! followed by `<name len>:<name>` per channel. The owner (a random token
+//! (the start positions, one per sequencing partition, as an offset:
+//! decimal, joined by `.`) followed by `<name len>:<name>` per channel. The owner (a random token
 //! per connection holding the pid), the state and the user come first, at
 //! fixed places the scripts can compare without parsing the rest. The
 //! state is `=` when written by its holder, `~` from a claim until the claimant restores it: a claimed session cannot be
 //! claimed again, so of reconnects racing on one pid exactly one wins.
+
+use super::offset::{self, Positions};
+use crate::store::sequencing::MAX_SEQUENCER_PARTITIONS;
 
 /// Key prefix of the sessions (one per pid).
 pub(crate) const PREFIX: &str = "gatrix:session:";
@@ -40,8 +44,10 @@ pub(crate) fn new_owner() -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Entry {
     pub user: String,
-    /// Where a replay starts when the client sends no offset.
-    pub start_pos: u64,
+    /// Where a replay starts when the client sends no offset: one
+    /// position per sequencing partition (as many as the writer had; the
+    /// claimant checks it has as many).
+    pub start_pos: Positions,
     /// The channels joined (or being joined).
     pub channels: Vec<String>,
 }
@@ -55,7 +61,7 @@ pub(crate) fn user_part(user: &str) -> String {
 pub(crate) fn encode<'a>(
     owner: &str,
     user: &str,
-    start_pos: u64,
+    start_pos: &[u64],
     channels: impl Iterator<Item = &'a str>,
 ) -> Vec<u8> {
     use std::io::Write;
@@ -64,7 +70,8 @@ pub(crate) fn encode<'a>(
     v.extend_from_slice(owner.as_bytes());
     v.push(SETTLED);
     v.extend_from_slice(user_part(user).as_bytes());
-    let _ = write!(v, "{start_pos}:");
+    v.extend_from_slice(offset::render(start_pos).as_bytes());
+    v.push(b':');
     for c in channels {
         let _ = write!(v, "{}:{c}", c.len());
     }
@@ -80,7 +87,7 @@ pub(crate) struct Malformed;
 pub(crate) fn decode(v: &[u8]) -> Result<Entry, Malformed> {
     let mut rest = v.get(OWNER_LEN + 1..).ok_or(Malformed)?;
     let user = take_counted(&mut rest)?;
-    let start_pos = take_number(&mut rest)?;
+    let start_pos = take_positions(&mut rest)?;
     let mut channels = Vec::new();
     while !rest.is_empty() {
         channels.push(take_counted(&mut rest)?);
@@ -102,6 +109,19 @@ fn take_number(rest: &mut &[u8]) -> Result<u64, Malformed> {
         .ok_or(Malformed)?;
     *rest = &rest[colon + 1..];
     Ok(n)
+}
+
+/// Positions ended by `:` (1 to 32 of them, joined by `.`).
+fn take_positions(rest: &mut &[u8]) -> Result<Positions, Malformed> {
+    let colon = rest.iter().position(|&b| b == b':').ok_or(Malformed)?;
+    let s = std::str::from_utf8(&rest[..colon]).map_err(|_| Malformed)?;
+    let n = s.bytes().filter(|&b| b == b'.').count() + 1;
+    let v = (n <= MAX_SEQUENCER_PARTITIONS as usize)
+        .then(|| offset::parse(s, n))
+        .flatten()
+        .ok_or(Malformed)?;
+    *rest = &rest[colon + 1..];
+    Ok(v)
 }
 
 /// `<len>:<bytes>` as UTF-8.
@@ -152,31 +172,32 @@ mod tests {
     fn an_entry_comes_back_as_written() {
         let e = Entry {
             user: "alice:1é".into(),
-            start_pos: 42,
+            start_pos: Positions::from([42, 0, 7]),
             channels: vec!["general".into(), "a:b:c".into(), String::new()],
         };
         let v = encode(
             "AbCd-_01",
             &e.user,
-            e.start_pos,
+            &e.start_pos,
             e.channels.iter().map(String::as_str),
         );
         assert_eq!(&v[..OWNER_LEN], b"AbCd-_01");
         assert_eq!(v[OWNER_LEN], SETTLED);
         assert_eq!(decode(&v), Ok(e));
-        let none = encode("ownerOK1", "u", 0, std::iter::empty());
+        assert!(String::from_utf8_lossy(&v).contains("42.0.7:"));
+        let none = encode("ownerOK1", "u", &[0], std::iter::empty());
         assert_eq!(none, b"ownerOK1=1:u0:");
         assert_eq!(decode(&none).map(|e| e.channels.len()), Ok(0));
     }
 
     #[test]
     fn a_damaged_entry_is_malformed() {
-        let good = encode("ownerOK1", "bob", 7, ["x", "yz"].into_iter());
+        let good = encode("ownerOK1", "bob", &[7], ["x", "yz"].into_iter());
         for cut in 0..good.len() {
             // Any prefix ending inside a field is refused; one ending
             // between channels decodes with fewer channels.
             if let Ok(e) = decode(&good[..cut]) {
-                assert!(e.channels.len() < 2 && e.user == "bob" && e.start_pos == 7);
+                assert!(e.channels.len() < 2 && e.user == "bob" && *e.start_pos == [7]);
             }
         }
         for bad in [
@@ -187,6 +208,9 @@ mod tests {
             b"ownerOK1=3:bob:",
             b"ownerOK1=3:bob99999999999999999999999:",
             b"ownerOK1=2:\xff\xfe7:",
+            b"ownerOK1=3:bob7.:",
+            b"ownerOK1=3:bob.7:",
+            b"ownerOK1=3:bob1..2:",
         ] {
             assert_eq!(
                 decode(bad),
@@ -202,10 +226,10 @@ mod tests {
         // The claim compares byte 9 (Lua, 1-based) with the settled state
         // and bytes 10.. with `user_part`: a user whose name is a prefix
         // of another's does not match.
-        let v = encode("ownerOK1", "al", 1, std::iter::empty());
+        let v = encode("ownerOK1", "al", &[1], std::iter::empty());
         assert_eq!(v[8], SETTLED);
         assert!(v[9..].starts_with(user_part("al").as_bytes()));
-        let longer = encode("ownerOK1", "alice", 1, std::iter::empty());
+        let longer = encode("ownerOK1", "alice", &[1], std::iter::empty());
         assert!(!longer[9..].starts_with(user_part("al").as_bytes()));
         assert!(CLAIM.contains("'='") && CLAIM.contains("'~'"));
         assert_eq!((SETTLED, CLAIMED), (b'=', b'~'));

@@ -40,7 +40,8 @@ impl ConnSide {
         let Some(shared) = self.shared() else {
             return;
         };
-        if restoring(conn) {
+        // A Gatrix connection is never recovered: nothing to keep.
+        if restoring(conn) || conn.gatrix {
             return;
         }
         let sent = shared.send(Request::Put {
@@ -135,7 +136,7 @@ impl ConnSide {
                     let value = entry::encode(
                         &conn.owner,
                         &conn.user,
-                        conn.start_pos.get(),
+                        &conn.start_pos.borrow(),
                         channels.iter().map(|c| &**c),
                     );
                     shared.send(Request::Put {
@@ -168,7 +169,7 @@ impl ConnSide {
         let session = Resumable {
             user: conn.user.clone(),
             channels: channels.into_boxed_slice(),
-            start_pos: conn.start_pos.get(),
+            start_pos: conn.start_pos.borrow().clone(),
             expires: Instant::now() + self.hub.limits.recovery_window,
         };
         sessions.save(&conn.pid.borrow(), session);
@@ -197,7 +198,7 @@ fn current(conn: &ChatConn) -> Vec<u8> {
     entry::encode(
         &conn.owner,
         &conn.user,
-        conn.start_pos.get(),
+        &conn.start_pos.borrow(),
         chans.keys().map(|c| &**c),
     )
 }

@@ -13,6 +13,8 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
+use super::offset::{self, Positions};
+
 /// Length of a pid the server makes (`random_token(15)`: 20 base64 chars).
 /// A claimed pid of another length cannot name a session.
 pub(super) const PID_LEN: usize = 20;
@@ -26,8 +28,8 @@ pub(in crate::chat) struct Resumable {
     /// The channels it had joined (or was joining).
     pub channels: Box<[Arc<str>]>,
     /// Where to replay from when the client sends no offset (it received
-    /// no message): the position when the session started.
-    pub start_pos: u64,
+    /// no message): the positions when the session started.
+    pub start_pos: Positions,
     pub expires: Instant,
 }
 
@@ -184,17 +186,32 @@ impl Sessions {
 /// What a reconnecting client presents: `{pid, offset}` in its auth.
 pub(crate) struct Claim {
     pub pid: String,
-    pub offset: Option<u64>,
+    pub offset: Sent,
+}
+
+/// The offset of a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// None sent (or not a string): the client received no message; the
+    /// replay starts where the session did.
+    Nothing,
+    /// One position per sequencing partition ([`offset::parse`]).
+    Usable(Positions),
+    /// Something else (another partition count, garbage): no recovery,
+    /// a fresh session.
+    Unusable,
 }
 
 impl Claim {
-    pub(crate) fn from_auth(auth: Option<&serde_json::Value>) -> Option<Self> {
+    /// The claim in a CONNECT's auth, its offset read for `partitions`
+    /// sequencing partitions.
+    pub(crate) fn from_auth(auth: Option<&serde_json::Value>, partitions: usize) -> Option<Self> {
         let a = auth?;
         let pid = a.get("pid")?.as_str()?.to_owned();
-        let offset = a
-            .get("offset")
-            .and_then(|o| o.as_str())
-            .and_then(|o| o.parse().ok());
+        let offset = match a.get("offset").and_then(|o| o.as_str()) {
+            None => Sent::Nothing,
+            Some(o) => offset::parse(o, partitions).map_or(Sent::Unusable, Sent::Usable),
+        };
         Some(Self { pid, offset })
     }
 }
@@ -208,7 +225,7 @@ mod tests {
         Resumable {
             user: user.into(),
             channels: Box::new([]),
-            start_pos: 0,
+            start_pos: Positions::from([0]),
             expires: Instant::now() + ttl,
         }
     }
@@ -279,9 +296,10 @@ mod tests {
 
     #[test]
     fn a_kept_session_is_small() {
-        // Entry and key inline: 84 bytes, plus 16 per channel in one
-        // allocation (the names are shared), plus the order entry.
-        assert!(std::mem::size_of::<Kept>() <= 64);
+        // Entry and key inline: 92 bytes, plus 16 per channel in one
+        // allocation (the names are shared), plus the order entry; the
+        // start positions are the shard's snapshot, shared.
+        assert!(std::mem::size_of::<Kept>() <= 72);
         assert_eq!(std::mem::size_of::<Pid>(), 20);
         assert!(std::mem::size_of::<(Pid, u64)>() <= 32);
     }

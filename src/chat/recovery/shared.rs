@@ -85,7 +85,8 @@ pub(crate) struct Settings {
     pub queue: usize,
     /// `recovery_redis_timeout_ms`: the longest wait for Redis on one
     /// command (and to connect): a stopped Redis holds claims (so their
-    /// CONNECT replies) this long at most, then they are not recovered.
+    /// CONNECT replies) twice this at most (the command under way when
+    /// the claim came, then its own), then they are not recovered.
     pub timeout: Duration,
 }
 

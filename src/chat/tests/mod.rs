@@ -20,6 +20,7 @@ use crate::store::writer::WriterSettings;
 use crate::store::{ChannelRecord, ChannelType, Store};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
+const GATRIX_SECRET: &str = "the-gatrix-backend-secret-0123456789";
 /// The owner cache's limits unless a test sets its own.
 const CACHE_IDLE: Duration = Duration::from_secs(60);
 const CACHE_MAX: usize = 1000;
@@ -66,6 +67,10 @@ impl World {
     ) -> Self {
         let config = Config {
             jwt_secret: Some(SECRET.into()),
+            // The Gatrix dialect on, for `gatrix.rs`: native tokens are
+            // what they were.
+            gatrix_compat: true,
+            gatrix_jwt_secret: Some(GATRIX_SECRET.into()),
             ..Config::default()
         };
         let auth = Arc::new(Authenticator::from_config(&config).unwrap());
@@ -86,7 +91,7 @@ impl World {
         let (store, threads) = crate::store::handle::start(
             &settings,
             move || Ok(Box::new(SqliteStore::open(&path)?) as Box<dyn Store>),
-            super::commit::MeshFanout::new(mesh.clone(), COMPRESSION),
+            super::commit::MeshFanout::new(mesh.clone(), COMPRESSION, 1, Default::default()),
         )
         .unwrap();
         std::mem::forget(threads); // they end with the test process
@@ -104,6 +109,8 @@ impl World {
             channel_cache_idle: idle,
             channel_cache_max: max,
             recovery_max_replay: 90,
+            server_id: "test".into(),
+            start_positions: [0].into(),
         };
         let sessions = super::recovery::SessionStore::Local(super::recovery::Sessions::new(1_000));
         let boxes: Vec<_> = (0..shards).map(|i| Mailbox::new(mesh.clone(), i)).collect();
@@ -140,6 +147,7 @@ impl World {
             owner_id: owner.into(),
             created_at: "2026-01-01T00:00:00.000Z".into(),
             updated_at: "2026-01-01T00:00:00.000Z".into(),
+            num: 0,
         };
         let members: Vec<String> = members.iter().map(|m| m.to_string()).collect();
         s.create_channel(&rec, &members).unwrap();
@@ -199,9 +207,11 @@ impl World {
             query: vec![],
             bearer: None,
         };
-        let token = mint_hs256(SECRET, user, None, 60, None, None).unwrap();
         let mut auth = extra;
-        auth["token"] = json!(token);
+        if auth.get("token").is_none() {
+            let token = mint_hs256(SECRET, user, None, 60, None, None).unwrap();
+            auth["token"] = json!(token);
+        }
         let socket = self.chats[shard]
             .connect(&link, &hs, "/", Some(auth))
             .ok()
@@ -210,7 +220,7 @@ impl World {
         let pid = self.chats[shard].pid(&socket);
         let reply = crate::protocol::packet::encode_connect("/", "sid", pid.as_deref());
         link.push_text(reply).unwrap();
-        self.chats[shard].connected(&socket);
+        self.chats[shard].connected(&socket, "sid");
         self.pump();
         Peer {
             link,
@@ -439,4 +449,5 @@ fn user_joined_and_left_follow_the_users_first_and_last_connection() {
 
 mod cache;
 mod cluster;
+mod gatrix;
 mod recovery;

@@ -114,6 +114,9 @@ enum Refusal {
     Taken(String),
     /// A server without Redis holds the whole-database lock: who.
     Excluded(String),
+    /// A server without Redis: instances with Redis run on the database
+    /// (one holds a slot lock): which one.
+    Instances(String),
 }
 
 impl Connection {
@@ -170,6 +173,16 @@ impl Connection {
                         fix: "a server without REDIS_URL does not share its database: stop it, or \
                           restart it with the same REDIS_URL as the instances"
                             .to_owned(),
+                    }
+                    .into()),
+                    Some(Refusal::Instances(holder)) => Err(StoreLocked {
+                        store: describe(&connection.opts),
+                        holder: format!("gatrix-chat instances with Redis, {holder} among them"),
+                        fix:
+                            "a server without REDIS_URL does not share its database and would not \
+                          see the instances' messages nor they its: give every process of one \
+                          database the same REDIS_URL, or stop the instances first"
+                                .to_owned(),
                     }
                     .into()),
                     None => Err(e.into()),
@@ -243,6 +256,7 @@ impl Connection {
         let refusal = match &attempt {
             Ok((_, Acquired::Taken(holder))) => Some(Refusal::Taken(holder.clone())),
             Ok((_, Acquired::Excluded(holder))) => Some(Refusal::Excluded(holder.clone())),
+            Ok((_, Acquired::Instances(holder))) => Some(Refusal::Instances(holder.clone())),
             _ => None,
         };
         if let Some(refusal) = refusal
@@ -251,6 +265,9 @@ impl Connection {
             let holder = match &refusal {
                 Refusal::Taken(h) => h.clone(),
                 Refusal::Excluded(h) => format!("a gatrix-chat without Redis, {h}"),
+                Refusal::Instances(h) => {
+                    format!("gatrix-chat instances with Redis, {h} among them")
+                }
             };
             // Never write without the lock: refuse, loudly, and try again
             // after the backoff (the other process may stop).

@@ -11,10 +11,17 @@
 //!   instance also refuses to start (or, after a reconnect, to write)
 //!   while the whole-database lock is held (`IS_USED_LOCK`): a server
 //!   without Redis on the same database would not see the instances'
-//!   messages nor they its. Not caught: a server without Redis started
-//!   while instances with Redis run (they hold no lock it can see); the
-//!   deployment must give every process of one database the same
-//!   REDIS_URL (docs/operations.md).
+//!   messages nor they its.
+//! - The other way round: each instance with Redis also holds one of
+//!   [`SLOTS`] slot locks, `gatrix-chat-instance:<db>#<i>`
+//!   ([`slot_lock_name`]), the first free one, so that a server without
+//!   Redis, once it holds the whole-database lock, sees them (one
+//!   `IS_USED_LOCK` query over the slots) and refuses to start while any
+//!   is held. No table: a named lock ends with its connection, so a dead
+//!   instance leaves nothing behind. Each side takes its own lock before
+//!   it looks at the other's, so of two started at once one sees the
+//!   other. Beyond [`SLOTS`] instances, one that finds every slot held
+//!   takes none: the holders are seen instead (while they run).
 //!
 //! A named lock lives as long as the connection that took it, so it is
 //! lost when that connection drops (a network cut, a database restart,
@@ -51,6 +58,17 @@ pub(crate) fn instance_lock_name(db: &str, server_id: &str) -> String {
     fit(name.clone(), &name)
 }
 
+/// The slot locks an instance with Redis takes one of: this many per
+/// database. Checked in one query by a server without Redis.
+pub(crate) const SLOTS: usize = 32;
+
+/// The name of slot `i` of database `db`: `gatrix-chat-instance:<db>#<i>`,
+/// fitted as [`lock_name`] is.
+pub(crate) fn slot_lock_name(db: &str, i: usize) -> String {
+    let name = format!("gatrix-chat-instance:{db}#{i}");
+    fit(name.clone(), &name)
+}
+
 /// The migration lock's name: `gatrix-chat-migrate:<db>`, fitted as
 /// [`lock_name`] is. Held while one process migrates, so instances started
 /// together on a fresh database migrate one after the other (their own
@@ -83,20 +101,30 @@ pub(crate) struct WriterLock {
     /// A lock that must be free meanwhile (an instance with Redis: the
     /// whole-database lock of a server without).
     pub(crate) excluded_by: Option<String>,
+    /// The instances' slot locks ([`SLOTS`]): an instance with Redis takes
+    /// the first free one; a server without refuses while any is held.
+    pub(crate) slots: Vec<String>,
+    /// Whether this is an instance with Redis.
+    pub(crate) instance: bool,
 }
 
 impl WriterLock {
     /// The lock of a writer on database `db`: with `server_id` (Redis is
     /// configured) the instance's own, else the whole database's.
     pub(crate) fn for_database(db: &str, server_id: Option<&str>) -> Self {
+        let slots = (0..SLOTS).map(|i| slot_lock_name(db, i)).collect();
         match server_id {
             None => Self {
                 name: lock_name(db),
                 excluded_by: None,
+                slots,
+                instance: false,
             },
             Some(id) => Self {
                 name: instance_lock_name(db, id),
                 excluded_by: Some(lock_name(db)),
+                slots,
+                instance: true,
             },
         }
     }
@@ -112,25 +140,86 @@ pub(crate) enum Acquired {
     /// The lock that must be free is held (a server without Redis): by
     /// which connection.
     Excluded(String),
+    /// A server without Redis: instances with Redis run on the database
+    /// (a slot lock is held): by which connection.
+    Instances(String),
 }
 
-/// Tries to take `lock` on `conn` without waiting.
+/// Tries to take `lock` on `conn` without waiting. Its own lock first,
+/// then (an instance) a slot, then a look at the other side's: of two
+/// processes started at once, the later to look sees the other. A refusal
+/// releases what was taken (the connection is dropped too).
 pub(crate) fn acquire(conn: &mut Conn, lock: &WriterLock) -> mysql::Result<Acquired> {
+    let got: Option<i64> = conn
+        .exec_first("SELECT GET_LOCK(?, 0)", (&lock.name,))?
+        .flatten();
+    if got != Some(1) {
+        return Ok(Acquired::Taken(holder(conn, &lock.name)));
+    }
+    if lock.instance {
+        take_slot(conn, &lock.slots)?;
+    } else if let Some(held) = held_slot(conn, &lock.slots)? {
+        let who = holder(conn, &held);
+        release_all(conn, lock)?;
+        return Ok(Acquired::Instances(who));
+    }
     if let Some(other) = &lock.excluded_by {
         let used: Option<u64> = conn
             .exec_first("SELECT IS_USED_LOCK(?)", (other,))?
             .flatten();
         if used.is_some() {
-            return Ok(Acquired::Excluded(holder(conn, other)));
+            let who = holder(conn, other);
+            release_all(conn, lock)?;
+            return Ok(Acquired::Excluded(who));
         }
     }
-    let got: Option<i64> = conn
-        .exec_first("SELECT GET_LOCK(?, 0)", (&lock.name,))?
-        .flatten();
-    if got == Some(1) {
-        return Ok(Acquired::Held);
+    Ok(Acquired::Held)
+}
+
+/// Takes the first free slot lock; none when every one is held (by other
+/// instances, which a server without Redis then sees).
+fn take_slot(conn: &mut Conn, slots: &[String]) -> mysql::Result<()> {
+    for slot in slots {
+        let got: Option<i64> = conn.exec_first("SELECT GET_LOCK(?, 0)", (slot,))?.flatten();
+        if got == Some(1) {
+            return Ok(());
+        }
     }
-    Ok(Acquired::Taken(holder(conn, &lock.name)))
+    tracing::warn!(
+        slots = slots.len(),
+        "every instance slot lock is held: this instance takes none (a server without Redis \
+         is still refused while the holders run)"
+    );
+    Ok(())
+}
+
+/// A held slot lock, if any: one query over them all.
+fn held_slot(conn: &mut Conn, slots: &[String]) -> mysql::Result<Option<String>> {
+    if slots.is_empty() {
+        return Ok(None);
+    }
+    let columns = vec!["IS_USED_LOCK(?) IS NOT NULL"; slots.len()].join(", ");
+    let row: Option<mysql::Row> = conn.exec_first(format!("SELECT {columns}"), slots.to_vec())?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    for (i, slot) in slots.iter().enumerate() {
+        if row.get::<Option<bool>, _>(i).flatten() == Some(true) {
+            return Ok(Some(slot.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// Releases the locks `acquire` may have taken on `conn`.
+fn release_all(conn: &mut Conn, lock: &WriterLock) -> mysql::Result<()> {
+    conn.exec_drop("SELECT RELEASE_LOCK(?)", (&lock.name,))?;
+    if lock.instance {
+        for slot in &lock.slots {
+            conn.exec_drop("SELECT RELEASE_LOCK(?)", (slot,))?;
+        }
+    }
+    Ok(())
 }
 
 /// Who holds `name`: its connection id (`IS_USED_LOCK`) and, when this
@@ -180,14 +269,22 @@ mod tests {
             WriterLock::for_database("gatrix", None),
             WriterLock {
                 name: "gatrix-chat:gatrix".into(),
-                excluded_by: None
+                excluded_by: None,
+                slots: (0..SLOTS)
+                    .map(|i| format!("gatrix-chat-instance:gatrix#{i}"))
+                    .collect(),
+                instance: false,
             }
         );
         assert_eq!(
             WriterLock::for_database("gatrix", Some("chat-1")),
             WriterLock {
                 name: "gatrix-chat:gatrix/chat-1".into(),
-                excluded_by: Some("gatrix-chat:gatrix".into())
+                excluded_by: Some("gatrix-chat:gatrix".into()),
+                slots: (0..SLOTS)
+                    .map(|i| format!("gatrix-chat-instance:gatrix#{i}"))
+                    .collect(),
+                instance: true,
             }
         );
         // A 64-character SERVER_ID: fitted, and distinct per instance.
@@ -199,5 +296,11 @@ mod tests {
         assert_eq!(la.chars().count(), 64);
         assert_ne!(la, lb);
         assert_ne!(la, lock_name("gatrix"));
+        // Slots of a long database name: fitted, distinct per slot.
+        let db = "d".repeat(64);
+        let slots: std::collections::HashSet<String> =
+            (0..SLOTS).map(|i| slot_lock_name(&db, i)).collect();
+        assert_eq!(slots.len(), SLOTS);
+        assert!(slots.iter().all(|s| s.chars().count() <= MAX_NAME));
     }
 }

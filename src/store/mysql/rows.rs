@@ -55,7 +55,7 @@ pub(super) fn to_message(r: MessageRow) -> MessageRecord {
 
 /// The columns of a channel, in [`ChannelRow`] order.
 pub(super) const CHANNEL_COLUMNS: &str =
-    "id, name, type, description, owner_id, created_at, updated_at";
+    "id, name, type, description, owner_id, created_at, updated_at, num";
 pub(super) type ChannelRow = (
     String,
     String,
@@ -64,6 +64,7 @@ pub(super) type ChannelRow = (
     String,
     String,
     String,
+    u64,
 );
 
 pub(super) fn to_channel(r: ChannelRow) -> ChannelRecord {
@@ -75,6 +76,7 @@ pub(super) fn to_channel(r: ChannelRow) -> ChannelRecord {
         owner_id: r.4,
         created_at: r.5,
         updated_at: r.6,
+        num: r.7,
     }
 }
 

@@ -261,7 +261,7 @@ fn schemas_2_and_3_counters_and_ids_follow_a_schema_1_database() {
         )
         .unwrap();
     }
-    assert_eq!(migrate(&opts).unwrap(), 2, "V2 and V3 applied");
+    assert_eq!(migrate(&opts).unwrap(), 3, "V2, V3 and V5 applied");
 
     let last: Vec<(String, u64)> = c
         .query("SELECT id, last_seq FROM channels ORDER BY id")
@@ -362,4 +362,38 @@ fn a_failed_schema_3_is_caught() {
     .unwrap();
     let err = migrate(&opts).expect_err("a half-applied schema 3 passed");
     assert!(err.to_string().contains("schema is incomplete"), "{err:#}");
+}
+
+/// Schema 5 numbers the channels created before it (AUTO_INCREMENT on the
+/// shared database), and a new channel gets the next number.
+#[test]
+#[ignore = "needs MariaDB: run scripts/test"]
+fn schema_5_numbers_existing_channels() {
+    let opts = scratch_empty();
+    migrate::migrate_to(&opts, 3).unwrap();
+    let mut c = Conn::new(opts.clone()).unwrap();
+    for id in ["c-b", "c-a", "c-c"] {
+        c.exec_drop(
+            "INSERT INTO channels (id, name, type, owner_id, created_at, updated_at)
+             VALUES (?, 'n', 'public', 'o', 't', 't')",
+            (id,),
+        )
+        .unwrap();
+    }
+    migrate(&opts).unwrap();
+    let mut nums: Vec<u64> = c.exec("SELECT num FROM channels", ()).unwrap();
+    nums.sort_unstable();
+    nums.dedup();
+    assert_eq!(nums.len(), 3, "{nums:?}");
+    assert!(nums[0] > 0);
+    c.exec_drop(
+        "INSERT INTO channels (id, name, type, owner_id, created_at, updated_at)
+         VALUES ('c-new', 'n', 'public', 'o', 't', 't')",
+        (),
+    )
+    .unwrap();
+    let new: Option<u64> = c
+        .exec_first("SELECT num FROM channels WHERE id = 'c-new'", ())
+        .unwrap();
+    assert!(new.is_some_and(|n| n > nums[2]), "{new:?} after {nums:?}");
 }

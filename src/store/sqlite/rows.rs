@@ -27,7 +27,7 @@ pub(super) fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRecord> {
 }
 
 pub(super) const CHANNEL_COLUMNS: &str =
-    "id, name, type, description, owner_id, created_at, updated_at";
+    "id, name, type, description, owner_id, created_at, updated_at, num";
 
 pub(super) fn channel_row(r: &Row<'_>) -> rusqlite::Result<ChannelRecord> {
     let kind: String = r.get(2)?;
@@ -39,6 +39,7 @@ pub(super) fn channel_row(r: &Row<'_>) -> rusqlite::Result<ChannelRecord> {
         owner_id: r.get(4)?,
         created_at: r.get(5)?,
         updated_at: r.get(6)?,
+        num: r.get::<_, Option<i64>>(7)?.unwrap_or(0) as u64,
     })
 }
 

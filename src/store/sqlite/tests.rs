@@ -41,7 +41,7 @@ fn schema_4_renumbers_stored_ids_and_their_replies() {
         )
         .unwrap();
     }
-    assert_eq!(migrate(dir.path()).unwrap(), 1, "V4 applied");
+    assert_eq!(migrate(dir.path()).unwrap(), 2, "V4 and V5 applied");
     let got: Vec<(i64, i64, Option<String>)> = conn
         .prepare("SELECT pos, id, reply_to FROM messages ORDER BY pos")
         .unwrap()
@@ -86,4 +86,48 @@ fn schema_4_renumbers_stored_ids_and_their_replies() {
     m.seq = 3;
     m.id = ids::message_id(feb, 0, 5);
     assert_eq!(out.rows, [m]);
+}
+
+/// Schema 5: channels created before it get distinct numbers, and the next
+/// channel created gets a number after them.
+#[test]
+fn schema_5_numbers_existing_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    migrate_to(dir.path(), 4).unwrap();
+    let conn = open_connection(&db_path(dir.path())).unwrap();
+    for id in ["c-b", "c-a", "c-c"] {
+        conn.execute(
+            "INSERT INTO channels (id, name, type, owner_id, created_at, updated_at)
+             VALUES (?1, 'n', 'public', 'o', 't', 't')",
+            [id],
+        )
+        .unwrap();
+    }
+    assert_eq!(migrate(dir.path()).unwrap(), 1, "V5 applied");
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    let mut nums: Vec<u64> = ["c-a", "c-b", "c-c"]
+        .iter()
+        .map(|id| store.channel(id).unwrap().unwrap().num)
+        .collect();
+    nums.sort_unstable();
+    nums.dedup();
+    assert_eq!(nums.len(), 3, "{nums:?}");
+    assert!(nums[0] > 0);
+    let new = ChannelRecord {
+        id: "c-new".into(),
+        name: "n".into(),
+        kind: crate::store::ChannelType::Public,
+        description: None,
+        owner_id: "o".into(),
+        created_at: "t".into(),
+        updated_at: "t".into(),
+        num: 0,
+    };
+    store.create_channel(&new, &[]).unwrap();
+    let num = store.channel("c-new").unwrap().unwrap().num;
+    assert!(num > nums[2], "{num} after {nums:?}");
+    assert_eq!(
+        store.channel_id_by_num(num).unwrap().as_deref(),
+        Some("c-new")
+    );
 }

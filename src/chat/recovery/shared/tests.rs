@@ -29,7 +29,7 @@ fn worker(redis: &RedisServer, max_dropped: usize) -> Worker {
 const PID: &str = "AAAAAAAAAAAAAAAAAAAA";
 
 fn value(owner: &str, user: &str, channels: &[&str]) -> Vec<u8> {
-    entry::encode(owner, user, 5, channels.iter().copied())
+    entry::encode(owner, user, &[5], channels.iter().copied())
 }
 
 fn stored(redis: &RedisServer, pid: &str) -> Option<Vec<u8>> {
@@ -59,7 +59,7 @@ fn a_claim_takes_a_settled_session_of_its_user_once() {
     let got = w.claim(PID, "alice", "claimer1");
     let want = Entry {
         user: "alice".into(),
-        start_pos: 5,
+        start_pos: [5].into(),
         channels: vec!["a".into(), "b".into()],
     };
     assert_eq!(got, Some(want.clone()));

@@ -1,0 +1,287 @@
+//! What a Gatrix connection is sent (docs/protocol.md, "The Gatrix
+//! dialect"): the native frames, translated. Every frame chat builds is
+//! native; a shard with Gatrix subscribers translates each one once for
+//! all of them (a committed message once for every shard: the lazily built
+//! frame shared in [`crate::chat::mail::Stored`]), so native subscribers
+//! are sent exactly what they were before.
+
+use std::borrow::Cow;
+
+use serde_json::{Map, Value, json};
+
+use super::Nums;
+use crate::chat::message::event_frame;
+
+/// The one event only Gatrix connections are sent: a native subscriber of
+/// the same channel never sees it.
+pub(crate) const STATUS_EVENT: &str = "user_status_changed";
+
+/// Whether a channel frame is for Gatrix connections only.
+pub(crate) fn gatrix_only(frame: &str) -> bool {
+    frame.strip_prefix("42[\"").is_some_and(|rest| {
+        rest.starts_with(STATUS_EVENT) && rest[STATUS_EVENT.len()..].starts_with('"')
+    })
+}
+
+/// Ids the frontend compares with `===` against `parseInt` values: a
+/// decimal id below 2^53 is sent as a number, anything else as it is.
+pub(crate) fn id_value(id: &str) -> Value {
+    const MAX_SAFE: u64 = (1 << 53) - 1;
+    let canonical = !id.is_empty()
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && (id == "0" || !id.starts_with('0'));
+    match id.parse::<u64>() {
+        Ok(n) if canonical && n <= MAX_SAFE => Value::from(n),
+        _ => Value::from(id),
+    }
+}
+
+/// A channel id as the dialect shows it: its number when known, else
+/// [`id_value`].
+pub(crate) fn channel_value(id: &str, nums: &Nums) -> Value {
+    nums.num_of(id).map_or_else(|| id_value(id), Value::from)
+}
+
+fn channel_of(v: Option<&Value>, nums: &Nums) -> Value {
+    match v {
+        Some(Value::String(s)) => channel_value(s, nums),
+        other => id_of(other),
+    }
+}
+
+fn id_of(v: Option<&Value>) -> Value {
+    match v {
+        Some(Value::String(s)) => id_value(s),
+        Some(other) => other.clone(),
+        None => Value::Null,
+    }
+}
+
+/// The seam for the user directory (a later task): who a user id is, as
+/// the frontend reads `message.user`. Today only the id is known.
+pub(crate) fn author(user_id: &Value) -> Value {
+    json!({ "id": user_id })
+}
+
+/// Milliseconds since the epoch (the original's `Date.now()` timestamps).
+pub(crate) fn now_ms() -> i64 {
+    let ns = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+    i64::try_from(ns / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// A native message object in the shape of the frontend's `Message`
+/// (its `types/chat.ts`, the original server's `MessageModel`).
+fn message(native: &Map<String, Value>, nums: &Nums) -> Value {
+    let user_id = native.get("userId").cloned().unwrap_or(Value::Null);
+    let kind = native.get("type").cloned().unwrap_or_else(|| "text".into());
+    let created = native.get("createdAt").cloned().unwrap_or(Value::Null);
+    let edited = native.get("editedAt").cloned();
+    let mut m = json!({
+        "id": id_of(native.get("id")),
+        "channelId": channel_of(native.get("channelId"), nums),
+        "userId": user_id,
+        "content": native.get("content").cloned().unwrap_or_else(|| "".into()),
+        "type": kind,
+        "contentType": kind,
+        "replyToId": id_of(native.get("replyTo")),
+        "replyToMessageId": id_of(native.get("replyTo")),
+        "threadId": Value::Null,
+        "isEdited": edited.is_some(),
+        "isDeleted": false,
+        "isPinned": false,
+        "createdAt": created,
+        "updatedAt": edited.clone().unwrap_or_else(|| created.clone()),
+        "user": author(&user_id),
+        "reactions": [],
+        "attachments": [],
+        "mentions": [],
+        "hashtags": [],
+    });
+    let extra = m.as_object_mut().expect("built as an object");
+    for key in ["seq", "clientMessageId"] {
+        if let Some(v) = native.get(key) {
+            extra.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(e) = edited {
+        extra.insert("editedAt".into(), e);
+    }
+    m
+}
+
+/// `message` `{type, data, channelId, userId}`: how the original broadcasts
+/// message changes.
+fn envelope(kind: &str, data: Value, channel: Value, user: Option<Value>) -> String {
+    let mut body = json!({ "type": kind, "data": data, "channelId": channel });
+    if let (Some(u), Some(b)) = (user, body.as_object_mut()) {
+        b.insert("userId".into(), u);
+    }
+    event_frame("message", &body.to_string())
+}
+
+/// A native frame as a Gatrix connection is sent it: the same text for
+/// what both dialects share (acks, `error`, frames already in the
+/// dialect).
+pub(crate) fn translate<'a>(frame: &'a str, nums: &Nums) -> Cow<'a, str> {
+    let Some(args) = frame.strip_prefix("42") else {
+        return Cow::Borrowed(frame); // acks and other packets
+    };
+    let Ok(Value::Array(args)) = serde_json::from_str::<Value>(args) else {
+        return Cow::Borrowed(frame);
+    };
+    let (Some(Value::String(name)), Some(Value::Object(body))) = (args.first(), args.get(1)) else {
+        return Cow::Borrowed(frame);
+    };
+    let channel = || channel_of(body.get("channelId"), nums);
+    let user = || body.get("userId").cloned().unwrap_or(Value::Null);
+    let out = match name.as_str() {
+        "message" => envelope(
+            "message_created",
+            message(body, nums),
+            channel(),
+            Some(user()),
+        ),
+        "message_updated" => envelope(
+            "message_updated",
+            message(body, nums),
+            channel(),
+            Some(user()),
+        ),
+        "message_deleted" => envelope(
+            "message_deleted",
+            json!({"messageId": id_of(body.get("id")), "channelId": channel()}),
+            channel(),
+            None,
+        ),
+        "typing" => {
+            let typing = body
+                .get("isTyping")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let event = if typing {
+                "user_typing"
+            } else {
+                "user_stop_typing"
+            };
+            let b = json!({"userId": user(), "channelId": channel(), "threadId": Value::Null,
+                           "timestamp": now_ms()});
+            event_frame(event, &b.to_string())
+        }
+        "user_joined" | "user_left" => {
+            let b = json!({"userId": user(), "channelId": channel(), "timestamp": now_ms()});
+            event_frame(name, &b.to_string())
+        }
+        "presence_update" => {
+            let b = json!({"userId": user(), "status": body.get("status").cloned().unwrap_or(Value::Null),
+                           "timestamp": now_ms()});
+            event_frame(STATUS_EVENT, &b.to_string())
+        }
+        _ => return Cow::Borrowed(frame),
+    };
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(frame: &str) -> (String, Value) {
+        let v: Value = serde_json::from_str(frame.strip_prefix("42").unwrap()).unwrap();
+        (v[0].as_str().unwrap().to_owned(), v[1].clone())
+    }
+
+    #[test]
+    fn ids_below_2_53_become_numbers() {
+        assert_eq!(
+            id_value("383483762333192192"),
+            Value::from("383483762333192192")
+        );
+        assert_eq!(
+            id_value("299067162755136"),
+            Value::from(299_067_162_755_136u64)
+        );
+        assert_eq!(id_value("42"), Value::from(42));
+        assert_eq!(id_value("042"), Value::from("042"));
+        assert_eq!(
+            id_value("3q2-7wX0v9LmQk8aZp1b2w"),
+            Value::from("3q2-7wX0v9LmQk8aZp1b2w")
+        );
+        assert_eq!(id_value(""), Value::from(""));
+    }
+
+    #[test]
+    fn a_message_becomes_message_created() {
+        let native = r#"42["message",{"id":"299067162755136","channelId":"7","seq":2,"userId":"u1","content":"hi","type":"text","createdAt":"2026-11-24T05:06:50.058Z"},"9"]"#;
+        let (name, b) = body(&translate(native, &Nums::default()));
+        assert_eq!(name, "message");
+        assert_eq!(b["type"], "message_created");
+        assert_eq!(b["channelId"], 7);
+        assert_eq!(b["userId"], "u1");
+        let d = &b["data"];
+        assert_eq!(d["id"], 299_067_162_755_136u64);
+        assert_eq!(d["channelId"], 7);
+        assert_eq!(d["content"], "hi");
+        assert_eq!(d["user"]["id"], "u1");
+        assert_eq!(d["isEdited"], false);
+        assert_eq!(d["updatedAt"], d["createdAt"]);
+    }
+
+    #[test]
+    fn deletions_typing_and_presence() {
+        let (_, b) = body(&translate(
+            r#"42["message_deleted",{"channelId":"7","id":"5","seq":2}]"#,
+            &Nums::default(),
+        ));
+        assert_eq!(
+            (b["type"].as_str(), &b["data"]["messageId"]),
+            (Some("message_deleted"), &Value::from(5))
+        );
+        let (name, b) = body(&translate(
+            r#"42["typing",{"channelId":"7","isTyping":false,"userId":"u"}]"#,
+            &Nums::default(),
+        ));
+        assert_eq!(
+            (name.as_str(), &b["channelId"], &b["userId"]),
+            ("user_stop_typing", &Value::from(7), &Value::from("u"))
+        );
+        assert!(b["timestamp"].as_i64().unwrap() > 0);
+        let (name, b) = body(&translate(
+            r#"42["presence_update",{"lastSeen":"x","status":"online","userId":"u"}]"#,
+            &Nums::default(),
+        ));
+        assert_eq!(
+            (name.as_str(), b["status"].as_str()),
+            (STATUS_EVENT, Some("online"))
+        );
+        let ack = r#"431[{"ok":true}]"#;
+        assert_eq!(translate(ack, &Nums::default()), ack);
+        let err = r#"42["error",{"code":"FORBIDDEN","message":"no"}]"#;
+        assert_eq!(translate(err, &Nums::default()), err);
+    }
+
+    #[test]
+    fn a_numbered_channel_is_shown_by_its_number() {
+        let mut nums = Nums::default();
+        nums.insert(&"3q2-7wX0v9LmQk8aZp1b2w".into(), 12);
+        let native = r#"42["message",{"id":"5","channelId":"3q2-7wX0v9LmQk8aZp1b2w","seq":1,"userId":"u","content":"x","type":"text","createdAt":"t"},"1"]"#;
+        let (_, b) = body(&translate(native, &nums));
+        assert_eq!(
+            (&b["channelId"], &b["data"]["channelId"]),
+            (&Value::from(12), &Value::from(12))
+        );
+        let typing =
+            r#"42["typing",{"channelId":"3q2-7wX0v9LmQk8aZp1b2w","isTyping":true,"userId":"u"}]"#;
+        let (_, b) = body(&translate(typing, &nums));
+        assert_eq!(b["channelId"], 12);
+        let unknown = r#"42["typing",{"channelId":"other","isTyping":true,"userId":"u"}]"#;
+        let (_, b) = body(&translate(unknown, &nums));
+        assert_eq!(b["channelId"], "other");
+    }
+
+    #[test]
+    fn status_frames_are_gatrix_only() {
+        assert!(gatrix_only(r#"42["user_status_changed",{}]"#));
+        assert!(!gatrix_only(r#"42["user_status_changed_x",{}]"#));
+        assert!(!gatrix_only(r#"42["presence_update",{}]"#));
+    }
+}
