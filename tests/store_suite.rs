@@ -211,6 +211,8 @@ suite!(
     seq_outlives_the_messages,
     reads_by_position,
     writer_commit_rate,
+    users_upsert_keep_created_and_status,
+    users_page_search_and_delete,
 );
 
 /// Checks only MySQL runs: several writers on one database.
@@ -375,6 +377,8 @@ mod partitions;
 mod reads;
 #[path = "store_suite/text.rs"]
 mod text;
+#[path = "store_suite/users.rs"]
+mod users;
 #[path = "store_suite/writer.rs"]
 mod writer;
 use channels::*;
@@ -383,4 +387,5 @@ use messages::*;
 use partitions::*;
 use reads::*;
 use text::*;
+use users::*;
 use writer::*;

@@ -20,6 +20,7 @@ pub(crate) mod partitions;
 mod rows;
 mod sequence;
 pub(crate) mod upkeep;
+mod users;
 
 use std::collections::HashMap;
 
@@ -27,8 +28,8 @@ use mysql::prelude::Queryable;
 use mysql::{Opts, TxOpts};
 
 use super::{
-    Appended, ChannelRecord, MessageRecord, Page, Result, Store, StoreError, count_replay,
-    merge_replay,
+    Appended, ChannelRecord, MessageRecord, Page, Result, Store, StoreError, UserRecord,
+    count_replay, merge_replay,
 };
 use connection::{Connection, store_opts};
 pub use connection::{MAX_BACKOFF, describe};
@@ -403,6 +404,38 @@ impl Store for MysqlStore {
             )?;
             Ok(c.affected_rows() > 0)
         })
+    }
+
+    fn upsert_users(&mut self, list: &[UserRecord]) -> Result<()> {
+        self.conn.run(|c| users::upsert(c, list))
+    }
+
+    fn user(&mut self, id: &str) -> Result<Option<UserRecord>> {
+        self.conn.run(|c| users::get(c, id))
+    }
+
+    fn users_page(
+        &mut self,
+        search: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<UserRecord>, u64)> {
+        self.conn.run(|c| users::page(c, search, offset, limit))
+    }
+
+    fn set_user_status(
+        &mut self,
+        id: &str,
+        status: &str,
+        custom_status: Option<&str>,
+        at: &str,
+    ) -> Result<bool> {
+        self.conn
+            .run(|c| users::set_status(c, id, status, custom_status, at))
+    }
+
+    fn delete_user(&mut self, id: &str) -> Result<bool> {
+        self.conn.run(|c| users::delete(c, id))
     }
 }
 
