@@ -213,6 +213,7 @@ suite!(
     writer_commit_rate,
     users_upsert_keep_created_and_status,
     users_page_search_and_delete,
+    read_marks_move_forward_per_member,
 );
 
 /// Checks only MySQL runs: several writers on one database.

@@ -16,3 +16,9 @@ CREATE TABLE users (
     updated_at    VARCHAR(32)     NOT NULL,
     PRIMARY KEY (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Read state per member (POST /channels/:id/read): last_read_seq exists
+-- since schema 1; when and at which message it moved.
+ALTER TABLE channel_members
+    ADD COLUMN last_read_at         VARCHAR(32)     NULL,
+    ADD COLUMN last_read_message_id BIGINT UNSIGNED NULL;

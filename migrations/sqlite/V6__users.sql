@@ -15,3 +15,8 @@ CREATE TABLE users (
     created_at    TEXT NOT NULL,
     updated_at    TEXT NOT NULL
 );
+
+-- Read state per member (POST /channels/:id/read): last_read_seq exists
+-- since schema 1; when and at which message it moved.
+ALTER TABLE channel_members ADD COLUMN last_read_at TEXT;
+ALTER TABLE channel_members ADD COLUMN last_read_message_id INTEGER;

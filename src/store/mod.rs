@@ -38,7 +38,7 @@ pub use append::Appended;
 pub use fanout::Fanout;
 pub use handle::{Busy, StoreHandle, StoreSettings, StoreThreads};
 pub(crate) use open::open;
-pub use users::UserRecord;
+pub use users::{ReadState, UserRecord};
 
 /// `public` (anyone may join), `private` (members only), `direct`
 /// (members only, usually two).
@@ -341,6 +341,20 @@ pub trait Store: Send {
         at: &str,
     ) -> Result<bool>;
     fn delete_user(&mut self, id: &str) -> Result<bool>;
+
+    // ---- read state per member (schema 6)
+    /// `None` when `user` is no member of `channel`.
+    fn read_state(&mut self, channel: &str, user: &str) -> Result<Option<ReadState>>;
+    /// Moves the member's read mark forward to `seq` (never back); false
+    /// when `user` is no member.
+    fn mark_read(
+        &mut self,
+        channel: &str,
+        user: &str,
+        seq: u64,
+        message_id: Option<u64>,
+        at: &str,
+    ) -> Result<bool>;
 }
 
 // Here rather than in `config`, which depends on no other module.

@@ -437,6 +437,22 @@ impl Store for MysqlStore {
     fn delete_user(&mut self, id: &str) -> Result<bool> {
         self.conn.run(|c| users::delete(c, id))
     }
+
+    fn read_state(&mut self, channel: &str, user: &str) -> Result<Option<super::ReadState>> {
+        self.conn.run(|c| users::read_state(c, channel, user))
+    }
+
+    fn mark_read(
+        &mut self,
+        channel: &str,
+        user: &str,
+        seq: u64,
+        message_id: Option<u64>,
+        at: &str,
+    ) -> Result<bool> {
+        self.conn
+            .run(|c| users::mark_read(c, channel, user, seq, message_id, at))
+    }
 }
 
 /// Adds a member; false if already one. Not `INSERT IGNORE`: that would

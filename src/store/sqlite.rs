@@ -430,6 +430,21 @@ impl Store for SqliteStore {
     fn delete_user(&mut self, id: &str) -> Result<bool> {
         users::delete(&mut self.conn, id)
     }
+
+    fn read_state(&mut self, channel: &str, user: &str) -> Result<Option<super::ReadState>> {
+        users::read_state(&mut self.conn, channel, user)
+    }
+
+    fn mark_read(
+        &mut self,
+        channel: &str,
+        user: &str,
+        seq: u64,
+        message_id: Option<u64>,
+        at: &str,
+    ) -> Result<bool> {
+        users::mark_read(&mut self.conn, channel, user, seq, message_id, at)
+    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,15 @@ impl UserRecord {
     }
 }
 
+/// A member's read mark in a channel (schema 6; the seq since schema 1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadState {
+    /// The last seq read: messages past it are unread.
+    pub seq: u64,
+    pub at: Option<String>,
+    pub message_id: Option<u64>,
+}
+
 /// The column list both stores read a user with, in [`UserRecord`] order.
 pub(crate) const USER_COLUMNS: &str =
     "id, username, name, email, avatar_url, status, custom_status, created_at, updated_at";

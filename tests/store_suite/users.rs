@@ -89,3 +89,52 @@ pub(super) fn users_page_search_and_delete(s: &mut dyn Store, _db: &dyn Backend)
     assert_eq!(s.user("u2").expect("user"), None);
     assert_eq!(s.users_page(None, 0, 10).expect("page").1, 3);
 }
+
+pub(super) fn read_marks_move_forward_per_member(s: &mut dyn Store, db: &dyn Backend) {
+    let clock = Clock::new();
+    let c = channel("c-read", ChannelType::Public, "owner", &clock.at(0));
+    s.create_channel(&c, &["bob".to_owned()]).expect("create");
+    let fresh = s
+        .read_state("c-read", "bob")
+        .expect("state")
+        .expect("a member");
+    assert_eq!((fresh.seq, fresh.at, fresh.message_id), (0, None, None));
+    assert_eq!(s.read_state("c-read", "eve").expect("state"), None);
+    assert!(
+        s.mark_read("c-read", "bob", 5, Some(id(5)), &clock.at(1))
+            .expect("mark")
+    );
+    // Never back; a mark without a message id keeps the last one.
+    assert!(
+        s.mark_read("c-read", "bob", 3, Some(id(3)), &clock.at(2))
+            .expect("mark")
+    );
+    let got = db
+        .open()
+        .read_state("c-read", "bob")
+        .expect("state")
+        .expect("a member");
+    assert_eq!((got.seq, got.message_id), (5, Some(id(5))));
+    assert_eq!(got.at.as_deref(), Some(clock.at(1).as_str()));
+    assert!(
+        s.mark_read("c-read", "bob", 7, None, &clock.at(3))
+            .expect("mark")
+    );
+    let got = s
+        .read_state("c-read", "bob")
+        .expect("state")
+        .expect("a member");
+    assert_eq!((got.seq, got.message_id), (7, Some(id(5))));
+    assert!(
+        !s.mark_read("c-read", "eve", 7, None, &clock.at(3))
+            .expect("mark"),
+        "no member"
+    );
+    assert_eq!(
+        s.read_state("c-read", "owner")
+            .expect("state")
+            .map(|r| r.seq),
+        Some(0),
+        "per member"
+    );
+}

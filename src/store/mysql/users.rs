@@ -4,7 +4,7 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, TxOpts};
 
 use super::rows::{all, first};
-use crate::store::users::{USER_COLUMNS, UserRecord, contains_pattern};
+use crate::store::users::{ReadState, USER_COLUMNS, UserRecord, contains_pattern};
 
 type UserRow = (
     String,
@@ -109,4 +109,41 @@ pub(super) fn set_status(
 pub(super) fn delete(c: &mut Conn, id: &str) -> mysql::Result<bool> {
     c.exec_drop("DELETE FROM users WHERE id = ?", (id,))?;
     Ok(c.affected_rows() > 0)
+}
+
+pub(super) fn read_state(
+    c: &mut Conn,
+    channel: &str,
+    user: &str,
+) -> mysql::Result<Option<ReadState>> {
+    let row = first::<(u64, Option<String>, Option<u64>)>(
+        c,
+        "SELECT last_read_seq, last_read_at, last_read_message_id FROM channel_members
+         WHERE channel_id = ? AND user_id = ?",
+        (channel, user),
+    )?;
+    Ok(row.map(|(seq, at, message_id)| ReadState {
+        seq,
+        at,
+        message_id,
+    }))
+}
+
+pub(super) fn mark_read(
+    c: &mut Conn,
+    channel: &str,
+    user: &str,
+    seq: u64,
+    message_id: Option<u64>,
+    at: &str,
+) -> mysql::Result<bool> {
+    c.exec_drop(
+        "UPDATE channel_members SET last_read_seq = ?, last_read_at = ?,
+                last_read_message_id = COALESCE(?, last_read_message_id)
+         WHERE channel_id = ? AND user_id = ? AND last_read_seq <= ?",
+        (seq, at, message_id, channel, user, seq),
+    )?;
+    // affected_rows counts changed rows: a member whose mark did not move
+    // is still a member.
+    Ok(c.affected_rows() > 0 || read_state(c, channel, user)?.is_some())
 }

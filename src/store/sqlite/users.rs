@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::Result;
-use crate::store::users::{USER_COLUMNS, UserRecord, contains_pattern};
+use crate::store::users::{ReadState, USER_COLUMNS, UserRecord, contains_pattern};
 
 fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
     Ok(UserRecord {
@@ -97,4 +97,45 @@ pub(super) fn set_status(
 
 pub(super) fn delete(conn: &mut Connection, id: &str) -> Result<bool> {
     Ok(conn.execute("DELETE FROM users WHERE id = ?1", [id])? > 0)
+}
+
+pub(super) fn read_state(
+    conn: &mut Connection,
+    channel: &str,
+    user: &str,
+) -> Result<Option<ReadState>> {
+    let sql = "SELECT last_read_seq, last_read_at, last_read_message_id FROM channel_members
+               WHERE channel_id = ?1 AND user_id = ?2";
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row([channel, user], |r| {
+            Ok(ReadState {
+                seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                at: r.get(1)?,
+                message_id: r
+                    .get::<_, Option<i64>>(2)?
+                    .and_then(|m| u64::try_from(m).ok()),
+            })
+        })
+        .optional()?)
+}
+
+pub(super) fn mark_read(
+    conn: &mut Connection,
+    channel: &str,
+    user: &str,
+    seq: u64,
+    message_id: Option<u64>,
+    at: &str,
+) -> Result<bool> {
+    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+    let mid = message_id.and_then(|m| i64::try_from(m).ok());
+    let n = conn.execute(
+        "UPDATE channel_members SET last_read_seq = ?3, last_read_at = ?4,
+                last_read_message_id = COALESCE(?5, last_read_message_id)
+         WHERE channel_id = ?1 AND user_id = ?2 AND last_read_seq <= ?3",
+        params![channel, user, seq, at, mid],
+    )?;
+    // Nothing moved: already past it, or no member.
+    Ok(n > 0 || read_state(conn, channel, user)?.is_some())
 }
