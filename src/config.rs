@@ -143,6 +143,9 @@ pub struct Config {
     /// REST request with it in `X-API-Token` speaks the Gatrix REST
     /// dialect (docs/api.md), acting as the user in `X-User-ID`.
     pub backend_service_token: Option<String>,
+    /// How many users of the directory each process keeps in memory for
+    /// the Gatrix frames' authors (names and avatars in messages).
+    pub gatrix_directory_cache_users: usize,
     /// Where the embedded store and the generated development secret live.
     pub data_dir: PathBuf,
     /// Engine.IO pingInterval: how often the server pings, which is how dead

@@ -128,6 +128,8 @@ pub fn run_until(
         backlog: LISTEN_BACKLOG,
         endpoint: endpoint(&config),
         chat_limits: chat_limits(&config),
+        gatrix_compat: config.gatrix_compat,
+        backend_service_token: config.backend_service_token.as_deref().map(Into::into),
         auth,
         mesh,
         // Only `post_external` is used: one lock-free queue per shard.
@@ -291,6 +293,9 @@ fn chat_limits(config: &Config) -> ChatLimits {
             .recovery_max_replay
             .min(config.outbound_queue_messages),
         server_id: config.server_id().into(),
+        directory: Arc::new(crate::chat::gatrix::Directory::new(
+            config.gatrix_directory_cache_users,
+        )),
     }
 }
 

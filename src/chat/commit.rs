@@ -163,7 +163,7 @@ impl ConnSide {
                 if let Some(list) = gx_subs.get(&m.channel) {
                     // Gatrix connections: the same message in their
                     // dialect, encoded once (`Stored::gatrix_frame`).
-                    let frame = m.gatrix_frame(&self.nums.borrow());
+                    let frame = m.gatrix_frame(&self.nums.borrow(), &self.hub.limits.directory);
                     for link in list {
                         queued += u64::from(link.push(Frame::Text(frame.clone())).is_ok());
                     }

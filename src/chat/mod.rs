@@ -37,7 +37,7 @@ mod conn;
 mod deliver;
 mod error;
 mod forward;
-mod gatrix;
+pub(crate) mod gatrix;
 mod herald;
 pub(crate) mod json;
 mod load;
@@ -93,6 +93,9 @@ pub(crate) struct ChatLimits {
     /// This instance's name (`SERVER_ID`, or host and port): the Gatrix
     /// dialect's `connected` says it.
     pub server_id: Arc<str>,
+    /// The user directory the Gatrix frames name authors from, one for
+    /// the process (shared with REST, which fills it).
+    pub directory: Arc<gatrix::Directory>,
 }
 
 /// The store as chat uses it: messages answer to a [`mail::Requester`], and

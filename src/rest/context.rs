@@ -25,6 +25,8 @@ pub(crate) struct Context {
     /// The content limit shared by `send_message` and REST sends and edits.
     pub max_message_length: usize,
     pub chat: ChatApi,
+    /// The Gatrix REST dialect, with `gatrix_compat` on.
+    pub gatrix: Option<super::GatrixRest>,
 }
 
 /// What REST asks of chat on its shard: only the commands that go through

@@ -110,6 +110,7 @@ impl World {
             channel_cache_max: max,
             recovery_max_replay: 90,
             server_id: "test".into(),
+            directory: Arc::new(super::gatrix::Directory::new(100)),
         };
         let sessions = super::recovery::SessionStore::Local(super::recovery::Sessions::new(1_000));
         let boxes: Vec<_> = (0..shards).map(|i| Mailbox::new(mesh.clone(), i)).collect();

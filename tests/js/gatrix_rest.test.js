@@ -1,0 +1,201 @@
+// The Gatrix REST dialect (docs/api.md, "The Gatrix REST dialect"), acted
+// out as the Gatrix backend does it: its proxy (routes/chat/index.ts)
+// forwards the frontend's calls with X-API-Token (its
+// BACKEND_SERVICE_TOKEN) and X-User-ID, and its ChatServerService syncs
+// users with the token alone. Beside it, a Gatrix socket (the frontend's)
+// and a native client on the same server.
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { URL, WAIT_MS, connect, join, jwt, newChannel, nowSecs, rest, uid } from "./lib.js";
+
+const SERVICE_TOKEN = process.env.BACKEND_SERVICE_TOKEN;
+const GX_SECRET = process.env.GATRIX_JWT_SECRET;
+if (!SERVICE_TOKEN || !GX_SECRET) {
+  throw new Error("BACKEND_SERVICE_TOKEN/GATRIX_JWT_SECRET are not set: run through tests/js_clients.rs");
+}
+
+/**
+ * A call as the backend sends it; `user` undefined: the backend itself;
+ * `token` null: no X-API-Token.
+ */
+async function backend(method, path, user, body, { token = SERVICE_TOKEN } = {}) {
+  const headers = { "Content-Type": "application/json" };
+  if (token !== null) headers["X-API-Token"] = token;
+  if (user !== undefined) headers["X-User-ID"] = user;
+  const response = await fetch(URL + "/api/v1" + path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(WAIT_MS),
+  });
+  const text = await response.text();
+  return { status: response.status, body: JSON.parse(text) };
+}
+
+/** What the backend's callers read: `success` and `data`. */
+async function ok(method, path, user, body) {
+  const r = await backend(method, path, user, body);
+  assert.ok(r.status < 300 && r.body.success === true, `${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+async function frontendSocket(userId) {
+  const claims = { userId, iat: nowSecs(), exp: nowSecs() + 900, iss: "gatrix", aud: "gatrix-users" };
+  const socket = await connect(undefined, { token: jwt(claims, { secret: GX_SECRET }), transports: ["websocket"] });
+  await socket.inbox.next("connected");
+  return socket;
+}
+
+const ulid = (p) => `01HZ${uid(p).toUpperCase()}`;
+
+test("the backend syncs users, and its users chat through it", async () => {
+  // The backend's health check and user sync (no X-User-ID).
+  const info = await ok("GET", "/", undefined);
+  assert.equal(typeof info.data.name, "string");
+  const [ann, bob] = [ulid("ann"), ulid("bob")];
+  const annData = {
+    id: ann,
+    username: "ann@example.com",
+    name: "Ann Lee",
+    email: "ann@example.com",
+    avatarUrl: "https://cdn.example/ann.png",
+    status: "online",
+  };
+  assert.equal((await ok("GET", `/users/check/${ann}`, undefined)).data.exists, false);
+  const up = await ok("POST", "/users/upsert", undefined, annData);
+  assert.equal(up.data.user.name, "Ann Lee");
+  assert.equal((await ok("GET", `/users/check/${ann}`, undefined)).data.exists, true);
+  const bulk = await ok("POST", "/users/sync-users", undefined, {
+    users: [{ id: bob, username: "bob@example.com", name: "Bob" }],
+  });
+  assert.equal(bulk.data.processedCount, 1);
+  assert.equal((await ok("GET", `/users/${bob}`, undefined)).data.user.avatarUrl, null);
+  await ok("PUT", `/users/${bob}/status`, undefined, { status: "away", customStatus: "lunch" });
+  const bobNow = (await ok("GET", `/users/${bob}`, undefined)).data.user;
+  assert.deepEqual([bobNow.status, bobNow.customStatus], ["away", "lunch"]);
+
+  // What the frontend loads first, through the proxy (X-User-ID).
+  const users = await ok("GET", "/users?search=Ann%20Lee", ann);
+  assert.ok(users.data.some((u) => u.id === ann && u.avatarUrl === annData.avatarUrl), JSON.stringify(users));
+  assert.equal(typeof users.pagination.total, "number");
+  assert.deepEqual((await ok("GET", "/invitations/received", ann)).data, []);
+  assert.ok(Array.isArray((await ok("GET", "/channels/my", ann)).data));
+
+  // Ann creates a channel; its id is a number, she owns it.
+  const created = await ok("POST", "/channels", ann, { name: uid("room"), type: "public", memberIds: [], settings: {}, maxMembers: 50 });
+  const num = created.data.id;
+  assert.ok(Number.isSafeInteger(num) && num > 0, JSON.stringify(created));
+  assert.equal(created.data.role, "owner");
+
+  // Bob joins over REST and sees it among his channels.
+  await ok("POST", `/channels/${num}/join`, bob);
+  const mine = await ok("GET", "/channels/my?page=1&limit=20", bob);
+  const row = mine.data.find((c) => c.id === num);
+  assert.ok(row, JSON.stringify(mine));
+  assert.deepEqual([row.role, row.memberCount, row.unreadCount], ["member", 2, 0]);
+  assert.equal(mine.pagination.page, 1);
+
+  // Ann's socket (the frontend) in the channel; she sends over REST and
+  // sees her own message_created with her directory name and avatar.
+  const annSocket = await frontendSocket(ann);
+  annSocket.emit("join_channel", { channelId: num });
+  assert.equal((await annSocket.inbox.next("channel_joined")).channelId, num);
+  const bobSocket = await frontendSocket(bob);
+  bobSocket.emit("join_channel", { channelId: num });
+  await bobSocket.inbox.next("channel_joined");
+  const sent = await backend("POST", `/channels/${num}/messages`, ann, { content: "hello from REST", contentType: "text" });
+  assert.equal(sent.status, 201, JSON.stringify(sent.body));
+  const msg = sent.body.data;
+  assert.ok(Number.isSafeInteger(msg.id) && msg.channelId === num, JSON.stringify(msg));
+  const isIt = (m) => m.type === "message_created" && m.data.id === msg.id;
+  const own = await annSocket.inbox.next("message", isIt);
+  assert.equal(own.channelId, num);
+  assert.equal(own.userId, ann);
+  assert.deepEqual(own.data.user, { id: ann, name: "Ann Lee", email: "ann@example.com", avatar: annData.avatarUrl });
+  assert.equal(own.data.userName, "Ann Lee");
+  assert.equal(own.data.userAvatarUrl, annData.avatarUrl);
+  const theirs = await bobSocket.inbox.next("message", isIt);
+  assert.equal(theirs.data.content, "hello from REST");
+
+  // The channel's messages, then Bob's unread count and his read mark.
+  const page = await ok("GET", `/channels/${num}/messages?limit=50`, bob);
+  assert.equal(page.data.messages.at(-1).id, msg.id);
+  assert.equal(page.data.messages.at(-1).userName, "Ann Lee");
+  assert.equal(typeof page.data.hasMore, "boolean");
+  assert.ok(page.data.total >= 1);
+  const older = await ok("GET", `/messages/channel/${num}?before=${msg.id}`, bob);
+  assert.ok(older.data.messages.every((m) => m.id !== msg.id));
+  let bobRow = (await ok("GET", "/channels/my", bob)).data.find((c) => c.id === num);
+  assert.equal(bobRow.unreadCount, 1);
+  await ok("POST", `/channels/${num}/read`, bob, { messageId: msg.id });
+  bobRow = (await ok("GET", "/channels/my", bob)).data.find((c) => c.id === num);
+  assert.equal(bobRow.unreadCount, 0);
+  assert.equal(bobRow.lastReadMessageId, msg.id);
+  assert.equal(typeof bobRow.lastReadAt, "string");
+
+  // Edit and delete, broadcast in the dialect; only the author edits.
+  assert.equal((await backend("PUT", `/messages/${msg.id}`, bob, { content: "no" })).status, 403);
+  const edited = await ok("PUT", `/messages/${msg.id}`, ann, { content: "edited" });
+  assert.equal(edited.data.content, "edited");
+  const upd = await bobSocket.inbox.next("message", (m) => m.type === "message_updated");
+  assert.equal(upd.data.id, msg.id);
+  assert.equal((await ok("GET", `/messages/${msg.id}`, bob)).data.isEdited, true);
+  await ok("DELETE", `/messages/${msg.id}`, ann);
+  const del = await bobSocket.inbox.next("message", (m) => m.type === "message_deleted");
+  assert.equal(del.data.messageId, msg.id);
+  assert.equal((await backend("GET", `/messages/${msg.id}`, bob)).status, 404);
+
+  // Bob leaves; the directory forgets a deleted user.
+  await ok("POST", `/channels/${num}/leave`, bob);
+  assert.ok(!(await ok("GET", "/channels/my", bob)).data.some((c) => c.id === num));
+  await ok("DELETE", `/users/${bob}`, undefined);
+  assert.equal((await backend("GET", `/users/${bob}`, undefined)).status, 404);
+  annSocket.close();
+  bobSocket.close();
+});
+
+test("the service token is required, X-User-ID alone is no login", async () => {
+  const user = ulid("eve");
+  for (const [what, token] of [
+    ["missing", null],
+    ["wrong", "not-the-service-token-not-the-service-token"],
+    ["empty", ""],
+  ]) {
+    const r = await backend("GET", "/channels/my", user, undefined, { token });
+    assert.equal(r.status, 401, `${what}: ${JSON.stringify(r.body)}`);
+    assert.equal(r.body.success, false);
+    assert.equal(typeof r.body.error.message, "string");
+    // Neither header: no Gatrix call, and no such native path.
+    const sync = await backend("POST", "/users/upsert", undefined, { id: user, username: "e" }, { token });
+    assert.equal(sync.status, token === null ? 404 : 401, `${what} sync: ${JSON.stringify(sync.body)}`);
+  }
+  // The token without a user: only the backend's own calls.
+  const r = await backend("GET", "/channels/my", undefined);
+  assert.equal(r.status, 401);
+  assert.match(r.body.error.message, /X-User-ID/);
+  // A bad body is the dialect's error, not the native one.
+  const bad = await backend("POST", "/users/upsert", undefined, { id: user });
+  assert.deepEqual([bad.status, bad.body.success], [400, false]);
+});
+
+test("a native Bearer client keeps the native API on the same server", async () => {
+  const alice = uid("alice");
+  const channelId = await newChannel(alice);
+  const socket = await connect(alice);
+  await join(socket, channelId);
+  const sent = await rest("POST", "/api/v1/messages", alice, { channelId, content: "native" });
+  assert.equal(sent.status, 201);
+  assert.equal(typeof sent.body.message.id, "string", "native ids stay strings");
+  const live = await socket.inbox.next("message", (m) => m.id === sent.body.message.id);
+  assert.equal(live.channelId, channelId);
+  const list = await rest("GET", "/api/v1/channels", alice);
+  assert.ok(list.body.channels.some((c) => c.id === channelId));
+  assert.equal(list.body.success, undefined, "no Gatrix envelope");
+  // Without a token: the native refusal.
+  const none = await rest("GET", "/api/v1/channels", undefined);
+  assert.equal(none.status, 401);
+  assert.equal(none.body.error.code, "UNAUTHORIZED");
+  socket.close();
+});
