@@ -116,7 +116,12 @@ pub fn run_until(
         None => None,
     };
     // Several instances: presence and ephemeral events through Redis.
-    let cluster = chat::cluster::Cluster::from_config(&config, &mesh, &metrics)?;
+    // The user directory of the Gatrix dialect, one for the process: the
+    // shards' frames read it, REST and the cluster's subscriber change it.
+    let directory = Arc::new(crate::chat::gatrix::Directory::new(
+        config.gatrix_directory_cache_users,
+    ));
+    let cluster = chat::cluster::Cluster::from_config(&config, &mesh, &metrics, directory.clone())?;
     let watchdog = notifier
         .is_enabled()
         .then(crate::notify::watchdog_interval)
@@ -127,7 +132,7 @@ pub fn run_until(
         listen,
         backlog: LISTEN_BACKLOG,
         endpoint: endpoint(&config),
-        chat_limits: chat_limits(&config),
+        chat_limits: chat_limits(&config, directory),
         gatrix_compat: config.gatrix_compat,
         backend_service_token: config.backend_service_token.as_deref().map(Into::into),
         auth,
@@ -276,7 +281,7 @@ fn endpoint(config: &Config) -> Endpoint {
 }
 
 /// What every shard's chat allows.
-fn chat_limits(config: &Config) -> ChatLimits {
+fn chat_limits(config: &Config, directory: Arc<crate::chat::gatrix::Directory>) -> ChatLimits {
     ChatLimits {
         max_message_length: config.max_message_length,
         max_channels_per_connection: config.max_channels_per_connection,
@@ -293,9 +298,7 @@ fn chat_limits(config: &Config) -> ChatLimits {
             .recovery_max_replay
             .min(config.outbound_queue_messages),
         server_id: config.server_id().into(),
-        directory: Arc::new(crate::chat::gatrix::Directory::new(
-            config.gatrix_directory_cache_users,
-        )),
+        directory,
     }
 }
 

@@ -55,6 +55,12 @@ impl ChatApi {
         self.0.invalidate_channel(channel)
     }
 
+    /// A user of the directory changed: other instances forget their copy
+    /// ([`Chat::user_changed`]).
+    pub(crate) fn user_changed(&self, user: &str) {
+        self.0.user_changed(user);
+    }
+
     /// Broadcasts `42["<event>",<body>]` to the channel's subscribers.
     pub(crate) fn emit_to_channel(&self, channel: &str, event: &str, body_json: &str) {
         self.0.emit_to_channel(channel, event, body_json);

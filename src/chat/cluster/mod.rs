@@ -90,6 +90,9 @@ pub(crate) enum Event {
         user: String,
         added: bool,
     },
+    /// `user` changed in the user directory (`/api/v1/users`): forget the
+    /// copy in memory (`gatrix::Directory`).
+    User { user: String },
 }
 
 /// An event on the wire, with the instance that sent it (which ignores it).
@@ -110,6 +113,9 @@ pub(crate) struct Settings {
     pub lease: Duration,
     /// The bounded queue from the shards to the worker.
     pub queue: usize,
+    /// The process's user directory: `Event::User` and a reconnection
+    /// (events missed) clear entries there.
+    pub directory: Arc<crate::chat::gatrix::Directory>,
 }
 
 impl Settings {
@@ -142,6 +148,7 @@ impl Cluster {
         config: &crate::config::Config,
         mesh: &Arc<Mesh<Mail>>,
         metrics: &crate::metrics::Metrics,
+        directory: Arc<crate::chat::gatrix::Directory>,
     ) -> std::io::Result<Option<Arc<Self>>> {
         let target = Target::open(config).map_err(std::io::Error::other)?;
         let Some(target) = target else {
@@ -152,6 +159,7 @@ impl Cluster {
             server_id: config.server_id(),
             lease: config.presence_lease(),
             queue: config.presence_queue,
+            directory,
         };
         Self::start(settings, mesh.clone(), metrics.cluster()).map(Some)
     }
@@ -186,6 +194,7 @@ impl Cluster {
             stop: stop.clone(),
             generation,
             probe: settings.tick(),
+            directory: settings.directory.clone(),
         };
         std::thread::Builder::new()
             .name("presence-sub".into())

@@ -6,7 +6,8 @@
 //! never read from the store while translating: entries come in where a
 //! store read is already paid for (a sync through `/api/v1/users`, a
 //! Gatrix connection's CONNECT, a Gatrix REST send) and leave on a delete
-//! or a change on another instance (the cluster's `User` event). An author
+//! or a change on another instance (the cluster's `User` event; all of
+//! them after a reconnection to Redis, when events were missed). An author
 //! not cached is shown by id alone, as before the directory. Bounded: past
 //! `capacity` entries the oldest insertions go first.
 
@@ -95,6 +96,13 @@ impl Directory {
 
     pub(crate) fn forget(&self, id: &str) {
         self.lock().by_id.remove(id);
+    }
+
+    /// Everything goes (events from other instances were missed).
+    pub(crate) fn clear(&self) {
+        let mut g = self.lock();
+        g.by_id.clear();
+        g.order.clear();
     }
 
     /// `message.user` for `user_id`: the directory's name, email and

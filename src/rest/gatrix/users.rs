@@ -2,7 +2,9 @@
 //! 4), through `chat-server-service.ts` with its service token and no
 //! user (upsert, sync-user, sync-users, check, one user, status, delete),
 //! and the list its users read (`GET /users`, with `X-User-ID`).
-//! Every change updates this process's [`Directory`](crate::chat::gatrix::Directory).
+//! Every change updates this process's
+//! [`Directory`](crate::chat::gatrix::Directory) and, with Redis, makes the
+//! other instances forget the user (`cluster::Event::User`).
 
 use hyper::{Method, StatusCode};
 use serde_json::{Map, Value, json};
@@ -210,14 +212,16 @@ async fn upsert(call: &Call<'_>, g: &GatrixRest, users: Vec<UserRecord>) -> Resu
     call.write(move |s| Ok(s.upsert_users(&stored)?)).await?;
     for u in &users {
         g.directory.put(u);
+        call.ctx.chat.user_changed(&u.id);
     }
     Ok(())
 }
 
 /// A changed user: out of this process's directory (the next CONNECT or
-/// send reads it again). Other instances keep theirs until evicted.
-fn forget_everywhere(_ctx: &Context, g: &GatrixRest, id: &str) {
+/// send reads it again) and, with Redis, the other instances'.
+fn forget_everywhere(ctx: &Context, g: &GatrixRest, id: &str) {
     g.directory.forget(id);
+    ctx.chat.user_changed(id);
 }
 
 async fn read(call: &Call<'_>, id: String) -> Result<Option<UserRecord>, ApiError> {
