@@ -169,6 +169,13 @@ async fn route(conn: &Conn, req: Request<Incoming>) -> Result<Reply, ApiError> {
     // The Gatrix backend's calls (X-API-Token, X-User-ID) under /api/v1
     // speak its dialect; the probes and everything else stay native.
     if let Some(g) = &conn.ctx.gatrix
+        && req.uri().path() == "/ws/info"
+        && req.method() == Method::GET
+    {
+        // The original's unauthenticated probe of its Socket.IO side.
+        return Ok(super::gatrix::ws_info_plain(g));
+    }
+    if let Some(g) = &conn.ctx.gatrix
         && req.uri().path().starts_with("/api/")
         && super::gatrix::speaks(&req)
     {

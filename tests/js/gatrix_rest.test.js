@@ -199,3 +199,35 @@ test("a native Bearer client keeps the native API on the same server", async () 
   assert.equal(none.body.error.code, "UNAUTHORIZED");
   socket.close();
 });
+
+test("channels by number: read, rename, delete; batch deletion; sends by channelId; ws info", async () => {
+  const [owner, other] = [ulid("own"), ulid("oth")];
+  const made = await ok("POST", "/channels", owner, { name: uid("c"), type: "public" });
+  const num = made.data.id;
+  const seen = await ok("GET", `/channels/${num}`, other);
+  assert.deepEqual([seen.data.id, seen.data.name, seen.data.memberCount], [num, made.data.name, 1]);
+  // Only the owner renames and deletes.
+  assert.equal((await backend("PUT", `/channels/${num}`, other, { name: "x" })).status, 403);
+  assert.equal((await ok("PUT", `/channels/${num}`, owner, { name: "renamed" })).data.name, "renamed");
+  // Sends through POST /messages with channelId, then a batch deletion.
+  const a = await ok("POST", "/messages", owner, { channelId: num, content: "one" });
+  const b = await ok("POST", "/messages", owner, { channelId: String(num), content: "two" });
+  assert.equal(b.data.channelId, num);
+  const batch = await ok("DELETE", "/messages/batch", owner, { messageIds: [a.data.id, b.data.id] });
+  assert.equal(batch.data.deletedCount, 2);
+  const left = await ok("GET", `/channels/${num}/messages`, owner);
+  assert.deepEqual(left.data.messages, []);
+  assert.equal((await backend("DELETE", "/messages/batch", owner, { messageIds: [] })).status, 400);
+  // A private channel is for its members: no join, no read.
+  const secret = await ok("POST", "/channels", owner, { name: uid("p"), type: "private" });
+  assert.equal((await backend("POST", `/channels/${secret.data.id}/join`, other)).status, 403);
+  assert.equal((await backend("GET", `/channels/${secret.data.id}/messages`, other)).status, 403);
+  assert.equal((await backend("GET", "/channels/999999999", other)).status, 404);
+  await ok("DELETE", `/channels/${num}`, owner);
+  assert.equal((await backend("GET", `/channels/${num}`, owner)).status, 404);
+  // Where the Socket.IO side is, enveloped and as the original's probe.
+  assert.equal((await ok("GET", "/ws/info", undefined)).data.path, "/socket.io");
+  const plain = await fetch(URL + "/ws/info", { signal: AbortSignal.timeout(WAIT_MS) });
+  assert.equal(plain.status, 200);
+  assert.equal(typeof (await plain.json()).serverId, "string");
+});

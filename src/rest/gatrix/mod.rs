@@ -196,6 +196,14 @@ fn info(g: &GatrixRest) -> Reply {
     reply::json(StatusCode::OK, body.to_string())
 }
 
+/// `GET /ws/info` (no authentication, no envelope, as the original's):
+/// which server answers, and where its Socket.IO endpoint is.
+pub(super) fn ws_info_plain(g: &GatrixRest) -> Reply {
+    let body = json!({"serverId": &*g.server_id, "timestamp": crate::chat::message::now(),
+                      "path": "/socket.io", "transports": ["websocket", "polling"]});
+    reply::json(StatusCode::OK, body.to_string())
+}
+
 /// `GET /api/v1/ws/info`: where the Socket.IO endpoint is.
 fn ws_info(g: &GatrixRest) -> Reply {
     ok(
