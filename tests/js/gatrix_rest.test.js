@@ -127,6 +127,9 @@ test("the backend syncs users, and its users chat through it", async () => {
   assert.ok(page.data.total >= 1);
   const older = await ok("GET", `/messages/channel/${num}?before=${msg.id}`, bob);
   assert.ok(older.data.messages.every((m) => m.id !== msg.id));
+  const history = await ok("GET", `/channels/${num}/history?limit=1`, bob);
+  assert.deepEqual(history.data.messages.map((m) => m.id), [msg.id]);
+  assert.deepEqual((await ok("GET", `/messages/thread/${msg.id}`, bob)).data, []);
   let bobRow = (await ok("GET", "/channels/my", bob)).data.find((c) => c.id === num);
   assert.equal(bobRow.unreadCount, 1);
   await ok("POST", `/channels/${num}/read`, bob, { messageId: msg.id });

@@ -55,7 +55,8 @@ pub(super) async fn route(
                 None,
             ))
         }
-        (&Method::GET, [id, "messages"]) => {
+        // `history` is the frontend's older-pages call (`before`, `limit`).
+        (&Method::GET, [id, "messages" | "history"]) => {
             let c = channel(call, id).await?;
             messages::history(call, g, c, query).await
         }

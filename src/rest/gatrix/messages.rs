@@ -34,6 +34,12 @@ pub(super) async fn route(
             let c = channel(call, id).await?;
             history(call, g, c, query).await
         }
+        // There are no threads: a thread's messages are none.
+        (&Method::GET, ["thread", _]) => Ok(ok(
+            StatusCode::OK,
+            json!([]),
+            Some(shape::pagination(1, 50, 0)),
+        )),
         (&Method::POST, []) => {
             let p = call::object(body)?;
             let id = shape::number(p.get("channelId"))
