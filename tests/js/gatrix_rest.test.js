@@ -178,6 +178,17 @@ test("the service token is required, X-User-ID alone is no login", async () => {
   const r = await backend("GET", "/channels/my", undefined);
   assert.equal(r.status, 401);
   assert.match(r.body.error.message, /X-User-ID/);
+  // Through the proxy (X-User-ID), a user changes only themselves.
+  const victim = ulid("vic");
+  await ok("POST", "/users/upsert", undefined, { id: victim, username: "v@example.com", name: "Vic" });
+  assert.equal((await backend("POST", "/users/upsert", user, { id: victim, username: "x", name: "Evil" })).status, 403);
+  assert.equal((await backend("PUT", `/users/${victim}/status`, user, { status: "busy" })).status, 403);
+  assert.equal((await backend("DELETE", `/users/${victim}`, user)).status, 403);
+  assert.equal((await backend("POST", "/users/sync-users", user, { users: [{ id: victim, username: "x" }] })).status, 403);
+  assert.equal((await ok("GET", `/users/${victim}`, user)).data.user.name, "Vic");
+  // Their own entry (the proxy's /sync-user) they may.
+  await ok("POST", "/users/sync-user", user, { id: user, username: "eve@example.com", name: "Eve" });
+  await ok("PUT", `/users/${user}/status`, user, { status: "busy" });
   // A bad body is the dialect's error, not the native one.
   const bad = await backend("POST", "/users/upsert", undefined, { id: user });
   assert.deepEqual([bad.status, bad.body.success], [400, false]);

@@ -144,7 +144,7 @@ async fn route(conn: &Conn, g: &GatrixRest, req: Request<Incoming>) -> Result<Re
         (&Method::GET, []) => return Ok(info(g)),
         (&Method::GET, ["ws", "info"]) => return Ok(ws_info(g)),
         (_, ["users", ..]) if !(method == Method::GET && segs.len() == 1) => {
-            return users::route(conn, g, &method, &segs[1..], &body).await;
+            return users::route(conn, g, user.as_deref(), &method, &segs[1..], &body).await;
         }
         _ => {}
     }

@@ -25,9 +25,23 @@ const MAX_URL_CHARS: usize = 2048;
 const MAX_PAGE: usize = 100;
 const STATUSES: &[&str] = &["online", "away", "busy", "offline"];
 
+/// Which directory changes a request may make. The backend itself (no
+/// `X-User-ID`) makes any; a request on behalf of a user (the proxy
+/// forwards its users' calls) changes only that user: the original let any
+/// logged-in user rewrite or delete anyone through the proxy.
+fn may_change(acting: Option<&str>, target: &str) -> Result<(), ApiError> {
+    match acting {
+        Some(me) if me != target => Err(ApiError::forbidden(
+            "a user changes only their own directory entry",
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub(super) async fn route(
     conn: &Conn,
     g: &GatrixRest,
+    acting: Option<&str>,
     method: &Method,
     segs: &[&str],
     body: &[u8],
@@ -41,6 +55,7 @@ pub(super) async fn route(
     match (method, segs) {
         (&Method::POST, ["upsert" | "sync-user"]) => {
             let u = parse_user(&call::object(body)?)?;
+            may_change(acting, &u.id)?;
             upsert(&call, g, vec![u.clone()]).await?;
             let user = read(&call, u.id).await?;
             Ok(ok(
@@ -51,6 +66,11 @@ pub(super) async fn route(
             ))
         }
         (&Method::POST, ["sync-users"]) => {
+            if acting.is_some() {
+                return Err(ApiError::forbidden(
+                    "only the backend itself syncs users in bulk (no X-User-ID)",
+                ));
+            }
             let list = match serde_json::from_slice::<Value>(body) {
                 Ok(Value::Object(mut m)) => m.remove("users"),
                 Ok(v @ Value::Array(_)) => Some(v),
@@ -94,6 +114,7 @@ pub(super) async fn route(
         },
         (&Method::PUT, [id, "status"]) => {
             let id = user_id(id)?;
+            may_change(acting, &id)?;
             let p = call::object(body)?;
             let status = match p.get("status") {
                 Some(Value::String(s)) if STATUSES.contains(&s.as_str()) => s.clone(),
@@ -120,6 +141,7 @@ pub(super) async fn route(
         }
         (&Method::DELETE, [id]) => {
             let id = user_id(id)?;
+            may_change(acting, &id)?;
             let key = id.clone();
             let found = call.write(move |s| Ok(s.delete_user(&key)?)).await?;
             if !found {
