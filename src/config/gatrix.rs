@@ -103,7 +103,13 @@ impl Config {
     /// In development, a weak backend secret or service token is allowed
     /// with a warning; a service token without the dialect is unused.
     pub(super) fn gatrix_warnings(&self, warnings: &mut Vec<String>) {
-        if self.backend_service_token.is_some() && !self.gatrix_compat {
+        if self.gatrix_compat && self.backend_service_token.is_none() {
+            warnings.push(
+                "GATRIX_COMPAT (gatrix_compat) is on without BACKEND_SERVICE_TOKEN \
+                 (backend_service_token): the Gatrix backend's REST calls are refused"
+                    .to_owned(),
+            );
+        } else if self.backend_service_token.is_some() && !self.gatrix_compat {
             warnings.push(
                 "BACKEND_SERVICE_TOKEN (backend_service_token) is ignored: GATRIX_COMPAT \
                  (gatrix_compat) is off"
@@ -146,6 +152,7 @@ mod tests {
         Config {
             gatrix_compat: true,
             gatrix_jwt_secret: secret.map(str::to_owned),
+            backend_service_token: Some("t".repeat(40)),
             environment,
             ..Config::default()
         }
@@ -208,6 +215,15 @@ mod tests {
         assert_eq!(
             c.masked().backend_service_token.as_deref(),
             Some(crate::config::MASK)
+        );
+        let mut w = Vec::new();
+        c.gatrix_warnings(&mut w);
+        assert!(w.is_empty(), "{w:?}");
+        c.backend_service_token = None;
+        c.gatrix_warnings(&mut w);
+        assert!(
+            w.len() == 1 && w[0].contains("refused"),
+            "compat without the token: {w:?}"
         );
     }
 

@@ -159,8 +159,18 @@ test("the backend syncs users, and its users chat through it", async () => {
   bobSocket.close();
 });
 
+/** The sum of chat_auth_failures_total{transport="rest"} over the shards. */
+async function restAuthFailures() {
+  const text = await (await fetch(URL + "/metrics", { signal: AbortSignal.timeout(WAIT_MS) })).text();
+  return text
+    .split("\n")
+    .filter((l) => l.startsWith("chat_auth_failures_total{") && l.includes('transport="rest"'))
+    .reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
+}
+
 test("the service token is required, X-User-ID alone is no login", async () => {
   const user = ulid("eve");
+  const failuresBefore = await restAuthFailures();
   for (const [what, token] of [
     ["missing", null],
     ["wrong", "not-the-service-token-not-the-service-token"],
@@ -174,6 +184,8 @@ test("the service token is required, X-User-ID alone is no login", async () => {
     const sync = await backend("POST", "/users/upsert", undefined, { id: user, username: "e" }, { token });
     assert.equal(sync.status, token === null ? 404 : 401, `${what} sync: ${JSON.stringify(sync.body)}`);
   }
+  // The wrong and the empty token (twice each) count as failed auth.
+  assert.ok((await restAuthFailures()) >= failuresBefore + 4, "chat_auth_failures_total{transport=rest}");
   // The token without a user: only the backend's own calls.
   const r = await backend("GET", "/channels/my", undefined);
   assert.equal(r.status, 401);

@@ -130,7 +130,13 @@ async fn route(conn: &Conn, g: &GatrixRest, req: Request<Incoming>) -> Result<Re
         })
         .collect::<Result<_, _>>()?;
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-    let user = authenticate(g, &req)?;
+    let user = authenticate(g, &req).inspect_err(|e| {
+        // A wrong service token is an authentication failure, as a bad
+        // bearer token is (chat_auth_failures_total{transport="rest"}).
+        if e.status == StatusCode::UNAUTHORIZED && req.headers().contains_key(API_TOKEN) {
+            conn.ctx.metrics.auth_failures_rest.inc();
+        }
+    })?;
     let method = req.method().clone();
     let query = req.uri().query().map(str::to_owned);
     let body = match method {
