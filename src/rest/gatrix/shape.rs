@@ -91,7 +91,8 @@ pub(super) fn pagination(page: usize, limit: usize, total: u64) -> Value {
     let total_pages = total.div_ceil(limit.max(1) as u64);
     json!({
         "page": page, "limit": limit, "total": total, "totalPages": total_pages,
-        "hasNext": ((page.saturating_sub(1)) * limit + limit) < total as usize,
+        // Saturating: `page` comes from the query, as large as it likes.
+        "hasNext": (page.saturating_mul(limit) as u64) < total,
         "hasPrev": page > 1,
     })
 }
@@ -121,6 +122,9 @@ mod tests {
             (Some(3), Some(true))
         );
         assert_eq!(pagination(3, 10, 25)["hasNext"], false);
+        // A page number from the query near usize::MAX does not overflow.
+        let (page, limit) = page(Some("page=18446744073709551615&limit=100"), 100);
+        assert_eq!(pagination(page, limit, 5)["hasNext"], false);
         assert_eq!(number(Some(&json!("12"))), Some(12));
         assert_eq!(number(Some(&json!(12))), Some(12));
         assert_eq!(number(Some(&json!(-1))), None);
