@@ -132,6 +132,9 @@ test("the backend syncs users, and its users chat through it", async () => {
   assert.deepEqual((await ok("GET", `/messages/thread/${msg.id}`, bob)).data, []);
   let bobRow = (await ok("GET", "/channels/my", bob)).data.find((c) => c.id === num);
   assert.equal(bobRow.unreadCount, 1);
+  // Her own message is not unread to Ann: a send moves her mark.
+  const annRow = (await ok("GET", "/channels/my", ann)).data.find((c) => c.id === num);
+  assert.deepEqual([annRow.unreadCount, annRow.lastReadMessageId], [0, msg.id]);
   await ok("POST", `/channels/${num}/read`, bob, { messageId: msg.id });
   bobRow = (await ok("GET", "/channels/my", bob)).data.find((c) => c.id === num);
   assert.equal(bobRow.unreadCount, 0);

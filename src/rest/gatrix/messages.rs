@@ -214,6 +214,21 @@ pub(super) async fn send(
         .publish(&call.user, m)
         .await
         .map_err(|_| ApiError::unavailable("the server is shutting down"))??;
+    // Who writes has read the channel up to their message: their own send
+    // is never unread to them. The message is stored either way; a failed
+    // mark only leaves it counted.
+    let (channel, user, seq, id) = (
+        stored.channel_id.clone(),
+        call.user.clone(),
+        stored.seq,
+        stored.id,
+    );
+    let marked = call
+        .write(move |s| Ok(s.mark_read(&channel, &user, seq, Some(id), &now())?))
+        .await;
+    if let Err(e) = marked {
+        tracing::debug!(code = e.code, "the sender's read mark did not move");
+    }
     Ok(ok(
         StatusCode::CREATED,
         shape::message(&stored, c.num, &g.directory),
