@@ -167,6 +167,8 @@ impl ConnSide {
                     for link in list {
                         queued += u64::from(link.push(Frame::Text(frame.clone())).is_ok());
                     }
+                    // Authors the frame missed, read once for later ones.
+                    self.hub.limits.directory.load_wanted(&self.hub.store);
                 }
             }
             if let Some((conn, frame)) = &c.reply

@@ -133,6 +133,7 @@ impl ConnSide {
             let translated = frames::translate(frame.as_str(), &self.nums.borrow(), dir);
             let translated: Text = translated.into_owned().into();
             push_all(list, &translated, except);
+            dir.load_wanted(&self.hub.store);
         }
         if frames::gatrix_only(frame.as_str()) {
             return;
@@ -156,6 +157,9 @@ impl ConnSide {
                 false => frame,
             };
             let _ = c.link.push(Frame::Text(frame));
+            if c.gatrix {
+                self.hub.limits.directory.load_wanted(&self.hub.store);
+            }
         }
     }
 }

@@ -260,3 +260,40 @@ test("channels by number: read, rename, delete; batch deletion; sends by channel
   assert.equal(plain.status, 200);
   assert.equal(typeof (await plain.json()).serverId, "string");
 });
+
+test("an author missing from memory is read once, and their next messages carry the name", async () => {
+  const cy = ulid("cy");
+  await ok("POST", "/users/upsert", undefined, { id: cy, username: "cy@example.com", name: "Cy Young" });
+  // A status change drops the copy in memory (it changed).
+  await ok("PUT", `/users/${cy}/status`, undefined, { status: "busy" });
+  // Cy writes natively (a Bearer token, no Gatrix REST: nothing reads Cy
+  // before the frame); a Gatrix user listens.
+  const channelId = await newChannel(cy);
+  const native = await connect(cy);
+  await join(native, channelId);
+  const listener = await frontendSocket(ulid("li"));
+  listener.emit("join_channel", { channelId });
+  const num = (await listener.inbox.next("channel_joined")).channelId;
+  const first = await rest("POST", "/api/v1/messages", cy, { channelId, content: "first" });
+  assert.equal(first.status, 201);
+  const seen = await listener.inbox.next("message", (m) => m.type === "message_created" && m.channelId === num);
+  assert.deepEqual(seen.data.user, { id: cy }, "not in memory: the id alone");
+  // The frame asked for Cy; a later message carries the name.
+  const deadline = Date.now() + WAIT_MS;
+  for (let i = 0; ; i++) {
+    await rest("POST", "/api/v1/messages", cy, { channelId, content: `again ${i}` });
+    const m = await listener.inbox.next("message", (x) => x.type === "message_created" && x.data.content === `again ${i}`);
+    if (m.data.userName !== undefined) {
+      assert.equal(m.data.userName, "Cy Young");
+      assert.equal(m.data.user.name, "Cy Young");
+      break;
+    }
+    assert.ok(Date.now() < deadline, "Cy's name never came");
+  }
+  // A history page reads its authors itself.
+  await ok("PUT", `/users/${cy}/status`, undefined, { status: "away" });
+  const page = await ok("GET", `/channels/${num}/messages`, cy);
+  assert.ok(page.data.messages.every((m) => m.userName === "Cy Young"), JSON.stringify(page.data.messages[0]));
+  native.close();
+  listener.close();
+});

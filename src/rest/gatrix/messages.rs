@@ -151,7 +151,7 @@ pub(super) async fn history(
     query: Option<&str>,
 ) -> Result<Reply, ApiError> {
     let (before, after, limit) = page_query(query)?;
-    let channel = c.id.clone();
+    let (channel, dir) = (c.id.clone(), g.directory.clone());
     let (messages, more, total) = call
         .read(move |s| {
             // A message id names its seq in its channel.
@@ -167,6 +167,14 @@ pub(super) async fn history(
                 _ => Page::Latest,
             };
             let (messages, more) = s.history(&channel, page, limit)?;
+            // The page's authors the directory has not asked about: read
+            // here, once each, so that the page carries their names.
+            let mut authors: Vec<&str> = messages.iter().map(|m| m.user_id.as_str()).collect();
+            authors.sort_unstable();
+            authors.dedup();
+            for id in authors.into_iter().filter(|id| !dir.contains(id)) {
+                dir.loaded(id, s.user(id)?.as_ref());
+            }
             Ok((messages, more, s.last_seq(&channel)?))
         })
         .await?;
