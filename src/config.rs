@@ -139,6 +139,13 @@ pub struct Config {
     pub gatrix_jwt_audience: String,
     /// The claim holding the user id when a backend token has no `sub`.
     pub gatrix_user_id_claim: String,
+    /// The Gatrix backend's service token (its `BACKEND_SERVICE_TOKEN`): a
+    /// REST request with it in `X-API-Token` speaks the Gatrix REST
+    /// dialect (docs/api.md), acting as the user in `X-User-ID`.
+    pub backend_service_token: Option<String>,
+    /// How many users of the directory each process keeps in memory for
+    /// the Gatrix frames' authors (names and avatars in messages).
+    pub gatrix_directory_cache_users: usize,
     /// Where the embedded store and the generated development secret live.
     pub data_dir: PathBuf,
     /// Engine.IO pingInterval: how often the server pings, which is how dead

@@ -129,7 +129,12 @@ pub fn run_until(
         }
     };
     // Several instances: presence and ephemeral events through Redis.
-    let cluster = chat::cluster::Cluster::from_config(&config, &mesh, &metrics)?;
+    // The user directory of the Gatrix dialect, one for the process: the
+    // shards' frames read it, REST and the cluster's subscriber change it.
+    let directory = Arc::new(crate::chat::gatrix::Directory::new(
+        config.gatrix_directory_cache_users,
+    ));
+    let cluster = chat::cluster::Cluster::from_config(&config, &mesh, &metrics, directory.clone())?;
     let watchdog = notifier
         .is_enabled()
         .then(crate::notify::watchdog_interval)
@@ -145,7 +150,10 @@ pub fn run_until(
             bus.as_ref()
                 .map(bus::BusGuard::start)
                 .or(start.get().map(Vec::as_slice)),
+            directory,
         ),
+        gatrix_compat: config.gatrix_compat,
+        backend_service_token: config.backend_service_token.as_deref().map(Into::into),
         auth,
         mesh,
         // Only `post_external` is used: one lock-free queue per shard.
@@ -293,7 +301,11 @@ fn endpoint(config: &Config) -> Endpoint {
 
 /// What every shard's chat allows; `start`, the positions commits are
 /// applied after (the database's when this process started).
-fn chat_limits(config: &Config, start: Option<&[u64]>) -> ChatLimits {
+fn chat_limits(
+    config: &Config,
+    start: Option<&[u64]>,
+    directory: Arc<crate::chat::gatrix::Directory>,
+) -> ChatLimits {
     let partitions = config.sequencer_partitions.max(1) as usize;
     ChatLimits {
         max_message_length: config.max_message_length,
@@ -315,6 +327,7 @@ fn chat_limits(config: &Config, start: Option<&[u64]>) -> ChatLimits {
             Some(s) => s.into(),
             None => vec![0; partitions].into(),
         },
+        directory,
     }
 }
 

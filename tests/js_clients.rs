@@ -15,6 +15,8 @@ const TYPING_TIMEOUT_MS: &str = "1500";
 /// The Gatrix backend's secret of gatrix.test.js (its tokens are signed
 /// in the test; the server has the Gatrix dialect on beside the native).
 const GATRIX_JWT_SECRET: &str = "gatrix-backend-secret-for-the-js-scenarios";
+/// The backend's service token of gatrix_rest.test.js.
+const BACKEND_SERVICE_TOKEN: &str = "gatrix-backend-service-token-for-the-js-scenarios";
 
 #[test]
 #[ignore = "needs node_modules / python venv: run scripts/test"]
@@ -48,6 +50,7 @@ fn socket_io_client_scenarios() {
         ("RATE_LIMIT_BURST", "10000"),
         ("GATRIX_COMPAT", "true"),
         ("GATRIX_JWT_SECRET", GATRIX_JWT_SECRET),
+        ("BACKEND_SERVICE_TOKEN", BACKEND_SERVICE_TOKEN),
     ]);
     let output = run_client(
         Command::new("node")
@@ -60,7 +63,8 @@ fn socket_io_client_scenarios() {
             .env("JWT_SECRET", server.secret())
             .env("GATRIX_MAX_MESSAGE_LENGTH", MAX_MESSAGE_LENGTH)
             .env("GATRIX_TYPING_TIMEOUT_MS", TYPING_TIMEOUT_MS)
-            .env("GATRIX_JWT_SECRET", GATRIX_JWT_SECRET),
+            .env("GATRIX_JWT_SECRET", GATRIX_JWT_SECRET)
+            .env("BACKEND_SERVICE_TOKEN", BACKEND_SERVICE_TOKEN),
         Duration::from_secs(300),
     );
     println!("{}", String::from_utf8_lossy(&output.stdout));

@@ -48,7 +48,7 @@ fn assert_ignored_settings_named(log: &str) {
     for line in [
         "REDIS_CLUSTER_NODES is ignored: REDIS_CLUSTER_ENABLED=false",
         "CLUSTER_ENABLED, STICKY_SESSION, CHANNEL_SHARDING, MAX_CHANNELS_PER_SHARD are ignored",
-        "GATRIX_API_URL, GATRIX_API_SECRET, GATRIX_CONNECTION_TIMEOUT, BACKEND_SERVICE_TOKEN are ignored",
+        "GATRIX_API_URL, GATRIX_API_SECRET, GATRIX_CONNECTION_TIMEOUT are ignored",
         "UPLOAD_MAX_SIZE, UPLOAD_ALLOWED_TYPES, UPLOAD_PATH are ignored",
         "BROADCAST_BATCH_DELAY, USE_MESSAGE_PACK, BROADCAST_COMPRESSION are ignored",
         "JWT_SECRET (jwt_secret) is the placeholder of the Node.js server's .env.example",

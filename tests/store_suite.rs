@@ -213,6 +213,9 @@ suite!(
     seq_outlives_the_messages,
     reads_by_position,
     writer_commit_rate,
+    users_upsert_keep_created_and_status,
+    users_page_search_and_delete,
+    read_marks_move_forward_per_member,
 );
 
 /// Checks only MySQL runs: several writers on one database.
@@ -377,6 +380,8 @@ mod partitions;
 mod reads;
 #[path = "store_suite/text.rs"]
 mod text;
+#[path = "store_suite/users.rs"]
+mod users;
 #[path = "store_suite/writer.rs"]
 mod writer;
 use channels::*;
@@ -385,4 +390,5 @@ use messages::*;
 use partitions::*;
 use reads::*;
 use text::*;
+use users::*;
 use writer::*;

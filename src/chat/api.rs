@@ -51,6 +51,14 @@ impl Chat {
         rx
     }
 
+    /// A user of the directory changed here: the other instances forget
+    /// their copy (at most once, as every cluster event).
+    pub(crate) fn user_changed(&self, user: &str) {
+        self.hub.publish(|| super::cluster::Event::User {
+            user: user.to_owned(),
+        });
+    }
+
     /// Broadcasts `42["<event>",<body>]` to the channel's subscribers, on
     /// every instance (at most once on the others).
     pub(crate) fn emit_to_channel(&self, channel: &str, event: &str, body_json: &str) {

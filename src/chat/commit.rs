@@ -220,10 +220,12 @@ impl ConnSide {
                 if let Some(list) = gx_subs.get(&m.channel) {
                     // Gatrix connections: the same message in their
                     // dialect, encoded once (`Stored::gatrix_frame`).
-                    let frame = m.gatrix_frame(&self.nums.borrow());
+                    let frame = m.gatrix_frame(&self.nums.borrow(), &self.hub.limits.directory);
                     for link in list {
                         queued += u64::from(link.push(Frame::Text(frame.clone())).is_ok());
                     }
+                    // Authors the frame missed, read once for later ones.
+                    self.hub.limits.directory.load_wanted(&self.hub.store);
                 }
             }
             if let Some((conn, frame)) = &c.reply

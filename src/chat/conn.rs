@@ -292,11 +292,23 @@ impl ConnSide {
         (!conn.gatrix).then(|| conn.pid.borrow().clone())
     }
 
-    /// After the CONNECT reply: a Gatrix connection is told `connected`.
+    /// After the CONNECT reply: a Gatrix connection is told `connected`,
+    /// and its user is looked up in the directory when not there yet (one
+    /// store read per connection, so that its messages carry its name;
+    /// never one per message). A busy store skips it.
     pub(super) fn connected(&self, conn: &Rc<ChatConn>, sid: &str) {
         if conn.gatrix {
             let frame = super::gatrix::connected_frame(&self.hub.limits.server_id, sid);
             let _ = conn.link.push_text(frame);
+            let dir = &self.hub.limits.directory;
+            if !dir.contains(&conn.user) {
+                let (dir, user) = (dir.clone(), conn.user.clone());
+                let _ = self.hub.store.read_then(move |s| {
+                    if let Ok(Some(u)) = s.user(&user) {
+                        dir.put(&u);
+                    }
+                });
+            }
         }
     }
 

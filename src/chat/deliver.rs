@@ -129,9 +129,11 @@ impl ConnSide {
     /// Gatrix-only frame (`user_status_changed`) reaches only them.
     fn deliver(&self, channel: &str, frame: Text, except: Option<u64>) {
         if let Some(list) = self.gx_subs.borrow().get(channel) {
-            let translated = frames::translate(frame.as_str(), &self.nums.borrow());
+            let dir = &self.hub.limits.directory;
+            let translated = frames::translate(frame.as_str(), &self.nums.borrow(), dir);
             let translated: Text = translated.into_owned().into();
             push_all(list, &translated, except);
+            dir.load_wanted(&self.hub.store);
         }
         if frames::gatrix_only(frame.as_str()) {
             return;
@@ -145,12 +147,19 @@ impl ConnSide {
         debug_assert_eq!(shard_of_conn(conn), self.hub.mail.shard());
         if let Some(c) = self.conns.borrow().get(&conn) {
             let frame = match c.gatrix {
-                true => frames::translate(frame.as_str(), &self.nums.borrow())
-                    .into_owned()
-                    .into(),
+                true => frames::translate(
+                    frame.as_str(),
+                    &self.nums.borrow(),
+                    &self.hub.limits.directory,
+                )
+                .into_owned()
+                .into(),
                 false => frame,
             };
             let _ = c.link.push(Frame::Text(frame));
+            if c.gatrix {
+                self.hub.limits.directory.load_wanted(&self.hub.store);
+            }
         }
     }
 }

@@ -74,14 +74,18 @@ impl Stored {
     /// The message as Gatrix connections are sent it.
     /// Every shard knows the channel's number (it has Gatrix subscribers),
     /// so whichever builds it builds the same frame.
-    pub(crate) fn gatrix_frame(&self, nums: &super::gatrix::Nums) -> &Text {
+    pub(crate) fn gatrix_frame(
+        &self,
+        nums: &super::gatrix::Nums,
+        dir: &super::gatrix::Directory,
+    ) -> &Text {
         self.gatrix.get_or_init(|| {
             let native = match &self.frame {
                 Frame::Text(t) => t.as_str(),
                 Frame::Packed(p) => p.text.as_str(),
                 Frame::Binary(_) => "",
             };
-            super::gatrix::frames::translate(native, nums)
+            super::gatrix::frames::translate(native, nums, dir)
                 .into_owned()
                 .into()
         })

@@ -37,7 +37,7 @@ mod conn;
 mod deliver;
 mod error;
 mod forward;
-mod gatrix;
+pub(crate) mod gatrix;
 mod herald;
 pub(crate) mod json;
 mod load;
@@ -97,6 +97,9 @@ pub(crate) struct ChatLimits {
     /// one position per sequencing partition (so also their number). With
     /// Redis, what the database had when the bus started; else zeros.
     pub start_positions: recovery::offset::Positions,
+    /// The user directory the Gatrix frames name authors from, one for
+    /// the process (shared with REST, which fills it).
+    pub directory: Arc<gatrix::Directory>,
 }
 
 /// The store as chat uses it: messages answer to a [`mail::Requester`], and

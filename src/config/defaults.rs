@@ -22,6 +22,8 @@ impl Default for Config {
             jwt_issuer: None,
             gatrix_compat: false,
             gatrix_jwt_secret: None,
+            backend_service_token: None,
+            gatrix_directory_cache_users: 10_000,
             gatrix_jwt_issuer: "gatrix".into(),
             gatrix_jwt_audience: "gatrix-users".into(),
             gatrix_user_id_claim: "userId".into(),

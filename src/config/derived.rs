@@ -152,6 +152,7 @@ impl Config {
         for secret in [
             &mut copy.jwt_secret,
             &mut copy.gatrix_jwt_secret,
+            &mut copy.backend_service_token,
             &mut copy.db_password,
             &mut copy.redis_password,
         ] {

@@ -14,6 +14,12 @@ const GATRIX_PLACEHOLDERS: &[&str] = &[
     "dev-jwt-secret",
 ];
 
+/// The service token the Gatrix backend falls back to when its
+/// `BACKEND_SERVICE_TOKEN` is unset (routes/chat/index.ts and
+/// chat-server-service.ts), and the original server's `.env.example`.
+const SERVICE_TOKEN_PLACEHOLDERS: &[&str] =
+    &["gatrix-backend-service-token-default-key-change-in-production"];
+
 /// Longest claim name, issuer or audience accepted (they are compared with
 /// every token's claims; a bound keeps a typo from being a paragraph).
 const MAX_NAME_BYTES: usize = 256;
@@ -53,6 +59,16 @@ impl Config {
                 ));
             }
         }
+        if self.environment == Environment::Production
+            && let Some(problem) = self.weak_service_token()
+        {
+            found.push(ConfigError::invalid(
+                "backend_service_token",
+                format!("{problem}, and ENVIRONMENT (environment) is production"),
+                "give the Gatrix backend (BACKEND_SERVICE_TOKEN) and this server a random \
+                 string of at least 32 bytes (e.g. `openssl rand -base64 48`)",
+            ));
+        }
         for (key, value) in [
             ("gatrix_jwt_issuer", &self.gatrix_jwt_issuer),
             ("gatrix_jwt_audience", &self.gatrix_jwt_audience),
@@ -68,8 +84,46 @@ impl Config {
         }
     }
 
-    /// In development, a weak backend secret is allowed with a warning.
+    /// What is wrong with the service token, if it is set and weak: the
+    /// published default, or short. The token is never repeated.
+    fn weak_service_token(&self) -> Option<String> {
+        let token = self.backend_service_token.as_deref()?;
+        if SERVICE_TOKEN_PLACEHOLDERS.contains(&token) {
+            Some("is the default published in the Gatrix backend's code".to_owned())
+        } else if token.len() < MIN_SECRET_BYTES {
+            Some(format!(
+                "is {} bytes, shorter than {MIN_SECRET_BYTES}",
+                token.len()
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// In development, a weak backend secret or service token is allowed
+    /// with a warning; a service token without the dialect is unused.
     pub(super) fn gatrix_warnings(&self, warnings: &mut Vec<String>) {
+        if self.gatrix_compat && self.backend_service_token.is_none() {
+            warnings.push(
+                "GATRIX_COMPAT (gatrix_compat) is on without BACKEND_SERVICE_TOKEN \
+                 (backend_service_token): the Gatrix backend's REST calls are refused"
+                    .to_owned(),
+            );
+        } else if self.backend_service_token.is_some() && !self.gatrix_compat {
+            warnings.push(
+                "BACKEND_SERVICE_TOKEN (backend_service_token) is ignored: GATRIX_COMPAT \
+                 (gatrix_compat) is off"
+                    .to_owned(),
+            );
+        } else if self.gatrix_compat
+            && self.environment == Environment::Development
+            && let Some(problem) = self.weak_service_token()
+        {
+            warnings.push(format!(
+                "BACKEND_SERVICE_TOKEN (backend_service_token) {problem}: anyone could call \
+                 the Gatrix REST API as any user; refused with ENVIRONMENT=production"
+            ));
+        }
         let Some(secret) = self.gatrix_jwt_secret.as_deref().filter(|s| !s.is_empty()) else {
             return;
         };
@@ -98,6 +152,7 @@ mod tests {
         Config {
             gatrix_compat: true,
             gatrix_jwt_secret: secret.map(str::to_owned),
+            backend_service_token: Some("t".repeat(40)),
             environment,
             ..Config::default()
         }
@@ -135,6 +190,41 @@ mod tests {
             dev.gatrix_warnings(&mut w);
             assert_eq!(w.len(), 1, "{weak}");
         }
+    }
+
+    #[test]
+    fn weak_service_tokens_are_refused_in_production() {
+        let strong = "s".repeat(40);
+        let mut c = on(Some(&strong), Environment::Production);
+        for weak in [SERVICE_TOKEN_PLACEHOLDERS[0], "short-token"] {
+            c.backend_service_token = Some(weak.into());
+            let p = problems(&c);
+            assert_eq!(p.len(), 1, "{weak}: {p:?}");
+            assert!(p[0].contains("backend_service_token"), "{p:?}");
+            assert!(!p[0].contains(weak), "the token is never repeated: {p:?}");
+            let mut dev = c.clone();
+            dev.environment = Environment::Development;
+            assert!(problems(&dev).is_empty());
+            let mut w = Vec::new();
+            dev.gatrix_warnings(&mut w);
+            assert_eq!(w.len(), 1, "{weak}: {w:?}");
+        }
+        c.backend_service_token = Some("t".repeat(40));
+        assert!(problems(&c).is_empty());
+        // Masked like the other secrets.
+        assert_eq!(
+            c.masked().backend_service_token.as_deref(),
+            Some(crate::config::MASK)
+        );
+        let mut w = Vec::new();
+        c.gatrix_warnings(&mut w);
+        assert!(w.is_empty(), "{w:?}");
+        c.backend_service_token = None;
+        c.gatrix_warnings(&mut w);
+        assert!(
+            w.len() == 1 && w[0].contains("refused"),
+            "compat without the token: {w:?}"
+        );
     }
 
     #[test]

@@ -60,9 +60,9 @@ const ALIASES: &[Alias] = &[
 const IGNORED: &[(&[&str], &str)] = &[
     (&["CLUSTER_ENABLED", "STICKY_SESSION", "CHANNEL_SHARDING", "MAX_CHANNELS_PER_SHARD"],
      "one process always runs one shard per core (CLUSTER_WORKERS) and places channels itself"),
-    (&["GATRIX_API_URL", "GATRIX_API_SECRET", "GATRIX_CONNECTION_TIMEOUT", "BACKEND_SERVICE_TOKEN", "JWT_SERVER_SECRET"],
-     "gatrix-chat does not call the Gatrix main server and has no service-token API: users come \
-      from their JWTs (JWT_SECRET or JWT_PUBLIC_KEY_FILE)"),
+    (&["GATRIX_API_URL", "GATRIX_API_SECRET", "GATRIX_CONNECTION_TIMEOUT", "JWT_SERVER_SECRET"],
+     "gatrix-chat does not call the Gatrix main server: users come from their JWTs and from the \
+      backend's sync (/api/v1/users with BACKEND_SERVICE_TOKEN)"),
     (&["JWT_EXPIRES_IN"],
      "gatrix-chat checks tokens' exp but does not issue tokens (`gatrix-chat token --ttl` in development)"),
     (&["UPLOAD_MAX_SIZE", "UPLOAD_ALLOWED_TYPES", "UPLOAD_PATH"],

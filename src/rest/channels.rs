@@ -126,7 +126,16 @@ pub(crate) fn parse_new(body: &[u8], creator: &str) -> Result<NewChannel, ApiErr
 
 /// `POST /api/v1/channels`: the caller creates a channel and owns it.
 pub(crate) async fn create(call: &Call<'_>, body: &[u8]) -> Result<Reply, ApiError> {
-    let new = parse_new(body, &call.user)?;
+    let record = create_record(call, parse_new(body, &call.user)?).await?;
+    channel_reply(StatusCode::CREATED, &record)
+}
+
+/// Creates `new` owned by `call.user`: the creation of both REST dialects.
+/// The record has its number (given by the store).
+pub(crate) async fn create_record(
+    call: &Call<'_>,
+    new: NewChannel,
+) -> Result<ChannelRecord, ApiError> {
     let at = now();
     let record = ChannelRecord {
         // Random: unique across instances without a shared counter.
@@ -140,9 +149,11 @@ pub(crate) async fn create(call: &Call<'_>, body: &[u8]) -> Result<Reply, ApiErr
         num: 0, // given by the store
     };
     let (stored, members) = (record.clone(), new.members);
-    call.write(move |s| Ok(s.create_channel(&stored, &members)?))
-        .await?;
-    channel_reply(StatusCode::CREATED, &record)
+    call.write(move |s| {
+        s.create_channel(&stored, &members)?;
+        s.channel(&stored.id)?.ok_or_else(ApiError::internal)
+    })
+    .await
 }
 
 /// `GET /api/v1/channels/:id`.
@@ -155,8 +166,18 @@ pub(crate) async fn get(call: &Call<'_>, id: String) -> Result<Reply, ApiError> 
 /// `PUT /api/v1/channels/:id` `{name?, description?}`: the owner renames
 /// or describes it; `description: null` clears the description.
 pub(crate) async fn update(call: &Call<'_>, id: String, body: &[u8]) -> Result<Reply, ApiError> {
-    let p = call::object(body)?;
-    let name = match call::text(&p, "name", MAX_NAME_CHARS)? {
+    let c = update_record(call, id, &call::object(body)?).await?;
+    channel_reply(StatusCode::OK, &c)
+}
+
+/// Applies `{name?, description?}` as the channel's owner: the change of
+/// both REST dialects.
+pub(crate) async fn update_record(
+    call: &Call<'_>,
+    id: String,
+    p: &serde_json::Map<String, Value>,
+) -> Result<ChannelRecord, ApiError> {
+    let name = match call::text(p, "name", MAX_NAME_CHARS)? {
         Field::Absent => None,
         Field::Text(n) if !n.trim().is_empty() => Some(n.trim().to_owned()),
         _ => {
@@ -165,7 +186,7 @@ pub(crate) async fn update(call: &Call<'_>, id: String, body: &[u8]) -> Result<R
             )));
         }
     };
-    let description = match call::text(&p, "description", MAX_DESCRIPTION_CHARS)? {
+    let description = match call::text(p, "description", MAX_DESCRIPTION_CHARS)? {
         Field::Absent => None,
         Field::Null => Some(None),
         Field::Text(d) => Some(Some(d)),
@@ -184,12 +205,18 @@ pub(crate) async fn update(call: &Call<'_>, id: String, body: &[u8]) -> Result<R
         .await?;
     // Canceled only when the owner's shard is stopping: answer anyway.
     let _ = call.ctx.chat.invalidate_channel(&id).await;
-    channel_reply(StatusCode::OK, &c)
+    Ok(c)
 }
 
 /// `DELETE /api/v1/channels/:id`: the owner deletes it (softly: its
 /// messages stay in the store, unreachable).
 pub(crate) async fn delete(call: &Call<'_>, id: String) -> Result<Reply, ApiError> {
+    delete_record(call, id).await?;
+    Ok(reply::no_content())
+}
+
+/// Deletes the channel as its owner: the deletion of both REST dialects.
+pub(crate) async fn delete_record(call: &Call<'_>, id: String) -> Result<(), ApiError> {
     let (user, key) = (call.user.clone(), id.clone());
     call.write(move |s| {
         owned(s, &key, &user)?;
@@ -202,7 +229,7 @@ pub(crate) async fn delete(call: &Call<'_>, id: String) -> Result<Reply, ApiErro
     .await?;
     // Canceled only when the owner's shard is stopping: answer anyway.
     let _ = call.ctx.chat.invalidate_channel(&id).await;
-    Ok(reply::no_content())
+    Ok(())
 }
 
 #[cfg(test)]

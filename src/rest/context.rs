@@ -25,6 +25,8 @@ pub(crate) struct Context {
     /// The content limit shared by `send_message` and REST sends and edits.
     pub max_message_length: usize,
     pub chat: ChatApi,
+    /// The Gatrix REST dialect, with `gatrix_compat` on.
+    pub gatrix: Option<super::GatrixRest>,
 }
 
 /// What REST asks of chat on its shard: only the commands that go through
@@ -51,6 +53,12 @@ impl ChatApi {
     /// ([`Chat::invalidate_channel`]).
     pub(crate) fn invalidate_channel(&self, channel: &str) -> oneshot::Receiver<()> {
         self.0.invalidate_channel(channel)
+    }
+
+    /// A user of the directory changed: other instances forget their copy
+    /// ([`Chat::user_changed`]).
+    pub(crate) fn user_changed(&self, user: &str) {
+        self.0.user_changed(user);
     }
 
     /// Broadcasts `42["<event>",<body>]` to the channel's subscribers.

@@ -195,6 +195,17 @@ pub(crate) fn edited_content(p: &Map<String, Value>, max: usize) -> Result<Strin
 pub(crate) async fn edit(call: &Call<'_>, id: &str, body: &[u8]) -> Result<Reply, ApiError> {
     let id = call::message_id(id)?;
     let content = edited_content(&call::object(body)?, call.ctx.max_message_length)?;
+    let m = edit_record(call, id, content).await?;
+    Ok(message_reply(StatusCode::OK, &m))
+}
+
+/// Edits message `id` as `call.user` (its author only) and broadcasts
+/// `message_updated`: the edit of both REST dialects.
+pub(crate) async fn edit_record(
+    call: &Call<'_>,
+    id: u64,
+    content: String,
+) -> Result<MessageRecord, ApiError> {
     let user = call.user.clone();
     let m = call
         .write(move |s| {
@@ -214,13 +225,20 @@ pub(crate) async fn edit(call: &Call<'_>, id: &str, body: &[u8]) -> Result<Reply
     call.ctx
         .chat
         .emit_to_channel(&m.channel_id, "message_updated", &json);
-    Ok(reply::wrapped(StatusCode::OK, "message", &json))
+    Ok(m)
 }
 
 /// `DELETE /api/v1/messages/:id`: the author or the channel's owner
 /// deletes; subscribers get `message_deleted` `{id, channelId, seq}`.
 pub(crate) async fn delete(call: &Call<'_>, id: &str) -> Result<Reply, ApiError> {
-    let id = call::message_id(id)?;
+    delete_record(call, call::message_id(id)?).await?;
+    Ok(reply::no_content())
+}
+
+/// Deletes message `id` as `call.user` (its author or the channel's
+/// owner) and broadcasts `message_deleted`: the deletion of both REST
+/// dialects.
+pub(crate) async fn delete_record(call: &Call<'_>, id: u64) -> Result<MessageRecord, ApiError> {
     let user = call.user.clone();
     let m = call
         .write(move |s| {
@@ -241,7 +259,7 @@ pub(crate) async fn delete(call: &Call<'_>, id: &str) -> Result<Reply, ApiError>
     call.ctx
         .chat
         .emit_to_channel(&m.channel_id, "message_deleted", &body.to_string());
-    Ok(reply::no_content())
+    Ok(m)
 }
 
 #[cfg(test)]

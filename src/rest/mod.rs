@@ -18,6 +18,7 @@
 mod call;
 mod channels;
 mod context;
+mod gatrix;
 mod io;
 mod messages;
 mod reply;
@@ -48,6 +49,7 @@ use hyper::server::conn::http1;
 use crate::config::Config;
 use crate::transport::origin::OriginPolicy;
 pub(crate) use context::{ChatApi, Context};
+pub(crate) use gatrix::GatrixRest;
 use io::{Activity, Rewind};
 use reply::Reply;
 

@@ -166,6 +166,29 @@ fn add_headers(reply: &mut Reply, headers: CorsHeaders) {
 }
 
 async fn route(conn: &Conn, req: Request<Incoming>) -> Result<Reply, ApiError> {
+    // The Gatrix backend's calls (X-API-Token, X-User-ID) under /api/v1
+    // speak its dialect; the probes and everything else stay native.
+    if let Some(g) = &conn.ctx.gatrix
+        && req.uri().path() == "/ws/info"
+        && req.method() == Method::GET
+    {
+        // The original's unauthenticated probe of its Socket.IO side.
+        return Ok(super::gatrix::ws_info_plain(g));
+    }
+    if let Some(g) = &conn.ctx.gatrix
+        && req.uri().path().starts_with("/api/")
+        && super::gatrix::speaks(&req)
+    {
+        if conn.limiter.check().is_err() {
+            conn.ctx.metrics.rate_limited.inc();
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                "too many requests on this connection; slow down",
+            ));
+        }
+        return Ok(super::gatrix::handle(conn, g, req).await);
+    }
     let Some(route) = Route::parse(req.uri().path()) else {
         return Err(ApiError::not_found("no such path"));
     };
@@ -284,7 +307,7 @@ fn authenticate(conn: &Conn, req: &Request<Incoming>) -> Result<String, ApiError
 /// reading on when Content-Length already says so) and within the head
 /// timeout (`HANDSHAKE_TIMEOUT_MS`), so a trickled body cannot hold a
 /// connection.
-async fn read_body(conn: &Conn, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(conn: &Conn, req: Request<Incoming>) -> Result<Bytes, ApiError> {
     let max = conn.settings.max_body_bytes;
     let too_large = || ApiError::too_large(format!("the body is larger than {max} bytes"));
     let declared = req

@@ -37,6 +37,10 @@ pub(crate) struct ShardSetup {
     pub backlog: i32,
     pub endpoint: Endpoint,
     pub chat_limits: crate::chat::ChatLimits,
+    /// The Gatrix dialects are on (`gatrix_compat`), and the backend's
+    /// service token for its REST calls.
+    pub gatrix_compat: bool,
+    pub backend_service_token: Option<Arc<str>>,
     pub auth: Arc<crate::auth::Authenticator>,
     pub mesh: Arc<Mesh<Mail>>,
     /// Connections handed to the shard that holds their polling session.
@@ -108,6 +112,11 @@ pub(crate) async fn run(
         metrics: metrics.clone(),
         max_message_length: setup.chat_limits.max_message_length,
         chat: crate::rest::ChatApi::new(chat.clone()),
+        gatrix: setup.gatrix_compat.then(|| crate::rest::GatrixRest {
+            service_token: setup.backend_service_token.clone(),
+            directory: setup.chat_limits.directory.clone(),
+            server_id: setup.chat_limits.server_id.clone(),
+        }),
     });
     let links = Rc::new(Links::default());
     let gate = Gate::new();

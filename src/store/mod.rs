@@ -27,6 +27,7 @@ pub mod mysql;
 mod open;
 pub mod sequencing;
 pub mod sqlite;
+pub mod users;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ pub use append::Appended;
 pub use fanout::Fanout;
 pub use handle::{Busy, StoreHandle, StoreSettings, StoreThreads};
 pub(crate) use open::{last_positions, open};
+pub use users::{ReadState, UserRecord};
 
 /// `public` (anyone may join), `private` (members only), `direct`
 /// (members only, usually two).
@@ -329,6 +331,43 @@ pub trait Store: Send {
     /// Adds a member; false if already one.
     fn add_member(&mut self, channel: &str, user: &str, at: &str) -> Result<bool>;
     fn remove_member(&mut self, channel: &str, user: &str) -> Result<bool>;
+
+    // ---- the user directory (schema 6)
+    /// Inserts or updates each user in one transaction; an update keeps
+    /// `created_at`, and the status when the record's is `None`.
+    fn upsert_users(&mut self, users: &[UserRecord]) -> Result<()>;
+    fn user(&mut self, id: &str) -> Result<Option<UserRecord>>;
+    /// Users by id, `offset` and `limit` into those whose username, name or
+    /// email contain `search`; with how many match in all.
+    fn users_page(
+        &mut self,
+        search: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<UserRecord>, u64)>;
+    /// False when there is no such user.
+    fn set_user_status(
+        &mut self,
+        id: &str,
+        status: &str,
+        custom_status: Option<&str>,
+        at: &str,
+    ) -> Result<bool>;
+    fn delete_user(&mut self, id: &str) -> Result<bool>;
+
+    // ---- read state per member (schema 6)
+    /// `None` when `user` is no member of `channel`.
+    fn read_state(&mut self, channel: &str, user: &str) -> Result<Option<ReadState>>;
+    /// Moves the member's read mark forward to `seq` (never back); false
+    /// when `user` is no member.
+    fn mark_read(
+        &mut self,
+        channel: &str,
+        user: &str,
+        seq: u64,
+        message_id: Option<u64>,
+        at: &str,
+    ) -> Result<bool>;
 }
 
 // Here rather than in `config`, which depends on no other module.

@@ -20,6 +20,7 @@ pub(crate) mod partitions;
 mod rows;
 mod sequence;
 pub(crate) mod upkeep;
+mod users;
 
 use std::collections::HashMap;
 
@@ -28,7 +29,7 @@ use mysql::{Opts, TxOpts};
 
 use super::{
     Appended, ChannelRecord, MessageRecord, Page, ReplayRange, Result, Store, StoreError,
-    count_replay, merge_replay,
+    UserRecord, count_replay, merge_replay,
 };
 use connection::{Connection, store_opts};
 pub use connection::{MAX_BACKOFF, describe};
@@ -398,6 +399,54 @@ impl Store for MysqlStore {
             )?;
             Ok(c.affected_rows() > 0)
         })
+    }
+
+    fn upsert_users(&mut self, list: &[UserRecord]) -> Result<()> {
+        self.conn.run(|c| users::upsert(c, list))
+    }
+
+    fn user(&mut self, id: &str) -> Result<Option<UserRecord>> {
+        self.conn.run(|c| users::get(c, id))
+    }
+
+    fn users_page(
+        &mut self,
+        search: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<UserRecord>, u64)> {
+        self.conn.run(|c| users::page(c, search, offset, limit))
+    }
+
+    fn set_user_status(
+        &mut self,
+        id: &str,
+        status: &str,
+        custom_status: Option<&str>,
+        at: &str,
+    ) -> Result<bool> {
+        self.conn
+            .run(|c| users::set_status(c, id, status, custom_status, at))
+    }
+
+    fn delete_user(&mut self, id: &str) -> Result<bool> {
+        self.conn.run(|c| users::delete(c, id))
+    }
+
+    fn read_state(&mut self, channel: &str, user: &str) -> Result<Option<super::ReadState>> {
+        self.conn.run(|c| users::read_state(c, channel, user))
+    }
+
+    fn mark_read(
+        &mut self,
+        channel: &str,
+        user: &str,
+        seq: u64,
+        message_id: Option<u64>,
+        at: &str,
+    ) -> Result<bool> {
+        self.conn
+            .run(|c| users::mark_read(c, channel, user, seq, message_id, at))
     }
 }
 

@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{Appended, ChannelRecord, MessageRecord, Page, Result, Store, StoreError, append};
+use super::{
+    Appended, ChannelRecord, MessageRecord, Page, Result, Store, StoreError, UserRecord, append,
+};
 
 mod checkpoint;
 mod rows;
+mod users;
 mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
 }
@@ -407,6 +410,52 @@ impl Store for SqliteStore {
             params![channel, user],
         )?;
         Ok(n > 0)
+    }
+
+    fn upsert_users(&mut self, list: &[UserRecord]) -> Result<()> {
+        users::upsert(&mut self.conn, list)
+    }
+
+    fn user(&mut self, id: &str) -> Result<Option<UserRecord>> {
+        users::get(&mut self.conn, id)
+    }
+
+    fn users_page(
+        &mut self,
+        search: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<UserRecord>, u64)> {
+        users::page(&mut self.conn, search, offset, limit)
+    }
+
+    fn set_user_status(
+        &mut self,
+        id: &str,
+        status: &str,
+        custom_status: Option<&str>,
+        at: &str,
+    ) -> Result<bool> {
+        users::set_status(&mut self.conn, id, status, custom_status, at)
+    }
+
+    fn delete_user(&mut self, id: &str) -> Result<bool> {
+        users::delete(&mut self.conn, id)
+    }
+
+    fn read_state(&mut self, channel: &str, user: &str) -> Result<Option<super::ReadState>> {
+        users::read_state(&mut self.conn, channel, user)
+    }
+
+    fn mark_read(
+        &mut self,
+        channel: &str,
+        user: &str,
+        seq: u64,
+        message_id: Option<u64>,
+        at: &str,
+    ) -> Result<bool> {
+        users::mark_read(&mut self.conn, channel, user, seq, message_id, at)
     }
 }
 

@@ -92,17 +92,20 @@ pub(crate) enum Event {
         user: String,
         added: bool,
     },
+    /// `user` changed in the user directory (`/api/v1/users`): forget the
+    /// copy in memory (`gatrix::Directory`).
+    User { user: String },
 }
 
 impl Event {
     /// What picks the event's sharded pub/sub partition: its channel, or
-    /// its user for a presence update.
+    /// its user for a presence update or a directory change.
     pub(crate) fn routing_key(&self) -> &str {
         match self {
             Event::Emit { channel, .. }
             | Event::Invalidate { channel }
             | Event::Member { channel, .. } => channel,
-            Event::Presence { user, .. } => user,
+            Event::Presence { user, .. } | Event::User { user } => user,
         }
     }
 }
@@ -129,6 +132,9 @@ pub(crate) struct Settings {
     pub pubsub_partitions: u32,
     /// Redis Cluster: how often the subscriber reads the slot map again.
     pub refresh: Duration,
+    /// The process's user directory: `Event::User` and a reconnection
+    /// (events missed) clear entries there.
+    pub directory: Arc<crate::chat::gatrix::Directory>,
 }
 
 impl Settings {
@@ -161,6 +167,7 @@ impl Cluster {
         config: &crate::config::Config,
         mesh: &Arc<Mesh<Mail>>,
         metrics: &crate::metrics::Metrics,
+        directory: Arc<crate::chat::gatrix::Directory>,
     ) -> std::io::Result<Option<Arc<Self>>> {
         let target = Target::open(config).map_err(std::io::Error::other)?;
         let Some(target) = target else {
@@ -173,6 +180,7 @@ impl Cluster {
             queue: config.presence_queue,
             pubsub_partitions: config.redis_pubsub_partitions,
             refresh: Duration::from_millis(config.redis_cluster_refresh_ms),
+            directory,
         };
         Self::start(settings, mesh.clone(), metrics.cluster()).map(Some)
     }
@@ -207,6 +215,7 @@ impl Cluster {
             stop: stop.clone(),
             generation,
             probe: settings.tick(),
+            directory: settings.directory.clone(),
         };
         // On a Redis Cluster, sharded pub/sub (one connection per master);
         // on one server, classic pub/sub (one connection either way, and

@@ -21,6 +21,8 @@ pub(super) struct Subscriber {
     pub stop: Arc<AtomicBool>,
     /// Bumped by the worker on its reconnects: subscribe again.
     pub generation: Arc<AtomicU64>,
+    /// The process's user directory (`Event::User`).
+    pub directory: Arc<crate::chat::gatrix::Directory>,
     /// How long a quiet subscription goes before it is probed (PING).
     pub probe: Duration,
 }
@@ -83,6 +85,8 @@ impl Subscriber {
     /// Events were missed while away: the shards drop their channel caches
     /// and re-read presence.
     pub(super) fn resync(&self) {
+        // Directory changes were missed too.
+        self.directory.clear();
         for shard in 0..self.mesh.shards() {
             self.mesh
                 .post_external(shard, ToChannelOwner::Reconnected.into());
@@ -105,6 +109,11 @@ impl Subscriber {
         self.metrics.received.inc();
         let shards = self.mesh.shards();
         let (shard, mail): (usize, Mail) = match envelope.event {
+            // No shard's business: the directory is the process's.
+            Event::User { user } => {
+                self.directory.forget(&user);
+                return;
+            }
             Event::Emit { channel, frame } => (
                 owner_of(&channel, shards),
                 ToChannelOwner::ChannelEmit {

@@ -172,6 +172,7 @@ fn every_key_has_a_ttl() {
 struct Instance {
     cluster: Arc<super::Cluster>,
     inbox: std::rc::Rc<Mailbox<Mail>>,
+    directory: Arc<crate::chat::gatrix::Directory>,
 }
 
 impl Instance {
@@ -184,12 +185,15 @@ impl Instance {
             queue: 64,
             pubsub_partitions: 64,
             refresh: Duration::from_secs(5),
+            directory: Arc::new(crate::chat::gatrix::Directory::new(10)),
         };
+        let directory = settings.directory.clone();
         let cluster = super::Cluster::start(settings, mesh.clone(), ClusterMetrics::default())
             .expect("start the threads");
         Self {
             cluster,
             inbox: Mailbox::new(mesh, 0),
+            directory,
         }
     }
 
@@ -279,6 +283,7 @@ fn after_redis_comes_back_empty_the_counts_are_asserted_again_and_shards_told() 
     assert!(a.cluster.count(Kind::Subs, &alice, Some(&c1), 1));
     let joined = |m: &Mail| matches!(m, Mail::ChannelOwner(ToChannelOwner::SubEdge { .. }));
     a.next("subscription edge", joined);
+    a.directory.put(&directory_user("ann"));
     r.restart_empty();
     // The worker notices on its next round (a tick at the latest),
     // reconnects, and writes its counts again: the edges are made again
@@ -301,8 +306,50 @@ fn after_redis_comes_back_empty_the_counts_are_asserted_again_and_shards_told() 
     }
     assert_eq!(probe.query(&mut c, Kind::Subs, "c1\nalice").unwrap(), 1);
     a.next("the shards' cache drop", reconnected);
+    // Directory changes may have been missed too.
+    assert!(
+        !a.directory.contains("ann"),
+        "the directory was not cleared"
+    );
     assert!(a.cluster.metrics.reconnects.get() >= 1);
     assert_eq!(a.cluster.metrics.lease.get(), 1);
+}
+
+fn directory_user(id: &str) -> crate::store::UserRecord {
+    crate::store::UserRecord {
+        id: id.into(),
+        username: format!("{id}@x"),
+        name: None,
+        email: None,
+        avatar_url: None,
+        status: None,
+        custom_status: None,
+        created_at: String::new(),
+        updated_at: String::new(),
+    }
+}
+
+/// A user changed in the directory on one instance: the others forget
+/// their copy (the Gatrix frames then read it again).
+#[test]
+#[ignore = "needs redis-server: run scripts/test"]
+fn a_changed_user_is_forgotten_by_the_other_instances() {
+    let r = RedisServer::start();
+    let (a, b) = (Instance::start(&r, "a"), Instance::start(&r, "b"));
+    let ann = directory_user("ann");
+    a.directory.put(&ann);
+    b.directory.put(&ann);
+    // The subscriber may still be subscribing: publish until it lands.
+    let deadline = Instant::now() + WAIT;
+    while b.directory.contains("ann") {
+        assert!(Instant::now() < deadline, "b kept its copy");
+        a.cluster.publish(Event::User { user: "ann".into() });
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(a.directory.contains("ann"), "a ignores its own events");
+    let mut mails = Vec::new();
+    b.inbox.drain_for_tests(&mut mails);
+    assert!(mails.is_empty(), "no shard is bothered: {}", mails.len());
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value, json};
 
-use super::Nums;
+use super::{Directory, Nums};
 use crate::chat::message::event_frame;
 
 /// The one event only Gatrix connections are sent: a native subscriber of
@@ -57,12 +57,6 @@ fn id_of(v: Option<&Value>) -> Value {
     }
 }
 
-/// The seam for the user directory (a later task): who a user id is, as
-/// the frontend reads `message.user`. Today only the id is known.
-pub(crate) fn author(user_id: &Value) -> Value {
-    json!({ "id": user_id })
-}
-
 /// Milliseconds since the epoch (the original's `Date.now()` timestamps).
 pub(crate) fn now_ms() -> i64 {
     let ns = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
@@ -71,11 +65,13 @@ pub(crate) fn now_ms() -> i64 {
 
 /// A native message object in the shape of the frontend's `Message`
 /// (its `types/chat.ts`, the original server's `MessageModel`).
-fn message(native: &Map<String, Value>, nums: &Nums) -> Value {
+pub(crate) fn message(native: &Map<String, Value>, nums: &Nums, dir: &Directory) -> Value {
     let user_id = native.get("userId").cloned().unwrap_or(Value::Null);
     let kind = native.get("type").cloned().unwrap_or_else(|| "text".into());
     let created = native.get("createdAt").cloned().unwrap_or(Value::Null);
     let edited = native.get("editedAt").cloned();
+    // The author as the directory knows them (`directory.rs`).
+    let (user, author) = dir.author_json(&user_id);
     let mut m = json!({
         "id": id_of(native.get("id")),
         "channelId": channel_of(native.get("channelId"), nums),
@@ -91,7 +87,7 @@ fn message(native: &Map<String, Value>, nums: &Nums) -> Value {
         "isPinned": false,
         "createdAt": created,
         "updatedAt": edited.clone().unwrap_or_else(|| created.clone()),
-        "user": author(&user_id),
+        "user": user,
         "reactions": [],
         "attachments": [],
         "mentions": [],
@@ -105,6 +101,10 @@ fn message(native: &Map<String, Value>, nums: &Nums) -> Value {
     }
     if let Some(e) = edited {
         extra.insert("editedAt".into(), e);
+    }
+    if let Some(a) = author {
+        extra.insert("userName".into(), a.name.into());
+        extra.insert("userAvatarUrl".into(), a.avatar.into());
     }
     m
 }
@@ -122,7 +122,7 @@ fn envelope(kind: &str, data: Value, channel: Value, user: Option<Value>) -> Str
 /// A native frame as a Gatrix connection is sent it: the same text for
 /// what both dialects share (acks, `error`, frames already in the
 /// dialect).
-pub(crate) fn translate<'a>(frame: &'a str, nums: &Nums) -> Cow<'a, str> {
+pub(crate) fn translate<'a>(frame: &'a str, nums: &Nums, dir: &Directory) -> Cow<'a, str> {
     let Some(args) = frame.strip_prefix("42") else {
         return Cow::Borrowed(frame); // acks and other packets
     };
@@ -137,13 +137,13 @@ pub(crate) fn translate<'a>(frame: &'a str, nums: &Nums) -> Cow<'a, str> {
     let out = match name.as_str() {
         "message" => envelope(
             "message_created",
-            message(body, nums),
+            message(body, nums, dir),
             channel(),
             Some(user()),
         ),
         "message_updated" => envelope(
             "message_updated",
-            message(body, nums),
+            message(body, nums, dir),
             channel(),
             Some(user()),
         ),
@@ -212,7 +212,7 @@ mod tests {
     #[test]
     fn a_message_becomes_message_created() {
         let native = r#"42["message",{"id":"299067162755136","channelId":"7","seq":2,"userId":"u1","content":"hi","type":"text","createdAt":"2026-11-24T05:06:50.058Z"},"9"]"#;
-        let (name, b) = body(&translate(native, &Nums::default()));
+        let (name, b) = body(&translate(native, &Nums::default(), &Directory::new(0)));
         assert_eq!(name, "message");
         assert_eq!(b["type"], "message_created");
         assert_eq!(b["channelId"], 7);
@@ -221,9 +221,39 @@ mod tests {
         assert_eq!(d["id"], 299_067_162_755_136u64);
         assert_eq!(d["channelId"], 7);
         assert_eq!(d["content"], "hi");
-        assert_eq!(d["user"]["id"], "u1");
+        assert_eq!(
+            d["user"],
+            json!({"id": "u1"}),
+            "not in the directory: the id alone"
+        );
+        assert!(d.get("userName").is_none());
         assert_eq!(d["isEdited"], false);
         assert_eq!(d["updatedAt"], d["createdAt"]);
+    }
+
+    #[test]
+    fn a_known_author_has_name_email_and_avatar() {
+        let dir = Directory::new(10);
+        dir.put(&crate::store::UserRecord {
+            id: "u1".into(),
+            username: "ann@example.com".into(),
+            name: Some("Ann".into()),
+            email: Some("ann@example.com".into()),
+            avatar_url: Some("https://cdn/ann.png".into()),
+            status: None,
+            custom_status: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+        });
+        let native = r#"42["message",{"id":"5","channelId":"7","seq":1,"userId":"u1","content":"x","type":"text","createdAt":"t"}]"#;
+        let (_, b) = body(&translate(native, &Nums::default(), &dir));
+        let d = &b["data"];
+        assert_eq!(
+            d["user"],
+            json!({"id": "u1", "name": "Ann", "email": "ann@example.com", "avatar": "https://cdn/ann.png"})
+        );
+        assert_eq!(d["userName"], "Ann");
+        assert_eq!(d["userAvatarUrl"], "https://cdn/ann.png");
     }
 
     #[test]
@@ -231,6 +261,7 @@ mod tests {
         let (_, b) = body(&translate(
             r#"42["message_deleted",{"channelId":"7","id":"5","seq":2}]"#,
             &Nums::default(),
+            &Directory::new(0),
         ));
         assert_eq!(
             (b["type"].as_str(), &b["data"]["messageId"]),
@@ -239,6 +270,7 @@ mod tests {
         let (name, b) = body(&translate(
             r#"42["typing",{"channelId":"7","isTyping":false,"userId":"u"}]"#,
             &Nums::default(),
+            &Directory::new(0),
         ));
         assert_eq!(
             (name.as_str(), &b["channelId"], &b["userId"]),
@@ -248,15 +280,16 @@ mod tests {
         let (name, b) = body(&translate(
             r#"42["presence_update",{"lastSeen":"x","status":"online","userId":"u"}]"#,
             &Nums::default(),
+            &Directory::new(0),
         ));
         assert_eq!(
             (name.as_str(), b["status"].as_str()),
             (STATUS_EVENT, Some("online"))
         );
         let ack = r#"431[{"ok":true}]"#;
-        assert_eq!(translate(ack, &Nums::default()), ack);
+        assert_eq!(translate(ack, &Nums::default(), &Directory::new(0)), ack);
         let err = r#"42["error",{"code":"FORBIDDEN","message":"no"}]"#;
-        assert_eq!(translate(err, &Nums::default()), err);
+        assert_eq!(translate(err, &Nums::default(), &Directory::new(0)), err);
     }
 
     #[test]
@@ -264,17 +297,17 @@ mod tests {
         let mut nums = Nums::default();
         nums.insert(&"3q2-7wX0v9LmQk8aZp1b2w".into(), 12);
         let native = r#"42["message",{"id":"5","channelId":"3q2-7wX0v9LmQk8aZp1b2w","seq":1,"userId":"u","content":"x","type":"text","createdAt":"t"},"1"]"#;
-        let (_, b) = body(&translate(native, &nums));
+        let (_, b) = body(&translate(native, &nums, &Directory::new(0)));
         assert_eq!(
             (&b["channelId"], &b["data"]["channelId"]),
             (&Value::from(12), &Value::from(12))
         );
         let typing =
             r#"42["typing",{"channelId":"3q2-7wX0v9LmQk8aZp1b2w","isTyping":true,"userId":"u"}]"#;
-        let (_, b) = body(&translate(typing, &nums));
+        let (_, b) = body(&translate(typing, &nums, &Directory::new(0)));
         assert_eq!(b["channelId"], 12);
         let unknown = r#"42["typing",{"channelId":"other","isTyping":true,"userId":"u"}]"#;
-        let (_, b) = body(&translate(unknown, &nums));
+        let (_, b) = body(&translate(unknown, &nums, &Directory::new(0)));
         assert_eq!(b["channelId"], "other");
     }
 

@@ -6,9 +6,11 @@
 //! commands here; what it is sent is the native frames translated
 //! (`frames.rs`), once per shard (a committed message once in all).
 
+mod directory;
 pub(crate) mod frames;
 mod nums;
 
+pub(crate) use directory::Directory;
 pub(crate) use nums::Nums;
 
 use std::rc::Rc;

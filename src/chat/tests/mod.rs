@@ -111,6 +111,7 @@ impl World {
             recovery_max_replay: 90,
             server_id: "test".into(),
             start_positions: [0].into(),
+            directory: Arc::new(super::gatrix::Directory::new(100)),
         };
         let sessions = super::recovery::SessionStore::Local(super::recovery::Sessions::new(1_000));
         let boxes: Vec<_> = (0..shards).map(|i| Mailbox::new(mesh.clone(), i)).collect();

@@ -261,7 +261,7 @@ fn schemas_2_and_3_counters_and_ids_follow_a_schema_1_database() {
         )
         .unwrap();
     }
-    assert_eq!(migrate(&opts).unwrap(), 3, "V2, V3 and V5 applied");
+    assert_eq!(migrate(&opts).unwrap(), 4, "V2, V3, V5 and V6 applied");
 
     let last: Vec<(String, u64)> = c
         .query("SELECT id, last_seq FROM channels ORDER BY id")

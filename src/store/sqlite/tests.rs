@@ -41,7 +41,7 @@ fn schema_4_renumbers_stored_ids_and_their_replies() {
         )
         .unwrap();
     }
-    assert_eq!(migrate(dir.path()).unwrap(), 2, "V4 and V5 applied");
+    assert_eq!(migrate(dir.path()).unwrap(), 3, "V4, V5 and V6 applied");
     let got: Vec<(i64, i64, Option<String>)> = conn
         .prepare("SELECT pos, id, reply_to FROM messages ORDER BY pos")
         .unwrap()
@@ -103,7 +103,7 @@ fn schema_5_numbers_existing_channels() {
         )
         .unwrap();
     }
-    assert_eq!(migrate(dir.path()).unwrap(), 1, "V5 applied");
+    assert_eq!(migrate(dir.path()).unwrap(), 2, "V5 and V6 applied");
     let mut store = SqliteStore::open(dir.path()).unwrap();
     let mut nums: Vec<u64> = ["c-a", "c-b", "c-c"]
         .iter()

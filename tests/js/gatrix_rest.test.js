@@ -1,0 +1,299 @@
+// The Gatrix REST dialect (docs/api.md, "The Gatrix REST dialect"), acted
+// out as the Gatrix backend does it: its proxy (routes/chat/index.ts)
+// forwards the frontend's calls with X-API-Token (its
+// BACKEND_SERVICE_TOKEN) and X-User-ID, and its ChatServerService syncs
+// users with the token alone. Beside it, a Gatrix socket (the frontend's)
+// and a native client on the same server.
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { URL, WAIT_MS, connect, join, jwt, newChannel, nowSecs, rest, uid } from "./lib.js";
+
+const SERVICE_TOKEN = process.env.BACKEND_SERVICE_TOKEN;
+const GX_SECRET = process.env.GATRIX_JWT_SECRET;
+if (!SERVICE_TOKEN || !GX_SECRET) {
+  throw new Error("BACKEND_SERVICE_TOKEN/GATRIX_JWT_SECRET are not set: run through tests/js_clients.rs");
+}
+
+/**
+ * A call as the backend sends it; `user` undefined: the backend itself;
+ * `token` null: no X-API-Token.
+ */
+async function backend(method, path, user, body, { token = SERVICE_TOKEN } = {}) {
+  const headers = { "Content-Type": "application/json" };
+  if (token !== null) headers["X-API-Token"] = token;
+  if (user !== undefined) headers["X-User-ID"] = user;
+  const response = await fetch(URL + "/api/v1" + path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(WAIT_MS),
+  });
+  const text = await response.text();
+  return { status: response.status, body: JSON.parse(text) };
+}
+
+/** What the backend's callers read: `success` and `data`. */
+async function ok(method, path, user, body) {
+  const r = await backend(method, path, user, body);
+  assert.ok(r.status < 300 && r.body.success === true, `${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+async function frontendSocket(userId) {
+  const claims = { userId, iat: nowSecs(), exp: nowSecs() + 900, iss: "gatrix", aud: "gatrix-users" };
+  const socket = await connect(undefined, { token: jwt(claims, { secret: GX_SECRET }), transports: ["websocket"] });
+  await socket.inbox.next("connected");
+  return socket;
+}
+
+const ulid = (p) => `01HZ${uid(p).toUpperCase()}`;
+
+test("the backend syncs users, and its users chat through it", async () => {
+  // The backend's health check and user sync (no X-User-ID).
+  const info = await ok("GET", "/", undefined);
+  assert.equal(typeof info.data.name, "string");
+  const [ann, bob] = [ulid("ann"), ulid("bob")];
+  const annData = {
+    id: ann,
+    username: "ann@example.com",
+    name: "Ann Lee",
+    email: "ann@example.com",
+    avatarUrl: "https://cdn.example/ann.png",
+    status: "online",
+  };
+  assert.equal((await ok("GET", `/users/check/${ann}`, undefined)).data.exists, false);
+  const up = await ok("POST", "/users/upsert", undefined, annData);
+  assert.equal(up.data.user.name, "Ann Lee");
+  assert.equal((await ok("GET", `/users/check/${ann}`, undefined)).data.exists, true);
+  const bulk = await ok("POST", "/users/sync-users", undefined, {
+    users: [{ id: bob, username: "bob@example.com", name: "Bob" }],
+  });
+  assert.equal(bulk.data.processedCount, 1);
+  assert.equal((await ok("GET", `/users/${bob}`, undefined)).data.user.avatarUrl, null);
+  await ok("PUT", `/users/${bob}/status`, undefined, { status: "away", customStatus: "lunch" });
+  const bobNow = (await ok("GET", `/users/${bob}`, undefined)).data.user;
+  assert.deepEqual([bobNow.status, bobNow.customStatus], ["away", "lunch"]);
+
+  // What the frontend loads first, through the proxy (X-User-ID).
+  const users = await ok("GET", "/users?search=Ann%20Lee", ann);
+  assert.ok(users.data.some((u) => u.id === ann && u.avatarUrl === annData.avatarUrl), JSON.stringify(users));
+  assert.equal(typeof users.pagination.total, "number");
+  assert.deepEqual((await ok("GET", "/invitations/received", ann)).data, []);
+  assert.ok(Array.isArray((await ok("GET", "/channels/my", ann)).data));
+
+  // Ann creates a channel; its id is a number, she owns it.
+  const created = await ok("POST", "/channels", ann, { name: uid("room"), type: "public", memberIds: [], settings: {}, maxMembers: 50 });
+  const num = created.data.id;
+  assert.ok(Number.isSafeInteger(num) && num > 0, JSON.stringify(created));
+  assert.equal(created.data.role, "owner");
+
+  // Bob joins over REST and sees it among his channels.
+  await ok("POST", `/channels/${num}/join`, bob);
+  const mine = await ok("GET", "/channels/my?page=1&limit=20", bob);
+  const row = mine.data.find((c) => c.id === num);
+  assert.ok(row, JSON.stringify(mine));
+  assert.deepEqual([row.role, row.memberCount, row.unreadCount], ["member", 2, 0]);
+  assert.equal(mine.pagination.page, 1);
+
+  // Ann's socket (the frontend) in the channel; she sends over REST and
+  // sees her own message_created with her directory name and avatar.
+  const annSocket = await frontendSocket(ann);
+  annSocket.emit("join_channel", { channelId: num });
+  assert.equal((await annSocket.inbox.next("channel_joined")).channelId, num);
+  const bobSocket = await frontendSocket(bob);
+  bobSocket.emit("join_channel", { channelId: num });
+  await bobSocket.inbox.next("channel_joined");
+  const sent = await backend("POST", `/channels/${num}/messages`, ann, { content: "hello from REST", contentType: "text" });
+  assert.equal(sent.status, 201, JSON.stringify(sent.body));
+  const msg = sent.body.data;
+  assert.ok(Number.isSafeInteger(msg.id) && msg.channelId === num, JSON.stringify(msg));
+  const isIt = (m) => m.type === "message_created" && m.data.id === msg.id;
+  const own = await annSocket.inbox.next("message", isIt);
+  assert.equal(own.channelId, num);
+  assert.equal(own.userId, ann);
+  assert.deepEqual(own.data.user, { id: ann, name: "Ann Lee", email: "ann@example.com", avatar: annData.avatarUrl });
+  assert.equal(own.data.userName, "Ann Lee");
+  assert.equal(own.data.userAvatarUrl, annData.avatarUrl);
+  const theirs = await bobSocket.inbox.next("message", isIt);
+  assert.equal(theirs.data.content, "hello from REST");
+
+  // The channel's messages, then Bob's unread count and his read mark.
+  const page = await ok("GET", `/channels/${num}/messages?limit=50`, bob);
+  assert.equal(page.data.messages.at(-1).id, msg.id);
+  assert.equal(page.data.messages.at(-1).userName, "Ann Lee");
+  assert.equal(typeof page.data.hasMore, "boolean");
+  assert.ok(page.data.total >= 1);
+  const older = await ok("GET", `/messages/channel/${num}?before=${msg.id}`, bob);
+  assert.ok(older.data.messages.every((m) => m.id !== msg.id));
+  const history = await ok("GET", `/channels/${num}/history?limit=1`, bob);
+  assert.deepEqual(history.data.messages.map((m) => m.id), [msg.id]);
+  assert.deepEqual((await ok("GET", `/messages/thread/${msg.id}`, bob)).data, []);
+  let bobRow = (await ok("GET", "/channels/my", bob)).data.find((c) => c.id === num);
+  assert.equal(bobRow.unreadCount, 1);
+  // Her own message is not unread to Ann: a send moves her mark.
+  const annRow = (await ok("GET", "/channels/my", ann)).data.find((c) => c.id === num);
+  assert.deepEqual([annRow.unreadCount, annRow.lastReadMessageId], [0, msg.id]);
+  await ok("POST", `/channels/${num}/read`, bob, { messageId: msg.id });
+  bobRow = (await ok("GET", "/channels/my", bob)).data.find((c) => c.id === num);
+  assert.equal(bobRow.unreadCount, 0);
+  assert.equal(bobRow.lastReadMessageId, msg.id);
+  assert.equal(typeof bobRow.lastReadAt, "string");
+
+  // Edit and delete, broadcast in the dialect; only the author edits.
+  assert.equal((await backend("PUT", `/messages/${msg.id}`, bob, { content: "no" })).status, 403);
+  const edited = await ok("PUT", `/messages/${msg.id}`, ann, { content: "edited" });
+  assert.equal(edited.data.content, "edited");
+  const upd = await bobSocket.inbox.next("message", (m) => m.type === "message_updated");
+  assert.equal(upd.data.id, msg.id);
+  assert.equal((await ok("GET", `/messages/${msg.id}`, bob)).data.isEdited, true);
+  await ok("DELETE", `/messages/${msg.id}`, ann);
+  const del = await bobSocket.inbox.next("message", (m) => m.type === "message_deleted");
+  assert.equal(del.data.messageId, msg.id);
+  assert.equal((await backend("GET", `/messages/${msg.id}`, bob)).status, 404);
+
+  // Bob leaves; the directory forgets a deleted user.
+  await ok("POST", `/channels/${num}/leave`, bob);
+  assert.ok(!(await ok("GET", "/channels/my", bob)).data.some((c) => c.id === num));
+  await ok("DELETE", `/users/${bob}`, undefined);
+  assert.equal((await backend("GET", `/users/${bob}`, undefined)).status, 404);
+  annSocket.close();
+  bobSocket.close();
+});
+
+/** The sum of chat_auth_failures_total{transport="rest"} over the shards. */
+async function restAuthFailures() {
+  const text = await (await fetch(URL + "/metrics", { signal: AbortSignal.timeout(WAIT_MS) })).text();
+  return text
+    .split("\n")
+    .filter((l) => l.startsWith("chat_auth_failures_total{") && l.includes('transport="rest"'))
+    .reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
+}
+
+test("the service token is required, X-User-ID alone is no login", async () => {
+  const user = ulid("eve");
+  const failuresBefore = await restAuthFailures();
+  for (const [what, token] of [
+    ["missing", null],
+    ["wrong", "not-the-service-token-not-the-service-token"],
+    ["empty", ""],
+  ]) {
+    const r = await backend("GET", "/channels/my", user, undefined, { token });
+    assert.equal(r.status, 401, `${what}: ${JSON.stringify(r.body)}`);
+    assert.equal(r.body.success, false);
+    assert.equal(typeof r.body.error.message, "string");
+    // Neither header: no Gatrix call, and no such native path.
+    const sync = await backend("POST", "/users/upsert", undefined, { id: user, username: "e" }, { token });
+    assert.equal(sync.status, token === null ? 404 : 401, `${what} sync: ${JSON.stringify(sync.body)}`);
+  }
+  // The wrong and the empty token (twice each) count as failed auth.
+  assert.ok((await restAuthFailures()) >= failuresBefore + 4, "chat_auth_failures_total{transport=rest}");
+  // The token without a user: only the backend's own calls.
+  const r = await backend("GET", "/channels/my", undefined);
+  assert.equal(r.status, 401);
+  assert.match(r.body.error.message, /X-User-ID/);
+  // Through the proxy (X-User-ID), a user changes only themselves.
+  const victim = ulid("vic");
+  await ok("POST", "/users/upsert", undefined, { id: victim, username: "v@example.com", name: "Vic" });
+  assert.equal((await backend("POST", "/users/upsert", user, { id: victim, username: "x", name: "Evil" })).status, 403);
+  assert.equal((await backend("PUT", `/users/${victim}/status`, user, { status: "busy" })).status, 403);
+  assert.equal((await backend("DELETE", `/users/${victim}`, user)).status, 403);
+  assert.equal((await backend("POST", "/users/sync-users", user, { users: [{ id: victim, username: "x" }] })).status, 403);
+  assert.equal((await ok("GET", `/users/${victim}`, user)).data.user.name, "Vic");
+  // Their own entry (the proxy's /sync-user) they may.
+  await ok("POST", "/users/sync-user", user, { id: user, username: "eve@example.com", name: "Eve" });
+  await ok("PUT", `/users/${user}/status`, user, { status: "busy" });
+  // A bad body is the dialect's error, not the native one.
+  const bad = await backend("POST", "/users/upsert", undefined, { id: user });
+  assert.deepEqual([bad.status, bad.body.success], [400, false]);
+});
+
+test("a native Bearer client keeps the native API on the same server", async () => {
+  const alice = uid("alice");
+  const channelId = await newChannel(alice);
+  const socket = await connect(alice);
+  await join(socket, channelId);
+  const sent = await rest("POST", "/api/v1/messages", alice, { channelId, content: "native" });
+  assert.equal(sent.status, 201);
+  assert.equal(typeof sent.body.message.id, "string", "native ids stay strings");
+  const live = await socket.inbox.next("message", (m) => m.id === sent.body.message.id);
+  assert.equal(live.channelId, channelId);
+  const list = await rest("GET", "/api/v1/channels", alice);
+  assert.ok(list.body.channels.some((c) => c.id === channelId));
+  assert.equal(list.body.success, undefined, "no Gatrix envelope");
+  // Without a token: the native refusal.
+  const none = await rest("GET", "/api/v1/channels", undefined);
+  assert.equal(none.status, 401);
+  assert.equal(none.body.error.code, "UNAUTHORIZED");
+  socket.close();
+});
+
+test("channels by number: read, rename, delete; batch deletion; sends by channelId; ws info", async () => {
+  const [owner, other] = [ulid("own"), ulid("oth")];
+  const made = await ok("POST", "/channels", owner, { name: uid("c"), type: "public" });
+  const num = made.data.id;
+  const seen = await ok("GET", `/channels/${num}`, other);
+  assert.deepEqual([seen.data.id, seen.data.name, seen.data.memberCount], [num, made.data.name, 1]);
+  // Only the owner renames and deletes.
+  assert.equal((await backend("PUT", `/channels/${num}`, other, { name: "x" })).status, 403);
+  assert.equal((await ok("PUT", `/channels/${num}`, owner, { name: "renamed" })).data.name, "renamed");
+  // Sends through POST /messages with channelId, then a batch deletion.
+  const a = await ok("POST", "/messages", owner, { channelId: num, content: "one" });
+  const b = await ok("POST", "/messages", owner, { channelId: String(num), content: "two" });
+  assert.equal(b.data.channelId, num);
+  const batch = await ok("DELETE", "/messages/batch", owner, { messageIds: [a.data.id, b.data.id] });
+  assert.equal(batch.data.deletedCount, 2);
+  const left = await ok("GET", `/channels/${num}/messages`, owner);
+  assert.deepEqual(left.data.messages, []);
+  assert.equal((await backend("DELETE", "/messages/batch", owner, { messageIds: [] })).status, 400);
+  // A private channel is for its members: no join, no read.
+  const secret = await ok("POST", "/channels", owner, { name: uid("p"), type: "private" });
+  assert.equal((await backend("POST", `/channels/${secret.data.id}/join`, other)).status, 403);
+  assert.equal((await backend("GET", `/channels/${secret.data.id}/messages`, other)).status, 403);
+  assert.equal((await backend("GET", "/channels/999999999", other)).status, 404);
+  await ok("DELETE", `/channels/${num}`, owner);
+  assert.equal((await backend("GET", `/channels/${num}`, owner)).status, 404);
+  // Where the Socket.IO side is, enveloped and as the original's probe.
+  assert.equal((await ok("GET", "/ws/info", undefined)).data.path, "/socket.io");
+  const plain = await fetch(URL + "/ws/info", { signal: AbortSignal.timeout(WAIT_MS) });
+  assert.equal(plain.status, 200);
+  assert.equal(typeof (await plain.json()).serverId, "string");
+});
+
+test("an author missing from memory is read once, and their next messages carry the name", async () => {
+  const cy = ulid("cy");
+  await ok("POST", "/users/upsert", undefined, { id: cy, username: "cy@example.com", name: "Cy Young" });
+  // A status change drops the copy in memory (it changed).
+  await ok("PUT", `/users/${cy}/status`, undefined, { status: "busy" });
+  // Cy writes natively (a Bearer token, no Gatrix REST: nothing reads Cy
+  // before the frame); a Gatrix user listens.
+  const channelId = await newChannel(cy);
+  const native = await connect(cy);
+  await join(native, channelId);
+  const listener = await frontendSocket(ulid("li"));
+  listener.emit("join_channel", { channelId });
+  const num = (await listener.inbox.next("channel_joined")).channelId;
+  const first = await rest("POST", "/api/v1/messages", cy, { channelId, content: "first" });
+  assert.equal(first.status, 201);
+  const seen = await listener.inbox.next("message", (m) => m.type === "message_created" && m.channelId === num);
+  assert.deepEqual(seen.data.user, { id: cy }, "not in memory: the id alone");
+  // The frame asked for Cy; a later message carries the name.
+  const deadline = Date.now() + WAIT_MS;
+  for (let i = 0; ; i++) {
+    await rest("POST", "/api/v1/messages", cy, { channelId, content: `again ${i}` });
+    const m = await listener.inbox.next("message", (x) => x.type === "message_created" && x.data.content === `again ${i}`);
+    if (m.data.userName !== undefined) {
+      assert.equal(m.data.userName, "Cy Young");
+      assert.equal(m.data.user.name, "Cy Young");
+      break;
+    }
+    assert.ok(Date.now() < deadline, "Cy's name never came");
+  }
+  // A history page reads its authors itself.
+  await ok("PUT", `/users/${cy}/status`, undefined, { status: "away" });
+  const page = await ok("GET", `/channels/${num}/messages`, cy);
+  assert.ok(page.data.messages.every((m) => m.userName === "Cy Young"), JSON.stringify(page.data.messages[0]));
+  native.close();
+  listener.close();
+});
