@@ -50,17 +50,25 @@ window.gatrix = (() => {
 
   /**
    * Opens the Socket.IO connection with `opts` (e.g. {transports:["websocket"]},
-   * or {} for the client's defaults); resolves with the transport in use once
-   * connected, rejects with the connect_error.
+   * or {} for the client's defaults); resolves, once connected, with the
+   * transport the Engine.IO session opened on, rejects with the
+   * connect_error. (The transport at `connect` itself may already be the
+   * upgrade's: the client probes WebSocket as soon as the session opens,
+   * and on a loaded machine the probe can finish before the CONNECT reply
+   * arrives.)
    */
   function connect(opts) {
     socket = io(api, { ...opts, auth: { token }, reconnection: false, forceNew: true, timeout: WAIT_MS });
+    let openedOn = null;
+    socket.io.once("open", () => {
+      openedOn = socket.io.engine.transport.name;
+    });
     socket.onAny((name, ...args) => {
       events.push({ name, args });
       for (const wake of waiters) wake();
     });
     return new Promise((resolve, reject) => {
-      socket.once("connect", () => resolve(socket.io.engine.transport.name));
+      socket.once("connect", () => resolve(openedOn ?? socket.io.engine.transport.name));
       socket.once("connect_error", (err) => reject(new Error(`connect_error: ${err.message}`)));
     });
   }
