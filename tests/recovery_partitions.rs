@@ -50,6 +50,44 @@ fn connect_with(server: &TestServer, auth: &Value) -> (Ws, String) {
     (ws, pid)
 }
 
+/// One instance on MariaDB with [`PARTITIONS`] partitions, a channel in
+/// each, alice and bob connected and joined to all of them.
+struct OnePartitioned {
+    server: TestServer,
+    channels: Vec<String>,
+    alice: Ws,
+    /// alice's session id, for her recovery.
+    pid: String,
+    bob: Ws,
+}
+
+fn one_partitioned() -> OnePartitioned {
+    let db = mysql_db();
+    let parts = PARTITIONS.to_string();
+    let mut env: Vec<(&str, &str)> = NO_RATE_LIMIT.to_vec();
+    env.extend([
+        ("DATABASE_URL", db.as_str()),
+        ("SEQUENCER_PARTITIONS", parts.as_str()),
+        ("RECOVERY_WINDOW_MS", "120000"),
+    ]);
+    let server = TestServer::start_with(&env);
+    let channels = one_channel_per_partition(&server);
+    let (alice_token, bob_token) = (server.token("alice"), server.token("bob"));
+    let (mut alice, pid) = connect_with(&server, &json!({ "token": alice_token }));
+    let (mut bob, _) = connect_with(&server, &json!({ "token": bob_token }));
+    for c in &channels {
+        join(&mut alice, c);
+        join(&mut bob, c);
+    }
+    OnePartitioned {
+        server,
+        channels,
+        alice,
+        pid,
+        bob,
+    }
+}
+
 /// One received `message`: channel, seq, content, offset.
 #[derive(Debug, Clone)]
 struct Got {
@@ -152,23 +190,13 @@ fn send_round(
 #[test]
 #[ignore = "needs MariaDB: run scripts/test"]
 fn one_instance_recovers_exactly_across_partitions() {
-    let db = mysql_db();
-    let parts = PARTITIONS.to_string();
-    let mut env: Vec<(&str, &str)> = NO_RATE_LIMIT.to_vec();
-    env.extend([
-        ("DATABASE_URL", db.as_str()),
-        ("SEQUENCER_PARTITIONS", parts.as_str()),
-        ("RECOVERY_WINDOW_MS", "120000"),
-    ]);
-    let server = TestServer::start_with(&env);
-    let channels = one_channel_per_partition(&server);
-    let (alice_token, bob_token) = (server.token("alice"), server.token("bob"));
-    let (mut alice, pid) = connect_with(&server, &json!({ "token": alice_token }));
-    let (mut bob, _) = connect_with(&server, &json!({ "token": bob_token }));
-    for c in &channels {
-        join(&mut alice, c);
-        join(&mut bob, c);
-    }
+    let OnePartitioned {
+        server,
+        channels,
+        mut alice,
+        pid,
+        mut bob,
+    } = one_partitioned();
     // Partition 0 far ahead, then one message in partition 1: its offset
     // is what alice holds when she drops.
     let mut early: Vec<String> = (0..6).map(|i| format!("early {i}")).collect();
@@ -187,7 +215,7 @@ fn one_instance_recovers_exactly_across_partitions() {
     drop(alice);
 
     let missed = send_round(&mut bob, &channels, "missed", 3, 100);
-    let auth = json!({ "token": alice_token, "pid": pid, "offset": offset });
+    let auth = json!({ "token": server.token("alice"), "pid": pid, "offset": offset });
     let (mut alice, got) = connect_with(&server, &auth);
     assert_eq!(got, pid, "recovered: the same pid");
     let live = send_round(&mut bob, &channels, "live", 1, 200);
@@ -201,10 +229,10 @@ fn one_instance_recovers_exactly_across_partitions() {
     // partitions were raised) is no usable offset: a fresh session; the
     // kept session stays for a claim with a usable one.
     drop(alice);
-    let auth = json!({ "token": alice_token, "pid": pid, "offset": "5" });
+    let auth = json!({ "token": server.token("alice"), "pid": pid, "offset": "5" });
     let (_fresh, got) = connect_with(&server, &auth);
     assert_ne!(got, pid, "a single position with four partitions: fresh");
-    let auth = json!({ "token": alice_token, "pid": pid, "offset": last });
+    let auth = json!({ "token": server.token("alice"), "pid": pid, "offset": last });
     let (_alice, got) = connect_with(&server, &auth);
     assert_eq!(got, pid, "then recovered with its own offset");
 }
@@ -318,7 +346,7 @@ fn an_offset_ahead_of_the_instance_is_not_sent_again() {
     drop(alice);
     // Alice says she has two positions more than were committed.
     let ahead = o + 2;
-    let auth = json!({ "token": alice_token, "pid": pid, "offset": ahead.to_string() });
+    let auth = json!({ "token": server.token("alice"), "pid": pid, "offset": ahead.to_string() });
     let (mut alice, got) = connect_with(&server, &auth);
     assert_eq!(got, pid, "recovered");
     join(&mut alice, &later);
@@ -349,23 +377,13 @@ fn an_offset_ahead_of_the_instance_is_not_sent_again() {
 #[test]
 #[ignore = "needs MariaDB: run scripts/test"]
 fn an_offset_ahead_in_one_partition_is_not_sent_again() {
-    let db = mysql_db();
-    let parts = PARTITIONS.to_string();
-    let mut env: Vec<(&str, &str)> = NO_RATE_LIMIT.to_vec();
-    env.extend([
-        ("DATABASE_URL", db.as_str()),
-        ("SEQUENCER_PARTITIONS", parts.as_str()),
-        ("RECOVERY_WINDOW_MS", "120000"),
-    ]);
-    let server = TestServer::start_with(&env);
-    let channels = one_channel_per_partition(&server);
-    let (alice_token, bob_token) = (server.token("alice"), server.token("bob"));
-    let (mut alice, pid) = connect_with(&server, &json!({ "token": alice_token }));
-    let (mut bob, _) = connect_with(&server, &json!({ "token": bob_token }));
-    for c in &channels {
-        join(&mut alice, c);
-        join(&mut bob, c);
-    }
+    let OnePartitioned {
+        server,
+        channels,
+        mut alice,
+        pid,
+        mut bob,
+    } = one_partitioned();
     let seen = send_round(&mut bob, &channels, "seen", 1, 10);
     let mut held = Vec::new();
     for _ in 0..seen.len() {
@@ -380,7 +398,7 @@ fn an_offset_ahead_in_one_partition_is_not_sent_again() {
         .map(u64::to_string)
         .collect::<Vec<_>>()
         .join(".");
-    let auth = json!({ "token": alice_token, "pid": pid, "offset": offset });
+    let auth = json!({ "token": server.token("alice"), "pid": pid, "offset": offset });
     let (mut alice, got) = connect_with(&server, &auth);
     assert_eq!(got, pid, "recovered");
     for i in 0..4u64 {
@@ -406,23 +424,13 @@ fn an_offset_ahead_in_one_partition_is_not_sent_again() {
 #[test]
 #[ignore = "needs MariaDB: run scripts/test"]
 fn a_client_dropped_mid_replay_recovers_exactly_the_rest() {
-    let db = mysql_db();
-    let parts = PARTITIONS.to_string();
-    let mut env: Vec<(&str, &str)> = NO_RATE_LIMIT.to_vec();
-    env.extend([
-        ("DATABASE_URL", db.as_str()),
-        ("SEQUENCER_PARTITIONS", parts.as_str()),
-        ("RECOVERY_WINDOW_MS", "120000"),
-    ]);
-    let server = TestServer::start_with(&env);
-    let channels = one_channel_per_partition(&server);
-    let (alice_token, bob_token) = (server.token("alice"), server.token("bob"));
-    let (mut alice, pid) = connect_with(&server, &json!({ "token": alice_token }));
-    let (mut bob, _) = connect_with(&server, &json!({ "token": bob_token }));
-    for c in &channels {
-        join(&mut alice, c);
-        join(&mut bob, c);
-    }
+    let OnePartitioned {
+        server,
+        channels,
+        mut alice,
+        pid,
+        mut bob,
+    } = one_partitioned();
     let early = send_round(&mut bob, &channels[..1], "early", 3, 10);
     let mut offset = String::new();
     for _ in 0..early.values().map(Vec::len).sum::<usize>() {
@@ -430,7 +438,7 @@ fn a_client_dropped_mid_replay_recovers_exactly_the_rest() {
     }
     drop(alice);
     let mut left = send_round(&mut bob, &channels, "missed", 3, 100);
-    let auth = json!({ "token": alice_token, "pid": pid, "offset": offset });
+    let auth = json!({ "token": server.token("alice"), "pid": pid, "offset": offset });
     let (mut alice, got) = connect_with(&server, &auth);
     assert_eq!(got, pid, "recovered");
     // Five of the twelve, then the client is gone.
@@ -450,7 +458,7 @@ fn a_client_dropped_mid_replay_recovers_exactly_the_rest() {
     }
     drop(alice);
     left.retain(|_, l| !l.is_empty());
-    let auth = json!({ "token": alice_token, "pid": pid, "offset": offset });
+    let auth = json!({ "token": server.token("alice"), "pid": pid, "offset": offset });
     let (mut alice, got) = connect_with(&server, &auth);
     assert_eq!(got, pid, "recovered again");
     for (c, l) in send_round(&mut bob, &channels, "live", 1, 200) {
