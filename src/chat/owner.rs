@@ -408,6 +408,7 @@ impl ChannelOwner {
             created_at: message::now(),
             edited_at: None,
             deleted_at: None,
+            pinned: None,
         });
         if let Err((requester, _)) = self.hub.store.append(record, (requester, received)) {
             let e = ChatError::new(

@@ -147,6 +147,8 @@ pub(crate) async fn create_record(
         created_at: at.clone(),
         updated_at: at,
         num: 0, // given by the store
+        settings: None,
+        max_members: None,
     };
     let (stored, members) = (record.clone(), new.members);
     call.write(move |s| {

@@ -21,6 +21,7 @@ fn msg(id: u64, channel: &str, seq: u64, content: &str) -> MessageRecord {
         created_at: "2026-01-01T00:00:00.000Z".into(),
         edited_at: None,
         deleted_at: None,
+        pinned: None,
     }
 }
 

@@ -80,6 +80,7 @@ fn schema_4_renumbers_stored_ids_and_their_replies() {
         created_at: "2026-02-03T00:00:00.000Z".into(),
         edited_at: None,
         deleted_at: None,
+        pinned: None,
     };
     let out = s.append(&[&m]).unwrap();
     m.pos = 5;
@@ -122,6 +123,8 @@ fn schema_5_numbers_existing_channels() {
         created_at: "t".into(),
         updated_at: "t".into(),
         num: 0,
+        settings: None,
+        max_members: None,
     };
     store.create_channel(&new, &[]).unwrap();
     let num = store.channel("c-new").unwrap().unwrap().num;
