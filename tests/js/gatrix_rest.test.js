@@ -318,8 +318,9 @@ test("channels by number: read, rename, delete; batch deletion; sends by channel
   const num = made.data.id;
   const seen = await ok("GET", `/channels/${num}`, other);
   assert.deepEqual([seen.data.id, seen.data.name, seen.data.memberCount], [num, made.data.name, 1]);
-  // Only the owner renames and deletes.
+  // Not a member: neither renames nor deletes (admins: tests/gatrix_roles.rs).
   assert.equal((await backend("PUT", `/channels/${num}`, other, { name: "x" })).status, 403);
+  assert.equal((await backend("DELETE", `/channels/${num}`, other)).status, 403);
   assert.equal((await ok("PUT", `/channels/${num}`, owner, { name: "renamed" })).data.name, "renamed");
   // Sends through POST /messages with channelId, then a batch deletion.
   const a = await ok("POST", "/messages", owner, { channelId: num, content: "one" });
