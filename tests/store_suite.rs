@@ -216,6 +216,9 @@ suite!(
     users_upsert_keep_created_and_status,
     users_page_search_and_delete,
     read_marks_move_forward_per_member,
+    roles_owner_admin_member,
+    channel_settings_and_member_limit,
+    pins_set_clear_and_import,
 );
 
 /// Checks only MySQL runs: several writers on one database.
@@ -279,6 +282,8 @@ fn channel(id: &str, kind: ChannelType, owner: &str, at: &str) -> ChannelRecord 
         created_at: at.into(),
         updated_at: at.into(),
         num: 0,
+        settings: None,
+        max_members: None,
     }
 }
 
@@ -319,6 +324,7 @@ fn message(
         created_at: at.into(),
         edited_at: None,
         deleted_at: None,
+        pinned: None,
     }
 }
 
@@ -370,6 +376,8 @@ fn channel_ids(channels: &[ChannelRecord]) -> Vec<&str> {
 
 #[path = "store_suite/channels.rs"]
 mod channels;
+#[path = "store_suite/gatrix.rs"]
+mod gatrix;
 #[path = "store_suite/instances.rs"]
 mod instances;
 #[path = "store_suite/messages.rs"]
@@ -385,6 +393,7 @@ mod users;
 #[path = "store_suite/writer.rs"]
 mod writer;
 use channels::*;
+use gatrix::*;
 use instances::*;
 use messages::*;
 use partitions::*;

@@ -47,6 +47,16 @@ impl ChatError {
         Self::new(ErrorCode::InvalidPayload, message)
     }
 
+    /// A join beyond the channel's `maxMembers` (schema 7), refused the
+    /// same way over Socket.IO and REST: `FORBIDDEN`, as for a channel
+    /// the user may not join.
+    pub(crate) fn channel_full(max: u32) -> Self {
+        Self::new(
+            ErrorCode::Forbidden,
+            format!("Channel is full: it has its maximum of {max} members"),
+        )
+    }
+
     /// `{"code":…,"message":…}`, the body of an `error` event.
     pub(crate) fn body_json(&self) -> String {
         json!({"code": self.code.as_str(), "message": self.message}).to_string()

@@ -23,6 +23,11 @@ struct MessageJson<'a> {
     created_at: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     edited_at: Option<&'a str>,
+    /// A pinned message only (the Gatrix REST's pin, docs/api.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pinned_at: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pinned_by: Option<&'a str>,
 }
 
 /// `m` as clients see it: the id as a string (as it always was), the
@@ -39,6 +44,8 @@ pub(crate) fn message(m: &MessageRecord) -> String {
         reply_to: m.reply_to.as_deref(),
         created_at: &m.created_at,
         edited_at: m.edited_at.as_deref(),
+        pinned_at: m.pinned.as_ref().map(|p| p.at.as_str()),
+        pinned_by: m.pinned.as_ref().and_then(|p| p.by.as_deref()),
     };
     serde_json::to_string(&j).unwrap_or_default()
 }

@@ -150,6 +150,7 @@ impl ChannelOwner {
                         members: l.members.iter().map(|m| Arc::from(m.as_str())).collect(),
                         last_seq,
                         num: l.record.num,
+                        max_members: l.record.max_members,
                     });
                 }
                 // No such channel: nothing is kept for it, unless

@@ -81,6 +81,8 @@ pub(super) struct ChannelInfo {
     pub(super) last_seq: u64,
     /// The channel's number (`ChannelRecord::num`), for the Gatrix dialect.
     pub(super) num: u64,
+    /// `ChannelRecord::max_members`: a join past it is refused.
+    pub(super) max_members: Option<u32>,
 }
 
 impl ChannelState {
@@ -224,6 +226,21 @@ impl ChannelOwner {
             drop(channels);
             let error =
                 ChatError::new(ErrorCode::Forbidden, "this channel is for its members only");
+            return self.hub.post(
+                shard_of_conn(reply.conn),
+                ToConnShard::JoinFailed {
+                    channel,
+                    error,
+                    reply,
+                },
+            );
+        }
+        if let Some(max) = info.max_members
+            && !member
+            && info.members.len() >= max as usize
+        {
+            drop(channels);
+            let error = ChatError::channel_full(max);
             return self.hub.post(
                 shard_of_conn(reply.conn),
                 ToConnShard::JoinFailed {
@@ -408,6 +425,7 @@ impl ChannelOwner {
             created_at: message::now(),
             edited_at: None,
             deleted_at: None,
+            pinned: None,
         });
         if let Err((requester, _)) = self.hub.store.append(record, (requester, received)) {
             let e = ChatError::new(

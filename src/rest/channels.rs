@@ -2,9 +2,10 @@
 //!
 //! Who may do what: anyone authenticated creates (and owns) a channel; a
 //! public channel is visible to anyone authenticated, a private or direct
-//! one only to its members; only the owner changes or deletes it. Changes
-//! are written on the store writer with the owner check in the same job,
-//! then the channel's owner shard is told to reload its cache.
+//! one only to its members; the owner or an admin (schema 7) changes it,
+//! only the owner deletes it. Changes are written on the store writer with
+//! the permission check in the same job, then the channel's owner shard is
+//! told to reload its cache.
 
 use std::collections::BTreeSet;
 
@@ -15,7 +16,7 @@ use super::call::{self, Call, Field};
 use super::reply::{self, ApiError, Reply};
 use crate::chat::commands::MAX_ID_LEN;
 use crate::chat::message::now;
-use crate::store::{ChannelRecord, ChannelType, Store};
+use crate::store::{ChannelRecord, ChannelType, MemberRole, Store};
 
 pub(crate) const MAX_NAME_CHARS: usize = 100;
 pub(crate) const MAX_DESCRIPTION_CHARS: usize = 1000;
@@ -49,6 +50,20 @@ fn owned(s: &mut dyn Store, id: &str, user: &str) -> Result<ChannelRecord, ApiEr
     Ok(c)
 }
 
+/// The channel if `user` owns it or is one of its admins (schema 7: only
+/// imported data makes admins).
+pub(crate) fn managed(s: &mut dyn Store, id: &str, user: &str) -> Result<ChannelRecord, ApiError> {
+    let c = s
+        .channel(id)?
+        .ok_or_else(|| ApiError::not_found("no such channel"))?;
+    if c.owner_id != user && !s.member_role(id, user)?.is_some_and(MemberRole::manages) {
+        return Err(ApiError::forbidden(
+            "only the channel's owner or an admin may do this",
+        ));
+    }
+    Ok(c)
+}
+
 /// `GET /api/v1/channels`: the channels the caller is a member of.
 pub(crate) async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
     let user = call.user.clone();
@@ -65,6 +80,10 @@ pub(crate) struct NewChannel {
     pub(crate) description: Option<String>,
     /// Without the creator, who is added as owner anyway.
     pub(crate) members: Vec<String>,
+    /// The Gatrix dialect's `settings` (JSON text) and `maxMembers`;
+    /// natively none.
+    pub(crate) settings: Option<String>,
+    pub(crate) max_members: Option<u32>,
 }
 
 pub(crate) fn parse_new(body: &[u8], creator: &str) -> Result<NewChannel, ApiError> {
@@ -121,6 +140,8 @@ pub(crate) fn parse_new(body: &[u8], creator: &str) -> Result<NewChannel, ApiErr
         kind,
         description,
         members,
+        settings: None,
+        max_members: None,
     })
 }
 
@@ -147,6 +168,8 @@ pub(crate) async fn create_record(
         created_at: at.clone(),
         updated_at: at,
         num: 0, // given by the store
+        settings: new.settings,
+        max_members: new.max_members,
     };
     let (stored, members) = (record.clone(), new.members);
     call.write(move |s| {
@@ -170,13 +193,21 @@ pub(crate) async fn update(call: &Call<'_>, id: String, body: &[u8]) -> Result<R
     channel_reply(StatusCode::OK, &c)
 }
 
-/// Applies `{name?, description?}` as the channel's owner: the change of
-/// both REST dialects.
-pub(crate) async fn update_record(
-    call: &Call<'_>,
-    id: String,
-    p: &serde_json::Map<String, Value>,
-) -> Result<ChannelRecord, ApiError> {
+/// A validated `{name?, description?}`: what to change (`description:
+/// null` clears it).
+#[derive(Debug, Default)]
+pub(crate) struct Change {
+    pub(crate) name: Option<String>,
+    pub(crate) description: Option<Option<String>>,
+}
+
+impl Change {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.name.is_none() && self.description.is_none()
+    }
+}
+
+pub(crate) fn parse_change(p: &serde_json::Map<String, Value>) -> Result<Change, ApiError> {
     let name = match call::text(p, "name", MAX_NAME_CHARS)? {
         Field::Absent => None,
         Field::Text(n) if !n.trim().is_empty() => Some(n.trim().to_owned()),
@@ -191,21 +222,47 @@ pub(crate) async fn update_record(
         Field::Null => Some(None),
         Field::Text(d) => Some(Some(d)),
     };
-    if name.is_none() && description.is_none() {
-        return Err(ApiError::invalid("give name or description to change"));
-    }
+    Ok(Change { name, description })
+}
+
+/// Applies `change` on the store writer as `user`, the channel's owner or
+/// an admin (checked in the same job), then `more` (the Gatrix dialect's
+/// settings); the channel as it is after.
+pub(crate) async fn change_record(
+    call: &Call<'_>,
+    id: String,
+    change: Change,
+    more: impl FnOnce(&mut dyn Store, &str) -> Result<(), ApiError> + Send + 'static,
+) -> Result<ChannelRecord, ApiError> {
     let (user, key) = (call.user.clone(), id.clone());
     let c = call
         .write(move |s| {
-            owned(s, &key, &user)?;
-            let d = description.as_ref().map(|d| d.as_deref());
-            s.update_channel(&key, name.as_deref(), d, &now())?
+            managed(s, &key, &user)?;
+            if !change.is_empty() {
+                let d = change.description.as_ref().map(|d| d.as_deref());
+                s.update_channel(&key, change.name.as_deref(), d, &now())?;
+            }
+            more(s, &key)?;
+            s.channel(&key)?
                 .ok_or_else(|| ApiError::not_found("no such channel"))
         })
         .await?;
     // Canceled only when the owner's shard is stopping: answer anyway.
     let _ = call.ctx.chat.invalidate_channel(&id).await;
     Ok(c)
+}
+
+/// Applies `{name?, description?}` as the channel's owner or an admin.
+pub(crate) async fn update_record(
+    call: &Call<'_>,
+    id: String,
+    p: &serde_json::Map<String, Value>,
+) -> Result<ChannelRecord, ApiError> {
+    let change = parse_change(p)?;
+    if change.is_empty() {
+        return Err(ApiError::invalid("give name or description to change"));
+    }
+    change_record(call, id, change, |_, _| Ok(())).await
 }
 
 /// `DELETE /api/v1/channels/:id`: the owner deletes it (softly: its

@@ -20,7 +20,7 @@ use super::reply::{self, ApiError, Reply};
 use crate::chat::commands::{self, Command};
 use crate::chat::json::message as message_json;
 use crate::chat::message::now;
-use crate::store::{MessageRecord, Page};
+use crate::store::{MemberRole, MessageRecord, Page};
 
 pub(crate) const DEFAULT_LIMIT: usize = 50;
 /// Larger `limit`s are capped to this, not refused: a client asking for
@@ -235,8 +235,8 @@ pub(crate) async fn delete(call: &Call<'_>, id: &str) -> Result<Reply, ApiError>
     Ok(reply::no_content())
 }
 
-/// Deletes message `id` as `call.user` (its author or the channel's
-/// owner) and broadcasts `message_deleted`: the deletion of both REST
+/// Deletes message `id` as `call.user` (its author, the channel's owner
+/// or an admin) and broadcasts `message_deleted`: the deletion of both REST
 /// dialects.
 pub(crate) async fn delete_record(call: &Call<'_>, id: u64) -> Result<MessageRecord, ApiError> {
     let user = call.user.clone();
@@ -247,9 +247,14 @@ pub(crate) async fn delete_record(call: &Call<'_>, id: u64) -> Result<MessageRec
             // A deleted channel's messages are gone with it, as for GET
             // and PUT.
             let owner = s.channel(&m.channel_id)?.ok_or_else(gone)?.owner_id;
-            if m.user_id != user && owner != user {
+            if m.user_id != user
+                && owner != user
+                && !s
+                    .member_role(&m.channel_id, &user)?
+                    .is_some_and(MemberRole::manages)
+            {
                 return Err(ApiError::forbidden(
-                    "only its author or the channel's owner may delete a message",
+                    "only its author, the channel's owner or an admin may delete a message",
                 ));
             }
             s.delete_message(id, &now())?.ok_or_else(gone)

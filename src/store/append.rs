@@ -150,6 +150,7 @@ mod tests {
             created_at: String::new(),
             edited_at: None,
             deleted_at: None,
+            pinned: None,
         }
     }
 

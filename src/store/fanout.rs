@@ -107,6 +107,7 @@ use super::writer::Outcome;
 ///     created_at: "2026-01-01T00:00:00.000Z".into(),
 ///     edited_at: None,
 ///     deleted_at: None,
+///     pinned: None,
 /// };
 /// store.append(Box::new(message(1)), 1).unwrap();
 /// store.append(Box::new(message(2)), 2).unwrap();

@@ -21,6 +21,7 @@
 
 pub mod append;
 pub mod fanout;
+pub mod gatrix;
 pub mod handle;
 pub mod lock;
 pub mod mysql;
@@ -36,6 +37,7 @@ use serde::Serialize;
 
 pub use append::Appended;
 pub use fanout::Fanout;
+pub use gatrix::{MemberRole, Pin};
 pub use handle::{Busy, StoreHandle, StoreSettings, StoreThreads};
 pub(crate) use open::{last_positions, open};
 pub use users::{ReadState, UserRecord};
@@ -85,6 +87,14 @@ pub struct ChannelRecord {
     /// record not yet created); native clients never see it.
     #[serde(skip)]
     pub num: u64,
+    /// The Gatrix channel settings (schema 7): a JSON object as the
+    /// frontend sent it, kept as text; native clients never see it.
+    #[serde(skip)]
+    pub settings: Option<String>,
+    /// Most members the channel takes (schema 7); `None`: no limit. A join
+    /// beyond it is refused (both dialects).
+    #[serde(skip)]
+    pub max_members: Option<u32>,
 }
 
 /// A message as stored. `id` is made by the commit from `pos`, its
@@ -106,6 +116,10 @@ pub struct MessageRecord {
     pub created_at: String,
     pub edited_at: Option<String>,
     pub deleted_at: Option<String>,
+    /// Pinned (schema 7, `PATCH /messages/:id/pin` of the Gatrix REST):
+    /// when and by whom. Written by `set_pin` and by `insert_messages`
+    /// (imports); a commit stores none.
+    pub pinned: Option<Pin>,
 }
 
 /// A page request for history: at most one of `before`/`after`.
@@ -331,6 +345,27 @@ pub trait Store: Send {
     /// Adds a member; false if already one.
     fn add_member(&mut self, channel: &str, user: &str, at: &str) -> Result<bool>;
     fn remove_member(&mut self, channel: &str, user: &str) -> Result<bool>;
+
+    // ---- the Gatrix platform's roles, settings and pins (schema 7)
+    /// The member's role: `Owner` for the channel's creator, whatever the
+    /// row says; `None` for no member (or no live channel).
+    fn member_role(&mut self, channel: &str, user: &str) -> Result<Option<MemberRole>>;
+    /// Makes a member an admin or a member again (imports; there is no
+    /// route for it, as in the original). The owner's row is never
+    /// changed and `Owner` is never given: false then, and for no member.
+    fn set_member_role(&mut self, channel: &str, user: &str, role: MemberRole) -> Result<bool>;
+    /// Sets what is given of the channel's settings (`Some(None)` clears
+    /// them) and member limit; `None` when there is no live channel.
+    fn update_channel_settings(
+        &mut self,
+        id: &str,
+        settings: Option<Option<&str>>,
+        max_members: Option<Option<u32>>,
+        at: &str,
+    ) -> Result<Option<ChannelRecord>>;
+    /// Pins (`Some`) or unpins a live message; the message as it is now,
+    /// `None` when there is none.
+    fn set_pin(&mut self, id: u64, pin: Option<&Pin>) -> Result<Option<MessageRecord>>;
 
     // ---- the user directory (schema 6)
     /// Inserts or updates each user in one transaction; an update keeps

@@ -14,6 +14,7 @@
 mod batch;
 mod connection;
 mod error;
+mod gatrix;
 pub(crate) mod lock;
 mod migrate;
 pub(crate) mod partitions;
@@ -28,8 +29,8 @@ use mysql::prelude::Queryable;
 use mysql::{Opts, TxOpts};
 
 use super::{
-    Appended, ChannelRecord, MessageRecord, Page, ReplayRange, Result, Store, StoreError,
-    UserRecord, count_replay, merge_replay,
+    Appended, ChannelRecord, MemberRole, MessageRecord, Page, Pin, ReplayRange, Result, Store,
+    StoreError, UserRecord, count_replay, merge_replay,
 };
 use connection::{Connection, store_opts};
 pub use connection::{MAX_BACKOFF, describe};
@@ -304,7 +305,8 @@ impl Store for MysqlStore {
 
     fn channels_of(&mut self, user: &str) -> Result<Vec<ChannelRecord>> {
         let sql =
-            "SELECT c.id, c.name, c.type, c.description, c.owner_id, c.created_at, c.updated_at, c.num
+            "SELECT c.id, c.name, c.type, c.description, c.owner_id, c.created_at, c.updated_at, c.num,
+                    c.settings, c.max_members
              FROM channels c JOIN channel_members m ON m.channel_id = c.id
              WHERE m.user_id = ? AND c.deleted_at IS NULL ORDER BY c.created_at, c.id";
         self.conn.run(|c| {
@@ -328,8 +330,9 @@ impl Store for MysqlStore {
         self.conn.run(|c| {
             let mut tx = c.start_transaction(TxOpts::default())?;
             tx.exec_drop(
-                "INSERT INTO channels (id, name, type, description, owner_id, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO channels (id, name, type, description, owner_id, created_at, updated_at,
+                                       settings, max_members)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     &ch.id,
                     &ch.name,
@@ -338,6 +341,8 @@ impl Store for MysqlStore {
                     &ch.owner_id,
                     &ch.created_at,
                     &ch.updated_at,
+                    &ch.settings,
+                    ch.max_members,
                 ),
             )?;
             tx.exec_drop(
@@ -399,6 +404,35 @@ impl Store for MysqlStore {
             )?;
             Ok(c.affected_rows() > 0)
         })
+    }
+
+    fn member_role(&mut self, channel: &str, user: &str) -> Result<Option<MemberRole>> {
+        self.conn.run(|c| gatrix::member_role(c, channel, user))
+    }
+
+    fn set_member_role(&mut self, channel: &str, user: &str, role: MemberRole) -> Result<bool> {
+        self.conn
+            .run(|c| gatrix::set_member_role(c, channel, user, role))
+    }
+
+    fn update_channel_settings(
+        &mut self,
+        id: &str,
+        settings: Option<Option<&str>>,
+        max_members: Option<Option<u32>>,
+        at: &str,
+    ) -> Result<Option<ChannelRecord>> {
+        self.conn
+            .run(|c| gatrix::update_channel_settings(c, id, settings, max_members, at))?;
+        self.channel(id)
+    }
+
+    fn set_pin(&mut self, id: u64, pin: Option<&Pin>) -> Result<Option<MessageRecord>> {
+        if self.conn.run(|c| gatrix::set_pin(c, id, pin))? {
+            self.message(id)
+        } else {
+            Ok(None)
+        }
     }
 
     fn upsert_users(&mut self, list: &[UserRecord]) -> Result<()> {

@@ -9,10 +9,12 @@ use std::time::Duration;
 use std::collections::{BTreeMap, HashMap};
 
 use super::{
-    Appended, ChannelRecord, MessageRecord, Page, Result, Store, StoreError, UserRecord, append,
+    Appended, ChannelRecord, MemberRole, MessageRecord, Page, Pin, Result, Store, StoreError,
+    UserRecord, append,
 };
 
 mod checkpoint;
+mod gatrix;
 mod rows;
 mod users;
 mod embedded {
@@ -111,6 +113,7 @@ impl Store for SqliteStore {
     fn insert_messages(&mut self, messages: &mut [MessageRecord]) -> Result<()> {
         let tx = self.conn.transaction()?;
         insert_rows(&tx, messages, false)?;
+        gatrix::insert_pins(&tx, messages)?;
         let mut last: HashMap<String, u64> = HashMap::new();
         for m in messages.iter() {
             let seq = last.entry(m.channel_id.clone()).or_insert(0);
@@ -341,8 +344,10 @@ impl Store for SqliteStore {
     fn create_channel(&mut self, c: &ChannelRecord, members: &[String]) -> Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT INTO channels (id, name, type, description, owner_id, created_at, updated_at, num)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT COALESCE(MAX(num), 0) + 1 FROM channels))",
+            "INSERT INTO channels (id, name, type, description, owner_id, created_at, updated_at,
+                                   settings, max_members, num)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
+                     (SELECT COALESCE(MAX(num), 0) + 1 FROM channels))",
             params![
                 c.id,
                 c.name,
@@ -350,7 +355,9 @@ impl Store for SqliteStore {
                 c.description,
                 c.owner_id,
                 c.created_at,
-                c.updated_at
+                c.updated_at,
+                c.settings,
+                c.max_members,
             ],
         )?;
         tx.execute(
@@ -410,6 +417,33 @@ impl Store for SqliteStore {
             params![channel, user],
         )?;
         Ok(n > 0)
+    }
+
+    fn member_role(&mut self, channel: &str, user: &str) -> Result<Option<MemberRole>> {
+        gatrix::member_role(&self.conn, channel, user)
+    }
+
+    fn set_member_role(&mut self, channel: &str, user: &str, role: MemberRole) -> Result<bool> {
+        gatrix::set_member_role(&self.conn, channel, user, role)
+    }
+
+    fn update_channel_settings(
+        &mut self,
+        id: &str,
+        settings: Option<Option<&str>>,
+        max_members: Option<Option<u32>>,
+        at: &str,
+    ) -> Result<Option<ChannelRecord>> {
+        gatrix::update_channel_settings(&mut self.conn, id, settings, max_members, at)?;
+        self.channel(id)
+    }
+
+    fn set_pin(&mut self, id: u64, pin: Option<&Pin>) -> Result<Option<MessageRecord>> {
+        if gatrix::set_pin(&self.conn, id, pin)? {
+            self.message(id)
+        } else {
+            Ok(None)
+        }
     }
 
     fn upsert_users(&mut self, list: &[UserRecord]) -> Result<()> {

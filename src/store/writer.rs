@@ -158,6 +158,7 @@ mod tests {
             created_at: "2026-01-01T00:00:00.000Z".into(),
             edited_at: None,
             deleted_at: None,
+            pinned: None,
         })
     }
 

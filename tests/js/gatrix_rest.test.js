@@ -50,8 +50,14 @@ async function frontendSocket(userId) {
 
 const ulid = (p) => `01HZ${uid(p).toUpperCase()}`;
 
-test("the backend syncs users, and its users chat through it", async () => {
-  // The backend's health check and user sync (no X-User-ID).
+// One session as the frontend and the backend run it, in their order
+// (ChatContext.loadChannels and its actions, over ChatService and the
+// proxy): the refusals are the next test's and gatrix.test.js's (expired
+// token wording); typing in detail is gatrix.test.js's; a native client
+// shares the run (the last tests here).
+test("the frontend's session through the backend, in their order", async () => {
+  // The backend at start: its health check, then ChatServerService syncs
+  // users with the service token alone (no X-User-ID).
   const info = await ok("GET", "/", undefined);
   assert.equal(typeof info.data.name, "string");
   const [ann, bob] = [ulid("ann"), ulid("bob")];
@@ -76,36 +82,57 @@ test("the backend syncs users, and its users chat through it", async () => {
   const bobNow = (await ok("GET", `/users/${bob}`, undefined)).data.user;
   assert.deepEqual([bobNow.status, bobNow.customStatus], ["away", "lunch"]);
 
-  // What the frontend loads first, through the proxy (X-User-ID).
-  const users = await ok("GET", "/users?search=Ann%20Lee", ann);
-  assert.ok(users.data.some((u) => u.id === ann && u.avatarUrl === annData.avatarUrl), JSON.stringify(users));
-  assert.equal(typeof users.pagination.total, "number");
-  assert.deepEqual((await ok("GET", "/invitations/received", ann)).data, []);
-  assert.ok(Array.isArray((await ok("GET", "/channels/my", ann)).data));
+  // A frontend session (loadChannels): the proxy's /sync-user (mapped to
+  // /users/upsert, X-User-ID and a body built from the login), the socket
+  // with the backend's token, /channels/my, then /users and
+  // /invitations/received together.
+  async function session(user, profile) {
+    const synced = await ok("POST", "/users/upsert", user, profile);
+    assert.equal(synced.data.user.id, user);
+    const socket = await frontendSocket(user);
+    const channels = await ok("GET", "/channels/my", user);
+    assert.ok(Array.isArray(channels.data));
+    assert.equal(channels.pagination.page, 1);
+    const [users, invitations] = await Promise.all([
+      ok("GET", "/users", user),
+      ok("GET", "/invitations/received", user),
+    ]);
+    assert.equal(typeof users.pagination.total, "number");
+    assert.deepEqual(invitations.data, []);
+    return { socket, users: users.data };
+  }
+  const annSession = await session(ann, { id: ann, username: annData.email, name: annData.name, email: annData.email, avatarUrl: annData.avatarUrl });
+  const bobSession = await session(bob, { id: bob, username: "bob@example.com", name: "Bob", email: "bob@example.com", avatarUrl: "https://cdn.example/default.png" });
+  assert.ok(bobSession.users.some((u) => u.id === ann && u.avatarUrl === annData.avatarUrl), JSON.stringify(bobSession.users));
+  assert.equal((await ok("GET", `/users/${bob}`, undefined)).data.user.status, "away", "a sync without status keeps it");
+  const [annSocket, bobSocket] = [annSession.socket, bobSession.socket];
 
-  // Ann creates a channel; its id is a number, she owns it.
-  const created = await ok("POST", "/channels", ann, { name: uid("room"), type: "public", memberIds: [], settings: {}, maxMembers: 50 });
+  // Ann creates a channel (createChannel: its id a number, she owns it,
+  // settings and maxMembers kept) and selects it: its messages, then
+  // join_channel on the socket.
+  const settings = { allowFileUpload: true, isReadOnly: false };
+  const created = await ok("POST", "/channels", ann, { name: uid("room"), type: "public", memberIds: [], settings, maxMembers: 50 });
   const num = created.data.id;
   assert.ok(Number.isSafeInteger(num) && num > 0, JSON.stringify(created));
-  assert.equal(created.data.role, "owner");
+  assert.deepEqual([created.data.role, created.data.settings, created.data.maxMembers], ["owner", settings, 50]);
+  assert.deepEqual((await ok("GET", `/channels/${num}/messages?limit=50`, ann)).data.messages, []);
+  annSocket.emit("join_channel", { channelId: num });
+  assert.equal((await annSocket.inbox.next("channel_joined")).channelId, num);
 
-  // Bob joins over REST and sees it among his channels.
+  // Bob joins it (the joinChannel action: REST, then the socket) and sees
+  // it among his channels, as a member.
   await ok("POST", `/channels/${num}/join`, bob);
+  bobSocket.emit("join_channel", { channelId: num });
+  await bobSocket.inbox.next("channel_joined");
+  await annSocket.inbox.next("user_joined", (j) => j.userId === bob && j.channelId === num);
   const mine = await ok("GET", "/channels/my?page=1&limit=20", bob);
   const row = mine.data.find((c) => c.id === num);
   assert.ok(row, JSON.stringify(mine));
-  assert.deepEqual([row.role, row.memberCount, row.unreadCount], ["member", 2, 0]);
-  assert.equal(mine.pagination.page, 1);
+  assert.deepEqual([row.role, row.memberCount, row.unreadCount, row.settings], ["member", 2, 0, settings]);
 
-  // Ann's socket (the frontend) in the channel; she sends over REST and
-  // sees her own message_created with her directory name and avatar.
-  const annSocket = await frontendSocket(ann);
-  annSocket.emit("join_channel", { channelId: num });
-  assert.equal((await annSocket.inbox.next("channel_joined")).channelId, num);
-  const bobSocket = await frontendSocket(bob);
-  bobSocket.emit("join_channel", { channelId: num });
-  await bobSocket.inbox.next("channel_joined");
-  const sent = await backend("POST", `/channels/${num}/messages`, ann, { content: "hello from REST", contentType: "text" });
+  // Ann sends over REST (sendMessage's JSON body) and sees her own
+  // message_created with her directory name and avatar; Bob sees it too.
+  const sent = await backend("POST", `/channels/${num}/messages`, ann, { content: "hello from REST", contentType: "text", mentions: [], hashtags: [] });
   assert.equal(sent.status, 201, JSON.stringify(sent.body));
   const msg = sent.body.data;
   assert.ok(Number.isSafeInteger(msg.id) && msg.channelId === num, JSON.stringify(msg));
@@ -116,8 +143,16 @@ test("the backend syncs users, and its users chat through it", async () => {
   assert.deepEqual(own.data.user, { id: ann, name: "Ann Lee", email: "ann@example.com", avatar: annData.avatarUrl });
   assert.equal(own.data.userName, "Ann Lee");
   assert.equal(own.data.userAvatarUrl, annData.avatarUrl);
+  assert.equal(own.data.isPinned, false);
   const theirs = await bobSocket.inbox.next("message", isIt);
   assert.equal(theirs.data.content, "hello from REST");
+
+  // Bob types an answer: Ann sees it start and stop.
+  bobSocket.emit("start_typing", { channelId: num });
+  const typing = await annSocket.inbox.next("user_typing", (t) => t.userId === bob);
+  assert.equal(typing.channelId, num);
+  bobSocket.emit("stop_typing", { channelId: num });
+  await annSocket.inbox.next("user_stop_typing", (t) => t.userId === bob);
 
   // The channel's messages, then Bob's unread count and his read mark.
   const page = await ok("GET", `/channels/${num}/messages?limit=50`, bob);
@@ -141,16 +176,21 @@ test("the backend syncs users, and its users chat through it", async () => {
   assert.equal(bobRow.lastReadMessageId, msg.id);
   assert.equal(typeof bobRow.lastReadAt, "string");
 
-  // Edit and delete, broadcast in the dialect; only the author edits.
+  // Edit and delete, broadcast in the dialect to both; only the author
+  // edits.
   assert.equal((await backend("PUT", `/messages/${msg.id}`, bob, { content: "no" })).status, 403);
   const edited = await ok("PUT", `/messages/${msg.id}`, ann, { content: "edited" });
   assert.equal(edited.data.content, "edited");
-  const upd = await bobSocket.inbox.next("message", (m) => m.type === "message_updated");
-  assert.equal(upd.data.id, msg.id);
+  for (const socket of [annSocket, bobSocket]) {
+    const upd = await socket.inbox.next("message", (m) => m.type === "message_updated" && m.data.id === msg.id);
+    assert.equal(upd.data.content, "edited");
+  }
   assert.equal((await ok("GET", `/messages/${msg.id}`, bob)).data.isEdited, true);
   await ok("DELETE", `/messages/${msg.id}`, ann);
-  const del = await bobSocket.inbox.next("message", (m) => m.type === "message_deleted");
-  assert.equal(del.data.messageId, msg.id);
+  for (const socket of [annSocket, bobSocket]) {
+    const del = await socket.inbox.next("message", (m) => m.type === "message_deleted" && m.data.messageId === msg.id);
+    assert.equal(del.channelId, num);
+  }
   assert.equal((await backend("GET", `/messages/${msg.id}`, bob)).status, 404);
 
   // Bob leaves; the directory forgets a deleted user.
@@ -160,6 +200,49 @@ test("the backend syncs users, and its users chat through it", async () => {
   assert.equal((await backend("GET", `/users/${bob}`, undefined)).status, 404);
   annSocket.close();
   bobSocket.close();
+});
+
+// PATCH /messages/:id/pin as the original has it: a toggle by the
+// channel's owner or an admin (admins: tests/gatrix_roles.rs), told to the
+// channel as message_updated (the original told nobody).
+test("pins: the owner toggles them, members may not; both dialects see the change", async () => {
+  const [owner, member] = [ulid("pow"), ulid("pme")];
+  // Made natively, so that a native client can name it; the Gatrix side
+  // learns its number from channel_joined.
+  const channelId = await newChannel(owner);
+  const listener = await frontendSocket(member);
+  listener.emit("join_channel", { channelId });
+  const num = (await listener.inbox.next("channel_joined")).channelId;
+  const native = await connect(member);
+  await join(native, channelId);
+  const m = (await ok("POST", `/channels/${num}/messages`, member, { content: "pin me" })).data;
+  await listener.inbox.next("message", (e) => e.type === "message_created" && e.data.id === m.id);
+
+  const refused = await backend("PATCH", `/messages/${m.id}/pin`, member);
+  assert.equal(refused.status, 403, JSON.stringify(refused.body));
+  assert.equal((await backend("PATCH", "/messages/999999999999/pin", owner)).status, 404);
+  const pinned = await ok("PATCH", `/messages/${m.id}/pin`, owner);
+  assert.equal(pinned.message, "Message pin status updated successfully");
+  assert.deepEqual([pinned.data.id, pinned.data.isPinned, pinned.data.pinnedBy], [m.id, true, owner]);
+  assert.equal(typeof pinned.data.pinnedAt, "string");
+  assert.equal(pinned.data.isEdited, false, "a pin is no edit");
+  const told = await listener.inbox.next("message", (e) => e.type === "message_updated" && e.data.id === m.id);
+  assert.equal(told.data.isPinned, true);
+  const seen = await native.inbox.next("message_updated", (e) => e.id === String(m.id));
+  assert.deepEqual([seen.pinnedBy, seen.pinnedAt, seen.content], [owner, pinned.data.pinnedAt, "pin me"]);
+  // Kept: one message, the channel's page.
+  assert.equal((await ok("GET", `/messages/${m.id}`, member)).data.isPinned, true);
+  const page = await ok("GET", `/channels/${num}/messages`, member);
+  assert.equal(page.data.messages.find((x) => x.id === m.id).isPinned, true);
+  // `{isPinned}` sets rather than toggles; without it, a toggle again.
+  assert.equal((await ok("PATCH", `/messages/${m.id}/pin`, owner, { isPinned: true })).data.isPinned, true);
+  const unpinned = await ok("PATCH", `/messages/${m.id}/pin`, owner);
+  assert.equal(unpinned.data.isPinned, false);
+  assert.equal(unpinned.data.pinnedAt, undefined);
+  await listener.inbox.next("message", (e) => e.type === "message_updated" && e.data.id === m.id && !e.data.isPinned);
+  assert.equal((await backend("PATCH", `/messages/${m.id}/pin`, owner, { isPinned: "yes" })).status, 400);
+  listener.close();
+  native.close();
 });
 
 /** The sum of chat_auth_failures_total{transport="rest"} over the shards. */
@@ -235,8 +318,9 @@ test("channels by number: read, rename, delete; batch deletion; sends by channel
   const num = made.data.id;
   const seen = await ok("GET", `/channels/${num}`, other);
   assert.deepEqual([seen.data.id, seen.data.name, seen.data.memberCount], [num, made.data.name, 1]);
-  // Only the owner renames and deletes.
+  // Not a member: neither renames nor deletes (admins: tests/gatrix_roles.rs).
   assert.equal((await backend("PUT", `/channels/${num}`, other, { name: "x" })).status, 403);
+  assert.equal((await backend("DELETE", `/channels/${num}`, other)).status, 403);
   assert.equal((await ok("PUT", `/channels/${num}`, owner, { name: "renamed" })).data.name, "renamed");
   // Sends through POST /messages with channelId, then a batch deletion.
   const a = await ok("POST", "/messages", owner, { channelId: num, content: "one" });

@@ -228,6 +228,7 @@ pub(super) fn delete_message_is_soft(s: &mut dyn Store, db: &dyn Backend) {
         deleted,
         MessageRecord {
             deleted_at: Some(clock.at(100)),
+            pinned: None,
             ..rows[0].clone()
         },
         "the deleted message as stored"

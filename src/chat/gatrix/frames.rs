@@ -84,7 +84,7 @@ pub(crate) fn message(native: &Map<String, Value>, nums: &Nums, dir: &Directory)
         "threadId": Value::Null,
         "isEdited": edited.is_some(),
         "isDeleted": false,
-        "isPinned": false,
+        "isPinned": native.contains_key("pinnedAt"),
         "createdAt": created,
         "updatedAt": edited.clone().unwrap_or_else(|| created.clone()),
         "user": user,
@@ -94,7 +94,7 @@ pub(crate) fn message(native: &Map<String, Value>, nums: &Nums, dir: &Directory)
         "hashtags": [],
     });
     let extra = m.as_object_mut().expect("built as an object");
-    for key in ["seq", "clientMessageId"] {
+    for key in ["seq", "clientMessageId", "pinnedAt", "pinnedBy"] {
         if let Some(v) = native.get(key) {
             extra.insert(key.into(), v.clone());
         }

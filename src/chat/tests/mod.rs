@@ -149,6 +149,8 @@ impl World {
             created_at: "2026-01-01T00:00:00.000Z".into(),
             updated_at: "2026-01-01T00:00:00.000Z".into(),
             num: 0,
+            settings: None,
+            max_members: None,
         };
         let members: Vec<String> = members.iter().map(|m| m.to_string()).collect();
         s.create_channel(&rec, &members).unwrap();

@@ -4,17 +4,20 @@
 //! (`channels.num`); the checks and writes are the native handlers'.
 
 use hyper::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::super::call::{self, Call};
 use super::super::channels::{self as native, NewChannel, readable};
 use super::super::reply::{ApiError, Reply};
 use super::{GatrixRest, messages, ok, shape};
+use crate::chat::ChatError;
 use crate::chat::message::now;
-use crate::store::{ChannelRecord, ChannelType, Store};
+use crate::store::{ChannelRecord, ChannelType, MemberRole, Store};
 
 /// Largest page of `/channels/my`.
 const MAX_PAGE: usize = 100;
+/// The largest `maxMembers`, as the original's validation has it.
+const MAX_MEMBERS_LIMIT: u64 = 10_000;
 
 pub(super) async fn route(
     call: &Call<'_>,
@@ -36,16 +39,7 @@ pub(super) async fn route(
             };
             Ok(ok(StatusCode::OK, shape::channel(&c, &you), None))
         }
-        (&Method::PUT, [id]) => {
-            let c = channel(call, id).await?;
-            let p = call::object(body)?;
-            let c = native::update_record(call, c.id, &p).await?;
-            Ok(ok(
-                StatusCode::OK,
-                shape::channel(&c, &Default::default()),
-                None,
-            ))
-        }
+        (&Method::PUT, [id]) => update(call, id, body).await,
         (&Method::DELETE, [id]) => {
             let c = channel(call, id).await?;
             native::delete_record(call, c.id).await?;
@@ -115,22 +109,19 @@ async fn mine(call: &Call<'_>, query: Option<&str>) -> Result<Reply, ApiError> {
                 let members = s.member_ids(&c.id)?.len();
                 let read = s.read_state(&c.id, &user)?;
                 let last = s.last_seq(&c.id)?;
-                rows.push((c, members, read, last));
+                let role = s.member_role(&c.id, &user)?.unwrap_or(MemberRole::Member);
+                rows.push((c, members, read, last, role));
             }
             Ok((rows, total))
         })
         .await?;
     let data: Vec<Value> = rows
         .iter()
-        .map(|(c, members, read, last)| {
+        .map(|(c, members, read, last, role)| {
             let read = read.clone().unwrap_or_default();
             let you = shape::ForCaller {
                 member_count: Some(*members),
-                role: Some(if c.owner_id == call.user {
-                    "owner"
-                } else {
-                    "member"
-                }),
+                role: Some(role.as_str()),
                 unread_count: Some(last.saturating_sub(read.seq)),
                 last_read_at: read.at,
                 last_read_message_id: read.message_id,
@@ -146,10 +137,12 @@ async fn mine(call: &Call<'_>, query: Option<&str>) -> Result<Reply, ApiError> {
 }
 
 /// `POST /channels` `{name, description?, type, memberIds?, settings?,
-/// maxMembers?}`: the native creation; `settings` and `maxMembers` are
-/// accepted and not kept (no such limits here).
+/// maxMembers?}`: the native creation, with the settings and the member
+/// limit kept.
 async fn create(call: &Call<'_>, body: &[u8]) -> Result<Reply, ApiError> {
     let mut p = call::object(body)?;
+    let settings = settings_of(&p)?.flatten();
+    let max_members = max_members_of(&p)?.flatten();
     if !p.contains_key("type") {
         p.insert("type".into(), "public".into());
     }
@@ -165,7 +158,15 @@ async fn create(call: &Call<'_>, body: &[u8]) -> Result<Reply, ApiError> {
     };
     p.insert("members".into(), Value::Array(members));
     let body = serde_json::to_vec(&Value::Object(p)).map_err(|_| ApiError::internal())?;
-    let new: NewChannel = native::parse_new(&body, &call.user)?;
+    let mut new: NewChannel = native::parse_new(&body, &call.user)?;
+    if let Some(max) = max_members
+        && new.members.len() + 1 > max as usize
+    {
+        return Err(ApiError::invalid(format!(
+            "maxMembers is {max}: fewer than the creator and memberIds"
+        )));
+    }
+    (new.settings, new.max_members) = (settings, max_members);
     let c = native::create_record(call, new).await?;
     let count = member_count(call, &c.id).await?;
     let you = shape::ForCaller {
@@ -176,16 +177,81 @@ async fn create(call: &Call<'_>, body: &[u8]) -> Result<Reply, ApiError> {
     Ok(ok(StatusCode::CREATED, shape::channel(&c, &you), None))
 }
 
+/// `PUT /channels/:id` `{name?, description?, settings?, maxMembers?}`:
+/// the owner or an admin (the original's check); `settings: null` and
+/// `maxMembers: null` clear them. A limit below the current member count
+/// stands: it refuses joins until members leave, as a lowered limit does.
+async fn update(call: &Call<'_>, id: &str, body: &[u8]) -> Result<Reply, ApiError> {
+    let c = channel(call, id).await?;
+    let p = call::object(body)?;
+    let change = native::parse_change(&p)?;
+    let (settings, max_members) = (settings_of(&p)?, max_members_of(&p)?);
+    if change.is_empty() && settings.is_none() && max_members.is_none() {
+        return Err(ApiError::invalid(
+            "give name, description, settings or maxMembers to change",
+        ));
+    }
+    let c = native::change_record(call, c.id, change, move |s, key| {
+        if settings.is_some() || max_members.is_some() {
+            let settings = settings.as_ref().map(|s| s.as_deref());
+            s.update_channel_settings(key, settings, max_members, &now())?;
+        }
+        Ok(())
+    })
+    .await?;
+    let count = member_count(call, &c.id).await?;
+    let you = shape::ForCaller {
+        member_count: Some(count),
+        ..Default::default()
+    };
+    Ok(ok(StatusCode::OK, shape::channel(&c, &you), None))
+}
+
+/// `settings`: absent (`None`), `null` (`Some(None)`) or an object, kept as
+/// its JSON text.
+fn settings_of(p: &Map<String, Value>) -> Result<Option<Option<String>>, ApiError> {
+    match p.get("settings") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(v @ Value::Object(_)) => Ok(Some(Some(v.to_string()))),
+        Some(_) => Err(ApiError::invalid("settings must be an object")),
+    }
+}
+
+/// `maxMembers`: absent, `null`, or the original's range.
+fn max_members_of(p: &Map<String, Value>) -> Result<Option<Option<u32>>, ApiError> {
+    match p.get("maxMembers") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(v) => match v.as_u64() {
+            Some(n @ 1..=MAX_MEMBERS_LIMIT) => Ok(Some(Some(n as u32))),
+            _ => Err(ApiError::invalid(format!(
+                "maxMembers must be an integer from 1 to {MAX_MEMBERS_LIMIT}"
+            ))),
+        },
+    }
+}
+
 /// `POST /channels/:id/join`: a public channel only (private and direct
-/// ones are joined by invitation or at creation).
+/// ones are joined by invitation or at creation), while it has room.
 async fn join(call: &Call<'_>, id: &str) -> Result<Reply, ApiError> {
     let (key, user) = (id.to_owned(), call.user.clone());
     let (channel, added) = call
         .write(move |s| {
             let native = by_number(s, &key)?;
             let c = readable(s, &native, &user)?;
-            if c.kind != ChannelType::Public && !s.member_ids(&native)?.contains(&user) {
+            let members = s.member_ids(&native)?;
+            let member = members.contains(&user);
+            if c.kind != ChannelType::Public && !member {
                 return Err(ApiError::forbidden("this channel is for its members only"));
+            }
+            // Checked on the writer, in the same job as the insert: two
+            // joins through this instance cannot both take the last place.
+            if let Some(max) = c.max_members
+                && !member
+                && members.len() >= max as usize
+            {
+                return Err(ApiError::forbidden(ChatError::channel_full(max).message));
             }
             Ok((native.clone(), s.add_member(&native, &user, &now())?))
         })

@@ -16,7 +16,7 @@ use super::channels::{by_number, channel};
 use super::{GatrixRest, ok, shape};
 use crate::chat::commands::{self, Command};
 use crate::chat::message::now;
-use crate::store::{ChannelRecord, MessageRecord, Page};
+use crate::store::{ChannelRecord, MemberRole, MessageRecord, Page, Pin};
 
 /// Most ids in one `DELETE /messages/batch`.
 const MAX_BATCH: usize = 100;
@@ -102,6 +102,7 @@ pub(super) async fn route(
                 None,
             ))
         }
+        (&Method::PATCH, [id, "pin"]) => pin(call, g, id, body).await,
         (&Method::DELETE, [id]) => {
             let id = call::message_id(id)?;
             native::delete_record(call, id).await?;
@@ -291,4 +292,62 @@ pub(super) async fn mark_read(call: &Call<'_>, id: &str, body: &[u8]) -> Result<
                "timestamp": now()}),
         None,
     ))
+}
+
+/// `PATCH /messages/:id/pin`: the original's toggle (no body), or
+/// `{isPinned}` to set it either way (a retry then changes nothing). The
+/// channel's owner or an admin only, as the original's check (its
+/// `moderator` role does not exist here). Broadcast as `message_updated`
+/// (both dialects; the original told nobody, and others' views went
+/// stale); the answer carries the message.
+async fn pin(call: &Call<'_>, g: &GatrixRest, id: &str, body: &[u8]) -> Result<Reply, ApiError> {
+    let id = call::message_id(id)?;
+    let wanted = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match call::object(body)?.get("isPinned") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => return Err(ApiError::invalid("isPinned must be true or false")),
+        }
+    };
+    let (user, at) = (call.user.clone(), now());
+    let (m, num, changed) = call
+        .write(move |s| {
+            let gone = || ApiError::not_found("Message not found");
+            let m = s.message(id)?.ok_or_else(gone)?;
+            let c = s.channel(&m.channel_id)?.ok_or_else(gone)?;
+            if c.owner_id != user
+                && !s
+                    .member_role(&c.id, &user)?
+                    .is_some_and(MemberRole::manages)
+            {
+                return Err(ApiError::forbidden(
+                    "no permission to pin: only the channel's owner or an admin may",
+                ));
+            }
+            let pinned = wanted.unwrap_or(m.pinned.is_none());
+            let pin = pinned.then(|| Pin {
+                at,
+                by: Some(user.clone()),
+            });
+            if pinned == m.pinned.is_some() {
+                return Ok((m, c.num, false)); // already so: keep who pinned it, and when
+            }
+            Ok((s.set_pin(id, pin.as_ref())?.ok_or_else(gone)?, c.num, true))
+        })
+        .await?;
+    if changed {
+        call.ctx.chat.emit_to_channel(
+            &m.channel_id,
+            "message_updated",
+            &crate::chat::json::message(&m),
+        );
+    }
+    let body = json!({
+        "success": true,
+        "data": shape::message(&m, num, &g.directory),
+        "message": "Message pin status updated successfully",
+    });
+    Ok(super::super::reply::json(StatusCode::OK, body.to_string()))
 }

@@ -28,7 +28,11 @@ pub(super) fn channel(c: &ChannelRecord, you: &ForCaller) -> Value {
         "createdAt": c.created_at,
         "updatedAt": c.updated_at,
         "isArchived": false,
-        "settings": {},
+        // Stored as the frontend sent it; `{}` when none.
+        "settings": c.settings.as_deref()
+            .and_then(|s| serde_json::from_str::<Value>(s).ok())
+            .unwrap_or_else(|| json!({})),
+        "maxMembers": c.max_members,
     });
     let o = v.as_object_mut().expect("built as an object");
     if let Some(n) = you.member_count {

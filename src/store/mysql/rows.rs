@@ -5,7 +5,7 @@
 use mysql::FromRowError;
 use mysql::prelude::{FromRow, Queryable};
 
-use crate::store::{ChannelRecord, ChannelType, MessageRecord};
+use crate::store::{ChannelRecord, ChannelType, MessageRecord, Pin};
 
 /// Most rows in one INSERT statement; a larger batch is sent as several
 /// statements in the same transaction.
@@ -17,45 +17,48 @@ pub const MAX_LOOKUP_KEYS: usize = 64;
 pub(super) const MAX_INSERT_BYTES: usize = 4 << 20;
 
 /// The columns of a message, in [`MessageRow`] order.
-pub(super) const MESSAGE_COLUMNS: &str = "pos, id, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at, edited_at, deleted_at";
-pub(super) type MessageRow = (
-    u64,
-    u64,
-    String,
-    u64,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    Option<String>,
-    Option<String>,
-);
+pub(super) const MESSAGE_COLUMNS: &str = "pos, id, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at, edited_at, deleted_at, pinned_at, pinned_by";
+
+/// A message row: more columns than the `mysql` crate's tuples take (12).
+pub(super) struct MessageRow(MessageRecord);
+
+impl FromRow for MessageRow {
+    fn from_row_opt(row: mysql::Row) -> Result<Self, FromRowError> {
+        fn take<T: mysql::prelude::FromValue>(row: &mut mysql::Row, i: usize) -> Option<T> {
+            row.take_opt(i).and_then(Result::ok)
+        }
+        let mut r = row;
+        let m = (|| {
+            Some(MessageRecord {
+                pos: take(&mut r, 0)?,
+                id: take(&mut r, 1)?,
+                channel_id: take(&mut r, 2)?,
+                seq: take(&mut r, 3)?,
+                user_id: take(&mut r, 4)?,
+                content: take(&mut r, 5)?,
+                kind: take(&mut r, 6)?,
+                client_message_id: take(&mut r, 7)?,
+                reply_to: take(&mut r, 8)?,
+                created_at: take(&mut r, 9)?,
+                edited_at: take(&mut r, 10)?,
+                deleted_at: take(&mut r, 11)?,
+                pinned: Pin::of_columns(take(&mut r, 12)?, take(&mut r, 13)?),
+            })
+        })();
+        match m {
+            Some(m) if r.len() == 14 => Ok(Self(m)),
+            _ => Err(FromRowError(r)),
+        }
+    }
+}
 
 pub(super) fn to_message(r: MessageRow) -> MessageRecord {
-    let (pos, id, channel_id, seq, user_id, content, kind, client_message_id, reply_to) =
-        (r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8);
-    let (created_at, edited_at, deleted_at) = (r.9, r.10, r.11);
-    MessageRecord {
-        id,
-        pos,
-        channel_id,
-        seq,
-        user_id,
-        content,
-        kind,
-        client_message_id,
-        reply_to,
-        created_at,
-        edited_at,
-        deleted_at,
-    }
+    r.0
 }
 
 /// The columns of a channel, in [`ChannelRow`] order.
 pub(super) const CHANNEL_COLUMNS: &str =
-    "id, name, type, description, owner_id, created_at, updated_at, num";
+    "id, name, type, description, owner_id, created_at, updated_at, num, settings, max_members";
 pub(super) type ChannelRow = (
     String,
     String,
@@ -65,6 +68,8 @@ pub(super) type ChannelRow = (
     String,
     String,
     u64,
+    Option<String>,
+    Option<u32>,
 );
 
 pub(super) fn to_channel(r: ChannelRow) -> ChannelRecord {
@@ -77,6 +82,8 @@ pub(super) fn to_channel(r: ChannelRow) -> ChannelRecord {
         created_at: r.5,
         updated_at: r.6,
         num: r.7,
+        settings: r.8,
+        max_members: r.9,
     }
 }
 

@@ -87,6 +87,7 @@ pub(super) fn insert_messages(
     let mut last_pos = lock_partitions(&mut tx, &append::partitions(&refs, partitions))?;
     append::assign_positions(messages, partitions, &mut last_pos, false);
     insert(&mut tx, messages, partitions)?;
+    super::gatrix::insert_pins(&mut tx, messages)?;
     let mut last: HashMap<String, u64> = HashMap::new();
     for m in messages.iter() {
         let seq = last.entry(m.channel_id.clone()).or_insert(0);

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::store::{ChannelRecord, ChannelType, MessageRecord, Result};
+use crate::store::{ChannelRecord, ChannelType, MessageRecord, Pin, Result};
 
-pub(super) const MESSAGE_COLUMNS: &str = "pos, id, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at, edited_at, deleted_at";
+pub(super) const MESSAGE_COLUMNS: &str = "pos, id, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at, edited_at, deleted_at, pinned_at, pinned_by";
 
 pub(super) fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRecord> {
     Ok(MessageRecord {
@@ -23,11 +23,12 @@ pub(super) fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRecord> {
         created_at: r.get(9)?,
         edited_at: r.get(10)?,
         deleted_at: r.get(11)?,
+        pinned: Pin::of_columns(r.get(12)?, r.get(13)?),
     })
 }
 
 pub(super) const CHANNEL_COLUMNS: &str =
-    "id, name, type, description, owner_id, created_at, updated_at, num";
+    "id, name, type, description, owner_id, created_at, updated_at, num, settings, max_members";
 
 pub(super) fn channel_row(r: &Row<'_>) -> rusqlite::Result<ChannelRecord> {
     let kind: String = r.get(2)?;
@@ -40,6 +41,8 @@ pub(super) fn channel_row(r: &Row<'_>) -> rusqlite::Result<ChannelRecord> {
         created_at: r.get(5)?,
         updated_at: r.get(6)?,
         num: r.get::<_, Option<i64>>(7)?.unwrap_or(0) as u64,
+        settings: r.get(8)?,
+        max_members: r.get(9)?,
     })
 }
 
