@@ -11,7 +11,8 @@
 # (which starts a throwaway MariaDB and exports GATRIX_TEST_MYSQL_URL), or
 # with MYSQL_URL=mysql://user:pass@host:port naming a server where the user
 # may create gatrix_bench_* databases. RATE=<msgs/s> (default 1000) and
-# SETUPS="one-noredis one-redis two three three-p4" choose the runs:
+# SETUPS="one-noredis one-redis two three three-p4" choose the runs (a
+# setup written three-p4@5000 runs at 5000 msgs/s, labelled three-p4-r5000):
 #   three-p4        three instances, SEQUENCER_PARTITIONS=4 (the writers'
 #                   commits per partition), one Redis
 #   one-p4-noredis, one-p4-redis, one-p4-cluster
@@ -26,6 +27,10 @@
 #                   OUTAGE_AT s in (default 15) and started again, empty,
 #                   OUTAGE_SECS (default 30) later: the catch-up
 #                   (fanout --outage-down/--outage-up)
+#   ingest-three-p4, ingest-three-cluster
+#                   three instances, 4 partitions, acked sends as fast as
+#                   they go (ingest -n 24 -w 64): the writers' commits per
+#                   partition and messages per commit at saturation
 # Before each row the load average (uptime) goes to OUTDIR/<row>.load and
 # the output; with the cluster, every node's CPU (INFO cpu, replicas too)
 # before and after to OUTDIR/<row>.nodes-cpu.
@@ -92,9 +97,9 @@ p=u.urlparse(sys.argv[1]); subprocess.run(["mariadb","-h",p.hostname,"-P",str(p.
 P
   echo "$base/$n"; }
 
-run() { # label n redis(0|1|cluster) [partitions] [outage(0|1)]
-  local label=$1 n=$2 redis=$3 parts=${4:-1} outage=${5:-0} db; db=$(newdb "$label")
-  local pids=() servers=() metrics=() renv=() rargs=() fanout=()
+run() { # label n redis(0|1|cluster) [partitions] [fanout|outage|ingest]
+  local label=$1 n=$2 redis=$3 parts=${4:-1} kind=${5:-fanout} db; db=$(newdb "$label")
+  local pids=() servers=() metrics=() renv=() rargs=() scenario=()
   case $redis in
     1) renv=("REDIS_URL=redis://127.0.0.1:$RPORT"); rargs=(--redis "127.0.0.1:$RPORT");;
     cluster) local cn; cn=$(printf '127.0.0.1:%s,' "${CPORTS[@]}"); renv=(REDIS_CLUSTER_NODES="${cn%,}")
@@ -110,7 +115,7 @@ run() { # label n redis(0|1|cluster) [partitions] [outage(0|1)]
   done
   for ((i=0;i<n;i++)); do for _ in $(seq 100); do curl -fs 127.0.0.1:310$i/ready >/dev/null && break; sleep 0.2; done; done
   local pidlist; pidlist=$(IFS=,; echo "${pids[*]}")
-  if [ "$outage" = 1 ]; then
+  if [ "$kind" = outage ]; then
     # Redis's counters restart with it: no --redis; the catch-up instead.
     rargs=()
     local down up
@@ -121,17 +126,27 @@ run() { # label n redis(0|1|cluster) [partitions] [outage(0|1)]
       down="redis-cli -p $RPORT shutdown nosave >/dev/null 2>&1"
       up="$SELF --redis-up"
     fi
-    fanout=(fanout -c 10 -m 100 -s 10 -r "${RATE:-1000}" -b 100 -d "${OUTAGE_D:-60}" --drain 5
+    scenario=(fanout -c 10 -m 100 -s 10 -r "${RATE:-1000}" -b 100 -d "${OUTAGE_D:-60}" --drain 5
             --outage-at "${OUTAGE_AT:-15}" --outage-secs "${OUTAGE_SECS:-30}" --outage-down "$down" --outage-up "$up")
+  elif [ "$kind" = ingest ]; then
+    scenario=(ingest -n 24 -w 64 -b 100 -d 10)
   else
-    fanout=(fanout -c 10 -m 100 -s 10 -r "${RATE:-1000}" -b 100 -d 10)
+    scenario=(fanout -c 10 -m 100 -s 10 -r "${RATE:-1000}" -b 100 -d 10)
   fi
   uptime | tee "$OUT/$label.load"
   [ "$redis" = cluster ] && nodes_cpu > "$OUT/$label.nodes-cpu"
   taskset -c 1 target/release/gatrix-chat-bench "${servers[@]}" --json "$OUT/$label.json" \
-    "${fanout[@]}" --server-pid "$pidlist" "${metrics[@]}" "${rargs[@]}" > "$OUT/$label.txt" 2>&1
+    "${scenario[@]}" --server-pid "$pidlist" "${metrics[@]}" "${rargs[@]}" > "$OUT/$label.txt" 2>&1
   echo "== $label rc=$? load: $(cat "$OUT/$label.load")"; tail -40 "$OUT/$label.txt"
   [ "$redis" = cluster ] && nodes_cpu >> "$OUT/$label.nodes-cpu"
+  # The streams' memory after the run: entries and MEMORY USAGE of each
+  # partition's log, used_memory of each node holding one.
+  local nodes=(); case $redis in 1) nodes=("$RPORT");; cluster) nodes=("${CPORTS[@]}");; esac
+  for p in "${nodes[@]}"; do
+    echo "node $p $(redis-cli -p "$p" info memory | tr -d '\r' | grep -E '^used_memory:')"
+    redis-cli -p "$p" --scan --pattern 'gatrix:bus:*:log:*' | while read -r k; do
+      echo "  $k xlen $(redis-cli -p "$p" xlen "$k") bytes $(redis-cli -p "$p" memory usage "$k" samples 0)"; done
+  done > "$OUT/$label.streams"
   for ((i=0;i<n;i++)); do curl -s 127.0.0.1:940$i/metrics | grep -E '^chat_(bus|cluster|redis)_' > "$OUT/$label-metrics-$i.txt"; done
   kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null
 }
@@ -141,22 +156,32 @@ run() { # label n redis(0|1|cluster) [partitions] [outage(0|1)]
 # (the cluster's nodes) again and return once it answers (the cluster is
 # ok on every node).
 case ${1:-} in
-  --cluster-down) for p in "${CPORTS[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1; done; exit 0;;
+  --cluster-down) for p in "${CPORTS[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 & done; wait; exit 0;;
   --redis-up) start_redis; wait_redis; exit 0;;
   --cluster-up) CDIR=$2; start_nodes; wait_cluster; exit;;
 esac
 OUT=${1:-bench-instances}; mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 
-for s in ${SETUPS:-one-noredis one-redis two three}; do case $s in
-  one-noredis) run one-noredis 1 0;;
-  one-redis) start_redis; run one-redis 1 1; stop_redis;;
-  two) start_redis; run two 2 1; stop_redis;;
-  three) start_redis; run three 3 1; stop_redis;;
-  three-p4) start_redis; run three-p4 3 1 4; stop_redis;;
-  one-p4-noredis) run one-p4-noredis 1 0 4;;
-  one-p4-redis) start_redis; run one-p4-redis 1 1 4; stop_redis;;
-  one-p4-cluster) start_cluster; run one-p4-cluster 1 cluster 4; stop_cluster;;
-  three-cluster) start_cluster; run three-cluster 3 cluster 4; stop_cluster;;
-  outage-redis) start_redis; run outage-redis 3 1 4 1; stop_redis;;
-  outage-cluster) start_cluster; run outage-cluster 3 cluster 4 1; stop_cluster;;
-esac; done
+# A setup may carry its own rate: three-p4@5000 runs three-p4 with RATE=5000
+# and labels it three-p4-r5000.
+BASE_RATE=${RATE:-1000}
+for spec in ${SETUPS:-one-noredis one-redis two three}; do
+  s=${spec%@*}; R=""; RATE=$BASE_RATE
+  if [[ $spec == *@* ]]; then RATE=${spec#*@}; R=-r$RATE; fi
+  case $s in
+  one-noredis) run "one-noredis$R" 1 0;;
+  one-redis) start_redis; run "one-redis$R" 1 1; stop_redis;;
+  two) start_redis; run "two$R" 2 1; stop_redis;;
+  three) start_redis; run "three$R" 3 1; stop_redis;;
+  three-p4) start_redis; run "three-p4$R" 3 1 4; stop_redis;;
+  one-p4-noredis) run "one-p4-noredis$R" 1 0 4;;
+  one-p4-redis) start_redis; run "one-p4-redis$R" 1 1 4; stop_redis;;
+  one-p4-cluster) start_cluster; run "one-p4-cluster$R" 1 cluster 4; stop_cluster;;
+  three-cluster) start_cluster; run "three-cluster$R" 3 cluster 4; stop_cluster;;
+  outage-redis) start_redis; run "outage-redis$R" 3 1 4 outage; stop_redis;;
+  outage-cluster) start_cluster; run "outage-cluster$R" 3 cluster 4 outage; stop_cluster;;
+  ingest-three-p4) start_redis; run ingest-three-p4 3 1 4 ingest; stop_redis;;
+  ingest-three-cluster) start_cluster; run ingest-three-cluster 3 cluster 4 ingest; stop_cluster;;
+  *) echo "unknown setup $s" >&2;;
+  esac
+done

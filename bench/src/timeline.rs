@@ -17,6 +17,7 @@ pub struct Timeline {
     sent: Vec<AtomicU64>,
     received: Vec<AtomicU64>,
     max_latency_us: Vec<AtomicU64>,
+    sum_latency_us: Vec<AtomicU64>,
 }
 
 /// A copy of the bins after the run.
@@ -25,6 +26,7 @@ pub struct Bins {
     pub sent: Vec<u64>,
     pub received: Vec<u64>,
     pub max_latency_us: Vec<u64>,
+    pub sum_latency_us: Vec<u64>,
 }
 
 impl Timeline {
@@ -36,6 +38,7 @@ impl Timeline {
             sent: bins(),
             received: bins(),
             max_latency_us: bins(),
+            sum_latency_us: bins(),
         }
     }
 
@@ -51,8 +54,10 @@ impl Timeline {
     /// One delivery received at `now_ns` of a message scheduled at `sched_ns`.
     pub fn record_received(&self, start_ns: u64, sched_ns: u64, now_ns: u64) {
         let b = self.bin(start_ns, now_ns);
+        let us = now_ns.saturating_sub(sched_ns) / 1000;
         self.received[b].fetch_add(1, Relaxed);
-        self.max_latency_us[b].fetch_max(now_ns.saturating_sub(sched_ns) / 1000, Relaxed);
+        self.max_latency_us[b].fetch_max(us, Relaxed);
+        self.sum_latency_us[b].fetch_add(us, Relaxed);
     }
 
     pub fn bins(&self) -> Bins {
@@ -61,6 +66,7 @@ impl Timeline {
             sent: get(&self.sent),
             received: get(&self.received),
             max_latency_us: get(&self.max_latency_us),
+            sum_latency_us: get(&self.sum_latency_us),
         }
     }
 }
@@ -81,9 +87,14 @@ pub struct Marks {
 /// What the bins say about the outage and the catch-up after it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CatchUp {
-    /// The largest backlog (deliveries owed and not yet received, at a
-    /// bin's end) before the outage: the level to get back to.
+    /// The backlog (deliveries owed and not yet received, at a bin's
+    /// end) that 90% of the bins before the outage stayed at or under:
+    /// the level to get back to (a percentile, so that one slow moment
+    /// before the outage does not set it).
     pub baseline_backlog: u64,
+    /// Mean latency of the deliveries received before the down, from the
+    /// down to the level, and after the level (ms).
+    pub mean_latency_ms: [Option<f64>; 3],
     /// The largest backlog from the down to the up.
     pub outage_max_backlog: u64,
     /// The largest latency of a delivery received from the down to the
@@ -105,6 +116,14 @@ pub struct CatchUp {
     pub after_max_latency_ms: f64,
 }
 
+/// The value `q` (0..=1) of the way up the sorted values (0 when none).
+fn percentile(v: &[u64], q: f64) -> u64 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    let i = ((v.len() as f64 * q).ceil() as usize).saturating_sub(1);
+    v.get(i).copied().unwrap_or(0)
+}
+
 fn bin_of(ms: f64) -> usize {
     (ms.max(0.0) / BIN_MS as f64) as usize
 }
@@ -124,8 +143,9 @@ pub fn backlog(b: &Bins, members: u64) -> Vec<u64> {
         .collect()
 }
 
-/// The catch-up after the outage `m`. The first second is left out of the
-/// baseline (connections' first sends, the server warming up).
+/// The catch-up after the outage `m`. The first second (at most the first
+/// half before the down) is left out of the baseline (connections' first
+/// sends, the server warming up).
 pub fn catch_up(b: &Bins, members: u64, m: Marks) -> CatchUp {
     let backlog = backlog(b, members);
     let last = backlog.len().saturating_sub(1);
@@ -134,8 +154,8 @@ pub fn catch_up(b: &Bins, members: u64, m: Marks) -> CatchUp {
         bin_of(m.up_ms).min(last),
         bin_of(m.sends_end_ms).min(last),
     );
-    let warm = (1000 / BIN_MS as usize).min(down);
-    let baseline_backlog = backlog[warm..down].iter().copied().max().unwrap_or(0);
+    let warm = (1000 / BIN_MS as usize).min(down / 2);
+    let baseline_backlog = percentile(&backlog[warm..down], 0.9);
     let max_of = |v: &[u64], r: std::ops::RangeInclusive<usize>| {
         let (a, z) = (*r.start(), (*r.end()).min(last));
         if a > z {
@@ -152,8 +172,20 @@ pub fn catch_up(b: &Bins, members: u64, m: Marks) -> CatchUp {
     let catch_up_rate_per_s = level_after_ms
         .filter(|&t| t > 0.0 && backlog_at_up > baseline_backlog)
         .map(|t| caught_up_deliveries as f64 / (t / 1000.0));
+    let mean = |a: usize, z: usize| {
+        let (a, z) = (a.min(last + 1), z.min(last + 1));
+        let n: u64 = b.received[a..z].iter().sum();
+        let sum: u64 = b.sum_latency_us.get(a..z).map_or(0, |v| v.iter().sum());
+        (n > 0).then(|| sum as f64 / n as f64 / 1000.0)
+    };
+    let to_level = level.map_or(last + 1, |i| i + 1);
     CatchUp {
         baseline_backlog,
+        mean_latency_ms: [
+            mean(warm, down),
+            mean(down, to_level),
+            mean(to_level, last + 1),
+        ],
         outage_max_backlog: max_of(&backlog, down..=up),
         outage_max_latency_ms: ms(max_of(&b.max_latency_us, down..=level.unwrap_or(last))),
         backlog_at_up,
@@ -191,6 +223,7 @@ mod tests {
             sent: vec![2, 1, 0],
             received: vec![10, 5, 15],
             max_latency_us: vec![0; 3],
+            sum_latency_us: vec![0; 3],
         };
         assert_eq!(backlog(&b, 10), vec![10, 15, 0]);
     }
@@ -216,14 +249,18 @@ mod tests {
             sent: vec![1; n],
             received: vec![10; n],
             max_latency_us: vec![1_000; n],
+            sum_latency_us: vec![10_000; n],
         };
         for i in 20..26 {
             b.received[i] = 0;
             b.max_latency_us[i] = 0;
+            b.sum_latency_us[i] = 0;
         }
         b.received[26] = 40;
         b.received[27] = 40;
         b.max_latency_us[26] = 600_000;
+        b.sum_latency_us[26] = 40 * 500_000;
+        b.sum_latency_us[27] = 40 * 200_000;
         b
     }
 
@@ -240,6 +277,29 @@ mod tests {
         assert_eq!(c.catch_up_rate_per_s, Some(80.0 / (2.5 * bin / 1000.0)));
         assert_eq!(c.outage_max_latency_ms, 600.0);
         assert_eq!((c.after_max_backlog, c.after_max_latency_ms), (0, 1.0));
+        // 1 ms before and after; during, 80 deliveries at 500 and 200 ms.
+        assert_eq!(c.mean_latency_ms, [Some(1.0), Some(350.0), Some(1.0)]);
+    }
+
+    #[test]
+    fn one_slow_moment_before_does_not_set_the_level() {
+        let mut b = outage_bins();
+        // Bin 12 (of the 10 baseline bins 10..20) delivers nothing, 13
+        // makes up for it: a backlog of 10 in one bin of ten.
+        b.received[12] = 0;
+        b.received[13] = 20;
+        let c = catch_up(&b, 10, marks());
+        assert_eq!(c.baseline_backlog, 0);
+        assert_eq!(c.level_after_ms, Some(2.5 * BIN_MS as f64));
+    }
+
+    #[test]
+    fn percentile_of_bins() {
+        assert_eq!(percentile(&[], 0.9), 0);
+        assert_eq!(percentile(&[5], 0.9), 5);
+        let v: Vec<u64> = (1..=10).rev().collect();
+        assert_eq!(percentile(&v, 0.9), 9);
+        assert_eq!(percentile(&v, 1.0), 10);
     }
 
     #[test]
@@ -267,6 +327,7 @@ mod tests {
             sent: vec![1; 40],
             received: vec![10; 40],
             max_latency_us: vec![1_000; 40],
+            sum_latency_us: vec![10_000; 40],
         };
         let c = catch_up(&b, 10, marks());
         assert_eq!(c.backlog_at_up, 0);

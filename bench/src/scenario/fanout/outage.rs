@@ -113,6 +113,7 @@ pub fn json(m: &Marks, c: &CatchUp, bins: &Bins) -> Value {
     json!({
         "down_ms": m.down_ms, "up_start_ms": m.up_start_ms, "up_ms": m.up_ms,
         "baseline_backlog": c.baseline_backlog,
+        "mean_latency_ms": {"before": c.mean_latency_ms[0], "outage_to_level": c.mean_latency_ms[1], "after": c.mean_latency_ms[2]},
         "outage_max_backlog": c.outage_max_backlog,
         "outage_max_latency_ms": c.outage_max_latency_ms,
         "backlog_at_up": c.backlog_at_up,
@@ -122,7 +123,7 @@ pub fn json(m: &Marks, c: &CatchUp, bins: &Bins) -> Value {
         "after_max_backlog": c.after_max_backlog,
         "after_max_latency_ms": c.after_max_latency_ms,
         "bin_ms": crate::timeline::BIN_MS,
-        "bins": {"sent": bins.sent, "received": bins.received, "max_latency_us": bins.max_latency_us},
+        "bins": {"sent": bins.sent, "received": bins.received, "max_latency_us": bins.max_latency_us, "sum_latency_us": bins.sum_latency_us},
     })
 }
 
@@ -135,13 +136,23 @@ pub fn lines(m: &Marks, c: &CatchUp, members: u64) -> Vec<String> {
             m.up_ms / 1e3
         ),
         format!(
-            "  backlog (deliveries owed, at a {} ms bin's end): before {} at most, during the outage {} at most, {} when answering again; latency up to {:.0} ms until level",
+            "  backlog (deliveries owed, at a {} ms bin's end): before {} (90% of the bins at or under), during the outage {} at most, {} when answering again; latency up to {:.0} ms until level",
             crate::timeline::BIN_MS,
             c.baseline_backlog,
             c.outage_max_backlog,
             c.backlog_at_up,
             c.outage_max_latency_ms
         ),
+        {
+            let f = |m: Option<f64>| m.map_or("-".to_owned(), |m| format!("{m:.1} ms"));
+            let [before, during, after] = c.mean_latency_ms;
+            format!(
+                "  mean latency: before the outage {}, from the down to the level {}, after the level {}",
+                f(before),
+                f(during),
+                f(after)
+            )
+        },
     ];
     out.push(match (c.level_after_ms, c.catch_up_rate_per_s) {
         (None, _) => "  catch-up: the backlog never came back to its level before the sends ended".into(),
