@@ -12,7 +12,9 @@
 # with MYSQL_URL=mysql://user:pass@host:port naming a server where the user
 # may create gatrix_bench_* databases. RATE=<msgs/s> (default 1000) and
 # SETUPS="one-noredis one-redis two three three-p4" choose the runs (a
-# setup written three-p4@5000 runs at 5000 msgs/s, labelled three-p4-r5000):
+# setup written three-p4@5000 runs at 5000 msgs/s, labelled three-p4-r5000;
+# ROUNDS=3 repeats SETUPS three times over, labels ending -1, -2, -3, and
+# ONCE="outage-redis outage-cluster" runs after the rounds, once):
 #   three-p4        three instances, SEQUENCER_PARTITIONS=4 (the writers'
 #                   commits per partition), one Redis
 #   one-p4-noredis, one-p4-redis, one-p4-cluster
@@ -106,6 +108,9 @@ run() { # label n redis(0|1|cluster) [partitions] [fanout|outage|ingest]
              for m in $(masters); do rargs+=(--redis "$m"); done;;
   esac
   for ((i=0;i<n;i++)); do
+    # Instance 0 alone first: it migrates the fresh database (instances
+    # started at once on an empty database can race in the migrations).
+    if [ "$i" = 1 ]; then for _ in $(seq 100); do curl -fs 127.0.0.1:3100/ready >/dev/null && break; sleep 0.2; done; fi
     env RATE_LIMIT_PER_SEC=1000000 RATE_LIMIT_BURST=1000000 WS_MAX_CONNECTIONS=100000 WS_MAX_CONNECTIONS_PER_IP=100000 \
       WS_CONNECTION_RATE_PER_IP=1000000 WS_CONNECTION_BURST_PER_IP=1000000 DATABASE_URL="$db" SEQUENCER_PARTITIONS="$parts" \
       "${renv[@]}" SERVER_ID=bench-$i \
@@ -141,7 +146,7 @@ run() { # label n redis(0|1|cluster) [partitions] [fanout|outage|ingest]
   [ "$redis" = cluster ] && nodes_cpu >> "$OUT/$label.nodes-cpu"
   # The streams' memory after the run: entries and MEMORY USAGE of each
   # partition's log, used_memory of each node holding one.
-  local nodes=(); case $redis in 1) nodes=("$RPORT");; cluster) nodes=("${CPORTS[@]}");; esac
+  local nodes=(); case $redis in 1) nodes=("$RPORT");; cluster) mapfile -t nodes < <(masters | cut -d: -f2);; esac
   for p in "${nodes[@]}"; do
     echo "node $p $(redis-cli -p "$p" info memory | tr -d '\r' | grep -E '^used_memory:')"
     redis-cli -p "$p" --scan --pattern 'gatrix:bus:*:log:*' | while read -r k; do
@@ -164,10 +169,21 @@ OUT=${1:-bench-instances}; mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 
 # A setup may carry its own rate: three-p4@5000 runs three-p4 with RATE=5000
 # and labels it three-p4-r5000.
+# ROUNDS=n runs SETUPS n times over, one after the other (labels get
+# -1, -2, …: compare medians), then ONCE (e.g. the outage rows) once.
 BASE_RATE=${RATE:-1000}
-for spec in ${SETUPS:-one-noredis one-redis two three}; do
+specs=()
+for ((round=1; round<=${ROUNDS:-1}; round++)); do
+  for spec in ${SETUPS:-one-noredis one-redis two three}; do
+    if [ "${ROUNDS:-1}" -gt 1 ]; then specs+=("$spec#$round"); else specs+=("$spec"); fi
+  done
+done
+for spec in ${ONCE:-}; do specs+=("$spec"); done
+for spec in "${specs[@]}"; do
+  N=""; if [[ $spec == *#* ]]; then N=-${spec#*#}; spec=${spec%#*}; fi
   s=${spec%@*}; R=""; RATE=$BASE_RATE
   if [[ $spec == *@* ]]; then RATE=${spec#*@}; R=-r$RATE; fi
+  R=$R$N
   case $s in
   one-noredis) run "one-noredis$R" 1 0;;
   one-redis) start_redis; run "one-redis$R" 1 1; stop_redis;;
@@ -180,8 +196,8 @@ for spec in ${SETUPS:-one-noredis one-redis two three}; do
   three-cluster) start_cluster; run "three-cluster$R" 3 cluster 4; stop_cluster;;
   outage-redis) start_redis; run "outage-redis$R" 3 1 4 outage; stop_redis;;
   outage-cluster) start_cluster; run "outage-cluster$R" 3 cluster 4 outage; stop_cluster;;
-  ingest-three-p4) start_redis; run ingest-three-p4 3 1 4 ingest; stop_redis;;
-  ingest-three-cluster) start_cluster; run ingest-three-cluster 3 cluster 4 ingest; stop_cluster;;
+  ingest-three-p4) start_redis; run "ingest-three-p4$N" 3 1 4 ingest; stop_redis;;
+  ingest-three-cluster) start_cluster; run "ingest-three-cluster$N" 3 cluster 4 ingest; stop_cluster;;
   *) echo "unknown setup $s" >&2;;
   esac
 done
