@@ -29,6 +29,9 @@
 #                   OUTAGE_AT s in (default 15) and started again, empty,
 #                   OUTAGE_SECS (default 30) later: the catch-up
 #                   (fanout --outage-down/--outage-up)
+#   outage-redis-hang
+#                   as outage-redis, but Redis is stopped (SIGSTOP) and
+#                   continued (SIGCONT): hung, its connections open
 #   ingest-three-p4, ingest-three-cluster
 #                   three instances, 4 partitions, acked sends as fast as
 #                   they go (ingest -n 24 -w 64): the writers' commits per
@@ -120,11 +123,15 @@ run() { # label n redis(0|1|cluster) [partitions] [fanout|outage|ingest]
   done
   for ((i=0;i<n;i++)); do for _ in $(seq 100); do curl -fs 127.0.0.1:310$i/ready >/dev/null && break; sleep 0.2; done; done
   local pidlist; pidlist=$(IFS=,; echo "${pids[*]}")
-  if [ "$kind" = outage ]; then
+  if [ "$kind" = outage ] || [ "$kind" = hang ]; then
     # Redis's counters restart with it: no --redis; the catch-up instead.
     rargs=()
     local down up
-    if [ "$redis" = cluster ]; then
+    if [ "$kind" = hang ]; then
+      # Redis hung (SIGSTOP), not gone: its connections stay open.
+      local rpid; rpid=$(redis-cli -p $RPORT info server | tr -d '\r' | sed -n 's/^process_id://p')
+      down="kill -STOP $rpid"; up="kill -CONT $rpid"
+    elif [ "$redis" = cluster ]; then
       down="$SELF --cluster-down"
       up="$SELF --cluster-up $CDIR"
     else
@@ -196,6 +203,7 @@ for spec in "${specs[@]}"; do
   three-cluster) start_cluster; run "three-cluster$R" 3 cluster 4; stop_cluster;;
   outage-redis) start_redis; run "outage-redis$R" 3 1 4 outage; stop_redis;;
   outage-cluster) start_cluster; run "outage-cluster$R" 3 cluster 4 outage; stop_cluster;;
+  outage-redis-hang) start_redis; run "outage-redis-hang$R" 3 1 4 hang; redis-cli -p $RPORT info server >/dev/null; stop_redis;;
   ingest-three-p4) start_redis; run "ingest-three-p4$N" 3 1 4 ingest; stop_redis;;
   ingest-three-cluster) start_cluster; run "ingest-three-cluster$N" 3 cluster 4 ingest; stop_cluster;;
   *) echo "unknown setup $s" >&2;;
