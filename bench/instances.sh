@@ -14,7 +14,8 @@
 # SETUPS="one-noredis one-redis two three three-p4" choose the runs (a
 # setup written three-p4@5000 runs at 5000 msgs/s, labelled three-p4-r5000;
 # ROUNDS=3 repeats SETUPS three times over, labels ending -1, -2, -3, and
-# ONCE="outage-redis outage-cluster" runs after the rounds, once):
+# ONCE="outage-redis outage-cluster" runs after the rounds, once; SETUPS=
+# empty runs ONCE alone):
 #   three-p4        three instances, SEQUENCER_PARTITIONS=4 (the writers'
 #                   commits per partition), one Redis
 #   one-p4-noredis, one-p4-redis, one-p4-cluster
@@ -181,7 +182,7 @@ OUT=${1:-bench-instances}; mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 BASE_RATE=${RATE:-1000}
 specs=()
 for ((round=1; round<=${ROUNDS:-1}; round++)); do
-  for spec in ${SETUPS:-one-noredis one-redis two three}; do
+  for spec in ${SETUPS-one-noredis one-redis two three}; do
     if [ "${ROUNDS:-1}" -gt 1 ]; then specs+=("$spec#$round"); else specs+=("$spec"); fi
   done
 done
