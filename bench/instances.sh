@@ -39,7 +39,9 @@
 #                   partition and messages per commit at saturation
 # Before each row the load average (uptime) goes to OUTDIR/<row>.load and
 # the output; with the cluster, every node's CPU (INFO cpu, replicas too)
-# before and after to OUTDIR/<row>.nodes-cpu.
+# before and after to OUTDIR/<row>.nodes-cpu. After each row: the streams'
+# entries and bytes (<row>.streams) and each instance's chat_bus_*,
+# chat_cluster_* and chat_redis_* series (<row>-metrics-<i>.txt).
 set -u
 SELF=$(realpath "$0")
 cd "$(dirname "$SELF")/.." || exit
@@ -204,7 +206,7 @@ for spec in "${specs[@]}"; do
   three-cluster) start_cluster; run "three-cluster$R" 3 cluster 4; stop_cluster;;
   outage-redis) start_redis; run "outage-redis$R" 3 1 4 outage; stop_redis;;
   outage-cluster) start_cluster; run "outage-cluster$R" 3 cluster 4 outage; stop_cluster;;
-  outage-redis-hang) start_redis; run "outage-redis-hang$R" 3 1 4 hang; redis-cli -p $RPORT info server >/dev/null; stop_redis;;
+  outage-redis-hang) start_redis; run "outage-redis-hang$R" 3 1 4 hang; stop_redis;;
   ingest-three-p4) start_redis; run "ingest-three-p4$N" 3 1 4 ingest; stop_redis;;
   ingest-three-cluster) start_cluster; run "ingest-three-cluster$N" 3 cluster 4 ingest; stop_cluster;;
   *) echo "unknown setup $s" >&2;;
