@@ -9,6 +9,7 @@ mod runner;
 mod scenario;
 mod server_side;
 mod svg;
+mod timeline;
 mod timer;
 mod track;
 

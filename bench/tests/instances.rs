@@ -275,6 +275,60 @@ fn fanout_over_two_instances_splits_same_and_cross_instance() {
     assert!(svg.contains(&format!("cross instance ({cross} samples)")));
 }
 
+/// `--outage-*`: the server stopped (SIGSTOP) for 2 s mid-run owes every
+/// delivery of those 2 s when it continues; the bench times the outage,
+/// sees the backlog and when it is level again, and nothing is lost.
+#[test]
+fn fanout_outage_reports_the_backlog_and_the_catch_up() {
+    let s = Server::start();
+    let pid = s.child.id();
+    let addr = s.addr();
+    let (out, doc) = bench(
+        &[
+            words(&format!(
+                "--server {addr} fanout -c 2 -m 5 -s 2 -r 100 -d 6 --drain 3 \
+                 --outage-at 2 --outage-secs 2"
+            )),
+            vec![
+                "--outage-down".into(),
+                format!("kill -STOP {pid}"),
+                "--outage-up".into(),
+                format!("kill -CONT {pid}"),
+            ],
+        ]
+        .concat(),
+        s.dir.path(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for k in ["lost", "duplicated", "out_of_order", "failed_connections"] {
+        assert_eq!(u(&doc[k]), 0, "{k}: {doc}");
+    }
+    let o = &doc["outage"];
+    let ms = |k: &str| o[k].as_f64().unwrap_or_else(|| panic!("{k}: {o}"));
+    // The marks follow the options (the commands return at once; margins
+    // for a loaded machine).
+    assert!((1900.0..3000.0).contains(&ms("down_ms")), "{o}");
+    assert!(ms("up_start_ms") >= ms("down_ms") + 1900.0, "{o}");
+    assert!(ms("up_ms") >= ms("up_start_ms"), "{o}");
+    // A stopped server delivers nothing: at the up, the deliveries of
+    // most of the 2 s are owed (100 msgs/s x 5 members), far above the
+    // level before.
+    let (base, at_up) = (u(&o["baseline_backlog"]), u(&o["backlog_at_up"]));
+    assert!(at_up > base && at_up >= 500, "{o}");
+    assert!(o["level_after_ms"].is_f64(), "never level: {o}");
+    assert!(u(&o["caught_up_deliveries"]) > 0, "{o}");
+    assert!(ms("catch_up_rate_per_s") > 0.0, "{o}");
+    assert!(ms("outage_max_latency_ms") >= 1000.0, "{o}");
+    let bins = o["bins"]["received"].as_array().expect("bins");
+    let received: u64 = bins.iter().map(u).sum();
+    assert_eq!(
+        received,
+        u(&doc["delivered"]),
+        "every delivery in a bin: {o}"
+    );
+    assert!(text.contains("catch-up: level "), "{text}");
+}
+
 #[test]
 fn ingest_spreads_connections_and_reads_the_writer() {
     let s = Server::start();

@@ -8,6 +8,7 @@
 //! each content names its sender's instance, so a receiver counts each
 //! delivery as same-instance or cross-instance.
 
+pub mod outage;
 mod summary;
 
 use super::{channels, check_nofile, start_progress, wait_ready};
@@ -17,6 +18,7 @@ use crate::proto;
 use crate::report::write_outputs_with;
 use crate::runner::{self, Counters, Hists, Kind, record};
 use crate::server_side::{Probe, ServerArgs, proc_cpu_secs};
+use crate::timeline::Timeline;
 use crate::track::SeqTracker;
 use anyhow::Result;
 use clap::Args;
@@ -51,6 +53,8 @@ pub struct FanoutArgs {
     pub drain: f64,
     #[command(flatten)]
     pub server_side: ServerArgs,
+    #[command(flatten)]
+    pub outage: outage::OutageArgs,
 }
 
 /// The instance (index into `--server`) of sender `i`.
@@ -74,6 +78,8 @@ struct Shared {
     /// Highest acked seq per channel.
     final_seq: Vec<AtomicU64>,
     gate: Semaphore,
+    /// Sends and deliveries over time: with an outage only.
+    timeline: Option<Timeline>,
 }
 
 pub fn run(common: &Common, a: &FanoutArgs, nofile: u64) -> Result<()> {
@@ -96,6 +102,7 @@ pub fn measure(
     nofile: u64,
     quiet: bool,
 ) -> Result<(serde_json::Value, Hists)> {
+    a.outage.check(a.duration)?;
     let targets = common.targets()?;
     let receivers = a.channels * a.members;
     let total = receivers + a.senders;
@@ -110,6 +117,10 @@ pub fn measure(
         final_seq: ids.iter().map(|_| AtomicU64::new(0)).collect(),
         ids,
         gate: Semaphore::new(common.connect_concurrency.max(1)),
+        timeline: a
+            .outage
+            .enabled()
+            .then(|| Timeline::new(0.2 + a.duration + a.drain)),
     });
     let (done, prog) = start_progress(&c);
     let s2 = sh.clone();
@@ -134,7 +145,11 @@ pub fn measure(
     let own0 = proc_cpu_secs(std::process::id());
     let wire0 = WIRE_BYTES.load(Relaxed);
     c.start_ns.store(start, Relaxed);
+    let outage = outage::spawn(&a.outage, start);
     std::thread::sleep(Duration::from_secs_f64(0.2 + a.duration + a.drain));
+    // The up command may still be waiting for Redis: the catch-up needs
+    // its time.
+    let outage_times = outage.and_then(|h| h.join().ok());
     let own1 = proc_cpu_secs(std::process::id());
     let wire = WIRE_BYTES.load(Relaxed) - wire0;
     let ended = probe.finish();
@@ -147,6 +162,11 @@ pub fn measure(
         Counters::get(&c.acked),
         Some(Counters::get(&c.delivered)),
     );
+    let outage = outage_times.zip(sh.timeline.as_ref()).map(|(t, tl)| {
+        let bins = tl.bins();
+        let (marks, catch_up) = outage::report(t, start, a.duration, &bins, a.members as u64);
+        (marks, catch_up, bins)
+    });
     let run = summary::Run {
         common,
         a,
@@ -155,6 +175,7 @@ pub fn measure(
         bench_cpu: own0.zip(own1).map(|(a, b)| b - a),
         wire,
         server,
+        outage,
     };
     let doc = run.json();
     if !quiet {
@@ -213,6 +234,9 @@ async fn sender(sh: &Shared, i: usize) -> Result<()> {
                     let content = proto::make_content(sched, instance, sh.a.size);
                     conn.send(proto::send_frame(id, &sh.ids[ch], &content)).await?;
                     pending.insert(id, sched);
+                    if let Some(t) = &sh.timeline {
+                        t.record_sent(start, sched);
+                    }
                     Counters::add(&sh.c.sent, 1);
                     k += 1;
                     sched = start + (interval * (k as f64 + i as f64 / sh.a.senders as f64)) as u64;
@@ -243,7 +267,11 @@ async fn receiver(sh: &Shared, r: usize) -> Result<()> {
                 let f = f?;
                 if let Some((seq, content)) = proto::parse_message(f) {
                     if let Some((at, from)) = proto::content_meta(content) {
-                        let us = now_ns().saturating_sub(at) / 1000;
+                        let now = now_ns();
+                        let us = now.saturating_sub(at) / 1000;
+                        if let Some(t) = &sh.timeline {
+                            t.record_received(sh.c.start_ns.load(Relaxed), at, now);
+                        }
                         record(Kind::Main, us);
                         if split {
                             record(if from == instance { Kind::Same } else { Kind::Cross }, us);

@@ -5,6 +5,7 @@ use crate::Common;
 use crate::report::{latency_json, latency_line, latency_text};
 use crate::runner::{Counters, Hists};
 use crate::server_side::Report;
+use crate::timeline::{Bins, CatchUp, Marks};
 use serde_json::{Value, json};
 use std::sync::atomic::AtomicU64;
 
@@ -20,6 +21,8 @@ pub struct Run<'a> {
     pub bench_cpu: Option<f64>,
     pub wire: u64,
     pub server: Report,
+    /// With `--outage-*`: its marks, the catch-up and the timeline.
+    pub outage: Option<(Marks, CatchUp, Bins)>,
 }
 
 impl Run<'_> {
@@ -77,6 +80,9 @@ impl Run<'_> {
             m.insert("instances".into(), json!(placement));
             m.insert("latency_same_instance".into(), latency_json(same));
             m.insert("latency_cross_instance".into(), latency_json(cross));
+        }
+        if let Some((marks, c, bins)) = &self.outage {
+            m.insert("outage".into(), super::outage::json(marks, c, bins));
         }
         m.extend(self.server.json.clone());
         doc
@@ -150,6 +156,11 @@ impl Run<'_> {
         }
         for line in &self.server.lines {
             println!("{line}");
+        }
+        if let Some((marks, c, _)) = &self.outage {
+            for line in super::outage::lines(marks, c, a.members as u64) {
+                println!("{line}");
+            }
         }
         if delivered > 0 {
             println!(
