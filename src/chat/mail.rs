@@ -129,6 +129,8 @@ pub(crate) enum ToChannelOwner {
         channel: Arc<str>,
         user: Arc<str>,
         typing: bool,
+        /// In the thread of this message.
+        thread: Option<u64>,
         reply: ReplyTo,
     },
     /// A frame for every subscriber of a channel (presence, edits).

@@ -158,12 +158,15 @@ pub(crate) fn translate<'a>(frame: &'a str, nums: &Nums, dir: &Directory) -> Cow
                 .get("isTyping")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
-            let event = if typing {
-                "user_typing"
-            } else {
-                "user_stop_typing"
+            // Typing in a thread has events of its own.
+            let thread = id_of(body.get("threadId"));
+            let event = match (typing, thread.is_null()) {
+                (true, true) => "user_typing",
+                (false, true) => "user_stop_typing",
+                (true, false) => "user_typing_thread",
+                (false, false) => "user_stop_typing_thread",
             };
-            let b = json!({"userId": user(), "channelId": channel(), "threadId": Value::Null,
+            let b = json!({"userId": user(), "channelId": channel(), "threadId": thread,
                            "timestamp": now_ms()});
             event_frame(event, &b.to_string())
         }
@@ -306,6 +309,19 @@ mod tests {
             r#"42["typing",{"channelId":"3q2-7wX0v9LmQk8aZp1b2w","isTyping":true,"userId":"u"}]"#;
         let (_, b) = body(&translate(typing, &nums, &Directory::new(0)));
         assert_eq!(b["channelId"], 12);
+        let thread = r#"42["typing",{"channelId":"3q2-7wX0v9LmQk8aZp1b2w","isTyping":true,"userId":"u","threadId":"299067162755136"}]"#;
+        let (name, b) = body(&translate(thread, &nums, &Directory::new(0)));
+        assert_eq!(name, "user_typing_thread");
+        assert_eq!(
+            (&b["channelId"], &b["threadId"]),
+            (&Value::from(12), &Value::from(299_067_162_755_136u64))
+        );
+        let (name, _) = body(&translate(
+            &thread.replace("true", "false"),
+            &nums,
+            &Directory::new(0),
+        ));
+        assert_eq!(name, "user_stop_typing_thread");
         let unknown = r#"42["typing",{"channelId":"other","isTyping":true,"userId":"u"}]"#;
         let (_, b) = body(&translate(unknown, &nums, &Directory::new(0)));
         assert_eq!(b["channelId"], "other");
