@@ -63,6 +63,19 @@ pub fn migrate(opts: &Opts) -> anyhow::Result<usize> {
             "missing"
         }
     );
+    // Schema 7's later statements add columns: all four must be there.
+    let v7_columns: Option<u64> = conn.query_first(
+        "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()
+         AND ((TABLE_NAME = 'channels' AND COLUMN_NAME IN ('settings', 'max_members'))
+           OR (TABLE_NAME = 'messages' AND COLUMN_NAME IN ('pinned_at', 'pinned_by')))",
+    )?;
+    anyhow::ensure!(
+        v7_columns == Some(4),
+        "the schema is incomplete after the migrations: {} of schema 7's columns \
+         (channels.settings, channels.max_members, messages.pinned_at, messages.pinned_by) \
+         found: a statement of migrations/mysql failed; see the database's error log",
+        v7_columns.unwrap_or(0)
+    );
     let flush: Option<u64> = conn.query_first("SELECT @@innodb_flush_log_at_trx_commit")?;
     if flush.is_some_and(|f| f != 1) {
         tracing::warn!(

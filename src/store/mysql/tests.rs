@@ -261,7 +261,7 @@ fn schemas_2_and_3_counters_and_ids_follow_a_schema_1_database() {
         )
         .unwrap();
     }
-    assert_eq!(migrate(&opts).unwrap(), 4, "V2, V3, V5 and V6 applied");
+    assert_eq!(migrate(&opts).unwrap(), 5, "V2, V3, V5, V6 and V7 applied");
 
     let last: Vec<(String, u64)> = c
         .query("SELECT id, last_seq FROM channels ORDER BY id")
@@ -396,4 +396,71 @@ fn schema_5_numbers_existing_channels() {
         .exec_first("SELECT num FROM channels WHERE id = 'c-new'", ())
         .unwrap();
     assert!(new.is_some_and(|n| n > nums[2]), "{new:?} after {nums:?}");
+}
+
+/// Schema 7: a member may be an admin (the CHECK replaced, not dropped), a
+/// channel has settings and a member limit, a message its pin; the rows
+/// of schema 6 stay as they were.
+#[test]
+#[ignore = "needs MariaDB: run scripts/test"]
+fn schema_7_admits_admins_and_keeps_the_members() {
+    let opts = scratch_empty();
+    migrate::migrate_to(&opts, 6).unwrap();
+    let mut c = Conn::new(opts.clone()).unwrap();
+    c.exec_drop(
+        "INSERT INTO channels (id, name, type, owner_id, created_at, updated_at)
+         VALUES ('c', 'n', 'public', 'o', 't', 't')",
+        (),
+    )
+    .unwrap();
+    c.exec_drop(
+        "INSERT INTO channel_members (channel_id, user_id, role, joined_at, last_read_seq,
+                                      last_read_at, last_read_message_id)
+         VALUES ('c', 'o', 'owner', 't1', 4, 'r1', 77), ('c', 'm', 'member', 't2', 0, NULL, NULL)",
+        (),
+    )
+    .unwrap();
+    let admin = "INSERT INTO channel_members (channel_id, user_id, role, joined_at)
+                 VALUES ('c', 'a', 'admin', 't3')";
+    assert!(
+        c.exec_drop(admin, ()).is_err(),
+        "schema 6 admitted an admin"
+    );
+    assert_eq!(migrate(&opts).unwrap(), 1, "V7 applied");
+    c.exec_drop(admin, ()).unwrap();
+    let bad = "INSERT INTO channel_members (channel_id, user_id, role, joined_at)
+               VALUES ('c', 'x', 'moderator', 't4')";
+    assert!(
+        c.exec_drop(bad, ()).is_err(),
+        "an unknown role was admitted"
+    );
+    type Member = (String, String, String, u64, Option<String>, Option<u64>);
+    let rows: Vec<Member> = c
+        .query(
+            "SELECT user_id, role, joined_at, last_read_seq, last_read_at, last_read_message_id
+             FROM channel_members ORDER BY user_id",
+        )
+        .unwrap();
+    let s = |v: &str| v.to_owned();
+    assert_eq!(
+        rows,
+        [
+            (s("a"), s("admin"), s("t3"), 0, None, None),
+            (s("m"), s("member"), s("t2"), 0, None, None),
+            (s("o"), s("owner"), s("t1"), 4, Some(s("r1")), Some(77)),
+        ]
+    );
+    c.exec_drop(
+        "UPDATE channels SET settings = '{\"a\":1}', max_members = 5 WHERE id = 'c'",
+        (),
+    )
+    .unwrap();
+    let ch: Option<(Option<String>, Option<u32>)> = c
+        .query_first("SELECT settings, max_members FROM channels WHERE id = 'c'")
+        .unwrap();
+    assert_eq!(ch, Some((Some(s("{\"a\":1}")), Some(5))));
+    let pins: Option<(Option<String>, Option<String>)> = c
+        .query_first("SELECT pinned_at, pinned_by FROM messages LIMIT 1")
+        .unwrap();
+    assert_eq!(pins, None, "no messages, but the columns exist");
 }

@@ -41,7 +41,7 @@ fn schema_4_renumbers_stored_ids_and_their_replies() {
         )
         .unwrap();
     }
-    assert_eq!(migrate(dir.path()).unwrap(), 3, "V4, V5 and V6 applied");
+    assert_eq!(migrate(dir.path()).unwrap(), 4, "V4, V5, V6 and V7 applied");
     let got: Vec<(i64, i64, Option<String>)> = conn
         .prepare("SELECT pos, id, reply_to FROM messages ORDER BY pos")
         .unwrap()
@@ -103,7 +103,7 @@ fn schema_5_numbers_existing_channels() {
         )
         .unwrap();
     }
-    assert_eq!(migrate(dir.path()).unwrap(), 2, "V5 and V6 applied");
+    assert_eq!(migrate(dir.path()).unwrap(), 3, "V5, V6 and V7 applied");
     let mut store = SqliteStore::open(dir.path()).unwrap();
     let mut nums: Vec<u64> = ["c-a", "c-b", "c-c"]
         .iter()
@@ -130,4 +130,87 @@ fn schema_5_numbers_existing_channels() {
         store.channel_id_by_num(num).unwrap().as_deref(),
         Some("c-new")
     );
+}
+
+/// Schema 7 rebuilds channel_members to admit admins: every row and column
+/// of schema 6 stays, the index on user_id is back, the foreign key still
+/// holds, and an unknown role is still refused.
+#[test]
+fn schema_7_admits_admins_and_keeps_the_members() {
+    let dir = tempfile::tempdir().unwrap();
+    migrate_to(dir.path(), 6).unwrap();
+    let conn = open_connection(&db_path(dir.path())).unwrap();
+    conn.execute_batch(
+        "INSERT INTO channels (id, name, type, owner_id, created_at, updated_at)
+         VALUES ('c', 'n', 'public', 'o', 't', 't');
+         INSERT INTO channel_members (channel_id, user_id, role, joined_at, last_read_seq,
+                                      last_read_at, last_read_message_id)
+         VALUES ('c', 'o', 'owner', 't1', 4, 'r1', 77), ('c', 'm', 'member', 't2', 0, NULL, NULL);",
+    )
+    .unwrap();
+    let admin = "INSERT INTO channel_members (channel_id, user_id, role, joined_at)
+                 VALUES ('c', 'a', 'admin', 't3')";
+    assert!(
+        conn.execute(admin, []).is_err(),
+        "schema 6 admitted an admin"
+    );
+    assert_eq!(migrate(dir.path()).unwrap(), 1, "V7 applied");
+    conn.execute(admin, []).unwrap();
+    for bad in [
+        "INSERT INTO channel_members (channel_id, user_id, role, joined_at)
+         VALUES ('c', 'x', 'moderator', 't4')",
+        "INSERT INTO channel_members (channel_id, user_id, joined_at) VALUES ('nope', 'x', 't4')",
+    ] {
+        assert!(conn.execute(bad, []).is_err(), "admitted: {bad}");
+    }
+    type Member = (String, String, String, i64, Option<String>, Option<i64>);
+    let rows: Vec<Member> = conn
+        .prepare(
+            "SELECT user_id, role, joined_at, last_read_seq, last_read_at, last_read_message_id
+             FROM channel_members ORDER BY user_id",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let s = |v: &str| v.to_owned();
+    assert_eq!(
+        rows,
+        [
+            (s("a"), s("admin"), s("t3"), 0, None, None),
+            (s("m"), s("member"), s("t2"), 0, None, None),
+            (s("o"), s("owner"), s("t1"), 4, Some(s("r1")), Some(77)),
+        ]
+    );
+    let index: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index'
+             AND name = 'channel_members_by_user' AND tbl_name = 'channel_members'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(index, 1);
+    conn.execute(
+        "UPDATE channels SET settings = '{\"a\":1}', max_members = 5 WHERE id = 'c'",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO messages (id, channel_id, seq, user_id, content, type, created_at,
+                               pinned_at, pinned_by)
+         VALUES (1, 'c', 1, 'o', 'x', 'text', 't', 'p', 'a')",
+        [],
+    )
+    .unwrap();
 }
