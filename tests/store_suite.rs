@@ -216,6 +216,7 @@ suite!(
     users_upsert_keep_created_and_status,
     users_page_search_and_delete,
     read_marks_move_forward_per_member,
+    threads_count_replies_list_them_and_refuse_others,
 );
 
 /// Checks only MySQL runs: several writers on one database.
@@ -319,6 +320,7 @@ fn message(
         created_at: at.into(),
         edited_at: None,
         deleted_at: None,
+        thread: Default::default(),
     }
 }
 
@@ -380,6 +382,8 @@ mod partitions;
 mod reads;
 #[path = "store_suite/text.rs"]
 mod text;
+#[path = "store_suite/threads.rs"]
+mod threads;
 #[path = "store_suite/users.rs"]
 mod users;
 #[path = "store_suite/writer.rs"]
@@ -390,5 +394,6 @@ use messages::*;
 use partitions::*;
 use reads::*;
 use text::*;
+use threads::*;
 use users::*;
 use writer::*;

@@ -402,6 +402,11 @@ impl ChannelOwner {
             created_at: message::now(),
             edited_at: None,
             deleted_at: None,
+            // Checked and counted by the commit (`store::append`).
+            thread: crate::store::Thread {
+                parent: m.thread_id,
+                ..Default::default()
+            },
         });
         if let Err((requester, _)) = self.hub.store.append(record, (requester, received)) {
             let e = ChatError::new(

@@ -2,10 +2,10 @@
 //! and the shapes of the batched statements (multi-row INSERT, lookup by
 //! many client message ids).
 
-use mysql::FromRowError;
-use mysql::prelude::{FromRow, Queryable};
+use mysql::prelude::{FromRow, FromValue, Queryable};
+use mysql::{FromRowError, Row};
 
-use crate::store::{ChannelRecord, ChannelType, MessageRecord};
+use crate::store::{ChannelRecord, ChannelType, MessageRecord, Thread};
 
 /// Most rows in one INSERT statement; a larger batch is sent as several
 /// statements in the same transaction.
@@ -17,40 +17,44 @@ pub const MAX_LOOKUP_KEYS: usize = 64;
 pub(super) const MAX_INSERT_BYTES: usize = 4 << 20;
 
 /// The columns of a message, in [`MessageRow`] order.
-pub(super) const MESSAGE_COLUMNS: &str = "pos, id, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at, edited_at, deleted_at";
-pub(super) type MessageRow = (
-    u64,
-    u64,
-    String,
-    u64,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    Option<String>,
-    Option<String>,
-);
+pub(super) const MESSAGE_COLUMNS: &str = "pos, id, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at, edited_at, deleted_at, thread_id, thread_count, last_thread_at";
+
+/// A row of [`MESSAGE_COLUMNS`] (more columns than the driver's tuples
+/// convert).
+pub(super) struct MessageRow(MessageRecord);
+
+impl FromRow for MessageRow {
+    fn from_row_opt(mut row: Row) -> Result<Self, FromRowError> {
+        fn take<T: FromValue>(row: &mut Row, i: usize) -> Option<T> {
+            row.take_opt::<T, usize>(i)?.ok()
+        }
+        let m = (|| {
+            Some(MessageRecord {
+                pos: take(&mut row, 0)?,
+                id: take(&mut row, 1)?,
+                channel_id: take(&mut row, 2)?,
+                seq: take(&mut row, 3)?,
+                user_id: take(&mut row, 4)?,
+                content: take(&mut row, 5)?,
+                kind: take(&mut row, 6)?,
+                client_message_id: take(&mut row, 7)?,
+                reply_to: take(&mut row, 8)?,
+                created_at: take(&mut row, 9)?,
+                edited_at: take(&mut row, 10)?,
+                deleted_at: take(&mut row, 11)?,
+                thread: Thread {
+                    parent: take(&mut row, 12)?,
+                    count: take(&mut row, 13)?,
+                    last_at: take(&mut row, 14)?,
+                },
+            })
+        })();
+        m.map(MessageRow).ok_or(FromRowError(row))
+    }
+}
 
 pub(super) fn to_message(r: MessageRow) -> MessageRecord {
-    let (pos, id, channel_id, seq, user_id, content, kind, client_message_id, reply_to) =
-        (r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8);
-    let (created_at, edited_at, deleted_at) = (r.9, r.10, r.11);
-    MessageRecord {
-        id,
-        pos,
-        channel_id,
-        seq,
-        user_id,
-        content,
-        kind,
-        client_message_id,
-        reply_to,
-        created_at,
-        edited_at,
-        deleted_at,
-    }
+    r.0
 }
 
 /// The columns of a channel, in [`ChannelRow`] order.
@@ -99,13 +103,13 @@ pub(super) fn first<T: FromRow>(
 /// prepared statement per row count, cached on the connection.
 pub(super) fn insert_sql(rows: usize) -> String {
     let mut sql = String::from(
-        "INSERT INTO messages (id, partition_id, pos, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at) VALUES ",
+        "INSERT INTO messages (id, partition_id, pos, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at, thread_id, thread_count, last_thread_at) VALUES ",
     );
     for i in 0..rows {
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     }
     sql
 }
