@@ -67,7 +67,7 @@ pub(super) fn append(
     let parents = append::parents(&out.rows);
     let mut heads = HashMap::new();
     if !parents.is_empty() {
-        heads = lock_heads(&mut tx, &parents)?;
+        heads = lock_heads(&mut tx, &parents, &append::channels(&out.rows))?;
         append::thread_replies(&mut out, &mut heads);
     }
     if out.rows.is_empty() {
@@ -84,22 +84,46 @@ pub(super) fn append(
     Ok(out)
 }
 
-/// Step 1b: the thread heads `ids` replied to (ascending), the rows that
-/// exist locked until commit, as the commit counts replies into them. A
-/// plain read finds which exist first, so that the locking read names
-/// only those: a locking read of a missing id would lock the gap where
-/// new messages go, which two writers replying to missing ids at once
-/// would then both wait on. Heads and their replies are in one channel,
+/// Step 1b: the thread heads `ids` replied to (ascending), those in the
+/// batch's `channels` locked until commit, as the commit counts replies
+/// into them. A plain read finds which exist and where first, so that the
+/// locking read names only those: a locking read of a missing id would
+/// lock the gap where new messages go, which two writers replying to
+/// missing ids at once would then both wait on; a head of another channel
+/// is refused without its row. A head and its replies are in one channel,
 /// so one sequencing partition, whose lock (step 1) every writer holds
 /// first: no two writers wait for each other here.
-fn lock_heads(tx: &mut impl Queryable, ids: &[u64]) -> mysql::Result<HashMap<u64, Head>> {
+fn lock_heads(
+    tx: &mut impl Queryable,
+    ids: &[u64],
+    channels: &[&str],
+) -> mysql::Result<HashMap<u64, Head>> {
     let marks = |n: usize| vec!["?"; n].join(", ");
     let params = |ids: &[u64]| -> Vec<Value> { ids.iter().map(|id| (*id).into()).collect() };
-    let sql = format!("SELECT id FROM messages WHERE id IN ({})", marks(ids.len()));
-    let mut found: Vec<u64> = all(tx.exec_opt::<u64, _, _>(sql, params(ids))?)?;
+    let sql = format!(
+        "SELECT id, channel_id FROM messages WHERE id IN ({})",
+        marks(ids.len())
+    );
+    let mut heads = HashMap::new();
+    let mut found = Vec::new();
+    for (id, channel_id) in all(tx.exec_opt::<(u64, String), _, _>(sql, params(ids))?)? {
+        if channels.contains(&channel_id.as_str()) {
+            found.push(id);
+        } else {
+            // Refused for its channel: nothing else of it is read.
+            let head = Head {
+                channel_id,
+                reply: false,
+                deleted: false,
+                thread: Thread::default(),
+                counted: false,
+            };
+            heads.insert(id, head);
+        }
+    }
     found.sort_unstable();
     if found.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(heads);
     }
     let sql = format!(
         "SELECT id, channel_id, thread_id IS NOT NULL, deleted_at IS NOT NULL, thread_count, last_thread_at
@@ -108,24 +132,25 @@ fn lock_heads(tx: &mut impl Queryable, ids: &[u64]) -> mysql::Result<HashMap<u64
     );
     type HeadRow = (u64, String, bool, bool, u64, Option<String>);
     let rows = all(tx.exec_opt::<HeadRow, _, _>(sql, params(&found))?)?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, channel_id, reply, deleted, count, last_at)| {
-            let thread = Thread {
-                parent: None,
-                count,
-                last_at,
-            };
-            let head = Head {
-                channel_id,
-                reply,
-                deleted,
-                thread,
-                counted: false,
-            };
-            (id, head)
-        })
-        .collect())
+    heads.extend(
+        rows.into_iter()
+            .map(|(id, channel_id, reply, deleted, count, last_at)| {
+                let thread = Thread {
+                    parent: None,
+                    count,
+                    last_at,
+                };
+                let head = Head {
+                    channel_id,
+                    reply,
+                    deleted,
+                    thread,
+                    counted: false,
+                };
+                (id, head)
+            }),
+    );
+    Ok(heads)
 }
 
 /// Writes the new count and latest reply time of each head a reply was
