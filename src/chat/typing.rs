@@ -147,3 +147,51 @@ impl ChannelOwner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_user_types_in_the_channel_and_in_each_thread_apart() {
+        let mut t = Typists::default();
+        let now = Instant::now();
+        let ann: Arc<str> = "ann".into();
+        assert!(t.start((ann.clone(), None), 1, now + Duration::from_secs(1)));
+        assert!(t.start((ann.clone(), Some(7)), 1, now + Duration::from_secs(3)));
+        assert!(t.start((ann.clone(), Some(8)), 2, now + Duration::from_secs(3)));
+        // A repeat in the same place is no change.
+        assert!(!t.start((ann.clone(), Some(7)), 1, now + Duration::from_secs(3)));
+        assert!(t.start(("bob".into(), Some(7)), 3, now + Duration::from_secs(1)));
+        // Stopping in one thread leaves the others.
+        assert_eq!(t.stop(&(ann.clone(), Some(8))), Some(2));
+        assert_eq!(t.stop(&(ann.clone(), Some(8))), None);
+        // Expiry takes each place on its own time.
+        let mut gone = t.expire(now + Duration::from_secs(2));
+        gone.sort();
+        assert_eq!(
+            gone,
+            [((ann.clone(), None), 1), (("bob".into(), Some(7)), 3)]
+        );
+        // The last leave stops the user everywhere.
+        assert!(t.start((ann.clone(), None), 4, now + Duration::from_secs(9)));
+        let mut all = t.stop_all("ann");
+        all.sort();
+        assert_eq!(all, [(None, 4), (Some(7), 1)]);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn thread_typing_frames_carry_the_thread_as_a_string() {
+        assert_eq!(
+            typing_frame("c", "u", true, Some(299_067_162_755_136)),
+            r#"42["typing",{"channelId":"c","isTyping":true,"threadId":"299067162755136","userId":"u"}]"#
+        );
+        assert_eq!(
+            typing_frame("c", "u", false, None),
+            r#"42["typing",{"channelId":"c","isTyping":false,"userId":"u"}]"#
+        );
+    }
+}
