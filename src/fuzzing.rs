@@ -292,15 +292,22 @@ pub fn command(event: &str, args_json: &[u8], max_content: usize) {
         other => vec![other],
     };
     let id_ok = |s: &str| !s.is_empty() && s.len() <= MAX_ID_LEN;
+    let thread_ok = |t: Option<u64>| t.is_none_or(|t| (1..=commands::MAX_MESSAGE_ID).contains(&t));
     match commands::parse(event, &args, max_content) {
-        Ok(Command::Join { channel } | Command::Leave { channel })
-        | Ok(Command::Typing { channel, .. }) => assert!(id_ok(&channel)),
+        Ok(Command::Join { channel } | Command::Leave { channel }) => assert!(id_ok(&channel)),
+        Ok(Command::Typing {
+            channel, thread, ..
+        }) => {
+            assert!(id_ok(&channel));
+            assert!(thread_ok(thread), "thread {thread:?}");
+        }
         Ok(Command::Send(m)) => {
             assert!(id_ok(&m.channel));
             assert!(m.content.len() <= max_content && !m.content.trim().is_empty());
             assert!(!m.kind.is_empty() && m.kind.len() <= MAX_TYPE_LEN);
             assert!(m.client_message_id.as_deref().is_none_or(id_ok));
             assert!(m.reply_to.as_deref().is_none_or(id_ok));
+            assert!(thread_ok(m.thread_id), "thread {:?}", m.thread_id);
         }
         Err(e) => {
             let _ = (e.body_json(), e.ack_json());

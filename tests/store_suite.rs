@@ -219,6 +219,7 @@ suite!(
     roles_owner_admin_member,
     channel_settings_and_member_limit,
     pins_set_clear_and_import,
+    threads_count_replies_list_them_and_refuse_others,
 );
 
 /// Checks only MySQL runs: several writers on one database.
@@ -325,6 +326,7 @@ fn message(
         edited_at: None,
         deleted_at: None,
         pinned: None,
+        thread: Default::default(),
     }
 }
 
@@ -388,6 +390,8 @@ mod partitions;
 mod reads;
 #[path = "store_suite/text.rs"]
 mod text;
+#[path = "store_suite/threads.rs"]
+mod threads;
 #[path = "store_suite/users.rs"]
 mod users;
 #[path = "store_suite/writer.rs"]
@@ -399,5 +403,6 @@ use messages::*;
 use partitions::*;
 use reads::*;
 use text::*;
+use threads::*;
 use users::*;
 use writer::*;

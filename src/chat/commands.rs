@@ -14,10 +14,19 @@ pub(crate) const MAX_TYPE_LEN: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Command {
-    Join { channel: Arc<str> },
-    Leave { channel: Arc<str> },
+    Join {
+        channel: Arc<str>,
+    },
+    Leave {
+        channel: Arc<str>,
+    },
     Send(SendMessage),
-    Typing { channel: Arc<str>, typing: bool },
+    /// `thread`: typing in the thread of that message (its id).
+    Typing {
+        channel: Arc<str>,
+        typing: bool,
+        thread: Option<u64>,
+    },
 }
 
 /// A message to send, validated: the one payload of a socket's
@@ -30,6 +39,9 @@ pub(crate) struct SendMessage {
     pub kind: String,
     pub client_message_id: Option<String>,
     pub reply_to: Option<String>,
+    /// A reply in the thread of this message (its id): checked by the
+    /// commit (same channel, not itself a thread message).
+    pub thread_id: Option<u64>,
 }
 
 /// Parses an event into a command. `max_content` is the largest content in
@@ -57,10 +69,12 @@ pub(crate) fn parse(name: &str, args: &[Value], max_content: usize) -> Result<Co
         "typing_start" => Command::Typing {
             channel,
             typing: true,
+            thread: thread_id(p)?,
         },
         "typing_stop" => Command::Typing {
             channel,
             typing: false,
+            thread: thread_id(p)?,
         },
         _ => {
             let content = match p.get("content") {
@@ -94,6 +108,7 @@ pub(crate) fn parse(name: &str, args: &[Value], max_content: usize) -> Result<Co
                 kind,
                 client_message_id: id_field(p, "clientMessageId")?,
                 reply_to: id_field(p, "replyTo")?,
+                thread_id: thread_id(p)?,
             })
         }
     })
@@ -126,6 +141,31 @@ fn id_field(p: &Map<String, Value>, key: &str) -> Result<Option<String>, ChatErr
     }
 }
 
+/// Largest message id (`crate::ids`: below 2^53, a JSON number).
+pub(crate) const MAX_MESSAGE_ID: u64 = (1 << 53) - 1;
+
+/// `threadId`: a message id, as a decimal string (the native form) or a
+/// JSON integer (the Gatrix dialect's), 1 to 2^53 - 1; absent or null is
+/// none.
+fn thread_id(p: &Map<String, Value>) -> Result<Option<u64>, ChatError> {
+    let id = match p.get("threadId") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s))
+            if (1..=16).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            s.parse::<u64>().ok()
+        }
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(_) => None,
+    };
+    match id {
+        Some(id @ 1..=MAX_MESSAGE_ID) => Ok(Some(id)),
+        _ => Err(ChatError::invalid(
+            "threadId must be a message id (a decimal string or an integer, 1 to 2^53 - 1)",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,9 +193,47 @@ mod tests {
             p("typing_stop", json!({"channelId": "a"})),
             Ok(Command::Typing {
                 channel: "a".into(),
-                typing: false
+                typing: false,
+                thread: None
             })
         );
+    }
+
+    #[test]
+    fn thread_ids_as_strings_or_integers_below_2_53() {
+        let thread = |v: Value| match p("typing_start", json!({"channelId": "a", "threadId": v})) {
+            Ok(Command::Typing { thread, .. }) => Ok(thread),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.code),
+        };
+        assert_eq!(thread(json!(12)), Ok(Some(12)));
+        assert_eq!(
+            thread(json!("299067162755136")),
+            Ok(Some(299_067_162_755_136))
+        );
+        assert_eq!(thread(json!(null)), Ok(None));
+        assert_eq!(thread(json!(MAX_MESSAGE_ID)), Ok(Some(MAX_MESSAGE_ID)));
+        for bad in [
+            json!(0),
+            json!("0"),
+            json!(-1),
+            json!(1.5),
+            json!(""),
+            json!("12a"),
+            json!(MAX_MESSAGE_ID + 1),
+            json!((MAX_MESSAGE_ID + 1).to_string()),
+            json!("00000000000000001"),
+            json!({}),
+        ] {
+            assert_eq!(thread(bad.clone()), Err(ErrorCode::InvalidPayload), "{bad}");
+        }
+        let Ok(Command::Send(m)) = p(
+            "send_message",
+            json!({"channelId": "7", "content": "hi", "threadId": "5"}),
+        ) else {
+            panic!()
+        };
+        assert_eq!(m.thread_id, Some(5));
     }
 
     #[test]

@@ -114,6 +114,7 @@ pub(crate) fn encode(
                 );
                 (None, Err(e))
             }
+            Outcome::Refused(why) => (None, Err(ChatError::invalid(why))),
         };
         let stored = match (&json, &result) {
             (Some(j), Ok(m)) => {
@@ -220,9 +221,13 @@ impl ConnSide {
                 if let Some(list) = gx_subs.get(&m.channel) {
                     // Gatrix connections: the same message in their
                     // dialect, encoded once (`Stored::gatrix_frame`).
-                    let frame = m.gatrix_frame(&self.nums.borrow(), &self.hub.limits.directory);
+                    let (frame, thread) =
+                        m.gatrix_frame(&self.nums.borrow(), &self.hub.limits.directory);
                     for link in list {
                         queued += u64::from(link.push(Frame::Text(frame.clone())).is_ok());
+                        if let Some(t) = thread {
+                            let _ = link.push(Frame::Text(t.clone()));
+                        }
                     }
                     // Authors the frame missed, read once for later ones.
                     self.hub.limits.directory.load_wanted(&self.hub.store);

@@ -67,7 +67,11 @@ impl ConnSide {
                     })),
                 );
             }
-            Command::Typing { channel, typing } => {
+            Command::Typing {
+                channel,
+                typing,
+                thread,
+            } => {
                 let channel = self.joined(conn, &channel)?;
                 let shard = self.hub.owner_shard(&channel);
                 self.hub.post(
@@ -76,6 +80,7 @@ impl ConnSide {
                         channel,
                         user: conn.user.clone(),
                         typing,
+                        thread,
                         reply: reply_to,
                     },
                 );

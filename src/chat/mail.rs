@@ -66,8 +66,10 @@ pub(crate) struct Stored {
     /// The same message for Gatrix connections (`gatrix/frames.rs`), built
     /// by the first shard that has one among the channel's subscribers and
     /// shared by every other: encoded once per dialect, never per
-    /// connection, and not at all while no Gatrix client listens.
-    pub gatrix: std::sync::OnceLock<Text>,
+    /// connection, and not at all while no Gatrix client listens. A reply
+    /// in a thread is two frames: `thread_message_created`, then
+    /// `thread_updated`.
+    pub gatrix: std::sync::OnceLock<(Text, Option<Text>)>,
 }
 
 impl Stored {
@@ -78,16 +80,16 @@ impl Stored {
         &self,
         nums: &super::gatrix::Nums,
         dir: &super::gatrix::Directory,
-    ) -> &Text {
+    ) -> &(Text, Option<Text>) {
         self.gatrix.get_or_init(|| {
             let native = match &self.frame {
                 Frame::Text(t) => t.as_str(),
                 Frame::Packed(p) => p.text.as_str(),
                 Frame::Binary(_) => "",
             };
-            super::gatrix::frames::translate(native, nums, dir)
-                .into_owned()
-                .into()
+            let frames = super::gatrix::frames::translate(native, nums, dir);
+            let thread = super::gatrix::frames::thread_updated(native, nums);
+            (frames.into_owned().into(), thread.map(Text::from))
         })
     }
 }
@@ -129,6 +131,8 @@ pub(crate) enum ToChannelOwner {
         channel: Arc<str>,
         user: Arc<str>,
         typing: bool,
+        /// In the thread of this message.
+        thread: Option<u64>,
         reply: ReplyTo,
     },
     /// A frame for every subscriber of a channel (presence, edits).

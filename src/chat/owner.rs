@@ -16,12 +16,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::protocol::Text;
-use serde_json::json;
 
 use super::mail::{Publish, ReplyTo, ToChannelOwner, ToConnShard, ToUserOwner, shard_of_conn};
-use super::message::{self, event_frame};
+use super::message;
 use super::owner_cluster::user_frame;
-use super::typing::Typists;
+use super::typing::{Typists, typing_frame};
 use super::{ChatError, ErrorCode, Hub};
 use crate::store::{ChannelType, MessageRecord};
 
@@ -169,8 +168,9 @@ impl ChannelOwner {
                 channel,
                 user,
                 typing,
+                thread,
                 reply,
-            } => self.typing(channel, user, typing, reply),
+            } => self.typing(channel, user, (typing, thread), reply),
             ToChannelOwner::ChannelEmit { channel, frame } => self.emit(&channel, frame),
             ToChannelOwner::Invalidate { channel, done } => {
                 self.invalidate(channel);
@@ -331,15 +331,9 @@ impl ChannelOwner {
                 None => false,
             };
             if last {
-                if let Some(typist) = st.typing.stop(&user) {
-                    let body = json!({"channelId": &*channel, "userId": &*user, "isTyping": false})
-                        .to_string();
-                    self.broadcast(
-                        st,
-                        &channel,
-                        event_frame("typing", &body).into(),
-                        Some(typist),
-                    );
+                for (thread, typist) in st.typing.stop_all(&user) {
+                    let frame = typing_frame(&channel, &user, false, thread);
+                    self.broadcast(st, &channel, frame.into(), Some(typist));
                 }
                 if self.hub.cluster.is_some() {
                     // user_left when the cluster says it was the last.
@@ -426,6 +420,11 @@ impl ChannelOwner {
             edited_at: None,
             deleted_at: None,
             pinned: None,
+            // Checked and counted by the commit (`store::append`).
+            thread: crate::store::Thread {
+                parent: m.thread_id,
+                ..Default::default()
+            },
         });
         if let Err((requester, _)) = self.hub.store.append(record, (requester, received)) {
             let e = ChatError::new(

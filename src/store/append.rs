@@ -4,6 +4,11 @@
 //!
 //! 1. `dedupe`: a (user, clientMessageId) already stored, or already
 //!    earlier in the batch, is not inserted again (so it burns no seq).
+//!    `thread_replies`: a reply in a thread (schema 8) whose head is no
+//!    live message of its channel, or a reply itself, is refused (burns no
+//!    seq either); the others are counted into their heads, read (on
+//!    MySQL locked) in the transaction: only a batch with replies reads
+//!    and writes heads.
 //! 2. `assign_seqs`: each channel's next seqs, after its last one.
 //! 3. `assign_positions`: each row's next `pos` in its channel's
 //!    sequencing partition ([`partition_of`]), after the partition's last
@@ -15,8 +20,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::MessageRecord;
 use super::sequencing::partition_of;
+use super::{MessageRecord, Thread};
 use crate::ids;
 
 /// A batch of new messages as one commit stored it.
@@ -24,11 +29,35 @@ use crate::ids;
 pub struct Appended {
     /// The rows inserted, with their seq and pos, in commit order.
     pub rows: Vec<MessageRecord>,
-    /// Per message of the batch, in order: `Ok(i)`, it is `rows[i]` (the
-    /// first message with that index was stored, a later one repeats it
-    /// within the batch), or `Err(first)`, its (user, clientMessageId) was
-    /// stored by an earlier commit.
-    pub placed: Vec<std::result::Result<usize, MessageRecord>>,
+    /// Per message of the batch, in order, where it went.
+    pub placed: Vec<Placed>,
+}
+
+/// Where one message of a batch went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Placed {
+    /// It is `rows[i]`: the first message with that index was stored, a
+    /// later one repeats it within the batch.
+    Row(usize),
+    /// Its (user, clientMessageId) was stored by an earlier commit: that
+    /// message.
+    Earlier(Box<MessageRecord>),
+    /// Not stored, and why: a reply whose thread head is not one
+    /// ([`thread_replies`]).
+    Refused(String),
+}
+
+/// A thread head a batch replies to, as the commit read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub channel_id: String,
+    /// It is a reply itself (no thread head).
+    pub reply: bool,
+    pub deleted: bool,
+    /// Its thread: `count` and `last_at` (`parent` unused).
+    pub thread: Thread,
+    /// Some reply of the batch was counted into it: its row is written.
+    pub counted: bool,
 }
 
 /// The (user, clientMessageId) pairs of a batch, sorted, each once.
@@ -58,19 +87,77 @@ pub(crate) fn dedupe(
         if let Some(cmid) = &m.client_message_id {
             let key = (m.user_id.clone(), cmid.clone());
             if let Some(&i) = in_batch.get(&key) {
-                out.placed.push(Ok(i)); // same message again in this batch
+                out.placed.push(Placed::Row(i)); // same message again in this batch
                 continue;
             }
             if let Some(first) = earlier.get(&key) {
-                out.placed.push(Err(first.clone()));
+                out.placed.push(Placed::Earlier(Box::new(first.clone())));
                 continue;
             }
             in_batch.insert(key, out.rows.len());
         }
-        out.placed.push(Ok(out.rows.len()));
+        out.placed.push(Placed::Row(out.rows.len()));
         out.rows.push((*m).clone());
     }
     out
+}
+
+/// The thread heads `rows` reply to, ascending, each once: none for a
+/// batch without replies (nothing more is read or written).
+pub(crate) fn parents(rows: &[MessageRecord]) -> Vec<u64> {
+    let mut ids: Vec<u64> = rows.iter().filter_map(|m| m.thread.parent).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Step 1b, after [`dedupe`]: the replies of `out.rows` whose head (in
+/// `heads`, as read in the transaction: missing when there is no such
+/// message) is a live message of the same channel and no reply are
+/// counted into it, in order: each gets its thread's count after it, the
+/// head its new count and latest reply time (`counted`: to be written).
+/// The others are taken out of the rows and refused, with a repeat of
+/// them in the batch.
+pub(crate) fn thread_replies(out: &mut Appended, heads: &mut HashMap<u64, Head>) {
+    let mut kept = Vec::with_capacity(out.rows.len());
+    // Per row: its index among those kept, or why it was refused.
+    let mut moved: Vec<std::result::Result<usize, String>> = Vec::with_capacity(out.rows.len());
+    for mut row in std::mem::take(&mut out.rows) {
+        if let Some(parent) = row.thread.parent {
+            let refused = match heads.get_mut(&parent) {
+                Some(h) if h.channel_id == row.channel_id && !h.deleted && !h.reply => {
+                    h.thread.count += 1;
+                    if h.thread.last_at.as_deref() < Some(row.created_at.as_str()) {
+                        h.thread.last_at = Some(row.created_at.clone());
+                    }
+                    h.counted = true;
+                    row.thread.count = h.thread.count;
+                    None
+                }
+                Some(h) if h.channel_id == row.channel_id && !h.deleted => Some(format!(
+                    "threadId {parent} is a reply in a thread; reply to the thread's first message"
+                )),
+                _ => Some(format!(
+                    "threadId {parent} names no message of this channel"
+                )),
+            };
+            if let Some(why) = refused {
+                moved.push(Err(why));
+                continue;
+            }
+        }
+        moved.push(Ok(kept.len()));
+        kept.push(row);
+    }
+    out.rows = kept;
+    for p in &mut out.placed {
+        if let Placed::Row(i) = p {
+            *p = match &moved[*i] {
+                Ok(j) => Placed::Row(*j),
+                Err(why) => Placed::Refused(why.clone()),
+            };
+        }
+    }
 }
 
 /// The channels `rows` write to, sorted, each once: the order their
@@ -151,6 +238,7 @@ mod tests {
             edited_at: None,
             deleted_at: None,
             pinned: None,
+            thread: Thread::default(),
         }
     }
 
@@ -182,9 +270,90 @@ mod tests {
         let placed: Vec<std::result::Result<usize, u64>> = out
             .placed
             .into_iter()
-            .map(|p| p.map_err(|m| m.id))
+            .map(|p| match p {
+                Placed::Row(i) => Ok(i),
+                Placed::Earlier(m) => Err(m.id),
+                Placed::Refused(why) => panic!("{why}"),
+            })
             .collect();
         assert_eq!(placed, [Ok(0), Ok(1), Ok(0), Err(9), Ok(2)]);
+    }
+
+    #[test]
+    fn replies_count_into_live_heads_of_their_channel_and_the_others_are_refused() {
+        let reply = |id, channel: &str, cmid: Option<&str>, parent: u64, at: &str| {
+            let mut m = msg(id, channel, "u", cmid);
+            m.thread.parent = Some(parent);
+            m.created_at = at.into();
+            m
+        };
+        let batch = [
+            reply(1, "a", Some("x"), 100, "t1"),
+            msg(2, "a", "u", None),
+            reply(3, "a", None, 200, "t3"), // a head in another channel
+            reply(4, "a", Some("x"), 100, "t1"), // a repeat of 1
+            reply(5, "a", Some("z"), 300, "t5"), // its head is a reply
+            reply(6, "a", None, 400, "t6"), // no such message
+            reply(7, "a", Some("w"), 500, "t7"), // a deleted head
+            reply(8, "a", None, 100, "t8"),
+        ];
+        let refs: Vec<&MessageRecord> = batch.iter().collect();
+        assert_eq!(parents(&batch), [100, 200, 300, 400, 500]);
+        let head = |channel: &str, reply, deleted, count| Head {
+            channel_id: channel.into(),
+            reply,
+            deleted,
+            thread: Thread {
+                parent: None,
+                count,
+                last_at: (count > 0).then(|| "t0".to_owned()),
+            },
+            counted: false,
+        };
+        let mut heads = HashMap::from([
+            (100, head("a", false, false, 2)),
+            (200, head("b", false, false, 0)),
+            (300, head("a", true, false, 0)),
+            (500, head("a", false, true, 0)),
+        ]);
+        let mut out = dedupe(&refs, &HashMap::new());
+        thread_replies(&mut out, &mut heads);
+        let ids: Vec<(u64, u64)> = out.rows.iter().map(|m| (m.id, m.thread.count)).collect();
+        assert_eq!(ids, [(1, 3), (2, 0), (8, 4)]);
+        let h = &heads[&100];
+        assert_eq!(
+            (h.thread.count, h.thread.last_at.as_deref(), h.counted),
+            (4, Some("t8"), true)
+        );
+        assert!(!heads[&200].counted && !heads[&300].counted && !heads[&500].counted);
+        let refused = |p: &Placed| match p {
+            Placed::Refused(why) => why.clone(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(out.placed[0], Placed::Row(0));
+        assert_eq!(out.placed[1], Placed::Row(1));
+        assert_eq!(
+            refused(&out.placed[2]),
+            "threadId 200 names no message of this channel"
+        );
+        assert_eq!(
+            out.placed[3],
+            Placed::Row(0),
+            "the repeat of a stored reply"
+        );
+        assert_eq!(
+            refused(&out.placed[4]),
+            "threadId 300 is a reply in a thread; reply to the thread's first message"
+        );
+        assert_eq!(
+            refused(&out.placed[5]),
+            "threadId 400 names no message of this channel"
+        );
+        assert_eq!(
+            refused(&out.placed[6]),
+            "threadId 500 names no message of this channel"
+        );
+        assert_eq!(out.placed[7], Placed::Row(2));
     }
 
     #[test]

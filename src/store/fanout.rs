@@ -35,7 +35,7 @@ use super::writer::Outcome;
 ///   goes: a connection's ack, a REST request waiting) is answered, exactly
 ///   once, after its commit and not before: [`Outcome::Failed`] as "may not
 ///   have been stored, retry", a [`Outcome::Duplicate`] with the first
-///   message.
+///   message, an [`Outcome::Refused`] with why.
 /// - **No waiting on shards.** It runs between two commits: time spent
 ///   here is commit latency for every message queued behind. It must never
 ///   block on a shard's mailbox. The in-process mesh posts to each shard's
@@ -69,7 +69,7 @@ use super::writer::Outcome;
 ///             .into_iter()
 ///             .filter_map(|(outcome, _reply)| match outcome {
 ///                 Outcome::Stored(m) => Some(m.seq),
-///                 Outcome::Duplicate(_) | Outcome::Failed(_) => None,
+///                 Outcome::Duplicate(_) | Outcome::Failed(_) | Outcome::Refused(_) => None,
 ///             })
 ///             .collect();
 ///         let _ = self.0.send(seqs);
@@ -108,6 +108,7 @@ use super::writer::Outcome;
 ///     edited_at: None,
 ///     deleted_at: None,
 ///     pinned: None,
+///     thread: Default::default(),
 /// };
 /// store.append(Box::new(message(1)), 1).unwrap();
 /// store.append(Box::new(message(2)), 2).unwrap();

@@ -35,7 +35,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-pub use append::Appended;
+pub use append::{Appended, Placed};
 pub use fanout::Fanout;
 pub use gatrix::{MemberRole, Pin};
 pub use handle::{Busy, StoreHandle, StoreSettings, StoreThreads};
@@ -120,6 +120,24 @@ pub struct MessageRecord {
     /// when and by whom. Written by `set_pin` and by `insert_messages`
     /// (imports); a commit stores none.
     pub pinned: Option<Pin>,
+    /// Its thread (schema 8), if any.
+    pub thread: Thread,
+}
+
+/// A message's place in a thread (schema 8). A thread is a message of a
+/// channel (its head) and the replies in it: messages of the same channel,
+/// each with the head's id, none of them the head of a thread itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Thread {
+    /// A reply: the id of its thread's head.
+    pub parent: Option<u64>,
+    /// On a head: its replies not deleted. On a reply: its thread's count
+    /// right after the reply was committed, this reply included (kept on
+    /// the row, so that a broadcast rebuilt from the store is the one
+    /// sent at commit).
+    pub count: u64,
+    /// On a head with replies: the `created_at` of its latest reply.
+    pub last_at: Option<String>,
 }
 
 /// A page request for history: at most one of `before`/`after`.
@@ -296,6 +314,15 @@ pub trait Store: Send {
         page: Page,
         limit: usize,
     ) -> Result<(Vec<MessageRecord>, bool)>;
+    /// The replies of the thread headed by message `head` (schema 8), not
+    /// deleted, in seq order: at most `limit` after the first `offset`,
+    /// and how many there are in all.
+    fn thread(
+        &mut self,
+        head: u64,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<MessageRecord>, u64)>;
     /// How many messages of the given channels were committed after each
     /// channel's position (`(channel, after_pos)`; deleted ones left out),
     /// counting no further than `limit`: a recovery checks its size before

@@ -189,14 +189,55 @@ impl Store for MysqlStore {
     fn delete_message(&mut self, id: u64, at: &str) -> Result<Option<MessageRecord>> {
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?");
         self.conn.run(|c| {
-            c.exec_drop(
+            let mut tx = c.start_transaction(mysql::TxOpts::default())?;
+            tx.exec_drop(
                 "UPDATE messages SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
                 (at, id),
             )?;
-            if c.affected_rows() == 0 {
-                return Ok(None);
+            if tx.affected_rows() == 0 {
+                return Ok(None); // the transaction rolls back, having done nothing
             }
-            Ok(first::<MessageRow>(c, &sql, (id,))?.map(to_message))
+            let m = first::<MessageRow>(&mut tx, &sql, (id,))?.map(to_message);
+            // A deleted reply leaves its thread, in the same transaction.
+            if let Some(head) = m.as_ref().and_then(|m| m.thread.parent) {
+                // Two statements: MySQL refuses a subquery on the table
+                // an UPDATE changes.
+                let latest = first::<Option<String>>(
+                    &mut tx,
+                    "SELECT MAX(created_at) FROM messages WHERE thread_id = ? AND deleted_at IS NULL",
+                    (head,),
+                )?
+                .flatten();
+                tx.exec_drop(
+                    "UPDATE messages SET thread_count = GREATEST(CAST(thread_count AS SIGNED) - 1, 0),
+                         last_thread_at = ? WHERE id = ?",
+                    (latest, head),
+                )?;
+            }
+            tx.commit()?;
+            Ok(m)
+        })
+    }
+
+    fn thread(
+        &mut self,
+        head: u64,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<MessageRecord>, u64)> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE thread_id = ? AND deleted_at IS NULL
+             ORDER BY seq LIMIT ? OFFSET ?"
+        );
+        self.conn.run(|c| {
+            let rows = c.exec_opt::<MessageRow, _, _>(&sql, (head, limit as u64, offset as u64))?;
+            let rows = all(rows)?.into_iter().map(to_message).collect();
+            let total = first::<u64>(
+                c,
+                "SELECT COUNT(*) FROM messages WHERE thread_id = ? AND deleted_at IS NULL",
+                (head,),
+            )?;
+            Ok((rows, total.unwrap_or(0)))
         })
     }
 

@@ -145,6 +145,12 @@ impl Store for SqliteStore {
             }
         }
         let mut out = append::dedupe(batch, &earlier);
+        let parents = append::parents(&out.rows);
+        let mut heads = HashMap::new();
+        if !parents.is_empty() {
+            heads = rows::heads(&tx, &parents)?;
+            append::thread_replies(&mut out, &mut heads);
+        }
         let mut last: HashMap<String, u64> = HashMap::new();
         for channel in append::channels(&out.rows) {
             let seq = match self.last_seqs.get(channel) {
@@ -160,6 +166,7 @@ impl Store for SqliteStore {
         append::assign_positions(&mut out.rows, 1, &mut positions, true);
         insert_rows(&tx, &mut out.rows, true)?;
         keep_last_seqs(&tx, &last)?;
+        rows::keep_heads(&tx, &heads)?;
         tx.commit()?;
         // Only once committed: a failed batch gave out nothing.
         self.last_seqs.extend(last);
@@ -175,7 +182,8 @@ impl Store for SqliteStore {
     }
 
     fn delete_message(&mut self, id: u64, at: &str) -> Result<Option<MessageRecord>> {
-        let n = self.conn.execute(
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
             "UPDATE messages SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
             params![id as i64, at],
         )?;
@@ -183,10 +191,13 @@ impl Store for SqliteStore {
             return Ok(None);
         }
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1");
-        Ok(self
-            .conn
-            .query_row(&sql, [id as i64], message_row)
-            .optional()?)
+        let m = tx.query_row(&sql, [id as i64], message_row).optional()?;
+        // A deleted reply leaves its thread, in the same transaction.
+        if let Some(head) = m.as_ref().and_then(|m| m.thread.parent) {
+            rows::uncount_reply(&tx, head)?;
+        }
+        tx.commit()?;
+        Ok(m)
     }
 
     fn message(&mut self, id: u64) -> Result<Option<MessageRecord>> {
@@ -220,6 +231,33 @@ impl Store for SqliteStore {
             .query_map(params![channel, bound, take], message_row)?
             .collect::<rusqlite::Result<_>>()?;
         Ok(super::finish_page(rows, limit, page))
+    }
+
+    fn thread(
+        &mut self,
+        head: u64,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<MessageRecord>, u64)> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE thread_id = ?1 AND deleted_at IS NULL
+             ORDER BY seq LIMIT ?2 OFFSET ?3"
+        );
+        let rows: Vec<MessageRecord> = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_map(
+                params![head as i64, limit as i64, offset as i64],
+                message_row,
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        let total: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM messages WHERE thread_id = ?1 AND deleted_at IS NULL",
+            )?
+            .query_row([head as i64], |r| r.get(0))?;
+        Ok((rows, total as u64))
     }
 
     fn replay_count(&mut self, channels: &[(String, u64)], limit: usize) -> Result<usize> {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
 
-use super::{Appended, Fanout, MessageRecord, Store};
+use super::{Appended, Fanout, MessageRecord, Placed, Store};
 
 /// Any work to run on a store thread with its connection.
 pub type StoreJob = Box<dyn FnOnce(&mut dyn Store) + Send>;
@@ -40,6 +40,9 @@ pub enum Outcome {
     Duplicate(MessageRecord),
     /// Nothing was stored; safe to retry.
     Failed(String),
+    /// Not stored, and never will be as it is: why (a reply to a message
+    /// that heads no thread of its channel).
+    Refused(String),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -120,12 +123,13 @@ fn commit<R>(store: &mut dyn Store, batch: &mut Vec<(Box<MessageRecord>, R)>) ->
                 .into_iter()
                 .zip(drained)
                 .map(|(p, r)| match p {
-                    Ok(i) if !seen[i] => {
+                    Placed::Row(i) if !seen[i] => {
                         seen[i] = true;
                         (Outcome::Stored(rows[i].clone()), r)
                     }
-                    Ok(i) => (Outcome::Duplicate(rows[i].clone()), r),
-                    Err(first) => (Outcome::Duplicate(first), r),
+                    Placed::Row(i) => (Outcome::Duplicate(rows[i].clone()), r),
+                    Placed::Earlier(first) => (Outcome::Duplicate(*first), r),
+                    Placed::Refused(why) => (Outcome::Refused(why), r),
                 })
                 .collect()
         }
@@ -159,6 +163,7 @@ mod tests {
             edited_at: None,
             deleted_at: None,
             pinned: None,
+            thread: Default::default(),
         })
     }
 
@@ -175,6 +180,7 @@ mod tests {
                 Outcome::Stored(m) => format!("{}#{}", m.channel_id, m.seq),
                 Outcome::Duplicate(m) => format!("dup {}#{}", m.channel_id, m.seq),
                 Outcome::Failed(_) => "failed".into(),
+                Outcome::Refused(why) => format!("refused: {why}"),
             })
             .collect()
     }

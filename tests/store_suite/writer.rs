@@ -206,7 +206,7 @@ pub(super) fn writer_seqs_are_gapless_under_repeated_client_ids(
                     "message {i}: not the first message"
                 );
             }
-            Outcome::Failed(e) => panic!("message {i} failed: {e}"),
+            Outcome::Failed(e) | Outcome::Refused(e) => panic!("message {i} failed: {e}"),
         }
     }
     // Duplicates point at the stored original, exactly.

@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{Directory, Nums};
@@ -81,7 +82,7 @@ pub(crate) fn message(native: &Map<String, Value>, nums: &Nums, dir: &Directory)
         "contentType": kind,
         "replyToId": id_of(native.get("replyTo")),
         "replyToMessageId": id_of(native.get("replyTo")),
-        "threadId": Value::Null,
+        "threadId": id_of(native.get("threadId")),
         "isEdited": edited.is_some(),
         "isDeleted": false,
         "isPinned": native.contains_key("pinnedAt"),
@@ -102,6 +103,24 @@ pub(crate) fn message(native: &Map<String, Value>, nums: &Nums, dir: &Directory)
     if let Some(e) = edited {
         extra.insert("editedAt".into(), e);
     }
+    // A head's thread, as the original's listings show it on every
+    // message (0 and null without replies). A reply's own `threadCount`
+    // is its thread's: it goes in `thread_updated`, not here.
+    let (count, last) = match native.get("threadId") {
+        Some(_) => (Value::from(0), Value::Null),
+        None => (
+            native
+                .get("threadCount")
+                .cloned()
+                .unwrap_or_else(|| 0.into()),
+            native
+                .get("lastThreadMessageAt")
+                .cloned()
+                .unwrap_or(Value::Null),
+        ),
+    };
+    extra.insert("threadCount".into(), count);
+    extra.insert("lastThreadMessageAt".into(), last);
     if let Some(a) = author {
         extra.insert("userName".into(), a.name.into());
         extra.insert("userAvatarUrl".into(), a.avatar.into());
@@ -135,6 +154,13 @@ pub(crate) fn translate<'a>(frame: &'a str, nums: &Nums, dir: &Directory) -> Cow
     let channel = || channel_of(body.get("channelId"), nums);
     let user = || body.get("userId").cloned().unwrap_or(Value::Null);
     let out = match name.as_str() {
+        "message" if body.contains_key("threadId") => {
+            // A reply in a thread: its own event, with the thread's id.
+            let b = json!({"type": "thread_message_created", "data": message(body, nums, dir),
+                               "threadId": id_of(body.get("threadId")), "channelId": channel(),
+                               "userId": user()});
+            event_frame("message", &b.to_string())
+        }
         "message" => envelope(
             "message_created",
             message(body, nums, dir),
@@ -158,12 +184,15 @@ pub(crate) fn translate<'a>(frame: &'a str, nums: &Nums, dir: &Directory) -> Cow
                 .get("isTyping")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
-            let event = if typing {
-                "user_typing"
-            } else {
-                "user_stop_typing"
+            // Typing in a thread has events of its own.
+            let thread = id_of(body.get("threadId"));
+            let event = match (typing, thread.is_null()) {
+                (true, true) => "user_typing",
+                (false, true) => "user_stop_typing",
+                (true, false) => "user_typing_thread",
+                (false, false) => "user_stop_typing_thread",
             };
-            let b = json!({"userId": user(), "channelId": channel(), "threadId": Value::Null,
+            let b = json!({"userId": user(), "channelId": channel(), "threadId": thread,
                            "timestamp": now_ms()});
             event_frame(event, &b.to_string())
         }
@@ -179,6 +208,27 @@ pub(crate) fn translate<'a>(frame: &'a str, nums: &Nums, dir: &Directory) -> Cow
         _ => return Cow::Borrowed(frame),
     };
     Cow::Owned(out)
+}
+
+/// After a reply's `thread_message_created`: `thread_updated` with its
+/// thread's count and latest reply time, as the reply's commit left them
+/// (`None` for any other frame).
+pub(crate) fn thread_updated(frame: &str, nums: &Nums) -> Option<String> {
+    let args = frame.strip_prefix("42[\"message\",")?;
+    // The body is the first element; the offset follows.
+    let mut de = serde_json::Deserializer::from_str(args);
+    let body = Map::<String, Value>::deserialize(&mut de).ok()?;
+    let thread = body.get("threadId")?;
+    let b = json!({
+        "type": "thread_updated",
+        "data": {
+            "messageId": id_of(Some(thread)),
+            "threadCount": body.get("threadCount").cloned().unwrap_or(Value::Null),
+            "lastThreadMessageAt": body.get("createdAt").cloned().unwrap_or(Value::Null),
+        },
+        "channelId": channel_of(body.get("channelId"), nums),
+    });
+    Some(event_frame("message", &b.to_string()))
 }
 
 #[cfg(test)]
@@ -306,9 +356,74 @@ mod tests {
             r#"42["typing",{"channelId":"3q2-7wX0v9LmQk8aZp1b2w","isTyping":true,"userId":"u"}]"#;
         let (_, b) = body(&translate(typing, &nums, &Directory::new(0)));
         assert_eq!(b["channelId"], 12);
+        let thread = r#"42["typing",{"channelId":"3q2-7wX0v9LmQk8aZp1b2w","isTyping":true,"userId":"u","threadId":"299067162755136"}]"#;
+        let (name, b) = body(&translate(thread, &nums, &Directory::new(0)));
+        assert_eq!(name, "user_typing_thread");
+        assert_eq!(
+            (&b["channelId"], &b["threadId"]),
+            (&Value::from(12), &Value::from(299_067_162_755_136u64))
+        );
+        let (name, _) = body(&translate(
+            &thread.replace("true", "false"),
+            &nums,
+            &Directory::new(0),
+        ));
+        assert_eq!(name, "user_stop_typing_thread");
         let unknown = r#"42["typing",{"channelId":"other","isTyping":true,"userId":"u"}]"#;
         let (_, b) = body(&translate(unknown, &nums, &Directory::new(0)));
         assert_eq!(b["channelId"], "other");
+    }
+
+    #[test]
+    fn a_reply_becomes_thread_message_created_then_thread_updated() {
+        let mut nums = Nums::default();
+        nums.insert(&"c".into(), 3);
+        let dir = Directory::new(0);
+        let reply = r#"42["message",{"id":"299067162755168","channelId":"c","seq":5,"userId":"u","content":"re","type":"text","createdAt":"2026-12-05T10:00:00.000Z","threadId":"299067162755136","threadCount":2},"17"]"#;
+        let (name, b) = body(&translate(reply, &nums, &dir));
+        assert_eq!(
+            (name.as_str(), b["type"].as_str()),
+            ("message", Some("thread_message_created"))
+        );
+        assert_eq!(b["threadId"], 299_067_162_755_136u64);
+        assert_eq!(
+            (&b["channelId"], &b["userId"]),
+            (&Value::from(3), &Value::from("u"))
+        );
+        let d = &b["data"];
+        assert_eq!(
+            (&d["threadId"], &d["seq"]),
+            (&Value::from(299_067_162_755_136u64), &Value::from(5))
+        );
+        assert_eq!(
+            (&d["threadCount"], &d["lastThreadMessageAt"]),
+            (&Value::from(0), &Value::Null)
+        );
+        let (name, b) = body(&thread_updated(reply, &nums).unwrap());
+        assert_eq!(name, "message");
+        assert_eq!(
+            b,
+            json!({"type": "thread_updated", "channelId": 3, "data": {
+                "messageId": 299_067_162_755_136u64, "threadCount": 2,
+                "lastThreadMessageAt": "2026-12-05T10:00:00.000Z"}})
+        );
+        // A head: its thread on the message, no thread_updated.
+        let head = r#"42["message_updated",{"id":"299067162755136","channelId":"c","seq":4,"userId":"u","content":"q","type":"text","createdAt":"t","editedAt":"t2","threadCount":2,"lastThreadMessageAt":"2026-12-05T10:00:00.000Z"}]"#;
+        let (_, b) = body(&translate(head, &nums, &dir));
+        let d = &b["data"];
+        assert_eq!(
+            (&d["threadId"], &d["threadCount"]),
+            (&Value::Null, &Value::from(2))
+        );
+        assert_eq!(d["lastThreadMessageAt"], "2026-12-05T10:00:00.000Z");
+        assert_eq!(thread_updated(head, &nums), None);
+        let plain = r#"42["message",{"id":"5","channelId":"c","seq":1,"userId":"u","content":"x","type":"text","createdAt":"t"},"1"]"#;
+        assert_eq!(thread_updated(plain, &nums), None);
+        let (_, b) = body(&translate(plain, &nums, &dir));
+        assert_eq!(
+            (&b["type"], &b["data"]["threadCount"]),
+            (&Value::from("message_created"), &Value::from(0))
+        );
     }
 
     #[test]

@@ -80,13 +80,8 @@ impl ConnSide {
                 self.command(conn, cmd, ev.ack_id)
             }
             "start_typing" | "stop_typing" => {
-                // No threads exist here: typing in a thread is accepted and
-                // not relayed (the channel's typing would be wrong).
-                let thread = object(args).and_then(|p| p.get("threadId"));
-                if thread.is_some_and(|t| !t.is_null()) {
-                    ok(conn);
-                    return Ok(());
-                }
+                // `threadId` as the native command reads it: typing in a
+                // thread is relayed as `user_typing_thread` (`frames.rs`).
                 let native = if ev.name == "start_typing" {
                     "typing_start"
                 } else {

@@ -34,12 +34,7 @@ pub(super) async fn route(
             let c = channel(call, id).await?;
             history(call, g, c, query).await
         }
-        // There are no threads: a thread's messages are none.
-        (&Method::GET, ["thread", _]) => Ok(ok(
-            StatusCode::OK,
-            json!([]),
-            Some(shape::pagination(1, 50, 0)),
-        )),
+        (&Method::GET, ["thread", id]) => thread(call, g, id, query).await,
         (&Method::POST, []) => {
             let p = call::object(body)?;
             let id = shape::number(p.get("channelId"))
@@ -190,8 +185,50 @@ pub(super) async fn history(
     ))
 }
 
+/// `GET /messages/thread/:threadId?page=&limit=`: the replies in the
+/// thread headed by that message, oldest first, paged as the original
+/// pages them (page from 1, 20 by default); 404 when the head is no live
+/// message, 403 when its channel is not the caller's to read.
+async fn thread(
+    call: &Call<'_>,
+    g: &GatrixRest,
+    id: &str,
+    query: Option<&str>,
+) -> Result<Reply, ApiError> {
+    let head = call::message_id(id).map_err(|_| ApiError::invalid("Invalid thread ID"))?;
+    let (page, limit) = shape::page(query, MAX_LIMIT);
+    let offset = (page - 1).saturating_mul(limit);
+    let (user, dir) = (call.user.clone(), g.directory.clone());
+    let (replies, total, num) = call
+        .read(move |s| {
+            let m = s
+                .message(head)?
+                .ok_or_else(|| ApiError::not_found("Thread not found"))?;
+            let c = readable(s, &m.channel_id, &user)?;
+            let (replies, total) = s.thread(head, offset, limit)?;
+            // Authors as a channel's page reads them: once each.
+            let mut authors: Vec<&str> = replies.iter().map(|m| m.user_id.as_str()).collect();
+            authors.sort_unstable();
+            authors.dedup();
+            for id in authors.into_iter().filter(|id| !dir.contains(id)) {
+                dir.loaded(id, s.user(id)?.as_ref());
+            }
+            Ok((replies, total, c.num))
+        })
+        .await?;
+    let list: Vec<Value> = replies
+        .iter()
+        .map(|m| shape::message(m, num, &g.directory))
+        .collect();
+    Ok(ok(
+        StatusCode::OK,
+        json!(list),
+        Some(shape::pagination(page, limit, total)),
+    ))
+}
+
 /// A send `{content, contentType?|type?, replyToMessageId?,
-/// clientMessageId?}`: the native send's command and path.
+/// clientMessageId?, threadId?}`: the native send's command and path.
 pub(super) async fn send(
     call: &Call<'_>,
     g: &GatrixRest,
@@ -211,6 +248,11 @@ pub(super) async fn send(
     }
     if let Some(v) = p.get("clientMessageId") {
         cmd.insert("clientMessageId".into(), v.clone());
+    }
+    // A reply in a thread (a number here, as the frontend sends it): the
+    // native command reads it, the commit checks it.
+    if let Some(v) = p.get("threadId") {
+        cmd.insert("threadId".into(), v.clone());
     }
     let max = call.ctx.max_message_length;
     let Command::Send(m) = commands::parse("send_message", &[Value::Object(cmd)], max)? else {

@@ -2,10 +2,10 @@
 //! and the shapes of the batched statements (multi-row INSERT, lookup by
 //! many client message ids).
 
-use mysql::FromRowError;
-use mysql::prelude::{FromRow, Queryable};
+use mysql::prelude::{FromRow, FromValue, Queryable};
+use mysql::{FromRowError, Row};
 
-use crate::store::{ChannelRecord, ChannelType, MessageRecord, Pin};
+use crate::store::{ChannelRecord, ChannelType, MessageRecord, Pin, Thread};
 
 /// Most rows in one INSERT statement; a larger batch is sent as several
 /// statements in the same transaction.
@@ -17,38 +17,40 @@ pub const MAX_LOOKUP_KEYS: usize = 64;
 pub(super) const MAX_INSERT_BYTES: usize = 4 << 20;
 
 /// The columns of a message, in [`MessageRow`] order.
-pub(super) const MESSAGE_COLUMNS: &str = "pos, id, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at, edited_at, deleted_at, pinned_at, pinned_by";
+pub(super) const MESSAGE_COLUMNS: &str = "pos, id, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at, edited_at, deleted_at, pinned_at, pinned_by, thread_id, thread_count, last_thread_at";
 
-/// A message row: more columns than the `mysql` crate's tuples take (12).
+/// A row of [`MESSAGE_COLUMNS`] (more columns than the driver's tuples
+/// convert).
 pub(super) struct MessageRow(MessageRecord);
 
 impl FromRow for MessageRow {
-    fn from_row_opt(row: mysql::Row) -> Result<Self, FromRowError> {
-        fn take<T: mysql::prelude::FromValue>(row: &mut mysql::Row, i: usize) -> Option<T> {
-            row.take_opt(i).and_then(Result::ok)
+    fn from_row_opt(mut row: Row) -> Result<Self, FromRowError> {
+        fn take<T: FromValue>(row: &mut Row, i: usize) -> Option<T> {
+            row.take_opt::<T, usize>(i)?.ok()
         }
-        let mut r = row;
         let m = (|| {
             Some(MessageRecord {
-                pos: take(&mut r, 0)?,
-                id: take(&mut r, 1)?,
-                channel_id: take(&mut r, 2)?,
-                seq: take(&mut r, 3)?,
-                user_id: take(&mut r, 4)?,
-                content: take(&mut r, 5)?,
-                kind: take(&mut r, 6)?,
-                client_message_id: take(&mut r, 7)?,
-                reply_to: take(&mut r, 8)?,
-                created_at: take(&mut r, 9)?,
-                edited_at: take(&mut r, 10)?,
-                deleted_at: take(&mut r, 11)?,
-                pinned: Pin::of_columns(take(&mut r, 12)?, take(&mut r, 13)?),
+                pos: take(&mut row, 0)?,
+                id: take(&mut row, 1)?,
+                channel_id: take(&mut row, 2)?,
+                seq: take(&mut row, 3)?,
+                user_id: take(&mut row, 4)?,
+                content: take(&mut row, 5)?,
+                kind: take(&mut row, 6)?,
+                client_message_id: take(&mut row, 7)?,
+                reply_to: take(&mut row, 8)?,
+                created_at: take(&mut row, 9)?,
+                edited_at: take(&mut row, 10)?,
+                deleted_at: take(&mut row, 11)?,
+                pinned: Pin::of_columns(take(&mut row, 12)?, take(&mut row, 13)?),
+                thread: Thread {
+                    parent: take(&mut row, 14)?,
+                    count: take(&mut row, 15)?,
+                    last_at: take(&mut row, 16)?,
+                },
             })
         })();
-        match m {
-            Some(m) if r.len() == 14 => Ok(Self(m)),
-            _ => Err(FromRowError(r)),
-        }
+        m.map(MessageRow).ok_or(FromRowError(row))
     }
 }
 
@@ -106,13 +108,13 @@ pub(super) fn first<T: FromRow>(
 /// prepared statement per row count, cached on the connection.
 pub(super) fn insert_sql(rows: usize) -> String {
     let mut sql = String::from(
-        "INSERT INTO messages (id, partition_id, pos, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at) VALUES ",
+        "INSERT INTO messages (id, partition_id, pos, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at, thread_id, thread_count, last_thread_at) VALUES ",
     );
     for i in 0..rows {
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     }
     sql
 }

@@ -13,13 +13,15 @@
 //!    read, and the transaction does not start WITH CONSISTENT SNAPSHOT),
 //!    so it sees every commit that held those partitions before: a repeat
 //!    from another writer is a duplicate here, not a second row;
+//!    Then, only for a batch with replies in threads, reads and locks
+//!    their heads (`lock_heads`) and counts the replies into them;
 //! 3. locks the written channels' rows (`channels.last_seq ... FOR
 //!    UPDATE`) in sorted id order, the same order in every writer, after
 //!    the partition rows: no two writers wait for each other in a cycle;
 //! 4. gives out seqs after each channel's `last_seq`, positions after
 //!    each partition's `last_pos` and the ids made of them
-//!    (`crate::ids`), inserts, raises the counters, commits (which
-//!    releases the locks).
+//!    (`crate::ids`), inserts, raises the counters (and writes the heads'
+//!    thread counts), commits (which releases the locks).
 //!
 //! A unique key cannot enforce (user, clientMessageId) here: every unique
 //! key of `messages`, PARTITIONed BY RANGE (id), must contain `id`. Step 1
@@ -37,8 +39,9 @@ use mysql::{Conn, TxOpts, Value};
 
 use super::batch::find_by_client_ids;
 use super::rows::{all, chunks, first, insert_sql};
+use crate::store::append::Head;
 use crate::store::sequencing::partition_of;
-use crate::store::{Appended, MessageRecord, append};
+use crate::store::{Appended, MessageRecord, Thread, append};
 
 /// Most channels whose counters one statement locks or raises: a batch
 /// (COMMIT_BATCH_MAX, 100 by default) usually needs one of each.
@@ -61,6 +64,12 @@ pub(super) fn append(
         find_by_client_ids(&mut tx, &unique)?
     };
     let mut out = append::dedupe(batch, &earlier);
+    let parents = append::parents(&out.rows);
+    let mut heads = HashMap::new();
+    if !parents.is_empty() {
+        heads = lock_heads(&mut tx, &parents, &append::channels(&out.rows))?;
+        append::thread_replies(&mut out, &mut heads);
+    }
     if out.rows.is_empty() {
         tx.commit()?;
         return Ok(out);
@@ -70,8 +79,90 @@ pub(super) fn append(
     append::assign_positions(&mut out.rows, partitions, &mut last_pos, true);
     insert(&mut tx, &out.rows, partitions)?;
     keep_counters(&mut tx, &last, &last_pos)?;
+    keep_heads(&mut tx, &heads)?;
     tx.commit()?;
     Ok(out)
+}
+
+/// Step 1b: the thread heads `ids` replied to (ascending), those in the
+/// batch's `channels` locked until commit, as the commit counts replies
+/// into them. A plain read finds which exist and where first, so that the
+/// locking read names only those: a locking read of a missing id would
+/// lock the gap where new messages go, which two writers replying to
+/// missing ids at once would then both wait on; a head of another channel
+/// is refused without its row. A head and its replies are in one channel,
+/// so one sequencing partition, whose lock (step 1) every writer holds
+/// first: no two writers wait for each other here.
+fn lock_heads(
+    tx: &mut impl Queryable,
+    ids: &[u64],
+    channels: &[&str],
+) -> mysql::Result<HashMap<u64, Head>> {
+    let marks = |n: usize| vec!["?"; n].join(", ");
+    let params = |ids: &[u64]| -> Vec<Value> { ids.iter().map(|id| (*id).into()).collect() };
+    let sql = format!(
+        "SELECT id, channel_id FROM messages WHERE id IN ({})",
+        marks(ids.len())
+    );
+    let mut heads = HashMap::new();
+    let mut found = Vec::new();
+    for (id, channel_id) in all(tx.exec_opt::<(u64, String), _, _>(sql, params(ids))?)? {
+        if channels.contains(&channel_id.as_str()) {
+            found.push(id);
+        } else {
+            // Refused for its channel: nothing else of it is read.
+            let head = Head {
+                channel_id,
+                reply: false,
+                deleted: false,
+                thread: Thread::default(),
+                counted: false,
+            };
+            heads.insert(id, head);
+        }
+    }
+    found.sort_unstable();
+    if found.is_empty() {
+        return Ok(heads);
+    }
+    let sql = format!(
+        "SELECT id, channel_id, thread_id IS NOT NULL, deleted_at IS NOT NULL, thread_count, last_thread_at
+         FROM messages WHERE id IN ({}) ORDER BY id FOR UPDATE",
+        marks(found.len())
+    );
+    type HeadRow = (u64, String, bool, bool, u64, Option<String>);
+    let rows = all(tx.exec_opt::<HeadRow, _, _>(sql, params(&found))?)?;
+    heads.extend(
+        rows.into_iter()
+            .map(|(id, channel_id, reply, deleted, count, last_at)| {
+                let thread = Thread {
+                    parent: None,
+                    count,
+                    last_at,
+                };
+                let head = Head {
+                    channel_id,
+                    reply,
+                    deleted,
+                    thread,
+                    counted: false,
+                };
+                (id, head)
+            }),
+    );
+    Ok(heads)
+}
+
+/// Writes the new count and latest reply time of each head a reply was
+/// counted into.
+fn keep_heads(tx: &mut impl Queryable, heads: &HashMap<u64, Head>) -> mysql::Result<()> {
+    for (id, h) in heads.iter().filter(|(_, h)| h.counted) {
+        tx.exec_drop(
+            "UPDATE messages SET thread_count = ?, last_thread_at = ? WHERE id = ?",
+            (h.thread.count, h.thread.last_at.as_deref(), *id),
+        )?;
+    }
+    Ok(())
 }
 
 /// [`crate::store::Store::insert_messages`]: rows whose ids and seqs are
@@ -188,7 +279,7 @@ fn insert(
 ) -> mysql::Result<()> {
     for range in chunks(messages) {
         let rows = &messages[range];
-        let mut params: Vec<Value> = Vec::with_capacity(rows.len() * 11);
+        let mut params: Vec<Value> = Vec::with_capacity(rows.len() * 14);
         for m in rows {
             params.extend([
                 m.id.into(),
@@ -202,6 +293,9 @@ fn insert(
                 m.client_message_id.as_deref().into(),
                 m.reply_to.as_deref().into(),
                 m.created_at.as_str().into(),
+                m.thread.parent.into(),
+                m.thread.count.into(),
+                m.thread.last_at.as_deref().into(),
             ]);
         }
         tx.exec_drop(insert_sql(rows.len()), params)?;

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::store::{ChannelRecord, ChannelType, MessageRecord, Pin, Result};
+use crate::store::append::Head;
+use crate::store::{ChannelRecord, ChannelType, MessageRecord, Pin, Result, Thread};
 
-pub(super) const MESSAGE_COLUMNS: &str = "pos, id, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at, edited_at, deleted_at, pinned_at, pinned_by";
+pub(super) const MESSAGE_COLUMNS: &str = "pos, id, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at, edited_at, deleted_at, pinned_at, pinned_by, thread_id, thread_count, last_thread_at";
 
 pub(super) fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRecord> {
     Ok(MessageRecord {
@@ -24,6 +25,11 @@ pub(super) fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRecord> {
         edited_at: r.get(10)?,
         deleted_at: r.get(11)?,
         pinned: Pin::of_columns(r.get(12)?, r.get(13)?),
+        thread: Thread {
+            parent: r.get::<_, Option<i64>>(14)?.map(|id| id as u64),
+            count: r.get::<_, i64>(15)? as u64,
+            last_at: r.get(16)?,
+        },
     })
 }
 
@@ -80,8 +86,9 @@ pub(super) fn insert_rows(
     positioned: bool,
 ) -> Result<()> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO messages (pos, id, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO messages (pos, id, channel_id, seq, user_id, content, type, client_message_id, reply_to, created_at,
+                               thread_id, thread_count, last_thread_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?;
     for m in messages.iter_mut() {
         stmt.execute(params![
@@ -95,6 +102,9 @@ pub(super) fn insert_rows(
             m.client_message_id,
             m.reply_to,
             m.created_at,
+            m.thread.parent.map(|id| id as i64),
+            m.thread.count as i64,
+            m.thread.last_at,
         ])?;
         m.pos = conn.last_insert_rowid() as u64;
     }
@@ -119,5 +129,61 @@ pub(super) fn keep_last_seqs(conn: &Connection, last: &HashMap<String, u64>) -> 
     for (channel, seq) in last {
         stmt.execute(params![channel, *seq as i64])?;
     }
+    Ok(())
+}
+
+/// The thread heads `ids` as the commit reads them ([`Head`]); an id
+/// without a row is left out.
+pub(super) fn heads(conn: &Connection, ids: &[u64]) -> Result<HashMap<u64, Head>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT channel_id, thread_id IS NOT NULL, deleted_at IS NOT NULL, thread_count, last_thread_at
+         FROM messages WHERE id = ?1",
+    )?;
+    let mut out = HashMap::with_capacity(ids.len());
+    for &id in ids {
+        let head = stmt
+            .query_row([id as i64], |r| {
+                Ok(Head {
+                    channel_id: r.get(0)?,
+                    reply: r.get(1)?,
+                    deleted: r.get(2)?,
+                    thread: Thread {
+                        parent: None,
+                        count: r.get::<_, i64>(3)? as u64,
+                        last_at: r.get(4)?,
+                    },
+                    counted: false,
+                })
+            })
+            .optional()?;
+        if let Some(h) = head {
+            out.insert(id, h);
+        }
+    }
+    Ok(out)
+}
+
+/// Writes the new count and latest reply time of each head a reply was
+/// counted into.
+pub(super) fn keep_heads(conn: &Connection, heads: &HashMap<u64, Head>) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE messages SET thread_count = ?2, last_thread_at = ?3 WHERE id = ?1",
+    )?;
+    for (id, h) in heads.iter().filter(|(_, h)| h.counted) {
+        stmt.execute(params![*id as i64, h.thread.count as i64, h.thread.last_at])?;
+    }
+    Ok(())
+}
+
+/// A reply deleted (inside the caller's transaction): its head counts one
+/// reply less, and its latest reply is the latest left.
+pub(super) fn uncount_reply(conn: &Connection, head: u64) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE messages SET thread_count = MAX(thread_count - 1, 0),
+             last_thread_at = (SELECT MAX(created_at) FROM messages
+                               WHERE thread_id = ?1 AND deleted_at IS NULL)
+         WHERE id = ?1",
+    )?
+    .execute([head as i64])?;
     Ok(())
 }

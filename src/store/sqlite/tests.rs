@@ -41,7 +41,11 @@ fn schema_4_renumbers_stored_ids_and_their_replies() {
         )
         .unwrap();
     }
-    assert_eq!(migrate(dir.path()).unwrap(), 4, "V4, V5, V6 and V7 applied");
+    assert_eq!(
+        migrate(dir.path()).unwrap(),
+        5,
+        "V4, V5, V6, V7 and V8 applied"
+    );
     let got: Vec<(i64, i64, Option<String>)> = conn
         .prepare("SELECT pos, id, reply_to FROM messages ORDER BY pos")
         .unwrap()
@@ -81,6 +85,7 @@ fn schema_4_renumbers_stored_ids_and_their_replies() {
         edited_at: None,
         deleted_at: None,
         pinned: None,
+        thread: Default::default(),
     };
     let out = s.append(&[&m]).unwrap();
     m.pos = 5;
@@ -104,7 +109,7 @@ fn schema_5_numbers_existing_channels() {
         )
         .unwrap();
     }
-    assert_eq!(migrate(dir.path()).unwrap(), 3, "V5, V6 and V7 applied");
+    assert_eq!(migrate(dir.path()).unwrap(), 4, "V5, V6, V7 and V8 applied");
     let mut store = SqliteStore::open(dir.path()).unwrap();
     let mut nums: Vec<u64> = ["c-a", "c-b", "c-c"]
         .iter()
@@ -157,7 +162,7 @@ fn schema_7_admits_admins_and_keeps_the_members() {
         conn.execute(admin, []).is_err(),
         "schema 6 admitted an admin"
     );
-    assert_eq!(migrate(dir.path()).unwrap(), 1, "V7 applied");
+    assert_eq!(migrate(dir.path()).unwrap(), 2, "V7 and V8 applied");
     conn.execute(admin, []).unwrap();
     for bad in [
         "INSERT INTO channel_members (channel_id, user_id, role, joined_at)

@@ -1,7 +1,8 @@
 // The Gatrix dialect on several instances sharing one database and one
 // Redis: every instance shows a channel by the same number, channels
 // created through different instances get distinct numbers, and messages,
-// typing and status changes reach Gatrix users on every instance.
+// replies in threads, typing and status changes reach Gatrix users on
+// every instance.
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -56,6 +57,25 @@ test("Gatrix users on every instance share a channel by its number", async () =>
   for (const s of [gx[0], gx[2 % gx.length]].filter((s) => s !== gx[1])) {
     const t = await s.inbox.next("user_typing", (e) => e.userId === users[1], EVENT_MS);
     assert.equal(t.channelId, num);
+  }
+
+  // A reply in the thread of that message, from another instance: on
+  // every instance thread_message_created, then thread_updated (the
+  // count travels in the committed frame); typing in the thread too.
+  const head = Number(sent.id);
+  const replier = gx[1 % gx.length];
+  const reply = await sendOnce(replier, num, "a reply", undefined, { threadId: head });
+  assert.equal(reply.threadId, sent.id);
+  for (const s of gx) {
+    const [created, updated] = await s.inbox.take("message", 2, (e) => e.type.startsWith("thread_"), EVENT_MS);
+    assert.deepEqual([created.type, created.threadId, created.data.id], ["thread_message_created", head, Number(reply.id)], `instance ${s.instance}`);
+    assert.deepEqual([updated.type, updated.data], ["thread_updated", { messageId: head, threadCount: 1, lastThreadMessageAt: reply.createdAt }], `instance ${s.instance}`);
+  }
+  const typist = gx[gx.length - 1];
+  typist.emit("start_typing", { channelId: num, threadId: head });
+  for (const s of gx.filter((s) => s !== typist)) {
+    const t = await s.inbox.next("user_typing_thread", (e) => e.userId === typist.sub, EVENT_MS);
+    assert.deepEqual([t.channelId, t.threadId], [num, head], `instance ${s.instance}`);
   }
 
   const last = gx[gx.length - 1];

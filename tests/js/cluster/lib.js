@@ -123,9 +123,9 @@ export const cmid = (prefix) => `${prefix}-${process.pid}-${nextCmid++}`;
  * Sends with a fresh clientMessageId and requires an ok ack within
  * `ackMs`: no retry. Records and resolves with the message.
  */
-export async function sendOnce(socket, channelId, content, ackMs = WAIT_MS) {
+export async function sendOnce(socket, channelId, content, ackMs = WAIT_MS, extra = {}) {
   const clientMessageId = cmid(socket.sub);
-  const ack = await socket.timeout(ackMs).emitWithAck("send_message", { channelId, content, clientMessageId });
+  const ack = await socket.timeout(ackMs).emitWithAck("send_message", { channelId, content, clientMessageId, ...extra });
   assert.equal(ack?.ok, true, `send_message ${clientMessageId} on instance ${socket.instance}: ${JSON.stringify(ack)}`);
   assert.equal(ack.message.clientMessageId, clientMessageId);
   recordAcked(ack.message);
