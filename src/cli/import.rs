@@ -155,6 +155,14 @@ pub fn run_import_command(cli: &Cli) -> i32 {
             let _ = write!(out, "{report}");
             EXIT_OK
         }
+        Err(e @ (ImportError::Served { .. } | ImportError::NotTheOriginal(_))) => {
+            let _ = writeln!(
+                err,
+                "gatrix-chat: not importing from {from_desc} into {to_desc}: {} ({e})",
+                e.code()
+            );
+            EXIT_CONFIG
+        }
         Err(e) => {
             let _ = writeln!(
                 err,
@@ -162,14 +170,7 @@ pub fn run_import_command(cli: &Cli) -> i32 {
                  written stays, and running the import again continues it",
                 e.code()
             );
-            if matches!(
-                e,
-                ImportError::Served { .. } | ImportError::NotTheOriginal(_)
-            ) {
-                EXIT_CONFIG
-            } else {
-                EXIT_FAILURE
-            }
+            EXIT_FAILURE
         }
     }
 }

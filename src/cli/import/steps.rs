@@ -248,6 +248,12 @@ fn messages(
                 t.skip("of a channel that chat_channels does not hold (or that was skipped)");
                 continue;
             };
+            if m.id >= FIRST_MADE_ID {
+                // Never from AUTO_INCREMENT INT UNSIGNED: kept apart from
+                // the ids the server makes.
+                t.skip("with an id of 2^43 or more, which ids made here may take");
+                continue;
+            }
             if present.contains(&m.id) {
                 imported.messages.insert(m.id);
                 t.present += 1;
