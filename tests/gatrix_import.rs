@@ -237,6 +237,23 @@ fn the_originals_data_imported_once_and_served_with_its_ids() {
         "the import changed the original"
     );
 
+    // The original got a message since: a third run adds it alone, after
+    // its channel's last seq.
+    run_script(
+        &from,
+        "INSERT INTO chat_messages (id, channelId, userId, content, createdAt, updatedAt)
+         VALUES (33, 10, 2, 'one more before the switch', '2025-02-03 00:00:00', '2025-02-03 00:00:00');",
+    );
+    let (code, third, err) = import(&db, &from);
+    assert_eq!(code, 0, "third import: {third}{err}");
+    assert_eq!(counts(&third, "chat_messages"), (14, 1, 12, 1), "{third}");
+    assert!(third.contains("1 row(s) written"), "{third}");
+    let mut c = connect(&db).expect("connect");
+    let added: Option<(String, u64)> = c
+        .query_first("SELECT channel_id, seq FROM messages WHERE id = 33")
+        .unwrap();
+    assert_eq!(added, Some(("gatrix-10".into(), 10)));
+
     let server = TestServer::start_with(&[
         ("DATABASE_URL", &db),
         ("GATRIX_COMPAT", "true"),
@@ -480,7 +497,7 @@ fn check_served(server: &TestServer) {
     let ids: Vec<u64> = messages.iter().map(|m| m["id"].as_u64().unwrap()).collect();
     assert_eq!(
         ids,
-        [20, 21, 23, 25, 27, 29, 30, 32],
+        [20, 21, 23, 25, 27, 29, 30, 32, 33],
         "deleted 24 left out: {page}"
     );
     assert!(messages.iter().all(|m| m["channelId"] == 10), "{page}");
@@ -525,7 +542,7 @@ fn check_served(server: &TestServer) {
     let general = mine.iter().find(|c| c["id"] == 10).unwrap();
     assert_eq!(general["role"], "member");
     assert_eq!(general["lastReadMessageId"], 21);
-    assert_eq!(general["unreadCount"], 7, "{general}");
+    assert_eq!(general["unreadCount"], 8, "{general}");
 
     // The frontend's socket, with a token the backend signs.
     let claims = json!({
@@ -562,7 +579,7 @@ fn check_served(server: &TestServer) {
         (json!(10), json!(content))
     );
     assert_eq!(
-        data["seq"], 10,
+        data["seq"], 11,
         "the next seq after the imported ones: {data}"
     );
     let id = data["id"].as_u64().unwrap();
