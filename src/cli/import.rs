@@ -1,7 +1,8 @@
 //! `gatrix-chat import --from mysql://…`: the Node.js Gatrix chat server's
 //! data into the configured store (docs/operations.md, "The import
 //! command"): `source` reads the original's tables, `map` turns each row
-//! into ours, `steps` writes what the store lacks, `report` says what was
+//! into ours, `steps` writes what the store lacks (`messages`: the
+//! messages step), `report` says what was
 //! done and what was not.
 //!
 //! MySQL stores only: a Gatrix deployment runs MySQL, and the import's
@@ -20,6 +21,7 @@ use crate::store::StoreError;
 use crate::store::mysql::{self, MysqlStore};
 
 mod map;
+mod messages;
 mod report;
 mod source;
 mod steps;
