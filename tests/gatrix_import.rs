@@ -113,14 +113,25 @@ fn original() -> String {
 /// Runs `gatrix-chat import --from <from>` on the store at `db`; (exit
 /// code, stdout, stderr).
 fn import(db: &str, from: &str) -> (i32, String, String) {
+    import_into(Some(db), from)
+}
+
+/// [`import`], into SQLite in a temp dir when `db` is None.
+fn import_into(db: Option<&str>, from: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_gatrix-chat"));
     command
         .args(["import", "--from", from])
         .current_dir(dir.path())
-        .env("DATABASE_URL", db)
         .env("DATA_DIR", dir.path().join("data"))
         .env("JWT_SECRET", "a-test-secret-of-enough-length-0123456789");
+    match db {
+        Some(db) => command.env("DATABASE_URL", db),
+        None => command
+            .env_remove("DATABASE_URL")
+            .env_remove("DB_HOST")
+            .env_remove("CHAT_DB_HOST"),
+    };
     let out = common::run_client(&mut command, Duration::from_secs(120));
     (
         out.status.code().unwrap_or(-1),
@@ -275,6 +286,31 @@ fn the_originals_data_imported_once_and_served_with_its_ids() {
     assert_eq!(code, 2, "an import into a served store: {out}{err}");
     assert!(
         err.contains("STORE_SERVED") && err.contains("1 message(s)"),
+        "{err}"
+    );
+}
+
+/// Refusals that need no database: each exits 2 with its reason, before
+/// connecting anywhere (the ports named are closed).
+#[test]
+fn imports_into_sqlite_or_from_no_database_or_into_the_original_are_refused() {
+    let from = "mysql://chat_user:pw@127.0.0.1:1/gatrix_chat";
+    let (code, out, err) = import_into(None, from);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("the store is SQLite") && err.contains("DATABASE_URL"),
+        "{err}"
+    );
+
+    let store = "mysql://gatrix:pw@127.0.0.1:1/gatrix_chat_rs";
+    let (code, out, err) = import(store, "mysql://chat_user:pw@127.0.0.1:1");
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("--from names no database"), "{err}");
+
+    let (code, out, err) = import(store, "mysql://other:pw@127.0.0.1:1/gatrix_chat_rs");
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("one database") && !err.contains("pw@"),
         "{err}"
     );
 }
