@@ -314,3 +314,30 @@ fn imports_into_sqlite_or_from_no_database_or_into_the_original_are_refused() {
         "{err}"
     );
 }
+
+/// Instances with Redis on the database (the import takes the whole
+/// database's lock, and an instance holds a slot lock): refused before the
+/// original is even read (its port here is closed).
+#[test]
+#[ignore = "needs MariaDB and redis-server: run scripts/test"]
+fn an_import_beside_instances_with_redis_is_refused() {
+    let db = mysql_db();
+    let redis = common::redis::Redis::start();
+    let url = redis.url();
+    let instance = TestServer::start_with(&[
+        ("DATABASE_URL", db.as_str()),
+        ("REDIS_URL", url.as_str()),
+        ("SERVER_ID", "chat-a"),
+    ]);
+    let (code, out, err) = import(&db, "mysql://chat_user:pw@127.0.0.1:1/gatrix_chat");
+    assert_eq!(
+        code, 2,
+        "an import beside an instance with Redis: {out}{err}"
+    );
+    assert!(
+        err.contains("not importing") && err.contains("instances with Redis"),
+        "{err}"
+    );
+    let status = instance.stop();
+    assert!(status.success(), "the instance's exit: {status}");
+}
