@@ -14,6 +14,7 @@
 //!     Some(Command::Token { .. }) => cli::run_token_command(&cli),
 //!     Some(Command::Migrate) => cli::run_migrate_command(&cli),
 //!     Some(Command::Db { .. }) => cli::run_db_command(&cli),
+//!     Some(Command::Import { .. }) => cli::run_import_command(&cli),
 //! };
 //! std::process::exit(code);
 //! ```
@@ -27,7 +28,9 @@ use crate::auth::{Authenticator, mint_hs256};
 use crate::config::{self, Config, ConfigError};
 
 mod db;
+mod import;
 pub use db::{DbCommand, run_db_command, run_migrate_command};
+pub use import::run_import_command;
 
 /// Exit code: success.
 pub const EXIT_OK: i32 = 0;
@@ -82,6 +85,18 @@ pub enum Command {
     Db {
         #[command(subcommand)]
         action: DbCommand,
+    },
+    /// Import the Node.js Gatrix chat server's data (its chat_users,
+    /// chat_channels, chat_channel_members and chat_messages) into the
+    /// configured MySQL store: channels keep their numbers, messages their
+    /// ids; a second run writes nothing. Prints a report of what was read,
+    /// written and skipped. Refused (exit 2) while a server runs on the
+    /// store, and into a store a server has written to.
+    Import {
+        /// The original's database: mysql://user:password@host:port/gatrix_chat
+        /// (only read).
+        #[arg(long, value_name = "URL")]
+        from: String,
     },
     /// Check or print the effective configuration.
     Config {

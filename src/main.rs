@@ -23,6 +23,10 @@ fn main() {
             gatrix_chat::server::init_logging(gatrix_chat::config::LogFormat::Human);
             cli::run_db_command(&cli)
         }
+        Some(Command::Import { .. }) => {
+            gatrix_chat::server::init_logging(gatrix_chat::config::LogFormat::Human);
+            cli::run_import_command(&cli)
+        }
     };
     std::process::exit(code);
 }

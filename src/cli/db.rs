@@ -23,7 +23,7 @@ pub enum DbCommand {
     },
 }
 
-fn valid_config(cli: &Cli, err: &mut dyn Write) -> Option<Config> {
+pub(super) fn valid_config(cli: &Cli, err: &mut dyn Write) -> Option<Config> {
     match load_config(cli).and_then(|c| super::validate(&c).map(|()| c)) {
         Ok(c) => Some(c),
         Err(e) => {

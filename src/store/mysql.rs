@@ -86,6 +86,16 @@ impl MysqlStore {
         })
     }
 
+    /// Runs `f` on this store's connection (reconnected as the store's
+    /// calls are): statements of `gatrix-chat import` that no `Store`
+    /// method makes.
+    pub(crate) fn run_sql<T>(
+        &mut self,
+        f: impl FnOnce(&mut mysql::Conn) -> mysql::Result<T>,
+    ) -> Result<T> {
+        self.conn.run(f)
+    }
+
     /// The partitions of `messages`, oldest first.
     pub fn partitions(&mut self) -> Result<Vec<Partition>> {
         self.conn.run(partitions::list)
