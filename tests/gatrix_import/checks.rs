@@ -114,7 +114,23 @@ pub(crate) fn check_tables(db: &str) {
     let by_id = |id: u64| rows.iter().find(|r| r.0 == id).unwrap();
     assert_eq!(by_id(20).3, "1001");
     assert_eq!(by_id(21).4.as_deref(), Some("20"), "a reply");
-    assert_eq!(by_id(25).4.as_deref(), Some("20"), "a thread's message");
+    assert_eq!(by_id(25).4, None, "a thread's message is no plain reply");
+    // A thread's message is a reply in the thread of its first message,
+    // which counts it (schema 8).
+    let threads: Vec<(u64, Option<u64>, u64, Option<String>)> = c
+        .query(
+            "SELECT id, thread_id, thread_count, last_thread_at FROM messages
+             WHERE id IN (20, 25) ORDER BY id",
+        )
+        .unwrap();
+    assert_eq!(
+        threads,
+        [
+            (20, None, 1, Some("2025-02-02T00:06:00.000Z".to_owned())),
+            (25, Some(20), 1, None)
+        ],
+        "the thread of message 20"
+    );
     assert_eq!(by_id(32).4, None, "a reply to a message not imported");
     assert_eq!(
         by_id(23).5.as_deref(),
@@ -275,6 +291,8 @@ pub(crate) fn check_served(server: &TestServer) {
     assert_eq!(general["role"], "member");
     assert_eq!(general["lastReadMessageId"], 21);
     assert_eq!(general["unreadCount"], 8, "{general}");
+    let admin_of = mine.iter().find(|c| c["id"] == 11).unwrap();
+    assert_eq!(admin_of["role"], "admin", "an imported admin: {admin_of}");
 
     // The frontend's socket, with a token the backend signs.
     let claims = json!({

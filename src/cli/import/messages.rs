@@ -13,7 +13,7 @@ use super::report::TableReport;
 use super::source::{Source, SrcMessage};
 use super::steps::{Channel, FIRST_MADE_ID, Imported};
 use crate::store::mysql::MysqlStore;
-use crate::store::{MessageRecord, Store};
+use crate::store::{MessageRecord, Store, Thread};
 
 pub(super) fn messages(
     src: &mut Source,
@@ -58,6 +58,7 @@ pub(super) fn messages(
             store.insert_messages(&mut new)?;
             t.written += new.len() as u64;
             fill_states(store, &page, &new)?;
+            count_threads(store, &new)?;
         }
     }
     Ok(t)
@@ -133,21 +134,24 @@ fn record(
             map::placeholder_user(m.user)
         }
     };
-    let reply_to = match (m.reply_to, m.thread) {
-        (Some(r), _) if imported.messages.contains(&r) => Some(r),
-        (Some(_), _) => {
+    let reply_to = match m.reply_to {
+        Some(r) if imported.messages.contains(&r) => Some(r),
+        Some(_) => {
             t.change("replying to a message not imported: imported without the reply");
             None
         }
-        (None, Some(root)) if imported.messages.contains(&root) => {
-            t.change("in a thread: imported as a reply to the thread's first message");
-            Some(root)
-        }
-        (None, Some(_)) => {
+        None => None,
+    };
+    // A thread's message is a reply in the thread of its first message
+    // (schema 8); the first message's count is set once the page is in
+    // (`count_threads`).
+    let parent = match m.thread {
+        Some(root) if imported.messages.contains(&root) => Some(root),
+        Some(_) => {
             t.change("in a thread whose first message is not imported: imported alone");
             None
         }
-        (None, None) => None,
+        None => None,
     };
     if m.has_data {
         t.change("with messageData (structured content): its text imported, the data not");
@@ -175,5 +179,48 @@ fn record(
             .deleted
             .then(|| m.deleted_at.clone().unwrap_or_else(|| updated.clone())),
         created_at: created,
+        pinned: None,
+        thread: Thread {
+            parent,
+            ..Thread::default()
+        },
     }
+}
+
+/// The thread counts of the threads `new` added replies to, as the commit
+/// keeps them (`store::Thread`): on each reply, the thread's replies not
+/// deleted up to it; on the first message, all of them and the latest's
+/// time. Recounted from the store, so a run that adds replies to a thread
+/// imported before counts the earlier ones too.
+fn count_threads(store: &mut MysqlStore, new: &[MessageRecord]) -> Result<(), ImportError> {
+    let heads: HashSet<u64> = new.iter().filter_map(|m| m.thread.parent).collect();
+    for head in heads {
+        let replies: Vec<(u64, bool, String)> = store.run_sql(|c| {
+            c.exec(
+                "SELECT id, deleted_at IS NOT NULL, created_at FROM messages \
+                 WHERE thread_id = ? ORDER BY id",
+                (head,),
+            )
+        })?;
+        let (mut count, mut last_at) = (0u64, None::<String>);
+        let mut counts = Vec::with_capacity(replies.len());
+        for (id, deleted, created) in replies {
+            if !deleted {
+                count += 1;
+                last_at = Some(created);
+            }
+            counts.push((count, id));
+        }
+        store.run_sql(|c| {
+            c.exec_batch(
+                "UPDATE messages SET thread_count = ? WHERE id = ?",
+                counts.iter().copied(),
+            )?;
+            c.exec_drop(
+                "UPDATE messages SET thread_count = ?, last_thread_at = ? WHERE id = ?",
+                (count, last_at.as_deref(), head),
+            )
+        })?;
+    }
+    Ok(())
 }
