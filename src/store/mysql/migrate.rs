@@ -15,6 +15,37 @@ mod embedded {
 /// database, the case of instances started together.
 const MIGRATION_LOCK_WAIT_SECS: u32 = 300;
 
+/// What the last statements of the migrations make, by table: the check
+/// after them asks for these columns.
+const SCHEMA_COLUMNS: [(&str, &str); 5] = [
+    ("channels", "id, num, settings, max_members"),
+    ("channel_members", "channel_id, role, last_read_message_id"),
+    (
+        "messages",
+        "partition_id, pinned_at, pinned_by, thread_id, thread_count, last_thread_at",
+    ),
+    ("sequencer", "partition_id, last_pos"),
+    ("users", "id"),
+];
+
+/// Whether `table` exists with every one of `columns`. A `SELECT … LIMIT 0`
+/// rather than `information_schema.COLUMNS`, which skips a table another
+/// connection is altering: instances started together on a fresh database
+/// check the schema while the first one's partition upkeep (`ALTER TABLE
+/// messages REORGANIZE PARTITION`) runs, and were refused a good schema.
+/// The SELECT waits for that ALTER instead (its metadata lock).
+fn has_columns(conn: &mut Conn, table: &str, columns: &str) -> anyhow::Result<bool> {
+    const BAD_FIELD: u16 = 1054;
+    const NO_SUCH_TABLE: u16 = 1146;
+    match conn.query_drop(format!("SELECT {columns} FROM {table} LIMIT 0")) {
+        Ok(()) => Ok(true),
+        Err(mysql::Error::MySqlError(e)) if e.code == BAD_FIELD || e.code == NO_SUCH_TABLE => {
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Applies pending migrations to the database `opts` points at; returns how
 /// many were applied. Also checks that the server keeps commits durable.
 ///
@@ -41,40 +72,26 @@ pub fn migrate(opts: &Opts) -> anyhow::Result<usize> {
     // driver reports only the first statement's error: check the result.
     // Schema 3 rebuilds `messages` (a new table, then DROP and RENAME): a
     // failure past its first statement leaves `messages_v3` behind and
-    // `messages` without `partition_id`.
-    let mut tables: Vec<String> = conn.query(
+    // `messages` without `partition_id`; later schemas add columns.
+    let leftover: Option<String> = conn.query_first(
         "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()
-         AND TABLE_NAME IN ('channels', 'channel_members', 'messages', 'sequencer', 'messages_v3')",
+         AND TABLE_NAME = 'messages_v3'",
     )?;
-    tables.sort_unstable();
-    let partition_column: Option<String> = conn.query_first(
-        "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()
-         AND TABLE_NAME = 'messages' AND COLUMN_NAME = 'partition_id'",
-    )?;
-    anyhow::ensure!(
-        tables == ["channel_members", "channels", "messages", "sequencer"]
-            && partition_column.is_some(),
-        "the schema is incomplete after the migrations (found tables {tables:?}, \
-         messages.partition_id {}): a statement of migrations/mysql failed; see the \
-         database's error log",
-        if partition_column.is_some() {
-            "present"
-        } else {
-            "missing"
+    let mut missing = Vec::new();
+    for (table, columns) in SCHEMA_COLUMNS {
+        if !has_columns(&mut conn, table, columns)? {
+            missing.push(format!("{table} ({columns})"));
         }
-    );
-    // Schema 7's later statements add columns: all four must be there.
-    let v7_columns: Option<u64> = conn.query_first(
-        "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()
-         AND ((TABLE_NAME = 'channels' AND COLUMN_NAME IN ('settings', 'max_members'))
-           OR (TABLE_NAME = 'messages' AND COLUMN_NAME IN ('pinned_at', 'pinned_by')))",
-    )?;
+    }
     anyhow::ensure!(
-        v7_columns == Some(4),
-        "the schema is incomplete after the migrations: {} of schema 7's columns \
-         (channels.settings, channels.max_members, messages.pinned_at, messages.pinned_by) \
-         found: a statement of migrations/mysql failed; see the database's error log",
-        v7_columns.unwrap_or(0)
+        leftover.is_none() && missing.is_empty(),
+        "the schema is incomplete after the migrations ({}): a statement of \
+         migrations/mysql failed; see the database's error log",
+        if missing.is_empty() {
+            "messages_v3 left behind".to_owned()
+        } else {
+            format!("missing or lacking a column: {}", missing.join(", "))
+        }
     );
     let flush: Option<u64> = conn.query_first("SELECT @@innodb_flush_log_at_trx_commit")?;
     if flush.is_some_and(|f| f != 1) {
