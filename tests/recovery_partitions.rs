@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use common::TestServer;
 use common::chat::{NO_RATE_LIMIT, send_all};
 use common::cluster::Cluster;
+use common::http::http_get;
 use common::mysql::mysql_db;
 use common::raw::*;
 use gatrix_chat::store::sequencing::partition_of;
@@ -320,6 +321,31 @@ fn three_instances_recover_exactly_across_partitions() {
         l.sort();
     }
     assert_eq!(got, want, "exactly the missed messages and the live ones");
+    // Every instance applied every partition up to the last positions
+    // alice was sent: `/ready` and `/metrics` say so per partition.
+    for i in 0..3 {
+        let port = cluster.server(i).port();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let (ready, metrics) = loop {
+            let ready: Value = serde_json::from_str(&http_get(port, "/ready").unwrap().body)
+                .expect("a JSON /ready");
+            let metrics = http_get(port, "/metrics").unwrap().body;
+            let caught_up = ready["bus"]["appliedPositions"] == json!(last);
+            if caught_up || std::time::Instant::now() > deadline {
+                break (ready, metrics);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        assert_eq!(ready["bus"]["appliedPositions"], json!(last), "{ready}");
+        assert_eq!(ready["bus"]["appliedPos"], json!(last[0]), "{ready}");
+        for (p, pos) in last.iter().enumerate() {
+            let line = format!("chat_bus_applied_pos{{partition=\"{p}\"}} {pos}");
+            assert!(
+                metrics.lines().any(|l| l == line),
+                "no {line:?} on instance {i}"
+            );
+        }
+    }
 }
 
 /// Offsets ahead of what the instance applied (the floor).

@@ -150,12 +150,16 @@ impl Applier {
     /// is; while Redis is away, catch up by reading the store; otherwise a
     /// lag that outlasts the gap wait is a gap too.
     fn tick(&mut self, state: &mut State, now: Instant) {
+        let mut lag = 0;
         for p in 0..state.orders.len() {
             let Some(last) = self.with_store(|s| s.last_pos(p as u32)) else {
                 return;
             };
             let applied = state.orders[p].applied();
-            self.metrics.lag.set(last.saturating_sub(applied) as i64);
+            lag += last.saturating_sub(applied);
+            if p + 1 == state.orders.len() {
+                self.metrics.lag.set(i64::try_from(lag).unwrap_or(i64::MAX));
+            }
             if !state.up {
                 if last > applied {
                     self.fill(state, p, last);
@@ -301,7 +305,7 @@ impl Applier {
             *at = (*at).max(applied); // also over positions skipped
         }
         self.applied[p].store(applied, Ordering::Relaxed);
-        self.metrics.applied_pos.set(applied as i64);
+        self.metrics.set_applied(p, applied);
     }
 
     /// Runs `f` on the applier's store connection, opening it first if

@@ -101,7 +101,7 @@ pub(crate) fn prepare(
     let Some(target) = Target::open(config)? else {
         return Ok(None);
     };
-    metrics.bus().enable();
+    metrics.bus().enable(partitions(config) as usize);
     let (local_tx, local) = bounded(config.bus_queue_batches);
     let (publish_tx, publish_rx) =
         queue::publish_queue(config.bus_queue_batches, config.bus_queue_bytes);
@@ -162,11 +162,9 @@ impl Pending {
         // Where a new recovery session starts before the first batch is
         // applied (`BusGuard::start`, the shards' `ChatLimits`).
         let start: Vec<u64> = applied.iter().map(|a| a.load(Ordering::Relaxed)).collect();
-        let first = start.first().copied().unwrap_or(0);
-        metrics
-            .bus()
-            .applied_pos
-            .set(i64::try_from(first).unwrap_or(i64::MAX));
+        for (p, &pos) in start.iter().enumerate() {
+            metrics.bus().set_applied(p, pos);
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let timeout = Duration::from_millis(config.bus_redis_timeout_ms);
         let bus = metrics.bus();

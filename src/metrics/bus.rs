@@ -1,11 +1,14 @@
 //! The bus's state (several instances through Redis, `crate::bus`): one
-//! set per process, no labels. Without Redis every series stays at 0 and
-//! `/ready` says nothing about a bus.
+//! set per process, no labels but the applied position's `partition`.
+//! Without Redis every series stays at 0 and `/ready` says nothing about a
+//! bus.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
@@ -14,15 +17,18 @@ use prometheus_client::registry::Registry;
 pub struct BusMetrics {
     /// Set once at start when Redis is configured.
     enabled: Arc<AtomicBool>,
+    /// Sequencing partitions, set with `enabled`.
+    partitions: Arc<AtomicUsize>,
     /// 1 while the log reader is connected to Redis.
     pub connected: Gauge,
     /// 1 while the applier polls the store because Redis is away.
     pub polling: Gauge,
     /// Commit positions the database is ahead of what this instance
-    /// applied, when last sampled.
+    /// applied, when last sampled, summed over the partitions.
     pub lag: Gauge,
-    /// The last `pos` applied here.
-    pub applied_pos: Gauge,
+    /// The last `pos` applied here, per sequencing partition
+    /// ([`BusMetrics::set_applied`]).
+    applied_pos: Family<PartitionLabel, Gauge>,
     pub batches_applied: Counter,
     pub duplicates_dropped: Counter,
     pub gap_fills: Counter,
@@ -39,7 +45,26 @@ pub struct BusMetrics {
     pub slot_map_refreshes: Counter,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabel {
+    partition: usize,
+}
+
 impl BusMetrics {
+    /// The last position applied in partition `p`.
+    pub fn set_applied(&self, p: usize, pos: u64) {
+        let pos = i64::try_from(pos).unwrap_or(i64::MAX);
+        self.applied_pos
+            .get_or_create(&PartitionLabel { partition: p })
+            .set(pos);
+    }
+
+    fn applied(&self, p: usize) -> i64 {
+        self.applied_pos
+            .get_or_create(&PartitionLabel { partition: p })
+            .get()
+    }
+
     pub(super) fn register(&self, r: &mut Registry) {
         r.register(
             "chat_bus_connected",
@@ -53,12 +78,15 @@ impl BusMetrics {
         );
         r.register(
             "chat_bus_lag",
-            "Commit positions the database is ahead of what this instance applied",
+            "Commit positions the database is ahead of what this instance applied, summed over \
+             the sequencing partitions",
             self.lag.clone(),
         );
+        // Partition 0 is there from the start (0 without Redis).
+        self.set_applied(0, 0);
         r.register(
             "chat_bus_applied_pos",
-            "The last commit position this instance applied",
+            "The last commit position this instance applied, per sequencing partition",
             self.applied_pos.clone(),
         );
         r.register(
@@ -111,8 +139,10 @@ impl BusMetrics {
         );
     }
 
-    /// The bus runs in this process (Redis is configured).
-    pub fn enable(&self) {
+    /// The bus runs in this process (Redis is configured), over
+    /// `partitions` sequencing partitions.
+    pub fn enable(&self, partitions: usize) {
+        self.partitions.store(partitions.max(1), Ordering::Relaxed);
         self.enabled.store(true, Ordering::Relaxed);
     }
 
@@ -120,15 +150,24 @@ impl BusMetrics {
         self.enabled.load(Ordering::Relaxed)
     }
 
-    /// `/ready`'s `bus` object, or `None` without Redis.
+    /// `/ready`'s `bus` object, or `None` without Redis: `appliedPos` is
+    /// partition 0's (the only one by default), `appliedPositions` every
+    /// partition's when there are several.
     pub fn ready_json(&self) -> Option<String> {
         self.is_enabled().then(|| {
+            let n = self.partitions.load(Ordering::Relaxed);
+            let all = if n > 1 {
+                let list: Vec<String> = (0..n).map(|p| self.applied(p).to_string()).collect();
+                format!(r#","appliedPositions":[{}]"#, list.join(","))
+            } else {
+                String::new()
+            };
             format!(
-                r#"{{"connected":{},"polling":{},"lag":{},"appliedPos":{}}}"#,
+                r#"{{"connected":{},"polling":{},"lag":{},"appliedPos":{}{all}}}"#,
                 self.connected.get() == 1,
                 self.polling.get() == 1,
                 self.lag.get(),
-                self.applied_pos.get()
+                self.applied(0)
             )
         })
     }
