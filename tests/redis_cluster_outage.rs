@@ -371,6 +371,16 @@ fn kill_9_of_an_instance_on_the_redis_cluster_loses_nothing_acked() {
     cluster.restart(VICTIM);
     load.instance_up(VICTIM);
     let started = restart.elapsed();
+    // Ready means serving, polling the database until its log reader has
+    // read from every master once: wait for that.
+    while cluster.metric(VICTIM, "chat_bus_connected") != 1.0 {
+        assert!(
+            restart.elapsed() < RESUME,
+            "the restarted instance's reader not on the log within {RESUME:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let on_log = restart.elapsed();
     load.add_sender(&cluster, VICTIM, "sender-back");
     load.add_subscriber(&cluster, VICTIM, "reader-back");
     let back = load.subscribers.len() - 1;
@@ -392,7 +402,7 @@ fn kill_9_of_an_instance_on_the_redis_cluster_loses_nothing_acked() {
          every subscriber had every message again {resumed:?} after the kill (slowest round \
          {slowest:?}); its user left everywhere {left:?} and went offline {offline:?} after \
          the kill (lease {LEASE_MS} ms); restarted (same SERVER_ID) and ready in {started:?}, \
-         its new clients' first round delivered everywhere in {first:?}, typing out \
+         its reader on the log in {on_log:?}, its new clients' first round delivered everywhere in {first:?}, typing out \
          {typing_out:?} and in {typing_in:?}; {} messages acked in all",
         load.acked_count()
     );
