@@ -14,6 +14,7 @@ pub mod client_process;
 pub mod cluster;
 pub mod durable;
 pub mod http;
+pub mod load;
 pub mod mysql;
 pub mod polling;
 pub mod proc;

@@ -36,6 +36,10 @@ pub(super) struct Worker {
     counts: HashMap<Key, u32>,
     /// Counts not yet written.
     dirty: HashSet<Key>,
+    /// Subscription counts whose last write was above 0: the cluster was
+    /// told of them (`user_joined`), so their going must be announced
+    /// too, even if Redis lost them meanwhile ([`Worker::flush`]).
+    held: HashSet<Key>,
     /// Users whose cluster-wide status a shard asked for.
     queries: HashSet<Arc<str>>,
     /// Events waiting for this round's publish.
@@ -68,6 +72,7 @@ impl Worker {
             scripts,
             counts: HashMap::new(),
             dirty: HashSet::new(),
+            held: HashSet::new(),
             queries: HashSet::new(),
             outbox: Vec::new(),
             members: Vec::new(),
@@ -256,7 +261,28 @@ impl Worker {
                 None => user.to_string(),
             };
             let changed = self.scripts.set(c, *kind, &field, count)?;
-            let totals = changed.totals;
+            let mut totals = changed.totals;
+            let was_held = match (kind, count) {
+                (Kind::Subs, 0) => self.held.remove(&key),
+                (Kind::Subs, _) => {
+                    self.held.insert(key.clone());
+                    false
+                }
+                (Kind::Users, _) => false,
+            };
+            if was_held && totals.before == 0 && totals.after == 0 {
+                // Redis no longer had the subscription the cluster was
+                // told of: it came back empty (a restart without
+                // persistence, a whole Redis Cluster down) or this
+                // instance was reaped, and the user left meanwhile. The
+                // `user_left` is this instance's to announce, or nobody's:
+                // the other instances' subscribers would keep the user in
+                // the channel for good. (After a reap the reaper announced
+                // it already: a repeated `user_left` is harmless, a
+                // missing one is not.) Presence needs no such help: each
+                // instance re-reads its users' status after a reconnect.
+                totals.before = 1;
+            }
             self.dirty.remove(&key);
             if count == 0 {
                 self.counts.remove(&key);
