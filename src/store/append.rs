@@ -43,7 +43,7 @@ pub enum Placed {
     /// message.
     Earlier(Box<MessageRecord>),
     /// Not stored, and why: a reply whose thread head is not one
-    /// ([`thread_replies`]).
+    /// (`thread_replies`).
     Refused(String),
 }
 
