@@ -20,6 +20,13 @@ use crate::redis_link::{Backoff, Conn, Fault, Target, Timeouts};
 /// cannot starve the lease's renewal.
 const ROUND: usize = 4096;
 
+/// How long this instance's events' subscriber must have been subscribed
+/// before the `user_left`s that Redis lost are announced
+/// ([`Worker::release_recovered`]): the reconnect backoff's cap, so that the
+/// other instances' subscribers, retrying on the same schedule, are back
+/// too and hear them.
+const RECOVERED_GRACE: Duration = Duration::from_secs(5);
+
 /// A count this instance holds: what, whose, in which channel.
 type Key = (Kind, Arc<str>, Option<Arc<str>>);
 
@@ -40,6 +47,13 @@ pub(super) struct Worker {
     /// told of them (`user_joined`), so their going must be announced
     /// too, even if Redis lost them meanwhile ([`Worker::flush`]).
     held: HashSet<Key>,
+    /// Held subscriptions Redis lost while their user left: `user_left`s
+    /// to announce once the events' subscribers are back
+    /// ([`Worker::release_recovered`]).
+    recovered: HashSet<Key>,
+    /// Since when this instance's events' subscriber has been subscribed
+    /// without a break.
+    subscribed_since: Option<Instant>,
     /// Users whose cluster-wide status a shard asked for.
     queries: HashSet<Arc<str>>,
     /// Events waiting for this round's publish.
@@ -73,6 +87,8 @@ impl Worker {
             counts: HashMap::new(),
             dirty: HashSet::new(),
             held: HashSet::new(),
+            recovered: HashSet::new(),
+            subscribed_since: None,
             queries: HashSet::new(),
             outbox: Vec::new(),
             members: Vec::new(),
@@ -244,6 +260,7 @@ impl Worker {
     /// Writes the dirty counts (answering each change's edge), answers the
     /// queries and publishes the events.
     fn flush(&mut self, c: &mut Conn) -> RedisResult<()> {
+        self.release_recovered(Instant::now());
         // Lists first: a join's channel is in the list its user's next
         // edge announces to.
         for (user, channel, added) in std::mem::take(&mut self.members) {
@@ -261,11 +278,13 @@ impl Worker {
                 None => user.to_string(),
             };
             let changed = self.scripts.set(c, *kind, &field, count)?;
-            let mut totals = changed.totals;
+            let totals = changed.totals;
             let was_held = match (kind, count) {
                 (Kind::Subs, 0) => self.held.remove(&key),
                 (Kind::Subs, _) => {
                     self.held.insert(key.clone());
+                    // Back before its leave was announced: none is due.
+                    self.recovered.remove(&key);
                     false
                 }
                 (Kind::Users, _) => false,
@@ -279,9 +298,12 @@ impl Worker {
                 // the other instances' subscribers would keep the user in
                 // the channel for good. (After a reap the reaper announced
                 // it already: a repeated `user_left` is harmless, a
-                // missing one is not.) Presence needs no such help: each
-                // instance re-reads its users' status after a reconnect.
-                totals.before = 1;
+                // missing one is not.) Not now: Redis is just back, and
+                // the others' subscribers may not be subscribed yet, so an
+                // event now could reach nobody. Presence needs no such
+                // help: each instance re-reads its users' status after a
+                // reconnect.
+                self.recovered.insert(key.clone());
             }
             self.dirty.remove(&key);
             if count == 0 {
@@ -334,6 +356,28 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Announces the `user_left`s of [`Worker::recovered`] once this
+    /// instance's events' subscriber has been subscribed for
+    /// [`RECOVERED_GRACE`] (on every node of a Redis Cluster): the other
+    /// instances' subscribers, on the same reconnect schedule, are back by
+    /// then. Still at most once, as every event: a subscriber away longer
+    /// misses them.
+    fn release_recovered(&mut self, now: Instant) {
+        if self.metrics.subscribed.get() != 1 {
+            self.subscribed_since = None;
+            return;
+        }
+        let since = *self.subscribed_since.get_or_insert(now);
+        if self.recovered.is_empty() || now < since + RECOVERED_GRACE {
+            return;
+        }
+        for (_, user, channel) in std::mem::take(&mut self.recovered) {
+            if let Some(channel) = channel {
+                self.sub_edge(channel, user, false);
+            }
+        }
     }
 
     /// Renews the lease and reaps instances whose lease expired.
