@@ -11,11 +11,13 @@
 mod common;
 
 use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use common::TestServer;
 use common::client::{Client, read_text};
 use common::rest::{Answer, Http};
+use common::{TestServer, run_client};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tungstenite::{Message, WebSocket, stream::MaybeTlsStream};
@@ -236,4 +238,41 @@ fn a_users_own_sync_is_never_refused_and_native_tokens_are_never_checked() {
     assert_eq!(ack["ok"], true, "{ack}");
     assert_eq!(server.history("nobody", &channel).len(), 1);
     assert_eq!(refusals(&server, "user_unknown"), 1.0, "only the stranger");
+}
+
+/// The same with the stock socket.io-client configured as the frontend
+/// configures it, over WebSocket and long-polling
+/// (`tests/js/gatrix_known/known.test.js`).
+#[test]
+#[ignore = "needs node_modules / python venv: run scripts/test"]
+fn the_stock_client_sees_the_refusal_as_the_frontend_would() {
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    assert!(
+        js.join("node_modules/socket.io-client/package.json")
+            .is_file(),
+        "socket.io-client is not installed in {}: run scripts/test (or `npm ci` there)",
+        js.display()
+    );
+    let server = server();
+    let output = run_client(
+        Command::new("node")
+            .arg("--test")
+            .arg("--test-reporter=spec")
+            .arg("--test-timeout=30000")
+            .arg(Path::new("gatrix_known").join("known.test.js"))
+            .current_dir(&js)
+            .env("GATRIX_URL", server.url())
+            .env("JWT_SECRET", server.secret())
+            .env("GATRIX_JWT_SECRET", BACKEND_SECRET)
+            .env("BACKEND_SERVICE_TOKEN", SERVICE_TOKEN),
+        Duration::from_secs(120),
+    );
+    println!("{}", String::from_utf8_lossy(&output.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "known.test.js failed ({})",
+        output.status
+    );
+    assert_eq!(refusals(&server, "user_unknown"), 4.0);
 }
