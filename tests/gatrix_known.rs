@@ -136,6 +136,20 @@ fn refused(server: &TestServer, user: &str) {
     }
 }
 
+/// The CONNECT is answered with `message` and `data`, then closed 4003.
+fn refused_with(server: &TestServer, user: &str, expected: Value) {
+    let (reply, mut ws) = connect(server, &backend_token(user));
+    let body = reply
+        .strip_prefix("44")
+        .unwrap_or_else(|| panic!("{user}: expected CONNECT_ERROR, got {reply}"));
+    let v: Value = serde_json::from_str(body).expect("CONNECT_ERROR JSON");
+    assert_eq!(v, expected, "{user}");
+    match ws.read() {
+        Ok(Message::Close(Some(f))) => assert_eq!(u16::from(f.code), 4003),
+        other => panic!("{user}: expected close 4003, got {other:?}"),
+    }
+}
+
 /// `chat_refusals_total{reason}` summed over the shards.
 fn refusals(server: &TestServer, reason: &str) -> f64 {
     let r = common::http_get(server.port(), "/metrics").expect("GET /metrics");
@@ -238,6 +252,35 @@ fn a_users_own_sync_is_never_refused_and_native_tokens_are_never_checked() {
     assert_eq!(ack["ok"], true, "{ack}");
     assert_eq!(server.history("nobody", &channel).len(), 1);
     assert_eq!(refusals(&server, "user_unknown"), 1.0, "only the stranger");
+}
+
+#[test]
+fn a_store_that_cannot_answer_refuses_never_admits() {
+    let server = server();
+    sync(&server, "cached", None);
+    // Every read of the directory fails from now on, as with a store
+    // that is down (the SQLite file is the server's own).
+    let db = rusqlite::Connection::open(server.db_path()).expect("open the server's database");
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute("DROP TABLE users", []).expect("drop users");
+    drop(db);
+    refused_with(
+        &server,
+        "u4",
+        json!({"message": "User directory unavailable; retry later",
+               "data": {"code": "UNAVAILABLE", "reason": "DIRECTORY_UNAVAILABLE"}}),
+    );
+    let a = gx(&server, "GET", "/channels/my", Some("u4"), None);
+    assert_eq!(a.status, 503, "{a:?}");
+    assert_eq!(
+        (&a.json["success"], &a.json["error"]["reason"]),
+        (&json!(false), &json!("DIRECTORY_UNAVAILABLE")),
+        "{a:?}"
+    );
+    assert_eq!(refusals(&server, "directory_unavailable"), 2.0);
+    assert_eq!(refusals(&server, "user_unknown"), 0.0);
+    // A user the process has in memory needs no read.
+    admitted(&server, "cached");
 }
 
 /// The same with the stock socket.io-client configured as the frontend
