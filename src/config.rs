@@ -146,6 +146,10 @@ pub struct Config {
     /// How many users of the directory each process keeps in memory for
     /// the Gatrix frames' authors (names and avatars in messages).
     pub gatrix_directory_cache_users: usize,
+    /// A Gatrix connection or REST call is refused unless its user is in
+    /// the directory (synced by the backend), as the original refused
+    /// them; native tokens are never checked.
+    pub gatrix_require_known_users: bool,
     /// Where the embedded store and the generated development secret live.
     pub data_dir: PathBuf,
     /// Engine.IO pingInterval: how often the server pings, which is how dead

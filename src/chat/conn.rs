@@ -55,6 +55,13 @@ pub(crate) struct ChatConn {
     /// `gatrix/`. Such a connection is never recovered (the Gatrix client
     /// does not ask) and subscribes in `ConnSide::gx_subs`.
     pub(super) gatrix: bool,
+    /// False while a Gatrix CONNECT waits for the directory to know its
+    /// user (`gatrix_require_known_users`, `gatrix/known.rs`): its CONNECT
+    /// reply is held on the link, it is not counted nor online, and its
+    /// events are refused.
+    pub(super) admitted: Cell<bool>,
+    /// The sid of a held CONNECT reply, for `connected` once admitted.
+    pub(super) held_sid: RefCell<Option<Box<str>>>,
 }
 
 /// The connection side of one shard: its authenticated connections,
@@ -215,6 +222,9 @@ impl ConnSide {
         // back: same pid, same channels, missed messages replayed.
         // The channels come back once the store has counted the gap (it
         // may be too large to replay: then this is a fresh session).
+        // A Gatrix user the directory may not know: the store is asked,
+        // and the CONNECT reply waits for its answer (`gatrix/known.rs`).
+        let vetting = gatrix && self.vet_user(link, &claims.sub)?;
         let claim =
             super::recovery::Claim::from_auth(auth.as_ref(), self.partitions()).filter(|_| !gatrix);
         let owner: Box<str> = match &self.sessions {
@@ -238,23 +248,34 @@ impl ConnSide {
             resumable: Cell::new(!gatrix),
             owner,
             gatrix,
+            admitted: Cell::new(!vetting),
+            held_sid: RefCell::default(),
         });
         self.conns.borrow_mut().insert(link.id, conn.clone());
-        // Redis: a fresh session is written now (a claimed one once
-        // restored), so that it survives this instance.
-        self.write_session(&conn);
-        self.hub.metrics.connections.inc();
         // The connection's span (shard::run) names its user from now on.
         tracing::Span::current().record("user", &*conn.user);
+        if vetting {
+            return Ok(conn);
+        }
+        self.admit(&conn);
+        Ok(conn)
+    }
+
+    /// The connection counts from now on: metrics, its user online, its
+    /// span. Its session was written (Redis) if it has one.
+    pub(super) fn admit(&self, conn: &Rc<ChatConn>) {
+        // Redis: a fresh session is written now (a claimed one once
+        // restored), so that it survives this instance.
+        self.write_session(conn);
+        self.hub.metrics.connections.inc();
         let user = conn.user.clone();
         self.hub.post(
             self.hub.owner_shard(&user),
             ToUserOwner::Online {
                 user,
-                conn: link.id,
+                conn: conn.link.id,
             },
         );
-        Ok(conn)
     }
 
     pub(super) fn event(&self, conn: &Rc<ChatConn>, ev: Event) {
@@ -268,6 +289,13 @@ impl ConnSide {
                 self.hub.metrics.rate_limited.inc();
                 return conn.link.close(CloseReason::RateLimited);
             }
+        }
+        if !conn.admitted.get() {
+            let e = ChatError::new(
+                ErrorCode::Unauthorized,
+                "the CONNECT is not answered yet: wait for it",
+            );
+            return answer(conn, ev.ack_id, Err(&e));
         }
         if conn.gatrix {
             return self.gatrix_event(conn, ev);
@@ -297,6 +325,11 @@ impl ConnSide {
     /// store read per connection, so that its messages carry its name;
     /// never one per message). A busy store skips it.
     pub(super) fn connected(&self, conn: &Rc<ChatConn>, sid: &str) {
+        if !conn.admitted.get() {
+            // Said once admitted (`gatrix/known.rs`), never if refused.
+            *conn.held_sid.borrow_mut() = Some(sid.into());
+            return;
+        }
         if conn.gatrix {
             let frame = super::gatrix::connected_frame(&self.hub.limits.server_id, sid);
             let _ = conn.link.push_text(frame);
@@ -314,6 +347,10 @@ impl ConnSide {
 
     pub(super) fn disconnect(&self, conn: Rc<ChatConn>, reason: DisconnectReason) {
         self.conns.borrow_mut().remove(&conn.link.id);
+        if !conn.admitted.get() {
+            // Never counted, never online, in no channel (`gatrix/known.rs`).
+            return;
+        }
         self.floors.borrow_mut().remove(&conn.link.id);
         self.hub.metrics.connections.dec();
         let channels: Vec<(Arc<str>, JoinState)> = conn.channels.borrow_mut().drain().collect();

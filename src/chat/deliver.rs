@@ -47,6 +47,7 @@ impl ConnSide {
                 num,
                 channel,
             } => self.gatrix_join_found(reply, num, channel),
+            ToConnShard::GatrixKnown { conn, found } => self.gatrix_known(conn, found),
         }
     }
 

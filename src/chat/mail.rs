@@ -215,6 +215,13 @@ pub(crate) enum ToConnShard {
         num: u64,
         channel: Result<Option<String>, String>,
     },
+    /// From a store reader: whether the user of a Gatrix CONNECT held for
+    /// `gatrix_require_known_users` is in the directory (`Err`: the store
+    /// failed).
+    GatrixKnown {
+        conn: u64,
+        found: Result<bool, String>,
+    },
 }
 
 /// To a user's owner shard (presence): from connections' shards and

@@ -100,6 +100,10 @@ pub(crate) struct ChatLimits {
     /// The user directory the Gatrix frames name authors from, one for
     /// the process (shared with REST, which fills it).
     pub directory: Arc<gatrix::Directory>,
+    /// `gatrix_require_known_users` (with `gatrix_compat`): a Gatrix
+    /// CONNECT waits for the directory to know its user
+    /// (`gatrix/known.rs`).
+    pub require_known_users: bool,
 }
 
 /// The store as chat uses it: messages answer to a [`mail::Requester`], and

@@ -24,6 +24,7 @@ impl Default for Config {
             gatrix_jwt_secret: None,
             backend_service_token: None,
             gatrix_directory_cache_users: 10_000,
+            gatrix_require_known_users: false,
             gatrix_jwt_issuer: "gatrix".into(),
             gatrix_jwt_audience: "gatrix-users".into(),
             gatrix_user_id_claim: "userId".into(),

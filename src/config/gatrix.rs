@@ -124,6 +124,13 @@ impl Config {
                  the Gatrix REST API as any user; refused with ENVIRONMENT=production"
             ));
         }
+        if self.gatrix_require_known_users && !self.gatrix_compat {
+            warnings.push(
+                "GATRIX_REQUIRE_KNOWN_USERS (gatrix_require_known_users) is ignored: \
+                 GATRIX_COMPAT (gatrix_compat) is off"
+                    .to_owned(),
+            );
+        }
         let Some(secret) = self.gatrix_jwt_secret.as_deref().filter(|s| !s.is_empty()) else {
             return;
         };
@@ -224,6 +231,22 @@ mod tests {
         assert!(
             w.len() == 1 && w[0].contains("refused"),
             "compat without the token: {w:?}"
+        );
+    }
+
+    #[test]
+    fn require_known_users_without_the_dialect_is_ignored_with_a_warning() {
+        let mut c = on(Some(&"s".repeat(40)), Environment::Development);
+        c.gatrix_require_known_users = true;
+        let mut w = Vec::new();
+        c.gatrix_warnings(&mut w);
+        assert!(w.is_empty(), "{w:?}");
+        c.gatrix_compat = false;
+        c.backend_service_token = None;
+        c.gatrix_warnings(&mut w);
+        assert!(
+            w.len() == 1 && w[0].contains("GATRIX_REQUIRE_KNOWN_USERS"),
+            "{w:?}"
         );
     }
 

@@ -141,6 +141,7 @@ pub(crate) const TABLE: &[Key] = &[
     text("gatrix_user_id_claim"),
     optional_text("backend_service_token", |c| &mut c.backend_service_token),
     parsed("gatrix_directory_cache_users"),
+    parsed("gatrix_require_known_users"),
     text("data_dir"),
     parsed("ping_interval_ms"),
     parsed("ping_timeout_ms"),

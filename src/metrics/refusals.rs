@@ -47,11 +47,17 @@ pub enum Refused {
     TokenWrongAlgorithm,
     TokenWrongAudience,
     TokenWrongIssuer,
+    /// `gatrix_require_known_users`: a Gatrix CONNECT or REST call whose
+    /// user the directory does not know (never synced, or deleted).
+    UserUnknown,
+    /// The same check when the store could not answer (refused, never
+    /// admitted unchecked).
+    DirectoryUnavailable,
 }
 
 impl Refused {
     /// Every reason, in label order (the index of each counter).
-    pub const ALL: [Refused; 15] = [
+    pub const ALL: [Refused; 17] = [
         Refused::Origin,
         Refused::BadRequest,
         Refused::BadUpgrade,
@@ -67,6 +73,8 @@ impl Refused {
         Refused::TokenWrongAlgorithm,
         Refused::TokenWrongAudience,
         Refused::TokenWrongIssuer,
+        Refused::UserUnknown,
+        Refused::DirectoryUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +94,8 @@ impl Refused {
             Refused::TokenWrongAlgorithm => "token_wrong_algorithm",
             Refused::TokenWrongAudience => "token_wrong_audience",
             Refused::TokenWrongIssuer => "token_wrong_issuer",
+            Refused::UserUnknown => "user_unknown",
+            Refused::DirectoryUnavailable => "directory_unavailable",
         }
     }
 

@@ -92,12 +92,16 @@ pub enum CloseReason {
     /// The server could not keep a promise to this connection (e.g. a
     /// recovery replay failed): reconnect.
     Internal,
+    /// A CONNECT the application accepted, then refused once it knew more
+    /// (a Gatrix user the directory does not know): after the
+    /// CONNECT_ERROR.
+    Refused,
 }
 
 impl CloseReason {
     /// Every reason, in declaration order (`reason as usize` indexes it):
     /// the bounded label set of the disconnect metrics.
-    pub const ALL: [CloseReason; 11] = [
+    pub const ALL: [CloseReason; 12] = [
         Self::ClientClosed,
         Self::ServerShutdown,
         Self::PingTimeout,
@@ -109,6 +113,7 @@ impl CloseReason {
         Self::TooLarge,
         Self::TransportError,
         Self::Internal,
+        Self::Refused,
     ];
 
     /// The WebSocket close code and reason sent to the client.
@@ -125,6 +130,7 @@ impl CloseReason {
             Self::RateLimited => (4029, "rate limited"),
             Self::TransportError => (1006, "transport error"),
             Self::Internal => (1011, "internal error"),
+            Self::Refused => (4003, "connect refused"),
         }
     }
 
@@ -142,6 +148,7 @@ impl CloseReason {
             Self::TooLarge => "too_large",
             Self::TransportError => "transport_error",
             Self::Internal => "internal",
+            Self::Refused => "refused",
         }
     }
 }

@@ -115,5 +115,6 @@ pub(super) fn chat_limits(
             None => vec![0; partitions].into(),
         },
         directory,
+        require_known_users: config.gatrix_compat && config.gatrix_require_known_users,
     }
 }

@@ -116,6 +116,7 @@ pub(crate) async fn run(
             service_token: setup.backend_service_token.clone(),
             directory: setup.chat_limits.directory.clone(),
             server_id: setup.chat_limits.server_id.clone(),
+            require_known: setup.chat_limits.require_known_users,
         }),
     });
     let links = Rc::new(Links::default());

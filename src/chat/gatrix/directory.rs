@@ -51,6 +51,10 @@ struct Inner {
     /// shard to ask ([`Directory::load_wanted`]): each once.
     pending: HashSet<String>,
     wanted: Vec<String>,
+    /// Counts forgets and clears: a store read that started before one
+    /// must not put back what it removed (a deleted user admitted again
+    /// by a read that raced the delete; [`Directory::put_unless_forgotten`]).
+    forgotten: u64,
 }
 
 #[derive(Debug)]
@@ -81,6 +85,28 @@ impl Directory {
     /// to be absent).
     pub(crate) fn contains(&self, id: &str) -> bool {
         self.lock().by_id.contains_key(id)
+    }
+
+    /// Whether the user is in memory and known to the store (synced, not
+    /// deleted since): the one answer a Gatrix admission takes without a
+    /// store read. Absence is never taken from memory.
+    pub(crate) fn knows(&self, id: &str) -> bool {
+        matches!(self.lock().by_id.get(id), Some(Some(_)))
+    }
+
+    /// Where the forgets are now: give it to
+    /// [`Self::put_unless_forgotten`] with the store read started after.
+    pub(crate) fn generation(&self) -> u64 {
+        self.lock().forgotten
+    }
+
+    /// The answer of a store read started at `generation`: kept only if
+    /// nothing was forgotten since (a delete, a change on another
+    /// instance), which the read may not have seen.
+    pub(crate) fn put_unless_forgotten(&self, generation: u64, user: &UserRecord) {
+        if self.generation() == generation {
+            self.put(user);
+        }
     }
 
     pub(crate) fn put(&self, user: &UserRecord) {
@@ -117,7 +143,9 @@ impl Directory {
     }
 
     pub(crate) fn forget(&self, id: &str) {
-        self.lock().by_id.remove(id);
+        let mut g = self.lock();
+        g.by_id.remove(id);
+        g.forgotten += 1;
     }
 
     /// Everything goes (events from other instances were missed).
@@ -125,6 +153,7 @@ impl Directory {
         let mut g = self.lock();
         g.by_id.clear();
         g.order.clear();
+        g.forgotten += 1;
     }
 
     /// `message.user` for `user_id`: the directory's name, email and
@@ -219,6 +248,26 @@ mod tests {
             d.forget(&i.to_string());
         }
         assert!(d.lock().order.len() <= 4, "stale places are bounded");
+    }
+
+    #[test]
+    fn known_means_synced_and_a_forget_wins_over_a_read_in_flight() {
+        let d = Directory::new(4);
+        assert!(!d.knows("a"));
+        d.loaded("a", None);
+        assert!(d.contains("a") && !d.knows("a"), "absent is not known");
+        let before = d.generation();
+        d.put(&user("a"));
+        assert!(d.knows("a"));
+        // A read started before the delete answers after it.
+        d.forget("a");
+        d.put_unless_forgotten(before, &user("a"));
+        assert!(!d.knows("a"), "the delete wins");
+        let now = d.generation();
+        d.put_unless_forgotten(now, &user("a"));
+        assert!(d.knows("a"));
+        d.clear();
+        assert!(!d.knows("a") && d.generation() > now);
     }
 
     #[test]

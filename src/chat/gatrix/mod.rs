@@ -8,6 +8,7 @@
 
 mod directory;
 pub(crate) mod frames;
+pub(crate) mod known;
 mod nums;
 
 pub(crate) use directory::Directory;

@@ -112,6 +112,7 @@ impl World {
             server_id: "test".into(),
             start_positions: [0].into(),
             directory: Arc::new(super::gatrix::Directory::new(100)),
+            require_known_users: false,
         };
         let sessions = super::recovery::SessionStore::Local(super::recovery::Sessions::new(1_000));
         let boxes: Vec<_> = (0..shards).map(|i| Mailbox::new(mesh.clone(), i)).collect();

@@ -40,6 +40,9 @@ pub(crate) struct GatrixRest {
     /// the sync routes.
     pub directory: Arc<Directory>,
     pub server_id: Arc<str>,
+    /// `gatrix_require_known_users`: a request acting as a user the
+    /// directory does not know is refused (`known.rs`).
+    pub require_known: bool,
 }
 
 const API_TOKEN: &str = "x-api-token";
@@ -64,7 +67,11 @@ fn refused(e: ApiError) -> Reply {
     if e.status.is_server_error() {
         tracing::debug!(code = e.code, message = %e.message, "Gatrix REST request failed");
     }
-    let body = json!({"success": false, "error": {"code": e.code, "message": e.message}});
+    let mut body = json!({"success": false, "error": {"code": e.code, "message": e.message}});
+    // A refusal's `reason` (and `claim`), as in the native 401.
+    if let (Some(t), Some(Value::Object(error))) = (e.token, body.get_mut("error")) {
+        t.add_to(error);
+    }
     let mut r = reply::json(e.status, body.to_string());
     if e.status == StatusCode::SERVICE_UNAVAILABLE || e.status == StatusCode::TOO_MANY_REQUESTS {
         r.headers_mut()
@@ -103,6 +110,54 @@ fn authenticate(g: &GatrixRest, req: &Request<Incoming>) -> Result<Option<String
             ))),
         },
     }
+}
+
+/// With `gatrix_require_known_users`: the acting user is in the
+/// directory (in memory, else one store read), or the request is refused
+/// as the original refused it: 401 `User not found in chat system. Please
+/// sync user first.` (`reason` `USER_UNKNOWN`), or 503 when the store
+/// cannot say (never admitted unchecked).
+async fn known(conn: &Conn, g: &GatrixRest, user: &str) -> Result<(), ApiError> {
+    use crate::chat::gatrix::known::NotAdmitted;
+    if !g.require_known || g.directory.knows(user) {
+        return Ok(());
+    }
+    let (dir, id, generation) = (
+        g.directory.clone(),
+        user.to_owned(),
+        g.directory.generation(),
+    );
+    let call = Call {
+        ctx: &conn.ctx,
+        user: String::new(),
+    };
+    let why = match call.read(move |s| Ok(s.user(&id)?)).await {
+        Ok(Some(u)) => {
+            dir.put_unless_forgotten(generation, &u);
+            return Ok(());
+        }
+        Ok(None) => NotAdmitted::Unknown,
+        Err(_) => NotAdmitted::Unavailable,
+    };
+    conn.ctx
+        .metrics
+        .refusals
+        .refused(why.refused(), conn.peer, || {
+            format!("Gatrix REST: {}", why.message())
+        });
+    let (code, reason) = why.codes();
+    let (status, message) = match why {
+        NotAdmitted::Unknown => (
+            StatusCode::UNAUTHORIZED,
+            "User not found in chat system. Please sync user first.",
+        ),
+        NotAdmitted::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, why.message()),
+    };
+    let refusal = crate::auth::TokenRefusal {
+        reason,
+        claim: None,
+    };
+    Err(ApiError::new(status, code, message).with_token_refusal(refusal))
 }
 
 /// Answers one Gatrix request: never the native error shape.
@@ -150,6 +205,11 @@ async fn route(conn: &Conn, g: &GatrixRest, req: Request<Incoming>) -> Result<Re
         (&Method::GET, []) => return Ok(info(g)),
         (&Method::GET, ["ws", "info"]) => return Ok(ws_info(g)),
         (_, ["users", ..]) if !(method == Method::GET && segs.len() == 1) => {
+            // A user's own sync is what makes them known: never refused.
+            let syncing = matches!(segs.as_slice(), ["users", "upsert" | "sync-user"]);
+            if let Some(u) = user.as_deref().filter(|_| !syncing) {
+                known(conn, g, u).await?;
+            }
             return users::route(conn, g, user.as_deref(), &method, &segs[1..], &body).await;
         }
         _ => {}
@@ -159,6 +219,7 @@ async fn route(conn: &Conn, g: &GatrixRest, req: Request<Incoming>) -> Result<Re
             "X-User-ID is required: the user this request acts for",
         ));
     };
+    known(conn, g, &user).await?;
     let call = Call {
         ctx: &conn.ctx,
         user,
