@@ -8,44 +8,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import {
-  TYPING_TIMEOUT_MS,
-  WAIT_MS,
-  call,
-  connect,
-  connectRefused,
-  join,
-  jwt,
-  newChannel,
-  nowSecs,
-  rest,
-  send,
-  uid,
-} from "./lib.js";
-
-const GX_SECRET = process.env.GATRIX_JWT_SECRET;
-if (!GX_SECRET) {
-  throw new Error("GATRIX_JWT_SECRET is not set: run these tests through tests/js_clients.rs");
-}
-
-/** An access token as the Gatrix backend signs it (its src/utils/jwt.ts). */
-function backendToken(userId, { exp = nowSecs() + 900, aud = "gatrix-users", secret = GX_SECRET } = {}) {
-  const claims = { userId, email: "u@example.com", orgId: "org", iat: nowSecs(), exp, iss: "gatrix", aud };
-  return jwt(claims, { secret });
-}
-
-/** Connects as the frontend does; resolves once `connected` arrived too. */
-async function frontend(userId) {
-  const socket = await connect(undefined, {
-    token: backendToken(userId),
-    transports: ["websocket", "polling"],
-  });
-  const hello = await socket.inbox.next("connected");
-  assert.equal(typeof hello.serverId, "string");
-  assert.equal(hello.socketId, socket.id);
-  assert.ok(Number.isSafeInteger(hello.timestamp));
-  return socket;
-}
+import { TYPING_TIMEOUT_MS, WAIT_MS, call, connect, connectRefused, join, newChannel, nowSecs, rest, send, uid } from "./lib.js";
+import { backendToken, frontend } from "./gatrix_lib.js";
 
 /**
  * `join_channel` without an ack, as the frontend emits it; resolves with

@@ -8,47 +8,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { URL, WAIT_MS, connect, join, jwt, newChannel, nowSecs, rest, uid } from "./lib.js";
-
-const SERVICE_TOKEN = process.env.BACKEND_SERVICE_TOKEN;
-const GX_SECRET = process.env.GATRIX_JWT_SECRET;
-if (!SERVICE_TOKEN || !GX_SECRET) {
-  throw new Error("BACKEND_SERVICE_TOKEN/GATRIX_JWT_SECRET are not set: run through tests/js_clients.rs");
-}
-
-/**
- * A call as the backend sends it; `user` undefined: the backend itself;
- * `token` null: no X-API-Token.
- */
-async function backend(method, path, user, body, { token = SERVICE_TOKEN } = {}) {
-  const headers = { "Content-Type": "application/json" };
-  if (token !== null) headers["X-API-Token"] = token;
-  if (user !== undefined) headers["X-User-ID"] = user;
-  const response = await fetch(URL + "/api/v1" + path, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(WAIT_MS),
-  });
-  const text = await response.text();
-  return { status: response.status, body: JSON.parse(text) };
-}
-
-/** What the backend's callers read: `success` and `data`. */
-async function ok(method, path, user, body) {
-  const r = await backend(method, path, user, body);
-  assert.ok(r.status < 300 && r.body.success === true, `${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-  return r.body;
-}
-
-async function frontendSocket(userId) {
-  const claims = { userId, iat: nowSecs(), exp: nowSecs() + 900, iss: "gatrix", aud: "gatrix-users" };
-  const socket = await connect(undefined, { token: jwt(claims, { secret: GX_SECRET }), transports: ["websocket"] });
-  await socket.inbox.next("connected");
-  return socket;
-}
-
-const ulid = (p) => `01HZ${uid(p).toUpperCase()}`;
+import { URL, WAIT_MS, call, connect, join, newChannel, rest, send, uid } from "./lib.js";
+import { frontend, backend, ok, ulid } from "./gatrix_lib.js";
 
 // One session as the frontend and the backend run it, in their order
 // (ChatContext.loadChannels and its actions, over ChatService and the
@@ -89,7 +50,7 @@ test("the frontend's session through the backend, in their order", async () => {
   async function session(user, profile) {
     const synced = await ok("POST", "/users/upsert", user, profile);
     assert.equal(synced.data.user.id, user);
-    const socket = await frontendSocket(user);
+    const socket = await frontend(user);
     const channels = await ok("GET", "/channels/my", user);
     assert.ok(Array.isArray(channels.data));
     assert.equal(channels.pagination.page, 1);
@@ -210,7 +171,7 @@ test("pins: the owner toggles them, members may not; both dialects see the chang
   // Made natively, so that a native client can name it; the Gatrix side
   // learns its number from channel_joined.
   const channelId = await newChannel(owner);
-  const listener = await frontendSocket(member);
+  const listener = await frontend(member);
   listener.emit("join_channel", { channelId });
   const num = (await listener.inbox.next("channel_joined")).channelId;
   const native = await connect(member);
@@ -355,7 +316,7 @@ test("an author missing from memory is read once, and their next messages carry 
   const channelId = await newChannel(cy);
   const native = await connect(cy);
   await join(native, channelId);
-  const listener = await frontendSocket(ulid("li"));
+  const listener = await frontend(ulid("li"));
   listener.emit("join_channel", { channelId });
   const num = (await listener.inbox.next("channel_joined")).channelId;
   const first = await rest("POST", "/api/v1/messages", cy, { channelId, content: "first" });

@@ -10,41 +10,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { URL, WAIT_MS, call, connect, join, jwt, newChannel, nowSecs, rest, uid } from "./lib.js";
-
-const SERVICE_TOKEN = process.env.BACKEND_SERVICE_TOKEN;
-const GX_SECRET = process.env.GATRIX_JWT_SECRET;
-if (!SERVICE_TOKEN || !GX_SECRET) {
-  throw new Error("BACKEND_SERVICE_TOKEN/GATRIX_JWT_SECRET are not set: run through tests/js_clients.rs");
-}
-
-/** A Gatrix REST call as the backend's proxy makes it for `user`. */
-async function backend(method, path, user, body) {
-  const headers = { "Content-Type": "application/json", "X-API-Token": SERVICE_TOKEN };
-  if (user !== undefined) headers["X-User-ID"] = user;
-  const response = await fetch(URL + "/api/v1" + path, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(WAIT_MS),
-  });
-  return { status: response.status, body: JSON.parse(await response.text()) };
-}
-
-async function ok(method, path, user, body) {
-  const r = await backend(method, path, user, body);
-  assert.ok(r.status < 300 && r.body.success === true, `${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-  return r.body;
-}
-
-async function frontend(userId) {
-  const claims = { userId, iat: nowSecs(), exp: nowSecs() + 900, iss: "gatrix", aud: "gatrix-users" };
-  const socket = await connect(undefined, { token: jwt(claims, { secret: GX_SECRET }), transports: ["websocket"] });
-  await socket.inbox.next("connected");
-  return socket;
-}
-
-const ulid = (p) => `01HZ${uid(p).toUpperCase()}`;
+import { call, connect, join, newChannel, rest, uid } from "./lib.js";
+import { frontend, backend, ok, ulid } from "./gatrix_lib.js";
 
 /**
  * The next two `message` events of a Gatrix socket for thread `head`, in
