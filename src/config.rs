@@ -342,6 +342,12 @@ pub struct Config {
     /// (CLUSTER SLOTS) while its reads work, to follow a slot that moved
     /// before any command meets the move.
     pub redis_cluster_refresh_ms: u64,
+    /// With Redis: the longest wait between two reconnects of a Redis
+    /// thread (bus, presence, recovery sessions), which double from
+    /// 100 ms up to it, each jittered so instances do not retry in
+    /// lockstep. After an outage a thread is back at most about this
+    /// long after Redis.
+    pub redis_reconnect_max_ms: u64,
     /// Redis Cluster: the sharded pub/sub channels the ephemeral events
     /// (typing, presence, cache invalidation) are spread over, an event's
     /// from its channel or user; each instance holds one subscriber

@@ -167,6 +167,7 @@ impl Pending {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let timeout = Duration::from_millis(config.bus_redis_timeout_ms);
+        let reconnect_max = Duration::from_millis(config.redis_reconnect_max_ms);
         let bus = metrics.bus();
         let (events_tx, events) = bounded(config.bus_queue_batches);
         let publisher = Publisher {
@@ -181,6 +182,7 @@ impl Pending {
             zstd_threshold: config.bus_zstd_threshold,
             timeout,
             gap_wait: Duration::from_millis(config.bus_gap_wait_ms),
+            reconnect_max,
             metrics: bus.clone(),
         };
         let reader = Reader {
@@ -190,6 +192,7 @@ impl Pending {
             block: Duration::from_millis(config.bus_poll_interval_ms),
             timeout,
             refresh: Duration::from_millis(config.redis_cluster_refresh_ms),
+            reconnect_max,
             compression: received_compression(config),
             metrics: bus.clone(),
             stop: stop.clone(),

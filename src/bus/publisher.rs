@@ -27,6 +27,8 @@ pub(crate) struct Publisher {
     /// How long this publisher's batches may stay parked behind a gap
     /// before the next one is forced past it.
     pub gap_wait: Duration,
+    /// REDIS_RECONNECT_MAX_MS: the cap of its reconnect backoff.
+    pub reconnect_max: Duration,
     pub metrics: BusMetrics,
 }
 
@@ -34,7 +36,7 @@ impl Publisher {
     /// Runs until every sender of `batches` is gone.
     pub(crate) fn run(self) {
         let mut conn: Option<Conn> = None;
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(self.reconnect_max);
         // Per partition: since when this publisher's batches are parked.
         let mut stalled: HashMap<u32, Instant> = HashMap::new();
         let keys = PartitionKeys::all(self.partitions);

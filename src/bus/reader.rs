@@ -62,6 +62,8 @@ pub(crate) struct Reader {
     /// REDIS_CLUSTER_REFRESH_MS: how often the slot map is read again
     /// while every group reads (a cluster only).
     pub refresh: Duration,
+    /// REDIS_RECONNECT_MAX_MS: the cap of its reconnect backoff.
+    pub reconnect_max: Duration,
     pub compression: Settings,
     pub metrics: BusMetrics,
     pub stop: Arc<AtomicBool>,
@@ -99,7 +101,7 @@ impl Reader {
         // Per partition, the last entry id read (a `pos`): kept across
         // rounds, so regrouped partitions resume where they were.
         let cursors: Vec<AtomicU64> = keys.iter().map(|_| AtomicU64::new(0)).collect();
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(self.reconnect_max);
         let mut map: Option<SlotMap> = None;
         // Down until every group read once: the applier polls meanwhile.
         let up = AtomicBool::new(false);

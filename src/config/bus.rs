@@ -4,6 +4,11 @@
 
 use super::{Config, ConfigError};
 
+/// The bounds of `redis_reconnect_max_ms`: below the first wait (100 ms)
+/// there is nothing left to double; past a minute a thread would stay
+/// away from a Redis long back.
+const RECONNECT_MAX_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
+
 impl Config {
     pub(super) fn bus_problems(&self, found: &mut Vec<ConfigError>) {
         #[rustfmt::skip]
@@ -25,6 +30,19 @@ impl Config {
                 format!("is {}", self.redis_pubsub_partitions),
                 "set REDIS_PUBSUB_PARTITIONS from 1 to 16384 (a Redis Cluster's slots); 64 is the \
                  default",
+            ));
+        }
+        if !RECONNECT_MAX_MS.contains(&self.redis_reconnect_max_ms) {
+            found.push(ConfigError::invalid(
+                "redis_reconnect_max_ms",
+                format!(
+                    "is {} ms, outside {} to {} ms",
+                    self.redis_reconnect_max_ms,
+                    RECONNECT_MAX_MS.start(),
+                    RECONNECT_MAX_MS.end()
+                ),
+                "set REDIS_RECONNECT_MAX_MS to milliseconds from 100 to 60000 (the longest wait \
+                 between two reconnects to Redis); 5000 is the default",
             ));
         }
     }
@@ -116,5 +134,33 @@ mod tests {
             ..Default::default()
         };
         assert!(keys(&c).contains(&"redis_cluster_refresh_ms".to_owned()));
+    }
+
+    #[test]
+    fn the_reconnect_cap_is_bounded() {
+        assert_eq!(Config::default().redis_reconnect_max_ms, 5000);
+        for (max, bad) in [
+            (5000, false),
+            (100, false),
+            (60_000, false),
+            (0, true),
+            (99, true),
+            (60_001, true),
+        ] {
+            let c = Config {
+                redis_reconnect_max_ms: max,
+                ..Default::default()
+            };
+            let problems = c.problems();
+            let found = problems
+                .iter()
+                .find(|e| e.key() == Some("redis_reconnect_max_ms"));
+            assert_eq!(found.is_some(), bad, "{max}: {problems:?}");
+            if let Some(e) = found {
+                let text = e.to_string();
+                assert!(text.contains("REDIS_RECONNECT_MAX_MS"), "{text}");
+                assert!(text.contains(&format!("is {max} ms")), "{text}");
+            }
+        }
     }
 }

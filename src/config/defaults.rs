@@ -83,6 +83,7 @@ impl Default for Config {
             redis_db: 0,
             redis_cluster_nodes: None,
             redis_cluster_refresh_ms: 5000,
+            redis_reconnect_max_ms: 5000,
             redis_pubsub_partitions: 64,
             server_id: None,
             bus_gap_wait_ms: 200,

@@ -197,6 +197,7 @@ pub(crate) const TABLE: &[Key] = &[
     parsed("redis_db"),
     optional_text("redis_cluster_nodes", |c| &mut c.redis_cluster_nodes),
     parsed("redis_cluster_refresh_ms"),
+    parsed("redis_reconnect_max_ms"),
     parsed("redis_pubsub_partitions"),
     optional_text("server_id", |c| &mut c.server_id),
     parsed("bus_gap_wait_ms"),

@@ -42,6 +42,7 @@ pub(super) fn recovery_sessions(
         max_dropped: config.recovery_max_sessions,
         queue: config.recovery_redis_queue,
         timeout: Duration::from_millis(config.recovery_redis_timeout_ms),
+        reconnect_max: Duration::from_millis(config.redis_reconnect_max_ms),
     };
     let shared = Shared::start(target, mesh.clone(), &settings, metrics.recovery())
         .context("starting the Redis sessions thread")?;

@@ -132,6 +132,8 @@ pub(crate) struct Settings {
     pub pubsub_partitions: u32,
     /// Redis Cluster: how often the subscriber reads the slot map again.
     pub refresh: Duration,
+    /// REDIS_RECONNECT_MAX_MS: the cap of the threads' reconnect backoff.
+    pub reconnect_max: Duration,
     /// The process's user directory: `Event::User` and a reconnection
     /// (events missed) clear entries there.
     pub directory: Arc<crate::chat::gatrix::Directory>,
@@ -180,6 +182,7 @@ impl Cluster {
             queue: config.presence_queue,
             pubsub_partitions: config.redis_pubsub_partitions,
             refresh: Duration::from_millis(config.redis_cluster_refresh_ms),
+            reconnect_max: Duration::from_millis(config.redis_reconnect_max_ms),
             directory,
         };
         Self::start(settings, mesh.clone(), metrics.cluster()).map(Some)
@@ -215,6 +218,7 @@ impl Cluster {
             stop: stop.clone(),
             generation,
             probe: settings.tick(),
+            reconnect_max: settings.reconnect_max,
             directory: settings.directory.clone(),
         };
         // On a Redis Cluster, sharded pub/sub (one connection per master);

@@ -25,11 +25,13 @@ pub(super) struct Subscriber {
     pub directory: Arc<crate::chat::gatrix::Directory>,
     /// How long a quiet subscription goes before it is probed (PING).
     pub probe: Duration,
+    /// REDIS_RECONNECT_MAX_MS: the cap of its reconnect backoff.
+    pub reconnect_max: Duration,
 }
 
 impl Subscriber {
     pub(super) fn run(self) {
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(self.reconnect_max);
         let mut first = true;
         // Tries since the last subscription that worked.
         let mut attempt = 0;

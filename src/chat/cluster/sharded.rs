@@ -78,7 +78,7 @@ impl Sharded {
             return self.inner.run();
         };
         let channels = shard_channels(self.partitions);
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(self.inner.reconnect_max);
         let mut map: Option<SlotMap> = None;
         let mut first = true;
         let timeout = self.inner.probe * 3;

@@ -185,6 +185,7 @@ impl Instance {
             queue: 64,
             pubsub_partitions: 64,
             refresh: Duration::from_secs(5),
+            reconnect_max: Duration::from_secs(5),
             directory: Arc::new(crate::chat::gatrix::Directory::new(10)),
         };
         let directory = settings.directory.clone();

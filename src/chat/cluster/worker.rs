@@ -98,7 +98,7 @@ impl Worker {
 
     pub(super) fn run(mut self) {
         let mut conn: Option<Conn> = None;
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(self.settings.reconnect_max);
         let mut connected_before = false;
         let mut next_tick = Instant::now();
         // A count that would have hidden an edge: taken after the flush.

@@ -88,6 +88,8 @@ pub(crate) struct Settings {
     /// CONNECT replies) twice this at most (the command under way when
     /// the claim came, then its own), then they are not recovered.
     pub timeout: Duration,
+    /// `redis_reconnect_max_ms`: the cap of the reconnect backoff.
+    pub reconnect_max: Duration,
 }
 
 impl Shared {
@@ -155,7 +157,7 @@ impl Worker {
         Self {
             target: target.into(),
             con: None,
-            backoff: Backoff::new(),
+            backoff: Backoff::new(settings.reconnect_max),
             mesh,
             ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
             dropped: VecDeque::new(),

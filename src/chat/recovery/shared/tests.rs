@@ -19,6 +19,7 @@ fn settings(max_dropped: usize) -> Settings {
         max_dropped,
         queue: 1_000,
         timeout: Duration::from_secs(2),
+        reconnect_max: Duration::from_secs(5),
     }
 }
 
