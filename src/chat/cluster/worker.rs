@@ -20,13 +20,6 @@ use crate::redis_link::{Backoff, Conn, Fault, Target, Timeouts};
 /// cannot starve the lease's renewal.
 const ROUND: usize = 4096;
 
-/// How long this instance's events' subscriber must have been subscribed
-/// before the `user_left`s that Redis lost are announced
-/// ([`Worker::release_recovered`]): the reconnect backoff's cap, so that the
-/// other instances' subscribers, retrying on the same schedule, are back
-/// too and hear them.
-const RECOVERED_GRACE: Duration = Duration::from_secs(5);
-
 /// A count this instance holds: what, whose, in which channel.
 type Key = (Kind, Arc<str>, Option<Arc<str>>);
 
@@ -359,10 +352,10 @@ impl Worker {
     }
 
     /// Announces the `user_left`s of [`Worker::recovered`] once this
-    /// instance's events' subscriber has been subscribed for
-    /// [`RECOVERED_GRACE`] (on every node of a Redis Cluster): the other
-    /// instances' subscribers, on the same reconnect schedule, are back by
-    /// then. Still at most once, as every event: a subscriber away longer
+    /// instance's events' subscriber has been subscribed for the reconnect
+    /// backoff's cap (`REDIS_RECONNECT_MAX_MS`; on every node of a Redis
+    /// Cluster): the other instances' subscribers, retrying within that
+    /// cap, are back by then. Still at most once, as every event: a subscriber away longer
     /// misses them.
     fn release_recovered(&mut self, now: Instant) {
         if self.metrics.subscribed.get() != 1 {
@@ -370,7 +363,7 @@ impl Worker {
             return;
         }
         let since = *self.subscribed_since.get_or_insert(now);
-        if self.recovered.is_empty() || now < since + RECOVERED_GRACE {
+        if self.recovered.is_empty() || now < since + self.settings.reconnect_max {
             return;
         }
         for (_, user, channel) in std::mem::take(&mut self.recovered) {
