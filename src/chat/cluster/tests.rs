@@ -185,7 +185,9 @@ impl Instance {
             queue: 64,
             pubsub_partitions: 64,
             refresh: Duration::from_secs(5),
-            reconnect_max: Duration::from_secs(5),
+            // Short: a_leave_while_redis_was_away… waits a cap after the
+            // subscriber is back.
+            reconnect_max: Duration::from_secs(1),
             directory: Arc::new(crate::chat::gatrix::Directory::new(10)),
         };
         let directory = settings.directory.clone();

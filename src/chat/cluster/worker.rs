@@ -20,6 +20,10 @@ use crate::redis_link::{Backoff, Conn, Fault, Target, Timeouts};
 /// cannot starve the lease's renewal.
 const ROUND: usize = 4096;
 
+/// How often the worker looks whether the `user_left`s that Redis lost
+/// may be announced ([`Worker::release_recovered`]).
+const RECOVERED_POLL: Duration = Duration::from_millis(250);
+
 /// A count this instance holds: what, whose, in which channel.
 type Key = (Kind, Arc<str>, Option<Arc<str>>);
 
@@ -117,7 +121,11 @@ impl Worker {
                     }
                 }
             }
-            let wake = if conn.is_some() {
+            let wake = if conn.is_some() && !self.recovered.is_empty() {
+                // `user_left`s waiting for the subscribers: looked at
+                // often, not once a tick (a sixth of the lease).
+                next_tick.min(Instant::now() + RECOVERED_POLL)
+            } else if conn.is_some() {
                 next_tick
             } else {
                 Instant::now() + backoff.remaining(Instant::now())
