@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use redis::RedisResult;
 
-use super::scripts::{Kind, Scripts, Totals, split_sub, sub_field};
+use super::scripts::{Kind, Scripts, sub_field};
 use super::{ClusterMetrics, EVENTS, Envelope, Event, Request, Settings};
+use crate::chat::Mail;
 use crate::chat::mail::{ToChannelOwner, ToUserOwner};
-use crate::chat::{Mail, owner_of};
 use crate::mailbox::Mesh;
 use crate::redis_link::{Backoff, Conn, Fault, Target, Timeouts};
+
+mod edges;
 
 /// Requests taken per round before the counts are written, so a flood
 /// cannot starve the lease's renewal.
@@ -397,62 +399,6 @@ impl Worker {
             self.metrics.reaped.inc_by(reaped.instances);
         }
         self.announce_reaped(c, reaped)
-    }
-
-    /// A reaped instance's users and subscriptions that are now gone
-    /// cluster-wide: announced by this instance's owners, as its own edges.
-    fn announce_reaped(&self, c: &mut Conn, reaped: super::scripts::Reaped) -> RedisResult<()> {
-        for (kind, field) in reaped.gone {
-            match kind {
-                Kind::Users => {
-                    let list = self.scripts.list(c, &field)?;
-                    self.to_user(field.as_str().into(), false, Some(false), list);
-                }
-                Kind::Subs => {
-                    if let Some((channel, user)) = split_sub(&field) {
-                        self.sub_edge(channel.into(), user.into(), false);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Hands a count change's answer to its owner shard.
-    fn answer(&self, key: &Key, totals: Totals, list: Vec<String>) {
-        match key {
-            (Kind::Users, user, _) => {
-                self.to_user(user.clone(), totals.after > 0, totals.edge(), list)
-            }
-            (Kind::Subs, user, Some(channel)) => {
-                if let Some(joined) = totals.edge() {
-                    self.sub_edge(channel.clone(), user.clone(), joined);
-                }
-            }
-            (Kind::Subs, _, None) => {}
-        }
-    }
-
-    fn to_user(&self, user: Arc<str>, online: bool, edge: Option<bool>, list: Vec<String>) {
-        let shard = owner_of(&user, self.mesh.shards());
-        let channels = list.into_iter().map(Arc::from).collect();
-        let mail = ToUserOwner::Cluster {
-            user,
-            online,
-            edge,
-            channels,
-        };
-        self.mesh.post_external(shard, mail.into());
-    }
-
-    fn sub_edge(&self, channel: Arc<str>, user: Arc<str>, joined: bool) {
-        let shard = owner_of(&channel, self.mesh.shards());
-        let mail = ToChannelOwner::SubEdge {
-            channel,
-            user,
-            joined,
-        };
-        self.mesh.post_external(shard, mail.into());
     }
 }
 
