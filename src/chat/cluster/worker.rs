@@ -50,9 +50,11 @@ pub(super) struct Worker {
     /// to announce once the events' subscribers are back
     /// ([`Worker::release_recovered`]).
     recovered: HashSet<Key>,
-    /// Since when this instance's events' subscriber has been subscribed
-    /// without a break.
-    subscribed_since: Option<Instant>,
+    /// After a reconnect, until when events wait to be published: the
+    /// other instances' subscribers reconnect within the backoff's cap
+    /// (`REDIS_RECONNECT_MAX_MS`) of Redis being back, and an event
+    /// published before they are subscribed reaches nobody.
+    hold_until: Option<Instant>,
     /// Users whose cluster-wide status a shard asked for.
     queries: HashSet<Arc<str>>,
     /// Events waiting for this round's publish.
@@ -87,7 +89,7 @@ impl Worker {
             dirty: HashSet::new(),
             held: HashSet::new(),
             recovered: HashSet::new(),
-            subscribed_since: None,
+            hold_until: None,
             queries: HashSet::new(),
             outbox: Vec::new(),
             members: Vec::new(),
@@ -109,6 +111,8 @@ impl Worker {
                         conn = Some(c);
                         if connected_before {
                             self.metrics.reconnects.inc();
+                            let hold = self.settings.reconnect_max * 3 / 2;
+                            self.hold_until = Some(Instant::now() + hold);
                         }
                         connected_before = true;
                         backoff.succeeded();
@@ -123,9 +127,10 @@ impl Worker {
                     }
                 }
             }
-            let wake = if conn.is_some() && !self.recovered.is_empty() {
-                // `user_left`s waiting for the subscribers: looked at
-                // often, not once a tick (a sixth of the lease).
+            let waiting = !self.recovered.is_empty() || !self.outbox.is_empty();
+            let wake = if conn.is_some() && waiting {
+                // Events held for the subscribers: looked at often, not
+                // once a tick (a sixth of the lease).
                 next_tick.min(Instant::now() + RECOVERED_POLL)
             } else if conn.is_some() {
                 next_tick
@@ -325,6 +330,15 @@ impl Worker {
             let total = self.scripts.query(c, Kind::Users, &user)?;
             self.to_user(user, total > 0, None, Vec::new());
         }
+        if self.holding(Instant::now()) {
+            // Kept for after the hold, the newest at most a queue's worth.
+            let excess = self.outbox.len().saturating_sub(self.settings.queue);
+            if excess > 0 {
+                self.outbox.drain(..excess);
+                self.metrics.dropped.inc_by(excess as u64);
+            }
+            return Ok(());
+        }
         if !self.outbox.is_empty() {
             let mut texts = Vec::with_capacity(self.outbox.len());
             let outbox = std::mem::take(&mut self.outbox);
@@ -361,19 +375,24 @@ impl Worker {
         Ok(())
     }
 
-    /// Announces the `user_left`s of [`Worker::recovered`] once this
-    /// instance's events' subscriber has been subscribed for the reconnect
-    /// backoff's cap (`REDIS_RECONNECT_MAX_MS`; on every node of a Redis
-    /// Cluster): the other instances' subscribers, retrying within that
-    /// cap, are back by then. Still at most once, as every event: a subscriber away longer
-    /// misses them.
-    fn release_recovered(&mut self, now: Instant) {
-        if self.metrics.subscribed.get() != 1 {
-            self.subscribed_since = None;
-            return;
+    /// Whether events still wait for the other instances' subscribers
+    /// after a reconnect ([`Worker::hold_until`]).
+    fn holding(&mut self, now: Instant) -> bool {
+        match self.hold_until {
+            Some(t) if now < t => true,
+            Some(_) => {
+                self.hold_until = None;
+                false
+            }
+            None => false,
         }
-        let since = *self.subscribed_since.get_or_insert(now);
-        if self.recovered.is_empty() || now < since + self.settings.reconnect_max {
+    }
+
+    /// Announces the `user_left`s of [`Worker::recovered`] once the hold
+    /// after the reconnect is over. Still at most once, as every event: a
+    /// subscriber away longer misses them.
+    fn release_recovered(&mut self, now: Instant) {
+        if self.recovered.is_empty() || self.holding(now) {
             return;
         }
         for (_, user, channel) in std::mem::take(&mut self.recovered) {
